@@ -1,0 +1,214 @@
+"""Study configurations: a grid of cells, each run for several seeds by GD and/or G&C.
+
+A config is a plain dict (from a TOML file or a preset) with the sections
+
+* top level: ``name``, ``seeds`` (a count or a list);
+* ``[problem]``: ``m``, ``m2``, ``rank``, ``n``, ``measurements``, ``norm``;
+* ``[grid]``: lists over ``width``, ``depth``, ``activation``, ``method`` (``gd``/``gc``) and
+  optionally ``eps``, ``prior``, ``rank``, ``n``, ``measurements``;
+* ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``;
+* ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr``, ``steps``,
+  ``optimizer``, ``eps_train``, ``dtype``.
+
+Unknown keys are refused by name, so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from factorkit._validation import check_choice, check_float, check_int
+from factorkit.fit.gd import OPTIMIZERS
+from factorkit.fit.guess_check import PRIORS
+from factorkit.models.deep import ACTIVATIONS
+from factorkit.problems.sensing import MEASUREMENT_KINDS
+
+METHODS = ("gd", "gc")
+PROBLEM_DEFAULTS = {"m": 5, "m2": 5, "rank": 1, "n": 15, "measurements": "gaussian", "norm": 1.0}
+GC_DEFAULTS = {
+    "prior": "gaussian",
+    "eps": 0.05,
+    "draws": 1_000_000,
+    "min_accepted": 10,
+    "dtype": "float32",
+    "chunk_size": None,
+}
+GD_DEFAULTS = {
+    "init_scale": 1e-3,
+    "lr": 1e-3,
+    "steps": 20_000,
+    "optimizer": "group_rmsprop",
+    "eps_train": None,
+    "dtype": "float64",
+}
+GRID_KEYS = ("width", "depth", "activation", "method", "eps", "prior", "rank", "n", "measurements")
+TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description")
+# which settings distinguish a run of each method (the rest do not apply to it)
+METHOD_KEYS = {
+    "gc": ("prior", "eps", "draws", "min_accepted", "dtype", "chunk_size"),
+    "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype"),
+}
+
+
+def _check_keys(section: str, given: dict, allowed) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} in [{section}]; "
+            f"allowed: {', '.join(allowed)}"
+        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid for one method: every setting a run needs, minus the seed."""
+
+    method: str
+    settings: tuple[tuple[str, object], ...]
+
+    @property
+    def params(self) -> dict:
+        return dict(self.settings)
+
+    def key(self, seed: int) -> str:
+        """Stable identity of the (cell, seed) run in the results store."""
+        blob = json.dumps({"method": self.method, "seed": seed, **self.params}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    seeds: tuple[int, ...]
+    problem: dict
+    grid: dict
+    gc: dict
+    gd: dict
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> StudyConfig:
+        raw = copy.deepcopy(raw)
+        _check_keys("study", raw, TOP_KEYS)
+        name = raw.get("name", "study")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        seeds = raw.get("seeds", 8)
+        if isinstance(seeds, int):
+            seeds = list(range(check_int("seeds", seeds)))
+        seeds = tuple(check_int("seeds[i]", s, minimum=0) for s in seeds)
+        problem = {**PROBLEM_DEFAULTS, **raw.get("problem", {})}
+        _check_keys("problem", problem, PROBLEM_DEFAULTS)
+        gc = {**GC_DEFAULTS, **raw.get("gc", {})}
+        _check_keys("gc", gc, GC_DEFAULTS)
+        gd = {**GD_DEFAULTS, **raw.get("gd", {})}
+        _check_keys("gd", gd, GD_DEFAULTS)
+        grid = raw.get("grid", {})
+        _check_keys("grid", grid, GRID_KEYS)
+        grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
+        grid.setdefault("method", list(METHODS))
+        for key in ("width", "depth"):
+            if key not in grid:
+                raise ValueError(f"[grid] must list {key!r} (e.g. {key} = [5, 10])")
+        config = cls(name, seeds, problem, grid, gc, gd, raw.get("description", ""))
+        config.validate()
+        return config
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StudyConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+        raw.setdefault("name", path.stem)
+        return cls.from_dict(raw)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "seeds": list(self.seeds),
+            "problem": self.problem,
+            "grid": self.grid,
+            "gc": self.gc,
+            "gd": self.gd,
+            "description": self.description,
+        }
+
+    def validate(self) -> None:
+        """Check every value that a run would otherwise reject late, naming the key."""
+        for method in self.grid["method"]:
+            check_choice("grid.method", method, METHODS)
+        for width in self.grid["width"]:
+            check_int("grid.width", width)
+        for depth in self.grid["depth"]:
+            check_int("grid.depth", depth)
+        for activation in self.grid.get("activation", ["linear"]):
+            check_choice("grid.activation", activation, ACTIVATIONS)
+        for eps in self.grid.get("eps", [self.gc["eps"]]):
+            check_float("gc.eps", eps, positive=True)
+        for prior in self.grid.get("prior", [self.gc["prior"]]):
+            check_choice("gc.prior", prior, PRIORS)
+        for kind in self.grid.get("measurements", [self.problem["measurements"]]):
+            check_choice("problem.measurements", kind, MEASUREMENT_KINDS)
+        m, m2 = check_int("problem.m", self.problem["m"]), check_int("problem.m2", self.problem["m2"])
+        for rank in self.grid.get("rank", [self.problem["rank"]]):
+            if check_int("problem.rank", rank) > min(m, m2):
+                raise ValueError(f"problem.rank must be <= min(m, m2) = {min(m, m2)}, got {rank}")
+        for n in self.grid.get("n", [self.problem["n"]]):
+            if check_int("problem.n", n) > m * m2:
+                raise ValueError(f"problem.n must be <= m * m2 = {m * m2}, got {n}")
+        check_float("problem.norm", self.problem["norm"], positive=True)
+        check_int("gc.draws", self.gc["draws"])
+        check_int("gc.min_accepted", self.gc["min_accepted"], minimum=0)
+        check_choice("gc.dtype", self.gc["dtype"], ("float32", "float64"))
+        check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
+        check_choice("gd.optimizer", self.gd["optimizer"], OPTIMIZERS)
+        check_float("gd.lr", self.gd["lr"], positive=True)
+        check_int("gd.steps", self.gd["steps"], minimum=0)
+        if self.gd["eps_train"] is not None:
+            check_float("gd.eps_train", self.gd["eps_train"], positive=True)
+        for depth in self.grid["depth"]:
+            check_float("gd.init_scale", init_scale_for(self.gd["init_scale"], depth), positive=True)
+
+    def cells(self) -> list[Cell]:
+        """Every distinct (method, settings) cell of the grid, in grid order."""
+        axes = [k for k in GRID_KEYS if k in self.grid]
+        cells: list[Cell] = []
+        seen: set[Cell] = set()
+        for values in itertools.product(*(self.grid[k] for k in axes)):
+            point = dict(zip(axes, values, strict=True))
+            method = point.pop("method")
+            settings = {
+                **self.problem,
+                "activation": "linear",
+                **{k: v for k, v in point.items() if k in PROBLEM_DEFAULTS or k in ("width", "depth", "activation")},
+            }
+            method_settings = self.gc if method == "gc" else self.gd
+            for key in METHOD_KEYS[method]:
+                settings[key] = point.get(key, method_settings[key])
+            if method == "gd":
+                settings["init_scale"] = init_scale_for(settings["init_scale"], settings["depth"])
+            if settings["depth"] == 1:
+                settings["width"] = min(settings["m"], settings["m2"])  # unused at depth 1
+            cell = Cell(method, tuple(sorted(settings.items())))
+            if cell not in seen:
+                seen.add(cell)
+                cells.append(cell)
+        return cells
+
+
+def init_scale_for(init_scale, depth: int) -> float:
+    """A number, or a table ``{depth: scale}`` (keys may be strings, as TOML requires)."""
+    if isinstance(init_scale, dict):
+        table = {int(k): v for k, v in init_scale.items()}
+        if depth not in table:
+            raise ValueError(f"gd.init_scale has no entry for depth {depth}; has {sorted(table)}")
+        return table[depth]
+    return init_scale

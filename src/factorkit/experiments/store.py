@@ -1,0 +1,113 @@
+"""The results store: one SQLite row per (cell, seed) run, committed as soon as it finishes."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy
+import scipy
+import torch
+
+import factorkit
+
+RESULTS_FILE = "results.sqlite"
+
+COLUMNS = {
+    "key": "TEXT PRIMARY KEY",
+    "study": "TEXT",
+    "method": "TEXT",
+    "seed": "INTEGER",
+    "width": "INTEGER",
+    "depth": "INTEGER",
+    "activation": "TEXT",
+    "m": "INTEGER",
+    "m2": "INTEGER",
+    "rank": "INTEGER",
+    "n": "INTEGER",
+    "measurements": "TEXT",
+    "prior": "TEXT",
+    "eps": "REAL",
+    "status": "TEXT",
+    "gen_loss": "REAL",
+    "gen_loss_ci_low": "REAL",
+    "gen_loss_ci_high": "REAL",
+    "gen_loss_median": "REAL",
+    "train_loss": "REAL",
+    "rel_error": "REAL",
+    "accepted": "INTEGER",
+    "evaluations": "INTEGER",
+    "acceptance_rate": "REAL",
+    "prior_gen_loss": "REAL",
+    "nuclear_gen_loss": "REAL",
+    "steps": "INTEGER",
+    "wall_time": "REAL",
+    "settings": "TEXT",
+    "versions": "TEXT",
+    "finished_at": "TEXT",
+}
+
+
+def software_versions() -> dict:
+    return {
+        "factorkit": factorkit.__version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+class ResultStore:
+    """Append-only store of run rows in ``DIR/results.sqlite``; reopening resumes."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / RESULTS_FILE
+        self._connection = sqlite3.connect(self.path)
+        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+        self._connection.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
+        self._connection.commit()
+        self._versions = json.dumps(software_versions())
+
+    def finished_keys(self) -> set[str]:
+        return {row[0] for row in self._connection.execute("SELECT key FROM runs")}
+
+    def write(self, row: dict) -> None:
+        """Insert one finished run and commit at once, so an interrupt loses nothing finished."""
+        row = {**row, "versions": self._versions, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"row has unknown columns {sorted(unknown)}")
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._connection.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
+        self._connection.commit()
+
+    def rows(self) -> list[dict]:
+        cursor = self._connection.execute("SELECT * FROM runs ORDER BY rowid")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor]
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_rows(directory: str | Path) -> list[dict]:
+    """All rows of the study in ``directory`` (raises if there is no results file)."""
+    path = Path(directory) / RESULTS_FILE
+    if not path.is_file():
+        raise ValueError(f"no {RESULTS_FILE} in {str(directory)!r}: run `factorkit study` first")
+    with ResultStore(directory) as store:
+        return store.rows()

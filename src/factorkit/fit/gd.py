@@ -1,0 +1,207 @@
+"""Gradient descent from small initialisation, many seeds as one batched run.
+
+Each population member ``p`` starts from i.i.d. ``N(0, init_scale^2)`` weights drawn from its
+own generator seeded with ``seeds[p]`` and follows its own trajectory: the optimizers allowed
+are those whose update of member ``p`` depends on member ``p`` alone (elementwise torch
+optimizers, and :class:`~factorkit.optim.GroupRMSprop` with a per-member norm), so a batched run
+equals ``P`` separate runs. A member stops (its weights freeze) at the first step where
+``L_train < eps_train``; the others go on until they do or ``max_steps`` is reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from factorkit._validation import check_choice, check_float, check_int, make_generator
+from factorkit.models.deep import DeepFactorization
+from factorkit.optim.group_rmsprop import GroupRMSprop
+from factorkit.problems.sensing import ProblemBatch, SensingProblem
+
+# elementwise torch optimizers: member p's update reads member p's gradient only
+TORCH_OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+    "adamax": torch.optim.Adamax,
+    "nadam": torch.optim.NAdam,
+    "radam": torch.optim.RAdam,
+}
+OPTIMIZERS = ("gd", "group_rmsprop", *TORCH_OPTIMIZERS)
+
+
+@dataclass
+class GDResult:
+    """Outcome of :func:`train_gd` for ``P`` members (all tensors have leading dimension ``P``)."""
+
+    weights: list[torch.Tensor]
+    W: torch.Tensor
+    train_loss: torch.Tensor
+    gen_loss: torch.Tensor
+    rel_error: torch.Tensor
+    steps: torch.Tensor
+    converged: torch.Tensor
+    history_steps: list[int] = field(default_factory=list)
+    history_train: torch.Tensor | None = None
+    history_gen: torch.Tensor | None = None
+
+
+def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: dict):
+    if name == "gd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "group_rmsprop":
+        return GroupRMSprop(params, lr=lr, population_axis=True, **options)
+    try:
+        return TORCH_OPTIMIZERS[name](params, lr=lr, **options)
+    except TypeError as err:
+        raise ValueError(f"optimizer_options {options!r} not accepted by {name!r}: {err}") from err
+
+
+def _seed_list(seeds: int | Sequence[int], population: int | None) -> list[int]:
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        count = 1 if population is None else check_int("population", population)
+        return [seeds + offset for offset in range(count)]
+    seeds = [check_int("seeds[i]", s, minimum=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if population is not None and population != len(seeds):
+        raise ValueError(f"population={population} but {len(seeds)} seeds were given")
+    return seeds
+
+
+def train_gd(
+    problem: SensingProblem | ProblemBatch,
+    model: DeepFactorization,
+    *,
+    seeds: int | Sequence[int] = 0,
+    population: int | None = None,
+    init_scale: float = 1e-3,
+    lr: float = 1e-2,
+    max_steps: int = 10_000,
+    eps_train: float | None = None,
+    optimizer: str = "gd",
+    optimizer_options: dict | None = None,
+    log_every: int = 100,
+    progress: bool | None = None,
+) -> GDResult:
+    """Train ``P`` members of ``model`` on ``problem`` by (batched) gradient descent.
+
+    Parameters
+    ----------
+    problem : SensingProblem or ProblemBatch
+        One problem shared by all members, or one problem per member.
+    model : DeepFactorization
+        Sizes must match the problem's ``(m, m')``.
+    seeds : int or sequence of int
+        Member ``p`` is initialised from ``seeds[p]``; an int ``s`` means ``s, s+1, ...``.
+    population : int, optional
+        Number of members when ``seeds`` is an int (default: ``len(problem)`` for a batch, else 1).
+    init_scale : float
+        Standard deviation of the i.i.d. Gaussian initial weights.
+    lr : float
+        Step size.
+    max_steps : int
+        Most gradient steps per member.
+    eps_train : float, optional
+        A member stops once ``L_train < eps_train``; ``None`` runs all ``max_steps``.
+    optimizer : str
+        ``'gd'`` (plain), ``'group_rmsprop'`` (the paper's normalized steps) or an elementwise
+        torch optimizer: ``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``,
+        ``'adamax'``, ``'nadam'``, ``'radam'``.
+    optimizer_options : dict, optional
+        Extra keyword arguments for the optimizer (e.g. ``{'momentum': 0.9}``).
+    log_every : int
+        Record both losses every ``log_every`` steps (and at the end).
+    progress : bool, optional
+        Show a progress bar; ``None`` shows one only on a terminal.
+
+    Returns
+    -------
+    GDResult
+        Final weights, end-to-end matrices, losses, step counts and loss curves.
+    """
+    if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
+        raise ValueError(
+            f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}"
+        )
+    if isinstance(problem, ProblemBatch) and population is None and isinstance(seeds, int):
+        population = len(problem)
+    seed_list = _seed_list(seeds, population)
+    if isinstance(problem, ProblemBatch) and len(problem) != len(seed_list):
+        raise ValueError(f"a ProblemBatch of {len(problem)} needs as many seeds, got {len(seed_list)}")
+    init_scale = check_float("init_scale", init_scale, positive=True)
+    lr = check_float("lr", lr, positive=True)
+    max_steps = check_int("max_steps", max_steps, minimum=0)
+    log_every = check_int("log_every", log_every)
+    if eps_train is not None:
+        eps_train = check_float("eps_train", eps_train, positive=True)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+
+    device, dtype = problem.device, problem.dtype
+    per_member = [
+        model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64)
+        for seed in seed_list
+    ]
+    params = [
+        torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()
+        for layer in range(len(per_member[0]))
+    ]
+    opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
+
+    population = len(seed_list)
+    done = torch.zeros(population, dtype=torch.bool, device=device)
+    steps = torch.full((population,), max_steps, dtype=torch.long, device=device)
+    frozen = [p.detach().clone() for p in params]
+    history_steps: list[int] = []
+    history_train: list[torch.Tensor] = []
+    history_gen: list[torch.Tensor] = []
+
+    bar = tqdm(total=max_steps, desc="gd", disable=None if progress is None else not progress)
+    for step in range(max_steps + 1):
+        train, gen = problem.losses(model.end_to_end(params))
+        if step % log_every == 0 or step == max_steps:
+            history_steps.append(step)
+            history_train.append(train.detach().clone())
+            history_gen.append(gen.detach().clone())
+        if eps_train is not None:
+            newly = (train.detach() < eps_train) & ~done
+            if newly.any():
+                steps[newly] = step
+                done |= newly
+                for keep, p in zip(frozen, params, strict=True):
+                    keep[newly] = p.detach()[newly]
+            if bool(done.all()):
+                break
+        if step == max_steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        train.sum().backward()
+        opt.step()
+        if eps_train is not None and bool(done.any()):
+            with torch.no_grad():
+                for keep, p in zip(frozen, params, strict=True):
+                    p[done] = keep[done]
+        bar.update(1)
+    bar.close()
+
+    weights = [p.detach() for p in params]
+    with torch.no_grad():
+        W = model.end_to_end(weights)
+        train, gen = problem.losses(W)
+    return GDResult(
+        weights=weights,
+        W=W,
+        train_loss=train,
+        gen_loss=gen,
+        rel_error=problem.rel_error(W),
+        steps=steps,
+        converged=done if eps_train is not None else torch.zeros_like(done),
+        history_steps=history_steps,
+        history_train=torch.stack(history_train),
+        history_gen=torch.stack(history_gen),
+    )

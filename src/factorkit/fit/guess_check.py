@@ -1,0 +1,320 @@
+"""Guess & Check (G&C): sample weights from a prior until ``L_train < eps``.
+
+The accepted draws are samples of the posterior ``P(w | L_train(w) < eps)``; the volume
+hypothesis (Chiang et al., ICLR 2023; Alexander et al., arXiv:2506.03931) asks whether their
+generalization matches that of gradient descent.
+
+The rejection sampler here is batched: it draws ``chunk_size`` candidates at once, evaluates
+``L_train`` and ``L_gen`` of all of them with one matrix product, and keeps the accepted ones in
+draw order. When ``n_samples`` acceptances are reached inside a chunk, the chunk is cut right
+after the ``n_samples``-th acceptance, so the accepted draws, the number of evaluations and the
+acceptance rate equal, draw for draw, those of a one-at-a-time loop over the same candidate
+stream. The stream is fixed by the generator and ``chunk_size``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from scipy import stats
+from tqdm.auto import tqdm
+
+from factorkit._validation import check_choice, check_float, check_int, make_generator
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import SensingProblem
+
+PRIORS = ("gaussian", "normalized_gaussian", "uniform", "normalized_uniform")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A prior over the layer weights of a :class:`DeepFactorization`.
+
+    Parameters
+    ----------
+    base : {'gaussian', 'uniform'}
+        Entries are i.i.d. ``N(0, s_j^2)`` or ``U(-s_j, s_j)`` in layer ``j``.
+    normalize : bool
+        Rescale the end-to-end matrix to Frobenius norm ``target_norm`` (the paper's
+        normalized prior for the depth theorem).
+    layer_scales : tuple of float, optional
+        ``s_j`` per layer. Default (the paper's code, arXiv:2506.03931): ``1/sqrt(m')`` for
+        ``W_1`` (``k x m'``) and ``1/sqrt(k)`` for every later layer, i.e. variance one over
+        fan-in; for ``m = m'`` this is "variance 1/k in the layers with k outputs and 1/m' in the
+        output layer" of the paper's text.
+    target_norm : float
+        Norm after normalization (the studies set ``||W*||_F``).
+    """
+
+    base: str = "gaussian"
+    normalize: bool = False
+    layer_scales: tuple[float, ...] | None = None
+    target_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("prior base", self.base, ("gaussian", "uniform"))
+        check_float("target_norm", self.target_norm, positive=True)
+        if self.layer_scales is not None:
+            for index, scale in enumerate(self.layer_scales):
+                check_float(f"layer_scales[{index}]", scale, positive=True)
+
+    @classmethod
+    def from_name(cls, name: str, target_norm: float = 1.0) -> Prior:
+        """``'gaussian'``, ``'normalized_gaussian'``, ``'uniform'`` or ``'normalized_uniform'``."""
+        check_choice("prior", name, PRIORS)
+        normalize = name.startswith("normalized_")
+        return cls(base=name.removeprefix("normalized_"), normalize=normalize, target_norm=target_norm)
+
+    @property
+    def name(self) -> str:
+        return ("normalized_" if self.normalize else "") + self.base
+
+    def scales(self, model: DeepFactorization) -> list[float]:
+        shapes = model.layer_shapes()
+        if self.layer_scales is not None:
+            if len(self.layer_scales) != len(shapes):
+                raise ValueError(
+                    f"layer_scales has {len(self.layer_scales)} entries, the model {len(shapes)} layers"
+                )
+            return list(self.layer_scales)
+        return [1.0 / math.sqrt(cols) for _, cols in shapes]
+
+    def sample_weights(
+        self,
+        model: DeepFactorization,
+        count: int,
+        generator: torch.Generator,
+        dtype: torch.dtype = torch.float32,
+    ) -> list[torch.Tensor]:
+        """``count`` draws of every layer, on the generator's device."""
+        device = generator.device
+        weights = []
+        for (rows, cols), scale in zip(model.layer_shapes(), self.scales(model), strict=True):
+            if self.base == "gaussian":
+                w = torch.randn(count, rows, cols, generator=generator, device=device, dtype=dtype)
+                weights.append(w.mul_(scale))
+            else:
+                w = torch.rand(count, rows, cols, generator=generator, device=device, dtype=dtype)
+                weights.append(w.mul_(2 * scale).sub_(scale))
+        return weights
+
+    def finish(self, W: torch.Tensor) -> torch.Tensor:
+        """Apply the normalization (if any) to end-to-end draws ``(..., m, m')``."""
+        if not self.normalize:
+            return W
+        norms = W.flatten(-2).norm(dim=-1)[..., None, None]
+        # a zero matrix (possible with relu) has no direction to rescale: it stays zero
+        return torch.where(norms > 0, W * (self.target_norm / norms.clamp_min(1e-300)), W)
+
+    def sample(
+        self,
+        model: DeepFactorization,
+        count: int,
+        generator: torch.Generator,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """``count`` end-to-end draws ``(count, m, m')`` of ``W`` under this prior."""
+        return self.finish(model.end_to_end(self.sample_weights(model, count, generator, dtype)))
+
+
+def resolve_prior(prior: str | Prior, problem: SensingProblem) -> Prior:
+    """A :class:`Prior` from a name (normalized priors take ``||W*||_F`` as target norm)."""
+    if isinstance(prior, Prior):
+        return prior
+    if not isinstance(prior, str):
+        raise TypeError(f"prior must be a name or a Prior, got {type(prior).__name__}")
+    return Prior.from_name(prior, target_norm=float(problem.W_star.norm()))
+
+
+@dataclass
+class GuessCheckResult:
+    """Outcome of a G&C run.
+
+    ``gen_loss_*`` summarize ``L_gen`` over accepted draws (NaN when none were accepted);
+    ``prior_gen_loss_*`` over *every* evaluated draw: the random-guess reference.
+    """
+
+    eps: float
+    accepted: int
+    evaluations: int
+    accepted_gen_loss: torch.Tensor
+    accepted_train_loss: torch.Tensor
+    accepted_W: torch.Tensor | None
+    prior_gen_loss_mean: float
+    prior_gen_loss_se: float
+    wall_time: float
+    reached_target: bool
+    sampler: str = "rejection"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.evaluations if self.evaluations else float("nan")
+
+    def acceptance_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Clopper-Pearson (exact binomial) interval for the acceptance probability."""
+        k, n, alpha = self.accepted, self.evaluations, 1 - level
+        if n == 0:
+            return (0.0, 1.0)
+        low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
+        high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
+        return (low, high)
+
+    @property
+    def gen_loss_mean(self) -> float:
+        return float(self.accepted_gen_loss.double().mean()) if self.accepted else float("nan")
+
+    def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances)."""
+        if self.accepted < 2:
+            return (float("nan"), float("nan"))
+        values = self.accepted_gen_loss.double()
+        half = float(stats.t.ppf(0.5 + level / 2, self.accepted - 1)) * float(
+            values.std() / math.sqrt(self.accepted)
+        )
+        return (self.gen_loss_mean - half, self.gen_loss_mean + half)
+
+    def summary(self) -> dict:
+        """JSON-ready figures of the run."""
+        rate_low, rate_high = self.acceptance_interval()
+        gen_low, gen_high = self.gen_loss_interval()
+        return {
+            "sampler": self.sampler,
+            "eps": self.eps,
+            "accepted": self.accepted,
+            "evaluations": self.evaluations,
+            "acceptance_rate": self.acceptance_rate,
+            "acceptance_ci": [rate_low, rate_high],
+            "gen_loss": self.gen_loss_mean,
+            "gen_loss_ci": [gen_low, gen_high],
+            "gen_loss_median": (
+                float(self.accepted_gen_loss.double().median()) if self.accepted else float("nan")
+            ),
+            "train_loss": (
+                float(self.accepted_train_loss.double().mean()) if self.accepted else float("nan")
+            ),
+            "prior_gen_loss": self.prior_gen_loss_mean,
+            "prior_gen_loss_se": self.prior_gen_loss_se,
+            "reached_target": self.reached_target,
+            "wall_time": self.wall_time,
+            **self.extra,
+        }
+
+
+def default_chunk_size(model: DeepFactorization, device: torch.device) -> int:
+    """Draws per chunk: about 2^22 weight entries on the CPU (cache-friendly), 2^27 on a GPU."""
+    budget = 2**27 if device.type == "cuda" else 2**22
+    per_draw = model.n_parameters() + model.m * model.m2
+    return int(min(max(budget // per_draw, 256), 2**20))
+
+
+def guess_and_check(
+    problem: SensingProblem,
+    model: DeepFactorization,
+    *,
+    eps: float,
+    prior: str | Prior = "gaussian",
+    n_samples: int | None = None,
+    max_evaluations: int = 1_000_000,
+    chunk_size: int | None = None,
+    seed: int | torch.Generator = 0,
+    keep_samples: bool = True,
+    progress: bool | None = None,
+) -> GuessCheckResult:
+    """Batched rejection sampling of ``P(w | L_train(w) < eps)`` under ``prior``.
+
+    Parameters
+    ----------
+    problem : SensingProblem
+        Candidates are drawn in ``problem.dtype`` on ``problem.device``.
+    model : DeepFactorization
+    eps : float
+        Acceptance threshold on ``L_train`` (strict inequality).
+    prior : str or Prior
+        ``'gaussian'`` (default scaling), ``'normalized_gaussian'``, ``'uniform'``,
+        ``'normalized_uniform'`` or a :class:`Prior`.
+    n_samples : int, optional
+        Stop after this many acceptances; ``None`` spends the whole budget.
+    max_evaluations : int
+        Budget of prior draws (loss evaluations).
+    chunk_size : int, optional
+        Candidates per batched evaluation (default from :func:`default_chunk_size`).
+    seed : int or torch.Generator
+        Seed of the candidate stream; a generator must live on ``problem.device``.
+    keep_samples : bool
+        Keep the accepted end-to-end matrices (``accepted_W``).
+    progress : bool, optional
+        Progress bar; ``None`` shows one only on a terminal.
+    """
+    eps = check_float("eps", eps, positive=True)
+    max_evaluations = check_int("max_evaluations", max_evaluations)
+    if n_samples is not None:
+        n_samples = check_int("n_samples", n_samples)
+    if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
+        raise ValueError(
+            f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}"
+        )
+    prior = resolve_prior(prior, problem)
+    chunk_size = (
+        default_chunk_size(model, problem.device)
+        if chunk_size is None
+        else check_int("chunk_size", chunk_size)
+    )
+    generator = make_generator(seed, problem.device)
+    if generator.device.type != problem.device.type:
+        raise ValueError(
+            f"seed generator lives on {generator.device}, the problem on {problem.device}"
+        )
+
+    start = time.perf_counter()
+    evaluations = 0
+    accepted = 0
+    gen_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
+    gen_sq_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
+    kept_gen, kept_train, kept_W = [], [], []
+    bar = tqdm(total=max_evaluations, desc="g&c", unit="draw", disable=None if progress is None else not progress)
+    with torch.no_grad():
+        while evaluations < max_evaluations and (n_samples is None or accepted < n_samples):
+            count = min(chunk_size, max_evaluations - evaluations)
+            W = prior.sample(model, count, generator, problem.dtype)
+            train, gen = problem.losses(W)
+            mask = train < eps
+            if n_samples is not None:
+                hits = mask.nonzero().squeeze(1)
+                needed = n_samples - accepted
+                if hits.numel() >= needed:
+                    count = int(hits[needed - 1]) + 1
+                    W, train, gen, mask = W[:count], train[:count], gen[:count], mask[:count]
+            gen64 = gen.double()
+            gen_sum += gen64.sum()
+            gen_sq_sum += gen64.square().sum()
+            evaluations += count
+            accepted += int(mask.sum())
+            if mask.any():
+                kept_gen.append(gen[mask])
+                kept_train.append(train[mask])
+                if keep_samples:
+                    kept_W.append(W[mask])
+            bar.update(count)
+    bar.close()
+
+    prior_mean = float(gen_sum) / evaluations
+    prior_var = max(float(gen_sq_sum) / evaluations - prior_mean**2, 0.0)
+    empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
+    return GuessCheckResult(
+        eps=eps,
+        accepted=accepted,
+        evaluations=evaluations,
+        accepted_gen_loss=torch.cat(kept_gen) if kept_gen else empty,
+        accepted_train_loss=torch.cat(kept_train) if kept_train else empty,
+        accepted_W=(
+            torch.cat(kept_W) if kept_W else empty.reshape(0, *problem.shape)
+        ) if keep_samples else None,
+        prior_gen_loss_mean=prior_mean,
+        prior_gen_loss_se=math.sqrt(prior_var / evaluations),
+        wall_time=time.perf_counter() - start,
+        reached_target=n_samples is None or accepted >= n_samples,
+    )

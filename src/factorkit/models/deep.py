@@ -1,0 +1,140 @@
+"""Deep (possibly non-linear) matrix factorizations ``W = W_d s(W_{d-1} s(... s(W_1)))``.
+
+Shapes follow the paper (arXiv:2506.03931, Section 2): ``W_1`` is ``k x m'``, the hidden
+``W_j`` are ``k x k`` and ``W_d`` is ``m x k``; depth 1 means ``W = W_1`` of shape ``m x m'``.
+The activation ``s`` is applied after every layer but the last. Every weight carries a leading
+*population* axis ``P``, so ``P`` weight settings (seeds, prior draws) are one batched product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from factorkit._validation import check_float, check_int
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh")
+
+
+def get_activation(activation: str | Activation, negative_slope: float = 0.2) -> Activation:
+    """The function for an activation name, or ``activation`` itself if it is callable.
+
+    ``leaky_relu`` uses ``negative_slope`` (0.2, as in the paper's experiments).
+    """
+    if callable(activation):
+        return activation
+    if activation == "linear":
+        return lambda x: x
+    if activation == "relu":
+        return torch.relu
+    if activation == "leaky_relu":
+        slope = check_float("negative_slope", negative_slope)
+        return lambda x: F.leaky_relu(x, slope)
+    if activation == "tanh":
+        return torch.tanh
+    raise ValueError(
+        f"activation must be one of {', '.join(map(repr, ACTIVATIONS))} or a callable; "
+        f"got {activation!r}"
+    )
+
+
+def activation_name(activation: str | Activation) -> str:
+    """A printable name for records: the string itself, or a callable's ``__name__``."""
+    if isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", type(activation).__name__)
+
+
+@dataclass(frozen=True)
+class DeepFactorization:
+    """The factorization model: sizes, width ``k``, depth ``d`` and activation.
+
+    Parameters
+    ----------
+    m, m2 : int
+        Shape ``m x m'`` of the end-to-end matrix.
+    width : int
+        Hidden width ``k`` (ignored for ``depth == 1``).
+    depth : int
+        Number of layers ``d >= 1``.
+    activation : str or callable
+        ``'linear'``, ``'relu'``, ``'leaky_relu'``, ``'tanh'`` or any elementwise callable.
+    negative_slope : float
+        Slope of ``leaky_relu`` for negative inputs.
+    """
+
+    m: int
+    m2: int
+    width: int
+    depth: int
+    activation: str | Activation = "linear"
+    negative_slope: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_int("m", self.m)
+        check_int("m2", self.m2)
+        check_int("width", self.width)
+        check_int("depth", self.depth)
+        # resolve once so an unknown name fails at construction, not at first use
+        object.__setattr__(self, "_act", get_activation(self.activation, self.negative_slope))
+
+    @property
+    def act(self) -> Activation:
+        return self._act  # type: ignore[attr-defined]
+
+    @property
+    def is_linear(self) -> bool:
+        return self.activation == "linear" or self.depth == 1
+
+    def layer_shapes(self) -> list[tuple[int, int]]:
+        """Shapes ``(out, in)`` of ``W_1, ..., W_d``."""
+        if self.depth == 1:
+            return [(self.m, self.m2)]
+        k = self.width
+        return [(k, self.m2)] + [(k, k)] * (self.depth - 2) + [(self.m, k)]
+
+    def n_parameters(self) -> int:
+        return sum(rows * cols for rows, cols in self.layer_shapes())
+
+    def check_weights(self, weights: Sequence[torch.Tensor]) -> int:
+        """Validate a list of population weights; return the population size ``P``."""
+        shapes = self.layer_shapes()
+        if len(weights) != len(shapes):
+            raise ValueError(f"weights must hold {len(shapes)} layers, got {len(weights)}")
+        population = weights[0].shape[0] if weights[0].dim() == 3 else -1
+        for index, (weight, shape) in enumerate(zip(weights, shapes, strict=True)):
+            if weight.dim() != 3 or tuple(weight.shape[1:]) != shape or weight.shape[0] != population:
+                raise ValueError(
+                    f"weights[{index}] must have shape (P, {shape[0]}, {shape[1]}) with a common P, "
+                    f"got {tuple(weight.shape)}"
+                )
+        return population
+
+    def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The end-to-end matrices ``(P, m, m')`` of a population of weights."""
+        self.check_weights(weights)
+        product = weights[0]
+        for weight in weights[1:]:
+            product = weight @ self.act(product)
+        return product
+
+    def init_weights(
+        self,
+        population: int,
+        scale: float,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> list[torch.Tensor]:
+        """I.i.d. ``N(0, scale^2)`` weights for ``population`` members (small initialisation)."""
+        check_int("population", population)
+        check_float("scale", scale, positive=True)
+        return [
+            scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
+            for rows, cols in self.layer_shapes()
+        ]

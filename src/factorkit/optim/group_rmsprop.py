@@ -1,0 +1,82 @@
+"""RMSprop on the *norm* of the whole gradient: one adaptive step size per model.
+
+Used by the gradient-descent runs of Alexander et al. (arXiv:2506.03931, App. D), after
+Razin, Maman & Cohen (arXiv:2201.11729, App. D.2): the learning rate is divided by the square
+root of a bias-corrected exponential average of the squared gradient norm, summed over all
+parameters, so the direction is plain gradient descent and only the step length adapts.
+
+With ``population_axis=True`` the leading dimension of every parameter indexes independent
+models (seeds); each gets its own average, so ``P`` models train exactly as ``P`` separate runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from factorkit._validation import check_float
+
+
+class GroupRMSprop(torch.optim.Optimizer):
+    """Gradient descent with step ``lr / (sqrt(v_t / (1 - alpha^t)) + eps)``.
+
+    ``v_t = alpha v_{t-1} + (1 - alpha) ||g_t||^2`` with ``||g_t||^2`` summed over every
+    parameter of the model (per population member when ``population_axis``).
+
+    Parameters
+    ----------
+    params : iterable of tensors
+        Parameters; with ``population_axis`` each must share the leading dimension ``P``.
+    lr : float
+        Base step size.
+    alpha : float
+        Smoothing constant of the squared-norm average, in ``[0, 1)``.
+    eps : float
+        Added to the root mean square for stability.
+    population_axis : bool
+        Treat dimension 0 as independent models.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-6,
+        population_axis: bool = False,
+    ) -> None:
+        check_float("lr", lr, positive=True)
+        check_float("alpha", alpha, nonnegative=True, upper=1.0)
+        if alpha == 1.0:
+            raise ValueError("alpha must be < 1, got 1.0")
+        check_float("eps", eps, nonnegative=True)
+        defaults = {"lr": lr, "alpha": alpha, "eps": eps, "population_axis": population_axis}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            batched = group["population_axis"]
+            squared = sum(
+                (p.grad.square().flatten(1).sum(1) if batched else p.grad.square().sum())
+                for p in params
+            )
+            state = self.state[params[0]]
+            if "square_avg" not in state:
+                state["step"] = 0
+                state["square_avg"] = torch.zeros_like(squared)
+            state["step"] += 1
+            square_avg = state["square_avg"]
+            square_avg.mul_(group["alpha"]).add_(squared, alpha=1 - group["alpha"])
+            bias = 1 - group["alpha"] ** state["step"]
+            step_size = group["lr"] / ((square_avg / bias).sqrt() + group["eps"])
+            for p in params:
+                scale = step_size.reshape(-1, *([1] * (p.dim() - 1))) if batched else step_size
+                p.sub_(scale * p.grad)
+        return loss

@@ -1,0 +1,22 @@
+"""What is observed and how error is measured."""
+
+from factorkit.problems.completion import entry_measurements, random_mask
+from factorkit.problems.sensing import (
+    MEASUREMENT_KINDS,
+    ProblemBatch,
+    SensingProblem,
+    make_sensing_problem,
+    orthonormal_complement,
+    random_low_rank,
+)
+
+__all__ = [
+    "MEASUREMENT_KINDS",
+    "ProblemBatch",
+    "SensingProblem",
+    "entry_measurements",
+    "make_sensing_problem",
+    "orthonormal_complement",
+    "random_low_rank",
+    "random_mask",
+]

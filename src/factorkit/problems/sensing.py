@@ -1,0 +1,301 @@
+"""Matrix sensing: a ground truth ``W*``, measurements ``y_i = <A_i, W*>`` and exact losses.
+
+The setting is that of Alexander, Slutzky, Ran-Milo & Cohen, "Do Neural Networks Need Gradient
+Descent to Generalize? A Theoretical Study" (NeurIPS 2025, arXiv:2506.03931), Section 2:
+
+* ``L_train(W) = (1/n) sum_i (<A_i, W> - y_i)^2``;
+* ``L_gen(W) = (1/|B|) sum_{B_j in B} <B_j, W - W*>^2`` with ``B`` an orthonormal basis of the
+  orthogonal complement of ``span{A_i}`` in ``R^{m x m'}``: the error on everything the
+  measurements do not already pin down.
+
+Both losses are computed for a whole batch of candidates with *one* matrix product: the
+flattened candidates ``(..., m m')`` times the stacked operator ``[A; B]^T`` of shape
+``(m m', n + |B|)``. Using the orthonormal basis rows is the projector formula
+``L_gen = ||P_perp vec(W - W*)||^2 / |B|`` (``P_perp = B^T B``) without forming ``P_perp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from factorkit._validation import (
+    check_choice,
+    check_finite_tensor,
+    check_float,
+    check_int,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+)
+from factorkit.problems.completion import entry_measurements, random_mask
+
+MEASUREMENT_KINDS = ("gaussian", "completion")
+
+
+def orthonormal_complement(measurements: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis of ``span{A_i}^perp`` in ``R^{m x m'}``, shape ``(m m' - rank, m, m')``.
+
+    Computed from a full SVD of the flattened ``(n, m m')`` stack in float64; the rank uses the
+    usual ``max(shape) * eps * s_max`` tolerance, so linearly dependent measurements are handled.
+    """
+    n, m, m2 = measurements.shape
+    flat = measurements.reshape(n, m * m2).to(torch.float64)
+    _, singular_values, vh = torch.linalg.svd(flat, full_matrices=True)
+    largest = float(singular_values.max()) if singular_values.numel() else 0.0
+    tol = max(flat.shape) * torch.finfo(torch.float64).eps * largest
+    rank = int((singular_values > tol).sum())
+    return vh[rank:].reshape(-1, m, m2).to(measurements.dtype)
+
+
+def _evaluate(
+    flat: torch.Tensor, operator: torch.Tensor, targets: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and generalization losses from one product of ``flat`` with ``operator``.
+
+    ``flat`` is ``(..., q)``; ``operator`` is ``(q, K)`` shared by all candidates, or
+    ``(P, q, K)`` with ``flat`` of shape ``(P, q)`` (one problem per population member).
+    """
+    if operator.dim() == 2:
+        residual = flat @ operator - targets
+    else:
+        residual = torch.bmm(flat.unsqueeze(1), operator).squeeze(1) - targets
+    sq = residual.square()
+    train = sq[..., :n].mean(-1)
+    # mean over an empty complement (n = m m') is NaN: nothing is left to generalize to.
+    gen = sq[..., n:].mean(-1) if sq.shape[-1] > n else torch.full_like(train, float("nan"))
+    return train, gen
+
+
+@dataclass(frozen=True, eq=False)
+class SensingProblem:
+    """A matrix sensing problem with its exact generalization loss.
+
+    Build one with :func:`make_sensing_problem` (random, seeded) or
+    :meth:`SensingProblem.from_measurements` (your own ``A_i`` and ``W*``).
+
+    Attributes
+    ----------
+    W_star : (m, m') tensor, the ground truth.
+    A : (n, m, m') tensor, the measurement matrices.
+    y : (n,) tensor, ``y_i = <A_i, W*>``.
+    complement : (m m' - rank(A), m, m') orthonormal basis of ``span{A_i}^perp``.
+    kind : ``'gaussian'``, ``'completion'`` or ``'custom'``.
+    """
+
+    W_star: torch.Tensor
+    A: torch.Tensor
+    y: torch.Tensor
+    complement: torch.Tensor
+    kind: str = "custom"
+    operator: torch.Tensor = field(init=False, repr=False)
+    targets: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        q = self.W_star.numel()
+        stacked = torch.cat([self.A.reshape(-1, q), self.complement.reshape(-1, q)])
+        object.__setattr__(self, "operator", stacked.T.contiguous())
+        object.__setattr__(self, "targets", stacked @ self.W_star.reshape(q))
+
+    @classmethod
+    def from_measurements(
+        cls, A: torch.Tensor, W_star: torch.Tensor, kind: str = "custom"
+    ) -> SensingProblem:
+        """A problem from given measurement matrices ``A`` (n, m, m') and ground truth ``W_star``."""
+        check_finite_tensor("A", A)
+        check_finite_tensor("W_star", W_star)
+        if A.dim() != 3:
+            raise ValueError(f"A must have shape (n, m, m'), got {tuple(A.shape)}")
+        if W_star.shape != A.shape[1:]:
+            raise ValueError(
+                f"W_star must have shape {tuple(A.shape[1:])} to match A, got {tuple(W_star.shape)}"
+            )
+        if A.dtype != W_star.dtype or A.device != W_star.device:
+            raise TypeError(
+                f"A and W_star must share dtype and device, got {A.dtype}/{A.device} and "
+                f"{W_star.dtype}/{W_star.device}"
+            )
+        y = (A * W_star).sum(dim=(1, 2))
+        return cls(W_star, A, y, orthonormal_complement(A), kind)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.W_star.shape)  # type: ignore[return-value]
+
+    @property
+    def n(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_star.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_star.dtype
+
+    def _flat(self, W: torch.Tensor) -> torch.Tensor:
+        if W.shape[-2:] != self.W_star.shape:
+            raise ValueError(
+                f"W must have trailing shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}"
+            )
+        return W.reshape(*W.shape[:-2], self.W_star.numel())
+
+    def losses(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_train, L_gen)`` for a batch ``W`` of shape ``(..., m, m')``, in one product."""
+        return _evaluate(self._flat(W), self.operator, self.targets, self.n)
+
+    def train_loss(self, W: torch.Tensor) -> torch.Tensor:
+        """``L_train(W) = mean_i (<A_i, W> - y_i)^2`` over the batch dimensions of ``W``."""
+        residual = self._flat(W) @ self.operator[:, : self.n] - self.targets[: self.n]
+        return residual.square().mean(-1)
+
+    def gen_loss(self, W: torch.Tensor) -> torch.Tensor:
+        """Exact ``L_gen(W)``: mean squared error on an orthonormal basis of ``span{A_i}^perp``."""
+        return self.losses(W)[1]
+
+    def rel_error(self, W: torch.Tensor) -> torch.Tensor:
+        """``||W - W*||_F / ||W*||_F``."""
+        diff = W - self.W_star
+        return diff.flatten(-2).norm(dim=-1) / self.W_star.norm()
+
+    def to(self, device: str | torch.device | None = None, dtype=None) -> SensingProblem:
+        """A copy on another device and/or dtype (the complement basis is carried, not redone)."""
+        device = self.device if device is None else resolve_device(device)
+        dtype = self.dtype if dtype is None else resolve_dtype(dtype)
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype)
+
+        return SensingProblem(
+            move(self.W_star), move(self.A), move(self.y), move(self.complement), self.kind
+        )
+
+
+def random_low_rank(
+    m: int, m2: int, rank: int, norm: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``U V^T`` with i.i.d. standard normal ``U`` (m x r), ``V`` (m' x r), scaled to ``||.||_F = norm``."""
+    U = torch.randn(m, rank, generator=generator, dtype=torch.float64)
+    V = torch.randn(m2, rank, generator=generator, dtype=torch.float64)
+    W = U @ V.T
+    return W * (norm / W.norm())
+
+
+def make_sensing_problem(
+    m: int = 5,
+    m2: int | None = None,
+    rank: int = 1,
+    n: int = 15,
+    measurements: str = "gaussian",
+    seed: int = 0,
+    norm: float = 1.0,
+    device: str | torch.device | None = "cpu",
+    dtype: str | torch.dtype = "float32",
+) -> SensingProblem:
+    """A random sensing/completion problem, as in the paper's experiments.
+
+    The ground truth is a random rank-``rank`` matrix of Frobenius norm ``norm``. ``'gaussian'``
+    measurements have i.i.d. N(0, 1) entries, each ``A_i`` then scaled to unit Frobenius norm;
+    ``'completion'`` observes ``n`` distinct entries chosen uniformly (``A_i = e_j e_k^T``).
+
+    All randomness is drawn on the CPU in float64 from ``seed`` and then cast, so the same seed
+    gives the same problem on every device and dtype.
+
+    Examples
+    --------
+    >>> problem = make_sensing_problem(m=5, rank=1, n=15, seed=0)
+    >>> bool(problem.train_loss(problem.W_star) < 1e-12)
+    True
+    """
+    m = check_int("m", m)
+    m2 = m if m2 is None else check_int("m2", m2)
+    rank = check_int("rank", rank)
+    if rank > min(m, m2):
+        raise ValueError(f"rank must be <= min(m, m2) = {min(m, m2)}, got {rank}")
+    n = check_int("n", n)
+    if n > m * m2:
+        raise ValueError(f"n must be <= m * m2 = {m * m2} (the dimension of W), got {n}")
+    check_choice("measurements", measurements, MEASUREMENT_KINDS)
+    norm = check_float("norm", norm, positive=True)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype)
+    generator = make_generator(seed)
+
+    W_star = random_low_rank(m, m2, rank, norm, generator)
+    if measurements == "gaussian":
+        A = torch.randn(n, m, m2, generator=generator, dtype=torch.float64)
+        A = A / A.flatten(1).norm(dim=1)[:, None, None]
+    else:
+        A = entry_measurements(random_mask(m, m2, n, generator))
+    problem = SensingProblem.from_measurements(A, W_star, kind=measurements)
+    return problem.to(device, dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class ProblemBatch:
+    """``P`` sensing problems of equal sizes evaluated member-wise: ``W[p]`` against problem ``p``.
+
+    Lets gradient descent over several seeds (each with its own ``W*`` and ``A``) run as one
+    batched computation.
+    """
+
+    problems: tuple[SensingProblem, ...]
+    operator: torch.Tensor = field(init=False, repr=False)
+    targets: torch.Tensor = field(init=False, repr=False)
+    W_star: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.problems:
+            raise ValueError("problems must hold at least one SensingProblem")
+        first = self.problems[0]
+        for index, problem in enumerate(self.problems):
+            if problem.operator.shape != first.operator.shape or problem.n != first.n:
+                raise ValueError(
+                    f"problems[{index}] has sizes (n={problem.n}, operator "
+                    f"{tuple(problem.operator.shape)}) unlike problems[0] (n={first.n}, "
+                    f"operator {tuple(first.operator.shape)})"
+                )
+        object.__setattr__(self, "operator", torch.stack([p.operator for p in self.problems]))
+        object.__setattr__(self, "targets", torch.stack([p.targets for p in self.problems]))
+        object.__setattr__(self, "W_star", torch.stack([p.W_star for p in self.problems]))
+
+    @classmethod
+    def of(cls, problems: Sequence[SensingProblem]) -> ProblemBatch:
+        return cls(tuple(problems))
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    @property
+    def n(self) -> int:
+        return self.problems[0].n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.problems[0].shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.problems[0].device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.problems[0].dtype
+
+    def losses(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Member-wise ``(L_train, L_gen)`` for ``W`` of shape ``(P, m, m')``."""
+        if W.shape != self.W_star.shape:
+            raise ValueError(f"W must have shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}")
+        return _evaluate(W.flatten(1), self.operator, self.targets, self.n)
+
+    def train_loss(self, W: torch.Tensor) -> torch.Tensor:
+        return self.losses(W)[0]
+
+    def gen_loss(self, W: torch.Tensor) -> torch.Tensor:
+        return self.losses(W)[1]
+
+    def rel_error(self, W: torch.Tensor) -> torch.Tensor:
+        return (W - self.W_star).flatten(1).norm(dim=1) / self.W_star.flatten(1).norm(dim=1)

@@ -60,8 +60,7 @@ def _check_keys(section: str, given: dict, allowed) -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ValueError(
-            f"unknown key(s) {', '.join(map(repr, unknown))} in [{section}]; "
-            f"allowed: {', '.join(allowed)}"
+            f"unknown key(s) {', '.join(map(repr, unknown))} in [{section}]; allowed: {', '.join(allowed)}"
         )
 
 
@@ -157,7 +156,10 @@ class StudyConfig:
             check_choice("gc.prior", prior, PRIORS)
         for kind in self.grid.get("measurements", [self.problem["measurements"]]):
             check_choice("problem.measurements", kind, MEASUREMENT_KINDS)
-        m, m2 = check_int("problem.m", self.problem["m"]), check_int("problem.m2", self.problem["m2"])
+        m, m2 = (
+            check_int("problem.m", self.problem["m"]),
+            check_int("problem.m2", self.problem["m2"]),
+        )
         for rank in self.grid.get("rank", [self.problem["rank"]]):
             if check_int("problem.rank", rank) > min(m, m2):
                 raise ValueError(f"problem.rank must be <= min(m, m2) = {min(m, m2)}, got {rank}")
@@ -188,7 +190,11 @@ class StudyConfig:
             settings = {
                 **self.problem,
                 "activation": "linear",
-                **{k: v for k, v in point.items() if k in PROBLEM_DEFAULTS or k in ("width", "depth", "activation")},
+                **{
+                    k: v
+                    for k, v in point.items()
+                    if k in PROBLEM_DEFAULTS or k in ("width", "depth", "activation")
+                },
             }
             method_settings = self.gc if method == "gc" else self.gd
             for key in METHOD_KEYS[method]:

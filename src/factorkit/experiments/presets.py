@@ -8,9 +8,11 @@ activations linear / tanh / leaky ReLU;
 * depth: k = 5, d in 2..10, normalized Gaussian prior, eps = 0.0035, 1e9 draws; GD: lr 1e-2,
   2e4 steps, init scale 1e-3 (d <= 4), 0.1 (d 5..8), 0.2 (d 9, 10).
 
-``default`` keeps the trends visible within about 5 minutes on 2 CPU cores: linear activation
-only, eps raised to 0.05 (width) and 0.03 (depth) so that ~1e6 draws accept thousands, and
-GD with fewer steps at a larger step size. ``smoke`` is a 30-second first look.
+``default`` keeps the trends visible within about 5 minutes on 2 CPU cores: width keeps the
+three activations with eps raised to 0.05 and 6e5 draws per point (thousands accepted); depth
+is linear only with eps raised to 0.015 and 2e6 draws (hundreds accepted); GD takes fewer steps
+(1e4 at lr 1e-3 for width, 5e3 at lr 1e-2 for depth). ``smoke`` is a first look in about 15 s:
+4 seeds, three widths or depths, eps 0.1 / 0.03, 1e5-2e5 draws.
 """
 
 from __future__ import annotations
@@ -29,14 +31,22 @@ def _width(scale: str) -> dict:
     if scale == "paper":
         return {
             "seeds": 8,
-            "grid": {"width": [5, 10, 20, 40, 80, 160], "depth": [2], "activation": PAPER_ACTIVATIONS},
+            "grid": {
+                "width": [5, 10, 20, 40, 80, 160],
+                "depth": [2],
+                "activation": PAPER_ACTIVATIONS,
+            },
             "gc": {"prior": "gaussian", "eps": 0.02, "draws": 10**8},
             "gd": {"init_scale": 1e-3, "lr": 1e-4, "steps": 100_000, "optimizer": "group_rmsprop"},
         }
     if scale == "default":
         return {
             "seeds": 8,
-            "grid": {"width": [5, 10, 20, 40, 80, 160], "depth": [2], "activation": ["linear"]},
+            "grid": {
+                "width": [5, 10, 20, 40, 80, 160],
+                "depth": [2],
+                "activation": PAPER_ACTIVATIONS,
+            },
             "gc": {"prior": "gaussian", "eps": 0.05, "draws": 600_000},
             "gd": {"init_scale": 1e-3, "lr": 1e-3, "steps": 10_000, "optimizer": "group_rmsprop"},
         }
@@ -60,13 +70,13 @@ def _depth(scale: str) -> dict:
         return {
             "seeds": 8,
             "grid": {"width": [5], "depth": [2, 3, 4, 6, 8, 10], "activation": ["linear"]},
-            "gc": {"prior": "normalized_gaussian", "eps": 0.03, "draws": 600_000},
+            "gc": {"prior": "normalized_gaussian", "eps": 0.015, "draws": 2_000_000},
             "gd": {"init_scale": DEPTH_INIT_SCALES, "lr": 1e-2, "steps": 5_000},
         }
     return {
         "seeds": 4,
         "grid": {"width": [5], "depth": [2, 4, 8], "activation": ["linear"]},
-        "gc": {"prior": "normalized_gaussian", "eps": 0.05, "draws": 100_000},
+        "gc": {"prior": "normalized_gaussian", "eps": 0.03, "draws": 200_000},
         "gd": {"init_scale": DEPTH_INIT_SCALES, "lr": 1e-2, "steps": 1_000},
     }
 
@@ -87,9 +97,7 @@ def _variant(base, changes: dict, description: str):
 
 PRESETS = {
     "width": _variant(_width, {}, "G&C vs GD as width grows (d = 2, rank 1, Gaussian sensing)"),
-    "depth": _variant(
-        _depth, {}, "G&C vs GD as depth grows (k = 5, rank 1, normalized Gaussian prior)"
-    ),
+    "depth": _variant(_depth, {}, "G&C vs GD as depth grows (k = 5, rank 1, normalized Gaussian prior)"),
     "width_rank2": _variant(_width, {"problem": {"rank": 2, "n": 22}}, "width study, rank-2 W*, n = 22"),
     "depth_rank2": _variant(_depth, {"problem": {"rank": 2, "n": 22}}, "depth study, rank-2 W*, n = 22"),
     "width_uniform": _variant(_width, {"gc": {"prior": "uniform"}}, "width study, uniform prior"),
@@ -97,10 +105,14 @@ PRESETS = {
         _depth, {"gc": {"prior": "normalized_uniform"}}, "depth study, normalized uniform prior"
     ),
     "width_completion": _variant(
-        _width, {"problem": {"measurements": "completion"}}, "width study, completion, 15 of 25 entries"
+        _width,
+        {"problem": {"measurements": "completion"}},
+        "width study, completion, 15 of 25 entries",
     ),
     "depth_completion": _variant(
-        _depth, {"problem": {"measurements": "completion"}}, "depth study, completion, 15 of 25 entries"
+        _depth,
+        {"problem": {"measurements": "completion"}},
+        "depth study, completion, 15 of 25 entries",
     ),
     "depth_unnormalized": _variant(
         _depth, {"gc": {"prior": "gaussian"}}, "depth study without prior normalization"

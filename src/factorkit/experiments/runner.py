@@ -49,8 +49,15 @@ def _nuclear_gen_loss(m, m2, rank, n, measurements, norm, seed) -> float:
 
 def _problem(params: dict, seed: int, device: str, dtype: str):
     return make_sensing_problem(
-        params["m"], params["m2"], params["rank"], params["n"], params["measurements"],
-        seed, params["norm"], device, dtype,
+        params["m"],
+        params["m2"],
+        params["rank"],
+        params["n"],
+        params["measurements"],
+        seed,
+        params["norm"],
+        device,
+        dtype,
     )
 
 
@@ -66,14 +73,21 @@ def _base_row(study: str, cell: Cell, seed: int) -> dict:
         "eps": params.get("eps"),
         "settings": json.dumps(params, sort_keys=True),
         "nuclear_gen_loss": _nuclear_gen_loss(
-            params["m"], params["m2"], params["rank"], params["n"], params["measurements"],
-            params["norm"], seed,
+            params["m"],
+            params["m2"],
+            params["rank"],
+            params["n"],
+            params["measurements"],
+            params["norm"],
+            seed,
         ),
     }
 
 
 def _model(params: dict) -> DeepFactorization:
-    return DeepFactorization(params["m"], params["m2"], params["width"], params["depth"], params["activation"])
+    return DeepFactorization(
+        params["m"], params["m2"], params["width"], params["depth"], params["activation"]
+    )
 
 
 def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
@@ -85,46 +99,62 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
         for seed in job.seeds:
             problem = _problem(params, seed, device, params["dtype"])
             result = guess_and_check(
-                problem, model, eps=params["eps"], prior=params["prior"],
-                max_evaluations=params["draws"], chunk_size=params["chunk_size"],
-                seed=seed + GC_SEED_OFFSET, keep_samples=False, progress=False,
+                problem,
+                model,
+                eps=params["eps"],
+                prior=params["prior"],
+                max_evaluations=params["draws"],
+                chunk_size=params["chunk_size"],
+                seed=seed + GC_SEED_OFFSET,
+                keep_samples=False,
+                progress=False,
             )
             summary = result.summary()
-            rows.append({
-                **_base_row(study, job.cell, seed),
-                "status": "ok" if result.accepted >= max(params["min_accepted"], 1) else "few_accepted",
-                "gen_loss": summary["gen_loss"] if result.accepted else None,
-                "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
-                "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
-                "gen_loss_median": summary["gen_loss_median"] if result.accepted else None,
-                "train_loss": summary["train_loss"] if result.accepted else None,
-                "accepted": result.accepted,
-                "evaluations": result.evaluations,
-                "acceptance_rate": result.acceptance_rate,
-                "prior_gen_loss": result.prior_gen_loss_mean,
-                "wall_time": result.wall_time,
-            })
+            rows.append(
+                {
+                    **_base_row(study, job.cell, seed),
+                    "status": "ok" if result.accepted >= max(params["min_accepted"], 1) else "few_accepted",
+                    "gen_loss": summary["gen_loss"] if result.accepted else None,
+                    "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
+                    "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
+                    "gen_loss_median": summary["gen_loss_median"] if result.accepted else None,
+                    "train_loss": summary["train_loss"] if result.accepted else None,
+                    "accepted": result.accepted,
+                    "evaluations": result.evaluations,
+                    "acceptance_rate": result.acceptance_rate,
+                    "prior_gen_loss": result.prior_gen_loss_mean,
+                    "wall_time": result.wall_time,
+                }
+            )
         return rows
     start = time.perf_counter()
     batch = ProblemBatch.of([_problem(params, seed, device, params["dtype"]) for seed in job.seeds])
     result = train_gd(
-        batch, model, seeds=[s + GD_SEED_OFFSET for s in job.seeds], init_scale=params["init_scale"],
-        lr=params["lr"], max_steps=params["steps"], eps_train=params["eps_train"],
-        optimizer=params["optimizer"], progress=False,
+        batch,
+        model,
+        seeds=[s + GD_SEED_OFFSET for s in job.seeds],
+        init_scale=params["init_scale"],
+        lr=params["lr"],
+        max_steps=params["steps"],
+        eps_train=params["eps_train"],
+        optimizer=params["optimizer"],
+        progress=False,
     )
     elapsed = (time.perf_counter() - start) / len(job.seeds)
     rows = []
     for index, seed in enumerate(job.seeds):
         converged = params["eps_train"] is None or bool(result.converged[index])
-        rows.append({
-            **_base_row(study, job.cell, seed),
-            "status": "ok" if converged else "not_converged",
-            "gen_loss": float(result.gen_loss[index]),
-            "train_loss": float(result.train_loss[index]),
-            "rel_error": float(result.rel_error[index]),
-            "steps": int(result.steps[index]),
-            "wall_time": elapsed,
-        })
+        rows.append(
+            {
+                **_base_row(study, job.cell, seed),
+                "status": "ok" if converged else "not_converged",
+                "gen_loss": float(result.gen_loss[index]),
+                "train_loss": float(result.train_loss[index]),
+                "rel_error": float(result.rel_error[index]),
+                "steps": int(result.steps[index]),
+                "wall_time": elapsed,
+            }
+        )
     return rows
 
 
@@ -169,8 +199,12 @@ def run_study(
         finished = store.finished_keys()
         jobs = plan(config, finished)
         total_runs = len(config.cells()) * len(config.seeds)
-        bar = tqdm(total=sum(len(j.seeds) for j in jobs), desc=config.name, unit="run",
-                   disable=None if progress is None else not progress)
+        bar = tqdm(
+            total=sum(len(j.seeds) for j in jobs),
+            desc=config.name,
+            unit="run",
+            disable=None if progress is None else not progress,
+        )
         written = 0
         if workers == 1 or len(jobs) <= 1:
             for job in jobs:
@@ -179,7 +213,9 @@ def run_study(
                     written += 1
                 bar.update(len(job.seeds))
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            with ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=_init_worker
+            ) as pool:
                 futures = [pool.submit(run_job, job, config.name, str(device_obj)) for job in jobs]
                 try:
                     for future in as_completed(futures):
@@ -192,4 +228,8 @@ def run_study(
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
         bar.close()
-    return {"runs_total": total_runs, "skipped": len(finished & {c.key(s) for c in config.cells() for s in config.seeds}), "written": written}
+    return {
+        "runs_total": total_runs,
+        "skipped": len(finished & {c.key(s) for c in config.cells() for s in config.seeds}),
+        "written": written,
+    }

@@ -86,7 +86,9 @@ class ResultStore:
             raise ValueError(f"row has unknown columns {sorted(unknown)}")
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        self._connection.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
+        self._connection.execute(
+            f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", tuple(row.values())
+        )
         self._connection.commit()
 
     def rows(self) -> list[dict]:

@@ -126,9 +126,7 @@ def train_gd(
         Final weights, end-to-end matrices, losses, step counts and loss curves.
     """
     if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
-        raise ValueError(
-            f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}"
-        )
+        raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")
     if isinstance(problem, ProblemBatch) and population is None and isinstance(seeds, int):
         population = len(problem)
     seed_list = _seed_list(seeds, population)
@@ -144,8 +142,7 @@ def train_gd(
 
     device, dtype = problem.device, problem.dtype
     per_member = [
-        model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64)
-        for seed in seed_list
+        model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64) for seed in seed_list
     ]
     params = [
         torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()

@@ -254,9 +254,7 @@ def guess_and_check(
     if n_samples is not None:
         n_samples = check_int("n_samples", n_samples)
     if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
-        raise ValueError(
-            f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}"
-        )
+        raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")
     prior = resolve_prior(prior, problem)
     chunk_size = (
         default_chunk_size(model, problem.device)
@@ -265,9 +263,7 @@ def guess_and_check(
     )
     generator = make_generator(seed, problem.device)
     if generator.device.type != problem.device.type:
-        raise ValueError(
-            f"seed generator lives on {generator.device}, the problem on {problem.device}"
-        )
+        raise ValueError(f"seed generator lives on {generator.device}, the problem on {problem.device}")
 
     start = time.perf_counter()
     evaluations = 0
@@ -275,7 +271,12 @@ def guess_and_check(
     gen_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
     gen_sq_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
     kept_gen, kept_train, kept_W = [], [], []
-    bar = tqdm(total=max_evaluations, desc="g&c", unit="draw", disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=max_evaluations,
+        desc="g&c",
+        unit="draw",
+        disable=None if progress is None else not progress,
+    )
     with torch.no_grad():
         while evaluations < max_evaluations and (n_samples is None or accepted < n_samples):
             count = min(chunk_size, max_evaluations - evaluations)
@@ -310,9 +311,9 @@ def guess_and_check(
         evaluations=evaluations,
         accepted_gen_loss=torch.cat(kept_gen) if kept_gen else empty,
         accepted_train_loss=torch.cat(kept_train) if kept_train else empty,
-        accepted_W=(
-            torch.cat(kept_W) if kept_W else empty.reshape(0, *problem.shape)
-        ) if keep_samples else None,
+        accepted_W=(torch.cat(kept_W) if kept_W else empty.reshape(0, *problem.shape))
+        if keep_samples
+        else None,
         prior_gen_loss_mean=prior_mean,
         prior_gen_loss_se=math.sqrt(prior_var / evaluations),
         wall_time=time.perf_counter() - start,

@@ -71,8 +71,9 @@ def min_nuclear_norm(
 
     z = project(torch.zeros(m, m2, dtype=torch.float64))
     converged = False
-    iteration = 0
-    for iteration in range(1, max_iter + 1):
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
         x = prox_nuclear(z, step)
         v = project(2 * x - z)
         z = z + v - x
@@ -88,6 +89,6 @@ def min_nuclear_norm(
         train_loss=float(train),
         gen_loss=float(gen),
         rel_error=float(problem.rel_error(W_dev)),
-        iterations=iteration,
+        iterations=iterations,
         converged=converged,
     )

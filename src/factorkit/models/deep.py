@@ -38,8 +38,7 @@ def get_activation(activation: str | Activation, negative_slope: float = 0.2) ->
     if activation == "tanh":
         return torch.tanh
     raise ValueError(
-        f"activation must be one of {', '.join(map(repr, ACTIVATIONS))} or a callable; "
-        f"got {activation!r}"
+        f"activation must be one of {', '.join(map(repr, ACTIVATIONS))} or a callable; got {activation!r}"
     )
 
 

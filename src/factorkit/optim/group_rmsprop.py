@@ -64,8 +64,7 @@ class GroupRMSprop(torch.optim.Optimizer):
                 continue
             batched = group["population_axis"]
             squared = sum(
-                (p.grad.square().flatten(1).sum(1) if batched else p.grad.square().sum())
-                for p in params
+                (p.grad.square().flatten(1).sum(1) if batched else p.grad.square().sum()) for p in params
             )
             state = self.state[params[0]]
             if "square_avg" not in state:

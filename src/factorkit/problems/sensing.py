@@ -100,9 +100,7 @@ class SensingProblem:
         object.__setattr__(self, "targets", stacked @ self.W_star.reshape(q))
 
     @classmethod
-    def from_measurements(
-        cls, A: torch.Tensor, W_star: torch.Tensor, kind: str = "custom"
-    ) -> SensingProblem:
+    def from_measurements(cls, A: torch.Tensor, W_star: torch.Tensor, kind: str = "custom") -> SensingProblem:
         """A problem from given measurement matrices ``A`` (n, m, m') and ground truth ``W_star``."""
         check_finite_tensor("A", A)
         check_finite_tensor("W_star", W_star)
@@ -138,9 +136,7 @@ class SensingProblem:
 
     def _flat(self, W: torch.Tensor) -> torch.Tensor:
         if W.shape[-2:] != self.W_star.shape:
-            raise ValueError(
-                f"W must have trailing shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}"
-            )
+            raise ValueError(f"W must have trailing shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}")
         return W.reshape(*W.shape[:-2], self.W_star.numel())
 
     def losses(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,14 +165,10 @@ class SensingProblem:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype)
 
-        return SensingProblem(
-            move(self.W_star), move(self.A), move(self.y), move(self.complement), self.kind
-        )
+        return SensingProblem(move(self.W_star), move(self.A), move(self.y), move(self.complement), self.kind)
 
 
-def random_low_rank(
-    m: int, m2: int, rank: int, norm: float, generator: torch.Generator
-) -> torch.Tensor:
+def random_low_rank(m: int, m2: int, rank: int, norm: float, generator: torch.Generator) -> torch.Tensor:
     """``U V^T`` with i.i.d. standard normal ``U`` (m x r), ``V`` (m' x r), scaled to ``||.||_F = norm``."""
     U = torch.randn(m, rank, generator=generator, dtype=torch.float64)
     V = torch.randn(m2, rank, generator=generator, dtype=torch.float64)

@@ -1,0 +1,221 @@
+"""The ``factorkit`` command line: it parses, calls the library, and prints.
+
+Every invalid argument ends with exit status 2 and a single line ``factorkit: error: ...``
+naming the option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from factorkit.experiments.presets import PRESETS, SCALES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage + message)
+        self.exit(2, f"factorkit: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _add_problem_options(parser: argparse.ArgumentParser) -> None:
+    from factorkit.models.deep import ACTIVATIONS
+    from factorkit.problems.sensing import MEASUREMENT_KINDS
+
+    group = parser.add_argument_group("problem and model")
+    group.add_argument("--m", type=_positive_int, default=5, help="rows of W (default 5)")
+    group.add_argument("--m2", type=_positive_int, default=None, help="columns of W (default: m)")
+    group.add_argument("--rank", type=_positive_int, default=1, help="rank of W* (default 1)")
+    group.add_argument("--n", type=_positive_int, default=15, help="measurements (default 15)")
+    group.add_argument("--measurements", choices=MEASUREMENT_KINDS, default="gaussian")
+    group.add_argument("--width", type=_positive_int, default=5, help="hidden width k (default 5)")
+    group.add_argument("--depth", type=_positive_int, default=2, help="layers d (default 2)")
+    group.add_argument("--activation", choices=ACTIVATIONS, default="linear")
+    group.add_argument("--seed", type=_nonnegative_int, default=0, help="problem seed (default 0)")
+    group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    group.add_argument("--dtype", choices=("float32", "float64"), default=None)
+    group.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from factorkit.fit.gd import OPTIMIZERS
+    from factorkit.fit.guess_check import PRIORS
+
+    parser = _Parser(prog="factorkit", description="Matrix factorization research toolkit.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    study = commands.add_parser("study", help="run a study (preset or TOML config), then plot it")
+    study.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a CONFIG.toml")
+    study.add_argument("--out", type=Path, default=None, help="results folder (default runs/NAME)")
+    study.add_argument("--scale", choices=SCALES, default="default", help="preset scale")
+    study.add_argument("--workers", type=_positive_int, default=None, help="processes (default: cores)")
+    study.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    study.add_argument("--no-plot", action="store_true", help="skip tables and figures")
+
+    plot = commands.add_parser("plot", help="write tables and PNG figures of a study folder")
+    plot.add_argument("directory", type=Path)
+
+    sample = commands.add_parser("sample", help="one Guess & Check run")
+    _add_problem_options(sample)
+    sample.add_argument("--prior", choices=PRIORS, default="gaussian")
+    sample.add_argument("--eps", type=_positive_float, default=0.05, help="threshold on L_train")
+    sample.add_argument("--draws", type=_positive_int, default=1_000_000, help="budget of prior draws")
+    sample.add_argument("--n-samples", type=_positive_int, default=None, help="stop after this many")
+
+    train = commands.add_parser("train", help="one gradient-descent run")
+    _add_problem_options(train)
+    train.add_argument("--init-scale", type=_positive_float, default=1e-3)
+    train.add_argument("--lr", type=_positive_float, default=1e-3)
+    train.add_argument("--steps", type=_nonnegative_int, default=10_000)
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="group_rmsprop")
+    train.add_argument("--eps-train", type=_positive_float, default=None, help="stop below this loss")
+    return parser
+
+
+def _problem_and_model(args, default_dtype: str):
+    from factorkit.models.deep import DeepFactorization
+    from factorkit.problems.sensing import make_sensing_problem
+
+    problem = make_sensing_problem(
+        args.m,
+        args.m2,
+        args.rank,
+        args.n,
+        args.measurements,
+        args.seed,
+        device=args.device,
+        dtype=args.dtype or default_dtype,
+    )
+    m2 = args.m if args.m2 is None else args.m2
+    return problem, DeepFactorization(args.m, m2, args.width, args.depth, args.activation)
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+    else:
+        width = max(map(len, result))
+        for key, value in result.items():
+            print(f"{key:<{width}}  {value}")
+
+
+def _cmd_sample(args) -> None:
+    from factorkit.fit.guess_check import guess_and_check
+
+    problem, model = _problem_and_model(args, "float32")
+    result = guess_and_check(
+        problem,
+        model,
+        eps=args.eps,
+        prior=args.prior,
+        n_samples=args.n_samples,
+        max_evaluations=args.draws,
+        seed=args.seed,
+        progress=None if not args.json else False,
+    )
+    summary = result.summary()
+    rel = problem.rel_error(result.accepted_W).double().mean() if result.accepted else float("nan")
+    _print({**summary, "rel_error": float(rel)}, args.json)
+
+
+def _cmd_train(args) -> None:
+    from factorkit.fit.gd import train_gd
+
+    problem, model = _problem_and_model(args, "float64")
+    result = train_gd(
+        problem,
+        model,
+        seeds=args.seed,
+        init_scale=args.init_scale,
+        lr=args.lr,
+        max_steps=args.steps,
+        eps_train=args.eps_train,
+        optimizer=args.optimizer,
+        progress=None if not args.json else False,
+    )
+    _print(
+        {
+            "train_loss": float(result.train_loss[0]),
+            "gen_loss": float(result.gen_loss[0]),
+            "rel_error": float(result.rel_error[0]),
+            "steps": int(result.steps[0]),
+            "converged": bool(result.converged[0]),
+        },
+        args.json,
+    )
+
+
+def _cmd_study(args) -> None:
+    from factorkit.experiments.config import StudyConfig
+    from factorkit.experiments.presets import preset
+    from factorkit.experiments.runner import run_study
+
+    if args.config in PRESETS:
+        config = preset(args.config, args.scale)
+    elif args.config.endswith(".toml"):
+        config = StudyConfig.from_toml(args.config)
+    else:
+        raise ValueError(
+            f"study config must be a preset ({', '.join(PRESETS)}) or a .toml file; got {args.config!r}"
+        )
+    out = args.out or Path("runs") / config.name
+    counts = run_study(config, out, workers=args.workers, device=args.device)
+    print(f"{config.name}: {counts['written']} runs written, {counts['skipped']} already done -> {out}")
+    if not args.no_plot:
+        _cmd_plot(argparse.Namespace(directory=out))
+
+
+def _cmd_plot(args) -> None:
+    from factorkit.experiments.report import plot_study, write_tables
+
+    for path in (*write_tables(args.directory), *plot_study(args.directory)):
+        print(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    handlers = {"study": _cmd_study, "plot": _cmd_plot, "sample": _cmd_sample, "train": _cmd_train}
+    try:
+        handlers[args.command](args)
+    except (ValueError, TypeError) as err:
+        print(f"factorkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("factorkit: interrupted; finished runs are saved, rerun to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

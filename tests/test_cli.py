@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from factorkit.cli import main
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sample_json_has_required_fields(capsys):
+    code, out, _ = run(capsys, "sample", "--json", "--eps", "0.1", "--draws", "50000", "--width", "10")
+    assert code == 0
+    result = json.loads(out)
+    for key in (
+        "train_loss",
+        "gen_loss",
+        "rel_error",
+        "accepted",
+        "evaluations",
+        "acceptance_rate",
+        "prior_gen_loss",
+    ):
+        assert key in result
+    assert result["evaluations"] == 50000
+    assert result["acceptance_rate"] == result["accepted"] / 50000
+    assert result["train_loss"] < 0.1
+
+
+def test_train_json(capsys):
+    code, out, _ = run(
+        capsys, "train", "--json", "--steps", "2000", "--lr", "0.01", "--measurements", "completion"
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["steps"] == 2000
+    assert result["train_loss"] < 1e-3 and result["gen_loss"] < 0.05
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["sample", "--eps", "0"], "--eps"),
+        (["sample", "--eps", "nan"], "--eps"),
+        (["sample", "--width", "-2"], "--width"),
+        (["sample", "--prior", "cauchy"], "--prior"),
+        (["train", "--activation", "gelu"], "--activation"),
+        (["train", "--optimizer", "lbfgs"], "--optimizer"),
+        (["sample", "--rank", "9"], "rank"),
+        (["sample", "--n", "26"], "n must be"),
+        (["sample", "--device", "tpu"], "device"),
+        (["study", "nonexistent"], "study config"),
+        (["study", "width", "--scale", "huge"], "--scale"),
+        (["plot", "/nonexistent/dir"], "results.sqlite"),
+    ],
+)
+def test_invalid_arguments_exit_2_with_one_line(capsys, argv, option):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("factorkit: error:")
+    assert option in lines[0]
+
+
+def test_study_smoke_end_to_end(capsys, tmp_path):
+    code, out, _ = run(capsys, "study", "depth", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1")
+    assert code == 0
+    assert (tmp_path / "depth_median.png").is_file() and (tmp_path / "summary.md").is_file()
+    code, out, _ = run(capsys, "study", "depth", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1")
+    assert "0 runs written" in out

@@ -1,0 +1,192 @@
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from factorkit.experiments import StudyConfig, load_rows, preset, run_study
+from factorkit.experiments.report import aggregate, plot_study, trend_tests, write_tables
+
+TINY = {
+    "name": "tiny",
+    "seeds": 2,
+    "problem": {"m": 4, "m2": 4, "n": 8},
+    "grid": {"width": [4, 16], "depth": [2], "method": ["gd", "gc"]},
+    "gc": {"eps": 0.15, "draws": 20_000},
+    "gd": {"lr": 1e-2, "steps": 300},
+}
+
+
+def test_run_writes_rows_with_provenance_and_resumes(tmp_path):
+    config = StudyConfig.from_dict(TINY)
+    counts = run_study(config, tmp_path, workers=1, progress=False)
+    assert counts == {"runs_total": 8, "skipped": 0, "written": 8}
+    rows = load_rows(tmp_path)
+    assert len(rows) == 8
+    gc = [r for r in rows if r["method"] == "gc"]
+    assert all(r["accepted"] > 10 and r["evaluations"] == 20_000 for r in gc)
+    assert all(json.loads(r["versions"])["torch"] for r in rows)
+    assert json.loads(gc[0]["settings"])["eps"] == 0.15
+    again = run_study(config, tmp_path, workers=1, progress=False)
+    assert again["written"] == 0 and again["skipped"] == 8
+
+
+def test_partial_study_resumes_only_missing_runs(tmp_path):
+    run_study(StudyConfig.from_dict({**TINY, "seeds": [0]}), tmp_path, workers=1, progress=False)
+    before = {r["key"]: r["finished_at"] for r in load_rows(tmp_path)}
+    counts = run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    assert counts["written"] == 4 and counts["skipped"] == 4
+    after = {r["key"]: r["finished_at"] for r in load_rows(tmp_path)}
+    assert all(after[key] == value for key, value in before.items())  # finished rows untouched
+
+
+def test_rows_are_committed_as_each_run_finishes(tmp_path, monkeypatch):
+    from factorkit.experiments import runner
+
+    calls = {"n": 0}
+    original = runner.run_job
+
+    def failing(job, study, device="cpu"):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(job, study, device)
+
+    monkeypatch.setattr(runner, "run_job", failing)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= 2
+
+
+def test_process_pool_gives_the_same_rows(tmp_path):
+    config = StudyConfig.from_dict({**TINY, "grid": {**TINY["grid"], "method": ["gc"]}})
+    run_study(config, tmp_path / "serial", workers=1, progress=False)
+    run_study(config, tmp_path / "pool", workers=2, progress=False)
+    serial = {r["key"]: r["gen_loss"] for r in load_rows(tmp_path / "serial")}
+    pooled = {r["key"]: r["gen_loss"] for r in load_rows(tmp_path / "pool")}
+    assert serial == pooled
+
+
+def test_aggregate_median_iqr_and_flags():
+    rows = []
+    for seed, value in enumerate([1.0, 2.0, 3.0, 10.0]):
+        rows.append(
+            {
+                "method": "gc",
+                "activation": "linear",
+                "prior": "gaussian",
+                "eps": 0.1,
+                "rank": 1,
+                "n": 15,
+                "measurements": "gaussian",
+                "width": 5,
+                "depth": 2,
+                "seed": seed,
+                "status": "ok",
+                "gen_loss": value,
+                "prior_gen_loss": 0.25,
+                "nuclear_gen_loss": 0.0,
+                "accepted": 100,
+            }
+        )
+    rows.append({**rows[0], "seed": 9, "status": "few_accepted", "gen_loss": 99.0, "accepted": 1})
+    (record,) = aggregate(rows)
+    assert record["seeds"] == 5 and record["valid_seeds"] == 4
+    assert record["median"] == 2.5
+    assert (record["q25"], record["q75"]) == (
+        np.percentile([1, 2, 3, 10], 25),
+        np.percentile([1, 2, 3, 10], 75),
+    )
+    assert record["mean"] == 4.0
+    assert record["accepted_total"] == 401
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ValueError, match="unknown key\\(s\\) 'widths' in \\[grid\\]"):
+        StudyConfig.from_dict({"grid": {"widths": [5], "depth": [2]}})
+    with pytest.raises(ValueError, match="unknown key\\(s\\) 'epsilon' in \\[gc\\]"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"epsilon": 0.1}})
+    with pytest.raises(ValueError, match="grid.activation must be one of"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [2], "activation": ["gelu"]}})
+    with pytest.raises(ValueError, match="gc.eps must be > 0"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"eps": 0}})
+    with pytest.raises(ValueError, match="problem.rank must be <= min"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "problem": {"rank": 7}})
+    with pytest.raises(ValueError, match="gd.init_scale has no entry for depth 3"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [3]}, "gd": {"init_scale": {"2": 0.1}}})
+    with pytest.raises(ValueError, match="must list 'width'"):
+        StudyConfig.from_dict({"grid": {"depth": [2]}})
+
+
+def test_toml_config_and_cell_dedup(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        'seeds = [0, 1]\n[grid]\nwidth = [5]\ndepth = [2]\neps = [0.1, 0.2]\n[gd.init_scale]\n"2" = 0.01\n'
+    )
+    config = StudyConfig.from_toml(path)
+    assert config.name == "mine"
+    cells = config.cells()
+    # two G&C cells (one per eps) but a single GD cell: eps does not apply to GD
+    assert sorted(c.method for c in cells) == ["gc", "gc", "gd"]
+    assert next(c for c in cells if c.method == "gd").params["init_scale"] == 0.01
+
+
+def test_presets_build_at_every_scale():
+    from factorkit.experiments import PRESETS, SCALES
+
+    for name in PRESETS:
+        for scale in SCALES:
+            assert preset(name, scale).cells()
+    paper = preset("width", "paper")
+    assert paper.grid["width"] == [5, 10, 20, 40, 80, 160] and paper.gc["eps"] == 0.02
+    assert paper.gc["draws"] == 10**8 and len(paper.seeds) == 8
+    assert preset("depth", "paper").gc["prior"] == "normalized_gaussian"
+    with pytest.raises(ValueError, match="scale must be one of"):
+        preset("width", "huge")
+
+
+@pytest.fixture(scope="module")
+def smoke_width(tmp_path_factory):
+    out = tmp_path_factory.mktemp("width")
+    run_study(preset("width", "smoke"), out, workers=2, progress=False)
+    return out
+
+
+def test_smoke_width_trend_tables_and_plots(smoke_width):
+    rows = load_rows(smoke_width)
+    (gc_test,) = [t for t in trend_tests(rows) if t["method"] == "gc"]
+    assert gc_test["rho"] > 0 and gc_test["p_value"] < 0.05
+    records = aggregate(rows)
+    for width in (5, 20, 80):
+        gc = next(r for r in records if r["method"] == "gc" and r["x"] == width)
+        gd = next(r for r in records if r["method"] == "gd" and r["x"] == width)
+        assert gd["median"] < gc["median"] < gc["prior_gen_loss"]
+    csv_path, md_path = write_tables(smoke_width)
+    assert "Trend tests" in md_path.read_text()
+    for path in plot_study(smoke_width):
+        assert path.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["width", "depth"])
+def test_default_presets_reproduce_paper_trends(name, tmp_path):
+    run_study(preset(name), tmp_path, progress=False)
+    rows = load_rows(tmp_path)
+    tests = {(t["method"], t["activation"]): t for t in trend_tests(rows)}
+    for (method, _activation), test in tests.items():
+        if method != "gc":
+            continue
+        if name == "width":
+            assert test["rho"] > 0 and test["p_value"] < 0.05
+        else:
+            assert test["rho"] < 0 and test["p_value"] < 0.05
+    if name == "width":
+        records = aggregate(rows)
+        for gd in (r for r in records if r["method"] == "gd"):
+            gc = next(
+                r
+                for r in records
+                if r["method"] == "gc" and r["x"] == gd["x"] and r["activation"] == gd["activation"]
+            )
+            assert gd["mean"] < gc["mean"]

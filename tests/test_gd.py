@@ -1,0 +1,134 @@
+import pytest
+import torch
+
+from factorkit.fit.gd import train_gd
+from factorkit.fit.nuclear import min_nuclear_norm
+from factorkit.models import DeepFactorization
+from factorkit.problems import ProblemBatch, make_sensing_problem
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "options"),
+    [
+        ("gd", 0.3, None),
+        ("group_rmsprop", 1e-2, None),
+        ("adam", 1e-2, None),
+        ("sgd", 0.1, {"momentum": 0.9}),
+    ],
+)
+def test_batched_population_equals_per_seed_loop(optimizer, lr, options):
+    problem = make_sensing_problem(4, 3, rank=1, n=8, seed=1, dtype="float64")
+    model = DeepFactorization(4, 3, width=5, depth=3, activation="tanh")
+    kwargs = dict(
+        init_scale=0.1,
+        lr=lr,
+        max_steps=150,
+        eps_train=1e-3,
+        optimizer=optimizer,
+        optimizer_options=options,
+        log_every=10,
+        progress=False,
+    )
+    batched = train_gd(problem, model, seeds=[3, 4, 5, 6], **kwargs)
+    for index, seed in enumerate([3, 4, 5, 6]):
+        single = train_gd(problem, model, seeds=[seed], **kwargs)
+        assert int(single.steps[0]) == int(batched.steps[index])
+        torch.testing.assert_close(single.W[0], batched.W[index])
+        logged = single.history_train.shape[0]  # the batch runs on until its last member stops
+        torch.testing.assert_close(single.history_train[:, 0], batched.history_train[:logged, index])
+
+
+def test_batched_problems_equal_separate_problems():
+    problems = [make_sensing_problem(seed=s, dtype="float64") for s in range(3)]
+    model = DeepFactorization(5, 5, width=5, depth=2)
+    kwargs = dict(init_scale=1e-2, lr=0.3, max_steps=200, progress=False)
+    batched = train_gd(ProblemBatch.of(problems), model, seeds=[10, 11, 12], **kwargs)
+    for index, problem in enumerate(problems):
+        single = train_gd(problem, model, seeds=[10 + index], **kwargs)
+        torch.testing.assert_close(single.gen_loss[0], batched.gen_loss[index])
+
+
+def test_stopping_freezes_member_at_first_step_below_eps():
+    problem = make_sensing_problem(seed=0, dtype="float64")
+    model = DeepFactorization(5, 5, width=5, depth=2)
+    result = train_gd(
+        problem,
+        model,
+        seeds=0,
+        population=3,
+        init_scale=1e-3,
+        lr=0.5,
+        max_steps=5000,
+        eps_train=1e-6,
+        log_every=1,
+        progress=False,
+    )
+    assert bool(result.converged.all())
+    assert bool((result.train_loss < 1e-6).all())
+    for member in range(3):
+        step = int(result.steps[member])
+        curve = result.history_train[:, member]
+        assert float(curve[step - 1]) >= 1e-6 > float(curve[step])  # first crossing
+        assert bool((curve[step:] == curve[step]).all())  # frozen afterwards
+
+
+def test_depth2_small_init_matches_min_nuclear_norm_on_completion():
+    # A problem where the minimum-nuclear-norm completion is not W* itself (L_gen > 0), so the
+    # comparison is informative. On other sparse completions GD reaches *lower* L_gen than the
+    # nuclear-norm solution (Razin & Cohen, NeurIPS 2020); see README "GD vs nuclear norm".
+    problem = make_sensing_problem(4, 4, rank=1, n=7, measurements="completion", seed=4, dtype="float64")
+    reference = min_nuclear_norm(problem)
+    assert reference.gen_loss > 0.05
+    result = train_gd(
+        problem,
+        DeepFactorization(4, 4, width=4, depth=2),
+        seeds=0,
+        population=3,
+        init_scale=1e-4,
+        lr=0.2,
+        max_steps=20_000,
+        eps_train=1e-12,
+        progress=False,
+    )
+    assert bool(result.converged.all())
+    relative_gap = (result.gen_loss - reference.gen_loss).abs() / reference.gen_loss
+    assert float(relative_gap.max()) < 0.10
+
+
+def test_paper_completion_setting_gd_generalizes():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, measurements="completion", seed=3, dtype="float64")
+    result = train_gd(
+        problem,
+        DeepFactorization(5, 5, width=5, depth=2),
+        seeds=0,
+        population=2,
+        init_scale=1e-3,
+        lr=0.5,
+        max_steps=5000,
+        eps_train=1e-9,
+        progress=False,
+    )
+    assert float(result.gen_loss.max()) < 1e-4  # random guessing is ~0.2 here
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"optimizer": "lbfgs"}, ValueError, "optimizer must be one of"),
+        ({"lr": 0.0}, ValueError, "lr must be > 0"),
+        ({"init_scale": float("nan")}, ValueError, "init_scale must be finite"),
+        ({"eps_train": -1.0}, ValueError, "eps_train must be > 0"),
+        ({"max_steps": 1.5}, TypeError, "max_steps must be an integer"),
+        ({"optimizer": "adam", "optimizer_options": {"bogus": 1}}, ValueError, "optimizer_options"),
+        ({"seeds": [0, 1], "population": 3}, ValueError, "population=3 but 2 seeds"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    problem = make_sensing_problem()
+    with pytest.raises(error, match=match):
+        train_gd(problem, DeepFactorization(5, 5, 5, 2), max_steps=kwargs.pop("max_steps", 1), **kwargs)
+
+
+def test_model_problem_shape_mismatch():
+    with pytest.raises(ValueError, match="does not match problem shape"):
+        train_gd(make_sensing_problem(), DeepFactorization(4, 5, 5, 2))

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from factorkit.optim import GroupRMSprop
+
+
+def test_first_step_is_normalized_gradient():
+    # v_1 = (1 - a) ||g||^2, bias-corrected to ||g||^2: the step is lr * g / (||g|| + eps)
+    a = torch.tensor([3.0, 4.0], requires_grad=True)
+    b = torch.tensor([[0.0, 12.0]], requires_grad=True)
+    opt = GroupRMSprop([a, b], lr=0.5, eps=0.0)
+    (a * torch.tensor([3.0, 4.0])).sum().backward()  # grad a = (3, 4)
+    (b * torch.tensor([[0.0, 12.0]])).sum().backward()  # grad b = (0, 12); ||g|| = 13
+    opt.step()
+    torch.testing.assert_close(a.detach(), torch.tensor([3.0, 4.0]) - 0.5 * torch.tensor([3.0, 4.0]) / 13)
+    torch.testing.assert_close(
+        b.detach(), torch.tensor([[0.0, 12.0]]) - 0.5 * torch.tensor([[0.0, 12.0]]) / 13
+    )
+
+
+def test_population_axis_gives_each_member_its_own_norm():
+    w = torch.tensor([[1.0, 0.0], [0.0, 100.0]], requires_grad=True)
+    opt = GroupRMSprop([w], lr=1.0, eps=0.0, population_axis=True)
+    w.square().sum().backward()  # grads (2, 0) and (0, 200)
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.tensor([[0.0, 0.0], [0.0, 99.0]]))
+
+
+def test_second_step_uses_running_average():
+    w = torch.tensor([1.0], requires_grad=True)
+    opt = GroupRMSprop([w], lr=0.1, alpha=0.5, eps=0.0)
+    for (grad,) in [(2.0,), (4.0,)]:
+        opt.zero_grad()
+        (w * grad).sum().backward()
+        opt.step()
+    # v1 = 0.5*4 = 2, v2 = 0.5*2 + 0.5*16 = 9, bias 1 - 0.25 = 0.75 -> rms = sqrt(12)
+    expected = 1.0 - 0.1 * 2.0 / 2.0 - 0.1 * 4.0 / 12**0.5
+    assert float(w.detach()) == pytest.approx(expected)
+
+
+def test_bad_hyperparameters():
+    with pytest.raises(ValueError, match="alpha must be < 1"):
+        GroupRMSprop([torch.zeros(1, requires_grad=True)], alpha=1.0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        GroupRMSprop([torch.zeros(1, requires_grad=True)], lr=-1.0)

@@ -192,9 +192,6 @@ def plot_study(directory: str | Path) -> list[Path]:
         fig, axes = plt.subplots(1, len(activations), figsize=(4.6 * len(activations), 3.8), squeeze=False)
         for panel, activation in zip(axes[0], activations, strict=True):
             mine = [r for r in records if r["activation"] == activation]
-            # log axis: GD and the nuclear-norm solution sit orders of magnitude below G&C
-            positive = [r[centre] for r in mine if r[centre] > 0]
-            floor = 0.3 * min(positive) if positive else 1e-12
             curves = defaultdict(list)
             gc_colors = iter(["tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"])
             for r in mine:
@@ -207,7 +204,7 @@ def plot_study(directory: str | Path) -> list[Path]:
                 line = panel.plot(xs, [r[centre] for r in points], marker="o", label=label, color=color)[0]
                 panel.fill_between(
                     xs,
-                    [max(r[low], floor) for r in points],
+                    [r[low] for r in points],
                     [r[high] for r in points],
                     alpha=0.2,
                     color=line.get_color(),
@@ -234,13 +231,9 @@ def plot_study(directory: str | Path) -> list[Path]:
             xs_all = sorted({r["x"] for r in mine})
             nuclear = float(np.median([r["nuclear_gen_loss"] for r in mine]))
             panel.plot(
-                xs_all,
-                [max(nuclear, floor)] * len(xs_all),
-                linestyle=":",
-                color="black",
-                label="min nuclear norm" + (" (below axis)" if nuclear < floor else ""),
+                xs_all, [nuclear] * len(xs_all), linestyle=":", color="black", label="min nuclear norm"
             )
-            panel.set_yscale("log")
+            panel.set_ylim(bottom=min(0.0, panel.get_ylim()[0]))
             if axis == "width":
                 panel.set_xscale("log", base=2)
             panel.set_xticks(xs_all, [str(x) for x in xs_all])

@@ -10,13 +10,15 @@ from factorkit.models import DeepFactorization
 from factorkit.problems import SensingProblem, make_sensing_problem
 
 
-def naive_loop(problem, model, prior, eps, n_samples, max_evaluations, chunk_size, seed):
+def naive_loop(problem, model, prior, eps, n_samples, max_evaluations, chunk_size, seed, backend):
     """One candidate at a time, NumPy loss with explicit sums; the same candidate stream."""
     generator = torch.Generator().manual_seed(seed)
     A, y = problem.A.double().numpy(), problem.y.double().numpy()
     accepted, evaluations = [], 0
     while evaluations < max_evaluations and len(accepted) < n_samples:
-        chunk = prior.sample(model, min(chunk_size, max_evaluations - evaluations), generator, problem.dtype)
+        chunk = prior.sample(
+            model, min(chunk_size, max_evaluations - evaluations), generator, problem.dtype, backend
+        )
         for W in chunk:
             evaluations += 1
             w = W.double().numpy()
@@ -28,8 +30,9 @@ def naive_loop(problem, model, prior, eps, n_samples, max_evaluations, chunk_siz
     return accepted, evaluations
 
 
+@pytest.mark.parametrize("backend", ["direct", "reparam"])
 @pytest.mark.parametrize("activation", ["linear", "tanh"])
-def test_batched_rejection_equals_naive_loop_draw_for_draw(activation):
+def test_batched_rejection_equals_naive_loop_draw_for_draw(activation, backend):
     problem = make_sensing_problem(4, 4, rank=1, n=8, seed=2, dtype="float64")
     model = DeepFactorization(4, 4, width=6, depth=3, activation=activation)
     prior = Prior.from_name("gaussian")
@@ -43,8 +46,9 @@ def test_batched_rejection_equals_naive_loop_draw_for_draw(activation):
         chunk_size=997,
         seed=5,
         progress=False,
+        backend=backend,
     )
-    accepted, evaluations = naive_loop(problem, model, prior, 0.08, 25, 200_000, 997, 5)
+    accepted, evaluations = naive_loop(problem, model, prior, 0.08, 25, 200_000, 997, 5, backend)
     assert result.accepted == len(accepted) == 25
     assert result.evaluations == evaluations
     torch.testing.assert_close(result.accepted_W, torch.stack(accepted))

@@ -70,7 +70,7 @@ def _add_problem_options(parser: argparse.ArgumentParser) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     from factorkit.fit.gd import OPTIMIZERS
-    from factorkit.fit.guess_check import PRIORS
+    from factorkit.fit.guess_check import BACKENDS, PRIORS
 
     parser = _Parser(prog="factorkit", description="Matrix factorization research toolkit.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -92,6 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--eps", type=_positive_float, default=0.05, help="threshold on L_train")
     sample.add_argument("--draws", type=_positive_int, default=1_000_000, help="budget of prior draws")
     sample.add_argument("--n-samples", type=_positive_int, default=None, help="stop after this many")
+    sample.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="prior draws: auto (reparametrized where exact)"
+    )
 
     train = commands.add_parser("train", help="one gradient-descent run")
     _add_problem_options(train)
@@ -143,6 +146,7 @@ def _cmd_sample(args) -> None:
         max_evaluations=args.draws,
         seed=args.seed,
         progress=None if not args.json else False,
+        backend=args.backend,
     )
     summary = result.summary()
     rel = problem.rel_error(result.accepted_W).double().mean() if result.accepted else float("nan")

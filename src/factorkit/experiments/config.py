@@ -6,7 +6,8 @@ A config is a plain dict (from a TOML file or a preset) with the sections
 * ``[problem]``: ``m``, ``m2``, ``rank``, ``n``, ``measurements``, ``norm``;
 * ``[grid]``: lists over ``width``, ``depth``, ``activation``, ``method`` (``gd``/``gc``) and
   optionally ``eps``, ``prior``, ``rank``, ``n``, ``measurements``;
-* ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``;
+* ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``,
+  ``backend`` (``auto``: exact reparametrized draws where they apply);
 * ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr``, ``steps``,
   ``optimizer``, ``eps_train``, ``dtype``.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import OPTIMIZERS
-from factorkit.fit.guess_check import PRIORS
+from factorkit.fit.guess_check import BACKENDS, PRIORS
 from factorkit.models.deep import ACTIVATIONS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
@@ -38,6 +39,7 @@ GC_DEFAULTS = {
     "min_accepted": 10,
     "dtype": "float32",
     "chunk_size": None,
+    "backend": "auto",
 }
 GD_DEFAULTS = {
     "init_scale": 1e-3,
@@ -51,7 +53,7 @@ GRID_KEYS = ("width", "depth", "activation", "method", "eps", "prior", "rank", "
 TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description")
 # which settings distinguish a run of each method (the rest do not apply to it)
 METHOD_KEYS = {
-    "gc": ("prior", "eps", "draws", "min_accepted", "dtype", "chunk_size"),
+    "gc": ("prior", "eps", "draws", "min_accepted", "dtype", "chunk_size", "backend"),
     "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype"),
 }
 
@@ -170,6 +172,7 @@ class StudyConfig:
         check_int("gc.draws", self.gc["draws"])
         check_int("gc.min_accepted", self.gc["min_accepted"], minimum=0)
         check_choice("gc.dtype", self.gc["dtype"], ("float32", "float64"))
+        check_choice("gc.backend", self.gc["backend"], BACKENDS)
         check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
         check_choice("gd.optimizer", self.gd["optimizer"], OPTIMIZERS)
         check_float("gd.lr", self.gd["lr"], positive=True)

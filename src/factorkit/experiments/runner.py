@@ -108,6 +108,7 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
                 seed=seed + GC_SEED_OFFSET,
                 keep_samples=False,
                 progress=False,
+                backend=params["backend"],
             )
             summary = result.summary()
             rows.append(

@@ -188,7 +188,20 @@ class GuessCheckResult:
 
     @property
     def acceptance_rate(self) -> float:
+        """Fraction of evaluated draws accepted (for SMC: its estimate of ``V(eps)``)."""
+        if self.sampler == "smc":
+            return math.exp(self.extra["log_volume"]) if self.reached_target else float("nan")
         return self.accepted / self.evaluations if self.evaluations else float("nan")
+
+    @property
+    def log_volume(self) -> tuple[float, float]:
+        """``(log V(eps), standard error)``; rejection: ``log(accepted / evaluations)``."""
+        if self.sampler == "smc":
+            return self.extra["log_volume"], self.extra["log_volume_se"]
+        if self.accepted == 0:
+            return float("-inf"), float("nan")
+        rate = self.accepted / self.evaluations
+        return math.log(rate), math.sqrt((1 - rate) / self.accepted)
 
     def acceptance_interval(self, level: float = 0.95) -> tuple[float, float]:
         """Clopper-Pearson (exact binomial) interval for the acceptance probability."""
@@ -217,6 +230,8 @@ class GuessCheckResult:
         """JSON-ready figures of the run."""
         rate_low, rate_high = self.acceptance_interval()
         gen_low, gen_high = self.gen_loss_interval()
+        log_volume, log_volume_se = self.log_volume
+        extra = {k: v for k, v in self.extra.items() if k != "level_log"}
         return {
             "sampler": self.sampler,
             "eps": self.eps,
@@ -234,9 +249,11 @@ class GuessCheckResult:
             ),
             "prior_gen_loss": self.prior_gen_loss_mean,
             "prior_gen_loss_se": self.prior_gen_loss_se,
+            "log_volume": log_volume,
+            "log_volume_se": log_volume_se,
             "reached_target": self.reached_target,
             "wall_time": self.wall_time,
-            **self.extra,
+            **extra,
         }
 
 
@@ -370,3 +387,28 @@ def guess_and_check(
         reached_target=n_samples is None or accepted >= n_samples,
         extra={"backend": backend},
     )
+
+
+SAMPLERS = ("rejection", "smc")
+
+
+def sample_posterior(
+    problem: SensingProblem,
+    model: DeepFactorization,
+    *,
+    eps: float,
+    sampler: str = "rejection",
+    **options,
+) -> GuessCheckResult:
+    """Sample the G&C posterior with the sampler named ``sampler``.
+
+    ``'rejection'``: :func:`guess_and_check` (any prior; ``n_samples``, ``max_evaluations``,
+    ``chunk_size``, ``backend``...). ``'smc'``: :func:`factorkit.fit.smc.subset_simulation`
+    (Gaussian priors; ``n_particles``, ``p0``, ``mcmc_steps``, ``runs``...), exact in
+    distribution at thresholds rejection cannot reach, with an estimate of ``log V(eps)``.
+    """
+    from factorkit.fit.smc import subset_simulation
+
+    check_choice("sampler", sampler, SAMPLERS)
+    function = guess_and_check if sampler == "rejection" else subset_simulation
+    return function(problem, model, eps=eps, **options)

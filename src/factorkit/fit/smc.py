@@ -118,8 +118,10 @@ def _one_run(
             train = torch.where(accept, proposal_train, train)
             rate = float(accept.float().mean())
             accepted_total += rate
-            # Robbins-Monro on log beta, towards the target acceptance (kernel exact for any beta)
-            beta = min(0.999, max(1e-4, beta * math.exp(rate - target_acceptance)))
+            # Robbins-Monro on log beta towards the target acceptance (the kernel is exact for any
+            # beta); the gain of 3 shrinks beta 2.5x per step at zero acceptance, fast enough to
+            # follow a constrained set that contracts by a constant factor per level
+            beta = min(0.999, max(1e-8, beta * math.exp(3.0 * (rate - target_acceptance))))
         evaluations += n_particles * mcmc_steps
         levels.append(
             {
@@ -225,8 +227,8 @@ def subset_simulation(
     prior = resolve_prior(prior, problem)
     if prior.base != "gaussian":
         raise ValueError(
-            f"the smc sampler needs a Gaussian prior ('gaussian' or 'normalized_gaussian'), got {prior.name!r}; "
-            "use sampler='rejection'"
+            "the smc sampler needs a Gaussian prior ('gaussian' or 'normalized_gaussian'), "
+            f"got {prior.name!r}; use sampler='rejection'"
         )
     if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
         raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")

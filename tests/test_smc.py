@@ -1,0 +1,162 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from factorkit.fit.guess_check import Prior, sample_posterior
+from factorkit.fit.smc import subset_simulation
+from factorkit.models import DeepFactorization
+from factorkit.problems import SensingProblem, make_sensing_problem
+
+
+def orthonormal_problem(n=6, m=3, m2=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(m * m2, m * m2, dtype=torch.float64, generator=generator))
+    W_star = torch.randn(m, m2, dtype=torch.float64, generator=generator)
+    return SensingProblem.from_measurements(q[:n].reshape(n, m, m2), W_star / W_star.norm())
+
+
+@pytest.mark.parametrize("eps", [0.15, 1e-2, 1e-4, 1e-7, 1e-11])
+def test_log_volume_matches_noncentral_chi_square_down_to_1e_minus_30(eps):
+    # depth 1, linear, N(0, s^2) prior, orthonormal A: n L_train / s^2 ~ ncx2(n, ||y||^2 / s^2)
+    problem, s = orthonormal_problem(), 0.4
+    exact = stats.ncx2.logcdf(problem.n * eps / s**2, problem.n, float(problem.y.square().sum()) / s**2)
+    result = subset_simulation(
+        problem,
+        DeepFactorization(3, 4, 1, 1),
+        eps=eps,
+        prior=Prior(layer_scales=(s,)),
+        n_particles=1000,
+        runs=8,
+        seed=3,
+    )
+    log_volume, se = result.log_volume
+    assert abs(log_volume - exact) < 3 * se
+    if eps == 1e-11:
+        assert exact < math.log(1e-30)
+    assert result.reached_target and result.accepted == 8000
+    assert bool((result.accepted_train_loss < eps).all())
+
+
+def ks_effective(a: np.ndarray, b: np.ndarray, b_effective: float) -> float:
+    """Two-sample KS p-value with ``b``'s size replaced by its effective sample size."""
+    statistic = stats.ks_2samp(a, b).statistic
+    n = len(a) * b_effective / (len(a) + b_effective)
+    return float(stats.kstwo.sf(statistic, round(n)))
+
+
+@pytest.mark.parametrize(
+    ("model", "prior", "eps"),
+    [
+        (DeepFactorization(5, 5, 5, 2), "gaussian", 0.05),
+        (DeepFactorization(5, 5, 5, 4), "normalized_gaussian", 0.02),
+        (DeepFactorization(5, 5, 20, 2, "tanh"), "gaussian", 0.06),
+    ],
+)
+def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    rejection = sample_posterior(
+        problem,
+        model,
+        eps=eps,
+        prior=prior,
+        sampler="rejection",
+        max_evaluations=1_000_000,
+        seed=1,
+        keep_samples=False,
+        progress=False,
+    )
+    smc = sample_posterior(
+        problem,
+        model,
+        eps=eps,
+        prior=prior,
+        sampler="smc",
+        n_particles=2000,
+        runs=4,
+        seed=2,
+        keep_samples=False,
+    )
+    assert rejection.acceptance_rate >= 1e-3
+    p_value = ks_effective(
+        rejection.accepted_gen_loss.numpy(), smc.accepted_gen_loss.numpy(), smc.extra["ess"]
+    )
+    assert p_value > 0.01
+    (log_r, se_r), (log_s, se_s) = rejection.log_volume, smc.log_volume
+    assert abs(log_r - log_s) < 3 * math.hypot(se_r, se_s)
+
+
+def test_normalized_prior_constraint_applies_after_normalization():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    result = subset_simulation(
+        problem,
+        DeepFactorization(5, 5, 5, 3),
+        eps=0.01,
+        prior="normalized_gaussian",
+        n_particles=500,
+        runs=2,
+        seed=0,
+    )
+    norms = result.accepted_W.flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones_like(norms))
+    assert bool((result.accepted_train_loss < 0.01).all())
+
+
+def test_levels_decrease_and_record_the_volume_curve():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    result = subset_simulation(
+        problem, DeepFactorization(5, 5, 5, 2), eps=1e-3, prior="gaussian", n_particles=500, runs=2, seed=0
+    )
+    for run in result.extra["level_log"]:
+        thresholds = [level["threshold"] for level in run]
+        assert thresholds == sorted(thresholds, reverse=True) and thresholds[-1] == 1e-3
+        assert all(0 < level["fraction"] <= 1 for level in run)
+        assert run[-1]["log_volume"] == pytest.approx(sum(math.log(level["fraction"]) for level in run))
+    summary = result.summary()
+    for key in ("log_volume", "log_volume_se", "ess", "levels"):
+        assert key in summary
+
+
+def test_budget_exhaustion_says_how_far_it_got():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = subset_simulation(
+            problem,
+            DeepFactorization(5, 5, 5, 2),
+            eps=1e-9,
+            prior="gaussian",
+            n_particles=200,
+            runs=1,
+            max_evaluations=5000,
+            seed=0,
+        )
+    assert not result.reached_target and result.accepted == 0
+    assert "budget 5000 spent at threshold" in result.extra["message"]
+    assert "log V there" in result.extra["message"]
+    assert any("budget" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"prior": "uniform"}, ValueError, "smc sampler needs a Gaussian prior"),
+        ({"p0": 1.0}, ValueError, "p0 must be in \\(0, 1\\)"),
+        ({"p0": 0.0}, ValueError, "p0 must be in \\(0, 1\\)"),
+        ({"eps": 0.0}, ValueError, "eps must be > 0"),
+        ({"mcmc_steps": 0}, ValueError, "mcmc_steps must be >= 1"),
+        ({"n_particles": 1}, ValueError, "n_particles must be >= 2"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    arguments = {"eps": 0.1, "prior": "gaussian", **kwargs}
+    with pytest.raises(error, match=match):
+        subset_simulation(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), **arguments)
+
+
+def test_unknown_sampler_name():
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        sample_posterior(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), eps=0.1, sampler="nested")

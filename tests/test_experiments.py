@@ -137,7 +137,12 @@ def test_presets_build_at_every_scale():
 
     for name in PRESETS:
         for scale in SCALES:
+            if scale == "beyond" and "uniform" in name:
+                with pytest.raises(ValueError, match="no 'beyond' scale"):
+                    preset(name, scale)
+                continue
             assert preset(name, scale).cells()
+    assert preset("depth", "beyond").gc["sampler"] == "smc"
     paper = preset("width", "paper")
     assert paper.grid["width"] == [5, 10, 20, 40, 80, 160] and paper.gc["eps"] == 0.02
     assert paper.gc["draws"] == 10**8 and len(paper.seeds) == 8

@@ -70,7 +70,7 @@ def _add_problem_options(parser: argparse.ArgumentParser) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     from factorkit.fit.gd import OPTIMIZERS
-    from factorkit.fit.guess_check import BACKENDS, PRIORS
+    from factorkit.fit.guess_check import BACKENDS, PRIORS, SAMPLERS
 
     parser = _Parser(prog="factorkit", description="Matrix factorization research toolkit.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -92,6 +92,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--eps", type=_positive_float, default=0.05, help="threshold on L_train")
     sample.add_argument("--draws", type=_positive_int, default=1_000_000, help="budget of prior draws")
     sample.add_argument("--n-samples", type=_positive_int, default=None, help="stop after this many")
+    sample.add_argument("--sampler", choices=SAMPLERS, default="rejection", help="rejection or smc")
+    sample.add_argument("--p0", type=float, default=0.1, help="smc: fraction kept per level, in (0, 1)")
+    sample.add_argument("--mcmc-steps", type=_positive_int, default=10, help="smc: pCN steps per level")
+    sample.add_argument("--particles", type=_positive_int, default=2000, help="smc: population per run")
+    sample.add_argument("--runs", type=_positive_int, default=4, help="smc: independent runs (error bars)")
     sample.add_argument(
         "--backend", choices=BACKENDS, default="auto", help="prior draws: auto (reparametrized where exact)"
     )
@@ -134,19 +139,25 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def _cmd_sample(args) -> None:
-    from factorkit.fit.guess_check import guess_and_check
+    from factorkit.fit.guess_check import sample_posterior
 
-    problem, model = _problem_and_model(args, "float32")
-    result = guess_and_check(
-        problem,
-        model,
-        eps=args.eps,
-        prior=args.prior,
-        n_samples=args.n_samples,
-        max_evaluations=args.draws,
-        seed=args.seed,
-        progress=None if not args.json else False,
-        backend=args.backend,
+    problem, model = _problem_and_model(args, "float32" if args.sampler == "rejection" else "float64")
+    if args.sampler == "rejection":
+        options = {
+            "n_samples": args.n_samples,
+            "max_evaluations": args.draws,
+            "backend": args.backend,
+            "progress": None if not args.json else False,
+        }
+    else:
+        options = {
+            "p0": args.p0,
+            "mcmc_steps": args.mcmc_steps,
+            "n_particles": args.particles,
+            "runs": args.runs,
+        }
+    result = sample_posterior(
+        problem, model, eps=args.eps, prior=args.prior, sampler=args.sampler, seed=args.seed, **options
     )
     summary = result.summary()
     rel = problem.rel_error(result.accepted_W).double().mean() if result.accepted else float("nan")
@@ -201,10 +212,11 @@ def _cmd_study(args) -> None:
 
 
 def _cmd_plot(args) -> None:
-    from factorkit.experiments.report import plot_study, write_tables
+    from factorkit.experiments.report import plot_study, plot_volumes, write_tables
 
-    for path in (*write_tables(args.directory), *plot_study(args.directory)):
-        print(path)
+    for path in (*write_tables(args.directory), *plot_study(args.directory), plot_volumes(args.directory)):
+        if path is not None:
+            print(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,9 @@ A config is a plain dict (from a TOML file or a preset) with the sections
 * ``[grid]``: lists over ``width``, ``depth``, ``activation``, ``method`` (``gd``/``gc``) and
   optionally ``eps``, ``prior``, ``rank``, ``n``, ``measurements``;
 * ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``,
-  ``backend`` (``auto``: exact reparametrized draws where they apply);
+  ``backend`` (``auto``: exact reparametrized draws where they apply), ``sampler``
+  (``rejection`` or ``smc``) and the SMC options ``p0``, ``mcmc_steps``, ``particles``, ``runs``
+  (``draws`` is then the evaluation budget of each SMC run);
 * ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr``, ``steps``,
   ``optimizer``, ``eps_train``, ``dtype``.
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import OPTIMIZERS
-from factorkit.fit.guess_check import BACKENDS, PRIORS
+from factorkit.fit.guess_check import BACKENDS, PRIORS, SAMPLERS
 from factorkit.models.deep import ACTIVATIONS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
@@ -40,6 +42,11 @@ GC_DEFAULTS = {
     "dtype": "float32",
     "chunk_size": None,
     "backend": "auto",
+    "sampler": "rejection",
+    "p0": 0.1,
+    "mcmc_steps": 10,
+    "particles": 2000,
+    "runs": 4,
 }
 GD_DEFAULTS = {
     "init_scale": 1e-3,
@@ -49,11 +56,24 @@ GD_DEFAULTS = {
     "eps_train": None,
     "dtype": "float64",
 }
-GRID_KEYS = ("width", "depth", "activation", "method", "eps", "prior", "rank", "n", "measurements")
+GRID_KEYS = ("width", "depth", "activation", "method", "eps", "prior", "sampler", "rank", "n", "measurements")
 TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description")
 # which settings distinguish a run of each method (the rest do not apply to it)
 METHOD_KEYS = {
-    "gc": ("prior", "eps", "draws", "min_accepted", "dtype", "chunk_size", "backend"),
+    "gc": (
+        "prior",
+        "eps",
+        "draws",
+        "min_accepted",
+        "dtype",
+        "chunk_size",
+        "backend",
+        "sampler",
+        "p0",
+        "mcmc_steps",
+        "particles",
+        "runs",
+    ),
     "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype"),
 }
 
@@ -173,6 +193,18 @@ class StudyConfig:
         check_int("gc.min_accepted", self.gc["min_accepted"], minimum=0)
         check_choice("gc.dtype", self.gc["dtype"], ("float32", "float64"))
         check_choice("gc.backend", self.gc["backend"], BACKENDS)
+        for sampler in self.grid.get("sampler", [self.gc["sampler"]]):
+            check_choice("gc.sampler", sampler, SAMPLERS)
+            if sampler == "smc":
+                for prior in self.grid.get("prior", [self.gc["prior"]]):
+                    if not prior.endswith("gaussian"):
+                        raise ValueError(f"gc.sampler 'smc' needs a Gaussian prior, got gc.prior {prior!r}")
+        p0 = check_float("gc.p0", self.gc["p0"])
+        if not 0 < p0 < 1:
+            raise ValueError(f"gc.p0 must be in (0, 1), got {p0}")
+        check_int("gc.mcmc_steps", self.gc["mcmc_steps"])
+        check_int("gc.particles", self.gc["particles"], minimum=2)
+        check_int("gc.runs", self.gc["runs"])
         check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
         check_choice("gd.optimizer", self.gd["optimizer"], OPTIMIZERS)
         check_float("gd.lr", self.gd["lr"], positive=True)

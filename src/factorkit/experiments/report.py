@@ -248,3 +248,64 @@ def plot_study(directory: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_volumes(directory: str | Path) -> Path | None:
+    """``volume.png``: the prior volume ``log10 V(eps)`` against eps, one curve per width/depth.
+
+    SMC rows carry their level ladder (threshold, cumulative log V); each seed's curve is
+    interpolated in log eps and the median over seeds drawn. Rejection rows add their single
+    point ``(eps, log(accepted / draws))``. Returns ``None`` when the study has neither.
+    """
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    rows = [r for r in load_rows(directory) if r["method"] == "gc" and r["log_volume"] is not None]
+    if not rows:
+        return None
+    axis = sweep_axis(rows)
+    activations = sorted({r["activation"] for r in rows})
+    fig, axes = plt.subplots(1, len(activations), figsize=(4.6 * len(activations), 3.8), squeeze=False)
+    colors = plt.get_cmap("viridis")
+    for panel, activation in zip(axes[0], activations, strict=True):
+        mine = [r for r in rows if r["activation"] == activation]
+        xs = sorted({r[axis] for r in mine})
+        for index, x in enumerate(xs):
+            color = colors(index / max(len(xs) - 1, 1))
+            curves = [json.loads(r["volume_curve"]) for r in mine if r[axis] == x and r["volume_curve"]]
+            if curves:
+                low = max(min(c[-1][0] for c in curves), 1e-300)
+                high = min(c[0][0] for c in curves)
+                grid = np.geomspace(low, high, 50)
+                values = [
+                    np.interp(np.log(grid), np.log([p[0] for p in c][::-1]), [p[1] for p in c][::-1])
+                    for c in curves
+                ]
+                panel.plot(grid, np.median(values, axis=0) / np.log(10), color=color, label=f"{axis} {x}")
+            points = [(r["eps"], r["log_volume"]) for r in mine if r[axis] == x and not r["volume_curve"]]
+            if points:
+                eps_values = sorted({p[0] for p in points})
+                medians = [np.median([v for e, v in points if e == e0]) / np.log(10) for e0 in eps_values]
+                panel.scatter(
+                    eps_values,
+                    medians,
+                    color=color,
+                    marker="s",
+                    label=None if curves else f"{axis} {x} (rejection)",
+                )
+        panel.set_xscale("log")
+        panel.set_xlabel("eps (threshold on L_train)")
+        panel.set_ylabel("log10 V(eps) = log10 P_prior(L_train < eps)")
+        panel.set_title(f"{activation}: prior volume, median over seeds", fontsize=9)
+        panel.legend(fontsize=7)
+    fig.suptitle(directory.name)
+    fig.tight_layout()
+    path = directory / "volume.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

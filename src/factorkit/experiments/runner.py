@@ -26,7 +26,7 @@ from factorkit._validation import check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
 from factorkit.fit.gd import train_gd
-from factorkit.fit.guess_check import guess_and_check
+from factorkit.fit.guess_check import sample_posterior
 from factorkit.fit.nuclear import min_nuclear_norm
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
@@ -98,23 +98,51 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
         rows = []
         for seed in job.seeds:
             problem = _problem(params, seed, device, params["dtype"])
-            result = guess_and_check(
+            if params["sampler"] == "smc":
+                options = {
+                    "n_particles": params["particles"],
+                    "p0": params["p0"],
+                    "mcmc_steps": params["mcmc_steps"],
+                    "runs": params["runs"],
+                }
+            else:
+                options = {
+                    "chunk_size": params["chunk_size"],
+                    "backend": params["backend"],
+                    "progress": False,
+                }
+            result = sample_posterior(
                 problem,
                 model,
                 eps=params["eps"],
                 prior=params["prior"],
+                sampler=params["sampler"],
                 max_evaluations=params["draws"],
-                chunk_size=params["chunk_size"],
                 seed=seed + GC_SEED_OFFSET,
                 keep_samples=False,
-                progress=False,
-                backend=params["backend"],
+                **options,
             )
             summary = result.summary()
+            smc = params["sampler"] == "smc"
+            if smc and not result.reached_target:
+                status = "budget_exhausted"
+            else:
+                enough = (summary["ess"] if smc else result.accepted) >= max(params["min_accepted"], 1)
+                status = "ok" if enough else "few_accepted"
+            curve = (
+                [[level["threshold"], level["log_volume"]] for level in result.extra["level_log"][0]]
+                if smc
+                else None
+            )
             rows.append(
                 {
                     **_base_row(study, job.cell, seed),
-                    "status": "ok" if result.accepted >= max(params["min_accepted"], 1) else "few_accepted",
+                    "status": status,
+                    "sampler": params["sampler"],
+                    "log_volume": summary["log_volume"] if result.accepted else None,
+                    "log_volume_se": summary["log_volume_se"] if result.accepted else None,
+                    "ess": summary["ess"] if smc else result.accepted,
+                    "volume_curve": json.dumps(curve) if curve else None,
                     "gen_loss": summary["gen_loss"] if result.accepted else None,
                     "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
                     "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,

@@ -217,13 +217,15 @@ class GuessCheckResult:
         return float(self.accepted_gen_loss.double().mean()) if self.accepted else float("nan")
 
     def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances)."""
-        if self.accepted < 2:
+        """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances).
+
+        SMC particles are correlated: their interval uses the effective sample size.
+        """
+        size = self.extra.get("ess", self.accepted) if self.sampler == "smc" else self.accepted
+        if self.accepted < 2 or not size >= 2:
             return (float("nan"), float("nan"))
         values = self.accepted_gen_loss.double()
-        half = float(stats.t.ppf(0.5 + level / 2, self.accepted - 1)) * float(
-            values.std() / math.sqrt(self.accepted)
-        )
+        half = float(stats.t.ppf(0.5 + level / 2, size - 1)) * float(values.std() / math.sqrt(size))
         return (self.gen_loss_mean - half, self.gen_loss_mean + half)
 
     def summary(self) -> dict:

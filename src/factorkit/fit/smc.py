@@ -74,7 +74,7 @@ def _one_run(
     latent = [
         torch.randn(n_particles, r, c, generator=generator, device=device, dtype=dtype) for r, c in shapes
     ]
-    train, _ = losses(latent)
+    train, prior_gen = losses(latent)  # the first population is a prior sample: random-guess L_gen
     evaluations = n_particles
     keep = max(1, min(n_particles - 1, round(p0 * n_particles)))
     log_volume = 0.0
@@ -153,6 +153,7 @@ def _one_run(
         "gen": gen,
         "levels": levels,
         "log_volume": log_volume,
+        "prior_gen": prior_gen,
         "evaluations": evaluations,
         "reached": not message,
         "message": message,
@@ -274,6 +275,7 @@ def subset_simulation(
         mixing.append(f"a run's final population holds only {fewest} distinct of {n_particles} particles")
     for text in messages + mixing:
         warnings.warn(text, RuntimeWarning, stacklevel=2)
+    prior_gen = torch.cat([r["prior_gen"] for r in results]).double()
     empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
     gen = torch.cat([r["gen"] for r in results]) if reached else empty
     return GuessCheckResult(
@@ -285,9 +287,8 @@ def subset_simulation(
         accepted_W=(torch.cat([r["W"] for r in results]) if reached else empty.reshape(0, *problem.shape))
         if keep_samples
         else None,
-        # the unconditioned prior is not what SMC samples: its reference stays NaN here
-        prior_gen_loss_mean=float("nan"),
-        prior_gen_loss_se=float("nan"),
+        prior_gen_loss_mean=float(prior_gen.mean()),
+        prior_gen_loss_se=float(prior_gen.std() / math.sqrt(prior_gen.numel())),
         wall_time=time.perf_counter() - start,
         reached_target=reached,
         sampler="smc",

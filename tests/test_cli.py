@@ -74,3 +74,27 @@ def test_study_smoke_end_to_end(capsys, tmp_path):
     assert (tmp_path / "depth_median.png").is_file() and (tmp_path / "summary.md").is_file()
     code, out, _ = run(capsys, "study", "depth", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1")
     assert "0 runs written" in out
+
+
+def test_sample_smc_json_adds_volume_fields(capsys):
+    code, out, _ = run(
+        capsys, "sample", "--sampler", "smc", "--eps", "0.005", "--particles", "300", "--runs", "2", "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    for key in ("log_volume", "log_volume_se", "ess", "levels", "accepted", "evaluations", "gen_loss"):
+        assert key in result
+    assert result["log_volume"] < -5 and result["levels"] >= 2 and result["train_loss"] < 0.005
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["sample", "--sampler", "smc", "--p0", "1.5"], "p0"),
+        (["sample", "--sampler", "smc", "--prior", "uniform"], "Gaussian prior"),
+        (["sample", "--sampler", "nested"], "--sampler"),
+    ],
+)
+def test_smc_invalid_arguments(capsys, argv, option):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and option in err

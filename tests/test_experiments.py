@@ -195,3 +195,23 @@ def test_default_presets_reproduce_paper_trends(name, tmp_path):
                 if r["method"] == "gc" and r["x"] == gd["x"] and r["activation"] == gd["activation"]
             )
             assert gd["mean"] < gc["mean"]
+
+
+def test_smc_study_rows_carry_volumes_and_plot(tmp_path):
+    from factorkit.experiments.report import plot_volumes
+
+    config = StudyConfig.from_dict(
+        {
+            "name": "tiny-smc",
+            "seeds": 2,
+            "grid": {"width": [5], "depth": [2, 3], "method": ["gc"]},
+            "gc": {"eps": 0.005, "sampler": "smc", "particles": 300, "runs": 2, "dtype": "float64"},
+        }
+    )
+    run_study(config, tmp_path, workers=1, progress=False)
+    rows = load_rows(tmp_path)
+    assert len(rows) == 4 and all(r["sampler"] == "smc" and r["status"] == "ok" for r in rows)
+    assert all(r["log_volume"] < -5 and r["ess"] > 0 and json.loads(r["volume_curve"]) for r in rows)
+    assert plot_volumes(tmp_path).stat().st_size > 10_000
+    with pytest.raises(ValueError, match="gc.sampler 'smc' needs a Gaussian prior"):
+        StudyConfig.from_dict({**TINY, "gc": {"sampler": "smc", "prior": "uniform"}})

@@ -1,13 +1,136 @@
+"""Every prox against its definition: a fine 1-D grid per entry, and scipy.optimize on vectors."""
+
 import numpy as np
 import pytest
+import scipy.optimize
 import torch
 
-from factorkit.prox import nuclear_norm, prox_l1, prox_nuclear
+from factorkit.prox import (
+    nuclear_norm,
+    penalty_elastic_binary,
+    penalty_elastic_net,
+    penalty_group_l2,
+    penalty_l1,
+    prox_box,
+    prox_elastic_binary,
+    prox_elastic_net,
+    prox_group_l2,
+    prox_l1,
+    prox_nonnegative,
+    prox_nuclear,
+)
+
+GRID = torch.linspace(-3, 4, 700_001, dtype=torch.float64)  # spacing 1e-5
+STEP, L1, L2 = 0.3, 0.4, 0.7
 
 
-def test_prox_l1_closed_form():
+def elastic_binary_entry(z):
+    return torch.minimum(L1 * z.abs() + L2 * z.square(), L1 * (z - 1).abs() + L2 * (z - 1).square())
+
+
+ENTRYWISE = {
+    "l1": (lambda x: prox_l1(x, STEP * L1), lambda z: L1 * z.abs(), None),
+    "elastic_net": (
+        lambda x: prox_elastic_net(x, L1, L2, STEP),
+        lambda z: L1 * z.abs() + L2 * z.square(),
+        None,
+    ),
+    "nonnegative": (prox_nonnegative, lambda z: torch.zeros_like(z), (0.0, None)),
+    "box": (prox_box, lambda z: torch.zeros_like(z), (0.0, 1.0)),
+    "elastic_binary": (lambda x: prox_elastic_binary(x, L1, L2, STEP), elastic_binary_entry, None),
+    "elastic_binary_nonnegative": (
+        lambda x: prox_elastic_binary(x, L1, L2, STEP, "nonnegative"),
+        elastic_binary_entry,
+        (0.0, None),
+    ),
+    "elastic_binary_box": (
+        lambda x: prox_elastic_binary(x, L1, L2, STEP, "box"),
+        elastic_binary_entry,
+        (0.0, 1.0),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ENTRYWISE))
+def test_entrywise_prox_matches_grid_search(name):
+    prox, penalty, bounds = ENTRYWISE[name]
+    scale = 1.0 if name in ("nonnegative", "box") else STEP
+    grid = GRID
+    if bounds is not None:
+        low, high = bounds
+        grid = grid[grid >= low] if high is None else grid[(grid >= low) & (grid <= high)]
+    values = penalty(grid)
+    x = torch.cat([torch.linspace(-1.5, 2.5, 81, dtype=torch.float64), torch.tensor([0.5, 0.0, 1.0])])
+    z = prox(x)
+    for xi, zi in zip(x, z, strict=True):
+        objective = 0.5 * (grid - xi).square() + scale * values
+        best = float(objective.min())
+        mine = float(0.5 * (zi - xi) ** 2 + scale * penalty(zi.reshape(1)))
+        assert mine <= best + 1e-9, f"{name} at x={float(xi)}: {mine} > grid {best}"
+
+
+def test_elastic_binary_prox_of_vectors_matches_scipy():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.uniform(-1, 2, size=4)
+
+        def objective(z, x=x):
+            return 0.5 * np.sum((z - x) ** 2) + STEP * float(
+                penalty_elastic_binary(torch.from_numpy(z), L1, L2)
+            )
+
+        mine = prox_elastic_binary(torch.from_numpy(x), L1, L2, STEP).numpy()
+        # multistart Nelder-Mead (the objective is non-convex and non-smooth)
+        best = min(
+            (
+                scipy.optimize.minimize(
+                    objective,
+                    start,
+                    method="Nelder-Mead",
+                    options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000},
+                )
+                for start in (x, np.zeros(4), np.ones(4), np.clip(x, 0, 1))
+            ),
+            key=lambda r: r.fun,
+        )
+        assert objective(mine) <= best.fun + 1e-9
+
+
+def test_elastic_binary_is_zero_exactly_on_binary_values_and_fixes_them():
+    x = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    assert float(penalty_elastic_binary(x, L1, L2)) == 0.0
+    torch.testing.assert_close(prox_elastic_binary(x, L1, L2, STEP), x)
+    # near-binary values are soft-thresholded onto 0 and 1 (no overshoot past them)
+    near = torch.tensor([0.05, -0.05, 0.95, 1.05], dtype=torch.float64)
+    expected = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(prox_elastic_binary(near, L1, L2, STEP), expected)
+
+
+def test_elastic_net_and_l1_closed_forms():
     x = torch.tensor([-3.0, -0.5, 0.0, 0.2, 2.0])
     torch.testing.assert_close(prox_l1(x, 1.0), torch.tensor([-2.0, 0.0, 0.0, 0.0, 1.0]))
+    torch.testing.assert_close(prox_elastic_net(x, 1.0, 0.5, 1.0), torch.tensor([-1.0, 0.0, 0.0, 0.0, 0.5]))
+    assert float(penalty_l1(x, 2.0)) == pytest.approx(11.4)
+    assert float(penalty_elastic_net(x, 1.0, 1.0)) == pytest.approx(5.7 + 13.29)
+
+
+def test_group_l2_prox_matches_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4))
+    t = 0.8
+    mine = prox_group_l2(torch.from_numpy(x), t).numpy()
+    for row, z in zip(x, mine, strict=True):
+        result = scipy.optimize.minimize(
+            lambda v, row=row: 0.5 * np.sum((v - row) ** 2) + t * np.linalg.norm(v),
+            row,
+            method="Nelder-Mead",
+            options={"xatol": 1e-10, "fatol": 1e-12},
+        )
+        assert 0.5 * np.sum((z - row) ** 2) + t * np.linalg.norm(z) <= result.fun + 1e-8
+    assert float(penalty_group_l2(torch.from_numpy(x), 2.0)) == pytest.approx(
+        2 * np.linalg.norm(x, axis=1).sum()
+    )
+    torch.testing.assert_close(prox_group_l2(torch.zeros(2, 3), 1.0), torch.zeros(2, 3))
 
 
 def test_prox_nuclear_matches_numpy_svd_thresholding():
@@ -19,7 +142,7 @@ def test_prox_nuclear_matches_numpy_svd_thresholding():
 
 
 @pytest.mark.parametrize("prox, penalty", [(prox_l1, lambda z: z.abs().sum()), (prox_nuclear, nuclear_norm)])
-def test_prox_minimizes_its_objective(prox, penalty):
+def test_prox_minimizes_its_objective_against_perturbations(prox, penalty):
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, dtype=torch.float64, generator=generator)
     t = 0.5
@@ -35,6 +158,12 @@ def test_prox_minimizes_its_objective(prox, penalty):
         )
 
 
-def test_negative_threshold_refused():
+def test_bad_arguments():
     with pytest.raises(ValueError, match="threshold must be >= 0"):
         prox_l1(torch.zeros(2), -1.0)
+    with pytest.raises(ValueError, match="bounds must be one of"):
+        prox_elastic_binary(torch.zeros(2), 0.1, 0.1, 1.0, bounds="unit")
+    with pytest.raises(ValueError, match="step must be > 0"):
+        prox_elastic_net(torch.zeros(2), 0.1, 0.1, 0.0)
+    with pytest.raises(ValueError, match="lower must be <= upper"):
+        prox_box(torch.zeros(2), 1.0, 0.0)

@@ -98,3 +98,39 @@ def test_sample_smc_json_adds_volume_fields(capsys):
 def test_smc_invalid_arguments(capsys, argv, option):
     code, _, err = run(capsys, *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and option in err
+
+
+def test_fit_boolean_writes_factors_and_report(capsys, tmp_path):
+    import numpy as np
+
+    from factorkit.problems.boolean import planted_tiles
+
+    data = planted_tiles(120, 80, 3, density=0.15, seed=2)
+    np.save(tmp_path / "x.npy", data.X)
+    code, _, _ = run(
+        capsys,
+        "fit",
+        str(tmp_path / "x.npy"),
+        "--method",
+        "boolean",
+        "--rank",
+        "3",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["boolean_error"] == 0 and report["recall"] == 1.0
+    assert np.load(tmp_path / "out" / "V.npy").shape == (3, 80)
+    code, _, err = run(
+        capsys,
+        "fit",
+        str(tmp_path / "x.npy"),
+        "--method",
+        "boolean",
+        "--rank",
+        "0",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 2 and "--rank" in err

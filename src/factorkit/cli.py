@@ -105,7 +105,46 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_nonnegative_int, default=10_000)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="group_rmsprop")
     train.add_argument("--eps-train", type=_positive_float, default=None, help="stop below this loss")
+    fit = commands.add_parser("fit", help="factorize a matrix file with a factorization method")
+    fit.add_argument("data", type=Path, help="matrix file: .npy, .npz (sparse or dense), .csv or .mtx")
+    fit.add_argument("--method", choices=("boolean",), required=True)
+    fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
+    fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
+    fit.add_argument("--max-iter", type=_positive_int, default=1000)
+    fit.add_argument("--n-init", type=_positive_int, default=1)
+    fit.add_argument("--seed", type=_nonnegative_int, default=0)
+    fit.add_argument("--device", default="cpu")
     return parser
+
+
+def _cmd_fit(args) -> None:
+    import numpy as np
+
+    from factorkit.methods.boolean import BooleanMF
+    from factorkit.problems.data import load_matrix
+
+    X = load_matrix(args.data)
+    model = BooleanMF(
+        args.rank, max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed, device=args.device
+    )
+    U = model.fit_transform(X)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "U.npy", U)
+    np.save(args.out / "V.npy", model.components_)
+    size = X.shape[0] * X.shape[1]
+    report = {
+        "method": "boolean",
+        "data": str(args.data),
+        "shape": list(X.shape),
+        "rank": args.rank,
+        "iterations": model.n_iter_,
+        "boolean_error": model.reconstruction_err_,
+        "boolean_error_rate": model.reconstruction_err_ / size,
+        "recall": model.recall_,
+        "integrality_gap": model.history_[-1]["gap"],
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _print(report, as_json=False)
 
 
 def _problem_and_model(args, default_dtype: str):
@@ -218,7 +257,13 @@ def _cmd_plot(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    handlers = {"study": _cmd_study, "plot": _cmd_plot, "sample": _cmd_sample, "train": _cmd_train}
+    handlers = {
+        "study": _cmd_study,
+        "plot": _cmd_plot,
+        "sample": _cmd_sample,
+        "train": _cmd_train,
+        "fit": _cmd_fit,
+    }
     try:
         handlers[args.command](args)
     except (ValueError, TypeError) as err:

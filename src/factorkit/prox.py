@@ -97,6 +97,8 @@ def prox_elastic_binary(
     if lower is not None or upper is not None:
         to_zero = torch.clamp(to_zero, min=lower, max=upper)
         to_one = torch.clamp(to_one, min=lower, max=upper)
+    if bounds != "nonnegative":  # symmetric about 1/2: the comparison reduces to this rule
+        return torch.where(x <= 0.5, to_zero, to_one)
 
     def objective(z: torch.Tensor, centre: float) -> torch.Tensor:
         return 0.5 * (z - x).square() + step * (l1 * (z - centre).abs() + l2 * (z - centre).square())

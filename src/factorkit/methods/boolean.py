@@ -102,8 +102,9 @@ class BooleanMF:
     n_iter_ : int
     reconstruction_err_ : int, Hamming distance between ``U o V`` and ``X``.
     recall_ : float, fraction of the ones of ``X`` covered by ``U o V``.
-    history_ : list of dict per iteration: ``loss`` (objective), ``gap`` (integrality gap: mean
-        distance of the relaxed factors to {0, 1}).
+    history_ : list of dict per iteration: ``loss`` (1/2 ||X - UV||^2), ``objective`` (with the
+        regularizer) and ``gap``, the integrality gap (mean distance of the relaxed factors to
+        {0, 1}) before rounding.
 
     Examples
     --------
@@ -173,6 +174,8 @@ class BooleanMF:
         history = []
         previous = math.inf
         iterations = 0
+        X_squared = float(X.square().sum())
+        XVt = X @ V.T
         for iteration in range(1, self.max_iter + 1):
             iterations = iteration
             l2 = self.l2_reg * self.regularization_rate**iteration
@@ -180,14 +183,18 @@ class BooleanMF:
             step = self._step(max(float(VVt.norm()), 1e-12))
             Y = U + beta * (U - U_prev)
             U_prev = U
-            U = prox_elastic_binary(Y - step * (Y @ VVt - X @ V.T), l1, l2, step, "box")
+            U = prox_elastic_binary(Y - step * (Y @ VVt - XVt), l1, l2, step, "box")
+            UtX = U.T @ X
             if update_V:
                 UtU = U.T @ U
                 step = self._step(max(float(UtU.norm()), 1e-12))
                 Y = V + beta * (V - V_prev)
                 V_prev = V
-                V = prox_elastic_binary(Y - step * (UtU @ Y - U.T @ X), l1, l2, step, "box")
-            loss = 0.5 * float((X - U @ V).square().sum())
+                V = prox_elastic_binary(Y - step * (UtU @ Y - UtX), l1, l2, step, "box")
+                VVt = V @ V.T
+                XVt = X @ V.T
+            # ||X - UV||^2 = ||X||^2 - 2 <U^T X, V> + <U^T U, V V^T>: no n x m residual per step
+            loss = 0.5 * (X_squared - 2 * float((UtX * V).sum()) + float(((U.T @ U) * VVt).sum()))
             objective = loss + float(penalty_elastic_binary(U, l1, l2) + penalty_elastic_binary(V, l1, l2))
             gap = float(torch.cat([U.flatten(), V.flatten()]).sub(0.5).abs().neg().add(0.5).mean())
             history.append({"loss": loss, "objective": objective, "gap": gap})

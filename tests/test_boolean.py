@@ -111,3 +111,14 @@ def test_match_factors_counts_identical_tiles():
     data = planted_tiles(50, 40, 4, density=0.2, seed=0)
     matched, jaccard = match_factors(data.U, data.V, data.U[:, ::-1], data.V[::-1])
     assert matched == 4 and jaccard.shape == (4, 4)
+
+
+def test_asso_recovers_disjoint_tiles_exactly():
+    from factorkit.methods.boolean import asso
+
+    X = np.zeros((30, 24), dtype=bool)
+    X[:10, :8] = X[10:20, 8:16] = X[20:, 16:] = True
+    U, V = asso(X, 3)
+    np.testing.assert_array_equal(boolean_product(U, V), X)
+    with pytest.raises(ValueError, match="n_components must be <= min"):
+        asso(X, 25)

@@ -97,7 +97,10 @@ class SensingProblem:
         q = self.W_star.numel()
         stacked = torch.cat([self.A.reshape(-1, q), self.complement.reshape(-1, q)])
         object.__setattr__(self, "operator", stacked.T.contiguous())
-        object.__setattr__(self, "targets", stacked @ self.W_star.reshape(q))
+        # the training targets are the observed y (possibly corrupted, see `corrupt`); the
+        # complement targets always come from W*
+        targets = torch.cat([self.y, self.complement.reshape(-1, q) @ self.W_star.reshape(q)])
+        object.__setattr__(self, "targets", targets)
 
     @classmethod
     def from_measurements(cls, A: torch.Tensor, W_star: torch.Tensor, kind: str = "custom") -> SensingProblem:
@@ -168,6 +171,37 @@ class SensingProblem:
         return SensingProblem(move(self.W_star), move(self.A), move(self.y), move(self.complement), self.kind)
 
 
+def corrupt(
+    problem: SensingProblem,
+    outliers: float = 0.0,
+    outlier_scale: float = 10.0,
+    noise_std: float = 0.0,
+    seed: int = 0,
+) -> SensingProblem:
+    """A copy of ``problem`` whose observed ``y`` carries noise; ``W*`` and the losses' truth stay.
+
+    A fraction ``outliers`` of the measurements, chosen at random, have ``y_i`` replaced by
+    ``N(0, (outlier_scale * rms(y))^2)`` draws (dense gross corruption, as in Ma & Fattahi,
+    arXiv:2202.08788); every measurement then gets ``N(0, noise_std^2)`` added. ``L_train`` is
+    measured against the corrupted ``y``; ``L_gen`` and ``rel_error`` against ``W*``.
+    """
+    outliers = check_float("outliers", outliers, nonnegative=True)
+    if outliers >= 1:
+        raise ValueError(f"outliers must be in [0, 1), got {outliers}")
+    outlier_scale = check_float("outlier_scale", outlier_scale, positive=True)
+    noise_std = check_float("noise_std", noise_std, nonnegative=True)
+    generator = make_generator(seed)
+    y = problem.y.detach().cpu().to(torch.float64).clone()
+    count = round(outliers * problem.n)
+    chosen = torch.randperm(problem.n, generator=generator)[:count]
+    scale = outlier_scale * float(y.square().mean().sqrt())
+    y[chosen] = scale * torch.randn(count, generator=generator, dtype=torch.float64)
+    y = y + noise_std * torch.randn(problem.n, generator=generator, dtype=torch.float64)
+    return SensingProblem(
+        problem.W_star, problem.A, y.to(problem.device, problem.dtype), problem.complement, problem.kind
+    )
+
+
 def random_low_rank(m: int, m2: int, rank: int, norm: float, generator: torch.Generator) -> torch.Tensor:
     """``U V^T`` with i.i.d. standard normal ``U`` (m x r), ``V`` (m' x r), scaled to ``||.||_F = norm``."""
     U = torch.randn(m, rank, generator=generator, dtype=torch.float64)
@@ -186,8 +220,12 @@ def make_sensing_problem(
     norm: float = 1.0,
     device: str | torch.device | None = "cpu",
     dtype: str | torch.dtype = "float32",
+    psd: bool = False,
 ) -> SensingProblem:
     """A random sensing/completion problem, as in the paper's experiments.
+
+    ``psd=True`` makes ``W* = U U^T`` symmetric positive semidefinite (needs ``m == m2``), the
+    setting of symmetric factorizations ``W = U U^T``.
 
     The ground truth is a random rank-``rank`` matrix of Frobenius norm ``norm``. ``'gaussian'``
     measurements have i.i.d. N(0, 1) entries, each ``A_i`` then scaled to unit Frobenius norm;
@@ -216,7 +254,14 @@ def make_sensing_problem(
     dtype = resolve_dtype(dtype)
     generator = make_generator(seed)
 
-    W_star = random_low_rank(m, m2, rank, norm, generator)
+    if psd:
+        if m != m2:
+            raise ValueError(f"psd=True needs a square W (m == m2), got m={m}, m2={m2}")
+        U = torch.randn(m, rank, generator=generator, dtype=torch.float64)
+        W_star = U @ U.T
+        W_star = W_star * (norm / W_star.norm())
+    else:
+        W_star = random_low_rank(m, m2, rank, norm, generator)
     if measurements == "gaussian":
         A = torch.randn(n, m, m2, generator=generator, dtype=torch.float64)
         A = A / A.flatten(1).norm(dim=1)[:, None, None]

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from factorkit.fit.subgradient import subgradient_method
+from factorkit.problems import corrupt, make_sensing_problem
+
+
+@pytest.fixture(scope="module")
+def corrupted():
+    m, r = 50, 3
+    problem = make_sensing_problem(m, m, rank=r, n=5 * m * r, psd=True, seed=0, dtype="float64")
+    return problem, corrupt(problem, outliers=0.3, seed=1)
+
+
+def test_l1_subgradient_recovers_truth_under_dense_outliers_where_l2_fails(corrupted):
+    _, problem = corrupted
+    robust = subgradient_method(problem, 3, loss="l1", init_scale=1e-3, step=2.0, decay=0.997, steps=3000)
+    squared = subgradient_method(problem, 3, loss="l2", init_scale=1e-3, step=2.0, decay=0.997, steps=3000)
+    assert robust.rel_error < 1e-3
+    assert squared.rel_error > 0.1
+
+
+def test_asymmetric_form_recovers_without_outliers(corrupted):
+    clean, _ = corrupted
+    result = subgradient_method(
+        clean, 3, symmetric=False, loss="l1", init_scale=1e-3, step=2.0, decay=0.997, steps=3000
+    )
+    assert result.rel_error < 1e-2
+
+
+def test_corruption_model(corrupted):
+    clean, noisy = corrupted
+    changed = (clean.y != noisy.y).sum()
+    assert int(changed) == round(0.3 * clean.n)
+    torch.testing.assert_close(noisy.W_star, clean.W_star)
+    assert float(noisy.gen_loss(noisy.W_star)) < 1e-20  # truth still generalizes perfectly
+    assert float(noisy.train_loss(noisy.W_star)) > 1e-3  # but no longer fits the corrupted y
+    W = clean.W_star
+    torch.testing.assert_close(W, W.T)
+    assert float(torch.linalg.eigvalsh(W).min()) > -1e-12
+    gaussian = corrupt(clean, noise_std=0.01, seed=2)
+    assert 0.005 < float((gaussian.y - clean.y).std()) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"decay": 0.0}, "decay must be > 0"),
+        ({"decay": 1.5}, "decay must be <= 1.0"),
+        ({"step": -1.0}, "step must be > 0"),
+        ({"loss": "huber"}, "loss must be one of"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    problem = make_sensing_problem(5, 5, psd=True, seed=0, dtype="float64")
+    with pytest.raises(ValueError, match=match):
+        subgradient_method(problem, 2, **kwargs)
+
+
+def test_bad_corruption_and_shapes():
+    problem = make_sensing_problem(5, 5, seed=0)
+    with pytest.raises(ValueError, match="outliers must be in \\[0, 1\\)"):
+        corrupt(problem, outliers=1.0)
+    with pytest.raises(ValueError, match="psd=True needs a square W"):
+        make_sensing_problem(5, 4, psd=True)
+    with pytest.raises(ValueError, match="symmetric=True needs a square problem"):
+        subgradient_method(make_sensing_problem(5, 4, seed=0), 2)

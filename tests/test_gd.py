@@ -14,6 +14,7 @@ from factorkit.problems import ProblemBatch, make_sensing_problem
         ("group_rmsprop", 1e-2, None),
         ("adam", 1e-2, None),
         ("sgd", 0.1, {"momentum": 0.9}),
+        ("adafactor", 1e-2, None),
     ],
 )
 def test_batched_population_equals_per_seed_loop(optimizer, lr, options):
@@ -132,3 +133,33 @@ def test_bad_arguments(kwargs, error, match):
 def test_model_problem_shape_mismatch():
     with pytest.raises(ValueError, match="does not match problem shape"):
         train_gd(make_sensing_problem(), DeepFactorization(4, 5, 5, 2))
+
+
+def test_l1_loss_step_is_the_sign_subgradient_with_geometric_decay():
+    # depth 1: W = W_1, so one GD step on (1/n) sum |r_i| is W -= lr_t (1/n) sum sign(r_i) A_i
+    problem = make_sensing_problem(4, 3, rank=1, n=8, seed=0, dtype="float64")
+    model = DeepFactorization(4, 3, width=1, depth=1)
+    result = train_gd(
+        problem,
+        model,
+        seeds=[7],
+        init_scale=0.5,
+        lr=0.1,
+        lr_decay=0.5,
+        max_steps=2,
+        loss="l1",
+        progress=False,
+    )
+    W = model.init_weights(1, 0.5, torch.Generator().manual_seed(7), dtype=torch.float64)[0][0]
+    for lr in (0.1, 0.05):
+        signs = torch.sign(problem.train_residuals(W))
+        W = W - lr * (signs[:, None, None] * problem.A).sum(0) / problem.n
+    torch.testing.assert_close(result.W[0], W)
+
+
+def test_bad_loss_and_decay():
+    problem = make_sensing_problem()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        train_gd(problem, DeepFactorization(5, 5, 5, 2), loss="huber", max_steps=1)
+    with pytest.raises(ValueError, match="lr_decay must be <= 1.0"):
+        train_gd(problem, DeepFactorization(5, 5, 5, 2), lr_decay=1.5, max_steps=1)

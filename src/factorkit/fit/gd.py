@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.models.deep import DeepFactorization
+from factorkit.optim.adafactor import Adafactor
 from factorkit.optim.group_rmsprop import GroupRMSprop
 from factorkit.problems.sensing import ProblemBatch, SensingProblem
 
@@ -32,7 +33,8 @@ TORCH_OPTIMIZERS = {
     "nadam": torch.optim.NAdam,
     "radam": torch.optim.RAdam,
 }
-OPTIMIZERS = ("gd", "group_rmsprop", *TORCH_OPTIMIZERS)
+OPTIMIZERS = ("gd", "group_rmsprop", "adafactor", *TORCH_OPTIMIZERS)
+LOSSES = ("l2", "l1")
 
 
 @dataclass
@@ -56,6 +58,8 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: d
         return torch.optim.SGD(params, lr=lr)
     if name == "group_rmsprop":
         return GroupRMSprop(params, lr=lr, population_axis=True, **options)
+    if name == "adafactor":
+        return Adafactor(params, lr=lr, population_axis=True, **options)
     try:
         return TORCH_OPTIMIZERS[name](params, lr=lr, **options)
     except TypeError as err:
@@ -88,6 +92,8 @@ def train_gd(
     optimizer_options: dict | None = None,
     log_every: int = 100,
     progress: bool | None = None,
+    loss: str = "l2",
+    lr_decay: float = 1.0,
 ) -> GDResult:
     """Train ``P`` members of ``model`` on ``problem`` by (batched) gradient descent.
 
@@ -119,6 +125,12 @@ def train_gd(
         Record both losses every ``log_every`` steps (and at the end).
     progress : bool, optional
         Show a progress bar; ``None`` shows one only on a terminal.
+    loss : {'l2', 'l1'}
+        Objective: ``L_train`` (mean squared residual) or the robust ``(1/n) sum |<A_i, W> - y_i|``
+        (its sub-gradient; with ``lr_decay < 1`` this is the sub-gradient method of Ma & Fattahi,
+        arXiv:2202.08788, on any deep factorization). Stopping and reporting use ``L_train``.
+    lr_decay : float
+        Geometric step schedule ``lr_t = lr * lr_decay^t``, in ``(0, 1]``.
 
     Returns
     -------
@@ -139,6 +151,8 @@ def train_gd(
     if eps_train is not None:
         eps_train = check_float("eps_train", eps_train, positive=True)
     check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("loss", loss, LOSSES)
+    lr_decay = check_float("lr_decay", lr_decay, positive=True, upper=1.0)
 
     device, dtype = problem.device, problem.dtype
     per_member = [
@@ -149,6 +163,7 @@ def train_gd(
         for layer in range(len(per_member[0]))
     ]
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None
 
     population = len(seed_list)
     done = torch.zeros(population, dtype=torch.bool, device=device)
@@ -160,7 +175,8 @@ def train_gd(
 
     bar = tqdm(total=max_steps, desc="gd", disable=None if progress is None else not progress)
     for step in range(max_steps + 1):
-        train, gen = problem.losses(model.end_to_end(params))
+        W = model.end_to_end(params)
+        train, gen = problem.losses(W)
         if step % log_every == 0 or step == max_steps:
             history_steps.append(step)
             history_train.append(train.detach().clone())
@@ -177,8 +193,13 @@ def train_gd(
         if step == max_steps:
             break
         opt.zero_grad(set_to_none=True)
-        train.sum().backward()
+        if loss == "l1":
+            problem.train_residuals(W).abs().mean(-1).sum().backward()
+        else:
+            train.sum().backward()
         opt.step()
+        if schedule is not None:
+            schedule.step()
         if eps_train is not None and bool(done.any()):
             with torch.no_grad():
                 for keep, p in zip(frozen, params, strict=True):

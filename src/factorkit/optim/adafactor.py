@@ -23,6 +23,9 @@ Switches, and how they map to the two definitions:
   the original paper); ``False``: ``alpha_t = lr`` (or ``lr(t)`` if callable), no parameter-scale
   factor (Hong & Lin).
 * ``clipping``: the ``max(1, RMS(U)/d)`` divisor on or off (the theory covers both).
+* ``population_axis``: the leading dimension indexes independent models (the GD trainer's
+  seeds): RMS values are taken per member, so a batched run equals separate runs. The factored
+  statistics already treat leading dimensions as batch dimensions.
 
 With ``eps_mode='torch'``, ``relative_step=True``, ``clipping=True`` and the same ``lr``,
 ``beta2_decay``, ``d``, ``eps1``, ``eps2``, ``weight_decay``, the updates equal
@@ -54,6 +57,7 @@ class Adafactor(torch.optim.Optimizer):
         relative_step: bool = True,
         clipping: bool = True,
         eps_mode: str = "torch",
+        population_axis: bool = False,
     ) -> None:
         if not callable(lr):
             check_float("lr", lr, positive=True)
@@ -77,6 +81,7 @@ class Adafactor(torch.optim.Optimizer):
             "relative_step": relative_step,
             "clipping": clipping,
             "eps_mode": eps_mode,
+            "population_axis": population_axis,
         }
         super().__init__(params, defaults)
 
@@ -109,9 +114,20 @@ class Adafactor(torch.optim.Optimizer):
         theory = group["eps_mode"] == "theory"
         weight = t ** group["beta2_decay"]
         lr = group["lr"]
+        batched = group["population_axis"]
+
+        def rms(x: torch.Tensor):
+            # per population member (leading dimension) when batched, else over the whole tensor
+            if batched:
+                return (x.flatten(1).norm(dim=1) / math.sqrt(x[0].numel())).reshape(
+                    -1, *([1] * (x.dim() - 1))
+                )
+            return x.norm(2).item() / math.sqrt(x.numel())
+
         if group["relative_step"]:
-            rms_param = param.norm(2).item() / math.sqrt(param.numel())
-            alpha = max(group["eps2"], rms_param) * min(lr, 1 / math.sqrt(t))
+            scale = rms(param)
+            scale = scale.clamp(min=group["eps2"]) if batched else max(group["eps2"], scale)
+            alpha = scale * min(lr, 1 / math.sqrt(t))
         else:
             alpha = lr(t) if callable(lr) else lr
         if group["weight_decay"]:
@@ -128,8 +144,12 @@ class Adafactor(torch.optim.Optimizer):
         update = grad * (estimate.rsqrt() if theory else estimate.clamp_(min=eps1 * eps1).rsqrt_())
         denominator = 1.0
         if group["clipping"]:
-            denominator = max(1.0, update.norm(2).item() / (math.sqrt(update.numel()) * group["d"]))
-        param.add_(update, alpha=-alpha / denominator)
+            ratio = rms(update) / group["d"]
+            denominator = ratio.clamp(min=1.0) if batched else max(1.0, ratio)
+        if batched:
+            param.sub_(update * (alpha / denominator))
+        else:
+            param.add_(update, alpha=-alpha / denominator)
 
 
 def state_size(optimizer: torch.optim.Optimizer) -> int:

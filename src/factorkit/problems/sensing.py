@@ -155,6 +155,10 @@ class SensingProblem:
         """Exact ``L_gen(W)``: mean squared error on an orthonormal basis of ``span{A_i}^perp``."""
         return self.losses(W)[1]
 
+    def train_residuals(self, W: torch.Tensor) -> torch.Tensor:
+        """``<A_i, W> - y_i`` for every measurement, shape ``(..., n)``."""
+        return self._flat(W) @ self.operator[:, : self.n] - self.targets[: self.n]
+
     def rel_error(self, W: torch.Tensor) -> torch.Tensor:
         """``||W - W*||_F / ||W*||_F``."""
         diff = W - self.W_star
@@ -333,6 +337,11 @@ class ProblemBatch:
 
     def gen_loss(self, W: torch.Tensor) -> torch.Tensor:
         return self.losses(W)[1]
+
+    def train_residuals(self, W: torch.Tensor) -> torch.Tensor:
+        """Member-wise ``<A_i, W[p]> - y_i``, shape ``(P, n)``."""
+        flat = W.flatten(1).unsqueeze(1)
+        return torch.bmm(flat, self.operator[:, :, : self.n]).squeeze(1) - self.targets[:, : self.n]
 
     def rel_error(self, W: torch.Tensor) -> torch.Tensor:
         return (W - self.W_star).flatten(1).norm(dim=1) / self.W_star.flatten(1).norm(dim=1)

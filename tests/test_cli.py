@@ -134,3 +134,42 @@ def test_fit_boolean_writes_factors_and_report(capsys, tmp_path):
         str(tmp_path / "out"),
     )
     assert code == 2 and "--rank" in err
+
+
+def test_train_robust_options(capsys):
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--symmetric",
+        "--m",
+        "20",
+        "--rank",
+        "2",
+        "--n",
+        "200",
+        "--width",
+        "2",
+        "--loss",
+        "l1",
+        "--outliers",
+        "0.2",
+        "--lr",
+        "2",
+        "--lr-decay",
+        "0.997",
+        "--steps",
+        "2000",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["rel_error"] < 1e-3
+    code, out, _ = run(
+        capsys, "train", "--optimizer", "adafactor", "--lr", "0.05", "--steps", "200", "--json"
+    )
+    assert code == 0 and json.loads(out)["steps"] == 200
+    for argv, option in (
+        (["train", "--outliers", "1.5"], "outliers"),
+        (["train", "--lr-decay", "2"], "lr_decay"),
+        (["train", "--loss", "huber"], "--loss"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and option in err and len(err.strip().splitlines()) == 1

@@ -105,6 +105,15 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=_nonnegative_int, default=10_000)
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="group_rmsprop")
     train.add_argument("--eps-train", type=_positive_float, default=None, help="stop below this loss")
+    train.add_argument("--loss", choices=("l2", "l1"), default="l2", help="l1: robust sub-gradient objective")
+    train.add_argument("--lr-decay", type=_positive_float, default=1.0, help="lr_t = lr * decay^t, in (0, 1]")
+    train.add_argument("--outliers", type=float, default=0.0, help="fraction of y replaced by gross noise")
+    train.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to y")
+    train.add_argument(
+        "--symmetric",
+        action="store_true",
+        help="PSD truth, W = U U^T by the sub-gradient method with factor rank --width",
+    )
     fit = commands.add_parser("fit", help="factorize a matrix file with a factorization method")
     fit.add_argument("data", type=Path, help="matrix file: .npy, .npz (sparse or dense), .csv or .mtx")
     fit.add_argument("--method", choices=("boolean",), required=True)
@@ -202,8 +211,45 @@ def _cmd_sample(args) -> None:
 
 def _cmd_train(args) -> None:
     from factorkit.fit.gd import train_gd
+    from factorkit.fit.subgradient import subgradient_method
+    from factorkit.problems.sensing import corrupt, make_sensing_problem
 
-    problem, model = _problem_and_model(args, "float64")
+    if args.symmetric:
+        clean = make_sensing_problem(
+            args.m,
+            args.m2,
+            args.rank,
+            args.n,
+            args.measurements,
+            args.seed,
+            device=args.device,
+            dtype=args.dtype or "float64",
+            psd=True,
+        )
+        problem = corrupt(clean, outliers=args.outliers, noise_std=args.noise, seed=args.seed)
+        result = subgradient_method(
+            problem,
+            args.width,
+            loss=args.loss,
+            init_scale=args.init_scale,
+            step=args.lr,
+            decay=args.lr_decay,
+            steps=args.steps,
+            seed=args.seed,
+        )
+        train, gen = problem.losses(result.W)
+        _print(
+            {
+                "train_loss": float(train),
+                "gen_loss": float(gen),
+                "rel_error": result.rel_error,
+                "steps": args.steps,
+            },
+            args.json,
+        )
+        return
+    clean, model = _problem_and_model(args, "float64")
+    problem = corrupt(clean, outliers=args.outliers, noise_std=args.noise, seed=args.seed)
     result = train_gd(
         problem,
         model,
@@ -213,6 +259,8 @@ def _cmd_train(args) -> None:
         max_steps=args.steps,
         eps_train=args.eps_train,
         optimizer=args.optimizer,
+        loss=args.loss,
+        lr_decay=args.lr_decay,
         progress=None if not args.json else False,
     )
     _print(

@@ -156,7 +156,7 @@ def _cmd_fit(args) -> None:
     _print(report, as_json=False)
 
 
-def _problem_and_model(args, default_dtype: str):
+def _problem_and_model(args, default_dtype: str, psd: bool = False):
     from factorkit.models.deep import DeepFactorization
     from factorkit.problems.sensing import make_sensing_problem
 
@@ -169,6 +169,7 @@ def _problem_and_model(args, default_dtype: str):
         args.seed,
         device=args.device,
         dtype=args.dtype or default_dtype,
+        psd=psd,
     )
     m2 = args.m if args.m2 is None else args.m2
     return problem, DeepFactorization(args.m, m2, args.width, args.depth, args.activation)
@@ -212,20 +213,10 @@ def _cmd_sample(args) -> None:
 def _cmd_train(args) -> None:
     from factorkit.fit.gd import train_gd
     from factorkit.fit.subgradient import subgradient_method
-    from factorkit.problems.sensing import corrupt, make_sensing_problem
+    from factorkit.problems.sensing import corrupt
 
     if args.symmetric:
-        clean = make_sensing_problem(
-            args.m,
-            args.m2,
-            args.rank,
-            args.n,
-            args.measurements,
-            args.seed,
-            device=args.device,
-            dtype=args.dtype or "float64",
-            psd=True,
-        )
+        clean, _ = _problem_and_model(args, "float64", psd=True)
         problem = corrupt(clean, outliers=args.outliers, noise_std=args.noise, seed=args.seed)
         result = subgradient_method(
             problem,

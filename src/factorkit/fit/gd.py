@@ -137,8 +137,7 @@ def train_gd(
     GDResult
         Final weights, end-to-end matrices, losses, step counts and loss curves.
     """
-    if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
-        raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")
+    model.check_fits(problem.shape)
     if isinstance(problem, ProblemBatch) and population is None and isinstance(seeds, int):
         population = len(problem)
     seed_list = _seed_list(seeds, population)

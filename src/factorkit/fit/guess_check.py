@@ -321,8 +321,7 @@ def guess_and_check(
     max_evaluations = check_int("max_evaluations", max_evaluations)
     if n_samples is not None:
         n_samples = check_int("n_samples", n_samples)
-    if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
-        raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")
+    model.check_fits(problem.shape)
     prior = resolve_prior(prior, problem)
     backend = prior.backend_for(model, backend)
     chunk_size = (

@@ -68,13 +68,15 @@ def _one_run(
     scales = prior.scales(model)
     shapes = model.layer_shapes()
 
-    def losses(latent):
-        return problem.losses(_latent_to_W(model, prior, scales, latent))
+    def end_to_end(latent):
+        return _latent_to_W(model, prior, scales, latent)
 
     latent = [
         torch.randn(n_particles, r, c, generator=generator, device=device, dtype=dtype) for r, c in shapes
     ]
-    train, prior_gen = losses(latent)  # the first population is a prior sample: random-guess L_gen
+    train, prior_gen = problem.losses(
+        end_to_end(latent)
+    )  # the first population is a prior sample: random-guess L_gen
     evaluations = n_particles
     keep = max(1, min(n_particles - 1, round(p0 * n_particles)))
     log_volume = 0.0
@@ -111,7 +113,7 @@ def _one_run(
                 + beta * torch.randn(u.shape, generator=generator, device=device, dtype=dtype)
                 for u in latent
             ]
-            proposal_train, _ = losses(proposal)
+            proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
             accept = proposal_train < threshold
             for u, v in zip(latent, proposal, strict=True):
                 u[accept] = v[accept]
@@ -231,8 +233,7 @@ def subset_simulation(
             "the smc sampler needs a Gaussian prior ('gaussian' or 'normalized_gaussian'), "
             f"got {prior.name!r}; use sampler='rejection'"
         )
-    if (problem.shape[0], problem.shape[1]) != (model.m, model.m2):
-        raise ValueError(f"model shape ({model.m}, {model.m2}) does not match problem shape {problem.shape}")
+    model.check_fits(problem.shape)
     generator = make_generator(seed, problem.device)
 
     start = time.perf_counter()

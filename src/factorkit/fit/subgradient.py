@@ -94,7 +94,7 @@ def subgradient_method(
             history.append(float(problem.rel_error(W)))
         if t == steps:
             break
-        residual = A @ W.reshape(-1) - problem.y
+        residual = problem.train_residuals(W)
         weights = torch.sign(residual) if loss == "l1" else 2 * residual
         Q = (weights @ A).reshape(m, m2) / problem.n
         eta = step * decay**t

@@ -57,7 +57,7 @@ def as_binary_matrix(X, name: str = "X", max_dense_bytes: int = DEFAULT_MAX_DENS
         return dense
     if not np.issubdtype(dense.dtype, np.number):
         raise TypeError(f"{name} must hold numbers or booleans, got dtype {dense.dtype}")
-    if np.isnan(values).any() if np.issubdtype(values.dtype, np.floating) else False:
+    if np.issubdtype(values.dtype, np.floating) and np.isnan(values).any():
         raise ValueError(f"{name} contains NaN")
     if not np.isin(values, (0, 1)).all():
         bad = values[~np.isin(values, (0, 1))].flat[0]
@@ -185,8 +185,8 @@ class BooleanMF:
             U_prev = U
             U = prox_elastic_binary(Y - step * (Y @ VVt - XVt), l1, l2, step, "box")
             UtX = U.T @ X
+            UtU = U.T @ U
             if update_V:
-                UtU = U.T @ U
                 step = self._step(max(float(UtU.norm()), 1e-12))
                 Y = V + beta * (V - V_prev)
                 V_prev = V
@@ -194,7 +194,7 @@ class BooleanMF:
                 VVt = V @ V.T
                 XVt = X @ V.T
             # ||X - UV||^2 = ||X||^2 - 2 <U^T X, V> + <U^T U, V V^T>: no n x m residual per step
-            loss = 0.5 * (X_squared - 2 * float((UtX * V).sum()) + float(((U.T @ U) * VVt).sum()))
+            loss = 0.5 * (X_squared - 2 * float((UtX * V).sum()) + float((UtU * VVt).sum()))
             objective = loss + float(penalty_elastic_binary(U, l1, l2) + penalty_elastic_binary(V, l1, l2))
             gap = float(torch.cat([U.flatten(), V.flatten()]).sub(0.5).abs().neg().add(0.5).mean())
             history.append({"loss": loss, "objective": objective, "gap": gap})

@@ -97,6 +97,11 @@ class DeepFactorization:
         k = self.width
         return [(k, self.m2)] + [(k, k)] * (self.depth - 2) + [(self.m, k)]
 
+    def check_fits(self, shape: tuple[int, int]) -> None:
+        """Raise unless the end-to-end matrix has the problem's ``shape`` ``(m, m')``."""
+        if (shape[0], shape[1]) != (self.m, self.m2):
+            raise ValueError(f"model shape ({self.m}, {self.m2}) does not match problem shape {tuple(shape)}")
+
     def n_parameters(self) -> int:
         return sum(rows * cols for rows, cols in self.layer_shapes())
 

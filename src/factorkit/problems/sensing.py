@@ -148,8 +148,7 @@ class SensingProblem:
 
     def train_loss(self, W: torch.Tensor) -> torch.Tensor:
         """``L_train(W) = mean_i (<A_i, W> - y_i)^2`` over the batch dimensions of ``W``."""
-        residual = self._flat(W) @ self.operator[:, : self.n] - self.targets[: self.n]
-        return residual.square().mean(-1)
+        return self.train_residuals(W).square().mean(-1)
 
     def gen_loss(self, W: torch.Tensor) -> torch.Tensor:
         """Exact ``L_gen(W)``: mean squared error on an orthonormal basis of ``span{A_i}^perp``."""

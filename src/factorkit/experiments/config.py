@@ -3,15 +3,21 @@
 A config is a plain dict (from a TOML file or a preset) with the sections
 
 * top level: ``name``, ``seeds`` (a count or a list);
-* ``[problem]``: ``m``, ``m2``, ``rank``, ``n``, ``measurements``, ``norm``;
+* top level ``metric``: what the report aggregates, ``gen_loss`` (default) or ``rel_error``
+  (``||W - W*||_F / ||W*||_F``; GD runs only, the measure for corrupted measurements);
+* ``[problem]``: ``m``, ``m2``, ``rank``, ``n``, ``measurements``, ``norm``, ``outliers`` (the
+  fraction of ``y`` replaced by gross noise) and ``noise`` (Gaussian std), see
+  :func:`factorkit.problems.corrupt`;
 * ``[grid]``: lists over ``width``, ``depth``, ``activation``, ``method`` (``gd``/``gc``) and
-  optionally ``eps``, ``prior``, ``rank``, ``n``, ``measurements``;
+  optionally ``eps``, ``prior``, ``sampler``, ``rank``, ``n``, ``measurements``, ``outliers``,
+  ``loss``, ``optimizer``;
 * ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``,
   ``backend`` (``auto``: exact reparametrized draws where they apply), ``sampler``
   (``rejection`` or ``smc``) and the SMC options ``p0``, ``mcmc_steps``, ``particles``, ``runs``
   (``draws`` is then the evaluation budget of each SMC run);
-* ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr``, ``steps``,
-  ``optimizer``, ``eps_train``, ``dtype``.
+* ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr`` (a number, or a table
+  keyed by optimizer and/or loss), ``steps``, ``optimizer``, ``eps_train``, ``dtype``, ``loss``
+  (``l2`` or the robust ``l1``) and ``lr_decay`` (geometric step schedule).
 
 Unknown keys are refused by name, so a typo cannot silently fall back to a default.
 """
@@ -27,13 +33,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from factorkit._validation import check_choice, check_float, check_int
-from factorkit.fit.gd import OPTIMIZERS
+from factorkit.fit.gd import LOSSES, OPTIMIZERS
 from factorkit.fit.guess_check import BACKENDS, PRIORS, SAMPLERS
 from factorkit.models.deep import ACTIVATIONS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
 METHODS = ("gd", "gc")
-PROBLEM_DEFAULTS = {"m": 5, "m2": 5, "rank": 1, "n": 15, "measurements": "gaussian", "norm": 1.0}
+PROBLEM_DEFAULTS = {
+    "m": 5,
+    "m2": 5,
+    "rank": 1,
+    "n": 15,
+    "measurements": "gaussian",
+    "norm": 1.0,
+    "outliers": 0.0,
+    "noise": 0.0,
+}
+METRICS = ("gen_loss", "rel_error")
 GC_DEFAULTS = {
     "prior": "gaussian",
     "eps": 0.05,
@@ -55,9 +71,28 @@ GD_DEFAULTS = {
     "optimizer": "group_rmsprop",
     "eps_train": None,
     "dtype": "float64",
+    "loss": "l2",
+    "lr_decay": 1.0,
 }
-GRID_KEYS = ("width", "depth", "activation", "method", "eps", "prior", "sampler", "rank", "n", "measurements")
-TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description")
+# settings added after the first release: at these values they leave a run's identity (its key in
+# a results store) unchanged, so older stores still resume
+LATE_DEFAULTS = {"outliers": 0.0, "noise": 0.0, "loss": "l2", "lr_decay": 1.0}
+GRID_KEYS = (
+    "width",
+    "depth",
+    "activation",
+    "method",
+    "eps",
+    "prior",
+    "sampler",
+    "rank",
+    "n",
+    "measurements",
+    "outliers",
+    "loss",
+    "optimizer",
+)
+TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description", "metric")
 # which settings distinguish a run of each method (the rest do not apply to it)
 METHOD_KEYS = {
     "gc": (
@@ -74,7 +109,7 @@ METHOD_KEYS = {
         "particles",
         "runs",
     ),
-    "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype"),
+    "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype", "loss", "lr_decay"),
 }
 
 
@@ -99,7 +134,8 @@ class Cell:
 
     def key(self, seed: int) -> str:
         """Stable identity of the (cell, seed) run in the results store."""
-        blob = json.dumps({"method": self.method, "seed": seed, **self.params}, sort_keys=True)
+        params = {k: v for k, v in self.params.items() if not (k in LATE_DEFAULTS and v == LATE_DEFAULTS[k])}
+        blob = json.dumps({"method": self.method, "seed": seed, **params}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -112,6 +148,7 @@ class StudyConfig:
     gc: dict
     gd: dict
     description: str = ""
+    metric: str = "gen_loss"
 
     @classmethod
     def from_dict(cls, raw: dict) -> StudyConfig:
@@ -137,7 +174,9 @@ class StudyConfig:
         for key in ("width", "depth"):
             if key not in grid:
                 raise ValueError(f"[grid] must list {key!r} (e.g. {key} = [5, 10])")
-        config = cls(name, seeds, problem, grid, gc, gd, raw.get("description", ""))
+        config = cls(
+            name, seeds, problem, grid, gc, gd, raw.get("description", ""), raw.get("metric", "gen_loss")
+        )
         config.validate()
         return config
 
@@ -160,6 +199,7 @@ class StudyConfig:
             "gc": self.gc,
             "gd": self.gd,
             "description": self.description,
+            "metric": self.metric,
         }
 
     def validate(self) -> None:
@@ -189,6 +229,19 @@ class StudyConfig:
             if check_int("problem.n", n) > m * m2:
                 raise ValueError(f"problem.n must be <= m * m2 = {m * m2}, got {n}")
         check_float("problem.norm", self.problem["norm"], positive=True)
+        check_choice("metric", self.metric, METRICS)
+        if self.metric == "rel_error" and "gc" in self.grid["method"]:
+            raise ValueError("metric 'rel_error' is reported for GD runs only; drop 'gc' from grid.method")
+        for fraction in self.grid.get("outliers", [self.problem["outliers"]]):
+            if not 0 <= check_float("problem.outliers", fraction, nonnegative=True) < 1:
+                raise ValueError(f"problem.outliers must be in [0, 1), got {fraction}")
+        check_float("problem.noise", self.problem["noise"], nonnegative=True)
+        for optimizer in self.grid.get("optimizer", [self.gd["optimizer"]]):
+            check_choice("gd.optimizer", optimizer, OPTIMIZERS)
+            for loss in self.grid.get("loss", [self.gd["loss"]]):
+                check_choice("gd.loss", loss, LOSSES)
+                check_float("gd.lr", lr_for(self.gd["lr"], loss, optimizer), positive=True)
+        check_float("gd.lr_decay", self.gd["lr_decay"], positive=True, upper=1.0)
         check_int("gc.draws", self.gc["draws"])
         check_int("gc.min_accepted", self.gc["min_accepted"], minimum=0)
         check_choice("gc.dtype", self.gc["dtype"], ("float32", "float64"))
@@ -206,8 +259,6 @@ class StudyConfig:
         check_int("gc.particles", self.gc["particles"], minimum=2)
         check_int("gc.runs", self.gc["runs"])
         check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
-        check_choice("gd.optimizer", self.gd["optimizer"], OPTIMIZERS)
-        check_float("gd.lr", self.gd["lr"], positive=True)
         check_int("gd.steps", self.gd["steps"], minimum=0)
         if self.gd["eps_train"] is not None:
             check_float("gd.eps_train", self.gd["eps_train"], positive=True)
@@ -236,6 +287,7 @@ class StudyConfig:
                 settings[key] = point.get(key, method_settings[key])
             if method == "gd":
                 settings["init_scale"] = init_scale_for(settings["init_scale"], settings["depth"])
+                settings["lr"] = lr_for(settings["lr"], settings["loss"], settings["optimizer"])
             if settings["depth"] == 1:
                 settings["width"] = min(settings["m"], settings["m2"])  # unused at depth 1
             cell = Cell(method, tuple(sorted(settings.items())))
@@ -253,3 +305,17 @@ def init_scale_for(init_scale, depth: int) -> float:
             raise ValueError(f"gd.init_scale has no entry for depth {depth}; has {sorted(table)}")
         return table[depth]
     return init_scale
+
+
+def lr_for(lr, loss: str, optimizer: str) -> float:
+    """A number, or a table keyed by optimizer and/or loss name (an optimizer entry wins).
+
+    Step sizes are not comparable across optimizers (plain GD vs normalized steps) nor across
+    losses (the l1 sub-gradient has unit-size weights, the l2 gradient ``2 r_i``).
+    """
+    if isinstance(lr, dict):
+        for name in (optimizer, loss):
+            if name in lr:
+                return lr[name]
+        raise ValueError(f"gd.lr has no entry for optimizer {optimizer!r} or loss {loss!r}; has {sorted(lr)}")
+    return lr

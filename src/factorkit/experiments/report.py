@@ -9,6 +9,7 @@ out of the aggregates, and the number of such seeds is reported next to the poin
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -18,14 +19,31 @@ from scipy import stats
 
 from factorkit.experiments.store import load_rows
 
-CURVE_KEYS = ("method", "activation", "prior", "eps", "rank", "n", "measurements")
+CURVE_KEYS = ("method", "activation", "prior", "eps", "rank", "n", "measurements", "loss", "optimizer")
+GD_COLORS = ["tab:blue", "tab:cyan", "tab:purple", "tab:pink", "navy", "teal", "tab:gray", "tab:olive"]
 
 
 def sweep_axis(rows: list[dict]) -> str:
-    """``'width'`` or ``'depth'``: the one that varies (width when both or neither do)."""
+    """The x axis: ``'outliers'`` when the outlier fraction varies, else ``'width'`` or ``'depth'``
+    (the one that varies; width when both or neither do)."""
+    if len({r.get("outliers") or 0.0 for r in rows}) > 1:
+        return "outliers"
     widths = {r["width"] for r in rows}
     depths = {r["depth"] for r in rows}
     return "depth" if len(depths) > 1 and len(widths) == 1 else "width"
+
+
+def curve_keys(axis: str) -> tuple[str, ...]:
+    """What distinguishes one curve from another: the settings plus the size not on the x axis."""
+    return CURVE_KEYS + tuple(k for k in ("width", "depth") if k != axis)
+
+
+def study_metric(directory: str | Path) -> str:
+    """The study's reported metric (``study.json``'s ``metric``; ``gen_loss`` when absent)."""
+    path = Path(directory) / "study.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("metric", "gen_loss")
+    return "gen_loss"
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -36,23 +54,34 @@ def _interval(values: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
-def _curve_label(row: dict) -> tuple:
-    return tuple(row[k] if row["method"] == "gc" or k not in ("prior", "eps") else None for k in CURVE_KEYS)
+def _curve_label(row: dict, axis: str) -> tuple:
+    return tuple(
+        row.get(k) if row["method"] == "gc" or k not in ("prior", "eps") else None for k in curve_keys(axis)
+    )
 
 
-def aggregate(rows: list[dict]) -> list[dict]:
-    """One record per (curve, x): seeds, valid seeds, median/IQR, mean/CI, references."""
+def _x(row: dict, axis: str):
+    return (row.get("outliers") or 0.0) if axis == "outliers" else row[axis]
+
+
+def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
+    """One record per (curve, x): seeds, valid seeds, median/IQR, mean/CI of ``metric``, references.
+
+    ``metric`` is ``'gen_loss'`` or ``'rel_error'``; the convex reference is reported in the same
+    measure (``nuclear_gen_loss`` / ``nuclear_rel_error``), under the column ``nuclear``.
+    """
     axis = sweep_axis(rows)
+    keys = curve_keys(axis)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(_curve_label(row), row[axis])].append(row)
+        groups[(_curve_label(row, axis), _x(row, axis))].append(row)
     records = []
     for (label, x), members in sorted(groups.items(), key=lambda item: (str(item[0][0]), item[0][1])):
-        valid = np.array(
-            [r["gen_loss"] for r in members if r["status"] == "ok" and r["gen_loss"] is not None]
+        valid = np.array([r[metric] for r in members if r["status"] == "ok" and r.get(metric) is not None])
+        record = dict(zip(keys, label, strict=True))
+        record.update(
+            {"axis": axis, "x": x, "metric": metric, "seeds": len(members), "valid_seeds": int(valid.size)}
         )
-        record = dict(zip(CURVE_KEYS, label, strict=True))
-        record.update({"axis": axis, "x": x, "seeds": len(members), "valid_seeds": int(valid.size)})
         if valid.size:
             q25, median, q75 = np.percentile(valid, [25, 50, 75])
             mean, low, high = _interval(valid)
@@ -70,14 +99,18 @@ def aggregate(rows: list[dict]) -> list[dict]:
             record.update({k: math.nan for k in ("median", "q25", "q75", "mean", "ci_low", "ci_high")})
         priors = [r["prior_gen_loss"] for r in members if r["prior_gen_loss"] is not None]
         record["prior_gen_loss"] = float(np.median(priors)) if priors else math.nan
-        record["nuclear_gen_loss"] = float(np.median([r["nuclear_gen_loss"] for r in members]))
+        references = [r.get(f"nuclear_{metric}") for r in members]
+        references = [v for v in references if v is not None]
+        record["nuclear"] = float(np.median(references)) if references else math.nan
+        steps = [r["steps"] for r in members if r.get("steps") is not None and r["status"] == "ok"]
+        record["steps_median"] = float(np.median(steps)) if steps else math.nan
         record["accepted_total"] = sum(r["accepted"] or 0 for r in members) if label[0] == "gc" else None
         records.append(record)
     return records
 
 
-def trend_tests(rows: list[dict]) -> list[dict]:
-    """Spearman rank correlation between the swept axis and per-seed G&C/GD ``L_gen``.
+def trend_tests(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
+    """Spearman rank correlation between the swept axis and per-seed G&C/GD ``metric``.
 
     One test per curve over all (x, seed) pairs with a valid value; ``rho > 0`` means the loss
     grows along the axis.
@@ -85,8 +118,8 @@ def trend_tests(rows: list[dict]) -> list[dict]:
     axis = sweep_axis(rows)
     curves: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
-        if row["status"] == "ok" and row["gen_loss"] is not None:
-            curves[_curve_label(row)].append((row[axis], row["gen_loss"]))
+        if row["status"] == "ok" and row.get(metric) is not None:
+            curves[_curve_label(row, axis)].append((_x(row, axis), row[metric]))
     tests = []
     for label, pairs in curves.items():
         xs, ys = zip(*pairs, strict=True)
@@ -95,7 +128,7 @@ def trend_tests(rows: list[dict]) -> list[dict]:
         rho, p_value = stats.spearmanr(xs, ys)
         tests.append(
             {
-                **dict(zip(CURVE_KEYS, label, strict=True)),
+                **dict(zip(curve_keys(axis), label, strict=True)),
                 "axis": axis,
                 "rho": float(rho),
                 "p_value": float(p_value),
@@ -117,18 +150,21 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` (aggregates plus trend tests) into ``directory``."""
     directory = Path(directory)
     rows = load_rows(directory)
-    records = aggregate(rows)
+    metric = study_metric(directory)
+    records = aggregate(rows, metric)
     csv_path = directory / "summary.csv"
     columns = list(records[0]) if records else []
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)
+    varying = [k for k in ("loss", "optimizer", "width", "depth") if len({r.get(k) for r in records}) > 1]
     shown = [
         "method",
         "activation",
         "prior",
         "eps",
+        *varying,
         "x",
         "seeds",
         "valid_seeds",
@@ -140,10 +176,11 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         "ci_high",
         "accepted_total",
         "prior_gen_loss",
-        "nuclear_gen_loss",
+        "nuclear",
+        "steps_median",
     ]
     lines = [
-        f"# {directory.name}: L_gen by {records[0]['axis'] if records else 'x'}",
+        f"# {directory.name}: {metric} by {records[0]['axis'] if records else 'x'}",
         "",
         "| " + " | ".join(shown) + " |",
         "|" + "---|" * len(shown),
@@ -153,13 +190,15 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         "",
         "## Trend tests (Spearman, per-seed values)",
         "",
-        "| method | activation | prior | eps | axis | rho | p_value | points |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | activation | prior | eps | loss | optimizer | width | depth | axis | rho | p_value "
+        "| points |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {t['method']} | {t['activation']} | {_fmt(t['prior'])} | {_fmt(t['eps'])} | {t['axis']} | "
+        f"| {t['method']} | {t['activation']} | {_fmt(t['prior'])} | {_fmt(t['eps'])} | {_fmt(t['loss'])} | "
+        f"{_fmt(t['optimizer'])} | {_fmt(t.get('width'))} | {_fmt(t.get('depth'))} | {t['axis']} | "
         f"{t['rho']:.3f} | {t['p_value']:.2e} | {t['points']} |"
-        for t in trend_tests(rows)
+        for t in trend_tests(rows, metric)
     ]
     md_path = directory / "summary.md"
     md_path.write_text("\n".join(lines) + "\n")
@@ -167,11 +206,12 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
 
 
 def plot_study(directory: str | Path) -> list[Path]:
-    """PNG figures of ``L_gen`` against the swept axis, one panel per activation.
+    """PNG figures of the study's metric against the swept axis, one panel per activation.
 
     ``<axis>_median.png``: median and interquartile band across seeds (as in the paper);
     ``<axis>_mean.png``: mean and 95% interval. Reference lines: random guessing (mean ``L_gen``
-    of unconditioned prior draws) and the minimum-nuclear-norm solution.
+    of unconditioned prior draws) and the convex reference (minimum nuclear norm; nuclear norm
+    plus an l1 fit when the measurements carry outliers). ``rel_error`` is drawn on a log scale.
     """
     import matplotlib
 
@@ -179,11 +219,18 @@ def plot_study(directory: str | Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
-    records = aggregate(load_rows(directory))
+    metric = study_metric(directory)
+    records = aggregate(load_rows(directory), metric)
     if not records:
         raise ValueError(f"the study in {str(directory)!r} has no rows yet")
     axis = records[0]["axis"]
     activations = sorted({r["activation"] for r in records})
+    # what tells GD curves apart, besides the method
+    gd_keys = [
+        k
+        for k in ("loss", "optimizer", "width", "depth")
+        if k != axis and len({r.get(k) for r in records if r["method"] == "gd"}) > 1
+    ]
     paths = []
     for style, (centre, low, high, band_label) in {
         "median": ("median", "q25", "q75", "median, IQR over seeds"),
@@ -194,13 +241,19 @@ def plot_study(directory: str | Path) -> list[Path]:
             mine = [r for r in records if r["activation"] == activation]
             curves = defaultdict(list)
             gc_colors = iter(["tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"])
+            gd_colors = iter(GD_COLORS)
             for r in mine:
-                curves[(r["method"], r["prior"], r["eps"])].append(r)
-            for (method, prior, eps), points in sorted(curves.items(), key=str):
+                curves[(r["method"], r["prior"], r["eps"], *(r.get(k) for k in gd_keys))].append(r)
+            for (method, prior, eps, *extra), points in sorted(curves.items(), key=str):
                 points.sort(key=lambda r: r["x"])
                 xs = np.array([r["x"] for r in points])
-                label = "GD" if method == "gd" else f"G&C ({prior}, eps={eps:g})"
-                color = "tab:blue" if method == "gd" else next(gc_colors, None)
+                if method == "gd":
+                    suffix = ", ".join(f"{k} {v}" for k, v in zip(gd_keys, extra, strict=True))
+                    label = f"GD ({suffix})" if suffix else "GD"
+                    color = next(gd_colors, None)
+                else:
+                    label = f"G&C ({prior}, eps={eps:g})"
+                    color = next(gc_colors, None)
                 line = panel.plot(xs, [r[centre] for r in points], marker="o", label=label, color=color)[0]
                 panel.fill_between(
                     xs,
@@ -229,16 +282,23 @@ def plot_study(directory: str | Path) -> list[Path]:
                         label="random guess (prior)",
                     )
             xs_all = sorted({r["x"] for r in mine})
-            nuclear = float(np.median([r["nuclear_gen_loss"] for r in mine]))
+            reference = [float(np.nanmedian([r["nuclear"] for r in mine if r["x"] == x])) for x in xs_all]
             panel.plot(
-                xs_all, [nuclear] * len(xs_all), linestyle=":", color="black", label="min nuclear norm"
+                xs_all,
+                reference,
+                linestyle=":",
+                color="black",
+                label="nuclear norm + l1 fit" if axis == "outliers" else "min nuclear norm",
             )
-            panel.set_ylim(bottom=min(0.0, panel.get_ylim()[0]))
+            if metric == "rel_error":
+                panel.set_yscale("log")
+            else:
+                panel.set_ylim(bottom=min(0.0, panel.get_ylim()[0]))
             if axis == "width":
                 panel.set_xscale("log", base=2)
-            panel.set_xticks(xs_all, [str(x) for x in xs_all])
-            panel.set_xlabel(axis)
-            panel.set_ylabel("generalization loss")
+            panel.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
+            panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
+            panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
             panel.set_title(f"{activation} ({band_label})", fontsize=9)
             panel.legend(fontsize=7)
         fig.suptitle(directory.name)

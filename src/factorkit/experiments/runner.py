@@ -27,12 +27,13 @@ from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
 from factorkit.fit.gd import train_gd
 from factorkit.fit.guess_check import sample_posterior
-from factorkit.fit.nuclear import min_nuclear_norm
+from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
-from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
+from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem
 
 GD_SEED_OFFSET = 1_000_003
 GC_SEED_OFFSET = 2_000_003
+CORRUPTION_SEED_OFFSET = 3_000_017
 
 
 @dataclass(frozen=True)
@@ -41,14 +42,24 @@ class Job:
     seeds: tuple[int, ...]
 
 
+PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
+
+
 @functools.lru_cache(maxsize=256)
-def _nuclear_gen_loss(m, m2, rank, n, measurements, norm, seed) -> float:
-    problem = make_sensing_problem(m, m2, rank, n, measurements, seed, norm, "cpu", "float64")
-    return min_nuclear_norm(problem).gen_loss
+def _convex_reference(m, m2, rank, n, measurements, norm, outliers, noise, seed) -> tuple[float, float]:
+    """(L_gen, rel. error) of the convex reference on the seed's problem, as the runs see it.
+
+    Minimum nuclear norm subject to the measurements; with outliers, nuclear norm plus an l1
+    data fit (:func:`~factorkit.fit.nuclear.robust_nuclear_norm`).
+    """
+    params = dict(zip(PROBLEM_KEYS, (m, m2, rank, n, measurements, norm, outliers, noise), strict=True))
+    problem = _problem(params, seed, "cpu", "float64")
+    result = robust_nuclear_norm(problem) if outliers > 0 else min_nuclear_norm(problem)
+    return result.gen_loss, result.rel_error
 
 
 def _problem(params: dict, seed: int, device: str, dtype: str):
-    return make_sensing_problem(
+    problem = make_sensing_problem(
         params["m"],
         params["m2"],
         params["rank"],
@@ -59,28 +70,32 @@ def _problem(params: dict, seed: int, device: str, dtype: str):
         device,
         dtype,
     )
+    if params["outliers"] or params["noise"]:
+        problem = corrupt(
+            problem, params["outliers"], noise_std=params["noise"], seed=seed + CORRUPTION_SEED_OFFSET
+        )
+    return problem
 
 
 def _base_row(study: str, cell: Cell, seed: int) -> dict:
     params = cell.params
+    nuclear_gen_loss, nuclear_rel_error = _convex_reference(*(params[k] for k in PROBLEM_KEYS), seed)
     return {
         "key": cell.key(seed),
         "study": study,
         "method": cell.method,
         "seed": seed,
-        **{k: params[k] for k in ("width", "depth", "activation", "m", "m2", "rank", "n", "measurements")},
+        **{
+            k: params[k]
+            for k in ("width", "depth", "activation", "m", "m2", "rank", "n", "measurements", "outliers")
+        },
         "prior": params.get("prior"),
         "eps": params.get("eps"),
+        "loss": params.get("loss"),
+        "optimizer": params.get("optimizer"),
         "settings": json.dumps(params, sort_keys=True),
-        "nuclear_gen_loss": _nuclear_gen_loss(
-            params["m"],
-            params["m2"],
-            params["rank"],
-            params["n"],
-            params["measurements"],
-            params["norm"],
-            seed,
-        ),
+        "nuclear_gen_loss": nuclear_gen_loss,
+        "nuclear_rel_error": nuclear_rel_error,
     }
 
 
@@ -168,15 +183,18 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
         eps_train=params["eps_train"],
         optimizer=params["optimizer"],
         progress=False,
+        loss=params["loss"],
+        lr_decay=params["lr_decay"],
     )
     elapsed = (time.perf_counter() - start) / len(job.seeds)
     rows = []
     for index, seed in enumerate(job.seeds):
         converged = params["eps_train"] is None or bool(result.converged[index])
+        finite = bool(torch.isfinite(result.W[index]).all())
         rows.append(
             {
                 **_base_row(study, job.cell, seed),
-                "status": "ok" if converged else "not_converged",
+                "status": ("ok" if converged else "not_converged") if finite else "diverged",
                 "gen_loss": float(result.gen_loss[index]),
                 "train_loss": float(result.train_loss[index]),
                 "rel_error": float(result.rel_error[index]),

@@ -29,6 +29,9 @@ COLUMNS = {
     "rank": "INTEGER",
     "n": "INTEGER",
     "measurements": "TEXT",
+    "outliers": "REAL",
+    "loss": "TEXT",
+    "optimizer": "TEXT",
     "prior": "TEXT",
     "eps": "REAL",
     "sampler": "TEXT",
@@ -44,6 +47,7 @@ COLUMNS = {
     "acceptance_rate": "REAL",
     "prior_gen_loss": "REAL",
     "nuclear_gen_loss": "REAL",
+    "nuclear_rel_error": "REAL",
     "log_volume": "REAL",
     "log_volume_se": "REAL",
     "ess": "REAL",
@@ -77,6 +81,11 @@ class ResultStore:
         self._connection = sqlite3.connect(self.path)
         columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         self._connection.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
+        # a store written by an older version lacks the newer columns: add them (NULL in old rows)
+        present = {row[1] for row in self._connection.execute("PRAGMA table_info(runs)")}
+        for name, kind in COLUMNS.items():
+            if name not in present:
+                self._connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         self._connection.commit()
         self._versions = json.dumps(software_versions())
 

@@ -33,7 +33,13 @@ TORCH_OPTIMIZERS = {
     "nadam": torch.optim.NAdam,
     "radam": torch.optim.RAdam,
 }
-OPTIMIZERS = ("gd", "group_rmsprop", "adafactor", *TORCH_OPTIMIZERS)
+# 'adafactor': torch's definition (relative step, eps clamp); 'adafactor_theory': Hong & Lin's
+# analysed variant (absolute step lr, eps inside the accumulators), both with update clipping
+ADAFACTOR_VARIANTS = {
+    "adafactor": {},
+    "adafactor_theory": {"relative_step": False, "eps_mode": "theory"},
+}
+OPTIMIZERS = ("gd", "group_rmsprop", *ADAFACTOR_VARIANTS, *TORCH_OPTIMIZERS)
 LOSSES = ("l2", "l1")
 
 
@@ -58,8 +64,8 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: d
         return torch.optim.SGD(params, lr=lr)
     if name == "group_rmsprop":
         return GroupRMSprop(params, lr=lr, population_axis=True, **options)
-    if name == "adafactor":
-        return Adafactor(params, lr=lr, population_axis=True, **options)
+    if name in ADAFACTOR_VARIANTS:
+        return Adafactor(params, lr=lr, population_axis=True, **{**ADAFACTOR_VARIANTS[name], **options})
     try:
         return TORCH_OPTIMIZERS[name](params, lr=lr, **options)
     except TypeError as err:
@@ -116,9 +122,11 @@ def train_gd(
     eps_train : float, optional
         A member stops once ``L_train < eps_train``; ``None`` runs all ``max_steps``.
     optimizer : str
-        ``'gd'`` (plain), ``'group_rmsprop'`` (the paper's normalized steps) or an elementwise
-        torch optimizer: ``'sgd'``, ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``,
-        ``'adamax'``, ``'nadam'``, ``'radam'``.
+        ``'gd'`` (plain), ``'group_rmsprop'`` (the paper's normalized steps), ``'adafactor'``
+        (torch's definition: relative step, eps clamp), ``'adafactor_theory'`` (Hong & Lin's
+        variant: absolute step ``lr``, eps inside the accumulators; see
+        :mod:`factorkit.optim.adafactor`) or an elementwise torch optimizer: ``'sgd'``,
+        ``'adam'``, ``'adamw'``, ``'rmsprop'``, ``'adagrad'``, ``'adamax'``, ``'nadam'``, ``'radam'``.
     optimizer_options : dict, optional
         Extra keyword arguments for the optimizer (e.g. ``{'momentum': 0.9}``).
     log_every : int

@@ -1,5 +1,6 @@
 """Ready estimators with the scikit-learn API."""
 
 from factorkit.methods.boolean import BooleanMF
+from factorkit.methods.nmf import NMF
 
-__all__ = ["BooleanMF"]
+__all__ = ["NMF", "BooleanMF"]

@@ -14,6 +14,7 @@ Run: ``python benchmarks/bench_nmf.py``.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 
@@ -34,6 +35,10 @@ def best_of(fn, repeats: int = 3):
     return best, out
 
 
+def _fit_hals(X, k, W0, H0, iterations, kwargs):
+    return NMF(k, solver="hals", init=(W0, H0), max_iter=iterations, tol=0, **kwargs).fit(X)
+
+
 def datasets():
     yield "digits 1797x64, k=10", load_digits().data, 10
     rng = np.random.default_rng(0)
@@ -47,7 +52,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, X, k in datasets():
         W0, H0 = initialize_nmf(X, k)
-        t_sk, sk = best_of(lambda: SkNMF(k, solver="cd", init="custom").fit(X, W=W0.copy(), H=H0.copy()))
+
+        def sklearn_fit(k=k, X=X, W0=W0, H0=H0):
+            return SkNMF(k, solver="cd", init="custom").fit(X, W=W0.copy(), H=H0.copy())
+
+        t_sk, sk = best_of(sklearn_fit)
         target = sk.reconstruction_err_
         for label, kwargs in (("hals", {}), ("hals, inner_sweeps=1", {"inner_sweeps": 1})):
             trace = NMF(k, solver="hals", init=(W0, H0), max_iter=5000, tol=0, **kwargs)
@@ -56,11 +65,7 @@ def main() -> None:
             if needed is None:
                 print(f"| {name} | {target:.6g}, {t_sk:.3f} s | {label} | > 5000 | never | - |")
                 continue
-            t_ours, ours = best_of(
-                lambda kw=kwargs, n=needed: NMF(k, solver="hals", init=(W0, H0), max_iter=n, tol=0, **kw).fit(
-                    X
-                )
-            )
+            t_ours, ours = best_of(functools.partial(_fit_hals, X, k, W0, H0, needed, kwargs))
             assert ours.reconstruction_err_ <= target
             print(
                 f"| {name} | {target:.6g}, {t_sk:.3f} s ({sk.n_iter_} it) | {label} | {needed} | "

@@ -40,7 +40,7 @@ def main() -> None:
             max_iter=30,
             tol=0,
             step=0.5,
-            callback=lambda i, H: path.append(H.T),
+            callback=lambda i, H, path=path: path.append(H.T),
         ).fit(data.Y)
         distance = np.array([np.linalg.norm(A - path[-1]) for A in path[:15]])
         print(

@@ -43,10 +43,9 @@ def main() -> None:
             callback=lambda i, H, path=path: path.append(H.T),
         ).fit(data.Y)
         distance = np.array([np.linalg.norm(A - path[-1]) for A in path[:15]])
-        print(
-            f"| {n} | {adversarial} | {unbiased} | {feature_recovery_error(data.A, A0)[0]:.3f} | "
-            f"{feature_recovery_error(data.A, path[-1])[0]:.4f} | {np.median(distance[1:] / distance[:-1]):.2f} |"
-        )
+        start, final = feature_recovery_error(data.A, A0)[0], feature_recovery_error(data.A, path[-1])[0]
+        contraction = np.median(distance[1:] / distance[:-1])
+        print(f"| {n} | {adversarial} | {unbiased} | {start:.3f} | {final:.4f} | {contraction:.2f} |")
 
 
 if __name__ == "__main__":

@@ -173,3 +173,14 @@ def test_train_robust_options(capsys):
     ):
         code, _, err = run(capsys, *argv)
         assert code == 2 and option in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_subgradient_optimizer_is_l1_gd_on_the_deep_factorization(capsys):
+    common = ["--m", "20", "--rank", "1", "--n", "300", "--width", "1", "--lr-decay", "0.998"]
+    common += ["--init-scale", "1e-8", "--steps", "4000", "--outliers", "0.2", "--json"]
+    code, out, _ = run(capsys, "train", "--optimizer", "subgradient", "--lr", "2", *common)
+    assert code == 0 and json.loads(out)["rel_error"] < 1e-3
+    code, out, _ = run(capsys, "train", "--optimizer", "gd", "--lr", "40", *common)
+    assert code == 0 and json.loads(out)["rel_error"] > 0.1  # the l2 loss follows the outliers
+    code, _, err = run(capsys, "train", "--optimizer", "subgradient", "--loss", "l2", "--steps", "1")
+    assert code == 2 and "l1 loss" in err

@@ -103,9 +103,16 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-scale", type=_positive_float, default=1e-3)
     train.add_argument("--lr", type=_positive_float, default=1e-3)
     train.add_argument("--steps", type=_nonnegative_int, default=10_000)
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="group_rmsprop")
+    train.add_argument(
+        "--optimizer",
+        choices=(*OPTIMIZERS, "subgradient"),
+        default="group_rmsprop",
+        help="subgradient: plain steps on the l1 loss (Ma & Fattahi's SubGM; pair with --lr-decay)",
+    )
     train.add_argument("--eps-train", type=_positive_float, default=None, help="stop below this loss")
-    train.add_argument("--loss", choices=("l2", "l1"), default="l2", help="l1: robust sub-gradient objective")
+    train.add_argument(
+        "--loss", choices=("l2", "l1"), default=None, help="l1: robust sub-gradient objective (default l2)"
+    )
     train.add_argument("--lr-decay", type=_positive_float, default=1.0, help="lr_t = lr * decay^t, in (0, 1]")
     train.add_argument("--outliers", type=float, default=0.0, help="fraction of y replaced by gross noise")
     train.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to y")
@@ -215,6 +222,13 @@ def _cmd_train(args) -> None:
     from factorkit.fit.subgradient import subgradient_method
     from factorkit.problems.sensing import corrupt
 
+    if args.optimizer == "subgradient":
+        if args.loss == "l2":
+            raise ValueError(
+                "--optimizer subgradient is the sub-gradient method on the l1 loss; drop --loss l2"
+            )
+        args.optimizer, args.loss = "gd", "l1"
+    args.loss = args.loss or "l2"
     if args.symmetric:
         clean, _ = _problem_and_model(args, "float64", psd=True)
         problem = corrupt(clean, outliers=args.outliers, noise_std=args.noise, seed=args.seed)

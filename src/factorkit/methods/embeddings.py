@@ -107,7 +107,9 @@ class CorpusStatistics:
         from tqdm.auto import tqdm
 
         counts: Counter[str] = Counter()
-        for sentence in tqdm(read_sentences(corpus), desc="vocabulary", unit=" sent", disable=progress is False):
+        for sentence in tqdm(
+            read_sentences(corpus), desc="vocabulary", unit=" sent", disable=progress is False
+        ):
             counts.update(sentence)
         if not counts:
             raise ValueError("the corpus is empty: no tokens found")
@@ -138,7 +140,9 @@ class CorpusStatistics:
             rows, cols, vals, pending = [], [], [], 0
 
         tokens_seen = 0
-        for sentence in tqdm(read_sentences(corpus), desc="co-occurrences", unit=" sent", disable=progress is False):
+        for sentence in tqdm(
+            read_sentences(corpus), desc="co-occurrences", unit=" sent", disable=progress is False
+        ):
             ids = np.array([self.index[w] for w in sentence if w in self.index], dtype=np.int64)
             tokens_seen += ids.size
             for r, weight in enumerate(weights, start=1):
@@ -179,7 +183,9 @@ class CorpusStatistics:
         return S.toarray() + c
 
 
-def top_eigenpairs(S: scipy.sparse.spmatrix, c: float, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def top_eigenpairs(
+    S: scipy.sparse.spmatrix, c: float, d: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``d`` (algebraically largest) eigenpairs of ``S + c 1 1^T``, descending."""
     V = S.shape[0]
     ones = np.ones(V)

@@ -207,8 +207,9 @@ def _hals_sweeps(F, XF, G, l1: float, l2: float, max_sweeps: int) -> None:
     k = F.shape[0]
     diagonal = G.diagonal().tolist()
     first = None
-    for _ in range(max_sweeps):
-        before = F.clone() if max_sweeps > 1 else None
+    for sweep in range(max_sweeps):
+        # the move of a sweep only matters if another sweep may follow
+        before = F.clone() if sweep < max_sweeps - 1 else None
         for j in range(k):
             a = diagonal[j]
             if a + l2 <= 0:
@@ -447,16 +448,12 @@ class NMF:
         history = []
 
         def objective(error: float) -> float:
-            if self.beta_loss == "kullback-leibler":
-                value = error**2 / 2
-            else:
-                value = error**2 / 2
-            return (
-                value
-                + l1W * float(W.sum())
-                + 0.5 * l2W * float(W.square().sum())
-                + (l1H * float(H.sum()) + 0.5 * l2H * float(H.square().sum()) if update_H else 0.0)
-            )
+            value = error**2 / 2  # 1/2 ||X - WH||^2, or D(X || WH) (error = sqrt(2 D))
+            if l1W or l2W:
+                value += l1W * float(W.sum()) + 0.5 * l2W * float(W.square().sum())
+            if update_H and (l1H or l2H):
+                value += l1H * float(H.sum()) + 0.5 * l2H * float(H.square().sum())
+            return value
 
         error = self._error(data, W, H)
         initial = previous = objective(error)

@@ -79,6 +79,38 @@ def read_sentences(source) -> Iterator[list[str]]:
             yield tokens
 
 
+def synthetic_corpus(
+    n_sentences: int = 2000,
+    n_topics: int = 4,
+    words_per_topic: int = 15,
+    length: int = 12,
+    mixing: float = 0.2,
+    seed: int = 0,
+) -> list[list[str]]:
+    """A small corpus with known structure, for tests and demonstrations.
+
+    Each sentence picks a topic; each token comes from that topic's words with probability
+    ``1 - mixing``, else from the whole vocabulary (word frequencies within a topic decay as
+    ``1/rank``). Words are named ``t{topic}w{index}``.
+    """
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    topics = [[f"t{t}w{i}" for i in range(words_per_topic)] for t in range(n_topics)]
+    every = [w for topic in topics for w in topic]
+    zipf = 1.0 / np.arange(1, words_per_topic + 1)
+    zipf /= zipf.sum()
+    corpus = []
+    for _ in range(check_int("n_sentences", n_sentences)):
+        topic = topics[rng.integers(n_topics)]
+        sentence = [
+            every[rng.integers(len(every))]
+            if rng.random() < mixing
+            else topic[rng.choice(words_per_topic, p=zipf)]
+            for _ in range(length)
+        ]
+        corpus.append(sentence)
+    return corpus
+
+
 class CorpusStatistics:
     """Vocabulary, unigram counts and windowed co-occurrence counts of a corpus.
 
@@ -218,20 +250,27 @@ def gradient_descent_path(
     steps: int = 2000,
     seed: int = 0,
     log_every: int = 1,
+    initial: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradient descent on :func:`quartic_loss` from ``W_0 = init_scale * G`` (``G`` i.i.d. normal).
 
     Returns the final ``W``, the times ``t = step * lr`` at which the singular values were logged
-    and the singular values (``len(times) x dim``). ``lr`` defaults to ``0.1 / lambda_max``.
+    and the singular values (``len(times) x dim``). ``lr`` defaults to ``0.1 / lambda_max``;
+    ``initial`` replaces the random ``W_0``.
     """
     M_t = torch.as_tensor(M, dtype=torch.float64)
     if lr is None:
         lr = 0.1 / float(torch.linalg.eigvalsh(M_t)[-1])
     lr = check_float("lr", lr, positive=True)
-    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    W = check_float("init_scale", init_scale, positive=True) * torch.randn(
-        M_t.shape[0], check_int("dim", dim), generator=generator, dtype=torch.float64
-    )
+    if initial is not None:
+        W = torch.as_tensor(np.array(initial, dtype=np.float64))
+        if W.shape != (M_t.shape[0], dim):
+            raise ValueError(f"initial must have shape {(M_t.shape[0], dim)}, got {tuple(W.shape)}")
+    else:
+        generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        W = check_float("init_scale", init_scale, positive=True) * torch.randn(
+            M_t.shape[0], check_int("dim", dim), generator=generator, dtype=torch.float64
+        )
     times, values = [], []
     for step in range(check_int("steps", steps, minimum=0) + 1):
         if step % log_every == 0 or step == steps:

@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+from factorkit.methods.embeddings import (
+    QWEM,
+    CorpusStatistics,
+    KeyedVectors,
+    gradient_descent_path,
+    switch_on_times,
+    synthetic_corpus,
+    top_eigenpairs,
+)
+
+
+@pytest.fixture(scope="module")
+def topic_stats():
+    return CorpusStatistics(min_count=1, window=3).fit(synthetic_corpus(seed=0), progress=False)
+
+
+def _brute_force_counts(sentences, words, window, weighting):
+    index = {w: i for i, w in enumerate(words)}
+    C = np.zeros((len(words), len(words)))
+    for sentence in sentences:
+        ids = [index[w] for w in sentence if w in index]
+        for a in range(len(ids)):
+            for b in range(len(ids)):
+                r = abs(a - b)
+                if 1 <= r <= window:
+                    C[ids[a], ids[b]] += (window - r + 1) / window if weighting == "linear" else 1.0
+    return C
+
+
+@pytest.mark.parametrize("weighting", ["linear", "uniform"])
+def test_cooccurrence_counts_match_brute_force(weighting):
+    sentences = synthetic_corpus(n_sentences=50, length=9, seed=3)
+    sentences.append(["rare", "t0w0"])  # 'rare' is dropped by min_count before windows form
+    stats = CorpusStatistics(min_count=2, window=3, weighting=weighting).fit(sentences, progress=False)
+    assert "rare" not in stats.index
+    kept = [[w for w in s if w in stats.index] for s in sentences]
+    expected = _brute_force_counts(kept, stats.words, 3, weighting)
+    np.testing.assert_allclose(stats.cooccurrence.toarray(), expected)
+
+
+def test_target_is_the_quadratic_minimizer_of_the_expanded_loss(topic_stats):
+    # M*_ij minimizes P+ (x/2 - x^2/8) ... i.e. -P+ log s(x) - P- log s(-x) to second order
+    C = topic_stats.cooccurrence.toarray()
+    p_plus = C / C.sum()
+    unigram = topic_stats.counts / topic_stats.counts.sum()
+    p_minus = 5.0 * np.outer(unigram, unigram)
+    expected = 2 * (p_plus - p_minus) / (p_plus + p_minus)
+    np.testing.assert_allclose(topic_stats.target_dense(5.0), expected, atol=1e-12)
+    x = np.linspace(-3, 3, 20001)
+    i, j = np.unravel_index(np.argmax(C), C.shape)
+    quadratic = -p_plus[i, j] * (x / 2 - x**2 / 8) - p_minus[i, j] * (-x / 2 - x**2 / 8)
+    assert abs(x[np.argmin(quadratic)] - expected[i, j]) < 1e-3
+
+
+def test_sparse_plus_rank_one_eigensolver_matches_dense(topic_stats):
+    S, c = topic_stats.target(5.0)
+    values, vectors = top_eigenpairs(S, c, 6)
+    dense_values, dense_vectors = np.linalg.eigh(S.toarray() + c)
+    np.testing.assert_allclose(values, dense_values[::-1][:6], rtol=1e-8)
+    np.testing.assert_allclose(np.abs(vectors.T @ dense_vectors[:, ::-1][:, :6]).diagonal(), 1, atol=1e-6)
+
+
+def test_gd_end_point_is_the_closed_form_up_to_rotation(topic_stats):
+    M = topic_stats.target_dense(5.0)
+    d = 4
+    W, _, _ = gradient_descent_path(M, d, init_scale=1e-6, steps=8000, seed=1)
+    values, vectors = np.linalg.eigh(M)
+    closed = vectors[:, -d:] * np.sqrt(values[-d:])
+    gram, closed_gram = W @ W.T, closed @ closed.T
+    assert np.abs(gram - closed_gram).max() < 1e-4 * np.abs(closed_gram).max()
+
+
+def test_gd_learns_directions_stepwise_at_the_predicted_times(topic_stats):
+    M = topic_stats.target_dense(5.0)
+    d, scale = 4, 1e-6
+    W0 = scale * np.random.default_rng(2).standard_normal((M.shape[0], d))
+    _, times, singular = gradient_descent_path(M, d, steps=3000, initial=W0)
+    values, vectors = np.linalg.eigh(M)
+    lam, top = values[::-1][:d], vectors[:, ::-1][:, :d]
+    predicted = switch_on_times(lam, np.square(top.T @ W0).sum(1))
+    observed = np.array([times[np.argmax(singular[:, k] ** 2 >= lam[k] / 2)] for k in range(d)])
+    np.testing.assert_allclose(observed, predicted, rtol=0.2)
+    # stepwise: the 4th direction is still off when the first three are learned
+    t = observed[2] * 1.5
+    step = np.searchsorted(times, t)
+    assert singular[step, 2] ** 2 > 0.9 * lam[2] and singular[step, 3] ** 2 < 0.01 * lam[3]
+
+
+def test_qwem_fit_queries_and_word2vec_file(tmp_path):
+    model = QWEM(dim=4, window=3, min_count=1, negatives=5.0).fit(synthetic_corpus(seed=0))
+    assert model.embeddings_.shape == (60, 4)
+    # words of one topic are each other's neighbours
+    neighbours = [w for w, _ in model.most_similar("t1w0", topn=5)]
+    assert all(w.startswith("t1") for w in neighbours)
+    path = model.save_word2vec(tmp_path / "vectors.txt")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "60 4" and len(lines) == 61
+    loaded = np.array([[float(x) for x in line.split()[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(loaded, model.embeddings_, rtol=1e-5, atol=1e-6)
+
+
+def test_analogy_and_similarity_evaluation(tmp_path):
+    words = ["man", "woman", "king", "queen", "apple", "pear"]
+    vectors = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1], [0, 0, 5], [0.1, 0, 5]], float)
+    kv = KeyedVectors(words, vectors)
+    assert kv.analogy("man", "woman", "king")[0][0] == "queen"
+    questions = tmp_path / "q.txt"
+    questions.write_text(
+        ": family\nman woman king queen\nking queen man woman\n: gram\nman woman unknown x\n"
+    )
+    result = kv.evaluate_analogies(questions)
+    assert result["total"] == 2 and result["skipped"] == 1 and result["sections"]["family"] == 1.0
+    pairs = tmp_path / "sim.tsv"
+    pairs.write_text(
+        "# comment\nWord 1\tWord 2\tHuman (mean)\napple\tpear\t9\nman\tapple\t1\nking\tqueen\t7\n"
+    )
+    similarity = kv.evaluate_similarity(pairs)
+    assert similarity["pairs"] == 3 and similarity["spearman"] == pytest.approx(1.0)
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        QWEM(dim=2).fit([])
+    with pytest.raises(ValueError, match="dim must be < the vocabulary size 60"):
+        QWEM(dim=60, min_count=1).fit(synthetic_corpus(n_sentences=300, seed=0))
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="not a text file"):
+        QWEM(dim=2).fit(binary)
+    with pytest.raises(ValueError, match="does not exist"):
+        QWEM(dim=2).fit(tmp_path / "missing.txt")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9 ".encode("latin-1") * 10)
+    with pytest.raises(ValueError, match="not UTF-8"):
+        QWEM(dim=2, min_count=1).fit(latin)
+    with pytest.raises(ValueError, match="min_count"):
+        QWEM(dim=2, min_count=100).fit(synthetic_corpus(n_sentences=5, seed=0))
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        KeyedVectors(["a", "b"], np.eye(2)).most_similar("c")

@@ -123,14 +123,51 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fit = commands.add_parser("fit", help="factorize a matrix file with a factorization method")
     fit.add_argument("data", type=Path, help="matrix file: .npy, .npz (sparse or dense), .csv or .mtx")
-    fit.add_argument("--method", choices=("boolean",), required=True)
+    fit.add_argument("--method", choices=("boolean", "nmf"), required=True)
+    fit.add_argument("--solver", choices=("hals", "mu", "alternating"), default="hals", help="nmf solver")
     fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
     fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
     fit.add_argument("--max-iter", type=_positive_int, default=1000)
     fit.add_argument("--n-init", type=_positive_int, default=1)
     fit.add_argument("--seed", type=_nonnegative_int, default=0)
     fit.add_argument("--device", default="cpu")
+    embed = commands.add_parser("embed", help="closed-form word embeddings (QWEM) from a text corpus")
+    embed.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
+    embed.add_argument("--dim", type=_positive_int, default=100)
+    embed.add_argument("--window", type=_positive_int, default=5)
+    embed.add_argument("--min-count", type=_positive_int, default=5)
+    embed.add_argument("--max-vocab", type=_positive_int, default=None)
+    embed.add_argument("--negatives", type=_positive_float, default=5.0, help="psi, negative-sampling ratio")
+    embed.add_argument("--out", type=Path, required=True, help="folder for vectors.txt and report.json")
+    embed.add_argument("--analogies", type=Path, default=None, help="questions-words file to evaluate on")
+    embed.add_argument(
+        "--similarity", type=Path, action="append", default=[], help="word-pair file (repeatable)"
+    )
     return parser
+
+
+def _cmd_embed(args) -> None:
+    from factorkit.methods.embeddings import QWEM, embed_report
+
+    for path in [args.analogies, *args.similarity]:
+        if path is not None and not path.is_file():
+            raise ValueError(f"evaluation file {str(path)!r} does not exist")
+    model = QWEM(
+        args.dim,
+        window=args.window,
+        min_count=args.min_count,
+        max_vocab=args.max_vocab,
+        negatives=args.negatives,
+    )
+    model.fit(args.corpus, progress=None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model.save_word2vec(args.out / "vectors.txt")
+    report = embed_report(model, args.analogies, args.similarity)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    summary = {k: v for k, v in report.items() if not isinstance(v, dict)}
+    if "analogies" in report:
+        summary["analogy_accuracy"] = report["analogies"]["accuracy"]
+    _print(summary, as_json=False)
 
 
 def _cmd_fit(args) -> None:
@@ -140,6 +177,9 @@ def _cmd_fit(args) -> None:
     from factorkit.problems.data import load_matrix
 
     X = load_matrix(args.data)
+    if args.method == "nmf":
+        _fit_nmf(args, X)
+        return
     model = BooleanMF(
         args.rank, max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed, device=args.device
     )
@@ -158,6 +198,31 @@ def _cmd_fit(args) -> None:
         "boolean_error_rate": model.reconstruction_err_ / size,
         "recall": model.recall_,
         "integrality_gap": model.history_[-1]["gap"],
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _print(report, as_json=False)
+
+
+def _fit_nmf(args, X) -> None:
+    import numpy as np
+
+    from factorkit.methods.nmf import NMF
+
+    model = NMF(
+        args.rank, solver=args.solver, max_iter=args.max_iter, random_state=args.seed, device=args.device
+    )
+    W = model.fit_transform(X)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "W.npy", W)
+    np.save(args.out / "H.npy", model.components_)
+    report = {
+        "method": "nmf",
+        "solver": args.solver,
+        "data": str(args.data),
+        "shape": list(X.shape),
+        "rank": args.rank,
+        "iterations": model.n_iter_,
+        "reconstruction_error": model.reconstruction_err_,
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     _print(report, as_json=False)
@@ -316,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample": _cmd_sample,
         "train": _cmd_train,
         "fit": _cmd_fit,
+        "embed": _cmd_embed,
     }
     try:
         handlers[args.command](args)

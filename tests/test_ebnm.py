@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+from scipy import integrate, optimize, stats
+
+from factorkit.methods.ebnm import ebnm, expected_log_gaussian
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    theta = np.where(rng.random(300) < 0.6, 0.0, rng.laplace(0, 2, 300))
+    s = rng.uniform(0.5, 1.5, 300)
+    return theta + s * rng.standard_normal(300), s
+
+
+def test_normal_prior_closed_form(data):
+    x, s = data
+    result = ebnm(x, s, "normal")
+    sigma2 = result.g["scale"] ** 2
+    np.testing.assert_allclose(result.mean, sigma2 / (sigma2 + s**2) * x, rtol=1e-10)
+    np.testing.assert_allclose(result.log_likelihood, stats.norm.logpdf(x, 0, np.sqrt(sigma2 + s**2)).sum())
+    # sigma^2 is the maximum-likelihood value (independent 1-D search)
+    best = optimize.minimize_scalar(
+        lambda v: -stats.norm.logpdf(x, 0, np.sqrt(v + s**2)).sum(),
+        bounds=(1e-6, 100),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    assert sigma2 == pytest.approx(best.x, rel=1e-4)
+
+
+@pytest.mark.parametrize("prior", ["point_normal", "point_laplace", "point_exponential"])
+def test_posterior_and_marginal_match_numerical_integration(prior):
+    g = {"pi0": 0.3, "scale": 1.7}
+    x = np.array([-3.0, -0.4, 0.0, 0.8, 2.5, 6.0])
+    s = np.array([1.0, 0.5, 2.0, 1.2, 0.7, 1.0])
+    result = ebnm(x, s, prior, g_init=g, fix_g=True)
+    rate = 1 / g["scale"]
+
+    def slab(t):
+        if prior == "point_normal":
+            return stats.norm.pdf(t, 0, g["scale"])
+        if prior == "point_laplace":
+            return 0.5 * rate * np.exp(-rate * abs(t))
+        return rate * np.exp(-rate * t) if t >= 0 else 0.0
+
+    log_lik = 0.0
+    for j in range(x.size):
+        like = lambda t, j=j: stats.norm.pdf(x[j], t, s[j])  # noqa: E731
+        lo = 0.0 if prior == "point_exponential" else -np.inf
+        pieces = [(lo, 0.0), (0.0, np.inf)] if lo == -np.inf else [(0.0, np.inf)]
+        z = sum(
+            integrate.quad(lambda t: slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
+            for a, b in pieces
+        )
+        m1 = sum(
+            integrate.quad(lambda t: t * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
+            for a, b in pieces
+        )
+        m2 = sum(
+            integrate.quad(lambda t: t * t * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
+            for a, b in pieces
+        )
+        marginal = g["pi0"] * like(0.0) + (1 - g["pi0"]) * z
+        log_lik += np.log(marginal)
+        assert result.mean[j] == pytest.approx((1 - g["pi0"]) * m1 / marginal, abs=1e-6)
+        assert result.second_moment[j] == pytest.approx((1 - g["pi0"]) * m2 / marginal, abs=1e-6)
+    assert result.log_likelihood == pytest.approx(log_lik, abs=1e-6)
+
+
+@pytest.mark.parametrize("prior", ["point_normal", "point_laplace", "normal_scale_mixture"])
+def test_fitted_prior_is_a_likelihood_maximum_and_never_worse_than_its_start(data, prior):
+    x, s = data
+    result = ebnm(x, s, prior)
+    if prior == "normal_scale_mixture":
+        # EM fixed point of a concave problem: the KKT conditions of the mixture weights
+        from factorkit.methods.ebnm import _log_normal
+
+        L = np.exp(_log_normal(x[:, None], result.g["sd"][None, :] ** 2 + s[:, None] ** 2))
+        gradient = (L / (L @ result.g["pi"])[:, None]).sum(0)
+        assert gradient.max() <= x.size * (1 + 1e-3)
+        assert np.allclose(gradient[result.g["pi"] > 1e-3], x.size, rtol=1e-3)
+    else:
+        for pi0 in (result.g["pi0"] * 0.9, min(result.g["pi0"] * 1.1, 0.999)):
+            for scale in (result.g["scale"] * 0.95, result.g["scale"] * 1.05):
+                other = ebnm(x, s, prior, g_init={"pi0": pi0, "scale": scale}, fix_g=True)
+                assert other.log_likelihood <= result.log_likelihood + 1e-8
+    start = ebnm(x, s, prior)
+    again = ebnm(x, s, prior, g_init=start.g)
+    assert again.log_likelihood >= start.log_likelihood - 1e-9
+
+
+def test_expected_log_gaussian_matches_sampling():
+    rng = np.random.default_rng(1)
+    x, s, mean, sd = 1.2, 0.8, 0.5, 0.3
+    draws = rng.normal(mean, sd, 400_000)
+    sampled = stats.norm.logpdf(x, draws, s).mean()
+    exact = expected_log_gaussian(np.array([x]), np.array([s]), np.array([mean]), np.array([mean**2 + sd**2]))
+    assert exact == pytest.approx(sampled, abs=2e-3)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="prior must be one of"):
+        ebnm(np.ones(3), 1.0, "horseshoe")
+    with pytest.raises(ValueError, match="standard errors s must be finite and > 0"):
+        ebnm(np.ones(3), np.array([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="NaN"):
+        ebnm(np.array([1.0, np.nan]), 1.0)

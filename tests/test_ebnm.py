@@ -49,18 +49,14 @@ def test_posterior_and_marginal_match_numerical_integration(prior):
         like = lambda t, j=j: stats.norm.pdf(x[j], t, s[j])  # noqa: E731
         lo = 0.0 if prior == "point_exponential" else -np.inf
         pieces = [(lo, 0.0), (0.0, np.inf)] if lo == -np.inf else [(0.0, np.inf)]
-        z = sum(
-            integrate.quad(lambda t: slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
-            for a, b in pieces
-        )
-        m1 = sum(
-            integrate.quad(lambda t: t * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
-            for a, b in pieces
-        )
-        m2 = sum(
-            integrate.quad(lambda t: t * t * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
-            for a, b in pieces
-        )
+
+        def moment(power, like=like):
+            return sum(
+                integrate.quad(lambda t: t**power * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
+                for a, b in pieces
+            )
+
+        z, m1, m2 = moment(0), moment(1), moment(2)
         marginal = g["pi0"] * like(0.0) + (1 - g["pi0"]) * z
         log_lik += np.log(marginal)
         assert result.mean[j] == pytest.approx((1 - g["pi0"]) * m1 / marginal, abs=1e-6)

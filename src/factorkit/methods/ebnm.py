@@ -7,7 +7,8 @@ gets its posterior mean and second moment. The contract (flashier's):
 
 Families (``prior=``):
 
-* ``'normal'``: ``N(0, sigma^2)``; posterior ``N(sigma^2 x / (sigma^2 + s^2), sigma^2 s^2 / (sigma^2 + s^2))``.
+* ``'normal'``: ``N(0, sigma^2)``; posterior mean ``sigma^2 x / (sigma^2 + s^2)``, variance
+  ``sigma^2 s^2 / (sigma^2 + s^2)``.
 * ``'point_normal'``: ``pi0 delta_0 + (1 - pi0) N(0, sigma^2)``.
 * ``'point_laplace'``: ``pi0 delta_0 + (1 - pi0) Laplace(rate a)``; the slab's marginal is
   ``(a/2) [e^{a x + a^2 s^2/2} Phi(-(x + a s^2)/s) + e^{-a x + a^2 s^2/2} Phi((x - a s^2)/s)]`` and its

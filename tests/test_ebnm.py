@@ -50,7 +50,7 @@ def test_posterior_and_marginal_match_numerical_integration(prior):
         lo = 0.0 if prior == "point_exponential" else -np.inf
         pieces = [(lo, 0.0), (0.0, np.inf)] if lo == -np.inf else [(0.0, np.inf)]
 
-        def moment(power, like=like):
+        def moment(power, like=like, pieces=pieces):
             return sum(
                 integrate.quad(lambda t: t**power * slab(t) * like(t), a, b, epsabs=1e-13, epsrel=1e-12)[0]
                 for a, b in pieces

@@ -131,8 +131,15 @@ def ebnm(x, s, prior: str = "point_normal", g_init: dict | None = None, fix_g: b
     if prior != "normal":
         theta0 = [special.logit(np.clip(start["pi0"], 1e-8, 1 - 1e-8)), *theta0]
     best = np.array(theta0, dtype=float)
+    # keep the scale within 1e-6..1e6 of the data's spread and pi0 off exactly 0 and 1, where the
+    # slab's formulas under- or overflow
+    log_spread = np.log(max(spread, 1e-300))
+    bounds = [(log_spread - 14, log_spread + 14)]
+    if prior != "normal":
+        bounds = [(-30.0, 30.0), *bounds]
+    best = np.clip(best, [b[0] for b in bounds], [b[1] for b in bounds])
     if not fix_g:
-        result = optimize.minimize(negative, best, method="L-BFGS-B")
+        result = optimize.minimize(negative, best, method="L-BFGS-B", bounds=bounds)
         if np.isfinite(result.fun) and result.fun <= negative(best):
             best = result.x
     pi0, scale = unpack(best) if not fix_g else (start["pi0"], start["scale"])

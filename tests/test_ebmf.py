@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from factorkit.methods.ebmf import EBMF
+
+
+def _planted(n=120, p=60, rank=3, density=0.3, nonnegative=False, seed=0):
+    rng = np.random.default_rng(seed)
+    L = rng.standard_normal((n, rank)) * (rng.random((n, rank)) < density)
+    F = rng.standard_normal((p, rank))
+    if nonnegative:
+        L, F = np.abs(L), np.abs(F)
+    truth = L @ F.T
+    return truth, truth + rng.standard_normal((n, p))
+
+
+@pytest.mark.parametrize(
+    ("seed", "prior", "var_type"),
+    [
+        (0, "point_normal", "constant"),
+        (1, "point_laplace", "by_row"),
+        (2, "normal_scale_mixture", "by_column"),
+        (3, "point_exponential", "constant"),
+    ],
+)
+def test_elbo_never_decreases(seed, prior, var_type):
+    truth, X = _planted(n=60, p=40, seed=seed, nonnegative=prior == "point_exponential")
+    model = EBMF(5, prior_loadings=prior, prior_factors=prior, var_type=var_type, tol=1e-5, max_iter=50).fit(
+        X
+    )
+    history = np.array(model.elbo_history_)
+    assert len(history) > 10 and model.n_components_ >= 1
+    bounds = [*model.elbo_segments_, len(history)]
+    ends = [history[0]]
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        segment = history[start:stop] if start else history[1:stop]
+        # within a segment every block update raises the ELBO (up to rounding)
+        assert np.diff(segment).min() >= -1e-9 * np.abs(segment).max()
+        ends.append(segment[-1])
+    assert np.all(np.diff(ends) >= -1e-9 * np.abs(history).max())
+
+
+def test_beats_truncated_svd_and_finds_the_rank():
+    truth, X = _planted(n=200, p=100, seed=0)
+    model = EBMF(8, tol=1e-4).fit(X)
+    assert abs(model.n_components_ - 3) <= 1
+    U, S, Vt = np.linalg.svd(X, full_matrices=False)
+    svd = (U[:, :3] * S[:3]) @ Vt[:3]
+    rmse = np.sqrt(np.mean((model.fitted() - truth) ** 2))
+    assert rmse < np.sqrt(np.mean((svd - truth) ** 2))
+
+
+def test_pure_noise_gets_no_factor():
+    X = np.random.default_rng(4).standard_normal((80, 50))
+    assert EBMF(5, tol=1e-4).fit(X).n_components_ == 0
+
+
+def test_missing_entries_are_ignored_exactly():
+    truth, X = _planted(n=60, p=40, seed=5)
+    mask = np.random.default_rng(6).random(X.shape) < 0.8
+    first = EBMF(4, tol=1e-5).fit(X, mask=mask)
+    changed = X.copy()
+    changed[~mask] = np.nan
+    second = EBMF(4, tol=1e-5).fit(changed, mask=mask)
+    np.testing.assert_array_equal(first.fitted(), second.fitted())
+    held_out = np.sqrt(np.mean((first.fitted() - truth)[~mask] ** 2))
+    assert held_out < np.sqrt(np.mean(truth[~mask] ** 2))  # better than predicting zero
+
+
+def test_bad_input():
+    X = np.ones((5, 4))
+    with pytest.raises(ValueError, match="NaN or inf .*pass mask="):
+        EBMF().fit(np.full((5, 4), np.nan))
+    with pytest.raises(ValueError, match="prior_loadings must be one of"):
+        EBMF(prior_loadings="horseshoe").fit(X)
+    with pytest.raises(ValueError, match="var_type must be one of"):
+        EBMF(var_type="by_cell").fit(X)
+    with pytest.raises(ValueError, match="mask must have the shape"):
+        EBMF().fit(X, mask=np.ones((4, 4), dtype=bool))
+    with pytest.raises(ValueError, match="n_components must be >= 1"):
+        EBMF(0).fit(X)

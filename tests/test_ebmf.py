@@ -79,3 +79,58 @@ def test_bad_input():
         EBMF().fit(X, mask=np.ones((4, 4), dtype=bool))
     with pytest.raises(ValueError, match="n_components must be >= 1"):
         EBMF(0).fit(X)
+
+
+def _covariate_sim(seed, n=300, p=100, rank=3):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, rank))
+    active = rng.random((n, rank)) < 1 / (1 + np.exp(-3 * (Z - 1)))  # covariate k drives factor k
+    truth = (rng.standard_normal((n, rank)) * active) @ rng.standard_normal((p, rank)).T
+    return truth, truth + 2 * rng.standard_normal((n, p)), Z, rng.standard_normal((n, rank))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_informative_covariates_help_and_noise_covariates_cost_little(seed):
+    from factorkit.methods.ebmf import CovariateEBMF
+
+    truth, X, informative, noise = _covariate_sim(seed)
+
+    def rmse(model):
+        return np.sqrt(np.mean((model.fitted() - truth) ** 2))
+
+    plain = EBMF(6, tol=1e-4).fit(X)
+    helped = CovariateEBMF(6, tol=1e-4).fit(X, row_covariates=informative)
+    blind = CovariateEBMF(6, tol=1e-4).fit(X, row_covariates=noise)
+    assert rmse(helped) < 0.97 * rmse(plain)
+    assert rmse(blind) <= 1.02 * rmse(plain)
+    history = np.array(helped.elbo_history_)
+    start = helped.elbo_segments_[-1]
+    assert np.diff(history[start:]).min() >= -1e-9 * np.abs(history).max()  # backfit is monotone
+
+
+def test_covariate_ebnm_reduces_to_point_normal_and_has_the_right_gradient():
+    from factorkit.methods.ebnm import ebnm, ebnm_covariate_point_normal
+
+    rng = np.random.default_rng(3)
+    x, s = rng.standard_normal(200) * 2, np.full(200, 1.0)
+    Z = rng.standard_normal((200, 2))
+    fitted = ebnm_covariate_point_normal(x, s, Z)
+    plain = ebnm(x, s, "point_normal")
+    assert fitted.log_likelihood >= plain.log_likelihood - 1e-6  # it nests the plain prior
+    # beta = 0 with pi0 = sigmoid(beta_0) gives the plain prior's likelihood exactly
+    beta0 = np.log(plain.g["pi0"] / (1 - plain.g["pi0"]))
+    same = ebnm_covariate_point_normal(
+        x, s, np.zeros((200, 0)), {"beta": np.array([beta0]), "scale": plain.g["scale"]}
+    )
+    assert same.log_likelihood == pytest.approx(plain.log_likelihood, abs=1e-6)
+    with pytest.raises(ValueError, match="covariates must be a 2-D array with 200 rows"):
+        ebnm_covariate_point_normal(x, s, np.ones((10, 2)))
+
+
+def test_covariate_rows_are_checked():
+    from factorkit.methods.ebmf import CovariateEBMF
+
+    with pytest.raises(ValueError, match="row_covariates must have 5 rows"):
+        CovariateEBMF().fit(np.ones((5, 4)), row_covariates=np.ones((4, 2)))
+    with pytest.raises(ValueError, match="row_covariates is required"):
+        CovariateEBMF().fit(np.ones((5, 4)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from factorkit._validation import check_choice, check_float, check_int
-from factorkit.methods.ebnm import PRIORS, ebnm, expected_log_gaussian
+from factorkit.methods.ebnm import PRIORS, ebnm, ebnm_covariate_point_normal, expected_log_gaussian
 
 VAR_TYPES = ("constant", "by_row", "by_column")
 NONNEGATIVE = ("point_exponential",)
@@ -152,7 +152,7 @@ class EBMF:
         s = 1 / np.sqrt(precision)
         x = (weights * residual) @ other / precision
         g_init = (self.g_l_ if side == "l" else self.g_f_)[k]
-        result = ebnm(x, s, prior, g_init=g_init)
+        result = self._ebnm(side, x, s, prior, g_init)
         neg_kl = result.log_likelihood - expected_log_gaussian(x, s, result.mean, result.second_moment)
         if side == "l":
             self.El_[:, k], self.El2_[:, k], self.g_l_[k], self.neg_kl_l_[k] = (
@@ -169,6 +169,9 @@ class EBMF:
                 neg_kl,
             )
         return True
+
+    def _ebnm(self, side: str, x, s, prior: str, g_init):
+        return ebnm(x, s, prior, g_init=g_init)
 
     def _record(self) -> None:
         # a component's KL terms exist once both of its sides have had an EBNM update; before
@@ -269,3 +272,37 @@ class EBMF:
     def fitted(self) -> np.ndarray:
         """Posterior mean of ``L F^T``."""
         return self.loadings_ @ self.factors_.T
+
+
+class CovariateEBMF(EBMF):
+    """cEBMF: EBMF whose loadings prior depends on row covariates (Denault et al. 2025).
+
+    Each factor's loadings get a point-normal prior whose null weight is logistic in the row's
+    covariates (:func:`factorkit.methods.ebnm.ebnm_covariate_point_normal`): rows whose covariates
+    say "this factor is active here" are shrunk less. The factors keep ``prior_factors``.
+    Uninformative covariates cost little: the fitted ``beta`` then stays near zero and the prior
+    is the plain point-normal one.
+
+    Parameters are those of :class:`EBMF` (``prior_loadings`` is replaced by the covariate
+    prior); pass ``row_covariates`` (n x d) to :meth:`fit`.
+    """
+
+    def fit(self, X, y=None, *, mask=None, row_covariates=None) -> CovariateEBMF:
+        if row_covariates is None:
+            raise ValueError("row_covariates is required (an n x d array)")
+        Z = np.asarray(row_covariates, dtype=np.float64)
+        if Z.ndim == 1:
+            Z = Z[:, None]
+        n = np.asarray(X).shape[0]
+        if Z.ndim != 2 or Z.shape[0] != n:
+            raise ValueError(f"row_covariates must have {n} rows (one per row of X), got shape {Z.shape}")
+        if not np.isfinite(Z).all():
+            raise ValueError("row_covariates contain NaN or inf")
+        self.row_covariates_ = (Z - Z.mean(0)) / np.where(Z.std(0) > 0, Z.std(0), 1.0)
+        super().fit(X, mask=mask)
+        return self
+
+    def _ebnm(self, side: str, x, s, prior: str, g_init):
+        if side == "l":
+            return ebnm_covariate_point_normal(x, s, self.row_covariates_, g_init)
+        return ebnm(x, s, prior, g_init=g_init)

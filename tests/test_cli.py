@@ -184,3 +184,82 @@ def test_train_subgradient_optimizer_is_l1_gd_on_the_deep_factorization(capsys):
     assert code == 0 and json.loads(out)["rel_error"] > 0.1  # the l2 loss follows the outliers
     code, _, err = run(capsys, "train", "--optimizer", "subgradient", "--loss", "l2", "--steps", "1")
     assert code == 2 and "l1 loss" in err
+
+
+def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
+    import numpy as np
+
+    from factorkit.methods.embeddings import synthetic_corpus
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((80, 2)) * (rng.random((80, 2)) < 0.4)) @ rng.standard_normal((2, 30))
+    X = X + 0.5 * rng.standard_normal(X.shape)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "Z.npy", rng.standard_normal((80, 2)))
+    code, _, _ = run(
+        capsys,
+        "fit",
+        str(tmp_path / "X.npy"),
+        "--method",
+        "ebmf",
+        "--rank",
+        "4",
+        "--out",
+        str(tmp_path / "e"),
+    )
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert code == 0 and report["rank"] == 2 and report["missing"] == int(np.isnan(X).sum())
+    code, _, _ = run(
+        capsys,
+        "fit",
+        str(tmp_path / "X.npy"),
+        "--method",
+        "ebmf",
+        "--rank",
+        "4",
+        "--out",
+        str(tmp_path / "c"),
+        "--row-covariates",
+        str(tmp_path / "Z.npy"),
+    )
+    assert code == 0 and json.loads((tmp_path / "c" / "report.json").read_text())["method"] == "cebmf"
+    code, _, err = run(
+        capsys,
+        "fit",
+        str(tmp_path / "X.npy"),
+        "--method",
+        "ebmf",
+        "--rank",
+        "4",
+        "--out",
+        str(tmp_path / "b"),
+        "--prior",
+        "horseshoe",
+    )
+    assert code == 2 and "prior_loadings must be one of" in err
+    np.save(tmp_path / "P.npy", np.abs(np.nan_to_num(X)))
+    code, _, _ = run(
+        capsys, "fit", str(tmp_path / "P.npy"), "--method", "nmf", "--rank", "2", "--out", str(tmp_path / "n")
+    )
+    assert code == 0 and (tmp_path / "n" / "H.npy").is_file()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(s) for s in synthetic_corpus(n_sentences=400, seed=0)))
+    code, _, _ = run(
+        capsys,
+        "embed",
+        str(corpus),
+        "--dim",
+        "3",
+        "--window",
+        "3",
+        "--min-count",
+        "1",
+        "--out",
+        str(tmp_path / "w"),
+    )
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert code == 0 and report["vocabulary"] == 60
+    assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")
+    code, _, err = run(capsys, "embed", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
+    assert code == 2 and "does not exist" in err

@@ -123,7 +123,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fit = commands.add_parser("fit", help="factorize a matrix file with a factorization method")
     fit.add_argument("data", type=Path, help="matrix file: .npy, .npz (sparse or dense), .csv or .mtx")
-    fit.add_argument("--method", choices=("boolean", "nmf"), required=True)
+    fit.add_argument("--method", choices=("boolean", "nmf", "ebmf"), required=True)
+    fit.add_argument(
+        "--row-covariates",
+        type=Path,
+        default=None,
+        help="ebmf: n x d matrix file; fits covariate-moderated EBMF",
+    )
+    fit.add_argument(
+        "--prior", default="point_normal", help="ebmf: EBNM prior family of loadings and factors"
+    )
     fit.add_argument("--solver", choices=("hals", "mu", "alternating"), default="hals", help="nmf solver")
     fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
     fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
@@ -180,6 +189,9 @@ def _cmd_fit(args) -> None:
     if args.method == "nmf":
         _fit_nmf(args, X)
         return
+    if args.method == "ebmf":
+        _fit_ebmf(args, X)
+        return
     model = BooleanMF(
         args.rank, max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed, device=args.device
     )
@@ -198,6 +210,40 @@ def _cmd_fit(args) -> None:
         "boolean_error_rate": model.reconstruction_err_ / size,
         "recall": model.recall_,
         "integrality_gap": model.history_[-1]["gap"],
+    }
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _print(report, as_json=False)
+
+
+def _fit_ebmf(args, X) -> None:
+    import numpy as np
+    import scipy.sparse
+
+    from factorkit.methods.ebmf import EBMF, CovariateEBMF
+    from factorkit.problems.data import load_matrix
+
+    dense = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X, dtype=np.float64)
+    mask = ~np.isnan(dense)
+    options = {"prior_loadings": args.prior, "prior_factors": args.prior, "random_state": args.seed}
+    options["max_iter"] = args.max_iter
+    if args.row_covariates is not None:
+        Z = load_matrix(args.row_covariates)
+        Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
+        model = CovariateEBMF(args.rank, **options).fit(dense, mask=mask, row_covariates=Z)
+    else:
+        model = EBMF(args.rank, **options).fit(dense, mask=mask)
+    args.out.mkdir(parents=True, exist_ok=True)
+    np.save(args.out / "L.npy", model.loadings_)
+    np.save(args.out / "F.npy", model.factors_)
+    report = {
+        "method": "ebmf" if args.row_covariates is None else "cebmf",
+        "data": str(args.data),
+        "shape": list(dense.shape),
+        "missing": int((~mask).sum()),
+        "max_rank": args.rank,
+        "rank": model.n_components_,
+        "elbo": model.elbo_,
+        "prior": args.prior,
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     _print(report, as_json=False)

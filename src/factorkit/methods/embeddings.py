@@ -160,16 +160,18 @@ class CorpusStatistics:
             (self.window - r + 1) / self.window if self.weighting == "linear" else 1.0
             for r in range(1, self.window + 1)
         ]
-        total = scipy.sparse.csr_matrix((V, V))
-        rows, cols, vals = [], [], []
+        # ordered pairs (earlier word, later word) as keys i * V + j with their window weights;
+        # buffered, then folded into sorted unique keys (memory: distinct pairs, not tokens)
+        keys_acc = np.zeros(0, dtype=np.int64)
+        vals_acc = np.zeros(0)
+        keys, vals = [], []
         pending = 0
 
-        def flush():
-            nonlocal total, rows, cols, vals, pending
-            if rows:
-                r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-                total = total + scipy.sparse.csr_matrix((v, (r, c)), shape=(V, V))
-            rows, cols, vals, pending = [], [], [], 0
+        def fold(keys_acc, vals_acc, keys, vals):
+            all_keys = np.concatenate([keys_acc, *keys])
+            all_vals = np.concatenate([vals_acc, *vals])
+            unique, inverse = np.unique(all_keys, return_inverse=True)
+            return unique, np.bincount(inverse, weights=all_vals, minlength=unique.size)
 
         tokens_seen = 0
         for sentence in tqdm(
@@ -180,15 +182,15 @@ class CorpusStatistics:
             for r, weight in enumerate(weights, start=1):
                 if ids.size <= r:
                     break
-                left, right = ids[:-r], ids[r:]
-                rows += [left, right]
-                cols += [right, left]
-                vals += [np.full(left.size, weight), np.full(left.size, weight)]
-                pending += 2 * left.size
-            if pending > 5_000_000:  # bound memory: fold the buffered pairs into the sparse total
-                flush()
-        flush()
-        self.cooccurrence = total.tocsr()
+                keys.append(ids[:-r] * V + ids[r:])
+                vals.append(np.full(ids.size - r, weight))
+                pending += ids.size - r
+            if pending > 5_000_000:
+                keys_acc, vals_acc = fold(keys_acc, vals_acc, keys, vals)
+                keys, vals, pending = [], [], 0
+        keys_acc, vals_acc = fold(keys_acc, vals_acc, keys, vals)
+        ordered = scipy.sparse.csr_matrix((vals_acc, (keys_acc // V, keys_acc % V)), shape=(V, V))
+        self.cooccurrence = (ordered + ordered.T).tocsr()  # both orders of every pair
         self.cooccurrence.sum_duplicates()
         self.tokens_ = tokens_seen
         return self

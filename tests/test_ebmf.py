@@ -21,10 +21,13 @@ def _planted(n=120, p=60, rank=3, density=0.3, nonnegative=False, seed=0):
         (1, "point_laplace", "by_row"),
         (2, "normal_scale_mixture", "by_column"),
         (3, "point_exponential", "constant"),
+        (4, "nonnegative_scale_mixture", "by_row"),
     ],
 )
 def test_elbo_never_decreases(seed, prior, var_type):
-    truth, X = _planted(n=60, p=40, seed=seed, nonnegative=prior == "point_exponential")
+    truth, X = _planted(
+        n=60, p=40, seed=seed, nonnegative=prior in ("point_exponential", "nonnegative_scale_mixture")
+    )
     model = EBMF(5, prior_loadings=prior, prior_factors=prior, var_type=var_type, tol=1e-5, max_iter=50).fit(
         X
     )

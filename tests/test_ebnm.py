@@ -102,3 +102,26 @@ def test_bad_input():
         ebnm(np.ones(3), np.array([1.0, -1.0, 1.0]))
     with pytest.raises(ValueError, match="NaN"):
         ebnm(np.array([1.0, np.nan]), 1.0)
+
+
+def test_nonnegative_mixture_matches_numerical_integration():
+    g = {"pi": np.array([0.2, 0.5, 0.3]), "upper": np.array([0.7, 3.0])}
+    x = np.array([-4.0, -0.5, 0.0, 0.6, 2.0, 5.0, 40.0])
+    s = np.array([1.0, 0.5, 2.0, 1.2, 0.7, 1.0, 1.0])
+    result = ebnm(x, s, "nonnegative_scale_mixture", g_init=g, fix_g=True)
+    log_lik = 0.0
+    for j in range(x.size):
+        like = stats.norm(x[j], s[j]).pdf
+        moments = [g["pi"][0] * like(0.0) * (0.0**p) for p in range(3)]
+        for weight, a in zip(g["pi"][1:], g["upper"], strict=True):
+            for p in range(3):
+                value = integrate.quad(
+                    lambda t, p=p, a=a, like=like: t**p * like(t) / a, 0, a, epsabs=1e-14, epsrel=1e-12
+                )[0]
+                moments[p] += weight * value
+        log_lik += np.log(moments[0])
+        assert result.mean[j] == pytest.approx(moments[1] / moments[0], abs=1e-6)
+        assert result.second_moment[j] == pytest.approx(moments[2] / moments[0], abs=1e-6)
+    assert result.log_likelihood == pytest.approx(log_lik, abs=1e-6)
+    fitted = ebnm(x, s, "nonnegative_scale_mixture")
+    assert fitted.log_likelihood >= result.log_likelihood - 1e-9 and np.all(fitted.mean >= 0)

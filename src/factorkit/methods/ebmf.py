@@ -30,7 +30,7 @@ from factorkit._validation import check_choice, check_float, check_int
 from factorkit.methods.ebnm import PRIORS, ebnm, ebnm_covariate_point_normal, expected_log_gaussian
 
 VAR_TYPES = ("constant", "by_row", "by_column")
-NONNEGATIVE = ("point_exponential",)
+NONNEGATIVE = ("point_exponential", "nonnegative_scale_mixture")
 LOG_2PI = np.log(2 * np.pi)
 
 

@@ -19,6 +19,9 @@ Families (``prior=``):
 * ``'normal_scale_mixture'``: ``sum_k pi_k N(0, sigma_k^2)`` on a fixed geometric grid with
   ``sigma_0 = 0`` (the "ash" prior of Stephens 2017); weights by EM, which increases the
   likelihood monotonically.
+* ``'nonnegative_scale_mixture'``: ``pi_0 delta_0 + sum_k pi_k Unif[0, a_k]`` on a geometric grid
+  of ``a_k`` (ash's non-negative "+uniform" prior); slab marginals
+  ``(Phi((a - x)/s) - Phi(-x/s)) / a``, posteriors ``N(x, s^2)`` truncated to ``[0, a]``.
 
 Parametric families are fitted by L-BFGS on unconstrained parameters (logit ``pi0``, log scale);
 a fit never returns a prior with lower likelihood than ``g_init`` (the guarantee that makes EBMF's
@@ -32,7 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-PRIORS = ("normal", "point_normal", "point_laplace", "point_exponential", "normal_scale_mixture")
+PRIORS = (
+    "normal",
+    "point_normal",
+    "point_laplace",
+    "point_exponential",
+    "normal_scale_mixture",
+    "nonnegative_scale_mixture",
+)
 LOG_2PI = np.log(2 * np.pi)
 
 
@@ -116,6 +126,8 @@ def ebnm(x, s, prior: str = "point_normal", g_init: dict | None = None, fix_g: b
     x, s = _check(x, s)
     if prior == "normal_scale_mixture":
         return _ash(x, s, g_init, fix_g)
+    if prior == "nonnegative_scale_mixture":
+        return _nonnegative_ash(x, s, g_init, fix_g)
     spread = float(np.sqrt(max(np.mean(x**2 - s**2), np.mean(s**2) * 1e-2)))
     start = dict(g_init) if g_init else {"pi0": 0.0 if prior == "normal" else 0.5, "scale": spread}
 
@@ -155,14 +167,8 @@ def ash_grid(x, s, multiplier: float = np.sqrt(2)) -> np.ndarray:
     return np.concatenate([[0.0], sigma_min * multiplier ** np.arange(count)])
 
 
-def _ash(x, s, g_init, fix_g, max_iter: int = 2000, tol: float = 1e-10) -> EBNMResult:
-    if g_init and "sd" in g_init:
-        sd, pi = np.asarray(g_init["sd"], float), np.asarray(g_init["pi"], float)
-    else:
-        sd = ash_grid(x, s)
-        pi = np.full(sd.size, 1.0 / sd.size)
-    var = sd[None, :] ** 2 + s[:, None] ** 2
-    log_l = _log_normal(x[:, None], var)  # n x K
+def _mixture_em(log_l, pi, fix_g: bool, max_iter: int = 2000, tol: float = 1e-10):
+    """EM for the weights of a mixture prior with fixed components (``log_l``: n x K log marginals)."""
     shift = log_l.max(1, keepdims=True)
     L = np.exp(log_l - shift)
     previous = -np.inf
@@ -174,12 +180,63 @@ def _ash(x, s, g_init, fix_g, max_iter: int = 2000, tol: float = 1e-10) -> EBNMR
             break
         previous = current
     mix = L @ pi
-    log_lik = float(np.log(mix).sum() + shift.sum())
-    resp = L * pi[None, :] / mix[:, None]
+    return pi, L * pi[None, :] / mix[:, None], float(np.log(mix).sum() + shift.sum())
+
+
+def _ash(x, s, g_init, fix_g) -> EBNMResult:
+    if g_init and "sd" in g_init:
+        sd, pi = np.asarray(g_init["sd"], float), np.asarray(g_init["pi"], float)
+    else:
+        sd = ash_grid(x, s)
+        pi = np.full(sd.size, 1.0 / sd.size)
+    var = sd[None, :] ** 2 + s[:, None] ** 2
+    pi, resp, log_lik = _mixture_em(_log_normal(x[:, None], var), pi, fix_g)
     shrink = sd[None, :] ** 2 / var
     means = shrink * x[:, None]
     seconds = means**2 + shrink * s[:, None] ** 2
     return EBNMResult((resp * means).sum(1), (resp * seconds).sum(1), {"pi": pi, "sd": sd}, log_lik)
+
+
+def _log_diff_ndtr(lower, upper):
+    """``log(Phi(upper) - Phi(lower))`` for ``lower < upper``, accurate in both tails."""
+    right = lower > 0  # both in the right tail: use the mirrored pair
+    a = np.where(right, -upper, lower)
+    b = np.where(right, -lower, upper)
+    log_b = special.log_ndtr(b)
+    return log_b + np.log1p(-np.exp(np.minimum(special.log_ndtr(a) - log_b, -1e-300)))
+
+
+def _uniform_components(x, s, upper):
+    """Log marginals and posterior moments of ``Unif[0, a_k]`` slabs (n x K), plus the null."""
+    xs, ss = x[:, None], s[:, None]
+    a = upper[None, :]
+    lo, hi = -xs / ss, (a - xs) / ss
+    log_z = _log_diff_ndtr(lo, hi)
+    log_m = log_z - np.log(a)
+    log_phi_lo = -0.5 * lo**2 - 0.5 * LOG_2PI
+    log_phi_hi = -0.5 * hi**2 - 0.5 * LOG_2PI
+    r_lo, r_hi = np.exp(log_phi_lo - log_z), np.exp(log_phi_hi - log_z)
+    mean = np.clip(xs + ss * (r_lo - r_hi), 0.0, a)
+    second = xs**2 + 2 * xs * ss * (r_lo - r_hi) + ss**2 * (1 + lo * r_lo - hi * r_hi)
+    second = np.clip(second, mean**2, a**2)
+    null = _log_normal(x, s**2)[:, None]
+    zeros = np.zeros((x.size, 1))
+    return (
+        np.concatenate([null, log_m], 1),
+        np.concatenate([zeros, mean], 1),
+        np.concatenate([zeros, second], 1),
+    )
+
+
+def _nonnegative_ash(x, s, g_init, fix_g) -> EBNMResult:
+    if g_init and "upper" in g_init:
+        upper, pi = np.asarray(g_init["upper"], float), np.asarray(g_init["pi"], float)
+    else:
+        upper = ash_grid(np.abs(x), s)[1:]
+        pi = np.full(upper.size + 1, 1.0 / (upper.size + 1))
+    log_l, means, seconds = _uniform_components(x, s, upper)
+    pi, resp, log_lik = _mixture_em(log_l, pi, fix_g)
+    return EBNMResult((resp * means).sum(1), (resp * seconds).sum(1), {"pi": pi, "upper": upper}, log_lik)
 
 
 def expected_log_gaussian(x, s, mean, second) -> float:

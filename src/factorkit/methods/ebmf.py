@@ -27,7 +27,13 @@ from __future__ import annotations
 import numpy as np
 
 from factorkit._validation import check_choice, check_float, check_int
-from factorkit.methods.ebnm import PRIORS, ebnm, ebnm_covariate_point_normal, expected_log_gaussian
+from factorkit.methods.ebnm import (
+    PRIORS,
+    ebnm,
+    ebnm_covariate_ash,
+    ebnm_covariate_point_normal,
+    expected_log_gaussian,
+)
 
 VAR_TYPES = ("constant", "by_row", "by_column")
 NONNEGATIVE = ("point_exponential", "nonnegative_scale_mixture")
@@ -277,17 +283,22 @@ class EBMF:
 class CovariateEBMF(EBMF):
     """cEBMF: EBMF whose loadings prior depends on row covariates (Denault et al. 2025).
 
-    Each factor's loadings get a point-normal prior whose null weight is logistic in the row's
-    covariates (:func:`factorkit.methods.ebnm.ebnm_covariate_point_normal`): rows whose covariates
-    say "this factor is active here" are shrunk less. The factors keep ``prior_factors``.
-    Uninformative covariates cost little: the fitted ``beta`` then stays near zero and the prior
-    is the plain point-normal one.
+    Each factor's loadings get a prior that depends on the row's covariates:
+    ``covariate_prior='point_normal'`` (a null weight logistic in the covariates,
+    :func:`factorkit.methods.ebnm.ebnm_covariate_point_normal`) or ``'normal_scale_mixture'``
+    (multinomial-logistic weights over the ash grid,
+    :func:`factorkit.methods.ebnm.ebnm_covariate_ash`; unregularized, it over-fits pure-noise
+    covariates: +10% RMSE on the tests' simulation, against < 1% for the point-normal model):
+    rows whose covariates say "this factor is active here" are shrunk less. The factors keep
+    ``prior_factors``. With the point-normal model uninformative covariates cost little: the
+    fitted ``beta`` then stays near zero and the prior is the plain point-normal one.
 
     Parameters are those of :class:`EBMF` (``prior_loadings`` is replaced by the covariate
     prior); pass ``row_covariates`` (n x d) to :meth:`fit`.
     """
 
     def fit(self, X, y=None, *, mask=None, row_covariates=None) -> CovariateEBMF:
+        check_choice("covariate_prior", self.covariate_prior, ("point_normal", "normal_scale_mixture"))
         if row_covariates is None:
             raise ValueError("row_covariates is required (an n x d array)")
         Z = np.asarray(row_covariates, dtype=np.float64)
@@ -302,7 +313,13 @@ class CovariateEBMF(EBMF):
         super().fit(X, mask=mask)
         return self
 
+    def __init__(self, n_components: int = 10, covariate_prior: str = "point_normal", **kwargs) -> None:
+        super().__init__(n_components, **kwargs)
+        self.covariate_prior = covariate_prior
+
     def _ebnm(self, side: str, x, s, prior: str, g_init):
         if side == "l":
-            return ebnm_covariate_point_normal(x, s, self.row_covariates_, g_init)
+            if self.covariate_prior == "point_normal":
+                return ebnm_covariate_point_normal(x, s, self.row_covariates_, g_init)
+            return ebnm_covariate_ash(x, s, self.row_covariates_, g_init)
         return ebnm(x, s, prior, g_init=g_init)

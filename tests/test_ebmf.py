@@ -137,3 +137,17 @@ def test_covariate_rows_are_checked():
         CovariateEBMF().fit(np.ones((5, 4)), row_covariates=np.ones((4, 2)))
     with pytest.raises(ValueError, match="row_covariates is required"):
         CovariateEBMF().fit(np.ones((5, 4)))
+
+
+def test_covariate_ash_prior_runs_monotone_and_is_validated():
+    from factorkit.methods.ebmf import CovariateEBMF
+
+    truth, X, informative, _ = _covariate_sim(0, n=100, p=40)
+    model = CovariateEBMF(3, covariate_prior="normal_scale_mixture", tol=1e-3, max_iter=20)
+    model.fit(X, row_covariates=informative)
+    history = np.array(model.elbo_history_)
+    start = model.elbo_segments_[-1]
+    assert model.n_components_ >= 1
+    assert np.diff(history[start:]).min() >= -1e-9 * np.abs(history).max()
+    with pytest.raises(ValueError, match="covariate_prior must be one of"):
+        CovariateEBMF(covariate_prior="mlp").fit(X, row_covariates=informative)

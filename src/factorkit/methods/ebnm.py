@@ -191,10 +191,26 @@ def _ash(x, s, g_init, fix_g) -> EBNMResult:
         pi = np.full(sd.size, 1.0 / sd.size)
     var = sd[None, :] ** 2 + s[:, None] ** 2
     pi, resp, log_lik = _mixture_em(_log_normal(x[:, None], var), pi, fix_g)
-    shrink = sd[None, :] ** 2 / var
+    mean, second = _normal_mixture_moments(x, s, sd, resp)
+    return EBNMResult(mean, second, {"pi": pi, "sd": sd}, log_lik)
+
+
+def _normal_mixture_moments(x, s, sd, resp):
+    """Posterior mean and second moment under ``sum_k r_ik N(0, sd_k^2)`` posteriors."""
+    shrink = sd[None, :] ** 2 / (sd[None, :] ** 2 + s[:, None] ** 2)
     means = shrink * x[:, None]
     seconds = means**2 + shrink * s[:, None] ** 2
-    return EBNMResult((resp * means).sum(1), (resp * seconds).sum(1), {"pi": pi, "sd": sd}, log_lik)
+    return (resp * means).sum(1), (resp * seconds).sum(1)
+
+
+def _design(Z, n: int) -> np.ndarray:
+    """``[1, Z]`` after checking that the covariates have one finite row per observation."""
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[0] != n:
+        raise ValueError(f"covariates must be a 2-D array with {n} rows, got shape {Z.shape}")
+    if not np.isfinite(Z).all():
+        raise ValueError("covariates contain NaN or inf")
+    return np.column_stack([np.ones(n), Z])
 
 
 def _log_diff_ndtr(lower, upper):
@@ -253,12 +269,7 @@ def ebnm_covariate_point_normal(x, s, Z, g_init: dict | None = None) -> EBNMResu
     the posterior null probability). Never returns a worse fit than ``g_init``.
     """
     x, s = _check(x, s)
-    Z = np.asarray(Z, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] != x.size:
-        raise ValueError(f"covariates must be a 2-D array with {x.size} rows, got shape {Z.shape}")
-    if not np.isfinite(Z).all():
-        raise ValueError("covariates contain NaN or inf")
-    design = np.column_stack([np.ones(x.size), Z])
+    design = _design(Z, x.size)
     log_null = _log_normal(x, s**2)
     spread = float(np.sqrt(max(np.mean(x**2 - s**2), np.mean(s**2) * 1e-2)))
 
@@ -309,12 +320,7 @@ def ebnm_covariate_ash(x, s, Z, g_init: dict | None = None) -> EBNMResult:
     r_ik - pi_ik`` (``r`` the posterior component probabilities). Never worse than ``g_init``.
     """
     x, s = _check(x, s)
-    Z = np.asarray(Z, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] != x.size:
-        raise ValueError(f"covariates must be a 2-D array with {x.size} rows, got shape {Z.shape}")
-    if not np.isfinite(Z).all():
-        raise ValueError("covariates contain NaN or inf")
-    design = np.column_stack([np.ones(x.size), Z])
+    design = _design(Z, x.size)
     if g_init is not None and "B" in g_init:
         sd, B0 = np.asarray(g_init["sd"], float), np.asarray(g_init["B"], float)
     else:
@@ -342,9 +348,5 @@ def ebnm_covariate_ash(x, s, Z, g_init: dict | None = None) -> EBNMResult:
     )
     best = result.x if np.isfinite(result.fun) and result.fun <= negative(start)[0] else start
     log_pi, joint, ll = parts(best)
-    resp = np.exp(joint - ll[:, None])
-    shrink = sd[None, :] ** 2 / var
-    means = shrink * x[:, None]
-    seconds = means**2 + shrink * s[:, None] ** 2
-    g = {"B": best.reshape(shape), "sd": sd}
-    return EBNMResult((resp * means).sum(1), (resp * seconds).sum(1), g, float(ll.sum()))
+    mean, second = _normal_mixture_moments(x, s, sd, np.exp(joint - ll[:, None]))
+    return EBNMResult(mean, second, {"B": best.reshape(shape), "sd": sd}, float(ll.sum()))

@@ -11,11 +11,14 @@ each term is a quadratic in ``x = w_i . w_j`` minimized at
 
     M*_ij = 2 (P+_ij - P-_ij) / (P+_ij + P-_ij),
 
-and the approximate loss is quartic in ``W``. Taking it unweighted, as the closed form does,
+and the approximate loss is quartic in ``W``: ``sum_ij (P+_ij + P-_ij)/8 (w_i . w_j - M*_ij)^2`` up to a
+constant, a *weighted* factorization. The paper's closed form assumes the weighting
+``P+ + P-`` constant (its theorem's hypothesis, which its choice of hyper-parameters makes
+approximately true); the loss is then the unweighted
 
     L(W) = (1/4) || W W^T - M* ||_F^2,
 
-its minimizer over ``V x d`` matrices is ``W = V_d Lambda_d^{1/2}`` (top-``d`` positive
+whose minimizer over ``V x d`` matrices is ``W = V_d Lambda_d^{1/2}`` (top-``d`` positive
 eigenpairs of ``M*``, up to a rotation; Eckart-Young), and gradient flow ``dW/dt = (M* - W W^T) W``
 from small initialisation learns the eigen-directions one at a time: along an eigenvector with
 eigenvalue ``lambda`` and initial squared size ``s0^2``, ``s^2(t) = lambda / (1 + (lambda/s0^2 - 1)

@@ -137,3 +137,16 @@ def test_covariate_ash_with_only_an_intercept_is_ash(data):
     # on the logits gets at least as high as EM (whose slow tail stops it ~0.03 short here)
     assert plain.log_likelihood - 1e-6 <= intercept_only.log_likelihood <= plain.log_likelihood + 0.1
     np.testing.assert_allclose(intercept_only.mean, plain.mean, atol=0.1)  # a flat optimum
+
+
+def test_covariate_ash_ridge_shrinks_the_covariate_coefficients_only(data):
+    from factorkit.methods.ebnm import ebnm_covariate_ash
+
+    x, s = data
+    Z = np.random.default_rng(5).standard_normal((x.size, 2))
+    free = ebnm_covariate_ash(x, s, Z)
+    shrunk = ebnm_covariate_ash(x, s, Z, ridge=100.0)
+    assert np.linalg.norm(shrunk.g["B"][1:]) < 0.5 * np.linalg.norm(free.g["B"][1:])
+    assert shrunk.log_likelihood <= free.log_likelihood + 1e-9  # the penalty only costs likelihood
+    start = ebnm_covariate_ash(x, s, Z, g_init=shrunk.g, ridge=100.0)
+    assert start.log_likelihood >= shrunk.log_likelihood - 1e-9  # never worse than its start

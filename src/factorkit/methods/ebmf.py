@@ -287,8 +287,10 @@ class CovariateEBMF(EBMF):
     ``covariate_prior='point_normal'`` (a null weight logistic in the covariates,
     :func:`factorkit.methods.ebnm.ebnm_covariate_point_normal`) or ``'normal_scale_mixture'``
     (multinomial-logistic weights over the ash grid,
-    :func:`factorkit.methods.ebnm.ebnm_covariate_ash`; unregularized, it over-fits pure-noise
-    covariates: +10% RMSE on the tests' simulation, against < 1% for the point-normal model):
+    :func:`factorkit.methods.ebnm.ebnm_covariate_ash`, with a ``ridge`` penalty on the covariate
+    coefficients: unregularized it over-fits pure-noise covariates, +10% RMSE against EBMF with
+    the ash prior on the tests' 300 x 100 simulation; with ``ridge=10`` +0.2%, and informative
+    covariates then gain 6%):
     rows whose covariates say "this factor is active here" are shrunk less. The factors keep
     ``prior_factors``. With the point-normal model uninformative covariates cost little: the
     fitted ``beta`` then stays near zero and the prior is the plain point-normal one.
@@ -313,13 +315,16 @@ class CovariateEBMF(EBMF):
         super().fit(X, mask=mask)
         return self
 
-    def __init__(self, n_components: int = 10, covariate_prior: str = "point_normal", **kwargs) -> None:
+    def __init__(
+        self, n_components: int = 10, covariate_prior: str = "point_normal", ridge: float = 10.0, **kwargs
+    ) -> None:
         super().__init__(n_components, **kwargs)
         self.covariate_prior = covariate_prior
+        self.ridge = ridge
 
     def _ebnm(self, side: str, x, s, prior: str, g_init):
         if side == "l":
             if self.covariate_prior == "point_normal":
                 return ebnm_covariate_point_normal(x, s, self.row_covariates_, g_init)
-            return ebnm_covariate_ash(x, s, self.row_covariates_, g_init)
+            return ebnm_covariate_ash(x, s, self.row_covariates_, g_init, ridge=self.ridge)
         return ebnm(x, s, prior, g_init=g_init)

@@ -123,8 +123,8 @@ class EBMF:
         extra = self.El2_ @ self.Ef2_.T - (self.El_**2) @ (self.Ef_**2).T
         return self.M * ((self.X - fit) ** 2 + extra)
 
-    def _update_tau(self) -> None:
-        R2 = self._expected_residual_sq()
+    def _update_tau(self, R2: np.ndarray) -> None:
+        """Closed-form precision(s) given the expected squared residuals ``R2``."""
         floor = 1e-12
         if self.var_type == "constant":
             self.tau_ = np.full_like(self.X, self.M.sum() / max(R2.sum(), floor))
@@ -133,9 +133,8 @@ class EBMF:
         else:
             self.tau_ = np.repeat((self.M.sum(0) / np.maximum(R2.sum(0), floor))[None, :], self.X.shape[0], 0)
 
-    def _elbo(self) -> float:
+    def _elbo(self, R2: np.ndarray) -> float:
         T = self.tau_ * self.M
-        R2 = self._expected_residual_sq()
         loglik = 0.5 * float((self.M * (np.log(np.where(self.M > 0, self.tau_, 1.0)) - LOG_2PI)).sum())
         loglik -= 0.5 * float((T * R2).sum())
         return loglik + float(np.sum(self.neg_kl_l_) + np.sum(self.neg_kl_f_))
@@ -179,19 +178,21 @@ class EBMF:
     def _ebnm(self, side: str, x, s, prior: str, g_init):
         return ebnm(x, s, prior, g_init=g_init)
 
-    def _record(self) -> None:
+    def _record(self, R2: np.ndarray) -> None:
         # a component's KL terms exist once both of its sides have had an EBNM update; before
         # that (right after initialisation) the bound is not defined and nothing is recorded
         if all(g is not None for g in self.g_l_ + self.g_f_):
-            self.elbo_history_.append(self._elbo())
+            self.elbo_history_.append(self._elbo(R2))
 
     def _sweep(self, components) -> float:
         for k in components:
             for side in ("l", "f"):
                 self._update_side(k, side)
-                self._record()
-                self._update_tau()
-                self._record()
+                # tau does not enter the expected residuals: one R2 serves all three uses
+                R2 = self._expected_residual_sq()
+                self._record(R2)
+                self._update_tau(R2)
+                self._record(R2)
         return self.elbo_history_[-1]
 
     def _add_component(self, rng) -> None:
@@ -236,8 +237,9 @@ class EBMF:
         self.g_l_, self.g_f_, self.neg_kl_l_, self.neg_kl_f_ = [], [], [], []
         self.elbo_history_ = []
         self.elbo_segments_ = []
-        self._update_tau()
-        self.elbo_history_.append(self._elbo())
+        R2 = self._expected_residual_sq()
+        self._update_tau(R2)
+        self.elbo_history_.append(self._elbo(R2))
         if self.greedy:
             for _ in range(self.n_components):
                 before = self.elbo_history_[-1]
@@ -272,7 +274,6 @@ class EBMF:
         self.loadings_, self.factors_ = self.El_.copy(), self.Ef_.copy()
         self.n_components_ = self.El_.shape[1]
         self.elbo_ = self.elbo_history_[-1]
-        self.tau_summary_ = float(np.mean(self.tau_))
         return self
 
     def fitted(self) -> np.ndarray:

@@ -299,17 +299,11 @@ def ebnm_covariate_point_normal(x, s, Z, g_init: dict | None = None) -> EBNMResu
     start = np.clip(start, [b[0] for b in bounds], [b[1] for b in bounds])
     result = optimize.minimize(negative, start, jac=True, method="L-BFGS-B", bounds=bounds)
     best = result.x if np.isfinite(result.fun) and result.fun <= negative(start)[0] else start
-    eta, log_pi0, log_slab, var, ll = parts(best)
-    scale2 = np.exp(2 * best[-1])
-    w1 = np.exp(-np.logaddexp(0, eta) + log_slab - ll)
-    shrink = scale2 / var
-    mean = shrink * x
-    return EBNMResult(
-        w1 * mean,
-        w1 * (mean**2 + shrink * s**2),
-        {"beta": best[:-1], "scale": float(np.sqrt(scale2))},
-        float(ll.sum()),
-    )
+    eta, _, log_slab, _, ll = parts(best)
+    scale = float(np.exp(best[-1]))
+    w1 = np.exp(-np.logaddexp(0, eta) + log_slab - ll)  # posterior probability of the slab
+    _, mean, second = _slab_log_marginal("point_normal", x, s, scale)
+    return EBNMResult(w1 * mean, w1 * second, {"beta": best[:-1], "scale": scale}, float(ll.sum()))
 
 
 def ebnm_covariate_ash(x, s, Z, g_init: dict | None = None, ridge: float = 0.0) -> EBNMResult:

@@ -34,7 +34,6 @@ number of co-occurring pairs.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -312,7 +311,8 @@ class QWEM:
     Attributes
     ----------
     words_ : list of str, ``embeddings_`` : (V, d) array, ``eigenvalues_`` : (d,) array,
-    statistics_ : CorpusStatistics, ``fit_time_`` : seconds.
+    ``vectors_`` : :class:`KeyedVectors` of the embeddings, statistics_ : CorpusStatistics,
+    ``fit_time_`` : seconds.
     """
 
     def __init__(
@@ -353,24 +353,21 @@ class QWEM:
         self.index_ = stats_.index
         self.eigenvalues_ = values
         self.embeddings_ = vectors * np.sqrt(positive)
+        self.vectors_ = KeyedVectors(self.words_, self.embeddings_)  # normalized once, for queries
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _unit(self) -> np.ndarray:
-        norms = np.linalg.norm(self.embeddings_, axis=1, keepdims=True)
-        return self.embeddings_ / np.where(norms > 0, norms, 1.0)
-
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         """The ``topn`` nearest words by cosine similarity."""
-        return KeyedVectors(self.words_, self.embeddings_).most_similar(word, topn)
+        return self.vectors_.most_similar(word, topn)
 
     def analogy(self, a: str, b: str, c: str, topn: int = 1) -> list[tuple[str, float]]:
         """``a : b :: c : ?`` by 3CosAdd (``b - a + c``, excluding the three query words)."""
-        return KeyedVectors(self.words_, self.embeddings_).analogy(a, b, c, topn)
+        return self.vectors_.analogy(a, b, c, topn)
 
     def save_word2vec(self, path: str | Path) -> Path:
         """Write the word2vec text format (``V d`` header, then ``word v_1 ... v_d``)."""
-        return KeyedVectors(self.words_, self.embeddings_).save_word2vec(path)
+        return self.vectors_.save_word2vec(path)
 
 
 class KeyedVectors:
@@ -492,9 +489,8 @@ def embed_report(model: QWEM, analogies: str | Path | None, similarities: Iterab
         "fit_seconds": model.fit_time_,
         "eigenvalues_positive": int((model.eigenvalues_ > 0).sum()),
     }
-    vectors = KeyedVectors(model.words_, model.embeddings_)
     if analogies is not None:
-        report["analogies"] = vectors.evaluate_analogies(analogies)
+        report["analogies"] = model.vectors_.evaluate_analogies(analogies)
     for path in similarities:
-        report[f"similarity:{Path(path).name}"] = vectors.evaluate_similarity(path)
-    return json.loads(json.dumps(report))
+        report[f"similarity:{Path(path).name}"] = model.vectors_.evaluate_similarity(path)
+    return report

@@ -21,7 +21,7 @@ TINY = {
 def test_run_writes_rows_with_provenance_and_resumes(tmp_path):
     config = StudyConfig.from_dict(TINY)
     counts = run_study(config, tmp_path, workers=1, progress=False)
-    assert counts == {"runs_total": 8, "skipped": 0, "written": 8}
+    assert counts == {"runs_total": 8, "skipped": 0, "written": 8, "shards_run": 0, "shards_skipped": 0}
     rows = load_rows(tmp_path)
     assert len(rows) == 8
     gc = [r for r in rows if r["method"] == "gc"]

@@ -12,10 +12,13 @@ from factorkit.problems import SensingProblem, make_sensing_problem
 
 def naive_loop(problem, model, prior, eps, n_samples, max_evaluations, chunk_size, seed, backend):
     """One candidate at a time, NumPy loss with explicit sums; the same candidate stream."""
-    generator = torch.Generator().manual_seed(seed)
     A, y = problem.A.double().numpy(), problem.y.double().numpy()
-    accepted, evaluations = [], 0
+    accepted, evaluations, index = [], 0, 0
     while evaluations < max_evaluations and len(accepted) < n_samples:
+        # chunk c of the stream of `seed` comes from SeedSequence(seed, spawn_key=(c,))
+        state = np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1, np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        index += 1
         chunk = prior.sample(
             model, min(chunk_size, max_evaluations - evaluations), generator, problem.dtype, backend
         )

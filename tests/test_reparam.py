@@ -147,10 +147,11 @@ def test_acceptance_rates_agree(width, activation):
         )
         for seed, backend in ((11, "direct"), (12, "reparam"))
     ]
+    # two independent binomial samples: the two-sample test (not one run's point estimate inside the
+    # other's interval, which fails ~7% of the time at a nominal 99%)
     table = [[r.accepted, r.evaluations - r.accepted] for r in runs]
+    assert min(r.accepted for r in runs) > 1000
     assert stats.chi2_contingency(table).pvalue > 0.01
-    direct_low, direct_high = runs[0].acceptance_interval(0.99)
-    assert direct_low < runs[1].acceptance_rate < direct_high
 
 
 def test_auto_backend_choice_and_errors():

@@ -79,6 +79,19 @@ def _build_parser() -> argparse.ArgumentParser:
     study.add_argument("--workers", type=_positive_int, default=None, help="processes (default: cores)")
     study.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     study.add_argument("--no-plot", action="store_true", help="skip tables and figures")
+    study.add_argument(
+        "--executor", choices=("process", "dask"), default="process", help="local process pool or Dask"
+    )
+    study.add_argument("--scheduler", default=None, help="dask: address of a running scheduler")
+    study.add_argument(
+        "--dask-local", type=_positive_int, default=None, help="dask: start a local cluster of N workers"
+    )
+    study.add_argument(
+        "--shard-draws",
+        type=_positive_int,
+        default=None,
+        help="split G&C runs into tasks of about this many draws (default: none locally, 2^22 with dask)",
+    )
 
     plot = commands.add_parser("plot", help="write tables and PNG figures of a study folder")
     plot.add_argument("directory", type=Path)
@@ -275,6 +288,7 @@ def _fit_nmf(args, X) -> None:
 
 
 def _problem_and_model(args, default_dtype: str, psd: bool = False):
+    from factorkit._validation import resolve_device
     from factorkit.models.deep import DeepFactorization
     from factorkit.problems.sensing import make_sensing_problem
 
@@ -286,7 +300,8 @@ def _problem_and_model(args, default_dtype: str, psd: bool = False):
         args.measurements,
         args.seed,
         device=args.device,
-        dtype=args.dtype or default_dtype,
+        # float32 by default on a GPU (--dtype float64 still available); per command on the CPU
+        dtype=args.dtype or ("float32" if resolve_device(args.device).type == "cuda" else default_dtype),
         psd=psd,
     )
     m2 = args.m if args.m2 is None else args.m2
@@ -405,8 +420,24 @@ def _cmd_study(args) -> None:
             f"study config must be a preset ({', '.join(PRESETS)}) or a .toml file; got {args.config!r}"
         )
     out = args.out or Path("runs") / config.name
-    counts = run_study(config, out, workers=args.workers, device=args.device)
-    print(f"{config.name}: {counts['written']} runs written, {counts['skipped']} already done -> {out}")
+    if args.executor == "process" and (args.scheduler or args.dask_local):
+        raise ValueError("--scheduler and --dask-local need --executor dask")
+    if args.executor == "dask" and args.scheduler is None and args.dask_local is None:
+        raise ValueError("--executor dask needs --scheduler ADDRESS or --dask-local N")
+    counts = run_study(
+        config,
+        out,
+        workers=args.workers,
+        device=args.device,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        dask_local=args.dask_local,
+        shard_draws=args.shard_draws,
+    )
+    shards = f", {counts['shards_run']} shards run" if counts["shards_run"] else ""
+    print(
+        f"{config.name}: {counts['written']} runs written{shards}, {counts['skipped']} already done -> {out}"
+    )
     if not args.no_plot:
         _cmd_plot(argparse.Namespace(directory=out))
 

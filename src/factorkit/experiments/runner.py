@@ -22,11 +22,18 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from factorkit._validation import check_int, resolve_device
+from factorkit._validation import check_choice, check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
 from factorkit.fit.gd import train_gd
-from factorkit.fit.guess_check import sample_posterior
+from factorkit.fit.guess_check import (
+    GuessCheckResult,
+    Prior,
+    combine_results,
+    default_chunk_size,
+    guess_and_check,
+    sample_posterior,
+)
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem
@@ -38,8 +45,23 @@ CORRUPTION_SEED_OFFSET = 3_000_017
 
 @dataclass(frozen=True)
 class Job:
+    """A unit of work: a GD cell with its seeds, a G&C (cell, seed), or one shard of a G&C run.
+
+    A shard covers chunks ``first_chunk`` .. ``first_chunk + chunks - 1`` of the run's candidate
+    stream (``draws`` prior draws); ``shard`` is its index among ``shards``.
+    """
+
     cell: Cell
     seeds: tuple[int, ...]
+    shard: int | None = None
+    shards: int = 1
+    first_chunk: int = 0
+    draws: int = 0
+
+    @property
+    def runs(self) -> int:
+        """How many whole runs this job finishes (a shard: none on its own)."""
+        return 0 if self.shard is not None else len(self.seeds)
 
 
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
@@ -105,27 +127,58 @@ def _model(params: dict) -> DeepFactorization:
     )
 
 
+def _gc_options(params: dict) -> dict:
+    if params["sampler"] == "smc":
+        return {
+            "n_particles": params["particles"],
+            "p0": params["p0"],
+            "mcmc_steps": params["mcmc_steps"],
+            "runs": params["runs"],
+        }
+    return {"chunk_size": params["chunk_size"], "backend": params["backend"], "progress": False}
+
+
+def _gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
+    """The store row of a finished G&C run (``base``: :func:`_base_row` of its cell and seed)."""
+    summary = result.summary()
+    smc = params["sampler"] == "smc"
+    if smc and not result.reached_target:
+        status = "budget_exhausted"
+    else:
+        enough = (summary["ess"] if smc else result.accepted) >= max(params["min_accepted"], 1)
+        status = "ok" if enough else "few_accepted"
+    curve = (
+        [[level["threshold"], level["log_volume"]] for level in result.extra["level_log"][0]] if smc else None
+    )
+    return {
+        **base,
+        "status": status,
+        "sampler": params["sampler"],
+        "log_volume": summary["log_volume"] if result.accepted else None,
+        "log_volume_se": summary["log_volume_se"] if result.accepted else None,
+        "ess": summary["ess"] if smc else result.accepted,
+        "volume_curve": json.dumps(curve) if curve else None,
+        "gen_loss": summary["gen_loss"] if result.accepted else None,
+        "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
+        "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
+        "gen_loss_median": summary["gen_loss_median"] if result.accepted else None,
+        "train_loss": summary["train_loss"] if result.accepted else None,
+        "accepted": result.accepted,
+        "evaluations": result.evaluations,
+        "acceptance_rate": result.acceptance_rate,
+        "prior_gen_loss": result.prior_gen_loss_mean,
+        "wall_time": result.wall_time,
+    }
+
+
 def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
-    """Run one job and return its finished rows (one per seed)."""
+    """Run one whole job (not a shard) and return its finished rows (one per seed)."""
     params = job.cell.params
     model = _model(params)
     if job.cell.method == "gc":
         rows = []
         for seed in job.seeds:
             problem = _problem(params, seed, device, params["dtype"])
-            if params["sampler"] == "smc":
-                options = {
-                    "n_particles": params["particles"],
-                    "p0": params["p0"],
-                    "mcmc_steps": params["mcmc_steps"],
-                    "runs": params["runs"],
-                }
-            else:
-                options = {
-                    "chunk_size": params["chunk_size"],
-                    "backend": params["backend"],
-                    "progress": False,
-                }
             result = sample_posterior(
                 problem,
                 model,
@@ -135,41 +188,9 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
                 max_evaluations=params["draws"],
                 seed=seed + GC_SEED_OFFSET,
                 keep_samples=False,
-                **options,
+                **_gc_options(params),
             )
-            summary = result.summary()
-            smc = params["sampler"] == "smc"
-            if smc and not result.reached_target:
-                status = "budget_exhausted"
-            else:
-                enough = (summary["ess"] if smc else result.accepted) >= max(params["min_accepted"], 1)
-                status = "ok" if enough else "few_accepted"
-            curve = (
-                [[level["threshold"], level["log_volume"]] for level in result.extra["level_log"][0]]
-                if smc
-                else None
-            )
-            rows.append(
-                {
-                    **_base_row(study, job.cell, seed),
-                    "status": status,
-                    "sampler": params["sampler"],
-                    "log_volume": summary["log_volume"] if result.accepted else None,
-                    "log_volume_se": summary["log_volume_se"] if result.accepted else None,
-                    "ess": summary["ess"] if smc else result.accepted,
-                    "volume_curve": json.dumps(curve) if curve else None,
-                    "gen_loss": summary["gen_loss"] if result.accepted else None,
-                    "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
-                    "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
-                    "gen_loss_median": summary["gen_loss_median"] if result.accepted else None,
-                    "train_loss": summary["train_loss"] if result.accepted else None,
-                    "accepted": result.accepted,
-                    "evaluations": result.evaluations,
-                    "acceptance_rate": result.acceptance_rate,
-                    "prior_gen_loss": result.prior_gen_loss_mean,
-                    "wall_time": result.wall_time,
-                }
-            )
+            rows.append(_gc_row(_base_row(study, job.cell, seed), params, result))
         return rows
     start = time.perf_counter()
     batch = ProblemBatch.of([_problem(params, seed, device, params["dtype"]) for seed in job.seeds])
@@ -205,8 +226,109 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
     return rows
 
 
-def plan(config: StudyConfig, finished: set[str]) -> list[Job]:
-    """The jobs still to run: G&C one per (cell, seed), GD one per cell."""
+def run_shard(job: Job, study: str, device: str = "cpu") -> dict:
+    """Run one shard of a G&C rejection run; return its partial sums as a JSON-ready payload.
+
+    The payload holds the accepted count, evaluations, the sums of ``L_gen`` and ``L_gen^2`` over
+    every draw and the accepted draws' losses (exact: float32/float64 values survive JSON), so
+    :func:`_merge_shards` rebuilds exactly the unsharded run. Shard 0 also carries the run's base
+    row (with the convex reference), computed on the worker rather than the coordinator.
+    """
+    params = job.cell.params
+    (seed,) = job.seeds
+    problem = _problem(params, seed, device, params["dtype"])
+    result = guess_and_check(
+        problem,
+        _model(params),
+        eps=params["eps"],
+        prior=params["prior"],
+        max_evaluations=job.draws,
+        seed=seed + GC_SEED_OFFSET,
+        first_chunk=job.first_chunk,
+        keep_samples=False,
+        **_gc_options(params),
+    )
+    return {
+        "key": job.cell.key(seed),
+        "shard": job.shard,
+        "shards": job.shards,
+        "eps": result.eps,
+        "accepted": result.accepted,
+        "evaluations": result.evaluations,
+        "prior_gen_loss_sums": list(result.prior_gen_loss_sums),
+        "accepted_gen_loss": result.accepted_gen_loss.tolist(),
+        "accepted_train_loss": result.accepted_train_loss.tolist(),
+        "dtype": params["dtype"],
+        "wall_time": result.wall_time,
+        "extra": result.extra,
+        "base": _base_row(study, job.cell, seed) if job.shard == 0 else None,
+    }
+
+
+def _merge_shards(params: dict, payloads: list[dict]) -> dict:
+    """The store row of a sharded run from its shards' payloads (in shard order)."""
+    parts = []
+    for payload in payloads:
+        dtype = getattr(torch, payload["dtype"])
+        parts.append(
+            GuessCheckResult(
+                eps=payload["eps"],
+                accepted=payload["accepted"],
+                evaluations=payload["evaluations"],
+                accepted_gen_loss=torch.tensor(payload["accepted_gen_loss"], dtype=dtype),
+                accepted_train_loss=torch.tensor(payload["accepted_train_loss"], dtype=dtype),
+                accepted_W=None,
+                prior_gen_loss_mean=float("nan"),
+                prior_gen_loss_se=float("nan"),
+                wall_time=payload["wall_time"],
+                reached_target=True,
+                extra=payload["extra"],
+                prior_gen_loss_sums=tuple(payload["prior_gen_loss_sums"]),
+            )
+        )
+    return _gc_row(payloads[0]["base"], params, combine_results(parts))
+
+
+def run_task(job: Job, study: str, device: str = "cpu", threads: int | None = None):
+    """Worker entry point (process pool or Dask): ``('rows', [row, ...])`` or ``('shard', payload)``."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if job.shard is not None:
+        return "shard", run_shard(job, study, device)
+    return "rows", run_job(job, study, device)
+
+
+def _shard_layout(params: dict, device: str, shard_draws: int | None) -> tuple[int, int] | None:
+    """``(chunk_size, chunks per shard)`` of a G&C rejection run split into shards, or None."""
+    if shard_draws is None or params["sampler"] != "rejection":
+        return None
+    model = _model(params)
+    chunk_size = params["chunk_size"]
+    if chunk_size is None:
+        backend = Prior.from_name(params["prior"]).backend_for(model, params["backend"])
+        chunk_size = default_chunk_size(model, torch.device(device), backend)
+    if params["draws"] <= max(shard_draws, chunk_size):
+        return None
+    return chunk_size, max(shard_draws // chunk_size, 1)
+
+
+def plan(
+    config: StudyConfig,
+    finished: set[str],
+    *,
+    shard_draws: int | None = None,
+    shard_layouts: dict[str, tuple[int, int]] | None = None,
+    finished_shards: dict[str, set[int]] | None = None,
+    device: str = "cpu",
+) -> list[Job]:
+    """The jobs still to run: GD one per cell; G&C one per (cell, seed), or its unfinished shards.
+
+    With ``shard_draws``, a G&C rejection run of more draws is split into shards of about that
+    many draws (whole chunks of its stream); ``shard_layouts`` (chunk size and chunks per shard of
+    runs already partly stored) keeps a resumed run's layout, and ``finished_shards`` are not run again.
+    """
+    shard_layouts = shard_layouts or {}
+    finished_shards = finished_shards or {}
     jobs = []
     for cell in config.cells():
         todo = tuple(s for s in config.seeds if cell.key(s) not in finished)
@@ -214,14 +336,75 @@ def plan(config: StudyConfig, finished: set[str]) -> list[Job]:
             continue
         if cell.method == "gd":
             jobs.append(Job(cell, todo))
-        else:
-            jobs.extend(Job(cell, (s,)) for s in todo)
+            continue
+        layout = _shard_layout(cell.params, device, shard_draws)
+        for seed in todo:
+            key = cell.key(seed)
+            if layout is None and key not in shard_layouts:
+                jobs.append(Job(cell, (seed,)))
+                continue
+            chunk_size, per_shard = shard_layouts.get(key, layout)
+            draws = cell.params["draws"]
+            shards = -(-draws // (chunk_size * per_shard))
+            for index in range(shards):
+                if index in finished_shards.get(key, ()):
+                    continue
+                first = index * per_shard
+                budget = min(per_shard * chunk_size, draws - first * chunk_size)
+                jobs.append(Job(cell, (seed,), index, shards, first, budget))
     # expensive G&C jobs (wide, deep) first keeps the pool busy to the end
     return sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
 
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+
+
+EXECUTORS = ("process", "dask")
+
+
+def _local_results(jobs: list[Job], study: str, device: str, workers: int):
+    """Yield ``(job, result)`` as jobs finish, inline or in a pool of ``workers`` processes."""
+    if workers == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, run_task(job, study, device)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+        futures = {pool.submit(run_task, job, study, device): job for job in jobs}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _dask_results(jobs: list[Job], study: str, device: str, scheduler, dask_local: int | None):
+    """Yield ``(job, result)`` as Dask tasks finish (a worker lost mid-task: Dask reruns the task)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_completed
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the dask executor needs dask.distributed: pip install 'factorkit[dask]'") from err
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    client = scheduler if isinstance(scheduler, Client) else Client(cluster or scheduler)
+    try:
+        futures = {client.submit(run_task, job, study, device, 1, pure=False): job for job in jobs}
+        try:
+            for future in dask_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+    finally:
+        if client is not scheduler:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def run_study(
@@ -231,12 +414,57 @@ def run_study(
     workers: int | None = None,
     device: str = "cpu",
     progress: bool | None = None,
+    executor: str = "process",
+    scheduler=None,
+    dask_local: int | None = None,
+    shard_draws: int | None = None,
+    callback=None,
 ) -> dict:
     """Run every unfinished (cell, seed) of ``config``, writing rows to ``out/results.sqlite``.
 
-    Re-running the same study in the same directory skips finished rows. Returns counts.
+    Re-running the same study in the same directory skips finished rows (and finished shards).
+
+    Parameters
+    ----------
+    config : StudyConfig
+    out : path
+        Results folder; rows (and shards) are committed as they finish.
+    workers : int, optional
+        Processes of the local pool (default: every core; 1 runs inline).
+    device : str
+        ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'auto'``; a CUDA device runs one job at a time.
+    progress : bool, optional
+        Progress bar (``None``: only on a terminal).
+    executor : {'process', 'dask'}
+        ``'process'``: the local pool. ``'dask'``: jobs are Dask tasks on the cluster at
+        ``scheduler`` (an address or a ``dask.distributed.Client``), or on a local cluster of
+        ``dask_local`` single-threaded worker processes started for the study.
+    shard_draws : int, optional
+        Split every G&C rejection run of more draws into shards of about this many draws (whole
+        chunks of its candidate stream), run as separate tasks and merged exactly. Default: no
+        splitting with the process pool, 2^22 draws with Dask.
+    callback : callable, optional
+        Called as ``callback(kind, key)`` after each stored shard (``kind='shard'``) or run
+        (``kind='run'``).
+
+    Returns
+    -------
+    dict
+        ``runs_total``, ``skipped`` (runs already stored), ``written`` (runs stored now),
+        ``shards_run`` (shards computed now) and ``shards_skipped`` (already stored).
     """
     device_obj = resolve_device(device)
+    check_choice("executor", executor, EXECUTORS)
+    if executor == "dask":
+        if (scheduler is None) == (dask_local is None):
+            raise ValueError("the dask executor needs exactly one of scheduler (an address) or dask_local")
+        if dask_local is not None:
+            dask_local = check_int("dask_local", dask_local)
+        shard_draws = 2**22 if shard_draws is None else shard_draws
+    elif scheduler is not None or dask_local is not None:
+        raise ValueError("scheduler and dask_local apply to executor='dask' only")
+    if shard_draws is not None:
+        shard_draws = check_int("shard_draws", shard_draws)
     workers = (os.cpu_count() or 1) if workers is None else check_int("workers", workers)
     if device_obj.type == "cuda":
         workers = 1  # one process owns the GPU; its batches are already large
@@ -244,39 +472,67 @@ def run_study(
     with ResultStore(out) as store:
         (out / "study.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         finished = store.finished_keys()
-        jobs = plan(config, finished)
-        total_runs = len(config.cells()) * len(config.seeds)
+        stored = {k: v for k, v in store.shard_payloads().items() if k not in finished}
+        jobs = plan(
+            config,
+            finished,
+            shard_draws=shard_draws,
+            shard_layouts={k: _stored_layout(v) for k, v in stored.items()},
+            finished_shards={k: set(v) for k, v in stored.items()},
+            device=str(device_obj),
+        )
+        params_of = {c.key(s): c.params for c in config.cells() for s in config.seeds}
+        total_runs = len(params_of)
         bar = tqdm(
-            total=sum(len(j.seeds) for j in jobs),
+            total=sum(j.runs or 1 / j.shards for j in jobs),
             desc=config.name,
             unit="run",
             disable=None if progress is None else not progress,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}]",
         )
-        written = 0
-        if workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                for row in run_job(job, config.name, str(device_obj)):
+        written = shards_run = 0
+        if executor == "dask":
+            results = _dask_results(jobs, config.name, str(device_obj), scheduler, dask_local)
+        else:
+            results = _local_results(jobs, config.name, str(device_obj), workers)
+        for job, (kind, value) in results:
+            if kind == "rows":
+                for row in value:
                     store.write(row)
                     written += 1
-                bar.update(len(job.seeds))
-        else:
-            with ProcessPoolExecutor(
-                workers, mp_context=get_context("spawn"), initializer=_init_worker
-            ) as pool:
-                futures = [pool.submit(run_job, job, config.name, str(device_obj)) for job in jobs]
-                try:
-                    for future in as_completed(futures):
-                        rows = future.result()
-                        for row in rows:
-                            store.write(row)
-                            written += 1
-                        bar.update(len(rows))
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+                    if callback is not None:
+                        callback("run", row["key"])
+                bar.update(len(value))
+                continue
+            key = value["key"]
+            store.write_shard(key, value["shard"], value)
+            shards_run += 1
+            stored.setdefault(key, {})[value["shard"]] = value
+            if callback is not None:
+                callback("shard", key)
+            if len(stored[key]) == job.shards:
+                parts = [stored[key][i] for i in range(job.shards)]
+                store.write(_merge_shards(params_of[key], parts))
+                written += 1
+                if callback is not None:
+                    callback("run", key)
+            bar.update(1 / job.shards)
         bar.close()
+    keys = set(params_of)
     return {
         "runs_total": total_runs,
-        "skipped": len(finished & {c.key(s) for c in config.cells() for s in config.seeds}),
+        "skipped": len(finished & keys),
         "written": written,
+        "shards_run": shards_run,
+        "shards_skipped": sum(len(v) for k, v in stored.items() if k in keys) - shards_run,
     }
+
+
+def _stored_layout(payloads: dict[int, dict]) -> tuple[int, int]:
+    """``(chunk_size, chunks per shard)`` of a partly stored sharded run, from its payloads."""
+    payload = next(iter(payloads.values()))
+    chunk_size = payload["extra"]["chunk_size"]
+    if payload["shard"] < payload["shards"] - 1 or payload["shards"] == 1:
+        return chunk_size, payload["extra"]["chunks"] - payload["extra"]["first_chunk"]
+    # the last shard starts at chunk (shards - 1) * chunks per shard
+    return chunk_size, payload["extra"]["first_chunk"] // (payload["shards"] - 1)

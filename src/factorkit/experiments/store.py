@@ -1,4 +1,8 @@
-"""The results store: one SQLite row per (cell, seed) run, committed as soon as it finishes."""
+"""The results store: one SQLite row per (cell, seed) run, committed as soon as it finishes.
+
+A G&C run split into shards (see :func:`factorkit.experiments.runner.run_study`) also keeps one row
+per finished shard in the ``shards`` table, so an interrupted run resumes from its last shard.
+"""
 
 from __future__ import annotations
 
@@ -86,6 +90,12 @@ class ResultStore:
         for name, kind in COLUMNS.items():
             if name not in present:
                 self._connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        # shards of G&C runs split over workers: one row per finished shard, merged into `runs`
+        # once every shard of the run is in
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS shards (key TEXT, shard INTEGER, payload TEXT, finished_at TEXT, "
+            "PRIMARY KEY (key, shard))"
+        )
         self._connection.commit()
         self._versions = json.dumps(software_versions())
 
@@ -104,6 +114,21 @@ class ResultStore:
             f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", tuple(row.values())
         )
         self._connection.commit()
+
+    def write_shard(self, key: str, shard: int, payload: dict) -> None:
+        """Store one finished shard of run ``key`` and commit at once."""
+        self._connection.execute(
+            "INSERT OR REPLACE INTO shards (key, shard, payload, finished_at) VALUES (?, ?, ?, ?)",
+            (key, shard, json.dumps(payload), time.strftime("%Y-%m-%dT%H:%M:%S")),
+        )
+        self._connection.commit()
+
+    def shard_payloads(self) -> dict[str, dict[int, dict]]:
+        """Stored shards: ``{run key: {shard index: payload}}``."""
+        shards: dict[str, dict[int, dict]] = {}
+        for key, shard, payload in self._connection.execute("SELECT key, shard, payload FROM shards"):
+            shards.setdefault(key, {})[shard] = json.loads(payload)
+        return shards
 
     def rows(self) -> list[dict]:
         cursor = self._connection.execute("SELECT * FROM runs ORDER BY rowid")

@@ -9,7 +9,15 @@ The rejection sampler here is batched: it draws ``chunk_size`` candidates at onc
 draw order. When ``n_samples`` acceptances are reached inside a chunk, the chunk is cut right
 after the ``n_samples``-th acceptance, so the accepted draws, the number of evaluations and the
 acceptance rate equal, draw for draw, those of a one-at-a-time loop over the same candidate
-stream. The stream is fixed by the generator and ``chunk_size``.
+stream.
+
+The candidate stream of an integer ``seed`` is a sequence of chunks of ``chunk_size`` draws, chunk
+``c`` drawn from its own generator seeded by :func:`chunk_seed` ``(seed, c)`` (NumPy's
+``SeedSequence`` spawning). Any range of chunks can therefore be drawn anywhere, in any order:
+``first_chunk`` starts a run part-way along the stream, and :func:`combine_results` merges runs over
+consecutive chunk ranges into exactly the run over their union (same accepted draws, counts and
+means), which is how a study splits one large cell over many workers. A ``torch.Generator`` passed
+as ``seed`` is instead used sequentially for every chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from scipy import stats
 from tqdm.auto import tqdm
@@ -185,6 +194,8 @@ class GuessCheckResult:
     reached_target: bool
     sampler: str = "rejection"
     extra: dict = field(default_factory=dict)
+    prior_gen_loss_sums: tuple[float, float] | None = None
+    """``(sum, sum of squares)`` of ``L_gen`` over every evaluated draw (rejection sampler)."""
 
     @property
     def acceptance_rate(self) -> float:
@@ -214,7 +225,7 @@ class GuessCheckResult:
 
     @property
     def gen_loss_mean(self) -> float:
-        return float(self.accepted_gen_loss.double().mean()) if self.accepted else float("nan")
+        return _mean(self.accepted_gen_loss)
 
     def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
         """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances).
@@ -224,8 +235,8 @@ class GuessCheckResult:
         size = self.extra.get("ess", self.accepted) if self.sampler == "smc" else self.accepted
         if self.accepted < 2 or not size >= 2:
             return (float("nan"), float("nan"))
-        values = self.accepted_gen_loss.double()
-        half = float(stats.t.ppf(0.5 + level / 2, size - 1)) * float(values.std() / math.sqrt(size))
+        std = float(np.std(_float64(self.accepted_gen_loss), ddof=1))
+        half = float(stats.t.ppf(0.5 + level / 2, size - 1)) * std / math.sqrt(size)
         return (self.gen_loss_mean - half, self.gen_loss_mean + half)
 
     def summary(self) -> dict:
@@ -246,9 +257,7 @@ class GuessCheckResult:
             "gen_loss_median": (
                 float(self.accepted_gen_loss.double().median()) if self.accepted else float("nan")
             ),
-            "train_loss": (
-                float(self.accepted_train_loss.double().mean()) if self.accepted else float("nan")
-            ),
+            "train_loss": _mean(self.accepted_train_loss),
             "prior_gen_loss": self.prior_gen_loss_mean,
             "prior_gen_loss_se": self.prior_gen_loss_se,
             "log_volume": log_volume,
@@ -257,6 +266,15 @@ class GuessCheckResult:
             "wall_time": self.wall_time,
             **extra,
         }
+
+
+def _float64(values: torch.Tensor) -> np.ndarray:
+    return values.detach().to("cpu", torch.float64).numpy()
+
+
+def _mean(values: torch.Tensor) -> float:
+    """Mean in float64 by NumPy's pairwise sum: the same figure whatever torch's thread count."""
+    return float(np.mean(_float64(values))) if values.numel() else float("nan")
 
 
 def default_chunk_size(model: DeepFactorization, device: torch.device, backend: str = "direct") -> int:
@@ -287,6 +305,7 @@ def guess_and_check(
     keep_samples: bool = True,
     progress: bool | None = None,
     backend: str = "auto",
+    first_chunk: int = 0,
 ) -> GuessCheckResult:
     """Batched rejection sampling of ``P(w | L_train(w) < eps)`` under ``prior``.
 
@@ -307,7 +326,8 @@ def guess_and_check(
     chunk_size : int, optional
         Candidates per batched evaluation (default from :func:`default_chunk_size`).
     seed : int or torch.Generator
-        Seed of the candidate stream; a generator must live on ``problem.device``.
+        Seed of the candidate stream (chunk ``c`` is drawn from :func:`chunk_seed` ``(seed, c)``);
+        a generator (on ``problem.device``) is instead used sequentially for every chunk.
     keep_samples : bool
         Keep the accepted end-to-end matrices (``accepted_W``).
     progress : bool, optional
@@ -316,6 +336,10 @@ def guess_and_check(
         How prior draws are made (see :meth:`Prior.sample`); ``'auto'`` uses the exact
         reparametrized draw where it applies. The draw-for-draw equality with a one-at-a-time
         loop holds for any backend given the same candidate stream.
+    first_chunk : int
+        Index of the stream's first chunk drawn here (an integer ``seed`` only): the run covers
+        draws ``first_chunk * chunk_size`` onwards of the stream, so disjoint chunk ranges of one
+        stream can run on different workers and be merged with :func:`combine_results`.
     """
     eps = check_float("eps", eps, positive=True)
     max_evaluations = check_int("max_evaluations", max_evaluations)
@@ -329,9 +353,15 @@ def guess_and_check(
         if chunk_size is None
         else check_int("chunk_size", chunk_size)
     )
-    generator = make_generator(seed, problem.device)
-    if generator.device.type != problem.device.type:
-        raise ValueError(f"seed generator lives on {generator.device}, the problem on {problem.device}")
+    first_chunk = check_int("first_chunk", first_chunk, minimum=0)
+    if isinstance(seed, torch.Generator):
+        if first_chunk:
+            raise ValueError("first_chunk needs an integer seed (a generator's stream cannot be skipped)")
+        if seed.device.type != problem.device.type:
+            raise ValueError(f"seed generator lives on {seed.device}, the problem on {problem.device}")
+        generator = seed
+    else:
+        seed = check_int("seed", seed, minimum=0)
 
     start = time.perf_counter()
     evaluations = 0
@@ -345,9 +375,13 @@ def guess_and_check(
         unit="draw",
         disable=None if progress is None else not progress,
     )
+    chunk = first_chunk
     with torch.no_grad():
         while evaluations < max_evaluations and (n_samples is None or accepted < n_samples):
             count = min(chunk_size, max_evaluations - evaluations)
+            if not isinstance(seed, torch.Generator):
+                generator = make_generator(chunk_seed(seed, chunk), problem.device)
+            chunk += 1
             W = prior.sample(model, count, generator, problem.dtype, backend)
             train, gen = problem.losses(W)
             mask = train < eps
@@ -386,7 +420,74 @@ def guess_and_check(
         prior_gen_loss_se=math.sqrt(prior_var / evaluations),
         wall_time=time.perf_counter() - start,
         reached_target=n_samples is None or accepted >= n_samples,
-        extra={"backend": backend},
+        extra={
+            "backend": backend,
+            "chunk_size": chunk_size,
+            "first_chunk": first_chunk,
+            "chunks": chunk,
+            "n_samples": n_samples,
+        },
+        prior_gen_loss_sums=(float(gen_sum), float(gen_sq_sum)),
+    )
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The 64-bit seed of chunk ``chunk`` of the candidate stream of ``seed``.
+
+    Spawned by NumPy's ``SeedSequence`` (entropy ``seed``, spawn key ``(chunk,)``): the chunks'
+    streams are statistically independent, and chunk ``c`` can be drawn without drawing the others.
+    """
+    sequence = np.random.SeedSequence(seed, spawn_key=(chunk,))
+    return int(sequence.generate_state(1, np.uint64)[0])
+
+
+def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
+    """Merge rejection runs over consecutive chunk ranges of one stream into the run over all of them.
+
+    ``parts`` must come from :func:`guess_and_check` with the same problem, model, prior, threshold
+    and ``chunk_size``, without ``n_samples``, each starting (``first_chunk``) where the previous
+    ended; then the merged result has exactly the accepted draws, counts and means of one call over
+    the whole range (the prior mean of ``L_gen`` agrees to rounding: its sums are added in another
+    order). ``wall_time`` is the total over the parts.
+    """
+    if not parts:
+        raise ValueError("parts must hold at least one GuessCheckResult")
+    for part in parts:
+        if part.sampler != "rejection" or part.prior_gen_loss_sums is None:
+            raise ValueError("combine_results merges rejection-sampler runs only")
+        if part.extra["n_samples"] is not None:
+            raise ValueError("combine_results merges runs without n_samples (each spends its budget)")
+    for previous, part in zip(parts, parts[1:], strict=False):
+        if part.eps != previous.eps or part.extra["chunk_size"] != previous.extra["chunk_size"]:
+            raise ValueError("parts differ in eps or chunk_size: they are not pieces of one run")
+        if part.extra["first_chunk"] != previous.extra["chunks"]:
+            raise ValueError(
+                f"parts are not consecutive: one ends before chunk {previous.extra['chunks']}, the next "
+                f"starts at chunk {part.extra['first_chunk']}"
+            )
+    if any(p.evaluations % p.extra["chunk_size"] for p in parts[:-1]):
+        raise ValueError("every part but the last must cover whole chunks")
+    first = parts[0]
+    evaluations = sum(p.evaluations for p in parts)
+    accepted = sum(p.accepted for p in parts)
+    gen_sum = math.fsum(p.prior_gen_loss_sums[0] for p in parts)
+    gen_sq_sum = math.fsum(p.prior_gen_loss_sums[1] for p in parts)
+    prior_mean = gen_sum / evaluations
+    prior_var = max(gen_sq_sum / evaluations - prior_mean**2, 0.0)
+    samples = [p.accepted_W for p in parts]
+    return GuessCheckResult(
+        eps=first.eps,
+        accepted=accepted,
+        evaluations=evaluations,
+        accepted_gen_loss=torch.cat([p.accepted_gen_loss for p in parts]),
+        accepted_train_loss=torch.cat([p.accepted_train_loss for p in parts]),
+        accepted_W=None if any(w is None for w in samples) else torch.cat(samples),
+        prior_gen_loss_mean=prior_mean,
+        prior_gen_loss_se=math.sqrt(prior_var / evaluations),
+        wall_time=sum(p.wall_time for p in parts),
+        reached_target=parts[-1].reached_target,
+        extra={**first.extra, "chunks": parts[-1].extra["chunks"]},
+        prior_gen_loss_sums=(gen_sum, gen_sq_sum),
     )
 
 

@@ -10,6 +10,8 @@ batched population (each seed on its own problem, via :class:`ProblemBatch`).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import json
 import os
@@ -289,10 +291,34 @@ def _merge_shards(params: dict, payloads: list[dict]) -> dict:
     return _gc_row(payloads[0]["base"], params, combine_results(parts))
 
 
+@functools.cache
+def _keep_freed_memory() -> bool:
+    """Let glibc reuse freed chunk buffers instead of returning them to the OS after every chunk.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes glibc's
+    mmap threshold: every multi-megabyte chunk buffer is then mapped, zero-filled page by page and
+    unmapped, which measured 2x slower G&C in a Dask worker than in a plain process. Raising the
+    mmap (256 MiB) and trim (512 MiB) thresholds in the worker restores the plain-process speed;
+    memory held stays bounded by the chunk work space. A no-op where glibc is absent.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 28)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 29))
+
+
 def run_task(job: Job, study: str, device: str = "cpu", threads: int | None = None):
-    """Worker entry point (process pool or Dask): ``('rows', [row, ...])`` or ``('shard', payload)``."""
+    """Worker entry point (process pool or Dask): ``('rows', [row, ...])`` or ``('shard', payload)``.
+
+    ``threads`` (Dask workers): torch threads per task, and glibc's allocator is told to keep freed
+    buffers (see :func:`_keep_freed_memory`).
+    """
     if threads is not None:
         torch.set_num_threads(threads)
+        _keep_freed_memory()
     if job.shard is not None:
         return "shard", run_shard(job, study, device)
     return "rows", run_job(job, study, device)

@@ -58,6 +58,10 @@ def test_train_json(capsys):
         (["study", "nonexistent"], "study config"),
         (["study", "width", "--scale", "huge"], "--scale"),
         (["plot", "/nonexistent/dir"], "results.sqlite"),
+        (["study", "width", "--executor", "dask"], "--scheduler ADDRESS or --dask-local"),
+        (["study", "width", "--dask-local", "2"], "need --executor dask"),
+        (["study", "width", "--executor", "spark"], "--executor"),
+        (["study", "width", "--shard-draws", "0"], "--shard-draws"),
     ],
 )
 def test_invalid_arguments_exit_2_with_one_line(capsys, argv, option):

@@ -259,3 +259,19 @@ def test_executor_options_are_checked(tmp_path):
         run_study(config, tmp_path, dask_local=2)
     with pytest.raises(ValueError, match="shard_draws"):
         run_study(config, tmp_path, shard_draws=0)
+
+
+def test_cli_starts_its_own_local_dask_cluster(tmp_path, capsys):
+    from factorkit.cli import main
+
+    toml = tmp_path / "study.toml"
+    toml.write_text(
+        'name = "shards"\nseeds = 1\n[problem]\nm = 4\nm2 = 4\nn = 8\n'
+        '[grid]\nwidth = [4]\ndepth = [2]\nmethod = ["gc", "gd"]\n'
+        "[gc]\neps = 0.15\ndraws = 60000\nchunk_size = 2000\nmin_accepted = 1\n[gd]\nsteps = 100\n"
+    )
+    argv = ["study", str(toml), "--out", str(tmp_path / "dask"), "--no-plot"]
+    assert main([*argv, "--executor", "dask", "--dask-local", "2", "--shard-draws", "20000"]) == 0
+    assert "2 runs written, 3 shards run" in capsys.readouterr().out
+    main(["study", str(toml), "--out", str(tmp_path / "local"), "--no-plot", "--workers", "1"])
+    assert_same_rows(rows_by_key(tmp_path / "local"), rows_by_key(tmp_path / "dask"))

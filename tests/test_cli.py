@@ -226,8 +226,11 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
         str(tmp_path / "c"),
         "--row-covariates",
         str(tmp_path / "Z.npy"),
+        "--covariate-model",
+        "mlp",
     )
-    assert code == 0 and json.loads((tmp_path / "c" / "report.json").read_text())["method"] == "cebmf"
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert code == 0 and report["method"] == "cebmf" and report["covariate_model"] == "mlp"
     code, _, err = run(
         capsys,
         "fit",

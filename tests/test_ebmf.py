@@ -151,3 +151,35 @@ def test_covariate_ash_prior_runs_monotone_and_is_validated():
     assert np.diff(history[start:]).min() >= -1e-9 * np.abs(history).max()
     with pytest.raises(ValueError, match="covariate_prior must be one of"):
         CovariateEBMF(covariate_prior="mlp").fit(X, row_covariates=informative)
+
+
+def _band_sim(seed, n=300, p=100, rank=2):
+    """Factor k is active only for rows whose covariate k lies in a middle band (|z| < 0.6)."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, rank))
+    active = np.abs(Z) < 0.6
+    truth = (rng.standard_normal((n, rank)) * active) @ rng.standard_normal((p, rank)).T
+    return truth, truth + 4 * rng.standard_normal((n, p)), Z
+
+
+def test_mlp_covariate_model_captures_a_non_monotone_covariate_effect():
+    from factorkit.methods.ebmf import CovariateEBMF
+
+    truth, X, Z = _band_sim(0)
+    noise = np.random.default_rng(99).standard_normal(Z.shape)
+
+    def rmse(model):
+        return np.sqrt(np.mean((model.fitted() - truth) ** 2))
+
+    plain = EBMF(4, tol=1e-4).fit(X)
+    linear = CovariateEBMF(4, tol=1e-4).fit(X, row_covariates=Z)
+    mlp = CovariateEBMF(4, tol=1e-4, covariate_model="mlp", hidden=(8,)).fit(X, row_covariates=Z)
+    blind = CovariateEBMF(4, tol=1e-4, covariate_model="mlp", hidden=(8,)).fit(X, row_covariates=noise)
+    # measured: EBMF 0.540, linear cEBMF 0.562 (a band is invisible to it), MLP 0.507, noise 0.543
+    assert rmse(mlp) < 0.97 * min(rmse(linear), rmse(plain))
+    assert rmse(blind) <= 1.02 * rmse(plain)
+    history = np.array(mlp.elbo_history_)
+    start = mlp.elbo_segments_[-1]
+    assert np.diff(history[start:]).min() >= -1e-9 * np.abs(history).max()  # backfit is monotone
+    with pytest.raises(ValueError, match="covariate_model must be one of"):
+        CovariateEBMF(covariate_model="forest").fit(X, row_covariates=Z)

@@ -146,6 +146,12 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--prior", default="point_normal", help="ebmf: EBNM prior family of loadings and factors"
     )
+    fit.add_argument(
+        "--covariate-model",
+        choices=("linear", "mlp"),
+        default="linear",
+        help="cebmf: covariates -> prior weights by a (multinomial) logistic model or a small MLP",
+    )
     fit.add_argument("--solver", choices=("hals", "mu", "alternating"), default="hals", help="nmf solver")
     fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
     fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
@@ -242,7 +248,8 @@ def _fit_ebmf(args, X) -> None:
     if args.row_covariates is not None:
         Z = load_matrix(args.row_covariates)
         Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
-        model = CovariateEBMF(args.rank, **options).fit(dense, mask=mask, row_covariates=Z)
+        model = CovariateEBMF(args.rank, covariate_model=args.covariate_model, **options)
+        model.fit(dense, mask=mask, row_covariates=Z)
     else:
         model = EBMF(args.rank, **options).fit(dense, mask=mask)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -257,6 +264,7 @@ def _fit_ebmf(args, X) -> None:
         "rank": model.n_components_,
         "elbo": model.elbo_,
         "prior": args.prior,
+        **({"covariate_model": args.covariate_model} if args.row_covariates is not None else {}),
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     _print(report, as_json=False)

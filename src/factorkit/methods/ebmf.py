@@ -31,6 +31,7 @@ from factorkit.methods.ebnm import (
     PRIORS,
     ebnm,
     ebnm_covariate_ash,
+    ebnm_covariate_mlp,
     ebnm_covariate_point_normal,
     expected_log_gaussian,
 )
@@ -296,12 +297,19 @@ class CovariateEBMF(EBMF):
     ``prior_factors``. With the point-normal model uninformative covariates cost little: the
     fitted ``beta`` then stays near zero and the prior is the plain point-normal one.
 
+    ``covariate_model='mlp'`` replaces the linear (logistic / multinomial-logistic) map from
+    covariates to prior weights by a small PyTorch network (``hidden`` tanh layers, L2
+    ``weight_decay`` on its weights, :func:`factorkit.methods.ebnm.ebnm_covariate_mlp`), for
+    covariate effects a linear predictor cannot express (say, a factor active only for covariates in
+    a middle band).
+
     Parameters are those of :class:`EBMF` (``prior_loadings`` is replaced by the covariate
     prior); pass ``row_covariates`` (n x d) to :meth:`fit`.
     """
 
     def fit(self, X, y=None, *, mask=None, row_covariates=None) -> CovariateEBMF:
         check_choice("covariate_prior", self.covariate_prior, ("point_normal", "normal_scale_mixture"))
+        check_choice("covariate_model", self.covariate_model, ("linear", "mlp"))
         if row_covariates is None:
             raise ValueError("row_covariates is required (an n x d array)")
         Z = np.asarray(row_covariates, dtype=np.float64)
@@ -317,14 +325,37 @@ class CovariateEBMF(EBMF):
         return self
 
     def __init__(
-        self, n_components: int = 10, covariate_prior: str = "point_normal", ridge: float = 10.0, **kwargs
+        self,
+        n_components: int = 10,
+        covariate_prior: str = "point_normal",
+        ridge: float = 10.0,
+        covariate_model: str = "linear",
+        hidden: tuple[int, ...] = (16,),
+        weight_decay: float = 3.0,
+        **kwargs,
     ) -> None:
         super().__init__(n_components, **kwargs)
         self.covariate_prior = covariate_prior
         self.ridge = ridge
+        self.covariate_model = covariate_model
+        self.hidden = hidden
+        self.weight_decay = weight_decay
 
     def _ebnm(self, side: str, x, s, prior: str, g_init):
         if side == "l":
+            if self.covariate_model == "mlp":
+                return ebnm_covariate_mlp(
+                    x,
+                    s,
+                    self.row_covariates_,
+                    g_init,
+                    prior=self.covariate_prior,
+                    hidden=tuple(self.hidden),
+                    weight_decay=self.weight_decay,
+                    seed=self.random_state,
+                    # warm-started updates move the prior little: a few L-BFGS steps each
+                    max_iter=10 if g_init is not None and "state" in g_init else 100,
+                )
             if self.covariate_prior == "point_normal":
                 return ebnm_covariate_point_normal(x, s, self.row_covariates_, g_init)
             return ebnm_covariate_ash(x, s, self.row_covariates_, g_init, ridge=self.ridge)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
+from factorkit._validation import check_choice, check_float, check_int
+
 PRIORS = (
     "normal",
     "point_normal",
@@ -355,3 +357,160 @@ def ebnm_covariate_ash(x, s, Z, g_init: dict | None = None, ridge: float = 0.0) 
     log_pi, joint, ll = parts(best)
     mean, second = _normal_mixture_moments(x, s, sd, np.exp(joint - ll[:, None]))
     return EBNMResult(mean, second, {"B": best.reshape(shape), "sd": sd}, float(ll.sum()))
+
+
+COVARIATE_PRIORS = ("point_normal", "normal_scale_mixture")
+
+
+def ebnm_covariate_mlp(
+    x,
+    s,
+    Z,
+    g_init: dict | None = None,
+    *,
+    prior: str = "point_normal",
+    hidden: tuple[int, ...] = (16,),
+    weight_decay: float = 3.0,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> EBNMResult:
+    """Covariate-moderated EBNM whose prior weights are a small neural network of the covariates.
+
+    ``prior='point_normal'``: ``theta_i ~ pi0_i delta_0 + (1 - pi0_i) N(0, sigma^2)`` with
+    ``logit pi0_i = f(z_i)``; ``'normal_scale_mixture'``: ``theta_i ~ sum_k pi_ik N(0, sigma_k^2)``
+    on the ash grid with ``pi_i = softmax(f(z_i))``. ``f`` is a PyTorch MLP (``hidden`` widths,
+    tanh units; ``hidden=()`` is the linear model of :func:`ebnm_covariate_point_normal` /
+    :func:`ebnm_covariate_ash`), trained in float64 by full-batch L-BFGS on the marginal
+    log-likelihood minus ``weight_decay / 2`` times the squared weights (biases are free). The
+    network starts from ``g_init['state']`` when given (EBMF warm-starts every update), else from
+    hidden weights drawn with ``seed`` and a zero output layer, i.e. the covariate-free prior of
+    :func:`ebnm`. The fit is kept only if its log-likelihood is not below the start's: never
+    worse than ``g_init``.
+
+    Returns the posterior moments, ``g`` (``state``: the network's arrays, ``scale`` or ``sd``) and
+    the log-likelihood.
+    """
+    import torch
+
+    check_choice("prior", prior, COVARIATE_PRIORS)
+    x, s = _check(x, s)
+    design = _design(Z, x.size)[:, 1:]
+    hidden = tuple(check_int(f"hidden[{i}]", h) for i, h in enumerate(hidden))
+    weight_decay = check_float("weight_decay", weight_decay, nonnegative=True)
+    max_iter = check_int("max_iter", max_iter)
+    g_init = g_init if g_init is not None and "state" in g_init else None
+
+    if prior == "point_normal":
+        sd = None
+        outputs = 1
+    else:
+        sd = np.asarray(g_init["sd"], float) if g_init is not None else ash_grid(x, s)
+        outputs = sd.size
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    sizes = [design.shape[1], *hidden, outputs]
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        last = index == len(sizes) - 2
+        # hidden units: weights ~ N(0, 1/fan_in) and biases ~ N(0, 1), so the tanh kinks spread over
+        # the (standardized) covariates' range; output layer: small, so the start is nearly the
+        # covariate-free prior but not the saddle point that an all-zero output layer is when the
+        # covariate effect is symmetric (zero linear correlation)
+        scale = 0.1 if last else 1.0
+        weight = (
+            scale * torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) / np.sqrt(fan_in)
+        )
+        bias = (
+            torch.zeros(fan_out, dtype=torch.float64)
+            if last
+            else torch.randn(fan_out, generator=generator, dtype=torch.float64)
+        )
+        layers.append([weight, bias])
+    log_scale = torch.zeros((), dtype=torch.float64)
+    if g_init is not None:
+        state = [np.asarray(a, float) for a in g_init["state"]]
+        if [tuple(a.shape) for a in state] != [tuple(t.shape) for layer in layers for t in layer]:
+            raise ValueError("g_init['state'] does not fit this network (hidden sizes or covariates differ)")
+        layers = [
+            [torch.from_numpy(state[2 * i]), torch.from_numpy(state[2 * i + 1])] for i in range(len(layers))
+        ]
+        if prior == "point_normal":
+            log_scale = torch.tensor(np.log(g_init["scale"]), dtype=torch.float64)
+    else:  # the covariate-free fit: output biases from plain EBNM, so training starts at ebnm's optimum
+        plain = ebnm(x, s, "point_normal" if prior == "point_normal" else "normal_scale_mixture")
+        if prior == "point_normal":
+            pi0 = float(np.clip(plain.g["pi0"], 1e-6, 1 - 1e-6))
+            layers[-1][1] = torch.tensor([np.log(pi0 / (1 - pi0))], dtype=torch.float64)
+            log_scale = torch.tensor(np.log(max(plain.g["scale"], 1e-12)), dtype=torch.float64)
+        else:
+            layers[-1][1] = torch.from_numpy(np.log(np.maximum(plain.g["pi"], 1e-12)))
+    parameters = [t.clone().requires_grad_() for layer in layers for t in layer]
+    if prior == "point_normal":
+        parameters.append(log_scale.clone().requires_grad_())
+    inputs = torch.from_numpy(design)
+    xt, st = torch.from_numpy(x), torch.from_numpy(s)
+    log_null = -0.5 * (LOG_2PI + torch.log(st**2) + xt**2 / st**2)
+    if sd is not None:
+        var_k = torch.from_numpy(sd)[None, :] ** 2 + st[:, None] ** 2
+        log_l = -0.5 * (LOG_2PI + torch.log(var_k) + xt[:, None] ** 2 / var_k)
+
+    def network(params):
+        h = inputs
+        count = len(sizes) - 1
+        for i in range(count):
+            h = h @ params[2 * i].T + params[2 * i + 1]
+            if i < count - 1:
+                h = torch.tanh(h)
+        return h
+
+    def log_likelihood_terms(params):
+        out = network(params)
+        if prior == "point_normal":
+            eta = out[:, 0]
+            var = torch.exp(2 * params[-1]) + st**2
+            log_slab = -0.5 * (LOG_2PI + torch.log(var) + xt**2 / var)
+            joint = torch.stack(
+                [
+                    -torch.nn.functional.softplus(-eta) + log_null,
+                    -torch.nn.functional.softplus(eta) + log_slab,
+                ],
+                1,
+            )
+        else:
+            joint = torch.log_softmax(out, 1) + log_l
+        return joint, torch.logsumexp(joint, 1)
+
+    def objective():
+        optimizer.zero_grad()
+        _, ll = log_likelihood_terms(parameters)
+        penalty = sum((parameters[2 * i] ** 2).sum() for i in range(len(sizes) - 1))
+        loss = -ll.sum() + 0.5 * weight_decay * penalty
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        start_ll = float(log_likelihood_terms(parameters)[1].sum())
+    start_state = [p.detach().clone() for p in parameters]
+    optimizer = torch.optim.LBFGS(
+        parameters,
+        max_iter=max_iter,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
+    optimizer.step(objective)
+    with torch.no_grad():
+        joint, ll = log_likelihood_terms(parameters)
+        if not (torch.isfinite(ll).all() and float(ll.sum()) >= start_ll):
+            for p, start in zip(parameters, start_state, strict=True):
+                p.copy_(start)
+            joint, ll = log_likelihood_terms(parameters)
+        resp = torch.exp(joint - ll[:, None]).numpy()
+    state = [p.detach().numpy().copy() for p in parameters[: 2 * (len(sizes) - 1)]]
+    if prior == "point_normal":
+        scale = float(torch.exp(parameters[-1]).detach())
+        _, mean, second = _slab_log_marginal("point_normal", x, s, scale)
+        w1 = resp[:, 1]
+        g = {"state": state, "scale": scale, "hidden": hidden}
+        return EBNMResult(w1 * mean, w1 * second, g, float(ll.sum()))
+    mean, second = _normal_mixture_moments(x, s, sd, resp)
+    return EBNMResult(mean, second, {"state": state, "sd": sd, "hidden": hidden}, float(ll.sum()))

@@ -169,20 +169,53 @@ def ash_grid(x, s, multiplier: float = np.sqrt(2)) -> np.ndarray:
     return np.concatenate([[0.0], sigma_min * multiplier ** np.arange(count)])
 
 
-def _mixture_em(log_l, pi, fix_g: bool, max_iter: int = 2000, tol: float = 1e-10):
-    """EM for the weights of a mixture prior with fixed components (``log_l``: n x K log marginals)."""
+def _mixture_em(log_l, pi, fix_g: bool, max_iter: int = 1000, tol: float = 1e-10):
+    """Maximum-likelihood weights of a mixture prior with fixed components (``log_l``: n x K).
+
+    EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3): two EM steps give the
+    direction, a squared extrapolation along it is projected onto the simplex and followed by one
+    EM step, and kept only if its log-likelihood beats the plain double EM step, so every
+    iteration raises the likelihood at least as much as two EM steps. Stops when an iteration
+    gains less than ``tol`` relative. Plain EM's slow tail needed 10-100x more iterations.
+    """
     shift = log_l.max(1, keepdims=True)
     L = np.exp(log_l - shift)
-    previous = -np.inf
+    offset = float(shift.sum())
+
+    def log_lik(weights):
+        return float(np.log(L @ weights).sum()) + offset
+
+    def em(weights):
+        return weights * (L / (L @ weights)[:, None]).mean(0)
+
+    current = log_lik(pi)
     for _ in range(0 if fix_g else max_iter):
-        mix = L @ pi
-        current = float(np.log(mix).sum() + shift.sum())
-        pi = pi * (L / mix[:, None]).mean(0)
-        if current - previous < tol * max(1.0, abs(current)):
+        one = em(pi)
+        two = em(one)
+        best, best_ll = two, log_lik(two)
+        r, v = one - pi, two - 2 * one + pi
+        norm_v = float(np.linalg.norm(v))
+        if norm_v > 0:
+            alpha = min(-float(np.linalg.norm(r)) / norm_v, -1.0)
+            jump = pi - 2 * alpha * r + alpha**2 * v
+            # back off towards alpha = -1 (the double EM step) until every weight stays positive:
+            # a weight set to zero could never come back under EM's multiplicative update
+            for _ in range(30):
+                if alpha > -1.0 - 1e-3 or (jump > 0).all():
+                    break
+                alpha = (alpha - 1.0) / 2
+                jump = pi - 2 * alpha * r + alpha**2 * v
+            if (jump > 0).all():
+                jump = em(jump / jump.sum())
+                jump_ll = log_lik(jump)
+                if jump_ll > best_ll:
+                    best, best_ll = jump, jump_ll
+        gain = best_ll - current
+        pi, current = best, best_ll
+        if gain < tol * max(1.0, abs(current)):
             break
-        previous = current
     mix = L @ pi
-    return pi, L * pi[None, :] / mix[:, None], float(np.log(mix).sum() + shift.sum())
+    return pi, L * pi[None, :] / mix[:, None], float(np.log(mix).sum()) + offset
 
 
 def _ash(x, s, g_init, fix_g) -> EBNMResult:

@@ -1,12 +1,13 @@
 """EBMF and cEBMF against truncated SVD on planted low-rank data (not a timing).
 
-Rank-3 truth ``L F^T`` (n x p), Gaussian noise of std 2. Loadings: row i is active in factor k
-with probability ``sigmoid(3 (z_ik - 1))`` for covariates ``z_i ~ N(0, I_3)`` (about 1 in 4 rows),
-then N(0, 1); factors N(0, 1). Reports RMSE of the fitted ``L F^T`` to the truth for truncated SVD
-at the true rank, EBMF (point-normal priors, rank chosen by itself from at most 8), cEBMF with
-the informative covariates ``z`` and with pure-noise covariates; and the ranks found.
+Rank-3 truth ``L F^T`` (n x p = 1000 x 200, the paper's size), Gaussian noise of std 2.
+Loadings: row i is active in factor k with probability ``sigmoid(3 (z_ik - 1))`` for covariates
+``z_i ~ N(0, I_3)`` (about 1 in 4 rows), then N(0, 1); factors N(0, 1). Reports RMSE of the fitted
+``L F^T`` to the truth for truncated SVD at the true rank, EBMF (point-normal priors, rank chosen
+by itself from at most 8), cEBMF with the informative covariates ``z`` and with pure-noise
+covariates; and the ranks found.
 
-Run: ``python benchmarks/ebmf_simulation.py`` (about 1 minute).
+Run: ``python benchmarks/ebmf_simulation.py`` (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from factorkit.methods.ebmf import EBMF, CovariateEBMF
 
 
-def simulate(seed: int, n: int = 500, p: int = 200, rank: int = 3):
+def simulate(seed: int, n: int = 1000, p: int = 200, rank: int = 3):
     rng = np.random.default_rng(seed)
     Z = rng.standard_normal((n, rank))
     active = rng.random((n, rank)) < 1 / (1 + np.exp(-3 * (Z - 1)))

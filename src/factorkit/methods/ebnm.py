@@ -169,51 +169,46 @@ def ash_grid(x, s, multiplier: float = np.sqrt(2)) -> np.ndarray:
     return np.concatenate([[0.0], sigma_min * multiplier ** np.arange(count)])
 
 
-def _mixture_em(log_l, pi, fix_g: bool, max_iter: int = 1000, tol: float = 1e-10):
+def _mixture_weights(log_l, pi, fix_g: bool, max_iter: int = 1000, tol: float = 1e-10):
     """Maximum-likelihood weights of a mixture prior with fixed components (``log_l``: n x K).
 
-    EM accelerated by SQUAREM (Varadhan & Roland 2008, scheme S3): two EM steps give the
-    direction, a squared extrapolation along it is projected onto the simplex and followed by one
-    EM step, and kept only if its log-likelihood beats the plain double EM step, so every
-    iteration raises the likelihood at least as much as two EM steps. Stops when an iteration
-    gains less than ``tol`` relative. Plain EM's slow tail needed 10-100x more iterations.
+    The likelihood ``sum_i log(sum_k L_ik pi_k)`` is concave on the simplex; with unnormalized
+    weights ``w >= 0`` the problem ``max sum_i log(L_i w) - sum_k w_k`` is concave with simple
+    bounds and its maximizer is ``n`` times the simplex optimum (the scale's optimum is
+    ``sum_k w_k = n``). It is solved by L-BFGS-B with the exact gradient
+    ``sum_i L_ik / (L_i w) - 1``: the KKT conditions hold to ~1e-8 in tens of iterations, where EM
+    crawled for thousands (and stopped ~0.01-0.03 log-likelihood short). The fit is kept only if
+    it does not lower the likelihood of ``pi``. Returns the weights, responsibilities and the
+    log-likelihood.
     """
     shift = log_l.max(1, keepdims=True)
     L = np.exp(log_l - shift)
     offset = float(shift.sum())
+    n = L.shape[0]
 
     def log_lik(weights):
         return float(np.log(L @ weights).sum()) + offset
 
-    def em(weights):
-        return weights * (L / (L @ weights)[:, None]).mean(0)
+    if not fix_g:
 
-    current = log_lik(pi)
-    for _ in range(0 if fix_g else max_iter):
-        one = em(pi)
-        two = em(one)
-        best, best_ll = two, log_lik(two)
-        r, v = one - pi, two - 2 * one + pi
-        norm_v = float(np.linalg.norm(v))
-        if norm_v > 0:
-            alpha = min(-float(np.linalg.norm(r)) / norm_v, -1.0)
-            jump = pi - 2 * alpha * r + alpha**2 * v
-            # back off towards alpha = -1 (the double EM step) until every weight stays positive:
-            # a weight set to zero could never come back under EM's multiplicative update
-            for _ in range(30):
-                if alpha > -1.0 - 1e-3 or (jump > 0).all():
-                    break
-                alpha = (alpha - 1.0) / 2
-                jump = pi - 2 * alpha * r + alpha**2 * v
-            if (jump > 0).all():
-                jump = em(jump / jump.sum())
-                jump_ll = log_lik(jump)
-                if jump_ll > best_ll:
-                    best, best_ll = jump, jump_ll
-        gain = best_ll - current
-        pi, current = best, best_ll
-        if gain < tol * max(1.0, abs(current)):
-            break
+        def negative(w):
+            mix = L @ w
+            return -(np.log(mix).sum() - w.sum()), -(L.T @ (1.0 / mix) - 1.0)
+
+        result = optimize.minimize(
+            negative,
+            np.asarray(pi, float) * n,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(0.0, None)] * L.shape[1],
+            # stop on the projected gradient alone (ftol = 0): a relative-reduction test ended
+            # some fits with KKT violated by 5e-4
+            options={"ftol": 0.0, "gtol": tol, "maxiter": max_iter, "maxcor": 30},
+        )
+        if np.all(np.isfinite(result.x)) and result.x.sum() > 0:
+            fitted = result.x / result.x.sum()
+            if log_lik(fitted) >= log_lik(pi):
+                pi = fitted
     mix = L @ pi
     return pi, L * pi[None, :] / mix[:, None], float(np.log(mix).sum()) + offset
 
@@ -225,7 +220,7 @@ def _ash(x, s, g_init, fix_g) -> EBNMResult:
         sd = ash_grid(x, s)
         pi = np.full(sd.size, 1.0 / sd.size)
     var = sd[None, :] ** 2 + s[:, None] ** 2
-    pi, resp, log_lik = _mixture_em(_log_normal(x[:, None], var), pi, fix_g)
+    pi, resp, log_lik = _mixture_weights(_log_normal(x[:, None], var), pi, fix_g)
     mean, second = _normal_mixture_moments(x, s, sd, resp)
     return EBNMResult(mean, second, {"pi": pi, "sd": sd}, log_lik)
 
@@ -286,7 +281,7 @@ def _nonnegative_ash(x, s, g_init, fix_g) -> EBNMResult:
         upper = ash_grid(np.abs(x), s)[1:]
         pi = np.full(upper.size + 1, 1.0 / (upper.size + 1))
     log_l, means, seconds = _uniform_components(x, s, upper)
-    pi, resp, log_lik = _mixture_em(log_l, pi, fix_g)
+    pi, resp, log_lik = _mixture_weights(log_l, pi, fix_g)
     return EBNMResult((resp * means).sum(1), (resp * seconds).sum(1), {"pi": pi, "upper": upper}, log_lik)
 
 

@@ -1,11 +1,15 @@
-"""Run a study: cells x seeds -> rows in the results store, resumable, in a process pool.
+"""Run a study: cells x seeds -> rows in the results store, resumable, locally or on Dask.
 
 Seeds: seed ``s`` fixes the problem (``W*`` and the ``A_i``) and, through fixed offsets, the
 GD initialisation (``s + GD_SEED_OFFSET``) and the G&C candidate stream (``s + GC_SEED_OFFSET``),
 so GD and G&C of the same seed face the same problem and every run is reproducible alone.
 
-A G&C job is one (cell, seed); a GD job is one cell with all its unfinished seeds, trained as one
-batched population (each seed on its own problem, via :class:`ProblemBatch`).
+A G&C job is one (cell, seed), or, with ``shard_draws``, one shard of it: a range of whole chunks
+of its candidate stream whose partial sums are stored as they finish and merged exactly
+(:func:`factorkit.fit.guess_check.combine_results`) once every shard is in. A GD job is one cell
+with all its unfinished seeds, trained as one batched population (each seed on its own problem,
+via :class:`ProblemBatch`). Jobs run inline, in a local process pool or as Dask tasks; only the
+coordinator writes the SQLite store.
 """
 
 from __future__ import annotations

@@ -145,6 +145,18 @@ def test_interrupted_sharded_run_resumes_from_its_stored_shards(tmp_path):
     assert_same_rows(rows_by_key(tmp_path / "reference"), rows_by_key(tmp_path))
 
 
+def test_run_with_every_shard_stored_but_no_row_is_merged_on_rerun(tmp_path):
+    config = StudyConfig.from_dict(GC_ONLY)
+    run_study(config, tmp_path, workers=1, shard_draws=20_000, progress=False)
+    reference = rows_by_key(tmp_path)
+    key = next(iter(reference))
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:  # stopped between the two commits
+        db.execute("DELETE FROM runs WHERE key = ?", (key,))
+    counts = run_study(config, tmp_path, workers=1, shard_draws=20_000, progress=False)
+    assert (counts["written"], counts["shards_run"], counts["skipped"]) == (1, 0, 3)
+    assert_same_rows(reference, rows_by_key(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("dask.distributed")

@@ -503,16 +503,25 @@ def run_study(
         (out / "study.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         finished = store.finished_keys()
         stored = {k: v for k, v in store.shard_payloads().items() if k not in finished}
-        jobs = plan(
-            config,
-            finished,
-            shard_draws=shard_draws,
-            shard_layouts={k: _stored_layout(v) for k, v in stored.items()},
-            finished_shards={k: set(v) for k, v in stored.items()},
-            device=str(device_obj),
-        )
         params_of = {c.key(s): c.params for c in config.cells() for s in config.seeds}
         total_runs = len(params_of)
+        written = shards_run = 0
+        # a run whose every shard is stored but whose row is not (the coordinator stopped between
+        # the two commits) is merged now: no job would ever finish it
+        merged = set()
+        for key, payloads in stored.items():
+            if key in params_of and len(payloads) == next(iter(payloads.values()))["shards"]:
+                store.write(_merge_shards(params_of[key], [payloads[i] for i in range(len(payloads))]))
+                merged.add(key)
+                written += 1
+        jobs = plan(
+            config,
+            finished | merged,
+            shard_draws=shard_draws,
+            shard_layouts={k: _stored_layout(v) for k, v in stored.items() if k not in merged},
+            finished_shards={k: set(v) for k, v in stored.items() if k not in merged},
+            device=str(device_obj),
+        )
         bar = tqdm(
             total=sum(j.runs or 1 / j.shards for j in jobs),
             desc=config.name,
@@ -520,7 +529,6 @@ def run_study(
             disable=None if progress is None else not progress,
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}]",
         )
-        written = shards_run = 0
         if executor == "dask":
             results = _dask_results(jobs, config.name, str(device_obj), scheduler, dask_local)
         else:

@@ -91,7 +91,7 @@ def cpu_scaling(args) -> None:
             start = time.perf_counter()
             with (
                 LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
                 ) as cluster,
                 Client(cluster) as client,
             ):

@@ -161,7 +161,7 @@ def test_run_with_every_shard_stored_but_no_row_is_merged_on_rerun(tmp_path):
 def dask_cluster():
     distributed = pytest.importorskip("dask.distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     client = distributed.Client(cluster)
     yield cluster, client

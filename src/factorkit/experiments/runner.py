@@ -418,8 +418,10 @@ def _dask_results(jobs: list[Job], study: str, device: str, scheduler, dask_loca
         raise ImportError("the dask executor needs dask.distributed: pip install 'factorkit[dask]'") from err
     cluster = None
     if scheduler is None:
+        # ":0": the scheduler's HTTP server (health, metrics, the dashboard when bokeh is present)
+        # on a free port, never clashing with another cluster on 8787
         cluster = LocalCluster(
-            n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=dask_local, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     client = scheduler if isinstance(scheduler, Client) else Client(cluster or scheduler)
     try:

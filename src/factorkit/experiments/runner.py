@@ -36,9 +36,9 @@ from factorkit.fit.guess_check import (
     GuessCheckResult,
     Prior,
     combine_results,
-    default_chunk_size,
     guess_and_check,
     sample_posterior,
+    stream_layout,
 )
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
@@ -53,8 +53,8 @@ CORRUPTION_SEED_OFFSET = 3_000_017
 class Job:
     """A unit of work: a GD cell with its seeds, a G&C (cell, seed), or one shard of a G&C run.
 
-    A shard covers chunks ``first_chunk`` .. ``first_chunk + chunks - 1`` of the run's candidate
-    stream (``draws`` prior draws); ``shard`` is its index among ``shards``.
+    A shard draws ``draws`` prior draws of the run's candidate stream in chunks of ``chunk_size``,
+    from chunk ``first_chunk`` on; ``shard`` is its index among ``shards``.
     """
 
     cell: Cell
@@ -63,6 +63,7 @@ class Job:
     shards: int = 1
     first_chunk: int = 0
     draws: int = 0
+    chunk_size: int | None = None
 
     @property
     def runs(self) -> int:
@@ -252,7 +253,8 @@ def run_shard(job: Job, study: str, device: str = "cpu") -> dict:
         seed=seed + GC_SEED_OFFSET,
         first_chunk=job.first_chunk,
         keep_samples=False,
-        **_gc_options(params),
+        # the planned chunk size, also when resuming a layout stored by an earlier run
+        **{**_gc_options(params), "chunk_size": job.chunk_size},
     )
     return {
         "key": job.cell.key(seed),
@@ -332,11 +334,13 @@ def _shard_layout(params: dict, device: str, shard_draws: int | None) -> tuple[i
     """``(chunk_size, chunks per shard)`` of a G&C rejection run split into shards, or None."""
     if shard_draws is None or params["sampler"] != "rejection":
         return None
-    model = _model(params)
-    chunk_size = params["chunk_size"]
-    if chunk_size is None:
-        backend = Prior.from_name(params["prior"]).backend_for(model, params["backend"])
-        chunk_size = default_chunk_size(model, torch.device(device), backend)
+    _, chunk_size = stream_layout(
+        _model(params),
+        Prior.from_name(params["prior"]),
+        torch.device(device),
+        params["backend"],
+        params["chunk_size"],
+    )
     if params["draws"] <= max(shard_draws, chunk_size):
         return None
     return chunk_size, max(shard_draws // chunk_size, 1)
@@ -381,7 +385,7 @@ def plan(
                     continue
                 first = index * per_shard
                 budget = min(per_shard * chunk_size, draws - first * chunk_size)
-                jobs.append(Job(cell, (seed,), index, shards, first, budget))
+                jobs.append(Job(cell, (seed,), index, shards, first, budget, chunk_size))
     # expensive G&C jobs (wide, deep) first keeps the pool busy to the end
     return sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
 
@@ -512,8 +516,9 @@ def run_study(
         # the two commits) is merged now: no job would ever finish it
         merged = set()
         for key, payloads in stored.items():
-            if key in params_of and len(payloads) == next(iter(payloads.values()))["shards"]:
-                store.write(_merge_shards(params_of[key], [payloads[i] for i in range(len(payloads))]))
+            parts = _all_shards(payloads)
+            if key in params_of and parts:
+                store.write(_merge_shards(params_of[key], parts))
                 merged.add(key)
                 written += 1
         jobs = plan(
@@ -550,8 +555,8 @@ def run_study(
             stored.setdefault(key, {})[value["shard"]] = value
             if callback is not None:
                 callback("shard", key)
-            if len(stored[key]) == job.shards:
-                parts = [stored[key][i] for i in range(job.shards)]
+            parts = _all_shards(stored[key])
+            if parts:
                 store.write(_merge_shards(params_of[key], parts))
                 written += 1
                 if callback is not None:
@@ -566,6 +571,12 @@ def run_study(
         "shards_run": shards_run,
         "shards_skipped": sum(len(v) for k, v in stored.items() if k in keys) - shards_run,
     }
+
+
+def _all_shards(payloads: dict[int, dict]) -> list[dict] | None:
+    """The payloads of a run in shard order once every shard is in, else None."""
+    shards = next(iter(payloads.values()))["shards"]
+    return [payloads[i] for i in range(shards)] if len(payloads) == shards else None
 
 
 def _stored_layout(payloads: dict[int, dict]) -> tuple[int, int]:

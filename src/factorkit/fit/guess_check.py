@@ -292,6 +292,31 @@ def default_chunk_size(model: DeepFactorization, device: torch.device, backend: 
     return int(min(max(budget // per_draw, 256), cap))
 
 
+def stream_layout(
+    model: DeepFactorization,
+    prior: Prior,
+    device: torch.device,
+    backend: str = "auto",
+    chunk_size: int | None = None,
+) -> tuple[str, int]:
+    """``(backend, chunk_size)`` that :func:`guess_and_check` uses: the chunks of the candidate stream.
+
+    The chunk size fixes which draws each chunk seed makes, so anything that cuts a stream into
+    chunk ranges (a study's shards) must use this, not its own copy of the defaults.
+    """
+    backend = prior.backend_for(model, backend)
+    if chunk_size is None:
+        return backend, default_chunk_size(model, device, backend)
+    return backend, check_int("chunk_size", chunk_size)
+
+
+def _prior_moments(gen_sum: float, gen_sq_sum: float, evaluations: int) -> tuple[float, float]:
+    """Mean of ``L_gen`` over every evaluated draw and its standard error, from the sums."""
+    mean = gen_sum / evaluations
+    variance = max(gen_sq_sum / evaluations - mean**2, 0.0)
+    return mean, math.sqrt(variance / evaluations)
+
+
 def guess_and_check(
     problem: SensingProblem,
     model: DeepFactorization,
@@ -347,12 +372,7 @@ def guess_and_check(
         n_samples = check_int("n_samples", n_samples)
     model.check_fits(problem.shape)
     prior = resolve_prior(prior, problem)
-    backend = prior.backend_for(model, backend)
-    chunk_size = (
-        default_chunk_size(model, problem.device, backend)
-        if chunk_size is None
-        else check_int("chunk_size", chunk_size)
-    )
+    backend, chunk_size = stream_layout(model, prior, problem.device, backend, chunk_size)
     first_chunk = check_int("first_chunk", first_chunk, minimum=0)
     if isinstance(seed, torch.Generator):
         if first_chunk:
@@ -404,8 +424,7 @@ def guess_and_check(
             bar.update(count)
     bar.close()
 
-    prior_mean = float(gen_sum) / evaluations
-    prior_var = max(float(gen_sq_sum) / evaluations - prior_mean**2, 0.0)
+    prior_mean, prior_se = _prior_moments(float(gen_sum), float(gen_sq_sum), evaluations)
     empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
     return GuessCheckResult(
         eps=eps,
@@ -417,7 +436,7 @@ def guess_and_check(
         if keep_samples
         else None,
         prior_gen_loss_mean=prior_mean,
-        prior_gen_loss_se=math.sqrt(prior_var / evaluations),
+        prior_gen_loss_se=prior_se,
         wall_time=time.perf_counter() - start,
         reached_target=n_samples is None or accepted >= n_samples,
         extra={
@@ -472,8 +491,7 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
     accepted = sum(p.accepted for p in parts)
     gen_sum = math.fsum(p.prior_gen_loss_sums[0] for p in parts)
     gen_sq_sum = math.fsum(p.prior_gen_loss_sums[1] for p in parts)
-    prior_mean = gen_sum / evaluations
-    prior_var = max(gen_sq_sum / evaluations - prior_mean**2, 0.0)
+    prior_mean, prior_se = _prior_moments(gen_sum, gen_sq_sum, evaluations)
     samples = [p.accepted_W for p in parts]
     return GuessCheckResult(
         eps=first.eps,
@@ -483,7 +501,7 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
         accepted_train_loss=torch.cat([p.accepted_train_loss for p in parts]),
         accepted_W=None if any(w is None for w in samples) else torch.cat(samples),
         prior_gen_loss_mean=prior_mean,
-        prior_gen_loss_se=math.sqrt(prior_var / evaluations),
+        prior_gen_loss_se=prior_se,
         wall_time=sum(p.wall_time for p in parts),
         reached_target=parts[-1].reached_target,
         extra={**first.extra, "chunks": parts[-1].extra["chunks"]},

@@ -411,9 +411,9 @@ def ebnm_covariate_mlp(
     :func:`ebnm_covariate_ash`), trained in float64 by full-batch L-BFGS on the marginal
     log-likelihood minus ``weight_decay / 2`` times the squared weights (biases are free). The
     network starts from ``g_init['state']`` when given (EBMF warm-starts every update), else from
-    hidden weights drawn with ``seed`` and a zero output layer, i.e. the covariate-free prior of
-    :func:`ebnm`. The fit is kept only if its log-likelihood is not below the start's: never
-    worse than ``g_init``.
+    weights drawn with ``seed``, a small output layer and output biases from the covariate-free fit
+    of :func:`ebnm`, i.e. nearly that prior. The fit is kept only if its log-likelihood is not below
+    the start's: never worse than ``g_init``.
 
     Returns the posterior moments, ``g`` (``state``: the network's arrays, ``scale`` or ``sd``) and
     the log-likelihood.
@@ -476,10 +476,13 @@ def ebnm_covariate_mlp(
         parameters.append(log_scale.clone().requires_grad_())
     inputs = torch.from_numpy(design)
     xt, st = torch.from_numpy(x), torch.from_numpy(s)
-    log_null = -0.5 * (LOG_2PI + torch.log(st**2) + xt**2 / st**2)
+
+    def log_normal(values, var):  # _log_normal on tensors, so the slab variance gets a gradient
+        return -0.5 * (LOG_2PI + torch.log(var) + values**2 / var)
+
+    log_null = log_normal(xt, st**2)
     if sd is not None:
-        var_k = torch.from_numpy(sd)[None, :] ** 2 + st[:, None] ** 2
-        log_l = -0.5 * (LOG_2PI + torch.log(var_k) + xt[:, None] ** 2 / var_k)
+        log_l = log_normal(xt[:, None], torch.from_numpy(sd)[None, :] ** 2 + st[:, None] ** 2)
 
     def network(params):
         h = inputs
@@ -494,8 +497,7 @@ def ebnm_covariate_mlp(
         out = network(params)
         if prior == "point_normal":
             eta = out[:, 0]
-            var = torch.exp(2 * params[-1]) + st**2
-            log_slab = -0.5 * (LOG_2PI + torch.log(var) + xt**2 / var)
+            log_slab = log_normal(xt, torch.exp(2 * params[-1]) + st**2)
             joint = torch.stack(
                 [
                     -torch.nn.functional.softplus(-eta) + log_null,

@@ -201,49 +201,27 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     X[rng.random(X.shape) < 0.05] = np.nan
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "Z.npy", rng.standard_normal((80, 2)))
-    code, _, _ = run(
-        capsys,
-        "fit",
-        str(tmp_path / "X.npy"),
-        "--method",
-        "ebmf",
-        "--rank",
-        "4",
-        "--out",
-        str(tmp_path / "e"),
-    )
+
+    def fit_ebmf(out, *options):
+        ebmf = [
+            "fit",
+            str(tmp_path / "X.npy"),
+            "--method",
+            "ebmf",
+            "--rank",
+            "4",
+            "--out",
+            str(tmp_path / out),
+        ]
+        return run(capsys, *ebmf, *options)
+
+    code, _, _ = fit_ebmf("e")
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert code == 0 and report["rank"] == 2 and report["missing"] == int(np.isnan(X).sum())
-    code, _, _ = run(
-        capsys,
-        "fit",
-        str(tmp_path / "X.npy"),
-        "--method",
-        "ebmf",
-        "--rank",
-        "4",
-        "--out",
-        str(tmp_path / "c"),
-        "--row-covariates",
-        str(tmp_path / "Z.npy"),
-        "--covariate-model",
-        "mlp",
-    )
+    code, _, _ = fit_ebmf("c", "--row-covariates", str(tmp_path / "Z.npy"), "--covariate-model", "mlp")
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert code == 0 and report["method"] == "cebmf" and report["covariate_model"] == "mlp"
-    code, _, err = run(
-        capsys,
-        "fit",
-        str(tmp_path / "X.npy"),
-        "--method",
-        "ebmf",
-        "--rank",
-        "4",
-        "--out",
-        str(tmp_path / "b"),
-        "--prior",
-        "horseshoe",
-    )
+    code, _, err = fit_ebmf("b", "--prior", "horseshoe")
     assert code == 2 and "prior_loadings must be one of" in err
     np.save(tmp_path / "P.npy", np.abs(np.nan_to_num(X)))
     code, _, _ = run(

@@ -240,11 +240,14 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
         "3",
         "--min-count",
         "1",
+        "--solver",
+        "lanczos",
         "--out",
         str(tmp_path / "w"),
     )
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert code == 0 and report["vocabulary"] == 60
+    assert report["solver"] == "lanczos" and report["eigen_residual"] <= 1e-6
     assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")
     code, _, err = run(capsys, "embed", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from factorkit.linalg import top_eigenpairs
 from factorkit.methods.embeddings import (
     QWEM,
     CorpusStatistics,
@@ -8,7 +9,6 @@ from factorkit.methods.embeddings import (
     gradient_descent_path,
     switch_on_times,
     synthetic_corpus,
-    top_eigenpairs,
 )
 
 
@@ -41,6 +41,28 @@ def test_cooccurrence_counts_match_brute_force(weighting):
     np.testing.assert_allclose(stats.cooccurrence.toarray(), expected)
 
 
+def test_streamed_second_pass_and_one_shot_iterators():
+    sentences = synthetic_corpus(n_sentences=80, length=9, seed=4)
+    cached = CorpusStatistics(min_count=2, window=3).fit(sentences, progress=False)
+    streamed = CorpusStatistics(min_count=2, window=3, cache_tokens=10).fit(sentences, progress=False)
+    assert streamed.words == cached.words
+    np.testing.assert_array_equal(streamed.counts, cached.counts)
+    np.testing.assert_allclose(streamed.cooccurrence.toarray(), cached.cooccurrence.toarray())
+    # a generator can be read once: fine while it fits the cache, refused beyond it
+    one_shot = CorpusStatistics(min_count=2, window=3).fit(iter(sentences), progress=False)
+    np.testing.assert_allclose(one_shot.cooccurrence.toarray(), cached.cooccurrence.toarray())
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        CorpusStatistics(min_count=2, window=3, cache_tokens=10).fit(iter(sentences), progress=False)
+
+
+def test_vocabulary_order_is_gensims():
+    # most frequent first, ties in order of first appearance
+    sentences = [["b", "a", "c", "a"], ["d", "c", "b", "e"]]
+    stats = CorpusStatistics(min_count=1, window=2).fit(sentences, progress=False)
+    assert stats.words == ["b", "a", "c", "d", "e"]
+    np.testing.assert_array_equal(stats.counts, [2, 2, 2, 1, 1])
+
+
 def test_target_is_the_quadratic_minimizer_of_the_expanded_loss(topic_stats):
     # M*_ij minimizes P+ (x/2 - x^2/8) ... i.e. -P+ log s(x) - P- log s(-x) to second order
     C = topic_stats.cooccurrence.toarray()
@@ -55,9 +77,10 @@ def test_target_is_the_quadratic_minimizer_of_the_expanded_loss(topic_stats):
     assert abs(x[np.argmin(quadratic)] - expected[i, j]) < 1e-3
 
 
-def test_sparse_plus_rank_one_eigensolver_matches_dense(topic_stats):
+@pytest.mark.parametrize("solver", ["arpack", "dense"])
+def test_sparse_plus_rank_one_eigensolver_matches_dense(topic_stats, solver):
     S, c = topic_stats.target(5.0)
-    values, vectors = top_eigenpairs(S, c, 6)
+    values, vectors, *_ = top_eigenpairs(S, 6, c, solver=solver, tol=1e-10)
     dense_values, dense_vectors = np.linalg.eigh(S.toarray() + c)
     np.testing.assert_allclose(values, dense_values[::-1][:6], rtol=1e-8)
     np.testing.assert_allclose(np.abs(vectors.T @ dense_vectors[:, ::-1][:, :6]).diagonal(), 1, atol=1e-6)
@@ -102,6 +125,19 @@ def test_qwem_fit_queries_and_word2vec_file(tmp_path):
     np.testing.assert_allclose(loaded, model.embeddings_, rtol=1e-5, atol=1e-6)
 
 
+def test_qwem_lanczos_solver_equals_dense():
+    corpus = synthetic_corpus(n_topics=6, n_sentences=3000, seed=5)
+    kwargs = dict(dim=5, window=3, min_count=1, negatives=5.0)
+    dense = QWEM(**kwargs, solver="dense").fit(corpus)
+    lanczos = QWEM(**kwargs, solver="lanczos").fit(corpus)
+    assert dense.solver_ == "dense" and lanczos.solver_ == "lanczos"
+    assert lanczos.eigen_residual_ <= 1e-6
+    np.testing.assert_allclose(lanczos.eigenvalues_, dense.eigenvalues_, rtol=1e-6)
+    gram = lanczos.embeddings_ @ lanczos.embeddings_.T
+    reference = dense.embeddings_ @ dense.embeddings_.T
+    assert np.abs(gram - reference).max() < 1e-5 * np.abs(reference).max()
+
+
 def test_analogy_and_similarity_evaluation(tmp_path):
     words = ["man", "woman", "king", "queen", "apple", "pear"]
     vectors = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1], [0, 0, 5], [0.1, 0, 5]], float)
@@ -140,3 +176,5 @@ def test_bad_input(tmp_path):
         QWEM(dim=2, min_count=100).fit(synthetic_corpus(n_sentences=5, seed=0))
     with pytest.raises(ValueError, match="not in the vocabulary"):
         KeyedVectors(["a", "b"], np.eye(2)).most_similar("c")
+    with pytest.raises(ValueError, match="solver must be one of"):
+        QWEM(dim=2, solver="lobpcg").fit(synthetic_corpus(n_sentences=5, seed=0))

@@ -166,6 +166,12 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--min-count", type=_positive_int, default=5)
     embed.add_argument("--max-vocab", type=_positive_int, default=None)
     embed.add_argument("--negatives", type=_positive_float, default=5.0, help="psi, negative-sampling ratio")
+    embed.add_argument(
+        "--solver",
+        choices=("auto", "dense", "lanczos", "arpack"),
+        default="auto",
+        help="eigensolver (auto: dense below 2000 words, float32 block Lanczos above)",
+    )
     embed.add_argument("--out", type=Path, required=True, help="folder for vectors.txt and report.json")
     embed.add_argument("--analogies", type=Path, default=None, help="questions-words file to evaluate on")
     embed.add_argument(
@@ -186,6 +192,7 @@ def _cmd_embed(args) -> None:
         min_count=args.min_count,
         max_vocab=args.max_vocab,
         negatives=args.negatives,
+        solver=args.solver,
     )
     model.fit(args.corpus, progress=None)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,13 @@ units of half our step).
 
 ``M*`` is dense (``-2`` wherever two words never co-occur) but ``M* = S - 2 * 1 1^T`` with ``S``
 sparse (``S_ij = 4 P+_ij / (P+_ij + P-_ij)`` on co-occurring pairs), so the top eigenpairs come
-from a sparse-plus-rank-one operator (``scipy.sparse.linalg.eigsh``) in memory linear in the
-number of co-occurring pairs.
+from a sparse-plus-rank-one operator (:func:`factorkit.linalg.top_eigenpairs`: a float32 block
+Lanczos method with float64 checks) in memory linear in the number of co-occurring pairs.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections import Counter
@@ -42,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
-import scipy.sparse.linalg
 import torch
 from scipy import stats
 
 from factorkit._validation import check_float, check_int
+from factorkit.linalg import SOLVERS, top_eigenpairs
 
 
 def read_sentences(source) -> Iterator[list[str]]:
@@ -79,6 +80,59 @@ def read_sentences(source) -> Iterator[list[str]]:
             tokens = [str(t).lower() for t in sentence]
         if tokens:
             yield tokens
+
+
+class _PairCounter:
+    """Window-weighted counts of ordered pairs (earlier word, later word), as a sparse matrix.
+
+    A batch of sentences is one flat id array with sentence labels; the pairs at distance ``r``
+    are the positions ``p, p + r`` with equal labels. Each pair is one int64 ``(i * V + j) <<
+    bits | r``, so a single ``np.sort`` groups equal pairs with their distances (and so their
+    weights) alongside; ``np.add.reduceat`` sums each group.
+    """
+
+    def __init__(self, V: int, window: int, weighting: str):
+        self.V, self.window = V, window
+        self.bits = window.bit_length()
+        self.weights = np.array(
+            [0.0]
+            + [(window - r + 1) / window if weighting == "linear" else 1.0 for r in range(1, window + 1)]
+        )
+        if (V * V) << self.bits >= 2**62:
+            raise ValueError(f"vocabulary of {V} words with window {window} is too large to count")
+        self.parts: list[scipy.sparse.csr_matrix] = []
+        self.tokens = 0
+
+    def add(self, sentences: list[np.ndarray]) -> None:
+        if not sentences:
+            return
+        ids = np.concatenate(sentences)
+        labels = np.repeat(np.arange(len(sentences)), [s.size for s in sentences])
+        self.tokens += ids.size
+        codes = []
+        for r in range(1, self.window + 1):
+            if ids.size <= r:
+                break
+            same = labels[:-r] == labels[r:]
+            codes.append(((ids[:-r][same] * self.V + ids[r:][same]) << self.bits) | r)
+        if not codes:
+            return
+        code = np.sort(np.concatenate(codes))
+        pair = code >> self.bits
+        starts = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]]))
+        values = np.add.reduceat(self.weights[code & ((1 << self.bits) - 1)], starts)
+        pair = pair[starts]
+        rows = pair // self.V
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=self.V))])
+        part = scipy.sparse.csr_matrix((values, pair % self.V, indptr), shape=(self.V, self.V))
+        self.parts.append(part)
+        if len(self.parts) >= 8:
+            self.parts = [sum(self.parts[1:], self.parts[0]).tocsr()]
+
+    def result(self) -> scipy.sparse.csr_matrix:
+        if not self.parts:
+            return scipy.sparse.csr_matrix((self.V, self.V))
+        return sum(self.parts[1:], self.parts[0]).tocsr()
 
 
 def synthetic_corpus(
@@ -126,75 +180,103 @@ class CorpusStatistics:
         Pairs ``(i, j)`` at distance ``1..window`` inside a sentence are counted, in both
         orders; ``weighting='linear'`` weights distance ``r`` by ``(window - r + 1) / window``,
         the expected weight of word2vec's dynamic window, ``'uniform'`` by 1.
+    cache_tokens : int
+        The first pass keeps the corpus as integer ids while it has at most this many tokens
+        (4 bytes each), so the second pass need not read and tokenize it again; a larger corpus
+        is streamed twice (a path or a re-iterable; a one-shot iterator is refused).
     """
 
-    def __init__(self, min_count: int = 5, max_vocab: int | None = None, window: int = 5, weighting="linear"):
+    def __init__(
+        self,
+        min_count: int = 5,
+        max_vocab: int | None = None,
+        window: int = 5,
+        weighting="linear",
+        cache_tokens: int = 20_000_000,
+    ):
         self.min_count = check_int("min_count", min_count)
         self.max_vocab = None if max_vocab is None else check_int("max_vocab", max_vocab)
         self.window = check_int("window", window)
         if weighting not in ("linear", "uniform"):
             raise ValueError(f"weighting must be 'linear' or 'uniform', got {weighting!r}")
         self.weighting = weighting
+        self.cache_tokens = check_int("cache_tokens", cache_tokens, minimum=0)
 
     def fit(self, corpus, progress: bool | None = None) -> CorpusStatistics:
-        """Two streaming passes over ``corpus`` (a path or an iterable of sentences)."""
+        """Count ``corpus`` (a path or an iterable of sentences) in at most two streaming passes."""
         from tqdm.auto import tqdm
 
-        counts: Counter[str] = Counter()
+        one_shot = not isinstance(corpus, str | Path) and iter(corpus) is corpus
+        # pass 1: counts, and word ids in order of first appearance (the Counter's own order);
+        # while the corpus is small it is also kept as ids for pass 2
+        counter: Counter[str] = Counter()
+        seen: dict[str, int] = {}
+        cache: list[np.ndarray] | None = []
+        cached = 0
         for sentence in tqdm(
             read_sentences(corpus), desc="vocabulary", unit=" sent", disable=progress is False
         ):
-            counts.update(sentence)
-        if not counts:
+            known = len(counter)
+            counter.update(sentence)
+            if len(counter) > known:
+                fresh = list(itertools.islice(reversed(counter), len(counter) - known))
+                seen.update(zip(reversed(fresh), range(known, len(counter)), strict=True))
+            if cache is None:
+                continue
+            cached += len(sentence)
+            if cached > self.cache_tokens:
+                if one_shot:
+                    raise ValueError(
+                        f"corpus is a one-shot iterator with more than cache_tokens={self.cache_tokens} "
+                        "tokens; pass a file path or a list, or raise cache_tokens"
+                    )
+                cache = None
+                continue
+            cache.append(np.fromiter(map(seen.__getitem__, sentence), np.int32, len(sentence)))
+        counts = np.fromiter(counter.values(), np.int64, len(counter))
+        if not seen:
             raise ValueError("the corpus is empty: no tokens found")
-        kept = [(w, c) for w, c in counts.most_common() if c >= self.min_count]
+        # most frequent first, ties in order of first appearance (as Counter.most_common)
+        order = np.argsort(-counts, kind="stable")
+        order = order[counts[order] >= self.min_count]
         if self.max_vocab is not None:
-            kept = kept[: self.max_vocab]
-        if len(kept) < 2:
+            order = order[: self.max_vocab]
+        if order.size < 2:
             raise ValueError(
-                f"only {len(kept)} word(s) occur at least min_count={self.min_count} times; lower min_count"
+                f"only {order.size} word(s) occur at least min_count={self.min_count} times; lower min_count"
             )
-        self.words = [w for w, _ in kept]
+        by_id = list(seen)
+        self.words = [by_id[i] for i in order]
         self.index = {w: i for i, w in enumerate(self.words)}
-        self.counts = np.array([c for _, c in kept], dtype=np.float64)
+        self.counts = counts[order].astype(np.float64)
         V = len(self.words)
-        weights = [
-            (self.window - r + 1) / self.window if self.weighting == "linear" else 1.0
-            for r in range(1, self.window + 1)
-        ]
-        # ordered pairs (earlier word, later word) as keys i * V + j with their window weights;
-        # buffered, then folded into sorted unique keys (memory: distinct pairs, not tokens)
-        keys_acc = np.zeros(0, dtype=np.int64)
-        vals_acc = np.zeros(0)
-        keys, vals = [], []
-        pending = 0
+        remap = np.full(len(seen), -1, dtype=np.int64)
+        remap[order] = np.arange(V)
 
-        def fold(keys_acc, vals_acc, keys, vals):
-            all_keys = np.concatenate([keys_acc, *keys])
-            all_vals = np.concatenate([vals_acc, *vals])
-            unique, inverse = np.unique(all_keys, return_inverse=True)
-            return unique, np.bincount(inverse, weights=all_vals, minlength=unique.size)
-
-        tokens_seen = 0
-        for sentence in tqdm(
-            read_sentences(corpus), desc="co-occurrences", unit=" sent", disable=progress is False
-        ):
-            ids = np.array([self.index[w] for w in sentence if w in self.index], dtype=np.int64)
-            tokens_seen += ids.size
-            for r, weight in enumerate(weights, start=1):
-                if ids.size <= r:
-                    break
-                keys.append(ids[:-r] * V + ids[r:])
-                vals.append(np.full(ids.size - r, weight))
-                pending += ids.size - r
-            if pending > 5_000_000:
-                keys_acc, vals_acc = fold(keys_acc, vals_acc, keys, vals)
-                keys, vals, pending = [], [], 0
-        keys_acc, vals_acc = fold(keys_acc, vals_acc, keys, vals)
-        ordered = scipy.sparse.csr_matrix((vals_acc, (keys_acc // V, keys_acc % V)), shape=(V, V))
+        # pass 2: windowed pairs, batched over sentences and summed in a sparse matrix
+        if cache is not None:
+            sentences = cache
+        else:
+            sentences = (
+                np.fromiter(map(seen.__getitem__, sentence), np.int32, len(sentence))
+                for sentence in read_sentences(corpus)
+            )
+        counter = _PairCounter(V, self.window, self.weighting)
+        batch: list[np.ndarray] = []
+        size = 0
+        for ids in tqdm(sentences, desc="co-occurrences", unit=" sent", disable=progress is False):
+            kept = remap[ids]
+            kept = kept[kept >= 0]
+            batch.append(kept)
+            size += kept.size
+            if size >= 1_000_000:
+                counter.add(batch)
+                batch, size = [], 0
+        counter.add(batch)
+        ordered = counter.result()
         self.cooccurrence = (ordered + ordered.T).tocsr()  # both orders of every pair
         self.cooccurrence.sum_duplicates()
-        self.tokens_ = tokens_seen
+        self.tokens_ = counter.tokens
         return self
 
     def target(self, negatives: float = 1.0, power: float = 1.0) -> tuple[scipy.sparse.csr_matrix, float]:
@@ -217,27 +299,6 @@ class CorpusStatistics:
         """``M*`` as a dense array (small vocabularies only)."""
         S, c = self.target(negatives, power)
         return S.toarray() + c
-
-
-def top_eigenpairs(
-    S: scipy.sparse.spmatrix, c: float, d: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``d`` (algebraically largest) eigenpairs of ``S + c 1 1^T``, descending."""
-    V = S.shape[0]
-    ones = np.ones(V)
-
-    def matvec(x):
-        x = np.asarray(x).reshape(V, -1)
-        return S @ x + c * np.outer(ones, ones @ x)
-
-    operator = scipy.sparse.linalg.LinearOperator((V, V), matvec=matvec, matmat=matvec, dtype=np.float64)
-    v0 = np.random.default_rng(seed).standard_normal(V)
-    # a wider Krylov basis than ARPACK's default 2d + 1 means fewer implicit restarts: 4x faster
-    # on the 8k-word test corpus at d = 100, same eigenvalues to 1e-12
-    ncv = min(V, max(2 * d + 1, 3 * d))
-    values, vectors = scipy.sparse.linalg.eigsh(operator, k=d, which="LA", v0=v0, tol=1e-8, ncv=ncv)
-    order = np.argsort(values)[::-1]
-    return values[order], vectors[:, order]
 
 
 def quartic_loss(W: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
@@ -305,14 +366,20 @@ class QWEM:
         ``psi``, the negative-sampling ratio.
     power : float
         Unigram exponent of the negative distribution.
+    solver : {'auto', 'dense', 'lanczos', 'arpack'}
+        Eigensolver (:func:`factorkit.linalg.top_eigenpairs`): ``'auto'`` is exact dense
+        ``eigh`` below 2000 words and the float32 block Lanczos method above.
+    tol : float
+        Eigensolver tolerance: every pair has ``||M* v - lambda v|| <= tol lambda_1``.
     seed : int
-        Start vector of the eigensolver.
+        Start block of the eigensolver.
 
     Attributes
     ----------
     words_ : list of str, ``embeddings_`` : (V, d) array, ``eigenvalues_`` : (d,) array,
     ``vectors_`` : :class:`KeyedVectors` of the embeddings, statistics_ : CorpusStatistics,
-    ``fit_time_`` : seconds.
+    ``solver_`` : the eigensolver that produced the result, ``eigen_residual_`` : its largest
+    relative residual (float64), ``fit_time_`` : seconds.
     """
 
     def __init__(
@@ -324,6 +391,8 @@ class QWEM:
         negatives: float = 1.0,
         power: float = 1.0,
         weighting: str = "linear",
+        solver: str = "auto",
+        tol: float = 1e-6,
         seed: int = 0,
     ) -> None:
         self.dim = dim
@@ -333,12 +402,17 @@ class QWEM:
         self.negatives = negatives
         self.power = power
         self.weighting = weighting
+        self.solver = solver
+        self.tol = tol
         self.seed = seed
 
     def fit(self, corpus, progress: bool | None = False) -> QWEM:
         """Count the corpus (a path or an iterable of sentences) and solve for the embeddings."""
         start = time.perf_counter()
         dim = check_int("dim", self.dim)
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        check_float("tol", self.tol, positive=True)
         stats_ = CorpusStatistics(self.min_count, self.max_vocab, self.window, self.weighting).fit(
             corpus, progress
         )
@@ -346,8 +420,13 @@ class QWEM:
         if dim >= V:
             raise ValueError(f"dim must be < the vocabulary size {V}, got {dim}")
         S, c = stats_.target(self.negatives, self.power)
-        values, vectors = top_eigenpairs(S, c, dim, self.seed)
+        # S is symmetric by construction (C + C^T with symmetric P-)
+        result = top_eigenpairs(
+            S, dim, c, solver=self.solver, tol=self.tol, seed=self.seed, check_input=False
+        )
+        values, vectors = result.values, result.vectors
         positive = np.clip(values, 0.0, None)
+        self.solver_, self.eigen_residual_ = result.solver, result.residual
         self.statistics_ = stats_
         self.words_ = stats_.words
         self.index_ = stats_.index
@@ -488,6 +567,8 @@ def embed_report(model: QWEM, analogies: str | Path | None, similarities: Iterab
         "window": model.window,
         "fit_seconds": model.fit_time_,
         "eigenvalues_positive": int((model.eigenvalues_ > 0).sum()),
+        "solver": model.solver_,
+        "eigen_residual": model.eigen_residual_,
     }
     if analogies is not None:
         report["analogies"] = model.vectors_.evaluate_analogies(analogies)

@@ -40,7 +40,7 @@ import torch
 
 from factorkit._validation import check_float, check_int
 
-BASIS_FACTOR = 3
+_BASIS_FACTOR = 3  # basis size at restart, in units of the kept Ritz vectors
 SOLVERS = ("auto", "dense", "lanczos", "arpack")
 DENSE_BELOW = 2000
 
@@ -228,9 +228,10 @@ def _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed) -> Eigen
     A = _Operator(S, c)
     A.deflate_dominant_negative(generator)
     keep = d + oversample
-    size = BASIS_FACTOR * keep
+    size = _BASIS_FACTOR * keep
     Qt = torch.empty(size + block, n)  # basis vectors as rows (float32)
-    AQt = torch.empty(size + block, n)  # and their images
+    # T = Q^T A Q, assembled from the orthogonalization coefficients (float64)
+    T = torch.zeros(size + block, size + block, dtype=torch.float64)
     new = torch.linalg.qr(torch.randn(n, block, generator=generator, dtype=torch.float64))[0].float()
     m = 0
     best, stalled = math.inf, 0
@@ -239,51 +240,64 @@ def _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed) -> Eigen
         while m < size:
             Y = A(new)
             Qt[m : m + block] = new.T
-            AQt[m : m + block] = Y.T
             m += block
-            new = _orthogonalize(Y, Qt, start, m, block, generator)
-        T = (Qt[:m] @ AQt[:m].T).double()
-        theta, Z = torch.linalg.eigh((T + T.T) / 2)
-        theta, Z = theta.flip(0)[:keep], Z.flip(1)[:, :keep].float()
-        Ut, AUt = Z.T @ Qt[:m], Z.T @ AQt[:m]
-        residual = torch.linalg.norm(AUt - theta.float()[:, None] * Ut, dim=1)[:d]
+            new, coefficients, R = _orthogonalize(Y, Qt, start, m, block, generator)
+            T[:m, m - block : m] = coefficients
+            T[m - block : m, :m] = coefficients.T
+        theta, Z = torch.linalg.eigh((T[:m, :m] + T[:m, :m].T) / 2)
+        theta, Z = theta.flip(0)[:keep], Z.flip(1)[:, :keep]
+        # Lanczos residuals: A Q z - theta Q z = (next block) R (z's last-block rows)
+        residual = torch.linalg.norm(R @ Z[m - block : m, :d], dim=0)
         worst = float(residual.max()) / max(abs(float(theta[0])), 1e-300)
-        if worst <= tol:
+        Ut = Z.float().T @ Qt[:m]
+        # a margin for the float32 rounding of the Ritz vectors, which the float64 check sees
+        if worst <= tol / 2:
             break
         # float32 round-off floor: stop when a restart no longer halves the worst residual
         stalled = stalled + 1 if worst > 0.5 * best else 0
         best = min(best, worst)
         if stalled >= 3:
             break
-        Qt[:keep], AQt[:keep] = Ut, AUt
+        Qt[:keep] = Ut
+        T.zero_()
+        T[:keep, :keep] = torch.diag(theta)
         m = keep
     return _refine(A, Ut[:d].T.double(), A.matvecs)
 
 
-def _orthogonalize(Y, Qt, start, m, block, generator) -> torch.Tensor:
-    """Next orthonormal block from ``Y``: against the last two blocks, then the whole basis.
+def _orthogonalize(Y, Qt, start, m, block, generator):
+    """Next orthonormal block from ``Y = A q``, its coefficients ``Q^T Y`` and ``R`` (``W = new R``).
 
-    The local step removes the large Lanczos coefficients first, so one classical Gram-Schmidt
-    pass over the basis keeps it orthogonal to working precision; a second pass runs when a
-    column still loses more than half its norm. Columns that vanish (an invariant subspace was
-    found) are replaced by random directions.
+    Against the last two blocks first, then the whole basis: the local step removes the large
+    Lanczos coefficients, so one classical Gram-Schmidt pass over the basis keeps it orthogonal to
+    working precision; a second pass runs when a column still loses more than half its norm.
+    Columns that vanish (an invariant subspace was found) are replaced by random directions.
     """
-    local = Qt[max(start, m - 2 * block) : m]
-    W = Y - local.T @ (local @ Y)
+    lo = max(start, m - 2 * block)
+    local = Qt[lo:m]
+    local_coefficients = local @ Y
+    W = Y - local.T @ local_coefficients
     Q = Qt[:m]
     before = torch.linalg.norm(W, dim=0)
-    W = W - Q.T @ (Q @ W)
+    coefficients = Q @ W
+    W = W - Q.T @ coefficients
     after = torch.linalg.norm(W, dim=0)
     if bool((after < 0.5 * before).any()):
-        W = W - Q.T @ (Q @ W)
+        again = Q @ W
+        W = W - Q.T @ again
+        coefficients += again
         after = torch.linalg.norm(W, dim=0)
+    coefficients[lo:m] += local_coefficients
     lost = after <= 1e-4 * torch.clamp(torch.linalg.norm(Y, dim=0), min=1e-30)
+    residual = W
     if bool(lost.any()):
         fresh = torch.randn(W.shape[0], int(lost.sum()), generator=generator)
         for _ in range(2):
             fresh = fresh - Q.T @ (Q @ fresh)
+        W = W.clone()
         W[:, lost] = fresh
-    return torch.linalg.qr(W)[0]
+    new = torch.linalg.qr(W)[0]
+    return new, coefficients.double(), (new.T @ residual).double()
 
 
 def _refine(A: _Operator, X: torch.Tensor, matvecs: int) -> Eigenpairs:

@@ -7,7 +7,8 @@ with each direction's predicted half-way time ``ln(lambda_k / s0_k^2 - 1) / (2 l
 and the Gram-matrix distance of the end point to the closed form.
 Writes docs/figures/qwem_dynamics.png.
 
-Run: ``python benchmarks/qwem_dynamics.py`` (about 20 s; needs gensim for the corpus file).
+Run: ``python benchmarks/qwem_dynamics.py`` (about 2.5 min: every step goes through the core
+trainer, ``train_gd``, with autograd; needs gensim for the corpus file).
 """
 
 from __future__ import annotations

@@ -86,6 +86,21 @@ def test_sparse_plus_rank_one_eigensolver_matches_dense(topic_stats, solver):
     np.testing.assert_allclose(np.abs(vectors.T @ dense_vectors[:, ::-1][:, :6]).diagonal(), 1, atol=1e-6)
 
 
+def test_gd_path_is_the_core_trainer_running_the_explicit_update(topic_stats):
+    # gradient_descent_path goes through train_gd (autograd on DenseTarget x SymmetricFactorization);
+    # an explicit loop of W <- W + lr (M - W W^T) W is the independent reference
+    M = topic_stats.target_dense(5.0)
+    lr, steps = 0.1 / np.linalg.eigvalsh(M)[-1], 300
+    W0 = 1e-3 * np.random.default_rng(7).standard_normal((M.shape[0], 4))
+    W, times, singular = gradient_descent_path(M, 4, lr=lr, steps=steps, initial=W0, log_every=100)
+    reference = W0.copy()
+    for _ in range(steps):
+        reference = reference + lr * (M - reference @ reference.T) @ reference
+    np.testing.assert_allclose(W, reference, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(times, np.array([0, 100, 200, 300]) * lr)
+    np.testing.assert_allclose(singular[-1], np.linalg.svd(reference, compute_uv=False), rtol=1e-10)
+
+
 def test_gd_end_point_is_the_closed_form_up_to_rotation(topic_stats):
     M = topic_stats.target_dense(5.0)
     d = 4

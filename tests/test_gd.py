@@ -163,3 +163,67 @@ def test_bad_loss_and_decay():
         train_gd(problem, DeepFactorization(5, 5, 5, 2), loss="huber", max_steps=1)
     with pytest.raises(ValueError, match="lr_decay must be <= 1.0"):
         train_gd(problem, DeepFactorization(5, 5, 5, 2), lr_decay=1.5, max_steps=1)
+
+
+def test_initial_weights_and_monitor():
+    problem = make_sensing_problem(4, 3, rank=1, n=8, seed=2, dtype="float64")
+    model = DeepFactorization(4, 3, width=5, depth=2)
+    kwargs = dict(lr=0.2, max_steps=30, log_every=10, progress=False)
+    seeded = train_gd(problem, model, seeds=[5, 6], init_scale=0.1, **kwargs)
+    start = [
+        torch.cat(layer)
+        for layer in zip(
+            *(
+                model.init_weights(1, 0.1, torch.Generator().manual_seed(s), dtype=torch.float64)
+                for s in (5, 6)
+            ),
+            strict=True,
+        )
+    ]
+    given = train_gd(problem, model, initial=start, monitor=lambda w: w[1].flatten(1).norm(dim=1), **kwargs)
+    torch.testing.assert_close(given.W, seeded.W)
+    assert given.history_monitor.shape == (4, 2)  # steps 0, 10, 20, 30 x 2 members
+    torch.testing.assert_close(given.history_monitor[-1], given.weights[1].flatten(1).norm(dim=1))
+    assert seeded.history_monitor is None
+    with pytest.raises(ValueError, match="weights\\[0\\] must have shape"):
+        train_gd(problem, model, initial=[start[0][:, :2], start[1]], **kwargs)
+    with pytest.raises(ValueError, match="initial weights hold 2 members, expected 3"):
+        train_gd(problem, model, initial=start, seeds=[1, 2, 3], **kwargs)
+
+
+def test_symmetric_model_on_a_dense_target_reaches_the_eckart_young_optimum():
+    from factorkit.models import SymmetricFactorization
+    from factorkit.problems import DenseTarget
+
+    rng = torch.Generator().manual_seed(0)
+    B = torch.randn(8, 8, generator=rng, dtype=torch.float64)
+    M = B + B.T
+    values, vectors = torch.linalg.eigh(M)
+    best = (vectors[:, -2:] * values[-2:]) @ vectors[:, -2:].T  # top-2 positive part
+    result = train_gd(
+        DenseTarget(M),
+        SymmetricFactorization(8, 2),
+        seeds=0,
+        init_scale=1e-3,
+        lr=0.05 / float(values[-1]),
+        max_steps=4000,
+        progress=False,
+    )
+    torch.testing.assert_close(result.W[0], best, atol=1e-6, rtol=0)
+    assert float(result.rel_error[0]) == pytest.approx(float((best - M).norm() / M.norm()), rel=1e-6)
+
+
+def test_dense_target_and_symmetric_model_bad_input():
+    from factorkit.models import SymmetricFactorization
+    from factorkit.problems import DenseTarget
+
+    with pytest.raises(TypeError, match="M must be a torch.Tensor"):
+        DenseTarget([[1.0]])
+    with pytest.raises(ValueError, match="2-D floating-point"):
+        DenseTarget(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="M"):
+        DenseTarget(torch.tensor([[float("nan")]]))
+    with pytest.raises(ValueError, match="does not match problem shape"):
+        train_gd(DenseTarget(torch.eye(3, dtype=torch.float64)), SymmetricFactorization(4, 2), max_steps=1)
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        SymmetricFactorization(4, 0)

@@ -10,7 +10,7 @@ equals ``P`` separate runs. A member stops (its weights freeze) at the first ste
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +57,7 @@ class GDResult:
     history_steps: list[int] = field(default_factory=list)
     history_train: torch.Tensor | None = None
     history_gen: torch.Tensor | None = None
+    history_monitor: torch.Tensor | None = None
 
 
 def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: dict):
@@ -100,15 +101,20 @@ def train_gd(
     progress: bool | None = None,
     loss: str = "l2",
     lr_decay: float = 1.0,
+    initial: Sequence[torch.Tensor] | None = None,
+    monitor: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
 ) -> GDResult:
     """Train ``P`` members of ``model`` on ``problem`` by (batched) gradient descent.
 
     Parameters
     ----------
     problem : SensingProblem or ProblemBatch
-        One problem shared by all members, or one problem per member.
+        One problem shared by all members, or one problem per member (or any object with their
+        ``losses``/``train_residuals``/``rel_error``/``shape``/``device``/``dtype``, such as
+        :class:`~factorkit.problems.DenseTarget`).
     model : DeepFactorization
-        Sizes must match the problem's ``(m, m')``.
+        Sizes must match the problem's ``(m, m')`` (or any model with its ``check_fits``,
+        ``init_weights``, ``end_to_end``, such as :class:`~factorkit.models.SymmetricFactorization`).
     seeds : int or sequence of int
         Member ``p`` is initialised from ``seeds[p]``; an int ``s`` means ``s, s+1, ...``.
     population : int, optional
@@ -139,6 +145,12 @@ def train_gd(
         arXiv:2202.08788, on any deep factorization). Stopping and reporting use ``L_train``.
     lr_decay : float
         Geometric step schedule ``lr_t = lr * lr_decay^t``, in ``(0, 1]``.
+    initial : sequence of torch.Tensor, optional
+        Starting weights (population leading dimension) instead of the seeded random draw;
+        ``seeds`` then only sets the population size.
+    monitor : callable, optional
+        ``monitor(weights) -> tensor`` (leading dimension ``P``), recorded with the losses every
+        ``log_every`` steps into ``history_monitor`` (e.g. singular values of the weights).
 
     Returns
     -------
@@ -146,6 +158,8 @@ def train_gd(
         Final weights, end-to-end matrices, losses, step counts and loss curves.
     """
     model.check_fits(problem.shape)
+    if initial is not None and population is None and isinstance(seeds, int) and len(initial):
+        population = int(initial[0].shape[0])
     if isinstance(problem, ProblemBatch) and population is None and isinstance(seeds, int):
         population = len(problem)
     seed_list = _seed_list(seeds, population)
@@ -162,13 +176,19 @@ def train_gd(
     lr_decay = check_float("lr_decay", lr_decay, positive=True, upper=1.0)
 
     device, dtype = problem.device, problem.dtype
-    per_member = [
-        model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64) for seed in seed_list
-    ]
-    params = [
-        torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()
-        for layer in range(len(per_member[0]))
-    ]
+    if initial is not None:
+        if len(initial) and initial[0].shape[0] != len(seed_list):
+            raise ValueError(f"initial weights hold {initial[0].shape[0]} members, expected {len(seed_list)}")
+        model.check_weights(list(initial))
+        params = [torch.as_tensor(w).detach().to(device, dtype).clone().requires_grad_() for w in initial]
+    else:
+        per_member = [
+            model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64) for seed in seed_list
+        ]
+        params = [
+            torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()
+            for layer in range(len(per_member[0]))
+        ]
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None
 
@@ -179,6 +199,7 @@ def train_gd(
     history_steps: list[int] = []
     history_train: list[torch.Tensor] = []
     history_gen: list[torch.Tensor] = []
+    history_monitor: list[torch.Tensor] = []
 
     bar = tqdm(total=max_steps, desc="gd", disable=None if progress is None else not progress)
     for step in range(max_steps + 1):
@@ -188,6 +209,9 @@ def train_gd(
             history_steps.append(step)
             history_train.append(train.detach().clone())
             history_gen.append(gen.detach().clone())
+            if monitor is not None:
+                with torch.no_grad():
+                    history_monitor.append(monitor([p.detach() for p in params]).clone())
         if eps_train is not None:
             newly = (train.detach() < eps_train) & ~done
             if newly.any():
@@ -229,4 +253,5 @@ def train_gd(
         history_steps=history_steps,
         history_train=torch.stack(history_train),
         history_gen=torch.stack(history_gen),
+        history_monitor=torch.stack(history_monitor) if history_monitor else None,
     )

@@ -319,32 +319,44 @@ def gradient_descent_path(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradient descent on :func:`quartic_loss` from ``W_0 = init_scale * G`` (``G`` i.i.d. normal).
 
-    Returns the final ``W``, the times ``t = step * lr`` at which the singular values were logged
-    and the singular values (``len(times) x dim``). ``lr`` defaults to ``0.1 / lambda_max``;
-    ``initial`` replaces the random ``W_0``.
+    Runs the core trainer (:func:`factorkit.fit.train_gd`, plain GD) on the model
+    :class:`~factorkit.models.SymmetricFactorization` and the problem
+    :class:`~factorkit.problems.DenseTarget` (``(1/4) ||W W^T - M||^2``), so each step is
+    ``W <- W + lr (M - W W^T) W``. Returns the final ``W``, the times ``t = step * lr`` at which
+    the singular values were logged and the singular values (``len(times) x dim``). ``lr``
+    defaults to ``0.1 / lambda_max``; ``initial`` replaces the random ``W_0``.
     """
-    M_t = torch.as_tensor(M, dtype=torch.float64)
+    from factorkit.fit.gd import train_gd
+    from factorkit.models.symmetric import SymmetricFactorization
+    from factorkit.problems.target import DenseTarget
+
+    M_t = torch.as_tensor(np.asarray(M, dtype=np.float64))
+    if M_t.dim() != 2 or M_t.shape[0] != M_t.shape[1]:
+        raise ValueError(f"M must be a square matrix, got shape {tuple(M_t.shape)}")
     if lr is None:
         lr = 0.1 / float(torch.linalg.eigvalsh(M_t)[-1])
     lr = check_float("lr", lr, positive=True)
+    model = SymmetricFactorization(M_t.shape[0], check_int("dim", dim))
+    start = None
     if initial is not None:
-        W = torch.as_tensor(np.array(initial, dtype=np.float64))
-        if W.shape != (M_t.shape[0], dim):
-            raise ValueError(f"initial must have shape {(M_t.shape[0], dim)}, got {tuple(W.shape)}")
-    else:
-        generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-        W = check_float("init_scale", init_scale, positive=True) * torch.randn(
-            M_t.shape[0], check_int("dim", dim), generator=generator, dtype=torch.float64
-        )
-    times, values = [], []
-    for step in range(check_int("steps", steps, minimum=0) + 1):
-        if step % log_every == 0 or step == steps:
-            times.append(step * lr)
-            values.append(torch.linalg.svdvals(W).numpy())
-        if step == steps:
-            break
-        W = W + lr * (M_t - W @ W.T) @ W
-    return W.numpy(), np.array(times), np.array(values)
+        W0 = torch.as_tensor(np.array(initial, dtype=np.float64))
+        if W0.shape != (M_t.shape[0], dim):
+            raise ValueError(f"initial must have shape {(M_t.shape[0], dim)}, got {tuple(W0.shape)}")
+        start = [W0[None]]
+    result = train_gd(
+        DenseTarget(M_t, 0.25),
+        model,
+        seeds=check_int("seed", seed, minimum=0),
+        init_scale=check_float("init_scale", init_scale, positive=True),
+        lr=lr,
+        max_steps=check_int("steps", steps, minimum=0),
+        log_every=check_int("log_every", log_every),
+        progress=False,
+        initial=start,
+        monitor=lambda weights: torch.linalg.svdvals(weights[0]),
+    )
+    times = np.array(result.history_steps, dtype=float) * lr
+    return result.weights[0][0].numpy(), times, result.history_monitor[:, 0].numpy()
 
 
 def switch_on_times(eigenvalues: np.ndarray, initial_sq: np.ndarray | float) -> np.ndarray:

@@ -10,9 +10,11 @@ from factorkit.problems.sensing import (
     orthonormal_complement,
     random_low_rank,
 )
+from factorkit.problems.target import DenseTarget
 
 __all__ = [
     "MEASUREMENT_KINDS",
+    "DenseTarget",
     "ProblemBatch",
     "SensingProblem",
     "corrupt",

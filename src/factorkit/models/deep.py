@@ -136,9 +136,21 @@ class DeepFactorization:
         dtype: torch.dtype = torch.float32,
     ) -> list[torch.Tensor]:
         """I.i.d. ``N(0, scale^2)`` weights for ``population`` members (small initialisation)."""
-        check_int("population", population)
-        check_float("scale", scale, positive=True)
-        return [
-            scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
-            for rows, cols in self.layer_shapes()
-        ]
+        return gaussian_weights(self.layer_shapes(), population, scale, generator, device, dtype)
+
+
+def gaussian_weights(
+    shapes: Sequence[tuple[int, int]],
+    population: int,
+    scale: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[torch.Tensor]:
+    """I.i.d. ``N(0, scale^2)`` tensors of shapes ``(population, rows, cols)``, drawn in order."""
+    check_int("population", population)
+    check_float("scale", scale, positive=True)
+    return [
+        scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
+        for rows, cols in shapes
+    ]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from factorkit._validation import check_float, check_int
+from factorkit._validation import check_int
+from factorkit.models.deep import gaussian_weights
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,4 @@ class SymmetricFactorization:
         dtype: torch.dtype = torch.float32,
     ) -> list[torch.Tensor]:
         """I.i.d. ``N(0, scale^2)`` entries for ``population`` members."""
-        check_int("population", population)
-        check_float("scale", scale, positive=True)
-        return [
-            scale * torch.randn(population, self.n, self.dim, generator=generator, dtype=dtype).to(device)
-        ]
+        return gaussian_weights(self.layer_shapes(), population, scale, generator, device, dtype)

@@ -135,7 +135,7 @@ def top_eigenpairs(
     oversample = max(10, d // 4) if oversample is None else check_int("oversample", oversample, minimum=0)
     max_restarts = check_int("max_restarts", max_restarts, minimum=0)
     seed = check_int("seed", seed, minimum=0)
-    basis = 3 * (d + oversample) + block
+    basis = _BASIS_FACTOR * (d + oversample) + block
     if solver == "auto":
         solver = "dense" if n < DENSE_BELOW or 2 * basis > n else "lanczos"
     if solver == "dense":

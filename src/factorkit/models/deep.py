@@ -49,8 +49,31 @@ def activation_name(activation: str | Activation) -> str:
     return getattr(activation, "__name__", type(activation).__name__)
 
 
+class GaussianInit:
+    """Small i.i.d. Gaussian initialisation for any model with ``layer_shapes()``."""
+
+    def layer_shapes(self) -> list[tuple[int, int]]:  # pragma: no cover - provided by the model
+        raise NotImplementedError
+
+    def init_weights(
+        self,
+        population: int,
+        scale: float,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> list[torch.Tensor]:
+        """I.i.d. ``N(0, scale^2)`` weights for ``population`` members (small initialisation)."""
+        check_int("population", population)
+        check_float("scale", scale, positive=True)
+        return [
+            scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
+            for rows, cols in self.layer_shapes()
+        ]
+
+
 @dataclass(frozen=True)
-class DeepFactorization:
+class DeepFactorization(GaussianInit):
     """The factorization model: sizes, width ``k``, depth ``d`` and activation.
 
     Parameters
@@ -126,31 +149,3 @@ class DeepFactorization:
         for weight in weights[1:]:
             product = weight @ self.act(product)
         return product
-
-    def init_weights(
-        self,
-        population: int,
-        scale: float,
-        generator: torch.Generator,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> list[torch.Tensor]:
-        """I.i.d. ``N(0, scale^2)`` weights for ``population`` members (small initialisation)."""
-        return gaussian_weights(self.layer_shapes(), population, scale, generator, device, dtype)
-
-
-def gaussian_weights(
-    shapes: Sequence[tuple[int, int]],
-    population: int,
-    scale: float,
-    generator: torch.Generator,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> list[torch.Tensor]:
-    """I.i.d. ``N(0, scale^2)`` tensors of shapes ``(population, rows, cols)``, drawn in order."""
-    check_int("population", population)
-    check_float("scale", scale, positive=True)
-    return [
-        scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
-        for rows, cols in shapes
-    ]

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import torch
 
 from factorkit._validation import check_int
-from factorkit.models.deep import gaussian_weights
+from factorkit.models.deep import GaussianInit
 
 
 @dataclass(frozen=True)
-class SymmetricFactorization:
+class SymmetricFactorization(GaussianInit):
     """``W W^T`` with ``W`` of shape ``(n, dim)``.
 
     Parameters
@@ -63,14 +63,3 @@ class SymmetricFactorization:
         self.check_weights(weights)
         W = weights[0]
         return W @ W.transpose(-1, -2)
-
-    def init_weights(
-        self,
-        population: int,
-        scale: float,
-        generator: torch.Generator,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> list[torch.Tensor]:
-        """I.i.d. ``N(0, scale^2)`` entries for ``population`` members."""
-        return gaussian_weights(self.layer_shapes(), population, scale, generator, device, dtype)

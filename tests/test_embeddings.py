@@ -41,6 +41,22 @@ def test_cooccurrence_counts_match_brute_force(weighting):
     np.testing.assert_allclose(stats.cooccurrence.toarray(), expected)
 
 
+@pytest.mark.parametrize("cache_tokens", [10**9, 10])
+def test_counts_over_many_small_blocks_match_brute_force(monkeypatch, cache_tokens):
+    # blocks of ~7 tokens: sentences straddle nothing (blocks hold whole sentences), pairs never
+    # cross sentences, and the sparse parts are merged every 8 blocks
+    from factorkit.methods import embeddings
+
+    monkeypatch.setattr(embeddings._IdBlocks, "BLOCK_TOKENS", 7)
+    sentences = synthetic_corpus(n_sentences=120, length=5, seed=6) + [["t0w0"], ["t1w1", "t1w1"]]
+    stats = CorpusStatistics(min_count=2, window=3, cache_tokens=cache_tokens).fit(sentences, progress=False)
+    kept = [[w for w in s if w in stats.index] for s in sentences]
+    np.testing.assert_allclose(
+        stats.cooccurrence.toarray(), _brute_force_counts(kept, stats.words, 3, "linear")
+    )
+    assert stats.tokens_ == sum(len(s) for s in kept)
+
+
 def test_streamed_second_pass_and_one_shot_iterators():
     sentences = synthetic_corpus(n_sentences=80, length=9, seed=4)
     cached = CorpusStatistics(min_count=2, window=3).fit(sentences, progress=False)

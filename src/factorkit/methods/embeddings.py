@@ -34,6 +34,7 @@ Lanczos method with float64 checks) in memory linear in the number of co-occurri
 
 from __future__ import annotations
 
+import array
 import itertools
 import math
 import time
@@ -82,10 +83,51 @@ def read_sentences(source) -> Iterator[list[str]]:
             yield tokens
 
 
+class _IdBlocks:
+    """Sentences as blocks of int32 word ids with their lengths, about ``block_tokens`` per block."""
+
+    BLOCK_TOKENS = 1 << 20
+
+    def __init__(self):
+        self.block_tokens = self.BLOCK_TOKENS
+        self.sealed: list[tuple[np.ndarray, np.ndarray]] = []
+        self.ids = array.array("i")
+        self.lengths = array.array("q")
+        self.tokens = 0
+
+    def append(self, ids: Iterable[int], length: int) -> None:
+        self.ids.extend(ids)
+        self.lengths.append(length)
+        self.tokens += length
+        if len(self.ids) >= self.block_tokens:
+            self.sealed.append(self._take())
+
+    def _take(self) -> tuple[np.ndarray, np.ndarray]:
+        block = (np.array(self.ids, dtype=np.int32), np.array(self.lengths, dtype=np.int64))
+        self.ids, self.lengths = array.array("i"), array.array("q")
+        return block
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        yield from self.sealed
+        if self.lengths:
+            yield self._take()
+
+    def stream(
+        self, sentences: Iterable[tuple[Iterable[int], int]]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Blocks built on the fly from ``(ids, length)`` pairs, none kept."""
+        for ids, length in sentences:
+            self.append(ids, length)
+            if self.sealed:
+                yield self.sealed.pop()
+        if self.lengths:
+            yield self._take()
+
+
 class _PairCounter:
     """Window-weighted counts of ordered pairs (earlier word, later word), as a sparse matrix.
 
-    A batch of sentences is one flat id array with sentence labels; the pairs at distance ``r``
+    A block of sentences is one flat id array with sentence labels; the pairs at distance ``r``
     are the positions ``p, p + r`` with equal labels. Each pair is one int64 ``(i * V + j) <<
     bits | r``, so a single ``np.sort`` groups equal pairs with their distances (and so their
     weights) alongside; ``np.add.reduceat`` sums each group.
@@ -103,11 +145,8 @@ class _PairCounter:
         self.parts: list[scipy.sparse.csr_matrix] = []
         self.tokens = 0
 
-    def add(self, sentences: list[np.ndarray]) -> None:
-        if not sentences:
-            return
-        ids = np.concatenate(sentences)
-        labels = np.repeat(np.arange(len(sentences)), [s.size for s in sentences])
+    def add(self, ids: np.ndarray, labels: np.ndarray) -> None:
+        """Count the pairs of ``ids`` (vocabulary ids) whose sentence ``labels`` agree."""
         self.tokens += ids.size
         codes = []
         for r in range(1, self.window + 1):
@@ -115,9 +154,9 @@ class _PairCounter:
                 break
             same = labels[:-r] == labels[r:]
             codes.append(((ids[:-r][same] * self.V + ids[r:][same]) << self.bits) | r)
-        if not codes:
+        code = np.sort(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
+        if code.size == 0:
             return
-        code = np.sort(np.concatenate(codes))
         pair = code >> self.bits
         starts = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]]))
         values = np.add.reduceat(self.weights[code & ((1 << self.bits) - 1)], starts)
@@ -208,11 +247,10 @@ class CorpusStatistics:
 
         one_shot = not isinstance(corpus, str | Path) and iter(corpus) is corpus
         # pass 1: counts, and word ids in order of first appearance (the Counter's own order);
-        # while the corpus is small it is also kept as ids for pass 2
+        # while the corpus is small it is also kept as blocks of ids for pass 2
         counter: Counter[str] = Counter()
         seen: dict[str, int] = {}
-        cache: list[np.ndarray] | None = []
-        cached = 0
+        cache: _IdBlocks | None = _IdBlocks()
         for sentence in tqdm(
             read_sentences(corpus), desc="vocabulary", unit=" sent", disable=progress is False
         ):
@@ -223,8 +261,7 @@ class CorpusStatistics:
                 seen.update(zip(reversed(fresh), range(known, len(counter)), strict=True))
             if cache is None:
                 continue
-            cached += len(sentence)
-            if cached > self.cache_tokens:
+            if cache.tokens + len(sentence) > self.cache_tokens:
                 if one_shot:
                     raise ValueError(
                         f"corpus is a one-shot iterator with more than cache_tokens={self.cache_tokens} "
@@ -232,7 +269,7 @@ class CorpusStatistics:
                     )
                 cache = None
                 continue
-            cache.append(np.fromiter(map(seen.__getitem__, sentence), np.int32, len(sentence)))
+            cache.append(map(seen.__getitem__, sentence), len(sentence))
         counts = np.fromiter(counter.values(), np.int64, len(counter))
         if not seen:
             raise ValueError("the corpus is empty: no tokens found")
@@ -253,30 +290,28 @@ class CorpusStatistics:
         remap = np.full(len(seen), -1, dtype=np.int64)
         remap[order] = np.arange(V)
 
-        # pass 2: windowed pairs, batched over sentences and summed in a sparse matrix
+        # pass 2: windowed pairs, a block of sentences at a time, summed in a sparse matrix
         if cache is not None:
-            sentences = cache
+            blocks = cache.blocks()
         else:
-            sentences = (
-                np.fromiter(map(seen.__getitem__, sentence), np.int32, len(sentence))
-                for sentence in read_sentences(corpus)
+            streamed = _IdBlocks()
+            blocks = streamed.stream(
+                (map(seen.__getitem__, sentence), len(sentence)) for sentence in read_sentences(corpus)
             )
-        counter = _PairCounter(V, self.window, self.weighting)
-        batch: list[np.ndarray] = []
-        size = 0
-        for ids in tqdm(sentences, desc="co-occurrences", unit=" sent", disable=progress is False):
-            kept = remap[ids]
-            kept = kept[kept >= 0]
-            batch.append(kept)
-            size += kept.size
-            if size >= 1_000_000:
-                counter.add(batch)
-                batch, size = [], 0
-        counter.add(batch)
-        ordered = counter.result()
+        pairs = _PairCounter(V, self.window, self.weighting)
+        with tqdm(
+            total=int(counts.sum()), desc="co-occurrences", unit=" tok", disable=progress is False
+        ) as bar:
+            for flat, lengths in blocks:
+                kept = remap[flat]
+                keep = kept >= 0
+                labels = np.repeat(np.arange(lengths.size), lengths)[keep]
+                pairs.add(kept[keep], labels)
+                bar.update(flat.size)
+        ordered = pairs.result()
         self.cooccurrence = (ordered + ordered.T).tocsr()  # both orders of every pair
         self.cooccurrence.sum_duplicates()
-        self.tokens_ = counter.tokens
+        self.tokens_ = pairs.tokens
         return self
 
     def target(self, negatives: float = 1.0, power: float = 1.0) -> tuple[scipy.sparse.csr_matrix, float]:

@@ -193,7 +193,7 @@ def test_train_subgradient_optimizer_is_l1_gd_on_the_deep_factorization(capsys):
 def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     import numpy as np
 
-    from factorkit.methods.embeddings import synthetic_corpus
+    from factorkit.methods.embeddings import QWEM, synthetic_corpus
 
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((80, 2)) * (rng.random((80, 2)) < 0.4)) @ rng.standard_normal((2, 30))
@@ -247,6 +247,10 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     )
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert code == 0 and report["vocabulary"] == 60
+    assert report["parameters"] == {
+        **QWEM().get_params(),
+        **dict(dim=3, window=3, min_count=1, solver="lanczos"),
+    }
     assert report["solver"] == "lanczos" and report["eigen_residual"] <= 1e-6
     assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")
     code, _, err = run(capsys, "embed", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))

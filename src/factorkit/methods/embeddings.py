@@ -35,6 +35,7 @@ Lanczos method with float64 checks) in memory linear in the number of co-occurri
 from __future__ import annotations
 
 import array
+import inspect
 import itertools
 import math
 import time
@@ -54,8 +55,9 @@ from factorkit.linalg import SOLVERS, top_eigenpairs
 def read_sentences(source) -> Iterator[list[str]]:
     """Sentences (lists of tokens) from a text file path (one sentence per line) or an iterable.
 
-    Tokens are whitespace-separated and lowercased. Raises ``ValueError`` for a missing path and
-    for a file that is not UTF-8 text.
+    Tokens are whitespace-separated and lowercased. A path is checked at once (before any
+    sentence is read): ``ValueError`` for a missing file and for one that is not text (NUL
+    bytes); a file that is not UTF-8 raises ``ValueError`` where the bad bytes are read.
     """
     if isinstance(source, str | Path):
         path = Path(source)
@@ -65,15 +67,22 @@ def read_sentences(source) -> Iterator[list[str]]:
             head = handle.read(4096)
         if b"\x00" in head:
             raise ValueError(f"corpus {str(path)!r} is not a text file (it contains NUL bytes)")
-        try:
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    tokens = line.lower().split()
-                    if tokens:
-                        yield tokens
-        except UnicodeDecodeError as err:
-            raise ValueError(f"corpus {str(path)!r} is not UTF-8 text: {err}") from err
-        return
+        return _file_sentences(path)
+    return _iterable_sentences(source)
+
+
+def _file_sentences(path: Path) -> Iterator[list[str]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                tokens = line.lower().split()
+                if tokens:
+                    yield tokens
+    except UnicodeDecodeError as err:
+        raise ValueError(f"corpus {str(path)!r} is not UTF-8 text: {err}") from err
+
+
+def _iterable_sentences(source) -> Iterator[list[str]]:
     for sentence in source:
         if isinstance(sentence, str):
             tokens = sentence.lower().split()
@@ -314,7 +323,7 @@ class CorpusStatistics:
         self.tokens_ = pairs.tokens
         return self
 
-    def target(self, negatives: float = 1.0, power: float = 1.0) -> tuple[scipy.sparse.csr_matrix, float]:
+    def target(self, negatives: float = 5.0, power: float = 1.0) -> tuple[scipy.sparse.csr_matrix, float]:
         """``S`` and the constant ``c`` with ``M* = S + c 1 1^T`` (``c = -2``).
 
         ``P+ = C / sum(C)``, ``P-_ij = psi P_i P_j`` with ``psi = negatives`` and ``P_i`` the
@@ -330,7 +339,7 @@ class CorpusStatistics:
         S = scipy.sparse.csr_matrix((4 * p_plus / (p_plus + p_minus), (C.row, C.col)), shape=C.shape)
         return S, -2.0
 
-    def target_dense(self, negatives: float = 1.0, power: float = 1.0) -> np.ndarray:
+    def target_dense(self, negatives: float = 5.0, power: float = 1.0) -> np.ndarray:
         """``M*`` as a dense array (small vocabularies only)."""
         S, c = self.target(negatives, power)
         return S.toarray() + c
@@ -410,7 +419,8 @@ class QWEM:
     window, min_count, max_vocab, weighting
         See :class:`CorpusStatistics`.
     negatives : float
-        ``psi``, the negative-sampling ratio.
+        ``psi``, the negative-sampling ratio (word2vec's and gensim's default is 5 negatives per
+        pair; the ``factorkit embed`` default too).
     power : float
         Unigram exponent of the negative distribution.
     solver : {'auto', 'dense', 'lanczos', 'arpack'}
@@ -435,7 +445,7 @@ class QWEM:
         window: int = 5,
         min_count: int = 5,
         max_vocab: int | None = None,
-        negatives: float = 1.0,
+        negatives: float = 5.0,
         power: float = 1.0,
         weighting: str = "linear",
         solver: str = "auto",
@@ -482,6 +492,11 @@ class QWEM:
         self.vectors_ = KeyedVectors(self.words_, self.embeddings_)  # normalized once, for queries
         self.fit_time_ = time.perf_counter() - start
         return self
+
+    def get_params(self) -> dict:
+        """The constructor arguments, by name (as scikit-learn's ``get_params``)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         """The ``topn`` nearest words by cosine similarity."""
@@ -609,9 +624,8 @@ def embed_report(model: QWEM, analogies: str | Path | None, similarities: Iterab
     """The ``report.json`` content of ``factorkit embed``."""
     report = {
         "vocabulary": len(model.words_),
-        "tokens": model.statistics_.tokens_,
-        "dim": model.dim,
-        "window": model.window,
+        "tokens": model.statistics_.tokens_,  # in-vocabulary tokens, the ones windows are formed from
+        "parameters": model.get_params(),
         "fit_seconds": model.fit_time_,
         "eigenvalues_positive": int((model.eigenvalues_ > 0).sum()),
         "solver": model.solver_,

@@ -143,6 +143,24 @@ def test_gd_learns_directions_stepwise_at_the_predicted_times(topic_stats):
     assert singular[step, 2] ** 2 > 0.9 * lam[2] and singular[step, 3] ** 2 < 0.01 * lam[3]
 
 
+def test_aligned_start_switches_on_at_the_discrete_step_prediction(topic_stats):
+    # started on the eigenvectors, the directions are decoupled: each follows the scalar
+    # recursion exactly, so its half-way time is the discrete-step prediction to a step or two,
+    # and later than the flow's by lr lambda / ln(1 + lr lambda)
+    M = topic_stats.target_dense(5.0)
+    d, scale = 4, 1e-6
+    values, vectors = np.linalg.eigh(M)
+    lam, top = values[::-1][:d], vectors[:, ::-1][:, :d]
+    lr = 0.1 / lam[0]
+    _, times, singular = gradient_descent_path(M, d, lr=lr, steps=3000, initial=scale * top)
+    observed = np.array([times[np.argmax(singular[:, k] ** 2 >= lam[k] / 2)] for k in range(d)])
+    discrete = switch_on_times(lam, scale**2, lr=lr)
+    np.testing.assert_allclose(observed, discrete, rtol=0, atol=2 * lr)
+    flow = switch_on_times(lam, scale**2)
+    np.testing.assert_allclose(discrete / flow, lr * lam / np.log1p(lr * lam))
+    assert (observed > flow * 1.005)[:3].all()
+
+
 def test_qwem_fit_queries_and_word2vec_file(tmp_path):
     model = QWEM(dim=4, window=3, min_count=1, negatives=5.0).fit(synthetic_corpus(seed=0))
     assert model.embeddings_.shape == (60, 4)

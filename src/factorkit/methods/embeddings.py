@@ -403,10 +403,19 @@ def gradient_descent_path(
     return result.weights[0][0].numpy(), times, result.history_monitor[:, 0].numpy()
 
 
-def switch_on_times(eigenvalues: np.ndarray, initial_sq: np.ndarray | float) -> np.ndarray:
-    """Gradient-flow half-way times ``ln(lambda / s0^2 - 1) / (2 lambda)`` of each direction."""
+def switch_on_times(
+    eigenvalues: np.ndarray, initial_sq: np.ndarray | float, lr: float | None = None
+) -> np.ndarray:
+    """Half-way times ``ln(lambda / s0^2 - 1) / (2 rate)`` of each direction.
+
+    Gradient flow grows a direction's ``s^2`` at ``rate = lambda``. Gradient descent with step
+    ``lr`` multiplies ``s`` by ``1 + lr lambda`` per step while ``s^2 << lambda``, so with ``lr``
+    given the rate is ``ln(1 + lr lambda) / lr`` (times stay ``step * lr``), later than the flow by
+    ``lr lambda / ln(1 + lr lambda)`` (5% at ``lr = 0.1 / lambda``).
+    """
     lam = np.asarray(eigenvalues, dtype=float)
-    return np.log(lam / np.asarray(initial_sq, dtype=float) - 1) / (2 * lam)
+    rate = lam if lr is None else np.log1p(check_float("lr", lr, positive=True) * lam) / lr
+    return np.log(lam / np.asarray(initial_sq, dtype=float) - 1) / (2 * rate)
 
 
 class QWEM:

@@ -26,6 +26,11 @@ e^{-2 lambda t})``, which is half-way at ``t = ln(lambda / s0^2 - 1) / (2 lambda
 (:func:`switch_on_times`; the paper's ``(1/lambda) ln(lambda / s0^2)`` is the same with time in
 units of half our step).
 
+Checked against the authors' code (github.com/dkarkada/qwem, ``compute_cooccurrence.py`` and
+``notebooks/mstar_eigs.ipynb``): it builds the same ``M*`` with window weights ``L + 1 - r``
+(ours ``(L + 1 - r) / L``; the scale cancels in ``P+``), ``P+`` normalized to sum 1, and ``P- =
+P_i P_j``, which is ``negatives=1, power=1`` here (word2vec's own choice is 5 negatives, the default).
+
 ``M*`` is dense (``-2`` wherever two words never co-occur) but ``M* = S - 2 * 1 1^T`` with ``S``
 sparse (``S_ij = 4 P+_ij / (P+_ij + P-_ij)`` on co-occurring pairs), so the top eigenpairs come
 from a sparse-plus-rank-one operator (:func:`factorkit.linalg.top_eigenpairs`: a float32 block

@@ -102,6 +102,38 @@ def test_hals_step_is_the_prox_of_the_penalised_coordinate_problem():
     torch.testing.assert_close(closed, prox_nonnegative(prox_elastic_net(b / a, l1, l2 / 2, 1 / a)))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.0), (0.3, 0.0), (0.2, 0.5)])
+def test_hals_sweep_equals_coordinate_by_coordinate_reference(dtype, l1, l2):
+    # the sweep folds 1/(G_jj + l2) into its operands; the reference solves each penalised
+    # coordinate problem from the partial residual, one element at a time
+    from factorkit.methods.nmf import _hals_sweeps
+
+    rng = np.random.default_rng(5)
+    k, n = 5, 7
+    other = rng.random((k, 30))
+    other[3] = 0  # a zero component of the other factor: with l2 = 0 its row must stay as it is
+    G = other @ other.T
+    XF = rng.random((k, n)) * 4
+    F = rng.random((k, n))
+    expected = F.copy()
+    for _ in range(3):
+        for j in range(k):
+            if G[j, j] + l2 <= 0:
+                continue
+            for c in range(n):
+                partial = XF[j, c] - sum(G[j, i] * expected[i, c] for i in range(k) if i != j)
+                expected[j, c] = max(0.0, (partial - l1) / (G[j, j] + l2))
+    ours = torch.tensor(F, dtype=dtype)
+    as_tensor = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
+    # a tolerance of 0 on the move never stops early: exactly three sweeps
+    _hals_sweeps(ours, as_tensor(XF), as_tensor(G), l1, l2, 3, stop_ratio=0.0)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(ours.numpy(), expected, rtol=tolerance, atol=tolerance)
+    if l2 == 0:
+        np.testing.assert_array_equal(ours[3].numpy(), F[3].astype(ours.numpy().dtype))
+
+
 def test_hals_reaches_a_kkt_point(low_rank):
     # noisy data with k below the rank: an isolated stationary point, reached linearly
     X = low_rank + 0.3 * np.random.default_rng(3).random(low_rank.shape)

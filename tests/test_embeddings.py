@@ -225,5 +225,17 @@ def test_bad_input(tmp_path):
         QWEM(dim=2, min_count=100).fit(synthetic_corpus(n_sentences=5, seed=0))
     with pytest.raises(ValueError, match="not in the vocabulary"):
         KeyedVectors(["a", "b"], np.eye(2)).most_similar("c")
+    with pytest.raises(ValueError, match="topn must be >= 1"):
+        KeyedVectors(["a", "b"], np.eye(2)).most_similar("a", topn=-1)
+    with pytest.raises(ValueError, match="'a' appears more than once"):
+        KeyedVectors(["a", "b", "a"], np.eye(3))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        KeyedVectors(["a", "b"], np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="2-D array"):
+        KeyedVectors(["a", "b"], np.ones(2))
+    # asking for more neighbours than there are words gives every other word, never a query word
+    kv = KeyedVectors(list("abcd"), np.random.default_rng(0).random((4, 3)))
+    assert sorted(w for w, _ in kv.most_similar("a", topn=10)) == ["b", "c", "d"]
+    assert [w for w, _ in kv.analogy("a", "b", "c", topn=5)] == ["d"]
     with pytest.raises(ValueError, match="solver must be one of"):
         QWEM(dim=2, solver="lobpcg").fit(synthetic_corpus(n_sentences=5, seed=0))

@@ -531,9 +531,16 @@ class KeyedVectors:
     def __init__(self, words: list[str], vectors: np.ndarray) -> None:
         self.words = list(words)
         self.vectors = np.asarray(vectors, dtype=np.float64)
+        if self.vectors.ndim != 2:
+            raise ValueError(f"vectors must be a 2-D array (words x dim), got shape {self.vectors.shape}")
         if self.vectors.shape[0] != len(self.words):
             raise ValueError(f"{len(self.words)} words but {self.vectors.shape[0]} vectors")
+        if not np.isfinite(self.vectors).all():
+            raise ValueError("vectors contain NaN or inf")
         self.index = {w: i for i, w in enumerate(self.words)}
+        if len(self.index) != len(self.words):
+            repeated = next(w for w, count in Counter(self.words).items() if count > 1)
+            raise ValueError(f"words must be unique, {repeated!r} appears more than once")
         norms = np.linalg.norm(self.vectors, axis=1, keepdims=True)
         self.unit = self.vectors / np.where(norms > 0, norms, 1.0)
 
@@ -543,20 +550,22 @@ class KeyedVectors:
             raise ValueError(f"word {word!r} is not in the vocabulary")
         return self.index[key]
 
+    def _ranked(self, scores: np.ndarray, excluded: list[int], topn: int) -> list[tuple[str, float]]:
+        """The ``topn`` best-scoring words other than ``excluded`` (fewer if the vocabulary ends)."""
+        topn = check_int("topn", topn)
+        scores[excluded] = -np.inf
+        best = np.argsort(-scores)[: min(topn, len(self.words) - len(set(excluded)))]
+        return [(self.words[j], float(scores[j])) for j in best]
+
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         i = self._id(word)
-        scores = self.unit @ self.unit[i]
-        scores[i] = -np.inf
-        best = np.argsort(-scores)[:topn]
-        return [(self.words[j], float(scores[j])) for j in best]
+        return self._ranked(self.unit @ self.unit[i], [i], topn)
 
     def analogy(self, a: str, b: str, c: str, topn: int = 1) -> list[tuple[str, float]]:
         ia, ib, ic = self._id(a), self._id(b), self._id(c)
         query = self.unit[ib] - self.unit[ia] + self.unit[ic]
         scores = self.unit @ (query / max(np.linalg.norm(query), 1e-300))
-        scores[[ia, ib, ic]] = -np.inf
-        best = np.argsort(-scores)[:topn]
-        return [(self.words[j], float(scores[j])) for j in best]
+        return self._ranked(scores, [ia, ib, ic], topn)
 
     def evaluate_analogies(self, path: str | Path) -> dict:
         """Accuracy on a questions-words file (``: section`` headers, ``a b c d`` lines).

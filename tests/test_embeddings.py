@@ -217,6 +217,8 @@ def test_bad_input(tmp_path):
         QWEM(dim=2).fit(binary)
     with pytest.raises(ValueError, match="does not exist"):
         QWEM(dim=2).fit(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="is a directory"):
+        QWEM(dim=2).fit(tmp_path)
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9 ".encode("latin-1") * 10)
     with pytest.raises(ValueError, match="not UTF-8"):

@@ -258,7 +258,10 @@ class CorpusStatistics:
         self.cache_tokens = check_int("cache_tokens", cache_tokens, minimum=0)
 
     def fit(self, corpus, progress: bool | None = None) -> CorpusStatistics:
-        """Count ``corpus`` (a path or an iterable of sentences) in at most two streaming passes."""
+        """Count ``corpus`` (a path or an iterable of sentences) in at most two streaming passes.
+
+        ``progress``: progress bars for the two passes; ``None`` shows them on a terminal only.
+        """
         from tqdm.auto import tqdm
 
         one_shot = not isinstance(corpus, str | Path) and iter(corpus) is corpus
@@ -268,7 +271,10 @@ class CorpusStatistics:
         seen: dict[str, int] = {}
         cache: _IdBlocks | None = _IdBlocks()
         for sentence in tqdm(
-            read_sentences(corpus), desc="vocabulary", unit=" sent", disable=progress is False
+            read_sentences(corpus),
+            desc="vocabulary",
+            unit=" sent",
+            disable=None if progress is None else not progress,
         ):
             known = len(counter)
             counter.update(sentence)
@@ -316,7 +322,10 @@ class CorpusStatistics:
             )
         pairs = _PairCounter(V, self.window, self.weighting)
         with tqdm(
-            total=int(counts.sum()), desc="co-occurrences", unit=" tok", disable=progress is False
+            total=int(counts.sum()),
+            desc="co-occurrences",
+            unit=" tok",
+            disable=None if progress is None else not progress,
         ) as bar:
             for flat, lengths in blocks:
                 kept = remap[flat]
@@ -480,7 +489,11 @@ class QWEM:
         self.seed = seed
 
     def fit(self, corpus, progress: bool | None = False) -> QWEM:
-        """Count the corpus (a path or an iterable of sentences) and solve for the embeddings."""
+        """Count the corpus (a path or an iterable of sentences) and solve for the embeddings.
+
+        ``progress`` as in :meth:`CorpusStatistics.fit` (off by default here; ``factorkit embed``
+        passes ``None``: bars on a terminal).
+        """
         start = time.perf_counter()
         dim = check_int("dim", self.dim)
         if self.solver not in SOLVERS:

@@ -102,9 +102,10 @@ def test_hals_step_is_the_prox_of_the_penalised_coordinate_problem():
     torch.testing.assert_close(closed, prox_nonnegative(prox_elastic_net(b / a, l1, l2 / 2, 1 / a)))
 
 
+@pytest.mark.parametrize("numpy_loop", [True, False], ids=["numpy-loop", "torch-loop"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.0), (0.3, 0.0), (0.2, 0.5)])
-def test_hals_sweep_equals_coordinate_by_coordinate_reference(dtype, l1, l2):
+def test_hals_sweep_equals_coordinate_by_coordinate_reference(dtype, l1, l2, numpy_loop):
     # the sweep folds 1/(G_jj + l2) into its operands; the reference solves each penalised
     # coordinate problem from the partial residual, one element at a time
     from factorkit.methods.nmf import _hals_sweeps
@@ -127,7 +128,7 @@ def test_hals_sweep_equals_coordinate_by_coordinate_reference(dtype, l1, l2):
     ours = torch.tensor(F, dtype=dtype)
     as_tensor = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
     # a tolerance of 0 on the move never stops early: exactly three sweeps
-    _hals_sweeps(ours, as_tensor(XF), as_tensor(G), l1, l2, 3, stop_ratio=0.0)
+    _hals_sweeps(ours, as_tensor(XF), as_tensor(G), l1, l2, 3, stop_ratio=0.0, numpy_loop=numpy_loop)
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     np.testing.assert_allclose(ours.numpy(), expected, rtol=tolerance, atol=tolerance)
     if l2 == 0:

@@ -197,11 +197,14 @@ def nndsvd(
     return W.to(device, dtype), H.to(device, dtype)
 
 
-def _hals_sweeps(F, XF, G, l1: float, l2: float, max_sweeps: int, stop_ratio: float = 0.1) -> None:
+def _hals_sweeps(
+    F, XF, G, l1: float, l2: float, max_sweeps: int, stop_ratio: float = 0.1, numpy_loop: bool | None = None
+) -> None:
     """Up to ``max_sweeps`` exact coordinate sweeps over the rows of ``F`` (k x n, in place).
 
     Stops early once a sweep moves ``F`` by at most ``stop_ratio`` times the first sweep's move
-    (Gillis & Glineur's inner stopping rule).
+    (Gillis & Glineur's inner stopping rule). ``numpy_loop`` (default: on CPU) runs the row
+    updates on NumPy views of the tensors, else as torch operations (any device).
 
     ``F`` holds one component per row (``W^T`` or ``H``), ``XF`` the matching data product
     (``H X^T`` or ``W^T X``) and ``G`` the Gram matrix of the other factor. Row ``j``'s exact
@@ -217,7 +220,9 @@ def _hals_sweeps(F, XF, G, l1: float, l2: float, max_sweeps: int, stop_ratio: fl
     coupling = G / scale[:, None]
     coupling.fill_diagonal_(0)
     kept = [j for j in range(F.shape[0]) if active[j]]
-    if F.device.type == "cpu":
+    if numpy_loop is None:
+        numpy_loop = F.device.type == "cpu"
+    if numpy_loop:
         # the same update on NumPy views of the same memory: a NumPy call costs about half a
         # torch call, and these k small calls per sweep are the whole cost at small k
         Fn, target_n, coupling_n = F.numpy(), target.numpy(), coupling.numpy()

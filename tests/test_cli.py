@@ -242,6 +242,8 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
         "1",
         "--solver",
         "lanczos",
+        "--power",
+        "0.75",
         "--out",
         str(tmp_path / "w"),
     )
@@ -249,7 +251,7 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     assert code == 0 and report["vocabulary"] == 60
     assert report["parameters"] == {
         **QWEM().get_params(),
-        **dict(dim=3, window=3, min_count=1, solver="lanczos"),
+        **dict(dim=3, window=3, min_count=1, solver="lanczos", power=0.75),
     }
     assert report["solver"] == "lanczos" and report["eigen_residual"] <= 1e-6
     assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")

@@ -167,6 +167,20 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--max-vocab", type=_positive_int, default=None)
     embed.add_argument("--negatives", type=_positive_float, default=5.0, help="psi, negative-sampling ratio")
     embed.add_argument(
+        "--power",
+        type=_positive_float,
+        default=1.0,
+        help="unigram exponent of the negatives (word2vec: 0.75)",
+    )
+    embed.add_argument(
+        "--weighting",
+        choices=("linear", "uniform"),
+        default="linear",
+        help="window weights by distance r: (window - r + 1) / window (word2vec's dynamic window) or 1",
+    )
+    embed.add_argument("--tol", type=_positive_float, default=1e-6, help="eigensolver relative residual")
+    embed.add_argument("--seed", type=_nonnegative_int, default=0, help="eigensolver start block")
+    embed.add_argument(
         "--solver",
         choices=("auto", "dense", "lanczos", "arpack"),
         default="auto",
@@ -192,7 +206,11 @@ def _cmd_embed(args) -> None:
         min_count=args.min_count,
         max_vocab=args.max_vocab,
         negatives=args.negatives,
+        power=args.power,
+        weighting=args.weighting,
         solver=args.solver,
+        tol=args.tol,
+        seed=args.seed,
     )
     model.fit(args.corpus, progress=None)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,23 @@ def test_rectangular_shapes_and_custom_scales():
     assert stats.ks_2samp(direct[:, 1, 2].numpy(), fast[:, 1, 2].numpy()).pvalue > 0.01
 
 
+@pytest.mark.parametrize(("shape", "depth"), [((5, 5), 2), ((3, 4), 3), ((4, 2), 5)])
+def test_linear_draw_is_the_product_of_bartlett_factors(shape, depth):
+    # the plane-wise products equal batched matrix products of the same random numbers, drawn
+    # in the same order: R = s_{d-1} B_{d-1} ... s_1 B_1, W = s_d Z R
+    m, m2 = shape
+    model = DeepFactorization(m, m2, width=7, depth=depth)
+    scales = [0.5 + 0.25 * j for j in range(depth)]
+    ours = sample_end_to_end(model, scales, 300, torch.Generator().manual_seed(3), torch.float64)
+    generator = torch.Generator().manual_seed(3)
+    factor = scales[0] * bartlett_factor(300, m2, 7, generator, torch.float64)
+    for scale in scales[1:-1]:
+        factor = scale * bartlett_factor(300, m2, 7, generator, torch.float64) @ factor
+    z = torch.randn(300, m, m2, generator=generator, dtype=torch.float64)
+    assert ours.shape == (300, m, m2) and ours.is_contiguous()
+    torch.testing.assert_close(ours, scales[-1] * z @ factor, rtol=1e-12, atol=1e-12)
+
+
 def test_bartlett_factor_gives_wishart_moments():
     # E[B^T B] = dof I and Var[(B^T B)_ii] = 2 dof for Wishart_p(dof, I)
     factor = bartlett_factor(200_000, 4, 9, torch.Generator().manual_seed(0), torch.float64)

@@ -74,21 +74,57 @@ def standard_gamma(alpha: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return out.reshape(alpha.shape)
 
 
+def _bartlett_entries(
+    count: int, p: int, dof: int, generator: torch.Generator, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random entries of Bartlett's ``B``: above the diagonal ``(count, p(p-1)/2)`` in
+    ``triu_indices`` order, and the diagonal ``(count, p)``."""
+    if dof < p:
+        raise ValueError(f"Bartlett's decomposition needs dof >= p, got dof={dof}, p={p}")
+    device = generator.device
+    upper = torch.randn(count, p * (p - 1) // 2, generator=generator, device=device, dtype=dtype)
+    # chi^2_nu = 2 Gamma(nu / 2)
+    shape = (torch.arange(dof, dof - p, -1, device=device, dtype=dtype) / 2).expand(count, p)
+    return upper, (2 * standard_gamma(shape, generator)).sqrt_()
+
+
 def bartlett_factor(
     count: int, p: int, dof: int, generator: torch.Generator, dtype: torch.dtype
 ) -> torch.Tensor:
     """Upper-triangular ``B`` (``count x p x p``) with ``B^T B ~ Wishart_p(dof, I)``; ``dof >= p``."""
-    if dof < p:
-        raise ValueError(f"Bartlett's decomposition needs dof >= p, got dof={dof}, p={p}")
-    device = generator.device
-    rows, cols = torch.triu_indices(p, p, offset=1, device=device)
-    factor = torch.zeros(count, p, p, device=device, dtype=dtype)
-    factor[:, rows, cols] = torch.randn(count, rows.numel(), generator=generator, device=device, dtype=dtype)
-    # chi^2_nu = 2 Gamma(nu / 2)
-    shape = (torch.arange(dof, dof - p, -1, device=device, dtype=dtype) / 2).expand(count, p)
-    chi2 = 2 * standard_gamma(shape, generator)
-    factor.diagonal(dim1=-2, dim2=-1).copy_(chi2.sqrt())
+    upper, diagonal = _bartlett_entries(count, p, dof, generator, dtype)
+    rows, cols = torch.triu_indices(p, p, offset=1, device=generator.device)
+    factor = torch.zeros(count, p, p, device=generator.device, dtype=dtype)
+    factor[:, rows, cols] = upper
+    factor.diagonal(dim1=-2, dim2=-1).copy_(diagonal)
     return factor
+
+
+def _bartlett_planes(
+    count: int, p: int, dof: int, scale: float, generator: torch.Generator, dtype: torch.dtype
+) -> torch.Tensor:
+    """``scale * B`` as planes over the draws, ``(p, p, count)`` (same random numbers as
+    :func:`bartlett_factor`): each entry's ``count`` values are contiguous, so the tiny
+    ``p x p`` products below become a few long vector operations instead of ``count`` batched
+    matrix products."""
+    upper, diagonal = _bartlett_entries(count, p, dof, generator, dtype)
+    planes = torch.zeros(p, p, count, device=generator.device, dtype=dtype)
+    entry = 0
+    for row in range(p):
+        planes[row, row] = diagonal[:, row]
+        for col in range(row + 1, p):
+            planes[row, col] = upper[:, entry]
+            entry += 1
+    return planes.mul_(scale)
+
+
+def _times_upper(left: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``left @ upper`` per draw, for planes ``left`` (``r, p, count``) and upper-triangular
+    ``upper`` (``p, p, count``): ``out[:, j] = sum_{l <= j} left[:, l] upper[l, j]``."""
+    out = left[:, :1] * upper[None, 0]
+    for l in range(1, upper.shape[0]):
+        out[:, l:].addcmul_(left[:, l, None], upper[None, l, l:])
+    return out
 
 
 def applies(model: DeepFactorization) -> bool:
@@ -112,11 +148,14 @@ def sample_end_to_end(
     device = generator.device
     m, m2, k = model.m, model.m2, model.width
     if model.is_linear:
-        factor = scales[0] * bartlett_factor(count, m2, k, generator, dtype)
+        # R_j = s_j B_j R_{j-1} (upper triangular), then W = s_d Z R_{d-1}, computed on planes
+        # over the draws (the same random numbers as batched matrix products would use)
+        factor = _bartlett_planes(count, m2, k, scales[0], generator, dtype)
         for scale in scales[1:-1]:
-            factor = scale * (bartlett_factor(count, m2, k, generator, dtype) @ factor)
+            factor = _times_upper(_bartlett_planes(count, m2, k, scale, generator, dtype), factor)
         z = torch.randn(count, m, m2, generator=generator, device=device, dtype=dtype)
-        return scales[-1] * (z @ factor)
+        W = _times_upper(z.permute(1, 2, 0).contiguous(), factor).mul_(scales[-1])
+        return W.permute(2, 0, 1).contiguous()
 
     hidden = scales[0] * torch.randn(count, k, m2, generator=generator, device=device, dtype=dtype)
     for scale in scales[1:-1]:

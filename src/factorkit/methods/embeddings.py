@@ -264,6 +264,7 @@ class CorpusStatistics:
         """
         from tqdm.auto import tqdm
 
+        quiet = None if progress is None else not progress  # tqdm's None: off unless a terminal
         one_shot = not isinstance(corpus, str | Path) and iter(corpus) is corpus
         # pass 1: counts, and word ids in order of first appearance (the Counter's own order);
         # while the corpus is small it is also kept as blocks of ids for pass 2
@@ -274,7 +275,7 @@ class CorpusStatistics:
             read_sentences(corpus),
             desc="vocabulary",
             unit=" sent",
-            disable=None if progress is None else not progress,
+            disable=quiet,
         ):
             known = len(counter)
             counter.update(sentence)
@@ -325,7 +326,7 @@ class CorpusStatistics:
             total=int(counts.sum()),
             desc="co-occurrences",
             unit=" tok",
-            disable=None if progress is None else not progress,
+            disable=quiet,
         ) as bar:
             for flat, lengths in blocks:
                 kept = remap[flat]

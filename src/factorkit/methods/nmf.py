@@ -214,12 +214,11 @@ def _hals_sweeps(
     """
     scale = G.diagonal() + l2
     # a zero component of the other factor and no l2: that row is left as it is (as scikit-learn)
-    active = (scale > 0).tolist()
+    kept = (scale > 0).nonzero().squeeze(1).tolist()
     scale = torch.where(scale > 0, scale, 1.0)
     target = ((XF - l1) if l1 else XF) / scale[:, None]
     coupling = G / scale[:, None]
     coupling.fill_diagonal_(0)
-    kept = [j for j in range(F.shape[0]) if active[j]]
     if numpy_loop is None:
         numpy_loop = F.device.type == "cpu"
     if numpy_loop:

@@ -257,9 +257,26 @@ def test_new_settings_at_their_defaults_keep_old_run_keys():
         for c in StudyConfig.from_dict({**TINY, "grid": {"width": [4], "depth": [2]}}).cells()
         if c.method == "gd"
     ]
-    old = {k: v for k, v in cell.params.items() if k not in ("outliers", "noise", "loss", "lr_decay")}
+    later = ("outliers", "noise", "loss", "lr_decay", "init", "momentum", "pairing")
+    old = {k: v for k, v in cell.params.items() if k not in later}
     blob = json.dumps({"method": "gd", "seed": 3, **old}, sort_keys=True)
     assert cell.key(3) == hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def test_gc_rows_of_the_old_fan_in_prior_keep_their_keys_and_the_fan_out_default_gets_new_ones():
+    import hashlib
+
+    def gc_cell(**gc):
+        config = StudyConfig.from_dict({**TINY, "grid": {"width": [4], "depth": [2]}, "gc": gc})
+        return next(c for c in config.cells() if c.method == "gc")
+
+    fan_in, fan_out = gc_cell(layer_scaling="fan_in"), gc_cell()
+    later = ("outliers", "noise", "pairing", "layer_scaling", "orientation")
+    old = {k: v for k, v in fan_in.params.items() if k not in later}
+    blob = json.dumps({"method": "gc", "seed": 3, **old}, sort_keys=True)
+    # a store filled before fan-out became the default holds fan-in runs: those keys still match them
+    assert fan_in.key(3) == hashlib.sha256(blob.encode()).hexdigest()[:20]
+    assert fan_out.params["layer_scaling"] == "fan_out" and fan_out.key(3) != fan_in.key(3)
 
 
 def test_store_from_an_older_version_gains_the_new_columns(tmp_path):

@@ -227,3 +227,48 @@ def test_dense_target_and_symmetric_model_bad_input():
         train_gd(DenseTarget(torch.eye(3, dtype=torch.float64)), SymmetricFactorization(4, 2), max_steps=1)
     with pytest.raises(ValueError, match="dim must be >= 1"):
         SymmetricFactorization(4, 0)
+
+
+def test_torch_linear_start_and_trajectory_equal_the_papers_code():
+    """``init='torch_linear'`` is ``near_zero_init`` of the paper's code: its nn.Linear layers built
+    after ``torch.manual_seed(seed)``, times the scale; with GroupRMSprop the float32 trajectory then
+    follows the code's (re-written here from its definition) to rounding."""
+    seed, scale, lr, steps = 5, 1e-1, 1e-2, 300
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=2)  # float32, as the paper's code
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 8, bias=False), torch.nn.Tanh(), torch.nn.Linear(8, 5, bias=False)
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(scale)
+    start = [net[0].weight.detach().clone(), net[2].weight.detach().clone()]
+    model = DeepFactorization(5, 5, 8, 2, "tanh")
+    drawn = model.init_weights(1, scale, torch.Generator().manual_seed(seed), init="torch_linear")
+    for ours, theirs in zip(drawn, start, strict=True):
+        torch.testing.assert_close(ours[0], theirs, rtol=0, atol=0)
+
+    # the code's loop: Y = net(I).t(), mean squared measurement error, normalized full-gradient step
+    square_avg = 0.0
+    for step in range(1, steps + 1):
+        net.zero_grad()
+        Y = net(torch.eye(5)).t()
+        loss = ((problem.A * Y).flatten(1).sum(1) - problem.y).square().mean()
+        loss.backward()
+        square_avg = 0.99 * square_avg + 0.01 * sum(float(p.grad.square().sum()) for p in net.parameters())
+        with torch.no_grad():
+            step_size = lr / ((square_avg / (1 - 0.99**step)) ** 0.5 + 1e-6)
+            for p in net.parameters():
+                p.sub_(step_size * p.grad)
+    result = train_gd(
+        problem,
+        model,
+        seeds=[seed],
+        init="torch_linear",
+        init_scale=scale,
+        lr=lr,
+        max_steps=steps,
+        optimizer="group_rmsprop",
+        progress=False,
+    )
+    torch.testing.assert_close(result.W[0], net(torch.eye(5)).t().detach(), rtol=1e-4, atol=1e-5)

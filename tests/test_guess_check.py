@@ -104,11 +104,17 @@ def test_posterior_and_prior_gen_loss_match_closed_form():
 
 def test_default_gaussian_prior_scaling():
     model = DeepFactorization(5, 3, width=40, depth=2)
-    prior = Prior.from_name("gaussian")
-    assert prior.scales(model) == pytest.approx([1 / math.sqrt(3), 1 / math.sqrt(40)])
-    W = prior.sample(model, 40_000, torch.Generator().manual_seed(0), torch.float64)
-    # E[W_ij^2] = k * (1/k) * (1/m') = 1/m'
+    # the paper's: variance one over the layer's outputs (k for W_1, m for W_d)
+    assert Prior.from_name("gaussian").scales(model) == pytest.approx([1 / math.sqrt(40), 1 / math.sqrt(5)])
+    fan_in = Prior.from_name("gaussian", layer_scaling="fan_in")
+    assert fan_in.scales(model) == pytest.approx([1 / math.sqrt(3), 1 / math.sqrt(40)])
+    with pytest.raises(ValueError, match="layer_scaling must be one of 'fan_out', 'fan_in'; got 'fan'"):
+        Prior(layer_scaling="fan")
+    W = fan_in.sample(model, 40_000, torch.Generator().manual_seed(0), torch.float64)
+    # fan-in: E[W_ij^2] = k * (1/k) * (1/m') = 1/m'; fan-out: k * (1/m) * (1/k) = 1/m
     assert float(W.square().mean()) == pytest.approx(1 / 3, rel=0.02)
+    W = Prior.from_name("gaussian").sample(model, 40_000, torch.Generator().manual_seed(1), torch.float64)
+    assert float(W.square().mean()) == pytest.approx(1 / 5, rel=0.02)
 
 
 def test_normalized_and_uniform_priors():

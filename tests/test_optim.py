@@ -43,3 +43,22 @@ def test_bad_hyperparameters():
         GroupRMSprop([torch.zeros(1, requires_grad=True)], alpha=1.0)
     with pytest.raises(ValueError, match="lr must be > 0"):
         GroupRMSprop([torch.zeros(1, requires_grad=True)], lr=-1.0)
+
+
+def test_momentum_is_heavy_ball_on_the_normalized_step():
+    """b_t = mu b_{t-1} + g_t, w -= lr / (rms_t + eps) * b_t, against an explicit loop."""
+    target = torch.tensor([1.0, -2.0, 0.5])
+    w = torch.zeros(3, requires_grad=True)
+    opt = GroupRMSprop([w], lr=0.1, alpha=0.9, eps=1e-8, momentum=0.7)
+    ref, buffer, average = torch.zeros(3), torch.zeros(3), 0.0
+    for step in range(1, 6):
+        opt.zero_grad()
+        (w - target).square().sum().backward()
+        opt.step()
+        grad = 2 * (ref - target)
+        average = 0.9 * average + 0.1 * float(grad.square().sum())
+        buffer = 0.7 * buffer + grad
+        ref = ref - 0.1 / ((average / (1 - 0.9**step)) ** 0.5 + 1e-8) * buffer
+        torch.testing.assert_close(w.detach(), ref)
+    with pytest.raises(ValueError, match="momentum must be < 1"):
+        GroupRMSprop([torch.zeros(1, requires_grad=True)], momentum=1.0)

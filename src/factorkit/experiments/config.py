@@ -19,6 +19,18 @@ A config is a plain dict (from a TOML file or a preset) with the sections
   keyed by optimizer and/or loss), ``steps``, ``optimizer``, ``eps_train``, ``dtype``, ``loss``
   (``l2`` or the robust ``l1``) and ``lr_decay`` (geometric step schedule).
 
+* ``overrides``: a list of tables ``{when = {...}, problem = {...}, gc = {...}, gd = {...}}``; at
+  every grid point whose values match ``when`` (a value, or a list of allowed values, per grid
+  or problem key: ``activation``, ``depth``, ``method``...) the sections' keys are set, in list
+  order. This is how a preset says, as data, that leaky-ReLU depth runs take 5e4 GD steps.
+
+New keys: ``problem.pairing`` (``paired``: seed ``s`` is the same problem at every grid point;
+``fresh``: a new problem per (seed, width, depth), as the paper's code draws them),
+``gc.layer_scaling`` (``fan_out``, the paper's, or ``fan_in``), ``gc.orientation`` (``model``,
+or ``transposed``: the paper's code's G&C draws, see :class:`~factorkit.fit.guess_check.Prior`),
+``gd.init`` (``gaussian`` or ``torch_linear``, the paper's code's start) and ``gd.momentum``
+(heavy-ball momentum of the normalized step).
+
 Unknown keys are refused by name, so a typo cannot silently fall back to a default.
 """
 
@@ -29,13 +41,13 @@ import hashlib
 import itertools
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import LOSSES, OPTIMIZERS
-from factorkit.fit.guess_check import BACKENDS, PRIORS, SAMPLERS
-from factorkit.models.deep import ACTIVATIONS
+from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
+from factorkit.models.deep import ACTIVATIONS, INITS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
 METHODS = ("gd", "gc")
@@ -48,7 +60,10 @@ PROBLEM_DEFAULTS = {
     "norm": 1.0,
     "outliers": 0.0,
     "noise": 0.0,
+    "pairing": "paired",
 }
+PAIRINGS = ("paired", "fresh")
+ORIENTATIONS = ("model", "transposed")
 METRICS = ("gen_loss", "rel_error")
 GC_DEFAULTS = {
     "prior": "gaussian",
@@ -63,6 +78,8 @@ GC_DEFAULTS = {
     "mcmc_steps": 10,
     "particles": 2000,
     "runs": 4,
+    "layer_scaling": "fan_out",
+    "orientation": "model",
 }
 GD_DEFAULTS = {
     "init_scale": 1e-3,
@@ -73,10 +90,24 @@ GD_DEFAULTS = {
     "dtype": "float64",
     "loss": "l2",
     "lr_decay": 1.0,
+    "init": "gaussian",
+    "momentum": 0.0,
 }
 # settings added after the first release: at these values they leave a run's identity (its key in
-# a results store) unchanged, so older stores still resume
-LATE_DEFAULTS = {"outliers": 0.0, "noise": 0.0, "loss": "l2", "lr_decay": 1.0}
+# a results store) unchanged, so older stores still resume. Each value is what runs of older
+# versions did (G&C layer scales were fan-in before the paper's fan-out became the default), so a
+# key never names a run that was computed differently.
+LATE_DEFAULTS = {
+    "outliers": 0.0,
+    "noise": 0.0,
+    "loss": "l2",
+    "lr_decay": 1.0,
+    "layer_scaling": "fan_in",
+    "orientation": "model",
+    "init": "gaussian",
+    "momentum": 0.0,
+    "pairing": "paired",
+}
 GRID_KEYS = (
     "width",
     "depth",
@@ -92,7 +123,8 @@ GRID_KEYS = (
     "loss",
     "optimizer",
 )
-TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description", "metric")
+TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description", "metric", "overrides")
+OVERRIDE_KEYS = ("when", "problem", "gc", "gd")
 # which settings distinguish a run of each method (the rest do not apply to it)
 METHOD_KEYS = {
     "gc": (
@@ -108,8 +140,21 @@ METHOD_KEYS = {
         "mcmc_steps",
         "particles",
         "runs",
+        "layer_scaling",
+        "orientation",
     ),
-    "gd": ("init_scale", "lr", "steps", "optimizer", "eps_train", "dtype", "loss", "lr_decay"),
+    "gd": (
+        "init_scale",
+        "lr",
+        "steps",
+        "optimizer",
+        "eps_train",
+        "dtype",
+        "loss",
+        "lr_decay",
+        "init",
+        "momentum",
+    ),
 }
 
 
@@ -149,6 +194,7 @@ class StudyConfig:
     gd: dict
     description: str = ""
     metric: str = "gen_loss"
+    overrides: tuple = ()
 
     @classmethod
     def from_dict(cls, raw: dict) -> StudyConfig:
@@ -174,8 +220,21 @@ class StudyConfig:
         for key in ("width", "depth"):
             if key not in grid:
                 raise ValueError(f"[grid] must list {key!r} (e.g. {key} = [5, 10])")
+        overrides = raw.get("overrides", [])
+        if not isinstance(overrides, list):
+            raise TypeError(f"overrides must be a list of tables, got {type(overrides).__name__}")
+        for index, override in enumerate(overrides):
+            _check_override(index, override)
         config = cls(
-            name, seeds, problem, grid, gc, gd, raw.get("description", ""), raw.get("metric", "gen_loss")
+            name,
+            seeds,
+            problem,
+            grid,
+            gc,
+            gd,
+            raw.get("description", ""),
+            raw.get("metric", "gen_loss"),
+            tuple(overrides),
         )
         config.validate()
         return config
@@ -200,6 +259,7 @@ class StudyConfig:
             "gd": self.gd,
             "description": self.description,
             "metric": self.metric,
+            "overrides": list(self.overrides),
         }
 
     def validate(self) -> None:
@@ -264,6 +324,31 @@ class StudyConfig:
             check_float("gd.eps_train", self.gd["eps_train"], positive=True)
         for depth in self.grid["depth"]:
             check_float("gd.init_scale", init_scale_for(self.gd["init_scale"], depth), positive=True)
+        check_choice("problem.pairing", self.problem["pairing"], PAIRINGS)
+        check_choice("gc.layer_scaling", self.gc["layer_scaling"], LAYER_SCALINGS)
+        check_choice("gc.orientation", self.gc["orientation"], ORIENTATIONS)
+        check_choice("gd.init", self.gd["init"], INITS)
+        momentum = check_float("gd.momentum", self.gd["momentum"], nonnegative=True)
+        if momentum >= 1:
+            raise ValueError(f"gd.momentum must be in [0, 1), got {momentum}")
+        # every override, merged over the sections it changes, must pass the same checks
+        for override in self.overrides:
+            merged = {
+                section: {**getattr(self, section), **override.get(section, {})}
+                for section in ("problem", "gc", "gd")
+            }
+            replace(self, overrides=(), **merged).validate()
+
+    def _sections(self, point: dict) -> tuple[dict, dict, dict]:
+        """``(problem, gc, gd)`` at a grid point: the config's, with every matching override applied."""
+        problem, gc, gd = dict(self.problem), dict(self.gc), dict(self.gd)
+        for override in self.overrides:
+            values = {**problem, "activation": "linear", **point}
+            if all(_matches(values.get(key), wanted) for key, wanted in override["when"].items()):
+                problem.update(override.get("problem", {}))
+                gc.update(override.get("gc", {}))
+                gd.update(override.get("gd", {}))
+        return problem, gc, gd
 
     def cells(self) -> list[Cell]:
         """Every distinct (method, settings) cell of the grid, in grid order."""
@@ -272,9 +357,10 @@ class StudyConfig:
         seen: set[Cell] = set()
         for values in itertools.product(*(self.grid[k] for k in axes)):
             point = dict(zip(axes, values, strict=True))
+            problem, gc, gd = self._sections(point)
             method = point.pop("method")
             settings = {
-                **self.problem,
+                **problem,
                 "activation": "linear",
                 **{
                     k: v
@@ -282,7 +368,7 @@ class StudyConfig:
                     if k in PROBLEM_DEFAULTS or k in ("width", "depth", "activation")
                 },
             }
-            method_settings = self.gc if method == "gc" else self.gd
+            method_settings = gc if method == "gc" else gd
             for key in METHOD_KEYS[method]:
                 settings[key] = point.get(key, method_settings[key])
             if method == "gd":
@@ -295,6 +381,28 @@ class StudyConfig:
                 seen.add(cell)
                 cells.append(cell)
         return cells
+
+
+def _matches(value, wanted) -> bool:
+    """An override's condition: equal to ``wanted``, or one of them when it is a list."""
+    return value in wanted if isinstance(wanted, list) else value == wanted
+
+
+def _check_override(index: int, override) -> None:
+    """The shape of ``overrides[index]``: a ``when`` table of grid/problem values and sections to set."""
+    name = f"overrides[{index}]"
+    if not isinstance(override, dict):
+        raise TypeError(f"{name} must be a table, got {type(override).__name__}")
+    _check_keys(name, override, OVERRIDE_KEYS)
+    when = override.get("when")
+    if not isinstance(when, dict) or not when:
+        raise ValueError(f"{name} needs a non-empty 'when' table (e.g. when = {{activation = 'tanh'}})")
+    _check_keys(f"{name}.when", when, GRID_KEYS + tuple(PROBLEM_DEFAULTS))
+    for section, allowed in (("problem", PROBLEM_DEFAULTS), ("gc", GC_DEFAULTS), ("gd", GD_DEFAULTS)):
+        values = override.get(section, {})
+        if not isinstance(values, dict):
+            raise TypeError(f"{name}.{section} must be a table, got {type(values).__name__}")
+        _check_keys(f"{name}.{section}", values, allowed)
 
 
 def init_scale_for(init_scale, depth: int) -> float:

@@ -1,18 +1,27 @@
-"""Built-in studies reproducing Alexander et al. (arXiv:2506.03931), at three scales.
+"""Built-in studies reproducing Alexander et al. (arXiv:2506.03931), at four scales.
 
-``paper`` is the published grid (authors' configs): m = m' = 5, ||W*||_F = 1, 8 seeds, n = 15,
-activations linear / tanh / leaky ReLU;
+``paper`` is the published grid, every figure's settings transcribed from the paper's code's
+configs (github.com/YoniSlutzky98/nn-gd-gen-mf, ``configs/``; the README's table lists them cell
+by cell and ``tests/test_presets.py`` holds the presets to it): m = m' = 5, ||W*||_F = 1, 8
+seeds, n = 15 (22 for rank 2), activations linear / tanh / leaky ReLU, G&C priors with the
+paper's fan-out layer scales, GD by GroupRMSprop from PyTorch's ``nn.Linear`` start times the
+init scale, in float32, for a fixed number of steps;
 
-* width: d = 2, k in {5, ..., 160}, Gaussian prior (variance 1 / fan-in), eps = 0.02,
-  1e8 draws; GD: GroupRMSprop, lr 1e-4, 1e5 steps, init scale 1e-3;
-* depth: k = 5, d in 2..10, normalized Gaussian prior, eps = 0.0035, 1e9 draws; GD: lr 1e-2,
-  2e4 steps, init scale 1e-3 (d <= 4), 0.1 (d 5..8), 0.2 (d 9, 10).
+* width: d = 2, k in {5, ..., 160}, Gaussian prior, eps = 0.02, 1e8 draws; GD lr 1e-4, 1e5
+  steps, init scale 1e-3;
+* depth: k = 5, d in 2..10, normalized Gaussian prior, eps = 0.0035 (0.01 for rank 2 and for
+  the unnormalized prior), 1e9 draws; GD lr 1e-2, 2e4 steps (5e4 for leaky ReLU and for rank
+  2), init scale 1e-3 (d <= 4), 0.1 (d 5..8), 0.2 (d 9, 10; 0.1 for leaky ReLU).
+
+The paper's two momentum figures ran its GroupRMSprop with ``momentum=0.9``, which that code
+accepts but never applies: they are the plain figures again. ``width_momentum`` and
+``depth_momentum`` run real heavy-ball momentum on the normalized step instead.
 
 ``default`` keeps the trends visible within about 5 minutes on 2 CPU cores: width keeps the
 three activations with eps raised to 0.05 and 6e5 draws per point (thousands accepted); depth
 is linear only with eps raised to 0.015 and 2e6 draws (hundreds accepted); GD takes fewer steps
-(1e4 at lr 1e-3 for width, 5e3 at lr 1e-2 for depth). ``smoke`` is a first look in about 15 s:
-4 seeds, three widths or depths, eps 0.1 / 0.03, 1e5-2e5 draws.
+(1e4 at lr 1e-3 for width, 5e3 at lr 1e-2 for depth) from a Gaussian start. ``smoke`` is a
+first look in about 15 s: 4 seeds, three widths or depths, eps 0.1 / 0.03, 1e5-2e5 draws.
 
 ``beyond`` goes where rejection cannot: the SMC sampler (:mod:`factorkit.fit.smc`) at
 thresholds whose prior volume is about 1e-10 to 1e-13, i.e. 1e10 or more rejection draws per
@@ -31,7 +40,12 @@ from factorkit.experiments.config import StudyConfig
 SCALES = ("smoke", "default", "paper", "beyond")
 
 DEPTH_INIT_SCALES = {2: 1e-3, 3: 1e-3, 4: 1e-3, 5: 0.1, 6: 0.1, 7: 0.1, 8: 0.1, 9: 0.2, 10: 0.2}
+# the paper's code's leaky-ReLU depth configs start depths 9 and 10 at 0.1, not 0.2
+LEAKY_DEPTH_INIT_SCALES = {**DEPTH_INIT_SCALES, 9: 0.1, 10: 0.1}
 PAPER_ACTIVATIONS = ["linear", "tanh", "leaky_relu"]
+# what every paper-scale run shares with the paper's code: GD from PyTorch's nn.Linear start times
+# the init scale, in float32, for a fixed number of steps (no early stop)
+PAPER_GD = {"init": "torch_linear", "dtype": "float32", "optimizer": "group_rmsprop", "eps_train": None}
 
 
 def _width(scale: str) -> dict:
@@ -59,7 +73,7 @@ def _width(scale: str) -> dict:
                 "activation": PAPER_ACTIVATIONS,
             },
             "gc": {"prior": "gaussian", "eps": 0.02, "draws": 10**8},
-            "gd": {"init_scale": 1e-3, "lr": 1e-4, "steps": 100_000, "optimizer": "group_rmsprop"},
+            "gd": {**PAPER_GD, "init_scale": 1e-3, "lr": 1e-4, "steps": 100_000},
         }
     if scale == "default":
         return {
@@ -101,7 +115,13 @@ def _depth(scale: str) -> dict:
             "seeds": 8,
             "grid": {"width": [5], "depth": list(range(2, 11)), "activation": PAPER_ACTIVATIONS},
             "gc": {"prior": "normalized_gaussian", "eps": 0.0035, "draws": 10**9},
-            "gd": {"init_scale": DEPTH_INIT_SCALES, "lr": 1e-2, "steps": 20_000},
+            "gd": {**PAPER_GD, "init_scale": DEPTH_INIT_SCALES, "lr": 1e-2, "steps": 20_000},
+            "overrides": [
+                {
+                    "when": {"activation": "leaky_relu"},
+                    "gd": {"steps": 50_000, "init_scale": LEAKY_DEPTH_INIT_SCALES},
+                }
+            ],
         }
     if scale == "default":
         return {
@@ -177,14 +197,18 @@ def _optimizers(scale: str) -> dict:
     return config
 
 
-def _variant(base, changes: dict, description: str):
+def _variant(base, changes: dict, description: str, paper: dict | None = None):
+    """A preset built on ``base``: ``changes`` at every scale, then ``paper`` at the paper scale only
+    (where the paper's code's config for that figure differs from the base figure's)."""
+
     def build(scale: str) -> dict:
         config = base(scale)
-        for section, values in changes.items():
-            if isinstance(values, dict):
-                config.setdefault(section, {}).update(copy.deepcopy(values))
-            else:
-                config[section] = values
+        for values in (changes, paper if scale == "paper" else None) or ():
+            for section, value in (values or {}).items():
+                if isinstance(value, dict):
+                    config.setdefault(section, {}).update(copy.deepcopy(value))
+                else:
+                    config[section] = copy.deepcopy(value)
         config["description"] = description
         return config
 
@@ -195,7 +219,12 @@ PRESETS = {
     "width": _variant(_width, {}, "G&C vs GD as width grows (d = 2, rank 1, Gaussian sensing)"),
     "depth": _variant(_depth, {}, "G&C vs GD as depth grows (k = 5, rank 1, normalized Gaussian prior)"),
     "width_rank2": _variant(_width, {"problem": {"rank": 2, "n": 22}}, "width study, rank-2 W*, n = 22"),
-    "depth_rank2": _variant(_depth, {"problem": {"rank": 2, "n": 22}}, "depth study, rank-2 W*, n = 22"),
+    "depth_rank2": _variant(
+        _depth,
+        {"problem": {"rank": 2, "n": 22}},
+        "depth study, rank-2 W*, n = 22",
+        paper={"gc": {"eps": 0.01}, "gd": {"steps": 50_000}},
+    ),
     "width_uniform": _variant(_width, {"gc": {"prior": "uniform"}}, "width study, uniform prior"),
     "depth_uniform": _variant(
         _depth, {"gc": {"prior": "normalized_uniform"}}, "depth study, normalized uniform prior"
@@ -211,7 +240,20 @@ PRESETS = {
         "depth study, completion, 15 of 25 entries",
     ),
     "depth_unnormalized": _variant(
-        _depth, {"gc": {"prior": "gaussian"}}, "depth study without prior normalization"
+        _depth,
+        {"gc": {"prior": "gaussian"}},
+        "depth study without prior normalization",
+        paper={"gc": {"eps": 0.01}},
+    ),
+    "width_momentum": _variant(
+        _width,
+        {"gd": {"momentum": 0.9}},
+        "width study, GD with heavy-ball momentum 0.9 on the normalized step",
+    ),
+    "depth_momentum": _variant(
+        _depth,
+        {"gd": {"momentum": 0.9}},
+        "depth study, GD with heavy-ball momentum 0.9 on the normalized step",
     ),
     "robust": _variant(
         _robust, {}, "l1 sub-gradient method vs l2 GD under gross outliers, exact and 3x over-estimated rank"
@@ -221,7 +263,7 @@ PRESETS = {
     ),
 }
 # presets with no 'beyond' scale: uniform priors (no exact SMC move) and the GD-only studies
-NO_BEYOND = ("width_uniform", "depth_uniform", "robust", "optimizers")
+NO_BEYOND = ("width_uniform", "depth_uniform", "robust", "optimizers", "width_momentum", "depth_momentum")
 
 
 def preset(name: str, scale: str = "default") -> StudyConfig:

@@ -21,10 +21,11 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -74,20 +75,35 @@ class Job:
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
 
 
-@functools.lru_cache(maxsize=256)
-def _convex_reference(m, m2, rank, n, measurements, norm, outliers, noise, seed) -> tuple[float, float]:
-    """(L_gen, rel. error) of the convex reference on the seed's problem, as the runs see it.
+def problem_seed(params: dict, seed: int) -> int:
+    """The seed of run ``seed``'s problem: ``seed`` itself when problems are paired across the grid
+    (the same ``W*`` and ``A_i`` at every width and depth), else one spawned from
+    ``(seed, width, depth)`` (``pairing = 'fresh'``: a new problem per point, as the paper's code)."""
+    if params.get("pairing", "paired") == "paired":
+        return seed
+    sequence = np.random.SeedSequence([seed, params["width"], params["depth"]])
+    return int(sequence.generate_state(1, np.uint32)[0])
 
-    Minimum nuclear norm subject to the measurements; with outliers, nuclear norm plus an l1
-    data fit (:func:`~factorkit.fit.nuclear.robust_nuclear_norm`).
+
+@functools.lru_cache(maxsize=256)
+def _convex_reference(*values) -> tuple[float, float]:
+    """(L_gen, rel. error) of the convex reference on the run's problem, as the runs see it.
+
+    ``values``: the :data:`PROBLEM_KEYS` settings, then the problem's seed (:func:`problem_seed`,
+    so paired problems are solved once for the whole grid). Minimum nuclear norm
+    subject to the measurements; with outliers, nuclear norm plus an l1 data fit
+    (:func:`~factorkit.fit.nuclear.robust_nuclear_norm`).
     """
-    params = dict(zip(PROBLEM_KEYS, (m, m2, rank, n, measurements, norm, outliers, noise), strict=True))
+    *settings, seed = values
+    params = dict(zip(PROBLEM_KEYS, settings, strict=True))
     problem = _problem(params, seed, "cpu", "float64")
-    result = robust_nuclear_norm(problem) if outliers > 0 else min_nuclear_norm(problem)
+    result = robust_nuclear_norm(problem) if params["outliers"] > 0 else min_nuclear_norm(problem)
     return result.gen_loss, result.rel_error
 
 
 def _problem(params: dict, seed: int, device: str, dtype: str):
+    """The problem of run ``seed`` (see :func:`problem_seed`), on ``device`` in ``dtype``."""
+    seed = problem_seed(params, seed)
     problem = make_sensing_problem(
         params["m"],
         params["m2"],
@@ -106,9 +122,31 @@ def _problem(params: dict, seed: int, device: str, dtype: str):
     return problem
 
 
+def _gc_setup(params: dict, seed: int, device: str) -> tuple:
+    """``(problem, model, prior)`` a G&C run samples with.
+
+    ``orientation = 'transposed'`` samples ``W^T`` as the paper's code does: the transposed
+    problem with the model's ``m`` and ``m'`` swapped (the same losses, see
+    :meth:`~factorkit.problems.SensingProblem.transposed`).
+    """
+    problem = _problem(params, seed, device, params["dtype"])
+    model = _model(params)
+    if params.get("orientation", "model") == "transposed":
+        problem = problem.transposed()
+        model = replace(model, m=model.m2, m2=model.m)
+    prior = Prior.from_name(
+        params["prior"],
+        target_norm=float(problem.W_star.norm()),
+        layer_scaling=params.get("layer_scaling", "fan_in"),
+    )
+    return problem, model, prior
+
+
 def _base_row(study: str, cell: Cell, seed: int) -> dict:
     params = cell.params
-    nuclear_gen_loss, nuclear_rel_error = _convex_reference(*(params[k] for k in PROBLEM_KEYS), seed)
+    nuclear_gen_loss, nuclear_rel_error = _convex_reference(
+        *(params[k] for k in PROBLEM_KEYS), problem_seed(params, seed)
+    )
     return {
         "key": cell.key(seed),
         "study": study,
@@ -185,12 +223,12 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
     if job.cell.method == "gc":
         rows = []
         for seed in job.seeds:
-            problem = _problem(params, seed, device, params["dtype"])
+            problem, gc_model, prior = _gc_setup(params, seed, device)
             result = sample_posterior(
                 problem,
-                model,
+                gc_model,
                 eps=params["eps"],
-                prior=params["prior"],
+                prior=prior,
                 sampler=params["sampler"],
                 max_evaluations=params["draws"],
                 seed=seed + GC_SEED_OFFSET,
@@ -206,7 +244,9 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
         model,
         seeds=[s + GD_SEED_OFFSET for s in job.seeds],
         init_scale=params["init_scale"],
+        init=params.get("init", "gaussian"),
         lr=params["lr"],
+        optimizer_options={"momentum": params["momentum"]} if params.get("momentum") else None,
         max_steps=params["steps"],
         eps_train=params["eps_train"],
         optimizer=params["optimizer"],
@@ -243,12 +283,12 @@ def run_shard(job: Job, study: str, device: str = "cpu") -> dict:
     """
     params = job.cell.params
     (seed,) = job.seeds
-    problem = _problem(params, seed, device, params["dtype"])
+    problem, model, prior = _gc_setup(params, seed, device)
     result = guess_and_check(
         problem,
-        _model(params),
+        model,
         eps=params["eps"],
-        prior=params["prior"],
+        prior=prior,
         max_evaluations=job.draws,
         seed=seed + GC_SEED_OFFSET,
         first_chunk=job.first_chunk,

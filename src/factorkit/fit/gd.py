@@ -1,7 +1,8 @@
 """Gradient descent from small initialisation, many seeds as one batched run.
 
-Each population member ``p`` starts from i.i.d. ``N(0, init_scale^2)`` weights drawn from its
-own generator seeded with ``seeds[p]`` and follows its own trajectory: the optimizers allowed
+Each population member ``p`` starts from small random weights (i.i.d. ``N(0, init_scale^2)``,
+or PyTorch's ``nn.Linear`` default times ``init_scale``) drawn from its own generator seeded with
+``seeds[p]`` and follows its own trajectory: the optimizers allowed
 are those whose update of member ``p`` depends on member ``p`` alone (elementwise torch
 optimizers, and :class:`~factorkit.optim.GroupRMSprop` with a per-member norm), so a batched run
 equals ``P`` separate runs. A member stops (its weights freeze) at the first step where
@@ -17,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from factorkit._validation import check_choice, check_float, check_int, make_generator
-from factorkit.models.deep import DeepFactorization
+from factorkit.models.deep import INITS, DeepFactorization
 from factorkit.optim.adafactor import Adafactor
 from factorkit.optim.group_rmsprop import GroupRMSprop
 from factorkit.problems.sensing import ProblemBatch, SensingProblem
@@ -61,13 +62,13 @@ class GDResult:
 
 
 def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, options: dict):
-    if name == "gd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "group_rmsprop":
-        return GroupRMSprop(params, lr=lr, population_axis=True, **options)
-    if name in ADAFACTOR_VARIANTS:
-        return Adafactor(params, lr=lr, population_axis=True, **{**ADAFACTOR_VARIANTS[name], **options})
     try:
+        if name == "gd":
+            return torch.optim.SGD(params, lr=lr, **options)
+        if name == "group_rmsprop":
+            return GroupRMSprop(params, lr=lr, population_axis=True, **options)
+        if name in ADAFACTOR_VARIANTS:
+            return Adafactor(params, lr=lr, population_axis=True, **{**ADAFACTOR_VARIANTS[name], **options})
         return TORCH_OPTIMIZERS[name](params, lr=lr, **options)
     except TypeError as err:
         raise ValueError(f"optimizer_options {options!r} not accepted by {name!r}: {err}") from err
@@ -92,6 +93,7 @@ def train_gd(
     seeds: int | Sequence[int] = 0,
     population: int | None = None,
     init_scale: float = 1e-3,
+    init: str = "gaussian",
     lr: float = 1e-2,
     max_steps: int = 10_000,
     eps_train: float | None = None,
@@ -120,7 +122,13 @@ def train_gd(
     population : int, optional
         Number of members when ``seeds`` is an int (default: ``len(problem)`` for a batch, else 1).
     init_scale : float
-        Standard deviation of the i.i.d. Gaussian initial weights.
+        Scale of the initial weights: the standard deviation of the Gaussian start, the factor on
+        PyTorch's default ``nn.Linear`` weights for ``init='torch_linear'``.
+    init : {'gaussian', 'torch_linear'}
+        ``'gaussian'``: i.i.d. ``N(0, init_scale^2)``. ``'torch_linear'``: ``init_scale`` times
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, drawn in float32 as ``nn.Linear`` does after
+        ``torch.manual_seed(seeds[p])`` (the start of the paper's code; see
+        :meth:`~factorkit.models.DeepFactorization.init_weights`).
     lr : float
         Step size.
     max_steps : int
@@ -172,6 +180,7 @@ def train_gd(
     if eps_train is not None:
         eps_train = check_float("eps_train", eps_train, positive=True)
     check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("init", init, INITS)
     check_choice("loss", loss, LOSSES)
     lr_decay = check_float("lr_decay", lr_decay, positive=True, upper=1.0)
 
@@ -182,8 +191,11 @@ def train_gd(
         model.check_weights(list(initial))
         params = [torch.as_tensor(w).detach().to(device, dtype).clone().requires_grad_() for w in initial]
     else:
+        # the torch_linear start is drawn as nn.Linear draws it (float32), so it equals the paper's code's
+        draw_dtype = torch.float32 if init == "torch_linear" else torch.float64
         per_member = [
-            model.init_weights(1, init_scale, make_generator(seed), dtype=torch.float64) for seed in seed_list
+            model.init_weights(1, init_scale, make_generator(seed), dtype=draw_dtype, init=init)
+            for seed in seed_list
         ]
         params = [
             torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()

@@ -38,6 +38,7 @@ from factorkit.problems.sensing import SensingProblem
 
 PRIORS = ("gaussian", "normalized_gaussian", "uniform", "normalized_uniform")
 BACKENDS = ("auto", "direct", "reparam")
+LAYER_SCALINGS = ("fan_out", "fan_in")
 
 
 @dataclass(frozen=True)
@@ -52,32 +53,55 @@ class Prior:
         Rescale the end-to-end matrix to Frobenius norm ``target_norm`` (the paper's
         normalized prior for the depth theorem).
     layer_scales : tuple of float, optional
-        ``s_j`` per layer. Default (the paper's code, arXiv:2506.03931): ``1/sqrt(m')`` for
-        ``W_1`` (``k x m'``) and ``1/sqrt(k)`` for every later layer, i.e. variance one over
-        fan-in; for ``m = m'`` this is "variance 1/k in the layers with k outputs and 1/m' in the
-        output layer" of the paper's text.
+        ``s_j`` per layer; overrides ``layer_scaling``.
     target_norm : float
         Norm after normalization (the studies set ``||W*||_F``).
+    layer_scaling : {'fan_out', 'fan_in'}
+        The scales ``s_j`` when ``layer_scales`` is not given. ``'fan_out'`` (default, the
+        paper's: "variance 1/k in the layers with k outputs", arXiv:2506.03931, and its code's
+        ``W / sqrt(width)`` then ``W / sqrt(n_cols)``): ``s_j = 1/sqrt(rows of W_j)``, i.e.
+        ``1/sqrt(k)`` for ``W_1`` and the hidden layers and ``1/sqrt(m)`` for ``W_d``.
+        ``'fan_in'``: ``s_j = 1/sqrt(columns of W_j)`` (``1/sqrt(m')`` for ``W_1``, then
+        ``1/sqrt(k)``). The two give the same law of ``W`` for linear and positively homogeneous
+        activations (ReLU, leaky ReLU) when ``m = m'``, and for any activation at ``k = m'``; they
+        differ for tanh at ``k != m'`` (fan-in puts ``W_1``'s entries in tanh's saturated range).
+
+    Notes
+    -----
+    The authors' G&C code evaluates ``s(W) W_out`` with ``W`` of shape ``m x k``, the
+    *transpose* of the ``W_d s(W_1)`` their gradient descent trains. Both orientations have the
+    same law for linear nets and the random problems' law is transposition-invariant, so averages
+    over problems agree; on one fixed problem a non-linear net's acceptance rate can differ (leaky
+    ReLU, k = 5: about 15%). factorkit draws the model's own orientation; to reproduce the
+    authors' draws on a given problem, run G&C on ``problem.transposed()`` with the model's
+    ``m``/``m'`` swapped (study configs: ``gc.orientation = 'transposed'``).
     """
 
     base: str = "gaussian"
     normalize: bool = False
     layer_scales: tuple[float, ...] | None = None
     target_norm: float = 1.0
+    layer_scaling: str = "fan_out"
 
     def __post_init__(self) -> None:
         check_choice("prior base", self.base, ("gaussian", "uniform"))
         check_float("target_norm", self.target_norm, positive=True)
+        check_choice("layer_scaling", self.layer_scaling, LAYER_SCALINGS)
         if self.layer_scales is not None:
             for index, scale in enumerate(self.layer_scales):
                 check_float(f"layer_scales[{index}]", scale, positive=True)
 
     @classmethod
-    def from_name(cls, name: str, target_norm: float = 1.0) -> Prior:
+    def from_name(cls, name: str, target_norm: float = 1.0, layer_scaling: str = "fan_out") -> Prior:
         """``'gaussian'``, ``'normalized_gaussian'``, ``'uniform'`` or ``'normalized_uniform'``."""
         check_choice("prior", name, PRIORS)
         normalize = name.startswith("normalized_")
-        return cls(base=name.removeprefix("normalized_"), normalize=normalize, target_norm=target_norm)
+        return cls(
+            base=name.removeprefix("normalized_"),
+            normalize=normalize,
+            target_norm=target_norm,
+            layer_scaling=layer_scaling,
+        )
 
     @property
     def name(self) -> str:
@@ -91,7 +115,9 @@ class Prior:
                     f"layer_scales has {len(self.layer_scales)} entries, the model {len(shapes)} layers"
                 )
             return list(self.layer_scales)
-        return [1.0 / math.sqrt(cols) for _, cols in shapes]
+        if self.layer_scaling == "fan_in":
+            return [1.0 / math.sqrt(cols) for _, cols in shapes]
+        return [1.0 / math.sqrt(rows) for rows, _ in shapes]
 
     def sample_weights(
         self,
@@ -165,13 +191,13 @@ class Prior:
         return self.finish(W)
 
 
-def resolve_prior(prior: str | Prior, problem: SensingProblem) -> Prior:
+def resolve_prior(prior: str | Prior, problem: SensingProblem, layer_scaling: str = "fan_out") -> Prior:
     """A :class:`Prior` from a name (normalized priors take ``||W*||_F`` as target norm)."""
     if isinstance(prior, Prior):
         return prior
     if not isinstance(prior, str):
         raise TypeError(f"prior must be a name or a Prior, got {type(prior).__name__}")
-    return Prior.from_name(prior, target_norm=float(problem.W_star.norm()))
+    return Prior.from_name(prior, target_norm=float(problem.W_star.norm()), layer_scaling=layer_scaling)
 
 
 @dataclass
@@ -342,8 +368,8 @@ def guess_and_check(
     eps : float
         Acceptance threshold on ``L_train`` (strict inequality).
     prior : str or Prior
-        ``'gaussian'`` (default scaling), ``'normalized_gaussian'``, ``'uniform'``,
-        ``'normalized_uniform'`` or a :class:`Prior`.
+        ``'gaussian'``, ``'normalized_gaussian'``, ``'uniform'``, ``'normalized_uniform'`` (the
+        paper's fan-out layer scales, see :class:`Prior`) or a :class:`Prior`.
     n_samples : int, optional
         Stop after this many acceptances; ``None`` spends the whole budget.
     max_evaluations : int

@@ -8,13 +8,14 @@ The activation ``s`` is applied after every layer but the last. Every weight car
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from factorkit._validation import check_float, check_int
+from factorkit._validation import check_choice, check_float, check_int
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -49,8 +50,11 @@ def activation_name(activation: str | Activation) -> str:
     return getattr(activation, "__name__", type(activation).__name__)
 
 
+INITS = ("gaussian", "torch_linear")
+
+
 class GaussianInit:
-    """Small i.i.d. Gaussian initialisation for any model with ``layer_shapes()``."""
+    """Small random initialisation for any model with ``layer_shapes()``."""
 
     def layer_shapes(self) -> list[tuple[int, int]]:  # pragma: no cover - provided by the model
         raise NotImplementedError
@@ -62,14 +66,30 @@ class GaussianInit:
         generator: torch.Generator,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        init: str = "gaussian",
     ) -> list[torch.Tensor]:
-        """I.i.d. ``N(0, scale^2)`` weights for ``population`` members (small initialisation)."""
+        """Initial weights for ``population`` members, layer by layer from ``generator``.
+
+        ``init='gaussian'``: i.i.d. ``N(0, scale^2)`` entries. ``init='torch_linear'``: ``scale``
+        times PyTorch's default ``nn.Linear`` weight, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` with
+        ``fan_in`` the layer's columns (standard deviation ``scale / sqrt(3 fan_in)``), the start
+        of the gradient-descent runs of arXiv:2506.03931's code (``near_zero_init``). For one
+        member, drawn in float32 from a generator seeded ``s``, it equals ``nn.Linear(cols, rows,
+        bias=False).weight * scale`` built layer by layer after ``torch.manual_seed(s)``.
+        """
         check_int("population", population)
         check_float("scale", scale, positive=True)
-        return [
-            scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype).to(device)
-            for rows, cols in self.layer_shapes()
-        ]
+        check_choice("init", init, INITS)
+        weights = []
+        for rows, cols in self.layer_shapes():
+            if init == "gaussian":
+                weight = scale * torch.randn(population, rows, cols, generator=generator, dtype=dtype)
+            else:
+                bound = 1.0 / math.sqrt(cols)
+                weight = torch.empty(population, rows, cols, dtype=dtype)
+                weight.uniform_(-bound, bound, generator=generator).mul_(scale)
+            weights.append(weight.to(device))
+        return weights
 
 
 @dataclass(frozen=True)

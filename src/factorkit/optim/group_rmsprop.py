@@ -34,6 +34,10 @@ class GroupRMSprop(torch.optim.Optimizer):
         Added to the root mean square for stability.
     population_axis : bool
         Treat dimension 0 as independent models.
+    momentum : float
+        Heavy-ball momentum on the normalized step, in ``[0, 1)``: ``b_t = momentum b_{t-1} + g_t``
+        and the parameters move by ``step_t b_t``. (The paper's code accepts a momentum but
+        applies ``g_t``, so its momentum runs equal the runs without; ``momentum=0`` is that.)
     """
 
     def __init__(
@@ -43,13 +47,23 @@ class GroupRMSprop(torch.optim.Optimizer):
         alpha: float = 0.99,
         eps: float = 1e-6,
         population_axis: bool = False,
+        momentum: float = 0.0,
     ) -> None:
         check_float("lr", lr, positive=True)
+        check_float("momentum", momentum, nonnegative=True)
+        if momentum >= 1.0:
+            raise ValueError(f"momentum must be < 1, got {momentum}")
         check_float("alpha", alpha, nonnegative=True, upper=1.0)
         if alpha == 1.0:
             raise ValueError("alpha must be < 1, got 1.0")
         check_float("eps", eps, nonnegative=True)
-        defaults = {"lr": lr, "alpha": alpha, "eps": eps, "population_axis": population_axis}
+        defaults = {
+            "lr": lr,
+            "alpha": alpha,
+            "eps": eps,
+            "population_axis": population_axis,
+            "momentum": momentum,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -77,5 +91,11 @@ class GroupRMSprop(torch.optim.Optimizer):
             step_size = group["lr"] / ((square_avg / bias).sqrt() + group["eps"])
             for p in params:
                 scale = step_size.reshape(-1, *([1] * (p.dim() - 1))) if batched else step_size
-                p.sub_(scale * p.grad)
+                direction = p.grad
+                if group["momentum"]:
+                    buffer = self.state[p].get("momentum_buffer")
+                    if buffer is None:
+                        buffer = self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                    direction = buffer.mul_(group["momentum"]).add_(p.grad)
+                p.sub_(scale * direction)
         return loss

@@ -163,6 +163,19 @@ class SensingProblem:
         diff = W - self.W_star
         return diff.flatten(-2).norm(dim=-1) / self.W_star.norm()
 
+    def transposed(self) -> SensingProblem:
+        """The same problem for ``W^T``: ``A_i^T``, ``W*^T``, the same ``y`` and complement basis transposed.
+
+        ``<A_i^T, W^T> = <A_i, W>``, so both losses of ``W^T`` here equal those of ``W`` in ``self``.
+        """
+        return SensingProblem(
+            self.W_star.mT.contiguous(),
+            self.A.mT.contiguous(),
+            self.y,
+            self.complement.mT.contiguous(),
+            self.kind,
+        )
+
     def to(self, device: str | torch.device | None = None, dtype=None) -> SensingProblem:
         """A copy on another device and/or dtype (the complement basis is carried, not redone)."""
         device = self.device if device is None else resolve_device(device)

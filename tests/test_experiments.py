@@ -3,6 +3,7 @@ import sqlite3
 
 import numpy as np
 import pytest
+import torch
 
 from factorkit.experiments import StudyConfig, load_rows, preset, run_study
 from factorkit.experiments.presets import NO_BEYOND
@@ -316,3 +317,75 @@ def test_robust_and_optimizer_settings_are_validated():
         {"grid": {**base["grid"], "optimizer": ["gd", "adam"]}, "gd": {"lr": {"gd": 1.0, "l2": 1e-3}}}
     )
     assert sorted(c.params["lr"] for c in config.cells()) == [1e-3, 1.0]
+
+
+def test_overrides_set_values_where_their_condition_matches():
+    config = StudyConfig.from_dict(
+        {
+            **TINY,
+            "grid": {"width": [4], "depth": [2, 3], "activation": ["linear", "tanh"], "method": ["gd", "gc"]},
+            "gd": {"lr": 1e-2, "steps": 300, "init_scale": {2: 1e-3, 3: 0.1}},
+            "overrides": [
+                {"when": {"activation": "tanh"}, "gd": {"steps": 500, "init_scale": {2: 1e-2, 3: 0.2}}},
+                {"when": {"activation": "tanh", "depth": [3]}, "gc": {"eps": 0.3}},
+            ],
+        }
+    )
+    params = {(c.method, c.params["activation"], c.params["depth"]): c.params for c in config.cells()}
+    assert params[("gd", "linear", 3)]["steps"] == 300 and params[("gd", "linear", 3)]["init_scale"] == 0.1
+    assert params[("gd", "tanh", 2)]["steps"] == 500 and params[("gd", "tanh", 2)]["init_scale"] == 1e-2
+    assert params[("gd", "tanh", 3)]["init_scale"] == 0.2
+    assert params[("gc", "tanh", 3)]["eps"] == 0.3 and params[("gc", "tanh", 2)]["eps"] == 0.15
+    assert params[("gc", "linear", 3)]["eps"] == 0.15
+    # an override is a config like any other: round trip, and its values pass the same checks
+    assert StudyConfig.from_dict(config.to_dict()).cells() == config.cells()
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "match"),
+    [
+        ({"gd": {"steps": 5}}, ValueError, "overrides\\[0\\] needs a non-empty 'when'"),
+        ({"when": {"colour": 1}}, ValueError, "unknown key\\(s\\) 'colour' in \\[overrides\\[0\\].when\\]"),
+        ({"when": {"depth": 2}, "gd": {"stepz": 5}}, ValueError, "unknown key\\(s\\) 'stepz'"),
+        ({"when": {"depth": 2}, "gd": {"steps": -5}}, ValueError, "gd.steps must be >= 0"),
+        ({"when": {"depth": 2}, "gd": {"momentum": 1.5}}, ValueError, "gd.momentum must be in \\[0, 1\\)"),
+        (
+            {"when": {"depth": 2}, "gc": {"layer_scaling": "fan"}},
+            ValueError,
+            "gc.layer_scaling must be one of",
+        ),
+        ({"when": {"depth": 2}, "gd": 3}, TypeError, "overrides\\[0\\].gd must be a table"),
+    ],
+)
+def test_bad_overrides_are_refused_by_name(override, error, match):
+    with pytest.raises(error, match=match):
+        StudyConfig.from_dict({**TINY, "overrides": [override]})
+
+
+def test_fresh_problems_per_point_and_transposed_gc(tmp_path):
+    from factorkit.experiments.runner import _gc_setup, _problem
+
+    fresh = StudyConfig.from_dict(
+        {
+            **TINY,
+            "problem": {**TINY["problem"], "pairing": "fresh"},
+            "gc": {**TINY["gc"], "orientation": "transposed"},
+        }
+    )
+    cells = fresh.cells()
+    by = {(c.method, c.params["width"]): c.params for c in cells}
+    # a new problem per width; G&C and GD of one (width, seed) share it
+    a, b = _problem(by[("gd", 4)], 0, "cpu", "float64"), _problem(by[("gd", 16)], 0, "cpu", "float64")
+    assert not torch.equal(a.W_star, b.W_star)
+    torch.testing.assert_close(_problem(by[("gc", 4)], 0, "cpu", "float64").W_star, a.W_star)
+    paired = {(c.method, c.params["width"]): c.params for c in StudyConfig.from_dict(TINY).cells()}
+    torch.testing.assert_close(
+        _problem(paired[("gd", 4)], 0, "cpu", "float64").W_star,
+        _problem(paired[("gd", 16)], 0, "cpu", "float64").W_star,
+    )
+    # transposed G&C samples W^T on the transposed problem: the same problem seen the other way
+    problem, model, prior = _gc_setup(by[("gc", 4)], 0, "cpu")
+    torch.testing.assert_close(problem.W_star, _problem(by[("gc", 4)], 0, "cpu", "float32").W_star.mT)
+    assert (model.m, model.m2) == (4, 4) and prior.layer_scaling == "fan_out"
+    counts = run_study(fresh, tmp_path, workers=1, progress=False)
+    assert counts["written"] == counts["runs_total"] == len(cells) * 2

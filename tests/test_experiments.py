@@ -164,6 +164,7 @@ def test_smoke_width_trend_tables_and_plots(smoke_width):
     rows = load_rows(smoke_width)
     (gc_test,) = [t for t in trend_tests(rows) if t["method"] == "gc"]
     assert gc_test["rho"] > 0 and gc_test["p_value"] < 0.05
+    assert gc_test["direction"] == "increasing" and gc_test["paired_seeds"] == 4
     records = aggregate(rows)
     for width in (5, 20, 80):
         gc = next(r for r in records if r["method"] == "gc" and r["x"] == width)
@@ -184,10 +185,9 @@ def test_default_presets_reproduce_paper_trends(name, tmp_path):
     for (method, _activation), test in tests.items():
         if method != "gc":
             continue
-        if name == "width":
-            assert test["rho"] > 0 and test["p_value"] < 0.05
-        else:
-            assert test["rho"] < 0 and test["p_value"] < 0.05
+        # the paired test: the same problems at every x (Page's L over the seeds valid everywhere)
+        assert test["direction"] == ("increasing" if name == "width" else "decreasing")
+        assert test["page_p"] < 0.05 and test["paired_seeds"] >= 6
     if name == "width":
         records = aggregate(rows)
         for gd in (r for r in records if r["method"] == "gd"):
@@ -389,3 +389,70 @@ def test_fresh_problems_per_point_and_transposed_gc(tmp_path):
     assert (model.m, model.m2) == (4, 4) and prior.layer_scaling == "fan_out"
     counts = run_study(fresh, tmp_path, workers=1, progress=False)
     assert counts["written"] == counts["runs_total"] == len(cells) * 2
+
+
+def _rows(values: dict[tuple[int, int], float | None], accepted_when_invalid: int = 3) -> list[dict]:
+    """Synthetic G&C rows of a width study: ``values[(width, seed)]``, None for a few-accepted run."""
+    rows = []
+    for (width, seed), value in values.items():
+        rows.append(
+            {
+                "method": "gc", "activation": "linear", "prior": "gaussian", "eps": 0.05, "rank": 1, "n": 15,
+                "measurements": "gaussian", "loss": None, "optimizer": None, "width": width, "depth": 2,
+                "seed": seed, "outliers": 0.0, "status": "ok" if value is not None else "few_accepted",
+                "gen_loss": value if value is not None else 0.9, "prior_gen_loss": 1.0, "nuclear_gen_loss": 0.0,
+                "steps": None, "accepted": 50 if value is not None else accepted_when_invalid,
+            }
+        )  # fmt: skip
+    return rows
+
+
+def test_paired_trend_test_sees_a_trend_that_problem_offsets_hide_from_the_pooled_one():
+    # every seed grows by 0.01 per width step, but seeds differ by 1 (different problems)
+    widths, seeds = [5, 10, 20, 40], range(6)
+    rows = _rows({(w, s): s + 0.01 * i for i, w in enumerate(widths) for s in seeds})
+    (test,) = trend_tests(rows)
+    assert test["p_value"] > 0.3  # pooled: the offsets swamp the trend
+    assert test["paired_seeds"] == 6 and test["direction"] == "increasing"
+    # Page's L with 6 blocks of 4 perfectly ordered treatments: L = 6 * sum(j^2) = 180, its maximum
+    assert test["page_l"] == 180.0 and test["page_p"] < 1e-3
+    assert test["seed_rho_mean"] == pytest.approx(1.0)
+    assert test["wilcoxon_p"] == pytest.approx(stats_wilcoxon_p([1.0] * 6))
+
+
+def stats_wilcoxon_p(values):
+    from scipy import stats
+
+    return stats.wilcoxon(values).pvalue
+
+
+def test_complete_case_columns_and_left_out_points(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from factorkit.experiments.report import _mark_left_out
+
+    values = {(w, s): 0.1 * s + 0.01 * w for w in (5, 10, 20) for s in range(4)}
+    values[(20, 3)] = None  # seed 3 drops out at width 20
+    for s in range(4):
+        values[(40, s)] = None  # nothing valid at width 40
+    records = {r["x"]: r for r in aggregate(_rows(values))}
+    assert [records[w]["valid_seeds"] for w in (5, 10, 20, 40)] == [4, 4, 3, 0]
+    # no seed is valid at every width, so the complete case is empty; without width 40 it is seeds 0-2
+    assert all(r["cc_seeds"] == 0 for r in records.values())
+    del_40 = {k: v for k, v in values.items() if k[0] != 40}
+    records = {r["x"]: r for r in aggregate(_rows(del_40))}
+    assert records[5]["cc_seeds"] == 3 and records[5]["cc_mean"] == pytest.approx(0.1 + 0.05)
+    assert records[5]["mean"] == pytest.approx(0.15 + 0.05)  # all four seeds
+    # every point is drawn: the partial one with 3/4, the empty one where its runs sit, with its count
+    records = aggregate(_rows(values))
+    figure, panel = plt.subplots()
+    _mark_left_out(panel, records, "median", "gc")
+    texts = sorted(t.get_text() for t in panel.texts)
+    assert texts == ["0/4, 12 acc.", "3/4"]
+    assert len(panel.collections) == 2
+    empty = next(r for r in records if r["x"] == 40)
+    assert empty["invalid_median"] == pytest.approx(0.9)
+    plt.close(figure)

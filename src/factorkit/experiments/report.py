@@ -4,6 +4,13 @@ Aggregation follows the paper: for every curve point, the median and interquarti
 per-seed values; alongside, the mean with a 95% Student-t interval across seeds. A G&C run with
 fewer than ``min_accepted`` acceptances is kept in the store (status ``few_accepted``) but left
 out of the aggregates, and the number of such seeds is reported next to the point.
+
+Dropping seeds point by point makes different points average different problems (seed ``s`` is
+problem ``s`` at every point of a paired study), so every point also carries the *complete-case*
+aggregate over the seeds valid at every point of its curve (``cc_*`` columns), and the trend
+tests respect the pairing: Page's L test for an ordered trend over the seeds valid at every point
+(blocks = seeds), and per-seed Spearman correlations with a Wilcoxon signed-rank test across
+seeds, beside the Spearman test that pools (x, seed) pairs as if independent.
 """
 
 from __future__ import annotations
@@ -105,37 +112,122 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         steps = [r["steps"] for r in members if r.get("steps") is not None and r["status"] == "ok"]
         record["steps_median"] = float(np.median(steps)) if steps else math.nan
         record["accepted_total"] = sum(r["accepted"] or 0 for r in members) if label[0] == "gc" else None
+        # runs left out for too few acceptances: where they would sit (their median L_gen, when any
+        # draw was accepted), so a figure can show the point instead of dropping it
+        invalid = [r[metric] for r in members if r["status"] != "ok" and r.get(metric) is not None]
+        record["invalid_median"] = float(np.median(invalid)) if invalid else math.nan
         records.append(record)
+    _complete_case(rows, records, metric)
     return records
 
 
-def trend_tests(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
-    """Spearman rank correlation between the swept axis and per-seed G&C/GD ``metric``.
-
-    One test per curve over all (x, seed) pairs with a valid value; ``rho > 0`` means the loss
-    grows along the axis.
-    """
+def _valid_values(rows: list[dict], metric: str) -> dict[tuple, dict[object, dict[int, float]]]:
+    """``{curve label: {x: {seed: value}}}`` over the runs with status ok."""
     axis = sweep_axis(rows)
-    curves: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    curves: dict[tuple, dict] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         if row["status"] == "ok" and row.get(metric) is not None:
-            curves[_curve_label(row, axis)].append((_x(row, axis), row[metric]))
+            curves[_curve_label(row, axis)][_x(row, axis)][row["seed"]] = row[metric]
+    return curves
+
+
+def _complete_seeds(points: dict[object, dict[int, float]], all_xs) -> list[int]:
+    """The seeds with a valid value at every x of the curve."""
+    if any(x not in points for x in all_xs):
+        return []
+    return sorted(set.intersection(*(set(points[x]) for x in all_xs)))
+
+
+def _complete_case(rows: list[dict], records: list[dict], metric: str) -> None:
+    """Add ``cc_seeds``, ``cc_median``, ``cc_mean`` to each record: the aggregate over the seeds
+    valid at *every* x of its curve, so all points of a curve average the same problems."""
+    axis = sweep_axis(rows)
+    curves = _valid_values(rows, metric)
+    xs_of: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        xs_of[_curve_label(row, axis)].add(_x(row, axis))
+    keys = curve_keys(axis)
+    for record in records:
+        label = tuple(record[k] for k in keys)
+        points = curves.get(label, {})
+        seeds = _complete_seeds(points, xs_of[label])
+        values = np.array([points[record["x"]][s] for s in seeds])
+        record["cc_seeds"] = len(seeds)
+        record["cc_median"] = float(np.median(values)) if seeds else math.nan
+        record["cc_mean"] = float(values.mean()) if seeds else math.nan
+
+
+def trend_tests(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
+    """Trend of per-seed G&C/GD ``metric`` along the swept axis, one record per curve.
+
+    * ``rho``, ``p_value``: Spearman over all (x, seed) pairs with a valid value (pooled, as if
+      independent; ``rho > 0``: the loss grows along the axis).
+    * ``paired_seeds``, ``page_l``, ``page_p``: Page's L test (scipy's ``page_trend_test``) over
+      the seeds valid at every x, each seed a block (its problem is the same at every x), for an
+      increasing and for a decreasing order; ``page_p`` is two-sided (twice the smaller
+      one-sided p, at most 1) and ``direction`` the order with the smaller p. Needs at least 2 such
+      seeds and 3 x values (NaN otherwise).
+    * ``seed_rho_mean``, ``wilcoxon_p``: Spearman's rho within each such seed, their mean, and a
+      two-sided Wilcoxon signed-rank test of the per-seed rhos against 0.
+    """
+    axis = sweep_axis(rows)
+    pooled: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "ok" and row.get(metric) is not None:
+            pooled[_curve_label(row, axis)].append((_x(row, axis), row[metric]))
+    curves = _valid_values(rows, metric)
+    xs_of: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        xs_of[_curve_label(row, axis)].add(_x(row, axis))
     tests = []
-    for label, pairs in curves.items():
+    for label, pairs in pooled.items():
         xs, ys = zip(*pairs, strict=True)
         if len(set(xs)) < 2:
             continue
         rho, p_value = stats.spearmanr(xs, ys)
-        tests.append(
-            {
-                **dict(zip(curve_keys(axis), label, strict=True)),
-                "axis": axis,
-                "rho": float(rho),
-                "p_value": float(p_value),
-                "points": len(pairs),
-            }
-        )
+        test = {
+            **dict(zip(curve_keys(axis), label, strict=True)),
+            "axis": axis,
+            "rho": float(rho),
+            "p_value": float(p_value),
+            "points": len(pairs),
+            **_paired_trend(curves[label], sorted(xs_of[label])),
+        }
+        tests.append(test)
     return tests
+
+
+def _paired_trend(points: dict[object, dict[int, float]], xs: list) -> dict:
+    """Page's L test and per-seed Spearman over the seeds valid at every x (see :func:`trend_tests`)."""
+    seeds = _complete_seeds(points, xs)
+    result = {
+        "paired_seeds": len(seeds),
+        "page_l": math.nan,
+        "page_p": math.nan,
+        "direction": None,
+        "seed_rho_mean": math.nan,
+        "wilcoxon_p": math.nan,
+    }
+    if len(seeds) < 2 or len(xs) < 3:
+        return result
+    table = np.array([[points[x][seed] for x in xs] for seed in seeds])
+    increasing = stats.page_trend_test(table)
+    decreasing = stats.page_trend_test(table[:, ::-1])
+    up = increasing.pvalue <= decreasing.pvalue
+    chosen = increasing if up else decreasing
+    rhos = np.array([stats.spearmanr(xs, values)[0] for values in table])
+    rhos = rhos[np.isfinite(rhos)]
+    result.update(
+        {
+            "page_l": float(chosen.statistic),
+            "page_p": float(min(1.0, 2 * chosen.pvalue)),
+            "direction": "increasing" if up else "decreasing",
+            "seed_rho_mean": float(rhos.mean()) if rhos.size else math.nan,
+        }
+    )
+    if rhos.size >= 2 and np.any(rhos != 0):
+        result["wilcoxon_p"] = float(stats.wilcoxon(rhos).pvalue)
+    return result
 
 
 def _fmt(value) -> str:
@@ -174,6 +266,9 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         "mean",
         "ci_low",
         "ci_high",
+        "cc_seeds",
+        "cc_median",
+        "cc_mean",
         "accepted_total",
         "prior_gen_loss",
         "nuclear",
@@ -188,16 +283,22 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
     lines += ["| " + " | ".join(_fmt(r[k]) for k in shown) + " |" for r in records]
     lines += [
         "",
-        "## Trend tests (Spearman, per-seed values)",
+        "## Trend tests",
         "",
-        "| method | activation | prior | eps | loss | optimizer | width | depth | axis | rho | p_value "
-        "| points |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Pooled: Spearman over every (x, seed) value, as if independent. Paired (the same problems "
+        "at every x): Page's L test over the seeds valid at every x (two-sided p), and the mean "
+        "per-seed Spearman rho with a Wilcoxon signed-rank test across seeds. `cc_*` columns above: "
+        "the same complete-case seeds.",
+        "",
+        "| method | activation | prior | eps | loss | optimizer | width | depth | axis | pooled rho "
+        "| pooled p | points | paired seeds | Page p | direction | seed rho mean | Wilcoxon p |",
+        "|" + "---|" * 17,
     ]
     lines += [
         f"| {t['method']} | {t['activation']} | {_fmt(t['prior'])} | {_fmt(t['eps'])} | {_fmt(t['loss'])} | "
         f"{_fmt(t['optimizer'])} | {_fmt(t.get('width'))} | {_fmt(t.get('depth'))} | {t['axis']} | "
-        f"{t['rho']:.3f} | {t['p_value']:.2e} | {t['points']} |"
+        f"{t['rho']:.3f} | {t['p_value']:.2e} | {t['points']} | {t['paired_seeds']} | {_fmt(t['page_p'])} | "
+        f"{_fmt(t['direction'])} | {_fmt(t['seed_rho_mean'])} | {_fmt(t['wilcoxon_p'])} |"
         for t in trend_tests(rows, metric)
     ]
     md_path = directory / "summary.md"
@@ -254,25 +355,32 @@ def plot_study(directory: str | Path) -> list[Path]:
                 else:
                     label = f"G&C ({prior}, eps={eps:g})"
                     color = next(gc_colors, None)
-                line = panel.plot(xs, [r[centre] for r in points], marker="o", label=label, color=color)[0]
+                # the line joins every point with a value (a point without one does not cut it)
+                shown = [r for r in points if math.isfinite(r[centre])]
+                line = panel.plot(
+                    [r["x"] for r in shown], [r[centre] for r in shown], marker="o", label=label, color=color
+                )[0]
                 panel.fill_between(
-                    xs,
-                    [r[low] for r in points],
-                    [r[high] for r in points],
+                    [r["x"] for r in shown],
+                    [r[low] for r in shown],
+                    [r[high] for r in shown],
                     alpha=0.2,
                     color=line.get_color(),
                 )
-                flagged = [r for r in points if r["valid_seeds"] < r["seeds"]]
-                if flagged:
-                    panel.scatter(
-                        [r["x"] for r in flagged],
-                        [r[centre] for r in flagged],
-                        marker="x",
-                        s=80,
-                        color="black",
-                        zorder=5,
-                        label="seeds with too few acceptances" if method == "gc" else None,
-                    )
+                _mark_left_out(panel, points, centre, method)
+                cc_key = "cc_median" if style == "median" else "cc_mean"
+                if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
+                    complete = [r for r in points if math.isfinite(r[cc_key])]
+                    if complete:
+                        panel.plot(
+                            [r["x"] for r in complete],
+                            [r[cc_key] for r in complete],
+                            linestyle="--",
+                            linewidth=1,
+                            color=line.get_color(),
+                            label=f"{label.split(' (')[0]}, the {complete[0]['cc_seeds']} seeds "
+                            f"valid at every {axis}",
+                        )
                 if method == "gc":
                     panel.plot(
                         xs,
@@ -299,7 +407,7 @@ def plot_study(directory: str | Path) -> list[Path]:
             panel.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
             panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
             panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
-            panel.set_title(f"{activation} ({band_label})", fontsize=9)
+            panel.set_title(f"{activation} ({band_label}; x: seeds kept/run)", fontsize=9)
             panel.legend(fontsize=7)
         fig.suptitle(directory.name)
         fig.tight_layout()
@@ -308,6 +416,34 @@ def plot_study(directory: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:
+    """Show the points that lost seeds: a black x with ``valid/seeds`` at a point that kept some;
+    at a point that kept none, a black x where its few-accepted runs sit (their median), or on the
+    random-guess line when nothing was accepted, labelled with the total accepted count."""
+    partial = [r for r in points if 0 < r["valid_seeds"] < r["seeds"]]
+    empty = [r for r in points if r["valid_seeds"] == 0]
+    label = "seeds left out (too few acceptances)" if method == "gc" else "seeds left out"
+    for r in partial:
+        panel.scatter(r["x"], r[centre], marker="x", s=80, color="black", zorder=5, label=label)
+        panel.annotate(
+            f"{r['valid_seeds']}/{r['seeds']}", (r["x"], r[centre]), textcoords="offset points",
+            xytext=(4, 4), fontsize=7,
+        )  # fmt: skip
+        label = None
+    empty_label = "no valid seed: few-accepted median, or the random-guess line if none accepted"
+    for r in empty:
+        y = r["invalid_median"] if math.isfinite(r["invalid_median"]) else r["prior_gen_loss"]
+        if not math.isfinite(y):
+            continue
+        panel.scatter(r["x"], y, marker="X", s=90, color="black", zorder=5, label=empty_label)
+        empty_label = None
+        accepted = r["accepted_total"] if r["accepted_total"] is not None else "-"
+        panel.annotate(
+            f"0/{r['seeds']}, {accepted} acc.", (r["x"], y), textcoords="offset points", xytext=(4, -10),
+            fontsize=7,
+        )  # fmt: skip
 
 
 def plot_volumes(directory: str | Path) -> Path | None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sqlite3
 import sys
+import zipfile
 from pathlib import Path
 
 from factorkit.experiments.presets import PRESETS, SCALES
@@ -493,15 +496,46 @@ def main(argv: list[str] | None = None) -> int:
         "fit": _cmd_fit,
         "embed": _cmd_embed,
     }
+    previous = _terminate_as_interrupt()
     try:
         handlers[args.command](args)
     except (ValueError, TypeError) as err:
-        print(f"factorkit: error: {err}", file=sys.stderr)
+        print(f"factorkit: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("factorkit: interrupted; finished runs are saved, rerun to resume", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError, sqlite3.DatabaseError, zipfile.BadZipFile, EOFError) as err:
+        # runtime failures (unreadable or unwritable files, a damaged store, a device that cannot
+        # run): one line, exit 1, never a traceback
+        print(f"factorkit: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    return text
+
+
+def _terminate_as_interrupt():
+    """SIGTERM stops a command as Ctrl-C does (finished runs kept, worker processes shut down).
+
+    Returns the previous handler to restore, or None where it cannot be set (not the main thread).
+    """
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

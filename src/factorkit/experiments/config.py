@@ -203,10 +203,17 @@ class StudyConfig:
         name = raw.get("name", "study")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if "/" in name or "\\" in name or name in (".", ".."):
+            raise ValueError(f"name must be a plain name, not a path (it names runs/NAME), got {name!r}")
         seeds = raw.get("seeds", 8)
         if isinstance(seeds, int):
             seeds = list(range(check_int("seeds", seeds)))
+        if not isinstance(seeds, list | tuple):
+            raise TypeError(f"seeds must be a count or a list of seeds, got {type(seeds).__name__} {seeds!r}")
         seeds = tuple(check_int("seeds[i]", s, minimum=0) for s in seeds)
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds must be distinct (each seed is one problem); repeated: {repeated}")
         problem = {**PROBLEM_DEFAULTS, **raw.get("problem", {})}
         _check_keys("problem", problem, PROBLEM_DEFAULTS)
         gc = {**GC_DEFAULTS, **raw.get("gc", {})}
@@ -240,6 +247,39 @@ class StudyConfig:
         return config
 
     @classmethod
+    def from_stored(cls, raw: dict) -> StudyConfig:
+        """The config a study folder's ``study.json`` describes.
+
+        A ``study.json`` written by an older version lacks the settings added since; its runs were
+        made with what that version did (:data:`LATE_DEFAULTS`), not with today's defaults, so those
+        fill the gaps.
+        """
+        raw = copy.deepcopy(raw)
+        for section, defaults in (("problem", PROBLEM_DEFAULTS), ("gc", GC_DEFAULTS), ("gd", GD_DEFAULTS)):
+            given = raw.setdefault(section, {})
+            for key in defaults:
+                if key in LATE_DEFAULTS and key not in given:
+                    given[key] = LATE_DEFAULTS[key]
+        return cls.from_dict(raw)
+
+    def differences(self, other: StudyConfig) -> list[str]:
+        """What ``other`` changes: ``'section.key: old -> new'`` per setting (the description aside)."""
+        # compared as study.json holds them (JSON turns table keys into strings, tuples into lists)
+        mine, theirs = (json.loads(json.dumps(c.to_dict(), sort_keys=True)) for c in (self, other))
+        changes = []
+        for key in mine:
+            if key == "description":
+                continue
+            if isinstance(mine[key], dict):
+                for inner in sorted(set(mine[key]) | set(theirs[key])):
+                    old, new = mine[key].get(inner), theirs[key].get(inner)
+                    if old != new:
+                        changes.append(f"{key}.{inner}: {old!r} -> {new!r}")
+            elif mine[key] != theirs[key]:
+                changes.append(f"{key}: {mine[key]!r} -> {theirs[key]!r}")
+        return changes
+
+    @classmethod
     def from_toml(cls, path: str | Path) -> StudyConfig:
         path = Path(path)
         if not path.is_file():
@@ -250,17 +290,20 @@ class StudyConfig:
         return cls.from_dict(raw)
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "seeds": list(self.seeds),
-            "problem": self.problem,
-            "grid": self.grid,
-            "gc": self.gc,
-            "gd": self.gd,
-            "description": self.description,
-            "metric": self.metric,
-            "overrides": list(self.overrides),
-        }
+        """A plain dict of the config (a copy: changing it leaves the config as it is)."""
+        return copy.deepcopy(
+            {
+                "name": self.name,
+                "seeds": list(self.seeds),
+                "problem": self.problem,
+                "grid": self.grid,
+                "gc": self.gc,
+                "gd": self.gd,
+                "description": self.description,
+                "metric": self.metric,
+                "overrides": list(self.overrides),
+            }
+        )
 
     def validate(self) -> None:
         """Check every value that a run would otherwise reject late, naming the key."""

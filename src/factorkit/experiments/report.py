@@ -53,6 +53,23 @@ def study_metric(directory: str | Path) -> str:
     return "gen_loss"
 
 
+def study_rows(directory: str | Path) -> list[dict]:
+    """The store's rows of the config in ``study.json`` (all rows when the folder has none).
+
+    A store can hold rows of other configs (runs keyed by every setting, e.g. written by a version
+    with other defaults); tables and figures describe the folder's config only, never a mix.
+    """
+    from factorkit.experiments.config import StudyConfig
+
+    rows = load_rows(directory)
+    path = Path(directory) / "study.json"
+    if not path.is_file():
+        return rows
+    config = StudyConfig.from_stored(json.loads(path.read_text()))
+    keys = {cell.key(seed) for cell in config.cells() for seed in config.seeds}
+    return [row for row in rows if row["key"] in keys]
+
+
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
     mean = float(values.mean())
     if values.size < 2:
@@ -241,7 +258,7 @@ def _fmt(value) -> str:
 def write_tables(directory: str | Path) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` (aggregates plus trend tests) into ``directory``."""
     directory = Path(directory)
-    rows = load_rows(directory)
+    rows = study_rows(directory)
     metric = study_metric(directory)
     records = aggregate(rows, metric)
     csv_path = directory / "summary.csv"
@@ -321,7 +338,7 @@ def plot_study(directory: str | Path) -> list[Path]:
 
     directory = Path(directory)
     metric = study_metric(directory)
-    records = aggregate(load_rows(directory), metric)
+    records = aggregate(study_rows(directory), metric)
     if not records:
         raise ValueError(f"the study in {str(directory)!r} has no rows yet")
     axis = records[0]["axis"]
@@ -461,7 +478,7 @@ def plot_volumes(directory: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
-    rows = [r for r in load_rows(directory) if r["method"] == "gc" and r["log_volume"] is not None]
+    rows = [r for r in study_rows(directory) if r["method"] == "gc" and r["log_volume"] is not None]
     if not rows:
         return None
     axis = sweep_axis(rows)

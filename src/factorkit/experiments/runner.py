@@ -545,8 +545,8 @@ def run_study(
     if device_obj.type == "cuda":
         workers = 1  # one process owns the GPU; its batches are already large
     out = Path(out)
+    _claim_folder(config, out)
     with ResultStore(out) as store:
-        (out / "study.json").write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         finished = store.finished_keys()
         stored = {k: v for k, v in store.shard_payloads().items() if k not in finished}
         params_of = {c.key(s): c.params for c in config.cells() for s in config.seeds}
@@ -611,6 +611,43 @@ def run_study(
         "shards_run": shards_run,
         "shards_skipped": sum(len(v) for k, v in stored.items() if k in keys) - shards_run,
     }
+
+
+def _claim_folder(config: StudyConfig, out: Path) -> None:
+    """Make ``out`` the folder of ``config``: write its ``study.json``, or refuse when the folder
+    already holds another config (a folder describes one study; rows of two configs are never
+    pooled). Growing the study (more seeds, more values on a grid axis, every setting else equal)
+    is the same study: every stored row is one of its runs."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    path = out / "study.json"
+    if path.is_file():
+        try:
+            stored = StudyConfig.from_stored(json.loads(path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise ValueError(
+                f"{path} does not hold a readable study config ({err}); use another --out"
+            ) from err
+        changes = stored.differences(config)
+        if changes and not _extends(stored, config):
+            shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+            raise ValueError(
+                f"{out} holds study {stored.name!r} run with another config ({shown}). A study folder "
+                "holds one config: give this one its own --out, or move the folder aside to start over"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+
+
+def _extends(stored: StudyConfig, config: StudyConfig) -> bool:
+    """Whether ``config`` is ``stored`` with seeds or grid values added and nothing else changed."""
+    if not set(stored.seeds) <= set(config.seeds) or set(stored.grid) != set(config.grid):
+        return False
+    if any(not set(values) <= set(config.grid[key]) for key, values in stored.grid.items()):
+        return False
+    return not replace(stored, seeds=config.seeds, grid=config.grid, description="").differences(
+        replace(config, description="")
+    )
 
 
 def _all_shards(payloads: dict[int, dict]) -> list[dict] | None:

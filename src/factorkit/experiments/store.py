@@ -75,14 +75,32 @@ def software_versions() -> dict:
     }
 
 
+class DamagedStoreError(sqlite3.DatabaseError):
+    """The results store is not a readable SQLite database (garbage, truncated, corrupt pages)."""
+
+
 class ResultStore:
-    """Append-only store of run rows in ``DIR/results.sqlite``; reopening resumes."""
+    """Append-only store of run rows in ``DIR/results.sqlite``; reopening resumes.
+
+    A file that is not a sound SQLite database is refused (:class:`DamagedStoreError`) and left as
+    it is: nothing is written to it.
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / RESULTS_FILE
-        self._connection = sqlite3.connect(self.path)
+        self._connection = sqlite3.connect(self.path, timeout=30)
+        try:
+            check = self._connection.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            check = str(err)
+        if check != "ok":
+            self._connection.close()
+            raise DamagedStoreError(
+                f"the results store {self.path} is damaged ({check}); move it aside (its finished rows "
+                "are lost unless a copy exists) and rerun to recompute, or restore a copy"
+            )
         columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
         self._connection.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
         # a store written by an older version lacks the newer columns: add them (NULL in old rows)

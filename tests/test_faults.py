@@ -1,0 +1,111 @@
+"""Fault injection: each case a hostile but realistic user tried (issue 17), and what it must get.
+
+The README's Reliability table lists these cases; every row there is a test here.
+"""
+
+import json
+import sqlite3
+
+import pytest
+
+from factorkit.cli import main
+from factorkit.experiments import StudyConfig, load_rows, run_study
+from factorkit.experiments.report import study_rows, write_tables
+
+TINY = {
+    "name": "tiny",
+    "seeds": 2,
+    "problem": {"m": 4, "m2": 4, "n": 8},
+    "grid": {"width": [4], "depth": [2], "method": ["gd"]},
+    "gd": {"lr": 1e-2, "steps": 100},
+}
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# 1. one folder, one config ------------------------------------------------------------------------
+
+
+def test_a_changed_setting_into_the_same_folder_is_refused_and_names_what_changed(tmp_path):
+    run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    stored = (tmp_path / "study.json").read_text()
+    changed = StudyConfig.from_dict({**TINY, "gd": {**TINY["gd"], "steps": 30}})
+    with pytest.raises(ValueError, match=r"gd\.steps: 100 -> 30.*its own --out"):
+        run_study(changed, tmp_path, workers=1, progress=False)
+    assert (tmp_path / "study.json").read_text() == stored  # the folder still describes its data
+    assert len(load_rows(tmp_path)) == 2
+
+
+def test_growing_a_study_is_the_same_study(tmp_path):
+    run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    grown = StudyConfig.from_dict({**TINY, "seeds": 3, "grid": {**TINY["grid"], "width": [4, 8]}})
+    counts = run_study(grown, tmp_path, workers=1, progress=False)
+    assert counts["skipped"] == 2 and counts["written"] == 4
+
+
+def test_tables_show_only_the_folders_config(tmp_path):
+    """Rows of another config in the same store (here: written under another study.json) are not
+    pooled into the tables."""
+    run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    other = StudyConfig.from_dict({**TINY, "gd": {**TINY["gd"], "steps": 30}})
+    (tmp_path / "study.json").unlink()
+    run_study(other, tmp_path, workers=1, progress=False)
+    assert len(load_rows(tmp_path)) == 4
+    rows = study_rows(tmp_path)
+    assert len(rows) == 2 and {json.loads(r["settings"])["steps"] for r in rows} == {30}
+    write_tables(tmp_path)
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert summary[1].split(",")[summary[0].split(",").index("seeds")] == "2"
+
+
+def test_repeated_seeds_and_path_names_are_refused():
+    with pytest.raises(ValueError, match=r"seeds must be distinct .*repeated: \[0\]"):
+        StudyConfig.from_dict({**TINY, "seeds": [0, 0]})
+    with pytest.raises(ValueError, match="name must be a plain name, not a path"):
+        StudyConfig.from_dict({**TINY, "name": "/etc/x"})
+
+
+def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    code, _, err = cli(capsys, "study", "width", "--scale", "smoke", "--out", str(target), "--no-plot")
+    assert code == 2 and err.count("\n") == 1 and "is a file, not a folder" in err
+    assert target.read_text() == "x"
+
+
+def test_old_study_json_is_read_with_the_settings_its_version_used(tmp_path):
+    """A study.json from before fan-out scaling was the default describes fan-in runs."""
+    config = StudyConfig.from_dict(
+        {**TINY, "grid": {**TINY["grid"], "method": ["gc"]}, "gc": {"draws": 1000}}
+    )
+    raw = config.to_dict()
+    del raw["gc"]["layer_scaling"]
+    stored = StudyConfig.from_stored(raw)
+    assert stored.gc["layer_scaling"] == "fan_in"
+    assert stored.differences(config) == ["gc.layer_scaling: 'fan_in' -> 'fan_out'"]
+
+
+def test_damaged_store_is_refused_and_never_overwritten(tmp_path, capsys):
+    store = tmp_path / "results.sqlite"
+    store.write_bytes(b"this is not a database" * 100)
+    before = store.read_bytes()
+    code, _, err = cli(capsys, "study", "width", "--scale", "smoke", "--out", str(tmp_path), "--no-plot")
+    assert code == 1 and err.count("\n") == 1
+    assert "damaged" in err and "move it aside" in err
+    assert store.read_bytes() == before
+    code, _, err = cli(capsys, "plot", str(tmp_path))
+    assert code == 1 and "damaged" in err
+
+
+def test_truncated_store_is_refused(tmp_path, capsys):
+    run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    store = tmp_path / "results.sqlite"
+    store.write_bytes(store.read_bytes()[:1500])
+    with pytest.raises(sqlite3.DatabaseError):
+        load_rows(tmp_path)
+    code, _, err = cli(capsys, "plot", str(tmp_path))
+    assert code == 1 and "damaged" in err

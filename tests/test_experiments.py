@@ -400,8 +400,9 @@ def _rows(values: dict[tuple[int, int], float | None], accepted_when_invalid: in
                 "method": "gc", "activation": "linear", "prior": "gaussian", "eps": 0.05, "rank": 1, "n": 15,
                 "measurements": "gaussian", "loss": None, "optimizer": None, "width": width, "depth": 2,
                 "seed": seed, "outliers": 0.0, "status": "ok" if value is not None else "few_accepted",
-                "gen_loss": value if value is not None else 0.9, "prior_gen_loss": 1.0, "nuclear_gen_loss": 0.0,
-                "steps": None, "accepted": 50 if value is not None else accepted_when_invalid,
+                "gen_loss": value if value is not None else 0.9, "prior_gen_loss": 1.0,
+                "nuclear_gen_loss": 0.0, "steps": None,
+                "accepted": 50 if value is not None else accepted_when_invalid,
             }
         )  # fmt: skip
     return rows

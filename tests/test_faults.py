@@ -4,7 +4,13 @@ The README's Reliability table lists these cases; every row there is a test here
 """
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +115,110 @@ def test_truncated_store_is_refused(tmp_path, capsys):
         load_rows(tmp_path)
     code, _, err = cli(capsys, "plot", str(tmp_path))
     assert code == 1 and "damaged" in err
+
+
+# 3. signals: SIGTERM shuts down like Ctrl-C, workers die with their parent -------------------------
+
+SIGNAL_STUDY = """
+name = "signals"
+seeds = 4
+[problem]
+m = 4
+m2 = 4
+n = 8
+[grid]
+width = [4, 8, 16]
+depth = [2]
+method = ["gc"]
+[gc]
+eps = 0.2
+draws = 400000
+"""
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def _start_study(config: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "factorkit.cli", "study", str(config), "--out", str(out), "--workers", "2",
+         "--no-plot"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_rows(out: Path, process: subprocess.Popen, count: int = 1, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with sqlite3.connect(out / "results.sqlite", timeout=1) as db:
+                if db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= count:
+                    return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the study wrote no row in time")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_a_study_cleanly_and_a_rerun_equals_a_clean_run(tmp_path):
+    config = tmp_path / "signals.toml"
+    config.write_text(SIGNAL_STUDY)
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    process = _start_study(config, out)
+    _wait_for_rows(out, process)
+    workers = _children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), "worker processes outlived the study"
+    assert 1 <= len(load_rows(out)) < 12
+    rerun = _start_study(config, out)
+    assert rerun.wait(timeout=300) == 0
+    run_study(StudyConfig.from_toml(config), clean, workers=1, progress=False)
+    fields = ("key", "status", "accepted", "evaluations", "gen_loss", "prior_gen_loss")
+    resumed = sorted(tuple(r[f] for f in fields) for r in load_rows(out))
+    assert resumed == sorted(tuple(r[f] for f in fields) for r in load_rows(clean))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_the_study_process_is_killed(tmp_path):
+    config = tmp_path / "signals.toml"
+    config.write_text(SIGNAL_STUDY)
+    process = _start_study(config, tmp_path / "out")
+    _wait_for_rows(tmp_path / "out", process)
+    workers = _children(process.pid)
+    assert workers, "the study runs in a pool of worker processes"
+    process.kill()
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(workers), "worker processes outlived a SIGKILLed study"

@@ -19,6 +19,8 @@ import ctypes.util
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -430,8 +432,32 @@ def plan(
     return sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
+    """A pool worker: one torch thread, and it exits when the study process that started it dies.
+
+    On Linux the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``); a
+    watchdog thread also polls the parent's pid, for other systems and for a parent killed before
+    the call took effect.
+    """
     torch.set_num_threads(1)
+    if parent is None:
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="factorkit-parent-watch").start()
 
 
 EXECUTORS = ("process", "dask")
@@ -443,13 +469,20 @@ def _local_results(jobs: list[Job], study: str, device: str, workers: int):
         for job in jobs:
             yield job, run_task(job, study, device)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures = {pool.submit(run_task, job, study, device): job for job in jobs}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
         except BaseException:
+            # interrupted (Ctrl-C, SIGTERM) or failed: stop the workers now rather than after
+            # their current job; what they were computing is not stored and reruns on resume
+            processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
             raise
 
 

@@ -5,6 +5,7 @@ The README's Reliability table lists these cases; every row there is a test here
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from factorkit.cli import main
@@ -28,7 +30,10 @@ TINY = {
 
 
 def cli(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argument errors end in argparse's exit(2)
+        code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -222,3 +227,162 @@ def test_workers_exit_when_the_study_process_is_killed(tmp_path):
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(workers), "worker processes outlived a SIGKILLed study"
+
+
+# 4. runtime failures: one line, exit 1; the output checked before computing ------------------------
+
+
+def test_fit_checks_its_output_folder_before_computing(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).random((20, 10)))
+    target = tmp_path / "file"
+    target.write_text("x")
+    code, _, err = cli(capsys, "fit", str(data), "--method", "nmf", "--rank", "2", "--out", str(target))
+    assert code == 2 and "is a file, not a folder" in err and err.count("\n") == 1
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    if os.access(readonly, os.W_OK):  # root writes anywhere: nothing to test
+        return
+    code, _, err = cli(
+        capsys, "fit", str(data), "--method", "nmf", "--rank", "2", "--out", str(readonly / "o")
+    )
+    assert code == 1 and "Permission denied" in err and err.count("\n") == 1
+
+
+def test_embed_checks_its_output_folder_before_counting(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\n" * 10)
+    target = tmp_path / "file"
+    target.write_text("x")
+    code, _, err = cli(capsys, "embed", str(corpus), "--dim", "2", "--min-count", "1", "--out", str(target))
+    assert code == 2 and "is a file, not a folder" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "match"),
+    [
+        (["sample", "--device", "meta"], 2, "device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got 'meta'"),
+        (
+            ["sample", "--seed", "99999999999999999999"],
+            2,
+            "argument --seed: expected an integer in \\[0, 2\\^63\\)",
+        ),
+        (["train", "--lr", "1e10", "--steps", "50"], 1, "training diverged"),
+    ],
+)
+def test_cli_runtime_and_usage_errors_are_one_line(capsys, argv, code, match):
+    got, _, err = cli(capsys, *argv)
+    assert got == code and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(match, err)
+
+
+def test_data_file_errors_name_the_file(tmp_path, capsys):
+    garbage = tmp_path / "g.npy"
+    garbage.write_bytes(os.urandom(300))
+    out = str(tmp_path / "o")
+    for path, match in [
+        (tmp_path, "is a directory; expected a matrix file"),
+        (garbage, f"data file '{garbage}' could not be read as .npy"),
+        (tmp_path / "missing.npy", "does not exist"),
+    ]:
+        code, _, err = cli(capsys, "fit", str(path), "--method", "nmf", "--rank", "2", "--out", out)
+        assert code == 2 and match in err and err.count("\n") == 1
+    broken = tmp_path / "b.npz"
+    broken.write_bytes(b"PK\x03\x04" + os.urandom(100))
+    code, _, err = cli(capsys, "fit", str(broken), "--method", "nmf", "--rank", "2", "--out", out)
+    assert code == 2 and str(broken) in err
+
+
+# 5. silent wrong results: refused, or a loud status and strict JSON --------------------------------
+
+
+def test_diverged_training_prints_strict_json_with_a_status(capsys):
+    code, out, _ = cli(capsys, "train", "--lr", "1e10", "--steps", "400", "--json")
+    assert code == 1
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    assert result["status"] == "diverged"
+
+
+def test_sample_with_no_acceptance_says_so_in_strict_json(capsys):
+    code, out, _ = cli(capsys, "sample", "--eps", "1e-9", "--draws", "1000", "--json")
+    assert code == 0
+    result = json.loads(out, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    assert result["status"] == "none_accepted" and result["gen_loss"] is None
+
+
+def test_ignored_method_options_are_refused(tmp_path, capsys):
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).random((20, 10)))
+    out = str(tmp_path / "o")
+    for extra, flag in [
+        (["--row-covariates", str(data)], "--row-covariates"),
+        (["--prior", "point_laplace"], "--prior"),
+        (["--n-init", "3"], "--n-init"),
+    ]:
+        code, _, err = cli(capsys, "fit", str(data), "--method", "nmf", "--rank", "2", "--out", out, *extra)
+        assert code == 2 and f"{flag} does not apply to --method nmf" in err
+    code, _, err = cli(
+        capsys, "fit", str(data), "--method", "boolean", "--rank", "2", "--out", out, "--solver", "mu"
+    )
+    assert code == 2 and "--solver does not apply to --method boolean" in err
+    code, _, err = cli(
+        capsys, "fit", str(data), "--method", "ebmf", "--rank", "2", "--out", out, "--covariate-model", "mlp"
+    )
+    assert code == 2 and "--covariate-model needs --row-covariates" in err
+
+
+def test_api_refusals_instead_of_silent_coercion():
+    from factorkit.fit.gd import train_gd
+    from factorkit.fit.guess_check import sample_posterior
+    from factorkit.methods.ebmf import EBMF, CovariateEBMF
+    from factorkit.methods.embeddings import QWEM
+    from factorkit.methods.nmf import NMF
+    from factorkit.models import DeepFactorization
+    from factorkit.problems import make_sensing_problem
+
+    X = np.random.default_rng(0).normal(size=(20, 10))
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        EBMF(2).fit(X + 1j)
+    with pytest.raises(TypeError, match="row_covariates must hold real numbers"):
+        CovariateEBMF(2).fit(X, row_covariates=np.ones((20, 1)) + 1j)
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        EBMF(2).fit(X, mask=np.full(X.shape, 0.5))
+    with pytest.raises(TypeError, match="corpus sentence 0 must be a str or a list of str tokens, got bytes"):
+        QWEM(5, min_count=1).fit([b"abc def", b"def abc"])
+    with pytest.raises(TypeError, match="got bytes"):
+        QWEM(5, min_count=1).fit(b"abc def")
+    with pytest.raises(TypeError, match="seeds must be an int or a sequence of ints, got float 2.5"):
+        train_gd(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), seeds=2.5)
+    with pytest.raises(ValueError, match="X must have at least one row and one column, got shape \\(0, 4\\)"):
+        NMF(2).fit(np.zeros((0, 4)))
+    # booleans are 0/1 data, as BooleanMF takes them: NMF factors them exactly as the 0/1 floats
+    B = np.random.default_rng(1).random((12, 8)) < 0.4
+    torch_equal = np.testing.assert_allclose
+    torch_equal(
+        NMF(2, random_state=0).fit_transform(B), NMF(2, random_state=0).fit_transform(B.astype(float))
+    )
+    # SMC's interval for V(eps) contains its estimate
+    result = sample_posterior(
+        make_sensing_problem(dtype="float64"), DeepFactorization(5, 5, 5, 2), eps=0.05, sampler="smc",
+        n_particles=300, runs=2, prior="gaussian",
+    )  # fmt: skip
+    low, high = result.acceptance_interval()
+    assert low < result.acceptance_rate < high
+
+
+def test_optimizer_options_reach_plain_gd():
+    """``optimizer='gd'`` with options was silently plain GD; momentum now changes the trajectory and
+    an unknown option is refused."""
+    from factorkit.fit.gd import train_gd
+    from factorkit.models import DeepFactorization
+    from factorkit.problems import make_sensing_problem
+
+    problem, model = make_sensing_problem(dtype="float64"), DeepFactorization(5, 5, 5, 2)
+    plain = train_gd(problem, model, lr=0.1, max_steps=50, progress=False)
+    heavy = train_gd(
+        problem, model, lr=0.1, max_steps=50, progress=False, optimizer_options={"momentum": 0.9}
+    )
+    assert not np.allclose(plain.W.numpy(), heavy.W.numpy())
+    with pytest.raises(ValueError, match="optimizer_options .* not accepted by 'gd'"):
+        train_gd(problem, model, max_steps=5, progress=False, optimizer_options={"momentun": 0.9})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sqlite3
 import sys
@@ -39,6 +40,17 @@ _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
 
 
+def _seed(text: str) -> int:
+    """A seed: an integer in [0, 2^63) (what torch's and NumPy's generators take)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2^63), got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -62,7 +74,7 @@ def _add_problem_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--width", type=_positive_int, default=5, help="hidden width k (default 5)")
     group.add_argument("--depth", type=_positive_int, default=2, help="layers d (default 2)")
     group.add_argument("--activation", choices=ACTIVATIONS, default="linear")
-    group.add_argument("--seed", type=_nonnegative_int, default=0, help="problem seed (default 0)")
+    group.add_argument("--seed", type=_seed, default=0, help="problem seed (default 0)")
     group.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     group.add_argument("--dtype", choices=("float32", "float64"), default=None)
     group.add_argument("--json", action="store_true", help="print one JSON object")
@@ -147,20 +159,22 @@ def _build_parser() -> argparse.ArgumentParser:
         help="ebmf: n x d matrix file; fits covariate-moderated EBMF",
     )
     fit.add_argument(
-        "--prior", default="point_normal", help="ebmf: EBNM prior family of loadings and factors"
+        "--prior", default=None, help="ebmf: EBNM prior family of loadings and factors (point_normal)"
     )
     fit.add_argument(
         "--covariate-model",
         choices=("linear", "mlp"),
-        default="linear",
+        default=None,
         help="cebmf: covariates -> prior weights by a (multinomial) logistic model or a small MLP",
     )
-    fit.add_argument("--solver", choices=("hals", "mu", "alternating"), default="hals", help="nmf solver")
+    fit.add_argument(
+        "--solver", choices=("hals", "mu", "alternating"), default=None, help="nmf solver (default hals)"
+    )
     fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
     fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
     fit.add_argument("--max-iter", type=_positive_int, default=1000)
-    fit.add_argument("--n-init", type=_positive_int, default=1)
-    fit.add_argument("--seed", type=_nonnegative_int, default=0)
+    fit.add_argument("--n-init", type=_positive_int, default=None, help="boolean: restarts (default 1)")
+    fit.add_argument("--seed", type=_seed, default=0)
     fit.add_argument("--device", default="cpu")
     embed = commands.add_parser("embed", help="closed-form word embeddings (QWEM) from a text corpus")
     embed.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
@@ -182,7 +196,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="window weights by distance r: (window - r + 1) / window (word2vec's dynamic window) or 1",
     )
     embed.add_argument("--tol", type=_positive_float, default=1e-6, help="eigensolver relative residual")
-    embed.add_argument("--seed", type=_nonnegative_int, default=0, help="eigensolver start block")
+    embed.add_argument("--seed", type=_seed, default=0, help="eigensolver start block")
     embed.add_argument(
         "--solver",
         choices=("auto", "dense", "lanczos", "arpack"),
@@ -203,6 +217,7 @@ def _cmd_embed(args) -> None:
     for path in [args.analogies, *args.similarity]:
         if path is not None and not path.is_file():
             raise ValueError(f"evaluation file {str(path)!r} does not exist")
+    _prepare_out(args.out)
     model = QWEM(
         args.dim,
         window=args.window,
@@ -216,10 +231,9 @@ def _cmd_embed(args) -> None:
         seed=args.seed,
     )
     model.fit(args.corpus, progress=None)
-    args.out.mkdir(parents=True, exist_ok=True)
     model.save_word2vec(args.out / "vectors.txt")
     report = embed_report(model, args.analogies, args.similarity)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_report(args.out, report)
     summary = {k: v for k, v in report.items() if not isinstance(v, dict)}
     if "analogies" in report:
         summary["analogy_accuracy"] = report["analogies"]["accuracy"]
@@ -232,6 +246,8 @@ def _cmd_fit(args) -> None:
     from factorkit.methods.boolean import BooleanMF
     from factorkit.problems.data import load_matrix
 
+    _check_method_options(args)
+    _prepare_out(args.out)
     X = load_matrix(args.data)
     if args.method == "nmf":
         _fit_nmf(args, X)
@@ -240,10 +256,9 @@ def _cmd_fit(args) -> None:
         _fit_ebmf(args, X)
         return
     model = BooleanMF(
-        args.rank, max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed, device=args.device
+        args.rank, max_iter=args.max_iter, n_init=args.n_init or 1, random_state=args.seed, device=args.device
     )
     U = model.fit_transform(X)
-    args.out.mkdir(parents=True, exist_ok=True)
     np.save(args.out / "U.npy", U)
     np.save(args.out / "V.npy", model.components_)
     size = X.shape[0] * X.shape[1]
@@ -258,7 +273,7 @@ def _cmd_fit(args) -> None:
         "recall": model.recall_,
         "integrality_gap": model.history_[-1]["gap"],
     }
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_report(args.out, report)
     _print(report, as_json=False)
 
 
@@ -271,16 +286,17 @@ def _fit_ebmf(args, X) -> None:
 
     dense = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X, dtype=np.float64)
     mask = ~np.isnan(dense)
-    options = {"prior_loadings": args.prior, "prior_factors": args.prior, "random_state": args.seed}
+    prior = args.prior or "point_normal"
+    options = {"prior_loadings": prior, "prior_factors": prior, "random_state": args.seed}
     options["max_iter"] = args.max_iter
     if args.row_covariates is not None:
         Z = load_matrix(args.row_covariates)
         Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
-        model = CovariateEBMF(args.rank, covariate_model=args.covariate_model, **options)
+        model = CovariateEBMF(args.rank, covariate_model=args.covariate_model or "linear", **options)
         model.fit(dense, mask=mask, row_covariates=Z)
     else:
         model = EBMF(args.rank, **options).fit(dense, mask=mask)
-    args.out.mkdir(parents=True, exist_ok=True)
+    _check_finite("ebmf", model.loadings_, model.factors_, model.elbo_)
     np.save(args.out / "L.npy", model.loadings_)
     np.save(args.out / "F.npy", model.factors_)
     report = {
@@ -291,10 +307,10 @@ def _fit_ebmf(args, X) -> None:
         "max_rank": args.rank,
         "rank": model.n_components_,
         "elbo": model.elbo_,
-        "prior": args.prior,
-        **({"covariate_model": args.covariate_model} if args.row_covariates is not None else {}),
+        "prior": prior,
+        **({"covariate_model": args.covariate_model or "linear"} if args.row_covariates is not None else {}),
     }
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_report(args.out, report)
     _print(report, as_json=False)
 
 
@@ -303,23 +319,22 @@ def _fit_nmf(args, X) -> None:
 
     from factorkit.methods.nmf import NMF
 
-    model = NMF(
-        args.rank, solver=args.solver, max_iter=args.max_iter, random_state=args.seed, device=args.device
-    )
+    solver = args.solver or "hals"
+    model = NMF(args.rank, solver=solver, max_iter=args.max_iter, random_state=args.seed, device=args.device)
     W = model.fit_transform(X)
-    args.out.mkdir(parents=True, exist_ok=True)
+    _check_finite("nmf", W, model.components_, model.reconstruction_err_)
     np.save(args.out / "W.npy", W)
     np.save(args.out / "H.npy", model.components_)
     report = {
         "method": "nmf",
-        "solver": args.solver,
+        "solver": solver,
         "data": str(args.data),
         "shape": list(X.shape),
         "rank": args.rank,
         "iterations": model.n_iter_,
         "reconstruction_error": model.reconstruction_err_,
     }
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_report(args.out, report)
     _print(report, as_json=False)
 
 
@@ -344,9 +359,62 @@ def _problem_and_model(args, default_dtype: str, psd: bool = False):
     return problem, DeepFactorization(args.m, m2, args.width, args.depth, args.activation)
 
 
+def _strict(value):
+    """``value`` with every non-finite float replaced by None: strict JSON (no bare NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _write_report(out: Path, report: dict) -> None:
+    (out / "report.json").write_text(json.dumps(_strict(report), indent=2, allow_nan=False))
+
+
+def _prepare_out(out: Path) -> None:
+    """Create the output folder and check it is writable *before* any computing."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    probe = out / ".factorkit-write-test"
+    probe.write_text("")
+    probe.unlink()
+
+
+# which fit options each method reads; any other given option is refused, never ignored
+_METHOD_OPTIONS = {
+    "boolean": {"n_init"},
+    "nmf": {"solver"},
+    "ebmf": {"prior", "row_covariates", "covariate_model"},
+}
+
+
+def _check_method_options(args) -> None:
+    for option in ("n_init", "solver", "prior", "row_covariates", "covariate_model"):
+        if getattr(args, option) is not None and option not in _METHOD_OPTIONS[args.method]:
+            flag = "--" + option.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to --method {args.method}")
+    if args.covariate_model is not None and args.row_covariates is None:
+        raise ValueError("--covariate-model needs --row-covariates")
+
+
+def _check_finite(method: str, *results) -> None:
+    import numpy as np
+
+    for result in results:
+        if not np.isfinite(np.asarray(result, dtype=np.float64)).all():
+            raise RuntimeError(
+                f"the {method} fit diverged (non-finite result); check the data's scale (rescale it) "
+                "or lower the rank"
+            )
+
+
 def _print(result: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(_strict(result), allow_nan=False))
     else:
         width = max(map(len, result))
         for key, value in result.items():
@@ -376,7 +444,8 @@ def _cmd_sample(args) -> None:
     )
     summary = result.summary()
     rel = problem.rel_error(result.accepted_W).double().mean() if result.accepted else float("nan")
-    _print({**summary, "rel_error": float(rel)}, args.json)
+    status = "ok" if result.accepted else "none_accepted"
+    _print({"status": status, **summary, "rel_error": float(rel)}, args.json)
 
 
 def _cmd_train(args) -> None:
@@ -405,7 +474,7 @@ def _cmd_train(args) -> None:
             seed=args.seed,
         )
         train, gen = problem.losses(result.W)
-        _print(
+        _print_training(
             {
                 "train_loss": float(train),
                 "gen_loss": float(gen),
@@ -430,7 +499,7 @@ def _cmd_train(args) -> None:
         lr_decay=args.lr_decay,
         progress=None if not args.json else False,
     )
-    _print(
+    _print_training(
         {
             "train_loss": float(result.train_loss[0]),
             "gen_loss": float(result.gen_loss[0]),
@@ -439,7 +508,23 @@ def _cmd_train(args) -> None:
             "converged": bool(result.converged[0]),
         },
         args.json,
+        initial_train_loss=float(result.history_train[0, 0]),
     )
+
+
+def _print_training(result: dict, as_json: bool, initial_train_loss: float | None = None) -> None:
+    """Print a training result with its status; a diverged run fails (exit 1).
+
+    Diverged: a non-finite loss, or a final training loss above 100 times the initial one.
+    """
+    diverged = not all(math.isfinite(result[k]) for k in ("train_loss", "gen_loss", "rel_error"))
+    if initial_train_loss is not None and result["train_loss"] > 100 * initial_train_loss:
+        diverged = True
+    _print({"status": "diverged" if diverged else "ok", **result}, as_json)
+    if diverged:
+        raise RuntimeError(
+            "training diverged (the loss blew up or became non-finite); lower --lr or --init-scale"
+        )
 
 
 def _cmd_study(args) -> None:

@@ -78,6 +78,8 @@ def _seed_list(seeds: int | Sequence[int], population: int | None) -> list[int]:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         count = 1 if population is None else check_int("population", population)
         return [seeds + offset for offset in range(count)]
+    if isinstance(seeds, bool) or not isinstance(seeds, Sequence | torch.Tensor):
+        raise TypeError(f"seeds must be an int or a sequence of ints, got {type(seeds).__name__} {seeds!r}")
     seeds = [check_int("seeds[i]", s, minimum=0) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")

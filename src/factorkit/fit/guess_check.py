@@ -241,7 +241,18 @@ class GuessCheckResult:
         return math.log(rate), math.sqrt((1 - rate) / self.accepted)
 
     def acceptance_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Clopper-Pearson (exact binomial) interval for the acceptance probability."""
+        """Clopper-Pearson (exact binomial) interval for the acceptance probability.
+
+        SMC: the volume ``V(eps)`` it estimates, ``exp(log V -/+ z se)`` from the runs' spread (its
+        particles are not binomial draws).
+        """
+        if self.sampler == "smc":
+            if not self.reached_target:
+                return (float("nan"), float("nan"))
+            log_volume, se = self.log_volume
+            z = float(stats.norm.ppf(0.5 + level / 2))
+            se = se if math.isfinite(se) else 0.0
+            return (math.exp(log_volume - z * se), math.exp(log_volume + z * se))
         k, n, alpha = self.accepted, self.evaluations, 1 - level
         if n == 0:
             return (0.0, 1.0)

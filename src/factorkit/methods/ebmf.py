@@ -111,6 +111,8 @@ class EBMF:
             observed = np.asarray(mask)
             if observed.shape != values.shape:
                 raise ValueError(f"mask must have the shape of X {values.shape}, got {observed.shape}")
+            if observed.dtype != np.bool_ and not np.isin(observed, (0, 1)).all():
+                raise ValueError("mask must be boolean (True where observed) or 0/1; got other values")
             observed = observed.astype(bool)
         if not np.isfinite(values[observed]).all():
             hint = "" if mask is not None else " (pass mask= to mark missing entries)"
@@ -312,7 +314,10 @@ class CovariateEBMF(EBMF):
         check_choice("covariate_model", self.covariate_model, ("linear", "mlp"))
         if row_covariates is None:
             raise ValueError("row_covariates is required (an n x d array)")
-        Z = np.asarray(row_covariates, dtype=np.float64)
+        Z = np.asarray(row_covariates)
+        if not (np.issubdtype(Z.dtype, np.floating) or np.issubdtype(Z.dtype, np.integer)):
+            raise TypeError(f"row_covariates must hold real numbers, got dtype {Z.dtype}")
+        Z = Z.astype(np.float64)
         if Z.ndim == 1:
             Z = Z[:, None]
         n = np.asarray(X).shape[0]

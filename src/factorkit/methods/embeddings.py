@@ -90,11 +90,19 @@ def _file_sentences(path: Path) -> Iterator[list[str]]:
 
 
 def _iterable_sentences(source) -> Iterator[list[str]]:
-    for sentence in source:
+    if isinstance(source, bytes | bytearray):
+        raise TypeError("corpus must be a path or an iterable of sentences (str or lists of str), got bytes")
+    for index, sentence in enumerate(source):
         if isinstance(sentence, str):
             tokens = sentence.lower().split()
+        elif isinstance(sentence, bytes | bytearray) or not all(isinstance(t, str) for t in sentence):
+            # bytes would become a vocabulary of byte values, numbers a vocabulary of their reprs
+            raise TypeError(
+                f"corpus sentence {index} must be a str or a list of str tokens, got "
+                f"{type(sentence).__name__} {sentence!r:.60}"
+            )
         else:
-            tokens = [str(t).lower() for t in sentence]
+            tokens = [t.lower() for t in sentence]
         if tokens:
             yield tokens
 

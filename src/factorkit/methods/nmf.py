@@ -75,8 +75,9 @@ def _check_values(name: str, values: np.ndarray, observed: np.ndarray | None, ne
 
 
 def _float_dtype(name: str, dtype: np.dtype) -> np.dtype:
-    if dtype == np.bool_ or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise TypeError(f"{name} must hold real numbers (integer or float), got dtype {dtype}")
+    # booleans are 0/1 counts (the input BooleanMF takes), converted exactly
+    if not (dtype == np.bool_ or np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise TypeError(f"{name} must hold real numbers (boolean, integer or float), got dtype {dtype}")
     return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
 
 
@@ -139,7 +140,7 @@ class _Data:
         self.M = None if observed is None else torch.from_numpy(observed.astype(dtype)).to(device)
         self.norm_sq = float(np.square(dense, dtype=np.float64).sum())
         count = dense.size if observed is None else int(observed.sum())
-        self.mean = float(dense.sum(dtype=np.float64) / count)
+        self.mean = float(dense.sum(dtype=np.float64) / count) if count else 0.0
         self.dtype = self.X.dtype
 
     def filled(self) -> torch.Tensor:
@@ -385,6 +386,8 @@ class NMF:
     # ------------------------------------------------------------------ checks
     def _check_params(self, shape: tuple[int, int], masked: bool) -> None:
         k = check_int("n_components", self.n_components)
+        if min(shape) == 0:
+            raise ValueError(f"X must have at least one row and one column, got shape {tuple(shape)}")
         if k > min(shape):
             raise ValueError(f"n_components must be <= min(n_samples, n_features) = {min(shape)}, got {k}")
         check_choice("solver", self.solver, SOLVERS)

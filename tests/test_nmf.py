@@ -281,7 +281,7 @@ def test_float32_input_stays_float32_and_random_init_is_seeded(low_rank):
         ({"beta_loss": "itakura-saito"}, np.ones((4, 4)), ValueError, "beta_loss must be one of"),
         ({"init": "svd"}, np.ones((4, 4)), ValueError, "init must be one of"),
         ({"l1_ratio": 2.0}, np.ones((4, 4)), ValueError, "l1_ratio must be <= 1.0"),
-        ({}, np.ones((4, 4), dtype=bool), TypeError, "integer or float"),
+        ({}, np.ones((4, 4), dtype=complex), TypeError, "boolean, integer or float"),
         ({}, np.ones(4), ValueError, "2-D"),
         ({"init": (np.ones((4, 2)), np.ones((3, 4)))}, np.ones((4, 4)), ValueError, "init H must have shape"),
     ],
@@ -302,3 +302,17 @@ def test_bad_masks():
         NMF(2, solver="alternating").fit(X, mask=np.ones((4, 4), dtype=bool))
     with pytest.raises(ValueError, match="not fitted"):
         NMF(2).transform(X)
+
+
+def test_nndsvd_of_a_sparse_matrix_equals_the_dense_one_without_densifying():
+    """The sparse path takes the top singular triplets from ARPACK: the same start as the dense SVD."""
+    import scipy.sparse
+
+    from factorkit.methods.nmf import nndsvd
+
+    X = scipy.sparse.random(60, 40, density=0.2, random_state=0, format="csr")
+    for variant in ("nndsvd", "nndsvda"):
+        W_sparse, H_sparse = nndsvd(X, 4, variant)
+        W_dense, H_dense = nndsvd(torch.from_numpy(X.toarray()), 4, variant)
+        torch.testing.assert_close(W_sparse, W_dense, rtol=1e-6, atol=1e-8)
+        torch.testing.assert_close(H_sparse, H_dense, rtol=1e-6, atol=1e-8)

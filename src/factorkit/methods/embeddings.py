@@ -157,13 +157,15 @@ class _PairCounter:
     weights) alongside; ``np.add.reduceat`` sums each group.
     """
 
-    def __init__(self, V: int, window: int, weighting: str):
-        self.V, self.window = V, window
-        self.bits = window.bit_length()
-        self.weights = np.array(
-            [0.0]
-            + [(window - r + 1) / window if weighting == "linear" else 1.0 for r in range(1, window + 1)]
-        )
+    def __init__(self, V: int, window: int, weighting: str, reach: int | None = None):
+        # distances beyond the longest sentence never occur: work arrays are sized by the reach
+        # (window capped at the longest sentence), so a huge window costs nothing extra
+        reach = window if reach is None else max(1, min(window, reach))
+        self.V, self.window = V, reach
+        self.bits = reach.bit_length()
+        distances = np.arange(1, reach + 1, dtype=np.float64)
+        weights = (window - distances + 1) / window if weighting == "linear" else np.ones(reach)
+        self.weights = np.concatenate([[0.0], weights])
         if (V * V) << self.bits >= 2**62:
             raise ValueError(f"vocabulary of {V} words with window {window} is too large to count")
         self.parts: list[scipy.sparse.csr_matrix] = []
@@ -279,6 +281,7 @@ class CorpusStatistics:
         counter: Counter[str] = Counter()
         seen: dict[str, int] = {}
         cache: _IdBlocks | None = _IdBlocks()
+        longest = 0
         for sentence in tqdm(
             read_sentences(corpus),
             desc="vocabulary",
@@ -286,6 +289,7 @@ class CorpusStatistics:
             disable=quiet,
         ):
             known = len(counter)
+            longest = max(longest, len(sentence))
             counter.update(sentence)
             if len(counter) > known:
                 fresh = list(itertools.islice(reversed(counter), len(counter) - known))
@@ -329,7 +333,7 @@ class CorpusStatistics:
             blocks = streamed.stream(
                 (map(seen.__getitem__, sentence), len(sentence)) for sentence in read_sentences(corpus)
             )
-        pairs = _PairCounter(V, self.window, self.weighting)
+        pairs = _PairCounter(V, self.window, self.weighting, reach=longest - 1)
         with tqdm(
             total=int(counts.sum()),
             desc="co-occurrences",

@@ -95,6 +95,7 @@ class _Data:
             csr = csr.astype(dtype)
             csr.sum_duplicates()
             _check_values(name, csr.data, None, negative)
+            self.csr = csr
             self.sparse = True
             self.shape = csr.shape
             with warnings.catch_warnings():  # torch flags sparse CSR as beta; the products used are stable
@@ -165,10 +166,24 @@ def nndsvd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-negative double SVD initialisation (Boutsidis & Gallopoulos, Pattern Recognition 2008).
 
-    ``variant='nndsvda'`` replaces the zeros by the mean of ``X`` (better for dense data).
+    ``variant='nndsvda'`` replaces the zeros by the mean of ``X`` (better for dense data). ``X`` may
+    be a ``scipy.sparse`` matrix: its top ``k`` singular triplets come from ARPACK (``svds``, fixed
+    start vector) without densifying it.
     """
-    dtype, device = X.dtype, X.device
-    U, S, Vh = torch.linalg.svd(X.to(torch.float64).cpu(), full_matrices=False)
+    if scipy.sparse.issparse(X):
+        dtype, device = torch.float64 if X.dtype == np.float64 else torch.float32, torch.device("cpu")
+        if k < min(X.shape) - 1:
+            start = np.ones(min(X.shape)) / math.sqrt(min(X.shape))
+            u, s, vh = scipy.sparse.linalg.svds(X.astype(np.float64), k=k, v0=start)
+            order = np.argsort(-s)
+            U, S, Vh = (torch.from_numpy(np.ascontiguousarray(a)) for a in (u[:, order], s[order], vh[order]))
+        else:  # svds needs k < min(shape) - 1; such a matrix is small enough to densify
+            U, S, Vh = torch.linalg.svd(torch.from_numpy(X.toarray().astype(np.float64)), full_matrices=False)
+        X_mean = float(X.sum()) / (X.shape[0] * X.shape[1])
+    else:
+        dtype, device = X.dtype, X.device
+        U, S, Vh = torch.linalg.svd(X.to(torch.float64).cpu(), full_matrices=False)
+        X_mean = float(X.mean())
     U, S, Vh = U[:, :k], S[:k], Vh[:k]
     # fix the signs deterministically (largest entry of each left vector positive)
     signs = torch.sign(U[U.abs().argmax(0), torch.arange(k)])
@@ -192,9 +207,8 @@ def nndsvd(
     W[W < 1e-6] = 0.0
     H[H < 1e-6] = 0.0
     if variant == "nndsvda":
-        mean = float(X.mean())
-        W[W == 0] = mean
-        H[H == 0] = mean
+        W[W == 0] = X_mean
+        H[H == 0] = X_mean
     return W.to(device, dtype), H.to(device, dtype)
 
 
@@ -448,6 +462,9 @@ class NMF:
             generator = torch.Generator().manual_seed(self.random_state)
             W = avg * torch.randn(n, k, generator=generator, dtype=torch.float64).abs()
             H = avg * torch.randn(k, m, generator=generator, dtype=torch.float64).abs()
+            return W.to(device, dtype), H.to(device, dtype)
+        if data.sparse:
+            W, H = nndsvd(data.csr, k, init)
             return W.to(device, dtype), H.to(device, dtype)
         return nndsvd(data.filled(), k, init)
 

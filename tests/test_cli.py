@@ -257,3 +257,17 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")
     code, _, err = run(capsys, "embed", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
     assert code == 2 and "does not exist" in err
+
+
+def test_sample_layer_scaling_option(capsys):
+    """The paper's fan-out prior (default) and fan-in differ for tanh at k = 40 (issue 16: 2.3e-3 vs
+    5.6e-3 accepted at eps 0.05)."""
+    rates = {}
+    for scaling in ("fan_out", "fan_in"):
+        code, out, _ = run(
+            capsys, "sample", "--activation", "tanh", "--width", "40", "--draws", "200000", "--json",
+            "--layer-scaling", scaling,
+        )  # fmt: skip
+        assert code == 0
+        rates[scaling] = json.loads(out)["acceptance_rate"]
+    assert 1.5e-3 < rates["fan_out"] < 3.2e-3 and 4.5e-3 < rates["fan_in"] < 7e-3

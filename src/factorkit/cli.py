@@ -82,7 +82,7 @@ def _add_problem_options(parser: argparse.ArgumentParser) -> None:
 
 def _build_parser() -> argparse.ArgumentParser:
     from factorkit.fit.gd import OPTIMIZERS
-    from factorkit.fit.guess_check import BACKENDS, PRIORS, SAMPLERS
+    from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
 
     parser = _Parser(prog="factorkit", description="Matrix factorization research toolkit.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -114,6 +114,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="one Guess & Check run")
     _add_problem_options(sample)
     sample.add_argument("--prior", choices=PRIORS, default="gaussian")
+    sample.add_argument(
+        "--layer-scaling",
+        choices=LAYER_SCALINGS,
+        default="fan_out",
+        help="prior layer scales: fan_out (the paper's, 1/sqrt(rows)) or fan_in (1/sqrt(columns))",
+    )
     sample.add_argument("--eps", type=_positive_float, default=0.05, help="threshold on L_train")
     sample.add_argument("--draws", type=_positive_int, default=1_000_000, help="budget of prior draws")
     sample.add_argument("--n-samples", type=_positive_int, default=None, help="stop after this many")
@@ -422,9 +428,10 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def _cmd_sample(args) -> None:
-    from factorkit.fit.guess_check import sample_posterior
+    from factorkit.fit.guess_check import resolve_prior, sample_posterior
 
     problem, model = _problem_and_model(args, "float32" if args.sampler == "rejection" else "float64")
+    prior = resolve_prior(args.prior, problem, layer_scaling=args.layer_scaling)
     if args.sampler == "rejection":
         options = {
             "n_samples": args.n_samples,
@@ -440,7 +447,7 @@ def _cmd_sample(args) -> None:
             "runs": args.runs,
         }
     result = sample_posterior(
-        problem, model, eps=args.eps, prior=args.prior, sampler=args.sampler, seed=args.seed, **options
+        problem, model, eps=args.eps, prior=prior, sampler=args.sampler, seed=args.seed, **options
     )
     summary = result.summary()
     rel = problem.rel_error(result.accepted_W).double().mean() if result.accepted else float("nan")

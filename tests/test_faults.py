@@ -386,3 +386,116 @@ def test_optimizer_options_reach_plain_gd():
     assert not np.allclose(plain.W.numpy(), heavy.W.numpy())
     with pytest.raises(ValueError, match="optimizer_options .* not accepted by 'gd'"):
         train_gd(problem, model, max_steps=5, progress=False, optimizer_options={"momentun": 0.9})
+
+
+# 2. memory: refused up front with the estimate, or bounded -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample", "--width", "2000000", "--activation", "tanh", "--draws", "1000"],
+        ["sample", "--sampler", "smc", "--particles", "100000000"],
+        ["sample", "--draws", "1000", "--max-memory", "1M"],
+    ],
+)
+def test_oversized_work_is_refused_before_allocating(capsys, argv):
+    code, _, err = cli(capsys, *argv)
+    assert code == 1 and err.count("\n") == 1
+    assert re.search(r"needs about [0-9.]+ [KMGT]?B, more than the [0-9.]+ [KMGT]?B", err)
+    assert "--max-memory" in err
+
+
+def test_max_memory_parses_sizes_and_refuses_nonsense(capsys, monkeypatch):
+    from factorkit._memory import parse_size
+
+    assert parse_size("8G") == 8 * 2**30 and parse_size("1.5k") == 1536 and parse_size("100") == 100
+    monkeypatch.delenv("FACTORKIT_MAX_MEMORY", raising=False)
+    code, _, err = cli(capsys, "sample", "--max-memory", "lots")
+    assert code == 2 and "argument --max-memory" in err
+
+
+def test_ebmf_of_a_huge_sparse_file_is_refused_and_nmf_fits_it_sparse(tmp_path, capsys):
+    import scipy.sparse
+
+    X = scipy.sparse.random(50_000, 50_000, density=200 / 2.5e9, format="csr", random_state=0)
+    X.data[:] = np.abs(X.data)
+    path = tmp_path / "big.npz"
+    scipy.sparse.save_npz(path, X)
+    code, _, err = cli(
+        capsys, "fit", str(path), "--method", "ebmf", "--rank", "2", "--out", str(tmp_path / "e")
+    )
+    assert code == 1 and "EBMF of a 50000 x 50000 matrix" in err and "needs about" in err
+    code, out, _ = cli(
+        capsys,
+        "fit",
+        str(path),
+        "--method",
+        "nmf",
+        "--rank",
+        "2",
+        "--max-iter",
+        "5",
+        "--out",
+        str(tmp_path / "n"),
+    )
+    assert code == 0 and np.load(tmp_path / "n" / "W.npy").shape == (50_000, 2)
+
+
+def test_a_huge_window_costs_nothing(tmp_path):
+    from factorkit.methods.embeddings import QWEM
+
+    corpus = [["a", "b", "c", "d"], ["b", "c", "a"]] * 20
+    small = QWEM(2, window=5, min_count=1).fit(corpus)
+    huge = QWEM(2, window=10**9, min_count=1, weighting="uniform").fit(corpus)
+    uniform = QWEM(2, window=5, min_count=1, weighting="uniform").fit(corpus)
+    # every pair of these sentences is within distance 3: a window of 1e9 counts what 5 counts
+    np.testing.assert_allclose(
+        huge.statistics_.cooccurrence.toarray(), uniform.statistics_.cooccurrence.toarray()
+    )
+    assert small.statistics_.cooccurrence.nnz == huge.statistics_.cooccurrence.nnz
+
+
+def test_accepted_draws_are_kept_up_to_a_bound_with_exact_sums():
+    import torch
+
+    from factorkit.fit.guess_check import combine_results, guess_and_check
+    from factorkit.models import DeepFactorization
+    from factorkit.problems import make_sensing_problem
+
+    problem, model = make_sensing_problem(4, 4, n=8, seed=1, dtype="float64"), DeepFactorization(4, 4, 4, 2)
+    full = guess_and_check(problem, model, eps=0.5, max_evaluations=40_000, chunk_size=4096, seed=3)
+    capped = guess_and_check(
+        problem, model, eps=0.5, max_evaluations=40_000, chunk_size=4096, seed=3, max_kept=1000
+    )
+    assert full.accepted == capped.accepted > 1000 and capped.kept == 1000
+    assert capped.accepted_W.shape[0] == 1000
+    # the kept sample is the first 1000 acceptances; mean, interval and L_train use every one
+    torch.testing.assert_close(capped.accepted_gen_loss, full.accepted_gen_loss[:1000])
+    assert capped.gen_loss_mean == pytest.approx(full.gen_loss_mean, rel=1e-12)
+    assert capped.gen_loss_interval() == pytest.approx(full.gen_loss_interval(), rel=1e-9)
+    assert capped.summary()["train_loss"] == pytest.approx(full.summary()["train_loss"], rel=1e-12)
+    # shards merge to the same capped run
+    parts = [
+        guess_and_check(problem, model, eps=0.5, max_evaluations=n, chunk_size=4096, seed=3, first_chunk=c,
+                        max_kept=1000)
+        for n, c in ((8192, 0), (16384, 2), (40_000 - 24576, 6))
+    ]  # fmt: skip
+    merged = combine_results(parts)
+    torch.testing.assert_close(merged.accepted_gen_loss, capped.accepted_gen_loss)
+    assert merged.gen_loss_mean == pytest.approx(capped.gen_loss_mean, rel=1e-12)
+
+
+def test_a_second_study_on_a_busy_folder_is_refused(tmp_path):
+    import fcntl
+
+    tmp_path.mkdir(exist_ok=True)
+    with (tmp_path / ".lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write("4242")
+        handle.flush()
+        with pytest.raises(RuntimeError, match="another study is running in .* \\(pid 4242\\)"):
+            run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
+    assert not (tmp_path / "results.sqlite").exists()
+    run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)  # free again
+    assert len(load_rows(tmp_path)) == 2

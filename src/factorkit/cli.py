@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sqlite3
 import sys
@@ -214,7 +215,23 @@ def _build_parser() -> argparse.ArgumentParser:
     embed.add_argument(
         "--similarity", type=Path, action="append", default=[], help="word-pair file (repeatable)"
     )
+    for command in commands.choices.values():
+        command.add_argument(
+            "--max-memory",
+            type=_memory_size,
+            default=None,
+            help="refuse work estimated above this (e.g. 8G; default: the memory available)",
+        )
     return parser
+
+
+def _memory_size(text: str) -> str:
+    from factorkit._memory import parse_size
+
+    try:
+        return str(parse_size(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _cmd_embed(args) -> None:
@@ -287,9 +304,13 @@ def _fit_ebmf(args, X) -> None:
     import numpy as np
     import scipy.sparse
 
+    from factorkit._memory import check_memory
     from factorkit.methods.ebmf import EBMF, CovariateEBMF
     from factorkit.problems.data import load_matrix
 
+    n, p = X.shape
+    # EBMF works on dense n x p arrays (data, mask, precision, fit, residual moments...)
+    check_memory(f"EBMF of a {n} x {p} matrix (dense float64 work arrays)", 8.0 * n * p * 8)
     dense = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X, dtype=np.float64)
     mask = ~np.isnan(dense)
     prior = args.prior or "point_normal"
@@ -580,6 +601,9 @@ def _cmd_plot(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    limit = os.environ.get("FACTORKIT_MAX_MEMORY")
+    if args.max_memory is not None:  # read by every size check, in this process and its workers
+        os.environ["FACTORKIT_MAX_MEMORY"] = args.max_memory
     handlers = {
         "study": _cmd_study,
         "plot": _cmd_plot,
@@ -597,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("factorkit: interrupted; finished runs are saved, rerun to resume", file=sys.stderr)
         return 130
-    except (OSError, RuntimeError, sqlite3.DatabaseError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, RuntimeError, MemoryError, sqlite3.DatabaseError, zipfile.BadZipFile, EOFError) as err:
         # runtime failures (unreadable or unwritable files, a damaged store, a device that cannot
         # run): one line, exit 1, never a traceback
         print(f"factorkit: error: {_one_line(err)}", file=sys.stderr)
@@ -605,6 +629,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if args.max_memory is not None:  # main() may be called again in this process
+            if limit is None:
+                os.environ.pop("FACTORKIT_MAX_MEMORY", None)
+            else:
+                os.environ["FACTORKIT_MAX_MEMORY"] = limit
     return 0
 
 

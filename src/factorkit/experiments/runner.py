@@ -14,8 +14,10 @@ coordinator writes the SQLite store.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import functools
 import json
 import os
@@ -306,6 +308,7 @@ def run_shard(job: Job, study: str, device: str = "cpu") -> dict:
         "accepted": result.accepted,
         "evaluations": result.evaluations,
         "prior_gen_loss_sums": list(result.prior_gen_loss_sums),
+        "accepted_sums": list(result.accepted_sums),
         "accepted_gen_loss": result.accepted_gen_loss.tolist(),
         "accepted_train_loss": result.accepted_train_loss.tolist(),
         "dtype": params["dtype"],
@@ -334,6 +337,8 @@ def _merge_shards(params: dict, payloads: list[dict]) -> dict:
                 reached_target=True,
                 extra=payload["extra"],
                 prior_gen_loss_sums=tuple(payload["prior_gen_loss_sums"]),
+                # shards stored by an older version carry no sums: they kept every acceptance
+                accepted_sums=tuple(payload["accepted_sums"]) if "accepted_sums" in payload else None,
             )
         )
     return _gc_row(payloads[0]["base"], params, combine_results(parts))
@@ -578,8 +583,11 @@ def run_study(
     if device_obj.type == "cuda":
         workers = 1  # one process owns the GPU; its batches are already large
     out = Path(out)
-    _claim_folder(config, out)
-    with ResultStore(out) as store:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out), ResultStore(out) as store:
+        _claim_folder(config, out)
         finished = store.finished_keys()
         stored = {k: v for k, v in store.shard_payloads().items() if k not in finished}
         params_of = {c.key(s): c.params for c in config.cells() for s in config.seeds}
@@ -646,13 +654,34 @@ def run_study(
     }
 
 
+@contextlib.contextmanager
+def _folder_lock(out: Path):
+    """Hold ``out/.lock`` for the whole run: a second study on the same folder is refused at once
+    (no run computed twice). The lock dies with its process, SIGKILL included."""
+    handle = (out / ".lock").open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise RuntimeError(
+                f"another study is running in {out} (pid {holder}); wait for it or use another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
 def _claim_folder(config: StudyConfig, out: Path) -> None:
     """Make ``out`` the folder of ``config``: write its ``study.json``, or refuse when the folder
     already holds another config (a folder describes one study; rows of two configs are never
     pooled). Growing the study (more seeds, more values on a grid axis, every setting else equal)
     is the same study: every stored row is one of its runs."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
     path = out / "study.json"
     if path.is_file():
         try:
@@ -668,7 +697,6 @@ def _claim_folder(config: StudyConfig, out: Path) -> None:
                 f"{out} holds study {stored.name!r} run with another config ({shown}). A study folder "
                 "holds one config: give this one its own --out, or move the folder aside to start over"
             )
-    out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
 
 

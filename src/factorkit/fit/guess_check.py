@@ -31,6 +31,7 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from factorkit._memory import check_memory
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit import reparam
 from factorkit.models.deep import DeepFactorization
@@ -206,6 +207,12 @@ class GuessCheckResult:
 
     ``gen_loss_*`` summarize ``L_gen`` over accepted draws (NaN when none were accepted);
     ``prior_gen_loss_*`` over *every* evaluated draw: the random-guess reference.
+
+    The per-draw tensors (``accepted_gen_loss``, ``accepted_train_loss``, ``accepted_W``) hold the
+    first ``max_kept`` acceptances of the stream (rejection sampler), an i.i.d. sample of the
+    posterior of bounded size; means and intervals use ``accepted_sums`` (``L_gen`` sum, ``L_gen^2``
+    sum and ``L_train`` sum over *every* acceptance, float64) whenever acceptances were dropped, and
+    the median is that of the kept sample.
     """
 
     eps: float
@@ -222,6 +229,17 @@ class GuessCheckResult:
     extra: dict = field(default_factory=dict)
     prior_gen_loss_sums: tuple[float, float] | None = None
     """``(sum, sum of squares)`` of ``L_gen`` over every evaluated draw (rejection sampler)."""
+    accepted_sums: tuple[float, float, float] | None = None
+    """``(L_gen sum, L_gen^2 sum, L_train sum)`` over every accepted draw (rejection sampler)."""
+
+    @property
+    def kept(self) -> int:
+        """How many accepted draws the per-draw tensors hold."""
+        return int(self.accepted_gen_loss.numel())
+
+    @property
+    def _truncated(self) -> bool:
+        return self.accepted_sums is not None and self.kept < self.accepted
 
     @property
     def acceptance_rate(self) -> float:
@@ -262,6 +280,8 @@ class GuessCheckResult:
 
     @property
     def gen_loss_mean(self) -> float:
+        if self._truncated:
+            return self.accepted_sums[0] / self.accepted
         return _mean(self.accepted_gen_loss)
 
     def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
@@ -272,7 +292,11 @@ class GuessCheckResult:
         size = self.extra.get("ess", self.accepted) if self.sampler == "smc" else self.accepted
         if self.accepted < 2 or not size >= 2:
             return (float("nan"), float("nan"))
-        std = float(np.std(_float64(self.accepted_gen_loss), ddof=1))
+        if self._truncated:
+            gen_sum, gen_sq_sum, _ = self.accepted_sums
+            std = math.sqrt(max(gen_sq_sum - gen_sum**2 / self.accepted, 0.0) / (self.accepted - 1))
+        else:
+            std = float(np.std(_float64(self.accepted_gen_loss), ddof=1))
         half = float(stats.t.ppf(0.5 + level / 2, size - 1)) * std / math.sqrt(size)
         return (self.gen_loss_mean - half, self.gen_loss_mean + half)
 
@@ -294,7 +318,10 @@ class GuessCheckResult:
             "gen_loss_median": (
                 float(self.accepted_gen_loss.double().median()) if self.accepted else float("nan")
             ),
-            "train_loss": _mean(self.accepted_train_loss),
+            "train_loss": (
+                self.accepted_sums[2] / self.accepted if self._truncated else _mean(self.accepted_train_loss)
+            ),
+            "kept": self.kept,
             "prior_gen_loss": self.prior_gen_loss_mean,
             "prior_gen_loss_se": self.prior_gen_loss_se,
             "log_volume": log_volume,
@@ -368,6 +395,7 @@ def guess_and_check(
     progress: bool | None = None,
     backend: str = "auto",
     first_chunk: int = 0,
+    max_kept: int = 1_000_000,
 ) -> GuessCheckResult:
     """Batched rejection sampling of ``P(w | L_train(w) < eps)`` under ``prior``.
 
@@ -392,6 +420,11 @@ def guess_and_check(
         a generator (on ``problem.device``) is instead used sequentially for every chunk.
     keep_samples : bool
         Keep the accepted end-to-end matrices (``accepted_W``).
+    max_kept : int
+        Per-draw values (both losses and, with ``keep_samples``, ``W``) are kept for the first
+        ``max_kept`` acceptances only, so memory stays bounded however many draws are accepted
+        (about ``max_kept * (2 + m m') * 4`` bytes in float32); the mean, its interval and the
+        training-loss mean still cover every acceptance (exact float64 sums).
     progress : bool, optional
         Progress bar; ``None`` shows one only on a terminal.
     backend : {'auto', 'direct', 'reparam'}
@@ -411,6 +444,12 @@ def guess_and_check(
     prior = resolve_prior(prior, problem)
     backend, chunk_size = stream_layout(model, prior, problem.device, backend, chunk_size)
     first_chunk = check_int("first_chunk", first_chunk, minimum=0)
+    max_kept = check_int("max_kept", max_kept)
+    itemsize = torch.finfo(problem.dtype).bits // 8
+    work = chunk_size * (model.n_parameters() + 3 * model.m * model.m2 + problem.operator.shape[1]) * itemsize
+    kept_bytes = max_kept * (2 + (model.m * model.m2 if keep_samples else 0)) * itemsize
+    check_memory(f"G&C with chunks of {chunk_size} draws (k = {model.width}, d = {model.depth})", 2 * work)
+    check_memory(f"G&C keeping up to {max_kept} accepted draws", 2 * work + kept_bytes)
     if isinstance(seed, torch.Generator):
         if first_chunk:
             raise ValueError("first_chunk needs an integer seed (a generator's stream cannot be skipped)")
@@ -425,7 +464,10 @@ def guess_and_check(
     accepted = 0
     gen_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
     gen_sq_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
+    # float64 sums over every acceptance: L_gen, L_gen^2, L_train
+    accepted_sums = torch.zeros(3, dtype=torch.float64, device=problem.device)
     kept_gen, kept_train, kept_W = [], [], []
+    kept = 0
     bar = tqdm(
         total=max_evaluations,
         desc="g&c",
@@ -454,10 +496,15 @@ def guess_and_check(
             evaluations += count
             accepted += int(mask.sum())
             if mask.any():
-                kept_gen.append(gen[mask])
-                kept_train.append(train[mask])
-                if keep_samples:
-                    kept_W.append(W[mask])
+                hit_gen, hit_train = gen64[mask], train[mask].double()
+                accepted_sums += torch.stack([hit_gen.sum(), hit_gen.square().sum(), hit_train.sum()])
+                room = max_kept - kept
+                if room > 0:
+                    kept_gen.append(gen[mask][:room])
+                    kept_train.append(train[mask][:room])
+                    if keep_samples:
+                        kept_W.append(W[mask][:room])
+                    kept += int(kept_gen[-1].numel())
             bar.update(count)
     bar.close()
 
@@ -482,8 +529,10 @@ def guess_and_check(
             "first_chunk": first_chunk,
             "chunks": chunk,
             "n_samples": n_samples,
+            "max_kept": max_kept,
         },
         prior_gen_loss_sums=(float(gen_sum), float(gen_sq_sum)),
+        accepted_sums=tuple(float(v) for v in accepted_sums),
     )
 
 
@@ -530,19 +579,26 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
     gen_sq_sum = math.fsum(p.prior_gen_loss_sums[1] for p in parts)
     prior_mean, prior_se = _prior_moments(gen_sum, gen_sq_sum, evaluations)
     samples = [p.accepted_W for p in parts]
+    # the first max_kept acceptances of the whole stream, as one run would keep them
+    max_kept = first.extra.get("max_kept")
+    keep = slice(None) if max_kept is None else slice(0, max_kept)
+    sums = None
+    if all(p.accepted_sums is not None for p in parts):
+        sums = tuple(math.fsum(p.accepted_sums[i] for p in parts) for i in range(3))
     return GuessCheckResult(
         eps=first.eps,
         accepted=accepted,
         evaluations=evaluations,
-        accepted_gen_loss=torch.cat([p.accepted_gen_loss for p in parts]),
-        accepted_train_loss=torch.cat([p.accepted_train_loss for p in parts]),
-        accepted_W=None if any(w is None for w in samples) else torch.cat(samples),
+        accepted_gen_loss=torch.cat([p.accepted_gen_loss for p in parts])[keep],
+        accepted_train_loss=torch.cat([p.accepted_train_loss for p in parts])[keep],
+        accepted_W=None if any(w is None for w in samples) else torch.cat(samples)[keep],
         prior_gen_loss_mean=prior_mean,
         prior_gen_loss_se=prior_se,
         wall_time=sum(p.wall_time for p in parts),
         reached_target=parts[-1].reached_target,
         extra={**first.extra, "chunks": parts[-1].extra["chunks"]},
         prior_gen_loss_sums=(gen_sum, gen_sq_sum),
+        accepted_sums=sums,
     )
 
 

@@ -38,6 +38,7 @@ import warnings
 
 import torch
 
+from factorkit._memory import check_memory
 from factorkit._validation import check_float, check_int, make_generator
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
@@ -234,6 +235,11 @@ def subset_simulation(
             f"got {prior.name!r}; use sampler='rejection'"
         )
     model.check_fits(problem.shape)
+    itemsize = torch.finfo(problem.dtype).bits // 8
+    # latent weights, a proposal and the end-to-end products of a population, a few copies alive
+    per_particle = 3 * (model.n_parameters() + 2 * model.m * model.m2) + problem.operator.shape[1]
+    check_memory(f"SMC with {n_particles} particles (k = {model.width}, d = {model.depth})",
+                 2 * n_particles * per_particle * itemsize)  # fmt: skip
     generator = make_generator(seed, problem.device)
 
     start = time.perf_counter()

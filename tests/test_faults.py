@@ -499,3 +499,19 @@ def test_a_second_study_on_a_busy_folder_is_refused(tmp_path):
     assert not (tmp_path / "results.sqlite").exists()
     run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)  # free again
     assert len(load_rows(tmp_path)) == 2
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("method", ["nmf", "ebmf"])
+def test_a_fit_that_overflows_fails_loudly(tmp_path, capsys, method):
+    data = tmp_path / "huge.npy"
+    np.save(data, np.random.default_rng(0).random((30, 20)) * 1e300)
+    out = tmp_path / "o"
+    code, _, err = cli(capsys, "fit", str(data), "--method", method, "--rank", "2", "--out", str(out))
+    assert code == 1 and f"the {method} fit diverged" in err
+    assert not (out / "report.json").exists()
+
+
+def test_config_chunk_size_is_checked_before_running():
+    with pytest.raises(TypeError, match="gc.chunk_size must be an integer"):
+        StudyConfig.from_dict({**TINY, "gc": {"chunk_size": 2.5}})

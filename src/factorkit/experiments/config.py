@@ -349,6 +349,8 @@ class StudyConfig:
         check_int("gc.min_accepted", self.gc["min_accepted"], minimum=0)
         check_choice("gc.dtype", self.gc["dtype"], ("float32", "float64"))
         check_choice("gc.backend", self.gc["backend"], BACKENDS)
+        if self.gc["chunk_size"] is not None:
+            check_int("gc.chunk_size", self.gc["chunk_size"])
         for sampler in self.grid.get("sampler", [self.gc["sampler"]]):
             check_choice("gc.sampler", sampler, SAMPLERS)
             if sampler == "smc":

@@ -342,7 +342,7 @@ def test_api_refusals_instead_of_silent_coercion():
     from factorkit.problems import make_sensing_problem
 
     X = np.random.default_rng(0).normal(size=(20, 10))
-    with pytest.raises(TypeError, match="X must hold real numbers"):
+    with pytest.raises(ValueError, match="Complex data not supported"):
         EBMF(2).fit(X + 1j)
     with pytest.raises(TypeError, match="row_covariates must hold real numbers"):
         CovariateEBMF(2).fit(X, row_covariates=np.ones((20, 1)) + 1j)

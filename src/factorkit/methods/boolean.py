@@ -22,6 +22,8 @@ import math
 import numpy as np
 import scipy.sparse
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._validation import check_float, check_int, resolve_device
 from factorkit.problems.boolean import boolean_product
@@ -65,7 +67,7 @@ def as_binary_matrix(X, name: str = "X", max_dense_bytes: int = DEFAULT_MAX_DENS
     return dense.astype(bool)
 
 
-class BooleanMF:
+class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Boolean matrix factorization ``X ~ U o V`` by Elbmf (scikit-learn style estimator).
 
     Parameters
@@ -143,10 +145,15 @@ class BooleanMF:
         self.max_dense_bytes = max_dense_bytes
         self.n_init = n_init
 
-    def _check_params(self, shape: tuple[int, int]) -> None:
+    def _check_params(self, shape: tuple[int, int], fitting: bool = True) -> None:
         k = check_int("n_components", self.n_components)
-        if k > min(shape):
-            raise ValueError(f"n_components must be <= min(n, m) = {min(shape)}, got {k}")
+        # fitting needs k <= min(n, m); transform holds V fixed and takes any number of rows
+        limit = min(shape) if fitting else shape[1]
+        if k > limit:
+            raise ValueError(
+                f"n_components={k} must be <= {'min(n_samples, n_features)' if fitting else 'n_features'} "
+                f"= {limit} (n_samples = {shape[0]}, n_features = {shape[1]})"
+            )
         check_float("l1_reg", self.l1_reg, nonnegative=True)
         check_float("l2_reg", self.l2_reg, nonnegative=True)
         if check_float("regularization_rate", self.regularization_rate) < 1:
@@ -203,9 +210,22 @@ class BooleanMF:
             previous = objective
         return U, V, history, iterations
 
-    def _prepare(self, X):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def _prepare(self, X, fitting: bool = True):
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        # scikit-learn's checks (shape, dtype, feature count); the binary domain is checked below
+        X = validate_data(self, X, accept_sparse="csr", dtype=None, ensure_all_finite=False, reset=fitting)
         binary = as_binary_matrix(X, max_dense_bytes=self.max_dense_bytes)
-        self._check_params(binary.shape)
+        self._check_params(binary.shape, fitting)
         device = resolve_device(self.device)
         dtype = torch.float32 if self.dtype == "float32" else torch.float64
         return binary, torch.from_numpy(binary).to(device=device, dtype=dtype), device, dtype
@@ -236,14 +256,9 @@ class BooleanMF:
 
     def transform(self, X) -> np.ndarray:
         """Boolean ``U`` for new rows ``X`` (n' x m) with the fitted ``components_`` held fixed."""
-        if not hasattr(self, "components_"):
-            raise ValueError("this BooleanMF is not fitted yet: call fit first")
-        binary, data, device, dtype = self._prepare(X)
-        if binary.shape[1] != self.components_.shape[1]:
-            raise ValueError(
-                f"X has {binary.shape[1]} columns, the model was fitted on {self.components_.shape[1]}"
-            )
-        generator = torch.Generator().manual_seed(self.random_state)
+        check_is_fitted(self)
+        binary, data, device, dtype = self._prepare(X, fitting=False)
+        generator = torch.Generator().manual_seed(check_int("random_state", self.random_state, minimum=0))
         U = torch.rand(binary.shape[0], self.n_components, generator=generator, dtype=dtype).to(device)
         V = torch.from_numpy(self.components_).to(device=device, dtype=dtype)
         U, _, _, _ = self._solve(data, U, V, update_V=False)
@@ -251,6 +266,7 @@ class BooleanMF:
 
     def inverse_transform(self, U) -> np.ndarray:
         """The Boolean product ``U o components_``."""
+        check_is_fitted(self)
         return boolean_product(np.asarray(U), self.components_)
 
     def _score(self, X: np.ndarray, U: np.ndarray) -> None:

@@ -25,6 +25,8 @@ are refined together (backfitting). Missing entries (``mask`` False) drop out of
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import validate_data
 
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.methods.ebnm import (
@@ -41,7 +43,7 @@ NONNEGATIVE = ("point_exponential", "nonnegative_scale_mixture")
 LOG_2PI = np.log(2 * np.pi)
 
 
-class EBMF:
+class EBMF(BaseEstimator):
     """Empirical Bayes matrix factorization (see the module docstring).
 
     Parameters
@@ -99,12 +101,9 @@ class EBMF:
         check_choice("var_type", self.var_type, VAR_TYPES)
         check_int("max_iter", self.max_iter)
         check_float("tol", self.tol, nonnegative=True)
-        values = np.asarray(X)
-        if values.ndim != 2:
-            raise ValueError(f"X must be a 2-D array, got shape {values.shape}")
-        if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.integer)):
-            raise TypeError(f"X must hold real numbers, got dtype {values.dtype}")
-        values = values.astype(np.float64)
+        # scikit-learn's checks (2-D, numeric, dense: EBMF works on n x p arrays; NaN allowed where
+        # masked, checked below)
+        values = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=True)
         if mask is None:
             observed = np.ones(values.shape, dtype=bool)
         else:
@@ -122,55 +121,59 @@ class EBMF:
         return np.where(observed, values, 0.0), observed.astype(np.float64)
 
     def _expected_residual_sq(self):
-        fit = self.El_ @ self.Ef_.T
-        extra = self.El2_ @ self.Ef2_.T - (self.El_**2) @ (self.Ef_**2).T
-        return self.M * ((self.X - fit) ** 2 + extra)
+        fit = self._El @ self._Ef.T
+        extra = self._El2 @ self._Ef2.T - (self._El**2) @ (self._Ef**2).T
+        return self._M * ((self._X - fit) ** 2 + extra)
 
     def _update_tau(self, R2: np.ndarray) -> None:
         """Closed-form precision(s) given the expected squared residuals ``R2``."""
         floor = 1e-12
         if self.var_type == "constant":
-            self.tau_ = np.full_like(self.X, self.M.sum() / max(R2.sum(), floor))
+            self._tau = np.full_like(self._X, self._M.sum() / max(R2.sum(), floor))
         elif self.var_type == "by_row":
-            self.tau_ = np.repeat((self.M.sum(1) / np.maximum(R2.sum(1), floor))[:, None], self.X.shape[1], 1)
+            self._tau = np.repeat(
+                (self._M.sum(1) / np.maximum(R2.sum(1), floor))[:, None], self._X.shape[1], 1
+            )
         else:
-            self.tau_ = np.repeat((self.M.sum(0) / np.maximum(R2.sum(0), floor))[None, :], self.X.shape[0], 0)
+            self._tau = np.repeat(
+                (self._M.sum(0) / np.maximum(R2.sum(0), floor))[None, :], self._X.shape[0], 0
+            )
 
     def _elbo(self, R2: np.ndarray) -> float:
-        T = self.tau_ * self.M
-        loglik = 0.5 * float((self.M * (np.log(np.where(self.M > 0, self.tau_, 1.0)) - LOG_2PI)).sum())
+        T = self._tau * self._M
+        loglik = 0.5 * float((self._M * (np.log(np.where(self._M > 0, self._tau, 1.0)) - LOG_2PI)).sum())
         loglik -= 0.5 * float((T * R2).sum())
-        return loglik + float(np.sum(self.neg_kl_l_) + np.sum(self.neg_kl_f_))
+        return loglik + float(np.sum(self._neg_kl_l) + np.sum(self._neg_kl_f))
 
     def _update_side(self, k: int, side: str) -> bool:
         """EBNM update of loadings (``side='l'``) or factors of component ``k``; False if degenerate."""
-        T = self.tau_ * self.M
+        T = self._tau * self._M
         if side == "l":
-            other, other2, data, prior = self.Ef_[:, k], self.Ef2_[:, k], self.X, self.prior_loadings
-            fit = self.El_ @ self.Ef_.T - np.outer(self.El_[:, k], other)
+            other, other2, data, prior = self._Ef[:, k], self._Ef2[:, k], self._X, self.prior_loadings
+            fit = self._El @ self._Ef.T - np.outer(self._El[:, k], other)
             weights = T
         else:
-            other, other2, data, prior = self.El_[:, k], self.El2_[:, k], self.X.T, self.prior_factors
-            fit = self.Ef_ @ self.El_.T - np.outer(self.Ef_[:, k], other)
+            other, other2, data, prior = self._El[:, k], self._El2[:, k], self._X.T, self.prior_factors
+            fit = self._Ef @ self._El.T - np.outer(self._Ef[:, k], other)
             weights = T.T
-        residual = (self.M if side == "l" else self.M.T) * (data - fit)
+        residual = (self._M if side == "l" else self._M.T) * (data - fit)
         precision = weights @ other2
         if (precision <= 0).any():  # the other side is exactly zero: nothing to learn here
             return False
         s = 1 / np.sqrt(precision)
         x = (weights * residual) @ other / precision
-        g_init = (self.g_l_ if side == "l" else self.g_f_)[k]
+        g_init = (self._g_l if side == "l" else self._g_f)[k]
         result = self._ebnm(side, x, s, prior, g_init)
         neg_kl = result.log_likelihood - expected_log_gaussian(x, s, result.mean, result.second_moment)
         if side == "l":
-            self.El_[:, k], self.El2_[:, k], self.g_l_[k], self.neg_kl_l_[k] = (
+            self._El[:, k], self._El2[:, k], self._g_l[k], self._neg_kl_l[k] = (
                 result.mean,
                 result.second_moment,
                 result.g,
                 neg_kl,
             )
         else:
-            self.Ef_[:, k], self.Ef2_[:, k], self.g_f_[k], self.neg_kl_f_[k] = (
+            self._Ef[:, k], self._Ef2[:, k], self._g_f[k], self._neg_kl_f[k] = (
                 result.mean,
                 result.second_moment,
                 result.g,
@@ -184,7 +187,7 @@ class EBMF:
     def _record(self, R2: np.ndarray) -> None:
         # a component's KL terms exist once both of its sides have had an EBNM update; before
         # that (right after initialisation) the bound is not defined and nothing is recorded
-        if all(g is not None for g in self.g_l_ + self.g_f_):
+        if all(g is not None for g in self._g_l + self._g_f):
             self.elbo_history_.append(self._elbo(R2))
 
     def _sweep(self, components) -> float:
@@ -199,8 +202,8 @@ class EBMF:
         return self.elbo_history_[-1]
 
     def _add_component(self, rng) -> None:
-        R = self.M * (self.X - self.El_ @ self.Ef_.T)
-        v = rng.standard_normal(self.X.shape[1])
+        R = self._M * (self._X - self._El @ self._Ef.T)
+        v = rng.standard_normal(self._X.shape[1])
         for _ in range(100):  # power iteration for the leading singular pair of the residual
             u = R @ v
             u /= max(np.linalg.norm(u), 1e-300)
@@ -213,31 +216,31 @@ class EBMF:
             l0 = np.maximum(l0, 0.0)
         if self.prior_factors in NONNEGATIVE:
             f0 = np.maximum(f0, 0.0)
-        self.El_ = np.column_stack([self.El_, l0])
-        self.El2_ = np.column_stack([self.El2_, l0**2])
-        self.Ef_ = np.column_stack([self.Ef_, f0])
-        self.Ef2_ = np.column_stack([self.Ef2_, f0**2])
-        self.g_l_.append(None)
-        self.g_f_.append(None)
-        self.neg_kl_l_.append(0.0)
-        self.neg_kl_f_.append(0.0)
+        self._El = np.column_stack([self._El, l0])
+        self._El2 = np.column_stack([self._El2, l0**2])
+        self._Ef = np.column_stack([self._Ef, f0])
+        self._Ef2 = np.column_stack([self._Ef2, f0**2])
+        self._g_l.append(None)
+        self._g_f.append(None)
+        self._neg_kl_l.append(0.0)
+        self._neg_kl_f.append(0.0)
 
     def _drop(self, k: int) -> None:
-        keep = [j for j in range(self.El_.shape[1]) if j != k]
-        for name in ("El_", "El2_", "Ef_", "Ef2_"):
+        keep = [j for j in range(self._El.shape[1]) if j != k]
+        for name in ("_El", "_El2", "_Ef", "_Ef2"):
             setattr(self, name, getattr(self, name)[:, keep])
-        for name in ("g_l_", "g_f_", "neg_kl_l_", "neg_kl_f_"):
+        for name in ("_g_l", "_g_f", "_neg_kl_l", "_neg_kl_f"):
             setattr(self, name, [getattr(self, name)[j] for j in keep])
 
     # ------------------------------------------------------------------ API
     def fit(self, X, y=None, *, mask=None) -> EBMF:
         """Fit ``X`` (n x p; ``mask`` True where observed)."""
-        self.X, self.M = self._check(X, mask)
-        n, p = self.X.shape
+        self._X, self._M = self._check(X, mask)
+        n, p = self._X.shape
         rng = np.random.default_rng(check_int("random_state", self.random_state, minimum=0))
-        self.El_, self.El2_ = np.zeros((n, 0)), np.zeros((n, 0))
-        self.Ef_, self.Ef2_ = np.zeros((p, 0)), np.zeros((p, 0))
-        self.g_l_, self.g_f_, self.neg_kl_l_, self.neg_kl_f_ = [], [], [], []
+        self._El, self._El2 = np.zeros((n, 0)), np.zeros((n, 0))
+        self._Ef, self._Ef2 = np.zeros((p, 0)), np.zeros((p, 0))
+        self._g_l, self._g_f, self._neg_kl_l, self._neg_kl_f = [], [], [], []
         self.elbo_history_ = []
         self.elbo_segments_ = []
         R2 = self._expected_residual_sq()
@@ -246,42 +249,70 @@ class EBMF:
         if self.greedy:
             for _ in range(self.n_components):
                 before = self.elbo_history_[-1]
-                state = [np.copy(a) for a in (self.El_, self.El2_, self.Ef_, self.Ef2_, self.tau_)]
-                lists = [list(a) for a in (self.g_l_, self.g_f_, self.neg_kl_l_, self.neg_kl_f_)]
+                state = [np.copy(a) for a in (self._El, self._El2, self._Ef, self._Ef2, self._tau)]
+                lists = [list(a) for a in (self._g_l, self._g_f, self._neg_kl_l, self._neg_kl_f)]
                 history_length = len(self.elbo_history_)
                 self.elbo_segments_.append(history_length)
                 self._add_component(rng)
-                k = self.El_.shape[1] - 1
+                k = self._El.shape[1] - 1
                 previous = -np.inf
                 for _ in range(self.max_iter):
                     current = self._sweep([k])
                     if current - previous < self.tol:
                         break
                     previous = current
-                zero = np.allclose(self.El_[:, k], 0) or np.allclose(self.Ef_[:, k], 0)
+                zero = np.allclose(self._El[:, k], 0) or np.allclose(self._Ef[:, k], 0)
                 if zero or self.elbo_history_[-1] <= before + self.tol:
                     # the new factor adds nothing: restore the model without it and stop
-                    self.El_, self.El2_, self.Ef_, self.Ef2_, self.tau_ = state
-                    self.g_l_, self.g_f_, self.neg_kl_l_, self.neg_kl_f_ = lists
+                    self._El, self._El2, self._Ef, self._Ef2, self._tau = state
+                    self._g_l, self._g_f, self._neg_kl_l, self._neg_kl_f = lists
                     del self.elbo_history_[history_length:]
                     self.elbo_segments_.pop()
                     break
-        if self.backfit and self.El_.shape[1]:
+        if self.backfit and self._El.shape[1]:
             self.elbo_segments_.append(len(self.elbo_history_) - 1)
             previous = self.elbo_history_[-1]
             for _ in range(self.max_iter):
-                current = self._sweep(range(self.El_.shape[1]))
+                current = self._sweep(range(self._El.shape[1]))
                 if current - previous < self.tol:
                     break
                 previous = current
-        self.loadings_, self.factors_ = self.El_.copy(), self.Ef_.copy()
-        self.n_components_ = self.El_.shape[1]
+        self.loadings_, self.factors_ = self._El, self._Ef
+        self.loadings_sd_ = np.sqrt(np.maximum(self._El2 - self._El**2, 0.0))
+        self.factors_sd_ = np.sqrt(np.maximum(self._Ef2 - self._Ef**2, 0.0))
+        self.n_components_ = self._El.shape[1]
+        self.n_features_in_ = p
         self.elbo_ = self.elbo_history_[-1]
+        # the precision as its model has it: one value, one per row, or one per column
+        self.tau_ = {"constant": self._tau[0, 0], "by_row": self._tau[:, 0], "by_column": self._tau[0]}[
+            self.var_type
+        ]
+        self.priors_loadings_, self.priors_factors_ = self._g_l, self._g_f
+        # the data, mask and work arrays are not part of the fitted model
+        for name in (
+            "_X",
+            "_M",
+            "_tau",
+            "_El",
+            "_El2",
+            "_Ef",
+            "_Ef2",
+            "_g_l",
+            "_g_f",
+            "_neg_kl_l",
+            "_neg_kl_f",
+        ):
+            delattr(self, name)
         return self
 
     def fitted(self) -> np.ndarray:
         """Posterior mean of ``L F^T``."""
         return self.loadings_ @ self.factors_.T
+
+
+def _num_rows(X) -> int:
+    shape = getattr(X, "shape", None)
+    return shape[0] if shape is not None and len(shape) else len(X)
 
 
 class CovariateEBMF(EBMF):
@@ -313,14 +344,15 @@ class CovariateEBMF(EBMF):
         check_choice("covariate_prior", self.covariate_prior, ("point_normal", "normal_scale_mixture"))
         check_choice("covariate_model", self.covariate_model, ("linear", "mlp"))
         if row_covariates is None:
-            raise ValueError("row_covariates is required (an n x d array)")
+            # no covariates: the covariate model with its intercept alone, i.e. EBMF's prior
+            row_covariates = np.zeros((_num_rows(X), 0))
         Z = np.asarray(row_covariates)
         if not (np.issubdtype(Z.dtype, np.floating) or np.issubdtype(Z.dtype, np.integer)):
             raise TypeError(f"row_covariates must hold real numbers, got dtype {Z.dtype}")
         Z = Z.astype(np.float64)
         if Z.ndim == 1:
             Z = Z[:, None]
-        n = np.asarray(X).shape[0]
+        n = _num_rows(X)
         if Z.ndim != 2 or Z.shape[0] != n:
             raise ValueError(f"row_covariates must have {n} rows (one per row of X), got shape {Z.shape}")
         if not np.isfinite(Z).all():
@@ -337,14 +369,33 @@ class CovariateEBMF(EBMF):
         covariate_model: str = "linear",
         hidden: tuple[int, ...] = (16,),
         weight_decay: float = 3.0,
-        **kwargs,
+        prior_factors: str = "point_normal",
+        var_type: str = "constant",
+        greedy: bool = True,
+        backfit: bool = True,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        random_state: int = 0,
     ) -> None:
-        super().__init__(n_components, **kwargs)
+        # every parameter explicit and stored as given, so get_params and clone see them all
+        self.n_components = n_components
+        self.prior_factors = prior_factors
+        self.var_type = var_type
+        self.greedy = greedy
+        self.backfit = backfit
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
         self.covariate_prior = covariate_prior
         self.ridge = ridge
         self.covariate_model = covariate_model
         self.hidden = hidden
         self.weight_decay = weight_decay
+
+    @property
+    def prior_loadings(self) -> str:
+        """The loadings' prior family: the covariate-moderated one."""
+        return self.covariate_prior
 
     def _ebnm(self, side: str, x, s, prior: str, g_init):
         if side == "l":

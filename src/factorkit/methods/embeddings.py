@@ -40,7 +40,6 @@ Lanczos method with float64 checks) in memory linear in the number of co-occurri
 from __future__ import annotations
 
 import array
-import inspect
 import itertools
 import math
 import time
@@ -52,6 +51,7 @@ import numpy as np
 import scipy.sparse
 import torch
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 from factorkit._validation import check_float, check_int
 from factorkit.linalg import SOLVERS, top_eigenpairs
@@ -447,7 +447,7 @@ def switch_on_times(
     return np.log(lam / np.asarray(initial_sq, dtype=float) - 1) / (2 * rate)
 
 
-class QWEM:
+class QWEM(BaseEstimator):
     """Closed-form word embeddings from corpus statistics (scikit-learn style).
 
     Parameters
@@ -501,7 +501,14 @@ class QWEM:
         self.tol = tol
         self.seed = seed
 
-    def fit(self, corpus, progress: bool | None = False) -> QWEM:
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the input is a corpus (a path or sentences of words), not a numeric 2-D array
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        return tags
+
+    def fit(self, corpus, y=None, progress: bool | None = False) -> QWEM:
         """Count the corpus (a path or an iterable of sentences) and solve for the embeddings.
 
         ``progress`` as in :meth:`CorpusStatistics.fit` (off by default here; ``factorkit embed``
@@ -534,11 +541,6 @@ class QWEM:
         self.vectors_ = KeyedVectors(self.words_, self.embeddings_)  # normalized once, for queries
         self.fit_time_ = time.perf_counter() - start
         return self
-
-    def get_params(self) -> dict:
-        """The constructor arguments, by name (as scikit-learn's ``get_params``)."""
-        names = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in names if name != "self"}
 
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         """The ``topn`` nearest words by cosine similarity."""

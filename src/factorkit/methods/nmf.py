@@ -55,12 +55,16 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
 
 SOLVERS = ("hals", "mu", "alternating")
 BETA_LOSSES = ("frobenius", "kullback-leibler")
-INITS = ("random", "nndsvd", "nndsvda")
+INITS = ("random", "nndsvd", "nndsvda", "custom")
 EPS = 1e-12
 
 
@@ -71,7 +75,9 @@ def _check_values(name: str, values: np.ndarray, observed: np.ndarray | None, ne
         hint = "" if observed is not None else " (pass mask= to mark missing entries)"
         raise ValueError(f"{name} contains NaN or inf{where}{hint}")
     if not negative and seen.size and seen.min() < 0:
-        raise ValueError(f"{name} must be non-negative for NMF, found {seen.min()!r}")
+        raise ValueError(
+            f"Negative values in data passed to NMF: {name} must be non-negative, found {seen.min()!r}"
+        )
 
 
 def _float_dtype(name: str, dtype: np.dtype) -> np.dtype:
@@ -270,6 +276,17 @@ def _hals_sweeps(
             return
 
 
+def _violation(F: torch.Tensor, grad: torch.Tensor) -> float:
+    """The KKT violation of ``F >= 0`` at gradient ``grad``: ``sum |projected gradient|``.
+
+    The projected gradient is ``grad`` where ``F > 0`` and ``min(grad, 0)`` where ``F = 0``; it is
+    zero exactly at a stationary point of the non-negative problem (scikit-learn's ``cd`` solver
+    accumulates the same quantity over its coordinate updates).
+    """
+    projected = torch.where(F > 0, grad, grad.clamp(max=0))
+    return float(projected.abs().sum())
+
+
 def _inner_sweeps(n: int, m: int, k: int) -> int:
     """Gillis & Glineur's ``1 + rho / 2`` sweeps of ``W`` (n x k) per data product ``X H^T``.
 
@@ -305,28 +322,36 @@ def _hals_masked(W, H, X, M, R, l1, l2) -> None:
         R -= M * torch.outer(W[:, j] - old, h)
 
 
-class NMF:
+class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Non-negative matrix factorization ``X ~ W H`` (see the module docstring for the solvers).
 
     Parameters
     ----------
-    n_components : int
-        Rank ``k``, ``1 <= k <= min(n_samples, n_features)``.
+    n_components : int, 'auto' or None
+        Rank ``k``, ``1 <= k <= min(n_samples, n_features)``. ``'auto'`` (default, as
+        scikit-learn): from the shapes of ``W``/``H`` given to :meth:`fit` with ``init='custom'``,
+        else ``n_features``; ``None``: ``n_features``.
     solver : {'hals', 'mu', 'alternating'}
     beta_loss : {'frobenius', 'kullback-leibler'}
         ``'kullback-leibler'`` needs ``solver='mu'``.
-    init : {'random', 'nndsvd', 'nndsvda'}, tuple ``(W, H)`` or array ``H`` (k x n_features)
-        ``None``: ``'nndsvda'``. With only ``H`` given, ``W`` starts at the constant
-        ``sqrt(mean(X) / k)`` (as scikit-learn's ``transform``).
+    init : {'random', 'nndsvd', 'nndsvda', 'custom'}, tuple ``(W, H)`` or array ``H`` (k x n_features)
+        ``None``: ``'nndsvda'``. ``'custom'``: the ``W`` and ``H`` passed to :meth:`fit` (as
+        scikit-learn). With only ``H`` given, ``W`` starts at the constant ``sqrt(mean(X) / k)``
+        (as scikit-learn's ``transform``).
     alpha_W, alpha_H, l1_ratio : float
         Elastic-net penalty (scikit-learn's convention; ``alpha_H='same'`` copies ``alpha_W``).
     max_iter : int
     tol : float
-        Stop when the objective decreased by less than ``tol`` times its initial value since
-        the previous iteration (``'alternating'``: when ``A`` moved by less than ``tol``
-        relative to its norm).
-    random_state : int
-        Seed of ``init='random'``.
+        Stop once the KKT violation of the non-negativity constraints, ``sum |projected gradient|``
+        over ``W`` and ``H`` at the start of an iteration, is at most ``tol`` times its value in the
+        first iteration (scikit-learn's ``cd`` rule; HALS and MU alike). At ``max_iter`` a
+        ``ConvergenceWarning`` says so; ``history_[-1]['stopped']`` is ``'tol'`` or ``'max_iter'``.
+        (``'alternating'``: when ``A`` moved by less than ``tol`` relative to its norm.)
+    random_state : int, numpy RandomState or None
+        Seed of ``init='random'`` (scikit-learn's convention: an int is reproducible, ``None``
+        draws a fresh seed).
+    verbose : int
+        Print the iteration, error and KKT violation every iteration when > 0.
     device : str
         ``'cpu'``, ``'cuda'`` or ``'auto'``.
     step, r, alpha, decode, project
@@ -344,8 +369,11 @@ class NMF:
     components_ : (k, n_features) array ``H``.
     reconstruction_err_ : float, ``||X - W H||_F`` over observed entries (KL: ``sqrt(2 D(X||WH))``).
     n_iter_ : int
-    history_ : list of dict per iteration: ``error`` (as ``reconstruction_err_``) and ``time``
-        (seconds since the start of ``fit``); ``'alternating'`` adds ``change``.
+    n_components_ : int, the rank fitted (``n_components`` resolved).
+    history_ : list of dict per iteration: ``error`` (as ``reconstruction_err_``), ``violation``
+        (the KKT violation the stopping rule reads) and ``time`` (seconds since the start of
+        ``fit``); the last entry's ``stopped`` says why it stopped; ``'alternating'`` has
+        ``change`` instead of ``violation``.
 
     Examples
     --------
@@ -358,7 +386,7 @@ class NMF:
 
     def __init__(
         self,
-        n_components: int,
+        n_components: int | str | None = "auto",
         *,
         solver: str = "hals",
         beta_loss: str = "frobenius",
@@ -377,6 +405,7 @@ class NMF:
         project: bool = True,
         callback=None,
         inner_sweeps: int | None = None,
+        verbose: int = 0,
     ) -> None:
         self.n_components = n_components
         self.solver = solver
@@ -396,14 +425,18 @@ class NMF:
         self.project = project
         self.callback = callback
         self.inner_sweeps = inner_sweeps
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
     def _check_params(self, shape: tuple[int, int], masked: bool) -> None:
-        k = check_int("n_components", self.n_components)
+        k = check_int("n_components", self.n_components_)
         if min(shape) == 0:
             raise ValueError(f"X must have at least one row and one column, got shape {tuple(shape)}")
         if k > min(shape):
-            raise ValueError(f"n_components must be <= min(n_samples, n_features) = {min(shape)}, got {k}")
+            raise ValueError(
+                f"n_components must be <= min(n_samples, n_features) = {min(shape)}, got {k} "
+                f"(n_samples = {shape[0]}, n_features = {shape[1]})"
+            )
         check_choice("solver", self.solver, SOLVERS)
         check_choice("beta_loss", self.beta_loss, BETA_LOSSES)
         if self.beta_loss != "frobenius" and self.solver != "mu":
@@ -438,11 +471,27 @@ class NMF:
             n * alpha_H * (1 - self.l1_ratio),
         )
 
-    def _initial(self, data: _Data, device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _resolve_components(self, n_features: int, W=None, H=None) -> int:
+        """``n_components_``: the given rank, or (``'auto'``/None) from ``W``/``H``, else n_features."""
+        if self.n_components is None or (isinstance(self.n_components, str) and self.n_components == "auto"):
+            if self.n_components == "auto" and W is not None:
+                return int(np.shape(W)[1])
+            if self.n_components == "auto" and H is not None:
+                return int(np.shape(H)[0])
+            return n_features
+        return check_int("n_components", self.n_components)
+
+    def _initial(self, data: _Data, device, W0=None, H0=None) -> tuple[torch.Tensor, torch.Tensor]:
         n, m = data.shape
-        k = self.n_components
+        k = self.n_components_
         dtype = data.dtype
         init = self.init if self.init is not None else "nndsvda"
+        if isinstance(init, str) and init == "custom":
+            if W0 is None or H0 is None:
+                raise ValueError("init='custom' needs W and H passed to fit: fit(X, W=W0, H=H0)")
+            init = (W0, H0)
+        elif W0 is not None or H0 is not None:
+            raise ValueError("W and H are used with init='custom' only; set init='custom' to pass them")
         avg = math.sqrt(max(data.mean, 0.0) / k)
 
         def given(name, value, shape):
@@ -459,7 +508,7 @@ class NMF:
         if not isinstance(init, str):
             return torch.full((n, k), avg, dtype=dtype, device=device), given("H", init, (k, m))
         if init == "random":
-            generator = torch.Generator().manual_seed(self.random_state)
+            generator = torch.Generator().manual_seed(_seed_of(self.random_state))
             W = avg * torch.randn(n, k, generator=generator, dtype=torch.float64).abs()
             H = avg * torch.randn(k, m, generator=generator, dtype=torch.float64).abs()
             return W.to(device, dtype), H.to(device, dtype)
@@ -495,21 +544,11 @@ class NMF:
     # ------------------------------------------------------------------ solvers
     def _solve(self, data: _Data, W, H, update_H: bool):
         n, m = data.shape
-        k = self.n_components
+        k = self.n_components_
         l1W, l2W, l1H, l2H = self._regularization(data.shape)
         start = time.perf_counter()
         history = []
 
-        def objective(error: float) -> float:
-            value = error**2 / 2  # 1/2 ||X - WH||^2, or D(X || WH) (error = sqrt(2 D))
-            if l1W or l2W:
-                value += l1W * float(W.sum()) + 0.5 * l2W * float(W.square().sum())
-            if update_H and (l1H or l2H):
-                value += l1H * float(H.sum()) + 0.5 * l2H * float(H.square().sum())
-            return value
-
-        error = self._error(data, W, H)
-        initial = previous = objective(error)
         iterations = 0
         if self.inner_sweeps is not None:
             sweeps_W = sweeps_H = check_int("inner_sweeps", self.inner_sweeps)
@@ -523,8 +562,10 @@ class NMF:
             WtX = None
             if self.solver == "hals":
                 if R is not None:
+                    violation = _violation(W, l1W + l2W * W - R @ H.T)
                     _hals_masked(W, H, data.X, data.M, R, l1W, l2W)
                     if update_H:
+                        violation += _violation(H, l1H + l2H * H - W.T @ R)
                         Ht = H.T.contiguous()
                         Rt = R.T.contiguous()
                         _hals_masked(Ht, W.T, data.X.T, data.M.T.contiguous(), Rt, l1H, l2H)
@@ -532,25 +573,42 @@ class NMF:
                         R = Rt.T.contiguous()
                 else:
                     Wt = W.T.contiguous()
-                    _hals_sweeps(Wt, data.times(H.T).T.contiguous(), H @ H.T, l1W, l2W, sweeps_W)
+                    HXt, HHt = data.times(H.T).T.contiguous(), H @ H.T
+                    violation = _violation(Wt, HHt @ Wt - HXt + l1W + l2W * Wt)
+                    _hals_sweeps(Wt, HXt, HHt, l1W, l2W, sweeps_W)
                     W = Wt.T
                     if update_H:
-                        WtX = data.t_times(W).T.contiguous()
-                        _hals_sweeps(H, WtX, Wt @ W, l1H, l2H, sweeps_H)
+                        WtX, WtW = data.t_times(W).T.contiguous(), Wt @ W
+                        violation += _violation(H, WtW @ H - WtX + l1H + l2H * H)
+                        _hals_sweeps(H, WtX, WtW, l1H, l2H, sweeps_H)
             else:
-                W = self._mu_W(data, W, H, l1W, l2W)
+                W, violation = self._mu_W(data, W, H, l1W, l2W)
                 if update_H:
-                    H = self._mu_W(
+                    Ht, violation_H = self._mu_W(
                         _Transposed(data), H.T.contiguous(), W.T.contiguous(), l1H, l2H
-                    ).T.contiguous()
+                    )
+                    H = Ht.T.contiguous()
+                    violation += violation_H
             error = self._error(data, W, H, WtX if update_H else None)
-            history.append({"error": error, "time": time.perf_counter() - start})
+            if iteration == 1:
+                initial = violation
+            history.append({"error": error, "violation": violation, "time": time.perf_counter() - start})
+            if self.verbose:
+                print(f"NMF iteration {iteration}: error {error:.6g}, KKT violation {violation:.3g}")
             if self.callback is not None:
                 self.callback(iteration, H.cpu().numpy())
-            current = objective(error)
-            if (previous - current) < self.tol * initial:
+            if violation <= self.tol * initial:
+                history[-1]["stopped"] = "tol"
                 break
-            previous = current
+        else:
+            if history:
+                history[-1]["stopped"] = "max_iter"
+            warnings.warn(
+                f"NMF reached max_iter={self.max_iter} before the KKT violation fell to tol={self.tol} "
+                "times its first value; raise max_iter, or tol",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         return W, H, error, iterations, history
 
     def _mu_W(self, data, W, H, l1, l2):
@@ -576,7 +634,9 @@ class NMF:
                 numerator = (M * data.X / WH) @ H.T
                 denominator = (M * torch.ones_like(WH)) @ H.T
         denominator = denominator + l1 + l2 * W
-        return W * numerator / denominator.clamp(min=EPS)
+        # the gradient of the objective in W is denominator - numerator (MU's own split of it)
+        violation = _violation(W, denominator - numerator)
+        return W * numerator / denominator.clamp(min=EPS), violation
 
     def _alternating(self, data: _Data, A: torch.Tensor):
         """Algorithm 1 of Li, Liang & Risteski on the rows of ``X`` (dense); returns ``A`` (D x k)."""
@@ -626,17 +686,41 @@ class NMF:
         return Z * (Z >= alpha)
 
     # ------------------------------------------------------------------ API
-    def fit(self, X, y=None, *, mask=None) -> NMF:
-        """Learn ``components_`` from ``X`` (n_samples x n_features; dense, or scipy.sparse)."""
-        self.fit_transform(X, mask=mask)
+    def fit(self, X, y=None, W=None, H=None, *, mask=None) -> NMF:
+        """Learn ``components_`` from ``X`` (n_samples x n_features; dense, or scipy.sparse).
+
+        ``W``, ``H``: the start with ``init='custom'`` (as scikit-learn).
+        """
+        self.fit_transform(X, W=W, H=H, mask=mask)
         return self
 
-    def fit_transform(self, X, y=None, *, mask=None) -> np.ndarray:
-        """Learn the model and return ``W`` (n_samples x k)."""
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self.solver != "alternating"
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def _validate(self, X, reset: bool):
+        """``X`` as a float32/float64 array or CSR matrix (scikit-learn's validation: shapes, dtypes,
+        complex and object data, feature counts); finiteness and signs are checked by :class:`_Data`
+        (NaN is allowed at masked entries)."""
+        return validate_data(
+            self, X, accept_sparse="csr", dtype=[np.float64, np.float32], ensure_all_finite=False, reset=reset
+        )
+
+    def fit_transform(self, X, y=None, W=None, H=None, *, mask=None) -> np.ndarray:
+        """Learn the model and return ``W`` (n_samples x k); ``W``, ``H`` as in :meth:`fit`."""
         device = resolve_device(self.device)
+        X = self._validate(X, reset=True)
         data = _Data(X, mask, device, negative=self.solver == "alternating")
+        self.n_components_ = self._resolve_components(data.shape[1], W, H)
         self._check_params(data.shape, data.M is not None)
-        W, H = self._initial(data, device)
+        W, H = self._initial(data, device, W, H)
         with torch.inference_mode():
             if self.solver == "alternating":
                 if data.sparse:
@@ -648,8 +732,6 @@ class NMF:
             else:
                 W, H, error, iterations, history = self._solve(data, W, H, update_H=True)
         self.components_ = H.cpu().numpy()
-        self.n_components_ = self.n_components
-        self.n_features_in_ = data.shape[1]
         self.reconstruction_err_ = error
         self.n_iter_ = iterations
         self.history_ = history
@@ -657,26 +739,23 @@ class NMF:
 
     def transform(self, X, *, mask=None) -> np.ndarray:
         """``W`` for new samples with ``components_`` fixed (``'alternating'``: the decoder)."""
-        if not hasattr(self, "components_"):
-            raise ValueError("this NMF is not fitted yet: call fit first")
+        check_is_fitted(self)
         device = resolve_device(self.device)
+        X = self._validate(X, reset=False)
         data = _Data(X, mask, device, negative=self.solver == "alternating")
-        if data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {data.shape[1]} features, the model was fitted on {self.n_features_in_}")
         H = torch.from_numpy(self.components_).to(device, data.dtype)
         with torch.inference_mode():
             if self.solver == "alternating":
                 dense = data.X.to_dense() if data.sparse else data.X
                 return self._decode(dense, H.T, self.alpha_).cpu().numpy()
-            avg = math.sqrt(max(data.mean, 0.0) / self.n_components)
-            W = torch.full((data.shape[0], self.n_components), avg, dtype=data.dtype, device=device)
+            avg = math.sqrt(max(data.mean, 0.0) / self.n_components_)
+            W = torch.full((data.shape[0], self.n_components_), avg, dtype=data.dtype, device=device)
             W, _, _, _, _ = self._solve(data, W, H, update_H=False)
         return W.cpu().numpy()
 
     def inverse_transform(self, W) -> np.ndarray:
         """``W @ components_``."""
-        if not hasattr(self, "components_"):
-            raise ValueError("this NMF is not fitted yet: call fit first")
+        check_is_fitted(self)
         return np.asarray(W) @ self.components_
 
 
@@ -688,9 +767,17 @@ def initialize_nmf(X, n_components: int, init: str = "nndsvda", random_state: in
     """
     model = NMF(n_components, init=init, random_state=random_state)
     data = _Data(X, None, torch.device("cpu"))
+    model.n_components_ = model._resolve_components(data.shape[1])
     model._check_params(data.shape, False)
     W, H = model._initial(data, torch.device("cpu"))
     return W.numpy(), H.numpy()
+
+
+def _seed_of(random_state) -> int:
+    """An int seed from scikit-learn's ``random_state`` (an int as it is; None or a RandomState draws one)."""
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return check_int("random_state", int(random_state), minimum=0)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
 class _Transposed:

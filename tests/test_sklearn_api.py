@@ -1,0 +1,115 @@
+"""scikit-learn conformance of every estimator (issue 18): ``parametrize_with_checks`` over all.
+
+A check is expected to fail only where the method's domain demands it, each with its reason.
+"""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from factorkit.methods.boolean import BooleanMF
+from factorkit.methods.ebmf import EBMF, CovariateEBMF
+from factorkit.methods.embeddings import QWEM
+from factorkit.methods.nmf import NMF
+
+BINARY_ONLY = (
+    "BooleanMF factorizes binary matrices and refuses other values by design (never rounds them); "
+    "this check fits it on real-valued data"
+)
+# the checks that feed BooleanMF real-valued data (its binary-data behaviour is tested below)
+BOOLEAN_REAL_VALUED = [
+    "check_fit_score_takes_y", "check_estimators_overwrite_params", "check_dont_overwrite_parameters",
+    "check_estimators_fit_returns_self", "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_dtype_object",
+    "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimator_sparse_tag",
+    "check_estimator_sparse_array", "check_estimator_sparse_matrix", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_transformer_data_not_an_array", "check_transformer_general",
+    "check_transformer_preserve_dtypes", "check_transformer_n_iter", "check_methods_sample_order_invariance",
+    "check_methods_subset_invariance", "check_dict_unchanged", "check_fit_idempotent",
+    "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d", "check_fit2d_1sample",
+    "check_fit2d_1feature",
+]  # fmt: skip
+
+
+def expected_failures(estimator):
+    if isinstance(estimator, BooleanMF):
+        return dict.fromkeys(BOOLEAN_REAL_VALUED, BINARY_ONLY)
+    return {}
+
+
+@parametrize_with_checks(
+    [
+        NMF(n_components=2),
+        BooleanMF(n_components=2, max_iter=50),
+        EBMF(n_components=2),
+        CovariateEBMF(n_components=2),
+        QWEM(dim=2),
+    ],
+    expected_failed_checks=expected_failures,
+)
+def test_scikit_learn_conformance(estimator, check):
+    check(estimator)
+
+
+def test_boolean_mf_on_binary_data_behaves_as_an_estimator():
+    """What the real-valued checks would have checked, on binary data: clone, pickle, n_features_in_,
+    not-fitted errors, feature names, refitting idempotence, fewer rows than components in transform."""
+    import pickle
+
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(0).random((40, 12)) < 0.3
+    model = BooleanMF(n_components=3, max_iter=100)
+    with pytest.raises(NotFittedError):
+        model.transform(X)
+    U = model.fit_transform(X)
+    assert model.n_features_in_ == 12 and U.shape == (40, 3)
+    assert list(model.get_feature_names_out()) == ["booleanmf0", "booleanmf1", "booleanmf2"]
+    again = clone(model).fit(X)
+    np.testing.assert_array_equal(again.components_, model.components_)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.transform(X), model.transform(X))
+    assert model.transform(X[:1]).shape == (1, 3)  # one row, three components
+    with pytest.raises(ValueError, match="X has 5 features, but BooleanMF is expecting 12"):
+        model.transform(X[:, :5])
+
+
+def test_clone_keeps_every_parameter():
+    model = CovariateEBMF(3, max_iter=7, var_type="by_row", prior_factors="point_laplace", ridge=2.0)
+    params = clone(model).get_params()
+    assert (
+        params["max_iter"] == 7
+        and params["var_type"] == "by_row"
+        and params["prior_factors"] == "point_laplace"
+    )
+    assert clone(QWEM(dim=7, window=2)).get_params(deep=True)["window"] == 2
+
+
+def test_grid_search_over_nmf_rank():
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:300]
+
+    def score(estimator, X, y=None):
+        return (
+            -estimator.reconstruction_err_
+            if X is None
+            else -np.linalg.norm(X - estimator.inverse_transform(estimator.transform(X)))
+        )
+
+    search = GridSearchCV(NMF(), {"n_components": [2, 8]}, scoring=score, cv=3).fit(X)
+    assert search.best_params_ == {"n_components": 8}
+
+
+def test_covariate_ebmf_without_covariates_is_ebmf():
+    rng = np.random.default_rng(0)
+    L = rng.normal(size=(80, 2)) * (rng.random((80, 2)) < 0.3)
+    X = L @ rng.normal(size=(2, 30)) + 0.5 * rng.normal(size=(80, 30))
+    plain = EBMF(4).fit(X)
+    intercept_only = CovariateEBMF(4).fit(X)
+    assert intercept_only.n_components_ == plain.n_components_
+    np.testing.assert_allclose(
+        intercept_only.fitted(), plain.fitted(), atol=0.05 * np.abs(plain.fitted()).max()
+    )

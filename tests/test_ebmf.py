@@ -135,8 +135,8 @@ def test_covariate_rows_are_checked():
 
     with pytest.raises(ValueError, match="row_covariates must have 5 rows"):
         CovariateEBMF().fit(np.ones((5, 4)), row_covariates=np.ones((4, 2)))
-    with pytest.raises(ValueError, match="row_covariates is required"):
-        CovariateEBMF().fit(np.ones((5, 4)))
+    with pytest.raises(ValueError, match="row_covariates contain NaN or inf"):
+        CovariateEBMF().fit(np.ones((5, 4)), row_covariates=np.full((5, 1), np.nan))
 
 
 def test_covariate_ash_prior_runs_monotone_and_is_validated():

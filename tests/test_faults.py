@@ -354,7 +354,7 @@ def test_api_refusals_instead_of_silent_coercion():
         QWEM(5, min_count=1).fit(b"abc def")
     with pytest.raises(TypeError, match="seeds must be an int or a sequence of ints, got float 2.5"):
         train_gd(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), seeds=2.5)
-    with pytest.raises(ValueError, match="X must have at least one row and one column, got shape \\(0, 4\\)"):
+    with pytest.raises(ValueError, match="Found array with 0 sample\\(s\\) \\(shape=\\(0, 4\\)\\)"):
         NMF(2).fit(np.zeros((0, 4)))
     # booleans are 0/1 data, as BooleanMF takes them: NMF factors them exactly as the 0/1 floats
     B = np.random.default_rng(1).random((12, 8)) < 0.4

@@ -319,6 +319,7 @@ def _fit_ebmf(args, X) -> None:
     if args.row_covariates is not None:
         Z = load_matrix(args.row_covariates)
         Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
+        del options["prior_loadings"]  # the loadings' prior is the covariate-moderated one
         model = CovariateEBMF(args.rank, covariate_model=args.covariate_model or "linear", **options)
         model.fit(dense, mask=mask, row_covariates=Z)
     else:

@@ -256,7 +256,7 @@ def test_fit_ebmf_and_nmf_and_embed(capsys, tmp_path):
     assert report["solver"] == "lanczos" and report["eigen_residual"] <= 1e-6
     assert (tmp_path / "w" / "vectors.txt").read_text().startswith("60 3\n")
     code, _, err = run(capsys, "embed", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"))
-    assert code == 2 and "does not exist" in err
+    assert code == 1 and "does not exist" in err
 
 
 def test_sample_layer_scaling_option(capsys):
@@ -271,3 +271,54 @@ def test_sample_layer_scaling_option(capsys):
         assert code == 0
         rates[scaling] = json.loads(out)["acceptance_rate"]
     assert 1.5e-3 < rates["fan_out"] < 3.2e-3 and 4.5e-3 < rates["fan_in"] < 7e-3
+
+
+def test_help_and_version_import_no_torch():
+    """The parser is built from torch-free choices: --help and --version stay instant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, factorkit.cli as c\n"
+        "try:\n    c.main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "c._build_parser()\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("factorkit ")
+
+
+def test_torch_free_choices_match_the_modules():
+    from factorkit import _choices
+    from factorkit.experiments.presets import PRESETS
+    from factorkit.fit.gd import OPTIMIZERS, TORCH_OPTIMIZERS
+
+    assert _choices.PRESET_NAMES == tuple(PRESETS)
+    assert _choices.OPTIMIZERS == OPTIMIZERS
+    assert _choices.TORCH_OPTIMIZER_NAMES == tuple(TORCH_OPTIMIZERS)
+
+
+def test_fit_json_and_figure_formats(capsys, tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((30, 12)))
+    code, out, _ = run(
+        capsys,
+        "fit",
+        str(tmp_path / "x.npy"),
+        "--method",
+        "nmf",
+        "--rank",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+    )
+    report = json.loads(out)
+    assert code == 0 and report == json.loads((tmp_path / "o" / "report.json").read_text())
+    code, _, _ = run(capsys, "study", "width", "--scale", "smoke", "--out", str(tmp_path / "s"), "--workers", "1",
+                     "--format", "svg")  # fmt: skip
+    assert code == 0 and (tmp_path / "s" / "width_median.svg").read_text().lstrip().startswith("<?xml")
+    code, _, _ = run(capsys, "plot", str(tmp_path / "s"), "--format", "pdf")
+    assert code == 0 and (tmp_path / "s" / "width_mean.pdf").read_bytes().startswith(b"%PDF")

@@ -21,7 +21,7 @@ def test_formats_round_trip(tmp_path):
 
 
 def test_bad_files(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_matrix(tmp_path / "missing.npy")
     (tmp_path / "x.txt").write_text("1,0")
     with pytest.raises(ValueError, match="must end in one of"):

@@ -215,9 +215,9 @@ def test_bad_input(tmp_path):
     binary.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(ValueError, match="not a text file"):
         QWEM(dim=2).fit(binary)
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         QWEM(dim=2).fit(tmp_path / "missing.txt")
-    with pytest.raises(ValueError, match="is a directory"):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
         QWEM(dim=2).fit(tmp_path)
     latin = tmp_path / "latin.txt"
     latin.write_bytes("caf\xe9 ".encode("latin-1") * 10)

@@ -281,13 +281,14 @@ def test_data_file_errors_name_the_file(tmp_path, capsys):
     garbage = tmp_path / "g.npy"
     garbage.write_bytes(os.urandom(300))
     out = str(tmp_path / "o")
-    for path, match in [
-        (tmp_path, "is a directory; expected a matrix file"),
-        (garbage, f"data file '{garbage}' could not be read as .npy"),
-        (tmp_path / "missing.npy", "does not exist"),
+    # a missing file or a directory is a runtime failure (exit 1), an unreadable one bad input (exit 2)
+    for path, match, status in [
+        (tmp_path, "is a directory; expected a matrix file", 1),
+        (garbage, f"data file '{garbage}' could not be read as .npy", 2),
+        (tmp_path / "missing.npy", "does not exist", 1),
     ]:
         code, _, err = cli(capsys, "fit", str(path), "--method", "nmf", "--rank", "2", "--out", out)
-        assert code == 2 and match in err and err.count("\n") == 1
+        assert code == status and match in err and err.count("\n") == 1
     broken = tmp_path / "b.npz"
     broken.write_bytes(b"PK\x03\x04" + os.urandom(100))
     code, _, err = cli(capsys, "fit", str(broken), "--method", "nmf", "--rank", "2", "--out", out)

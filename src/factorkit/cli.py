@@ -16,7 +16,20 @@ import sys
 import zipfile
 from pathlib import Path
 
-from factorkit.experiments.presets import PRESETS, SCALES
+from factorkit import __version__
+from factorkit._choices import (
+    ACTIVATIONS,
+    BACKENDS,
+    EXECUTORS,
+    FIGURE_FORMATS,
+    LAYER_SCALINGS,
+    MEASUREMENT_KINDS,
+    OPTIMIZERS,
+    PRESET_NAMES,
+    PRIORS,
+    SAMPLERS,
+    SCALES,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,9 +76,6 @@ def _positive_float(text: str) -> float:
 
 
 def _add_problem_options(parser: argparse.ArgumentParser) -> None:
-    from factorkit.models.deep import ACTIVATIONS
-    from factorkit.problems.sensing import MEASUREMENT_KINDS
-
     group = parser.add_argument_group("problem and model")
     group.add_argument("--m", type=_positive_int, default=5, help="rows of W (default 5)")
     group.add_argument("--m2", type=_positive_int, default=None, help="columns of W (default: m)")
@@ -82,22 +92,18 @@ def _add_problem_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from factorkit.fit.gd import OPTIMIZERS
-    from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
-
     parser = _Parser(prog="factorkit", description="Matrix factorization research toolkit.")
+    parser.add_argument("--version", action="version", version=f"factorkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     study = commands.add_parser("study", help="run a study (preset or TOML config), then plot it")
-    study.add_argument("config", help=f"a preset ({', '.join(PRESETS)}) or a CONFIG.toml")
+    study.add_argument("config", help=f"a preset ({', '.join(PRESET_NAMES)}) or a CONFIG.toml")
     study.add_argument("--out", type=Path, default=None, help="results folder (default runs/NAME)")
     study.add_argument("--scale", choices=SCALES, default="default", help="preset scale")
     study.add_argument("--workers", type=_positive_int, default=None, help="processes (default: cores)")
     study.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     study.add_argument("--no-plot", action="store_true", help="skip tables and figures")
-    study.add_argument(
-        "--executor", choices=("process", "dask"), default="process", help="local process pool or Dask"
-    )
+    study.add_argument("--executor", choices=EXECUTORS, default="process", help="local process pool or Dask")
     study.add_argument("--scheduler", default=None, help="dask: address of a running scheduler")
     study.add_argument(
         "--dask-local", type=_positive_int, default=None, help="dask: start a local cluster of N workers"
@@ -109,8 +115,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="split G&C runs into tasks of about this many draws (default: none locally, 2^22 with dask)",
     )
 
-    plot = commands.add_parser("plot", help="write tables and PNG figures of a study folder")
+    plot = commands.add_parser("plot", help="write tables and figures of a study folder")
     plot.add_argument("directory", type=Path)
+    for command in (study, plot):
+        command.add_argument("--format", choices=FIGURE_FORMATS, default="png", help="figure file format")
+        command.add_argument("--dpi", type=_positive_int, default=120, help="figure resolution (png)")
 
     sample = commands.add_parser("sample", help="one Guess & Check run")
     _add_problem_options(sample)
@@ -183,6 +192,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--n-init", type=_positive_int, default=None, help="boolean: restarts (default 1)")
     fit.add_argument("--seed", type=_seed, default=0)
     fit.add_argument("--device", default="cpu")
+    fit.add_argument("--json", action="store_true", help="print the report (report.json) as one JSON object")
     embed = commands.add_parser("embed", help="closed-form word embeddings (QWEM) from a text corpus")
     embed.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
     embed.add_argument("--dim", type=_positive_int, default=100)
@@ -211,6 +221,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="eigensolver (auto: dense below 2000 words, float32 block Lanczos above)",
     )
     embed.add_argument("--out", type=Path, required=True, help="folder for vectors.txt and report.json")
+    embed.add_argument(
+        "--json", action="store_true", help="print the report (report.json) as one JSON object"
+    )
     embed.add_argument("--analogies", type=Path, default=None, help="questions-words file to evaluate on")
     embed.add_argument(
         "--similarity", type=Path, action="append", default=[], help="word-pair file (repeatable)"
@@ -239,7 +252,7 @@ def _cmd_embed(args) -> None:
 
     for path in [args.analogies, *args.similarity]:
         if path is not None and not path.is_file():
-            raise ValueError(f"evaluation file {str(path)!r} does not exist")
+            raise FileNotFoundError(f"evaluation file {str(path)!r} does not exist")
     _prepare_out(args.out)
     model = QWEM(
         args.dim,
@@ -257,6 +270,9 @@ def _cmd_embed(args) -> None:
     model.save_word2vec(args.out / "vectors.txt")
     report = embed_report(model, args.analogies, args.similarity)
     _write_report(args.out, report)
+    if args.json:  # what report.json holds
+        _print(report, as_json=True)
+        return
     summary = {k: v for k, v in report.items() if not isinstance(v, dict)}
     if "analogies" in report:
         summary["analogy_accuracy"] = report["analogies"]["accuracy"]
@@ -297,7 +313,7 @@ def _cmd_fit(args) -> None:
         "integrality_gap": model.history_[-1]["gap"],
     }
     _write_report(args.out, report)
-    _print(report, as_json=False)
+    _print(report, as_json=args.json)
 
 
 def _fit_ebmf(args, X) -> None:
@@ -339,7 +355,7 @@ def _fit_ebmf(args, X) -> None:
         **({"covariate_model": args.covariate_model or "linear"} if args.row_covariates is not None else {}),
     }
     _write_report(args.out, report)
-    _print(report, as_json=False)
+    _print(report, as_json=args.json)
 
 
 def _fit_nmf(args, X) -> None:
@@ -363,7 +379,7 @@ def _fit_nmf(args, X) -> None:
         "reconstruction_error": model.reconstruction_err_,
     }
     _write_report(args.out, report)
-    _print(report, as_json=False)
+    _print(report, as_json=args.json)
 
 
 def _problem_and_model(args, default_dtype: str, psd: bool = False):
@@ -561,13 +577,13 @@ def _cmd_study(args) -> None:
     from factorkit.experiments.presets import preset
     from factorkit.experiments.runner import run_study
 
-    if args.config in PRESETS:
+    if args.config in PRESET_NAMES:
         config = preset(args.config, args.scale)
     elif args.config.endswith(".toml"):
         config = StudyConfig.from_toml(args.config)
     else:
         raise ValueError(
-            f"study config must be a preset ({', '.join(PRESETS)}) or a .toml file; got {args.config!r}"
+            f"study config must be a preset ({', '.join(PRESET_NAMES)}) or a .toml file; got {args.config!r}"
         )
     out = args.out or Path("runs") / config.name
     if args.executor == "process" and (args.scheduler or args.dask_local):
@@ -589,13 +605,18 @@ def _cmd_study(args) -> None:
         f"{config.name}: {counts['written']} runs written{shards}, {counts['skipped']} already done -> {out}"
     )
     if not args.no_plot:
-        _cmd_plot(argparse.Namespace(directory=out))
+        _cmd_plot(argparse.Namespace(directory=out, format=args.format, dpi=args.dpi))
 
 
 def _cmd_plot(args) -> None:
     from factorkit.experiments.report import plot_study, plot_volumes, write_tables
 
-    for path in (*write_tables(args.directory), *plot_study(args.directory), plot_volumes(args.directory)):
+    figures = {"fmt": args.format, "dpi": args.dpi}
+    for path in (
+        *write_tables(args.directory),
+        *plot_study(args.directory, **figures),
+        plot_volumes(args.directory, **figures),
+    ):
         if path is not None:
             print(path)
 

@@ -1,8 +1,25 @@
-"""Studies as data: config -> runs -> results store -> tables and plots."""
+"""Studies as data: config -> runs -> results store -> tables and plots.
 
-from factorkit.experiments.config import StudyConfig
-from factorkit.experiments.presets import PRESETS, SCALES, preset
-from factorkit.experiments.runner import run_study
-from factorkit.experiments.store import ResultStore, load_rows
+The names below are imported on first use (PEP 562), so importing a submodule that needs none of
+them (the command line's parser, for one) does not import torch.
+"""
+
+from importlib import import_module
+
+_WHERE = {
+    "StudyConfig": "factorkit.experiments.config",
+    "PRESETS": "factorkit.experiments.presets",
+    "SCALES": "factorkit.experiments.presets",
+    "preset": "factorkit.experiments.presets",
+    "run_study": "factorkit.experiments.runner",
+    "ResultStore": "factorkit.experiments.store",
+    "load_rows": "factorkit.experiments.store",
+}
 
 __all__ = ["PRESETS", "SCALES", "ResultStore", "StudyConfig", "load_rows", "preset", "run_study"]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'factorkit.experiments' has no attribute {name!r}")

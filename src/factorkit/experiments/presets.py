@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import copy
 
+from factorkit._choices import SCALES
 from factorkit.experiments.config import StudyConfig
-
-SCALES = ("smoke", "default", "paper", "beyond")
 
 DEPTH_INIT_SCALES = {2: 1e-3, 3: 1e-3, 4: 1e-3, 5: 0.1, 6: 0.1, 7: 0.1, 8: 0.1, 9: 0.2, 10: 0.2}
 # the paper's code's leaky-ReLU depth configs start depths 9 and 10 at 0.1, not 0.2

@@ -323,8 +323,10 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
     return csv_path, md_path
 
 
-def plot_study(directory: str | Path) -> list[Path]:
-    """PNG figures of the study's metric against the swept axis, one panel per activation.
+def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[Path]:
+    """Figures of the study's metric against the swept axis, one panel per activation.
+
+    ``fmt``: ``'png'``, ``'pdf'`` or ``'svg'`` (vector formats for papers); ``dpi`` for png.
 
     ``<axis>_median.png``: median and interquartile band across seeds (as in the paper);
     ``<axis>_mean.png``: mean and 95% interval. Reference lines: random guessing (mean ``L_gen``
@@ -428,8 +430,8 @@ def plot_study(directory: str | Path) -> list[Path]:
             panel.legend(fontsize=7)
         fig.suptitle(directory.name)
         fig.tight_layout()
-        path = directory / f"{axis}_{style}.png"
-        fig.savefig(path, dpi=120)
+        path = directory / f"{axis}_{style}.{fmt}"
+        fig.savefig(path, dpi=dpi)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -463,7 +465,7 @@ def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:
         )  # fmt: skip
 
 
-def plot_volumes(directory: str | Path) -> Path | None:
+def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Path | None:
     """``volume.png``: the prior volume ``log10 V(eps)`` against eps, one curve per width/depth.
 
     SMC rows carry their level ladder (threshold, cumulative log V); each seed's curve is
@@ -518,7 +520,7 @@ def plot_volumes(directory: str | Path) -> Path | None:
         panel.legend(fontsize=7)
     fig.suptitle(directory.name)
     fig.tight_layout()
-    path = directory / "volume.png"
-    fig.savefig(path, dpi=120)
+    path = directory / f"volume.{fmt}"
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from factorkit._choices import EXECUTORS
 from factorkit._validation import check_choice, check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
@@ -463,9 +464,6 @@ def _init_worker(parent: int | None = None) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="factorkit-parent-watch").start()
-
-
-EXECUTORS = ("process", "dask")
 
 
 def _local_results(jobs: list[Job], study: str, device: str, workers: int):

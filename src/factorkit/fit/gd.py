@@ -40,7 +40,7 @@ ADAFACTOR_VARIANTS = {
     "adafactor": {},
     "adafactor_theory": {"relative_step": False, "eps_mode": "theory"},
 }
-OPTIMIZERS = ("gd", "group_rmsprop", *ADAFACTOR_VARIANTS, *TORCH_OPTIMIZERS)
+OPTIMIZERS = ("gd", "group_rmsprop", *ADAFACTOR_VARIANTS, *TORCH_OPTIMIZERS)  # as factorkit._choices
 LOSSES = ("l2", "l1")
 
 

@@ -31,15 +31,12 @@ import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
+from factorkit._choices import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
 from factorkit._memory import check_memory
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit import reparam
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
-
-PRIORS = ("gaussian", "normalized_gaussian", "uniform", "normalized_uniform")
-BACKENDS = ("auto", "direct", "reparam")
-LAYER_SCALINGS = ("fan_out", "fan_in")
 
 
 @dataclass(frozen=True)
@@ -600,9 +597,6 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
         prior_gen_loss_sums=(gen_sum, gen_sq_sum),
         accepted_sums=sums,
     )
-
-
-SAMPLERS = ("rejection", "smc")
 
 
 def sample_posterior(

@@ -67,9 +67,9 @@ def read_sentences(source) -> Iterator[list[str]]:
     if isinstance(source, str | Path):
         path = Path(source)
         if path.is_dir():
-            raise ValueError(f"corpus {str(path)!r} is a directory; expected a text file")
+            raise IsADirectoryError(f"corpus {str(path)!r} is a directory; expected a text file")
         if not path.is_file():
-            raise ValueError(f"corpus file {str(path)!r} does not exist")
+            raise FileNotFoundError(f"corpus file {str(path)!r} does not exist")
         with path.open("rb") as handle:
             head = handle.read(4096)
         if b"\x00" in head:

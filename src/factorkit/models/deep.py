@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from factorkit._choices import ACTIVATIONS
 from factorkit._validation import check_choice, check_float, check_int
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
-
-ACTIVATIONS = ("linear", "relu", "leaky_relu", "tanh")
 
 
 def get_activation(activation: str | Activation, negative_slope: float = 0.2) -> Activation:

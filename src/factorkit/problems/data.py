@@ -16,9 +16,9 @@ def load_matrix(path: str | Path):
     """A 2-D matrix from ``path``; sparse formats stay sparse (``scipy.sparse.csr_matrix``)."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"data file {str(path)!r} is a directory; expected a matrix file")
+        raise IsADirectoryError(f"data file {str(path)!r} is a directory; expected a matrix file")
     if not path.is_file():
-        raise ValueError(f"data file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"data file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"data file must end in one of {', '.join(FORMATS)}; got {path.name!r}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from factorkit._choices import MEASUREMENT_KINDS
 from factorkit._validation import (
     check_choice,
     check_finite_tensor,
@@ -31,8 +32,6 @@ from factorkit._validation import (
     resolve_dtype,
 )
 from factorkit.problems.completion import entry_measurements, random_mask
-
-MEASUREMENT_KINDS = ("gaussian", "completion")
 
 
 def orthonormal_complement(measurements: torch.Tensor) -> torch.Tensor:

@@ -317,8 +317,8 @@ def test_fit_json_and_figure_formats(capsys, tmp_path):
     )
     report = json.loads(out)
     assert code == 0 and report == json.loads((tmp_path / "o" / "report.json").read_text())
-    code, _, _ = run(capsys, "study", "width", "--scale", "smoke", "--out", str(tmp_path / "s"), "--workers", "1",
-                     "--format", "svg")  # fmt: skip
+    study = ["study", "width", "--scale", "smoke", "--out", str(tmp_path / "s"), "--workers", "1"]
+    code, _, _ = run(capsys, *study, "--format", "svg")
     assert code == 0 and (tmp_path / "s" / "width_median.svg").read_text().lstrip().startswith("<?xml")
     code, _, _ = run(capsys, "plot", str(tmp_path / "s"), "--format", "pdf")
     assert code == 0 and (tmp_path / "s" / "width_mean.pdf").read_bytes().startswith(b"%PDF")

@@ -38,6 +38,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from factorkit._threads import threads_for
 from factorkit._validation import check_float, check_int
 
 _BASIS_FACTOR = 3  # basis size at restart, in units of the kept Ritz vectors
@@ -147,7 +148,10 @@ def top_eigenpairs(
             f"solver='lanczos' needs a basis of {basis} vectors, more than the matrix size {n}: "
             "use solver='dense' or a smaller oversample"
         )
-    result = _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed)
+    # a block step multiplies the sparse matrix into ``block`` vectors and orthogonalizes them
+    # against the basis: threads by that size (factorkit._threads)
+    with threads_for(2 * S.nnz * block + 4 * n * basis * block):
+        result = _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed)
     if result.residual <= tol:
         return result
     fallback = _arpack(S, d, c, tol, seed)

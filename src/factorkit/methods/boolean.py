@@ -25,6 +25,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from factorkit._threads import threads_for
 from factorkit._validation import check_float, check_int, resolve_device
 from factorkit.problems.boolean import boolean_product
 from factorkit.prox import penalty_elastic_binary, prox_elastic_binary
@@ -244,7 +245,8 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         for _ in range(self.n_init):
             U = torch.rand(n, self.n_components, generator=generator, dtype=dtype).to(device)
             V = torch.rand(self.n_components, m, generator=generator, dtype=dtype).to(device)
-            U, V, history, iterations = self._solve(data, U, V, update_V=True)
+            with threads_for(4.0 * n * m * self.n_components):  # by size, within user limits
+                U, V, history, iterations = self._solve(data, U, V, update_V=True)
             U_bool, V_bool = (U >= 0.5).cpu().numpy(), (V >= 0.5).cpu().numpy()
             error = int((boolean_product(U_bool, V_bool) != binary).sum())
             score = (error, history[-1]["loss"])

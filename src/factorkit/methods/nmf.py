@@ -60,6 +60,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from factorkit._threads import threads_for
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
 
 SOLVERS = ("hals", "mu", "alternating")
@@ -721,7 +722,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_components_ = self._resolve_components(data.shape[1], W, H)
         self._check_params(data.shape, data.M is not None)
         W, H = self._initial(data, device, W, H)
-        with torch.inference_mode():
+        # threads by the size of an iteration, within the user's limits (factorkit._threads)
+        with torch.inference_mode(), threads_for(4.0 * data.shape[0] * data.shape[1] * self.n_components_):
             if self.solver == "alternating":
                 if data.sparse:
                     data = _Data(data.X.to_dense().cpu().numpy(), None, device)
@@ -744,7 +746,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         X = self._validate(X, reset=False)
         data = _Data(X, mask, device, negative=self.solver == "alternating")
         H = torch.from_numpy(self.components_).to(device, data.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), threads_for(2.0 * data.shape[0] * data.shape[1] * self.n_components_):
             if self.solver == "alternating":
                 dense = data.X.to_dense() if data.sparse else data.X
                 return self._decode(dense, H.T, self.alpha_).cpu().numpy()

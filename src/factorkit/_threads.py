@@ -1,0 +1,56 @@
+"""How many threads a computation uses: by its size, within the limits the user set.
+
+PyTorch starts one thread per core. A small computation (an NMF iteration on digits, a Lanczos step on
+a few thousand words) is bound by per-operation overhead, and on a busy machine extra threads only
+wait for cores: measured 4-20x slower with 2 threads than with 1 while another process ran. So a
+computation of fewer than :data:`SMALL_WORK` flops per step runs on one thread; larger ones use
+torch's setting, capped by the limits a user set: ``OMP_NUM_THREADS``, and any
+``threadpoolctl.threadpool_limits`` in force on the OpenMP or BLAS runtimes. torch's setting is
+restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+SMALL_WORK = 2e7
+
+
+def user_thread_limit() -> int | None:
+    """The tightest thread limit set by the user (``OMP_NUM_THREADS``, threadpoolctl), or None."""
+    limits = []
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        limits.append(int(given))
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return min(limits) if limits else None
+    limits += [pool["num_threads"] for pool in threadpool_info() if pool.get("num_threads")]
+    return min(limits) if limits else None
+
+
+def thread_count(work: float) -> int:
+    """Threads for a computation of about ``work`` flops per step."""
+    if work < SMALL_WORK:
+        return 1
+    limit = user_thread_limit()
+    current = torch.get_num_threads()
+    return max(1, min(current, limit) if limit else current)
+
+
+@contextlib.contextmanager
+def threads_for(work: float):
+    """Run the block with :func:`thread_count` ``(work)`` torch threads, then restore the setting."""
+    previous = torch.get_num_threads()
+    chosen = thread_count(work)
+    if chosen != previous:
+        torch.set_num_threads(chosen)
+    try:
+        yield chosen
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)

@@ -113,3 +113,59 @@ def test_covariate_ebmf_without_covariates_is_ebmf():
     np.testing.assert_allclose(
         intercept_only.fitted(), plain.fitted(), atol=0.05 * np.abs(plain.fitted()).max()
     )
+
+
+def nmf_script(NMFClass, X):
+    """A user's script, written for scikit-learn's NMF, run unchanged with either class."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MaxAbsScaler
+
+    results = {}
+    model = NMFClass(n_components=6, init="nndsvda", random_state=0, max_iter=400)
+    W = model.fit_transform(X)
+    results["error"] = model.reconstruction_err_
+    results["shapes"] = (W.shape, model.components_.shape, model.n_components_, model.n_features_in_)
+    results["names"] = list(model.get_feature_names_out())[:2]
+    results["reconstruction"] = float(np.linalg.norm(X - model.inverse_transform(W)))
+    # custom start and automatic rank from it
+    rng = np.random.RandomState(0)
+    W0, H0 = rng.rand(X.shape[0], 3), rng.rand(3, X.shape[1])
+    custom = NMFClass(n_components="auto", init="custom", max_iter=400).fit(X, W=W0, H=H0)
+    results["auto_rank"] = custom.n_components_
+    # random_state as a RandomState, a pipeline, pandas output
+    NMFClass(n_components=2, init="random", random_state=np.random.RandomState(1)).fit(X)
+    pipe = make_pipeline(MaxAbsScaler(), NMFClass(n_components=4, random_state=0, max_iter=400))
+    results["pipeline"] = pipe.fit_transform(X).shape
+    try:
+        import pandas  # noqa: F401
+
+        output = NMFClass(n_components=2, random_state=0, max_iter=400).set_output(transform="pandas")
+        results["columns"] = list(output.fit_transform(X).columns)
+    except ImportError:  # set_output's "default" container, where pandas is not installed
+        output = NMFClass(n_components=2, random_state=0, max_iter=400).set_output(transform="default")
+        results["columns"] = list(range(output.fit_transform(X).shape[1]))
+    results["itakura_saito"] = (
+        NMFClass(n_components=3, solver="mu", beta_loss="itakura-saito", max_iter=300, random_state=0)
+        .fit(X + 0.1)
+        .reconstruction_err_
+    )
+    return results
+
+
+def test_nmf_is_a_drop_in_for_scikit_learns():
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import NMF as SkNMF
+
+    X = load_digits().data[:400]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = nmf_script(SkNMF, X)
+        ours = nmf_script(NMF, X)
+    assert ours["shapes"] == theirs["shapes"] and ours["auto_rank"] == theirs["auto_rank"] == 3
+    assert ours["pipeline"] == theirs["pipeline"] and len(ours["columns"]) == len(theirs["columns"]) == 2
+    assert ours["names"] == ["nmf0", "nmf1"] == theirs["names"]
+    assert ours["error"] <= theirs["error"] * 1.01
+    assert ours["reconstruction"] == pytest.approx(ours["error"], rel=1e-6)
+    assert ours["itakura_saito"] == pytest.approx(theirs["itakura_saito"], rel=0.05)

@@ -64,7 +64,37 @@ from factorkit._threads import threads_for
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
 
 SOLVERS = ("hals", "mu", "alternating")
-BETA_LOSSES = ("frobenius", "kullback-leibler")
+BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
+BETA_OF = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
+
+
+def _beta(beta_loss) -> float:
+    """The beta of a beta-divergence name or number (scikit-learn's convention)."""
+    if isinstance(beta_loss, str):
+        return BETA_OF[check_choice("beta_loss", beta_loss, BETA_LOSSES)]
+    return check_float("beta_loss", beta_loss)
+
+
+def _beta_divergence(X: torch.Tensor, WH: torch.Tensor, beta: float, M=None) -> float:
+    """``D_beta(X || WH)`` summed over the (observed) entries (Fevotte & Idier, Neural Computation
+    2011): beta = 2 half the squared error, 1 generalized KL, 0 Itakura-Saito."""
+    WH = WH.clamp(min=EPS)
+    if beta == 2:
+        terms = 0.5 * (X - WH).square()
+    elif beta == 1:
+        terms = torch.xlogy(X, X / WH) - X + WH
+    elif beta == 0:
+        ratio = X / WH
+        terms = ratio - torch.log(ratio.clamp(min=EPS)) - 1
+    else:
+        terms = (X.clamp(min=0) ** beta + (beta - 1) * WH**beta - beta * X * WH ** (beta - 1)) / (
+            beta * (beta - 1)
+        )
+    if M is not None:
+        terms = M * terms
+    return float(terms.sum())
+
+
 INITS = ("random", "nndsvd", "nndsvda", "custom")
 EPS = 1e-12
 
@@ -333,7 +363,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         scikit-learn): from the shapes of ``W``/``H`` given to :meth:`fit` with ``init='custom'``,
         else ``n_features``; ``None``: ``n_features``.
     solver : {'hals', 'mu', 'alternating'}
-    beta_loss : {'frobenius', 'kullback-leibler'}
+    beta_loss : {'frobenius', 'kullback-leibler', 'itakura-saito'} or float
+        The beta-divergence fitted (a number: its beta; 2, 1, 0 are the three names). Anything but
+        ``'frobenius'`` needs ``solver='mu'``; beta not in {1, 2} needs dense ``X``, and beta <= 0
+        strictly positive ``X`` (as scikit-learn). ``reconstruction_err_`` is then
+        ``sqrt(2 D_beta(X || WH))``.
         ``'kullback-leibler'`` needs ``solver='mu'``.
     init : {'random', 'nndsvd', 'nndsvda', 'custom'}, tuple ``(W, H)`` or array ``H`` (k x n_features)
         ``None``: ``'nndsvda'``. ``'custom'``: the ``W`` and ``H`` passed to :meth:`fit` (as
@@ -397,7 +431,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         l1_ratio: float = 0.0,
         max_iter: int = 200,
         tol: float = 1e-4,
-        random_state: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
         step: float = 0.5,
         r: float | None = None,
@@ -429,6 +463,19 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
+    def _check_beta(self, data: _Data) -> None:
+        beta = _beta(self.beta_loss)
+        if beta in (1, 2):
+            return
+        if data.sparse:
+            raise ValueError(f"beta_loss={self.beta_loss!r} needs dense X; densify it (X.toarray())")
+        seen = data.X if data.M is None else data.X[data.M > 0]
+        if beta <= 0 and bool((seen == 0).any()):
+            raise ValueError(
+                f"beta_loss={self.beta_loss!r} (beta <= 0) needs strictly positive X: the divergence is "
+                "infinite at zeros (add a small constant, or use beta > 0)"
+            )
+
     def _check_params(self, shape: tuple[int, int], masked: bool) -> None:
         k = check_int("n_components", self.n_components_)
         if min(shape) == 0:
@@ -439,8 +486,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"(n_samples = {shape[0]}, n_features = {shape[1]})"
             )
         check_choice("solver", self.solver, SOLVERS)
-        check_choice("beta_loss", self.beta_loss, BETA_LOSSES)
-        if self.beta_loss != "frobenius" and self.solver != "mu":
+        _beta(self.beta_loss)
+        if self.beta_loss not in ("frobenius", 2, 2.0) and self.solver != "mu":
             raise ValueError(f"beta_loss={self.beta_loss!r} needs solver='mu', got solver={self.solver!r}")
         if masked and self.solver == "alternating":
             raise ValueError(
@@ -452,7 +499,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         check_float("l1_ratio", self.l1_ratio, nonnegative=True, upper=1.0)
         check_int("max_iter", self.max_iter)
         check_float("tol", self.tol, nonnegative=True)
-        check_int("random_state", self.random_state, minimum=0)
+        if not (self.random_state is None or isinstance(self.random_state, np.random.RandomState)):
+            check_int("random_state", self.random_state, minimum=0)
         check_float("step", self.step, positive=True, upper=1.0)
         if self.r is not None:
             check_float("r", self.r, positive=True)
@@ -521,8 +569,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ errors
     def _error(self, data: _Data, W, H, WtX=None) -> float:
         """``reconstruction_err_`` of ``W H``."""
-        if self.beta_loss == "kullback-leibler":
+        beta = _beta(self.beta_loss)
+        if beta == 1:
             return math.sqrt(2 * max(self._kl(data, W, H), 0.0))
+        if beta != 2:
+            return math.sqrt(2 * max(_beta_divergence(data.X, W @ H, beta, data.M), 0.0))
         if data.M is not None:
             return float((data.M * (data.X - W @ H)).norm())
         if WtX is None:
@@ -613,8 +664,22 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return W, H, error, iterations, history
 
     def _mu_W(self, data, W, H, l1, l2):
-        """One multiplicative update of ``W`` for ``X ~ W H`` (``data`` may be a transposed view)."""
-        if self.beta_loss == "frobenius":
+        """One multiplicative update of ``W`` for ``X ~ W H`` (``data`` may be a transposed view).
+
+        General beta (Fevotte & Idier 2011, as scikit-learn): ``W <- W (num / den)^gamma`` with
+        ``num = (X WH^(beta-2)) H^T``, ``den = WH^(beta-1) H^T``, ``gamma = 1/(2-beta)`` below 1,
+        ``1/(beta-1)`` above 2, else 1 (the exponent that makes the update monotone).
+        """
+        beta = _beta(self.beta_loss)
+        if beta not in (1, 2):
+            WH = (W @ H).clamp(min=EPS)
+            M = data.M if data.M is not None else 1.0
+            numerator = (M * data.X * WH ** (beta - 2)) @ H.T
+            denominator = (M * WH ** (beta - 1)) @ H.T + l1 + l2 * W
+            violation = _violation(W, denominator - numerator)
+            gamma = 1 / (2 - beta) if beta < 1 else 1 / (beta - 1) if beta > 2 else 1.0
+            return W * (numerator / denominator.clamp(min=EPS)) ** gamma, violation
+        if beta == 2:
             if data.M is None:
                 numerator = data.times(H.T)
                 denominator = W @ (H @ H.T)
@@ -721,6 +786,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         data = _Data(X, mask, device, negative=self.solver == "alternating")
         self.n_components_ = self._resolve_components(data.shape[1], W, H)
         self._check_params(data.shape, data.M is not None)
+        self._check_beta(data)
         W, H = self._initial(data, device, W, H)
         # threads by the size of an iteration, within the user's limits (factorkit._threads)
         with torch.inference_mode(), threads_for(4.0 * data.shape[0] * data.shape[1] * self.n_components_):

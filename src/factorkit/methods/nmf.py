@@ -97,6 +97,7 @@ def _beta_divergence(X: torch.Tensor, WH: torch.Tensor, beta: float, M=None) -> 
 
 INITS = ("random", "nndsvd", "nndsvda", "custom")
 EPS = 1e-12
+CHECK_EVERY = 5
 
 
 def _check_values(name: str, values: np.ndarray, observed: np.ndarray | None, negative: bool = False) -> None:
@@ -250,9 +251,22 @@ def nndsvd(
 
 
 def _hals_sweeps(
-    F, XF, G, l1: float, l2: float, max_sweeps: int, stop_ratio: float = 0.1, numpy_loop: bool | None = None
-) -> None:
+    F,
+    XF,
+    G,
+    l1: float,
+    l2: float,
+    max_sweeps: int,
+    stop_ratio: float = 0.1,
+    numpy_loop: bool | None = None,
+    measure: bool = True,
+) -> float:
     """Up to ``max_sweeps`` exact coordinate sweeps over the rows of ``F`` (k x n, in place).
+
+    Returns the KKT violation met by the first sweep, ``sum |projected gradient|`` of each row just
+    before its update (scikit-learn's ``cd`` measure, accumulated the same Gauss-Seidel way): row
+    ``j``'s gradient is ``(G_jj + l2)(F_j - b_j)`` with ``b_j`` its unclamped update, so it costs a
+    few vector operations on what the update computes anyway.
 
     Stops early once a sweep moves ``F`` by at most ``stop_ratio`` times the first sweep's move
     (Gillis & Glineur's inner stopping rule). ``numpy_loop`` (default: on CPU) runs the row
@@ -278,33 +292,49 @@ def _hals_sweeps(
         # torch call, and these k small calls per sweep are the whole cost at small k
         Fn, target_n, coupling_n = F.numpy(), target.numpy(), coupling.numpy()
         scratch = np.empty(F.shape[1], dtype=Fn.dtype)
-        rows = [(Fn[j], target_n[j], coupling_n[j]) for j in kept]
+        step = np.empty(F.shape[1], dtype=Fn.dtype)
+        rows = [(Fn[j], target_n[j], coupling_n[j], float(scale[j])) for j in kept]
 
-        def sweep_once():
-            for row, b, g in rows:
+        def sweep_once(measure: bool) -> float:
+            violation = 0.0
+            for row, b, g, s in rows:
                 np.dot(g, Fn, out=scratch)
                 np.subtract(b, scratch, out=scratch)
+                if measure:  # projected gradient: (F_j - b_j), clipped at 0 where F_j = 0
+                    np.subtract(row, scratch, out=step)
+                    np.minimum(step, 0, out=step, where=row <= 0)
+                    violation += s * float(np.abs(step).sum())
                 np.maximum(scratch, 0, out=row)
+            return violation
     else:
-        rows = [(F[j], target[j], coupling[j]) for j in kept]
+        rows = [(F[j], target[j], coupling[j], scale[j]) for j in kept]
         FT = F.T
 
-        def sweep_once():
-            for row, b, g in rows:
-                torch.clamp(torch.addmv(b, FT, g, alpha=-1), min=0, out=row)
+        def sweep_once(measure: bool) -> float:
+            violation = F.new_zeros(())
+            for row, b, g, s in rows:
+                update = torch.addmv(b, FT, g, alpha=-1)
+                if measure:
+                    step = row - update
+                    violation += s * torch.where(row > 0, step, step.clamp(max=0)).abs().sum()
+                torch.clamp(update, min=0, out=row)
+            return float(violation)
 
     first = None
+    violation = 0.0
     for sweep in range(max_sweeps):
         # the move of a sweep only matters if another sweep may follow
         before = F.clone() if sweep < max_sweeps - 1 else None
-        sweep_once()
+        measured = sweep_once(measure=measure and sweep == 0)
+        violation = measured if sweep == 0 else violation
         if before is None:
-            return
+            return violation
         moved = float((F - before).norm())
         if first is None:
             first = moved
         elif moved <= stop_ratio * first:
-            return
+            return violation
+    return violation
 
 
 def _violation(F: torch.Tensor, grad: torch.Tensor) -> float:
@@ -379,7 +409,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     tol : float
         Stop once the KKT violation of the non-negativity constraints, ``sum |projected gradient|``
         over ``W`` and ``H`` at the start of an iteration, is at most ``tol`` times its value in the
-        first iteration (scikit-learn's ``cd`` rule; HALS and MU alike). At ``max_iter`` a
+        first iteration (scikit-learn's ``cd`` rule; HALS and MU alike), read every fifth iteration
+        (HALS measures it in its first sweep, as scikit-learn's coordinate loop). At ``max_iter`` a
         ``ConvergenceWarning`` says so; ``history_[-1]['stopped']`` is ``'tol'`` or ``'max_iter'``.
         (``'alternating'``: when ``A`` moved by less than ``tol`` relative to its norm.)
     random_state : int, numpy RandomState or None
@@ -406,7 +437,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     n_iter_ : int
     n_components_ : int, the rank fitted (``n_components`` resolved).
     history_ : list of dict per iteration: ``error`` (as ``reconstruction_err_``), ``violation``
-        (the KKT violation the stopping rule reads) and ``time`` (seconds since the start of
+        (the KKT violation the stopping rule reads, measured on the first iteration and every
+        fifth; None in between) and ``time`` (seconds since the start of
         ``fit``); the last entry's ``stopped`` says why it stopped; ``'alternating'`` has
         ``change`` instead of ``violation``.
 
@@ -612,6 +644,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         for iteration in range(1, self.max_iter + 1):
             iterations = iteration
             WtX = None
+            # the KKT violation is measured on the first iteration and every CHECK_EVERY-th after
+            # (it costs a fifth of a cheap HALS iteration); the rule is read where it is measured
+            check = iteration == 1 or iteration % CHECK_EVERY == 0 or iteration == self.max_iter
             if self.solver == "hals":
                 if R is not None:
                     violation = _violation(W, l1W + l2W * W - R @ H.T)
@@ -625,14 +660,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                         R = Rt.T.contiguous()
                 else:
                     Wt = W.T.contiguous()
-                    HXt, HHt = data.times(H.T).T.contiguous(), H @ H.T
-                    violation = _violation(Wt, HHt @ Wt - HXt + l1W + l2W * Wt)
-                    _hals_sweeps(Wt, HXt, HHt, l1W, l2W, sweeps_W)
+                    violation = _hals_sweeps(
+                        Wt, data.times(H.T).T.contiguous(), H @ H.T, l1W, l2W, sweeps_W, measure=check
+                    )
                     W = Wt.T
                     if update_H:
-                        WtX, WtW = data.t_times(W).T.contiguous(), Wt @ W
-                        violation += _violation(H, WtW @ H - WtX + l1H + l2H * H)
-                        _hals_sweeps(H, WtX, WtW, l1H, l2H, sweeps_H)
+                        WtX = data.t_times(W).T.contiguous()
+                        violation += _hals_sweeps(H, WtX, Wt @ W, l1H, l2H, sweeps_H, measure=check)
             else:
                 W, violation = self._mu_W(data, W, H, l1W, l2W)
                 if update_H:
@@ -644,12 +678,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             error = self._error(data, W, H, WtX if update_H else None)
             if iteration == 1:
                 initial = violation
+            if not check:
+                violation = None
             history.append({"error": error, "violation": violation, "time": time.perf_counter() - start})
             if self.verbose:
                 print(f"NMF iteration {iteration}: error {error:.6g}, KKT violation {violation:.3g}")
             if self.callback is not None:
                 self.callback(iteration, H.cpu().numpy())
-            if violation <= self.tol * initial:
+            if check and violation <= self.tol * initial:
                 history[-1]["stopped"] = "tol"
                 break
         else:

@@ -322,3 +322,19 @@ def test_fit_json_and_figure_formats(capsys, tmp_path):
     assert code == 0 and (tmp_path / "s" / "width_median.svg").read_text().lstrip().startswith("<?xml")
     code, _, _ = run(capsys, "plot", str(tmp_path / "s"), "--format", "pdf")
     assert code == 0 and (tmp_path / "s" / "width_mean.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_subgradient_defaults_recover_from_the_problems_scale(capsys):
+    """With no schedule flags the sub-gradient method starts tiny and decays from a step that
+    grows with m (issue 18: the old defaults ended at relative error 1.0)."""
+    argv = ["train", "--symmetric", "--loss", "l1", "--optimizer", "subgradient", "--m", "20", "--rank", "1"]
+    code, out, _ = run(capsys, *argv, "--width", "3", "--n", "200", "--outliers", "0.2", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "ok" and result["rel_error"] < 1e-3
+
+
+def test_no_complement_is_not_divergence(capsys):
+    """n = m m' leaves nothing to generalize to: gen_loss is null, the run is fine."""
+    code, out, _ = run(capsys, "train", "--m", "3", "--n", "9", "--width", "3", "--steps", "200", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["status"] == "ok" and result["gen_loss"] is None

@@ -144,9 +144,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="one gradient-descent run")
     _add_problem_options(train)
-    train.add_argument("--init-scale", type=_positive_float, default=1e-3)
-    train.add_argument("--lr", type=_positive_float, default=1e-3)
-    train.add_argument("--steps", type=_nonnegative_int, default=10_000)
+    train.add_argument(
+        "--init-scale", type=_positive_float, default=None, help="default 1e-3 (subgradient: 1e-8)"
+    )
+    train.add_argument("--lr", type=_positive_float, default=None, help="default 1e-3 (subgradient: 0.06 m)")
+    train.add_argument(
+        "--steps", type=_nonnegative_int, default=None, help="default 10000 (subgradient: 5000)"
+    )
     train.add_argument(
         "--optimizer",
         choices=(*OPTIMIZERS, "subgradient"),
@@ -157,7 +161,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--loss", choices=("l2", "l1"), default=None, help="l1: robust sub-gradient objective (default l2)"
     )
-    train.add_argument("--lr-decay", type=_positive_float, default=1.0, help="lr_t = lr * decay^t, in (0, 1]")
+    train.add_argument(
+        "--lr-decay",
+        type=_positive_float,
+        default=None,
+        help="lr_t = lr * decay^t, in (0, 1] (default 1; subgradient: 0.998)",
+    )
     train.add_argument("--outliers", type=float, default=0.0, help="fraction of y replaced by gross noise")
     train.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to y")
     train.add_argument(
@@ -504,6 +513,14 @@ def _cmd_train(args) -> None:
                 "--optimizer subgradient is the sub-gradient method on the l1 loss; drop --loss l2"
             )
         args.optimizer, args.loss = "gd", "l1"
+        # a schedule from the problem's scale (Ma & Fattahi's SubGM: tiny start, geometric decay);
+        # with unit-norm A_i the l1 sub-gradient is ~ 1/m in size, so the first step grows with m
+        defaults = {"init_scale": 1e-8, "lr": 0.06 * args.m, "steps": 5000, "lr_decay": 0.998}
+    else:
+        defaults = {"init_scale": 1e-3, "lr": 1e-3, "steps": 10_000, "lr_decay": 1.0}
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.loss = args.loss or "l2"
     if args.symmetric:
         clean, _ = _problem_and_model(args, "float64", psd=True)
@@ -562,7 +579,8 @@ def _print_training(result: dict, as_json: bool, initial_train_loss: float | Non
 
     Diverged: a non-finite loss, or a final training loss above 100 times the initial one.
     """
-    diverged = not all(math.isfinite(result[k]) for k in ("train_loss", "gen_loss", "rel_error"))
+    # (gen_loss is NaN, not diverged, when the measurements leave no complement: n = m m')
+    diverged = not all(math.isfinite(result[k]) for k in ("train_loss", "rel_error"))
     if initial_train_loss is not None and result["train_loss"] > 100 * initial_train_loss:
         diverged = True
     _print({"status": "diverged" if diverged else "ok", **result}, as_json)

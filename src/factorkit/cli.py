@@ -227,7 +227,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--solver",
         choices=("auto", "dense", "lanczos", "arpack"),
         default="auto",
-        help="eigensolver (auto: dense below 2000 words, float32 block Lanczos above)",
+        help="eigensolver (auto: dense below 700 words, float32 block Lanczos above)",
     )
     embed.add_argument("--out", type=Path, required=True, help="folder for vectors.txt and report.json")
     embed.add_argument(

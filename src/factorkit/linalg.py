@@ -5,7 +5,7 @@ with ``S`` sparse and symmetric, never forming ``M`` (QWEM's target matrix, for 
 dense only through the constant). Three solvers:
 
 ``'dense'``
-    ``numpy.linalg.eigh`` of the dense matrix: exact, for small matrices (``auto`` below 2000 rows).
+    ``numpy.linalg.eigh`` of the dense matrix: exact, for small matrices (``auto`` below 700 rows).
 ``'lanczos'``
     A thick-restart block Lanczos method with full reorthogonalization, written for this shape of
     problem on CPUs: blocks of ``block`` vectors go through ``S`` together (one sparse
@@ -43,7 +43,7 @@ from factorkit._validation import check_float, check_int
 
 _BASIS_FACTOR = 3  # basis size at restart, in units of the kept Ritz vectors
 SOLVERS = ("auto", "dense", "lanczos", "arpack")
-DENSE_BELOW = 2000
+DENSE_BELOW = 700  # benchmarks/bench_eigensolver_switch.py: dense eigh and Lanczos tie near 700 rows
 
 
 class Eigenpairs(NamedTuple):
@@ -105,7 +105,7 @@ def top_eigenpairs(
     c : float
         The constant added to every entry.
     solver : {'auto', 'dense', 'lanczos', 'arpack'}
-        ``'auto'``: dense below 2000 rows (or when ``d`` is a large part of ``n``), else Lanczos.
+        ``'auto'``: dense below 700 rows (or when ``d`` is a large part of ``n``), else Lanczos.
     tol : float
         Stop when every wanted pair has ``||M v - theta v|| <= tol |theta_1|``.
     block : int

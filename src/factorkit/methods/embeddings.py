@@ -463,7 +463,7 @@ class QWEM(BaseEstimator):
         Unigram exponent of the negative distribution.
     solver : {'auto', 'dense', 'lanczos', 'arpack'}
         Eigensolver (:func:`factorkit.linalg.top_eigenpairs`): ``'auto'`` is exact dense
-        ``eigh`` below 2000 words and the float32 block Lanczos method above.
+        ``eigh`` below 700 words and the float32 block Lanczos method above.
     tol : float
         Eigensolver tolerance: every pair has ``||M* v - lambda v|| <= tol lambda_1``.
     seed : int

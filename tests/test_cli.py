@@ -338,3 +338,16 @@ def test_no_complement_is_not_divergence(capsys):
     code, out, _ = run(capsys, "train", "--m", "3", "--n", "9", "--width", "3", "--steps", "200", "--json")
     result = json.loads(out)
     assert code == 0 and result["status"] == "ok" and result["gen_loss"] is None
+
+
+def test_the_study_path_does_not_import_scikit_learn():
+    """scikit-learn is the estimators' dependency; running a study needs none of it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, factorkit.experiments.runner, factorkit.experiments.report\n"
+        "assert 'sklearn' not in sys.modules"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

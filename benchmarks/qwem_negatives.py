@@ -2,7 +2,8 @@
 
 gensim's bundled ``head500.noblanks.cor`` (min count 5, window 5, linear window weights), d = 100;
 one ``QWEM`` fit per (psi, power). Scored like ``bench_embeddings.py``: questions-words
-analogies (3CosAdd), Spearman on wordsim353 and simlex999. psi = 1, power = 1 is the target of the authors' code; psi = 5 is word2vec's default.
+analogies (3CosAdd), Spearman on wordsim353 and simlex999. psi = 1, power = 1 is the target of
+the authors' code; psi = 5 is word2vec's default.
 
 Run: ``python benchmarks/qwem_negatives.py`` (about 6 s; needs gensim for the data files).
 """

@@ -76,6 +76,8 @@ def test_study_smoke_end_to_end(capsys, tmp_path):
     code, out, _ = run(capsys, "study", "depth", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1")
     assert code == 0
     assert (tmp_path / "depth_median.png").is_file() and (tmp_path / "summary.md").is_file()
+    assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert (tmp_path / "command.txt").read_text().startswith("factorkit study depth --scale smoke --out")
     code, out, _ = run(capsys, "study", "depth", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1")
     assert "0 runs written" in out
 

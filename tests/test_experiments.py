@@ -457,3 +457,61 @@ def test_complete_case_columns_and_left_out_points(tmp_path):
     empty = next(r for r in records if r["x"] == 40)
     assert empty["invalid_median"] == pytest.approx(0.9)
     plt.close(figure)
+
+
+def test_report_html_is_self_contained_and_matches_the_store(smoke_width):
+    """Every figure inline, every table row equal to the store's aggregates, config and versions."""
+    from html.parser import HTMLParser
+
+    from factorkit.experiments.report import REPORT_COLUMNS, _fmt, write_report
+
+    path = write_report(smoke_width)
+    page = path.read_text()
+
+    class Reader(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.images, self.tables, self.current, self.cell, self.pre = [], {}, None, None, {}
+            self.pre_id = None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            elif tag == "table":
+                self.current = self.tables.setdefault(attrs.get("id"), [])
+            elif tag == "tr" and self.current is not None:
+                self.current.append([])
+            elif tag == "td":
+                self.cell = ""
+            elif tag == "pre":
+                self.pre_id = attrs.get("id")
+                self.pre[self.pre_id] = ""
+
+        def handle_endtag(self, tag):
+            if tag == "td":
+                self.current[-1].append(self.cell)
+                self.cell = None
+            elif tag == "table":
+                self.current = None
+            elif tag == "pre":
+                self.pre_id = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+            elif self.pre_id is not None:
+                self.pre[self.pre_id] += data
+
+    reader = Reader()
+    reader.feed(page)
+    assert "http://" not in page.replace("http://www.w3.org", "") and "https://" not in page  # no network
+    assert len(reader.images) == 3 and all(src.startswith("data:image/png;base64,") for src in reader.images)
+    records = aggregate(load_rows(smoke_width))
+    table = [row for row in reader.tables["points"] if row]
+    assert len(table) == len(records)
+    for row, record in zip(table, records, strict=True):
+        assert row == [_fmt(record.get(column)) for column in REPORT_COLUMNS]
+    assert len([row for row in reader.tables["trends"] if row]) == len(trend_tests(load_rows(smoke_width)))
+    assert json.loads(reader.pre["config"])["name"] == "width-smoke"
+    assert '"torch"' in reader.pre["versions"]

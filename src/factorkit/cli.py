@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -618,29 +619,36 @@ def _cmd_study(args) -> None:
         dask_local=args.dask_local,
         shard_draws=args.shard_draws,
     )
+    # the report lists the commands that ran the study (a rerun that resumes appends its own)
+    with (out / "command.txt").open("a") as handle:
+        handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
     shards = f", {counts['shards_run']} shards run" if counts["shards_run"] else ""
     print(
         f"{config.name}: {counts['written']} runs written{shards}, {counts['skipped']} already done -> {out}"
     )
     if not args.no_plot:
         _cmd_plot(argparse.Namespace(directory=out, format=args.format, dpi=args.dpi))
+    elif (out / "report.html").is_file():  # tables and figures not rebuilt: the report would be stale
+        (out / "report.html").unlink()
 
 
 def _cmd_plot(args) -> None:
-    from factorkit.experiments.report import plot_study, plot_volumes, write_tables
+    from factorkit.experiments.report import plot_study, plot_volumes, write_report, write_tables
 
-    figures = {"fmt": args.format, "dpi": args.dpi}
-    for path in (
-        *write_tables(args.directory),
-        *plot_study(args.directory, **figures),
-        plot_volumes(args.directory, **figures),
-    ):
-        if path is not None:
-            print(path)
+    options = {"fmt": args.format, "dpi": args.dpi}
+    tables = write_tables(args.directory)
+    figures = [
+        p for p in (*plot_study(args.directory, **options), plot_volumes(args.directory, **options)) if p
+    ]
+    # the report embeds PNGs: the ones just drawn, or (for pdf/svg) its own
+    report = write_report(args.directory, figures if args.format == "png" else None)
+    for path in (*tables, *figures, report):
+        print(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     limit = os.environ.get("FACTORKIT_MAX_MEMORY")
     if args.max_memory is not None:  # read by every size check, in this process and its workers
         os.environ["FACTORKIT_MAX_MEMORY"] = args.max_memory

@@ -129,6 +129,8 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         steps = [r["steps"] for r in members if r.get("steps") is not None and r["status"] == "ok"]
         record["steps_median"] = float(np.median(steps)) if steps else math.nan
         record["accepted_total"] = sum(r["accepted"] or 0 for r in members) if label[0] == "gc" else None
+        record["ess_total"] = float(sum(r.get("ess") or 0 for r in members)) if label[0] == "gc" else None
+        record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
         # runs left out for too few acceptances: where they would sit (their median L_gen, when any
         # draw was accepted), so a figure can show the point instead of dropping it
         invalid = [r[metric] for r in members if r["status"] != "ok" and r.get(metric) is not None]
@@ -523,4 +525,87 @@ def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Pat
     path = directory / f"volume.{fmt}"
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+    return path
+
+
+REPORT_FILE = "report.html"
+COMMAND_FILE = "command.txt"
+REPORT_COLUMNS = (
+    "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
+    "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "seconds",
+    "prior_gen_loss", "nuclear",
+)  # fmt: skip
+
+
+def write_report(directory: str | Path, figures: list[Path] | None = None) -> Path:
+    """``report.html``: one self-contained page of the study (no network, figures inline).
+
+    The config, every figure (PNG, base64) with its table of medians, IQRs, means and intervals,
+    accepted draws, ESS and seconds per point (points that lost seeds marked), the trend tests
+    (pooled and paired), the software versions the rows were computed with and the commands that
+    ran the study (``command.txt``). ``factorkit plot DIR`` rebuilds it from the store.
+    ``figures``: PNG files already drawn for this study (drawn here when None).
+    """
+    import base64
+    import html
+
+    directory = Path(directory)
+    rows = study_rows(directory)
+    metric = study_metric(directory)
+    records = aggregate(rows, metric)
+    if not records:
+        raise ValueError(f"the study in {str(directory)!r} has no rows yet")
+    if figures is None:
+        figures = [p for p in (*plot_study(directory), plot_volumes(directory)) if p is not None]
+    config_path = directory / "study.json"
+    config = config_path.read_text() if config_path.is_file() else "{}"
+    commands = (
+        (directory / COMMAND_FILE).read_text().splitlines() if (directory / COMMAND_FILE).is_file() else []
+    )
+    versions = sorted({r["versions"] for r in rows if r.get("versions")})
+
+    def cell(value) -> str:
+        return html.escape(_fmt(value))
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(directory.name)}: factorkit study</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "tr.invalid{background:#fde2e2}img{max-width:100%}pre{background:#f6f6f6;padding:1em}</style>",
+        "</head><body>",
+        f"<h1>{html.escape(directory.name)}</h1>",
+        f"<p>{len(rows)} runs, metric <code>{html.escape(metric)}</code>, axis "
+        f"<code>{html.escape(str(records[0]['axis']))}</code>. Rows marked red lost seeds to too few "
+        "acceptances (kept in the store, left out of the aggregates).</p>",
+        "<h2>Figures</h2>",
+    ]
+    for path in figures:
+        data = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<figure><img alt='{html.escape(path.name)}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+    parts.append("<h2>Points</h2><table id='points'><tr>")
+    parts += [f"<th>{html.escape(c)}</th>" for c in REPORT_COLUMNS]
+    parts.append("</tr>")
+    for record in records:
+        flag = " class='invalid'" if record["valid_seeds"] < record["seeds"] else ""
+        parts.append(
+            f"<tr{flag}>" + "".join(f"<td>{cell(record.get(c))}</td>" for c in REPORT_COLUMNS) + "</tr>"
+        )
+    parts.append("</table><h2>Trend tests</h2><table id='trends'><tr>")
+    trend_columns = ("method", "activation", "axis", "rho", "p_value", "points", "paired_seeds", "page_p",
+                     "direction", "seed_rho_mean", "wilcoxon_p")  # fmt: skip
+    parts += [f"<th>{html.escape(c)}</th>" for c in trend_columns]
+    parts.append("</tr>")
+    for test in trend_tests(rows, metric):
+        parts.append("<tr>" + "".join(f"<td>{cell(test.get(c))}</td>" for c in trend_columns) + "</tr>")
+    parts.append("</table><h2>Config</h2>")
+    parts.append(f"<pre id='config'>{html.escape(config)}</pre>")
+    parts.append(
+        "<h2>Commands</h2><pre id='commands'>" + html.escape("\n".join(commands) or "(not recorded)")
+    )
+    parts.append("</pre><h2>Software</h2><pre id='versions'>" + html.escape("\n".join(versions)) + "</pre>")
+    parts.append("</body></html>")
+    path = directory / REPORT_FILE
+    path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -142,6 +142,7 @@ def _gc_setup(params: dict, seed: int, device: str) -> tuple:
     prior = Prior.from_name(
         params["prior"],
         target_norm=float(problem.W_star.norm()),
+        # a cell always names its scaling; settings without one come from before fan-out was the default
         layer_scaling=params.get("layer_scaling", "fan_in"),
     )
     return problem, model, prior

@@ -515,3 +515,36 @@ def test_report_html_is_self_contained_and_matches_the_store(smoke_width):
     assert len([row for row in reader.tables["trends"] if row]) == len(trend_tests(load_rows(smoke_width)))
     assert json.loads(reader.pre["config"])["name"] == "width-smoke"
     assert '"torch"' in reader.pre["versions"]
+
+
+def test_gd_over_widths_as_one_padded_batch_equals_separate_runs(tmp_path):
+    """A width sweep's GD cells train as one population zero-padded to the widest net; every row
+    equals the run of its width alone (to rounding: the padded products add exact zeros)."""
+    from factorkit.experiments.runner import plan
+
+    config = {**TINY, "grid": {"width": [4, 8, 16], "depth": [2, 3], "activation": ["tanh", "leaky_relu"],
+                               "method": ["gd"]}}  # fmt: skip
+    jobs = plan(StudyConfig.from_dict(config), set())
+    assert len(jobs) == 4 and all(job.runs == 6 for job in jobs)  # (depth, activation) groups
+    run_study(StudyConfig.from_dict(config), tmp_path / "batched", workers=1, progress=False)
+    batched = {r["key"]: r for r in load_rows(tmp_path / "batched")}
+    for width in (4, 8, 16):
+        alone = StudyConfig.from_dict({**config, "grid": {**config["grid"], "width": [width]}})
+        run_study(alone, tmp_path / f"w{width}", workers=1, progress=False)
+        for row in load_rows(tmp_path / f"w{width}"):
+            twin = batched[row["key"]]
+            for column in ("gen_loss", "train_loss", "rel_error"):
+                assert twin[column] == pytest.approx(row[column], rel=1e-9, abs=1e-15)
+            assert twin["steps"] == row["steps"]
+
+
+def test_padding_keeps_the_end_to_end_matrix():
+    from factorkit.models import DeepFactorization
+
+    for activation in ("linear", "tanh", "relu", "leaky_relu"):
+        model = DeepFactorization(4, 3, 5, 3, activation)
+        weights = model.init_weights(7, 0.5, torch.Generator().manual_seed(0), dtype=torch.float64)
+        wide = DeepFactorization(4, 3, 9, 3, activation)
+        torch.testing.assert_close(wide.end_to_end(model.pad(weights, 9)), model.end_to_end(weights))
+    with pytest.raises(ValueError, match="width must be >= the model's width 5"):
+        model.pad(weights, 3)

@@ -105,7 +105,9 @@ def test_plan_splits_rejection_runs_into_whole_chunks():
     config = StudyConfig.from_dict(MIXED)
     jobs = plan(config, set(), shard_draws=25_000)
     shards = [j for j in jobs if j.shard is not None]
-    assert len([j for j in jobs if j.cell.method == "gd"]) == 2  # GD cells are never split
+    # GD cells are never split; its two widths train as one zero-padded batch
+    (gd,) = [j for j in jobs if j.cell.method == "gd"]
+    assert gd.runs == 4 and len(gd.others) == 1
     # 60 000 draws in chunks of 2 000, 12 chunks (24 000 draws) per shard: 3 shards per run
     assert len(shards) == 4 * 3
     for job in shards:

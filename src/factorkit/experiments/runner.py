@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from factorkit._choices import EXECUTORS
-from factorkit._validation import check_choice, check_int, resolve_device
+from factorkit._validation import check_choice, check_int, make_generator, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
 from factorkit.fit.gd import train_gd
@@ -70,11 +70,16 @@ class Job:
     first_chunk: int = 0
     draws: int = 0
     chunk_size: int | None = None
+    others: tuple[tuple[Cell, tuple[int, ...]], ...] = ()
+    """GD: further cells (with their unfinished seeds) that differ from ``cell`` in width only and
+    train in the same batch, zero-padded to the widest (:meth:`DeepFactorization.pad`)."""
 
     @property
     def runs(self) -> int:
         """How many whole runs this job finishes (a shard: none on its own)."""
-        return 0 if self.shard is not None else len(self.seeds)
+        if self.shard is not None:
+            return 0
+        return len(self.seeds) + sum(len(seeds) for _, seeds in self.others)
 
 
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
@@ -244,11 +249,33 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
             rows.append(_gc_row(_base_row(study, job.cell, seed), params, result))
         return rows
     start = time.perf_counter()
-    batch = ProblemBatch.of([_problem(params, seed, device, params["dtype"]) for seed in job.seeds])
+    members = [(job.cell, seed) for seed in job.seeds] + [
+        (cell, seed) for cell, seeds in job.others for seed in seeds
+    ]
+    width = max(cell.params["width"] for cell, _ in members)
+    model = replace(model, width=width)
+    # every member starts as its own width's net would (its seed, its fan-in), zero-padded
+    draw_dtype = torch.float32 if params.get("init", "gaussian") == "torch_linear" else torch.float64
+    starts = [
+        _model(cell.params).pad(
+            _model(cell.params).init_weights(
+                1,
+                params["init_scale"],
+                make_generator(seed + GD_SEED_OFFSET),
+                dtype=draw_dtype,
+                init=params.get("init", "gaussian"),
+            ),
+            width,
+        )
+        for cell, seed in members
+    ]
+    initial = [torch.cat([start[layer] for start in starts]) for layer in range(len(starts[0]))]
+    batch = ProblemBatch.of([_problem(cell.params, seed, device, params["dtype"]) for cell, seed in members])
     result = train_gd(
         batch,
         model,
-        seeds=[s + GD_SEED_OFFSET for s in job.seeds],
+        seeds=[seed + GD_SEED_OFFSET for _, seed in members],
+        initial=initial,
         init_scale=params["init_scale"],
         init=params.get("init", "gaussian"),
         lr=params["lr"],
@@ -260,14 +287,14 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
         loss=params["loss"],
         lr_decay=params["lr_decay"],
     )
-    elapsed = (time.perf_counter() - start) / len(job.seeds)
+    elapsed = (time.perf_counter() - start) / len(members)
     rows = []
-    for index, seed in enumerate(job.seeds):
+    for index, (cell, seed) in enumerate(members):
         converged = params["eps_train"] is None or bool(result.converged[index])
         finite = bool(torch.isfinite(result.W[index]).all())
         rows.append(
             {
-                **_base_row(study, job.cell, seed),
+                **_base_row(study, cell, seed),
                 "status": ("ok" if converged else "not_converged") if finite else "diverged",
                 "gen_loss": float(result.gen_loss[index]),
                 "train_loss": float(result.train_loss[index]),
@@ -413,12 +440,13 @@ def plan(
     shard_layouts = shard_layouts or {}
     finished_shards = finished_shards or {}
     jobs = []
+    gd_cells = []
     for cell in config.cells():
         todo = tuple(s for s in config.seeds if cell.key(s) not in finished)
         if not todo:
             continue
         if cell.method == "gd":
-            jobs.append(Job(cell, todo))
+            gd_cells.append((cell, todo))
             continue
         layout = _shard_layout(cell.params, device, shard_draws)
         for seed in todo:
@@ -435,8 +463,22 @@ def plan(
                 first = index * per_shard
                 budget = min(per_shard * chunk_size, draws - first * chunk_size)
                 jobs.append(Job(cell, (seed,), index, shards, first, budget, chunk_size))
+    jobs += _gd_jobs(gd_cells)
     # expensive G&C jobs (wide, deep) first keeps the pool busy to the end
     return sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
+
+
+def _gd_jobs(cells: list[tuple[Cell, tuple[int, ...]]]) -> list[Job]:
+    """One GD job per group of cells equal but for the width (depth >= 2), trained as one batch
+    zero-padded to the widest (exact: every built-in activation has s(0) = 0); GD at small sizes is
+    bound by per-step overhead, so a width sweep's steps are paid once instead of once per width."""
+    groups: dict[tuple, list[tuple[Cell, tuple[int, ...]]]] = {}
+    for cell, seeds in cells:
+        params = cell.params
+        shared = tuple(sorted((k, v) for k, v in params.items() if k != "width"))
+        key = shared if params["depth"] >= 2 else (cell,)
+        groups.setdefault(key, []).append((cell, seeds))
+    return [Job(members[0][0], members[0][1], others=tuple(members[1:])) for members in groups.values()]
 
 
 def _init_worker(parent: int | None = None) -> None:

@@ -161,6 +161,28 @@ class DeepFactorization(GaussianInit):
                 )
         return population
 
+    def pad(self, weights: Sequence[torch.Tensor], width: int) -> list[torch.Tensor]:
+        """This model's population weights embedded in a net of hidden width ``width >= self.width``:
+        the extra rows of ``W_1`` and hidden layers and the extra columns of ``W_d`` are zero.
+
+        For an activation with ``s(0) = 0`` (all of :data:`ACTIVATIONS`) the padded net computes the
+        same ``W``, and gradient steps keep the padding zero (an extra hidden unit has a zero
+        outgoing column and a zero input: zero gradient on both sides), so nets of several widths
+        can train as one population of the widest.
+        """
+        self.check_weights(weights)
+        if self.depth == 1 or width == self.width:
+            return list(weights)
+        if width < self.width:
+            raise ValueError(f"width must be >= the model's width {self.width}, got {width}")
+        extra = width - self.width
+        padded = []
+        for index, weight in enumerate(weights):
+            rows = extra if index < self.depth - 1 else 0
+            cols = extra if index > 0 else 0
+            padded.append(torch.nn.functional.pad(weight, (0, cols, 0, rows)))
+        return padded
+
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrices ``(P, m, m')`` of a population of weights."""
         self.check_weights(weights)

@@ -347,3 +347,14 @@ def test_beta_loss_input_rules():
         NMF(2, solver="mu", beta_loss=0.5).fit(scipy.sparse.csr_matrix(X))
     with pytest.raises(ValueError, match="needs solver='mu'"):
         NMF(2, beta_loss=0.5).fit(X)
+
+
+def test_verbose_prints_every_iteration(capsys):
+    """The violation is measured every fifth iteration: the lines in between print '-' for it."""
+    X = np.random.default_rng(0).random((20, 10))
+    model = NMF(2, verbose=1, max_iter=7, tol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 7 and lines[1].endswith("KKT violation -") and not lines[4].endswith(" -")

@@ -150,6 +150,14 @@ def _valid_values(rows: list[dict], metric: str) -> dict[tuple, dict[object, dic
     return curves
 
 
+def _curve_xs(rows: list[dict], axis: str) -> dict[tuple, set]:
+    """``{curve label: every x the curve has a run at}`` (valid or not)."""
+    xs: dict[tuple, set] = defaultdict(set)
+    for row in rows:
+        xs[_curve_label(row, axis)].add(_x(row, axis))
+    return xs
+
+
 def _complete_seeds(points: dict[object, dict[int, float]], all_xs) -> list[int]:
     """The seeds with a valid value at every x of the curve."""
     if any(x not in points for x in all_xs):
@@ -162,9 +170,7 @@ def _complete_case(rows: list[dict], records: list[dict], metric: str) -> None:
     valid at *every* x of its curve, so all points of a curve average the same problems."""
     axis = sweep_axis(rows)
     curves = _valid_values(rows, metric)
-    xs_of: dict[tuple, set] = defaultdict(set)
-    for row in rows:
-        xs_of[_curve_label(row, axis)].add(_x(row, axis))
+    xs_of = _curve_xs(rows, axis)
     keys = curve_keys(axis)
     for record in records:
         label = tuple(record[k] for k in keys)
@@ -195,9 +201,7 @@ def trend_tests(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         if row["status"] == "ok" and row.get(metric) is not None:
             pooled[_curve_label(row, axis)].append((_x(row, axis), row[metric]))
     curves = _valid_values(rows, metric)
-    xs_of: dict[tuple, set] = defaultdict(set)
-    for row in rows:
-        xs_of[_curve_label(row, axis)].add(_x(row, axis))
+    xs_of = _curve_xs(rows, axis)
     tests = []
     for label, pairs in pooled.items():
         xs, ys = zip(*pairs, strict=True)

@@ -34,10 +34,10 @@ import torch
 from tqdm.auto import tqdm
 
 from factorkit._choices import EXECUTORS
-from factorkit._validation import check_choice, check_int, make_generator, resolve_device
+from factorkit._validation import check_choice, check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
-from factorkit.fit.gd import train_gd
+from factorkit.fit.gd import initial_weights, train_gd
 from factorkit.fit.guess_check import (
     GuessCheckResult,
     Prior,
@@ -255,21 +255,14 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
     width = max(cell.params["width"] for cell, _ in members)
     model = replace(model, width=width)
     # every member starts as its own width's net would (its seed, its fan-in), zero-padded
-    draw_dtype = torch.float32 if params.get("init", "gaussian") == "torch_linear" else torch.float64
-    starts = [
-        _model(cell.params).pad(
-            _model(cell.params).init_weights(
-                1,
-                params["init_scale"],
-                make_generator(seed + GD_SEED_OFFSET),
-                dtype=draw_dtype,
-                init=params.get("init", "gaussian"),
-            ),
-            width,
+    starts = []
+    for cell, seed in members:
+        own = _model(cell.params)
+        weights = initial_weights(
+            own, [seed + GD_SEED_OFFSET], params["init_scale"], params.get("init", "gaussian")
         )
-        for cell, seed in members
-    ]
-    initial = [torch.cat([start[layer] for start in starts]) for layer in range(len(starts[0]))]
+        starts.append(own.pad(weights, width))
+    initial = [torch.cat([member[layer] for member in starts]) for layer in range(len(starts[0]))]
     batch = ProblemBatch.of([_problem(cell.params, seed, device, params["dtype"]) for cell, seed in members])
     result = train_gd(
         batch,

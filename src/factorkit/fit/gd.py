@@ -88,6 +88,21 @@ def _seed_list(seeds: int | Sequence[int], population: int | None) -> list[int]:
     return seeds
 
 
+def initial_weights(
+    model, seeds: Sequence[int], init_scale: float, init: str = "gaussian"
+) -> list[torch.Tensor]:
+    """The start :func:`train_gd` draws: member ``p`` from its own generator seeded ``seeds[p]``.
+
+    In float64, except ``init='torch_linear'``, drawn in float32 as ``nn.Linear`` draws it so it
+    equals the paper's code's start.
+    """
+    draw_dtype = torch.float32 if init == "torch_linear" else torch.float64
+    per_member = [
+        model.init_weights(1, init_scale, make_generator(seed), dtype=draw_dtype, init=init) for seed in seeds
+    ]
+    return [torch.cat([member[layer] for member in per_member]) for layer in range(len(per_member[0]))]
+
+
 def train_gd(
     problem: SensingProblem | ProblemBatch,
     model: DeepFactorization,
@@ -193,15 +208,8 @@ def train_gd(
         model.check_weights(list(initial))
         params = [torch.as_tensor(w).detach().to(device, dtype).clone().requires_grad_() for w in initial]
     else:
-        # the torch_linear start is drawn as nn.Linear draws it (float32), so it equals the paper's code's
-        draw_dtype = torch.float32 if init == "torch_linear" else torch.float64
-        per_member = [
-            model.init_weights(1, init_scale, make_generator(seed), dtype=draw_dtype, init=init)
-            for seed in seed_list
-        ]
         params = [
-            torch.cat([member[layer] for member in per_member]).to(device, dtype).requires_grad_()
-            for layer in range(len(per_member[0]))
+            w.to(device, dtype).requires_grad_() for w in initial_weights(model, seed_list, init_scale, init)
         ]
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None

@@ -70,9 +70,10 @@ class Prior:
     *transpose* of the ``W_d s(W_1)`` their gradient descent trains. Both orientations have the
     same law for linear nets and the random problems' law is transposition-invariant, so averages
     over problems agree; on one fixed problem a non-linear net's acceptance rate can differ (leaky
-    ReLU, k = 5: about 15%). factorkit draws the model's own orientation; to reproduce the
-    authors' draws on a given problem, run G&C on ``problem.transposed()`` with the model's
-    ``m``/``m'`` swapped (study configs: ``gc.orientation = 'transposed'``).
+    ReLU at eps 0.05: by up to 9%, benchmarks/paper_code_side_by_side.py). factorkit draws the
+    model's own orientation; to reproduce the authors' draws on a given problem, run G&C on
+    ``problem.transposed()`` with the model's ``m``/``m'`` swapped (study configs:
+    ``gc.orientation = 'transposed'``).
     """
 
     base: str = "gaussian"

@@ -518,8 +518,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"(n_samples = {shape[0]}, n_features = {shape[1]})"
             )
         check_choice("solver", self.solver, SOLVERS)
-        _beta(self.beta_loss)
-        if self.beta_loss not in ("frobenius", 2, 2.0) and self.solver != "mu":
+        if _beta(self.beta_loss) != 2 and self.solver != "mu":
             raise ValueError(f"beta_loss={self.beta_loss!r} needs solver='mu', got solver={self.solver!r}")
         if masked and self.solver == "alternating":
             raise ValueError(
@@ -554,11 +553,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def _resolve_components(self, n_features: int, W=None, H=None) -> int:
         """``n_components_``: the given rank, or (``'auto'``/None) from ``W``/``H``, else n_features."""
-        if self.n_components is None or (isinstance(self.n_components, str) and self.n_components == "auto"):
-            if self.n_components == "auto" and W is not None:
+        if isinstance(self.n_components, str) and self.n_components == "auto":
+            if W is not None:
                 return int(np.shape(W)[1])
-            if self.n_components == "auto" and H is not None:
-                return int(np.shape(H)[0])
+            return int(np.shape(H)[0]) if H is not None else n_features
+        if self.n_components is None:
             return n_features
         return check_int("n_components", self.n_components)
 
@@ -682,7 +681,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 violation = None
             history.append({"error": error, "violation": violation, "time": time.perf_counter() - start})
             if self.verbose:
-                print(f"NMF iteration {iteration}: error {error:.6g}, KKT violation {violation:.3g}")
+                measured = "-" if violation is None else f"{violation:.3g}"
+                print(f"NMF iteration {iteration}: error {error:.6g}, KKT violation {measured}")
             if self.callback is not None:
                 self.callback(iteration, H.cpu().numpy())
             if check and violation <= self.tol * initial:

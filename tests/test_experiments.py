@@ -22,7 +22,14 @@ TINY = {
 def test_run_writes_rows_with_provenance_and_resumes(tmp_path):
     config = StudyConfig.from_dict(TINY)
     counts = run_study(config, tmp_path, workers=1, progress=False)
-    assert counts == {"runs_total": 8, "skipped": 0, "written": 8, "shards_run": 0, "shards_skipped": 0}
+    assert counts == {
+        "runs_total": 8,
+        "skipped": 0,
+        "written": 8,
+        "shards_run": 0,
+        "shards_skipped": 0,
+        "reused": 0,
+    }
     rows = load_rows(tmp_path)
     assert len(rows) == 8
     gc = [r for r in rows if r["method"] == "gc"]
@@ -272,7 +279,7 @@ def test_gc_rows_of_the_old_fan_in_prior_keep_their_keys_and_the_fan_out_default
         return next(c for c in config.cells() if c.method == "gc")
 
     fan_in, fan_out = gc_cell(layer_scaling="fan_in"), gc_cell()
-    later = ("outliers", "noise", "pairing", "layer_scaling", "orientation")
+    later = ("outliers", "noise", "pairing", "layer_scaling", "orientation", "target_ess")
     old = {k: v for k, v in fan_in.params.items() if k not in later}
     blob = json.dumps({"method": "gc", "seed": 3, **old}, sort_keys=True)
     # a store filled before fan-out became the default holds fan-in runs: those keys still match them

@@ -134,7 +134,15 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--eps", type=_positive_float, default=0.05, help="threshold on L_train")
     sample.add_argument("--draws", type=_positive_int, default=1_000_000, help="budget of prior draws")
     sample.add_argument("--n-samples", type=_positive_int, default=None, help="stop after this many")
-    sample.add_argument("--sampler", choices=SAMPLERS, default="rejection", help="rejection or smc")
+    sample.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="rejection",
+        help="rejection, smc, or auto (the cheaper of the two from a pilot estimate of V(eps))",
+    )
+    sample.add_argument(
+        "--target-ess", type=_positive_int, default=200, help="auto: effective sample size to reach"
+    )
     sample.add_argument("--p0", type=float, default=0.1, help="smc: fraction kept per level, in (0, 1)")
     sample.add_argument("--mcmc-steps", type=_positive_int, default=10, help="smc: pCN steps per level")
     sample.add_argument("--particles", type=_positive_int, default=2000, help="smc: population per run")
@@ -494,6 +502,8 @@ def _cmd_sample(args) -> None:
             "n_particles": args.particles,
             "runs": args.runs,
         }
+        if args.sampler == "auto":
+            options |= {"target_ess": args.target_ess, "max_evaluations": args.draws, "backend": args.backend}
     result = sample_posterior(
         problem, model, eps=args.eps, prior=prior, sampler=args.sampler, seed=args.seed, **options
     )

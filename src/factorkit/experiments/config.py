@@ -13,8 +13,10 @@ A config is a plain dict (from a TOML file or a preset) with the sections
   ``loss``, ``optimizer``;
 * ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``,
   ``backend`` (``auto``: exact reparametrized draws where they apply), ``sampler``
-  (``rejection`` or ``smc``) and the SMC options ``p0``, ``mcmc_steps``, ``particles``, ``runs``
-  (``draws`` is then the evaluation budget of each SMC run);
+  (``rejection``, ``smc`` or ``auto``: per run, the cheaper of the two from a pilot estimate of
+  ``V(eps)``, until ``target_ess`` effective samples, see :func:`factorkit.fit.auto.auto_sample`)
+  and the SMC options ``p0``, ``mcmc_steps``, ``particles``, ``runs`` (``draws`` is then the
+  evaluation budget of each SMC run; with ``auto``, of the chosen sampler);
 * ``[gd]``: ``init_scale`` (a number, or a table depth -> scale), ``lr`` (a number, or a table
   keyed by optimizer and/or loss), ``steps``, ``optimizer``, ``eps_train``, ``dtype``, ``loss``
   (``l2`` or the robust ``l1``) and ``lr_decay`` (geometric step schedule).
@@ -80,6 +82,7 @@ GC_DEFAULTS = {
     "runs": 4,
     "layer_scaling": "fan_out",
     "orientation": "model",
+    "target_ess": 200,
 }
 GD_DEFAULTS = {
     "init_scale": 1e-3,
@@ -107,6 +110,7 @@ LATE_DEFAULTS = {
     "init": "gaussian",
     "momentum": 0.0,
     "pairing": "paired",
+    "target_ess": 200,
 }
 GRID_KEYS = (
     "width",
@@ -142,6 +146,7 @@ METHOD_KEYS = {
         "runs",
         "layer_scaling",
         "orientation",
+        "target_ess",
     ),
     "gd": (
         "init_scale",
@@ -363,6 +368,7 @@ class StudyConfig:
         check_int("gc.mcmc_steps", self.gc["mcmc_steps"])
         check_int("gc.particles", self.gc["particles"], minimum=2)
         check_int("gc.runs", self.gc["runs"])
+        check_int("gc.target_ess", self.gc["target_ess"])
         check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
         check_int("gd.steps", self.gd["steps"], minimum=0)
         if self.gd["eps_train"] is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +130,9 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         record["steps_median"] = float(np.median(steps)) if steps else math.nan
         record["accepted_total"] = sum(r["accepted"] or 0 for r in members) if label[0] == "gc" else None
         record["ess_total"] = float(sum(r.get("ess") or 0 for r in members)) if label[0] == "gc" else None
+        record["ess_min"] = float(min(r.get("ess") or 0 for r in members)) if label[0] == "gc" else None
+        samplers = Counter(r.get("sampler") for r in members if label[0] == "gc" and r.get("sampler"))
+        record["samplers"] = " ".join(f"{k}:{v}" for k, v in sorted(samplers.items())) or None
         record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
         # runs left out for too few acceptances: where they would sit (their median L_gen, when any
         # draw was accepted), so a figure can show the point instead of dropping it
@@ -536,7 +539,7 @@ REPORT_FILE = "report.html"
 COMMAND_FILE = "command.txt"
 REPORT_COLUMNS = (
     "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
-    "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "seconds",
+    "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers", "seconds",
     "prior_gen_loss", "nuclear",
 )  # fmt: skip
 

@@ -83,6 +83,9 @@ class Job:
 
 
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
+# what GD members of one batch may differ in: the width (zero-padded) and what their problems
+# hold (every member brings its own problem of the same sizes, m x m' and n measurements)
+BATCHABLE_KEYS = ("width", "rank", "measurements", "norm", "outliers", "noise", "pairing")
 
 
 def problem_seed(params: dict, seed: int) -> int:
@@ -184,20 +187,24 @@ def _model(params: dict) -> DeepFactorization:
 
 
 def _gc_options(params: dict) -> dict:
+    smc = {
+        "n_particles": params["particles"],
+        "p0": params["p0"],
+        "mcmc_steps": params["mcmc_steps"],
+        "runs": params["runs"],
+    }
     if params["sampler"] == "smc":
-        return {
-            "n_particles": params["particles"],
-            "p0": params["p0"],
-            "mcmc_steps": params["mcmc_steps"],
-            "runs": params["runs"],
-        }
-    return {"chunk_size": params["chunk_size"], "backend": params["backend"], "progress": False}
+        return smc
+    rejection = {"chunk_size": params["chunk_size"], "backend": params["backend"]}
+    if params["sampler"] == "auto":
+        return {**smc, **rejection, "target_ess": params.get("target_ess", 200)}
+    return {**rejection, "progress": False}
 
 
 def _gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
     """The store row of a finished G&C run (``base``: :func:`_base_row` of its cell and seed)."""
     summary = result.summary()
-    smc = params["sampler"] == "smc"
+    smc = result.sampler == "smc"  # the sampler that ran ('auto' chose one)
     if smc and not result.reached_target:
         status = "budget_exhausted"
     else:
@@ -209,11 +216,12 @@ def _gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
     return {
         **base,
         "status": status,
-        "sampler": params["sampler"],
+        "sampler": result.sampler,
         "log_volume": summary["log_volume"] if result.accepted else None,
         "log_volume_se": summary["log_volume_se"] if result.accepted else None,
         "ess": summary["ess"] if smc else result.accepted,
         "volume_curve": json.dumps(curve) if curve else None,
+        "pilot": json.dumps(result.extra["pilot"]) if "pilot" in result.extra else None,
         "gen_loss": summary["gen_loss"] if result.accepted else None,
         "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
         "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
@@ -424,18 +432,39 @@ def plan(
     finished_shards: dict[str, set[int]] | None = None,
     device: str = "cpu",
 ) -> list[Job]:
-    """The jobs still to run: GD one per cell; G&C one per (cell, seed), or its unfinished shards.
+    """The jobs still to run: GD one per group of cells (see :func:`_gd_jobs`); G&C one per
+    (cell, seed), or its unfinished shards.
 
     With ``shard_draws``, a G&C rejection run of more draws is split into shards of about that
     many draws (whole chunks of its stream); ``shard_layouts`` (chunk size and chunks per shard of
     runs already partly stored) keeps a resumed run's layout, and ``finished_shards`` are not run again.
     """
+    return _plan_cells(
+        [(cell, config.seeds) for cell in config.cells()],
+        finished,
+        shard_draws=shard_draws,
+        shard_layouts=shard_layouts,
+        finished_shards=finished_shards,
+        device=device,
+    )
+
+
+def _plan_cells(
+    cells: list[tuple[Cell, tuple[int, ...]]],
+    finished: set[str],
+    *,
+    shard_draws: int | None = None,
+    shard_layouts: dict[str, tuple[int, int]] | None = None,
+    finished_shards: dict[str, set[int]] | None = None,
+    device: str = "cpu",
+) -> list[Job]:
+    """:func:`plan` over ``(cell, seeds)`` pairs (of one study or several)."""
     shard_layouts = shard_layouts or {}
     finished_shards = finished_shards or {}
     jobs = []
     gd_cells = []
-    for cell in config.cells():
-        todo = tuple(s for s in config.seeds if cell.key(s) not in finished)
+    for cell, seeds in cells:
+        todo = tuple(s for s in seeds if cell.key(s) not in finished)
         if not todo:
             continue
         if cell.method == "gd":
@@ -456,19 +485,23 @@ def plan(
                 first = index * per_shard
                 budget = min(per_shard * chunk_size, draws - first * chunk_size)
                 jobs.append(Job(cell, (seed,), index, shards, first, budget, chunk_size))
-    jobs += _gd_jobs(gd_cells)
-    # expensive G&C jobs (wide, deep) first keeps the pool busy to the end
-    return sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
+    # the longest jobs first keeps the pool busy to the end: GD batches by their steps times depth,
+    # then G&C (wide, deep first)
+    gc_jobs = sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
+    gd_jobs = sorted(_gd_jobs(gd_cells), key=lambda j: -j.cell.params["steps"] * j.cell.params["depth"])
+    return gd_jobs + gc_jobs
 
 
 def _gd_jobs(cells: list[tuple[Cell, tuple[int, ...]]]) -> list[Job]:
-    """One GD job per group of cells equal but for the width (depth >= 2), trained as one batch
-    zero-padded to the widest (exact: every built-in activation has s(0) = 0); GD at small sizes is
-    bound by per-step overhead, so a width sweep's steps are paid once instead of once per width."""
+    """One GD job per group of cells equal but for the width and the problem (depth >= 2, see
+    :data:`BATCHABLE_KEYS`), trained as one batch zero-padded to the widest (exact: every built-in
+    activation has s(0) = 0) with one problem per member; GD at small sizes is bound by per-step
+    overhead, so a width sweep's steps (and a completion twin's) are paid once, not once per cell."""
     groups: dict[tuple, list[tuple[Cell, tuple[int, ...]]]] = {}
     for cell, seeds in cells:
         params = cell.params
-        shared = tuple(sorted((k, v) for k, v in params.items() if k != "width"))
+        # members may differ in width and in their problems (one ProblemBatch), not in sizes or GD settings
+        shared = tuple(sorted((k, v) for k, v in params.items() if k not in BATCHABLE_KEYS))
         key = shared if params["depth"] >= 2 else (cell,)
         groups.setdefault(key, []).append((cell, seeds))
     return [Job(members[0][0], members[0][1], others=tuple(members[1:])) for members in groups.values()]
@@ -601,6 +634,39 @@ def run_study(
         ``runs_total``, ``skipped`` (runs already stored), ``written`` (runs stored now),
         ``shards_run`` (shards computed now) and ``shards_skipped`` (already stored).
     """
+    return run_studies(
+        [(config, out)],
+        workers=workers,
+        device=device,
+        progress=progress,
+        executor=executor,
+        scheduler=scheduler,
+        dask_local=dask_local,
+        shard_draws=shard_draws,
+        callback=callback,
+    )[0]
+
+
+def run_studies(
+    studies,
+    *,
+    workers: int | None = None,
+    device: str = "cpu",
+    progress: bool | None = None,
+    executor: str = "process",
+    scheduler=None,
+    dask_local: int | None = None,
+    shard_draws: int | None = None,
+    callback=None,
+) -> list[dict]:
+    """Run several studies, each in its own folder, as one pool of jobs.
+
+    ``studies``: ``(config, out)`` pairs. A run two studies share (the same cell and seed, so the
+    same key: e.g. GD of a uniform-prior figure and of its Gaussian twin) is computed once and its
+    row written to every folder that needs it, also when one folder already holds it from an
+    earlier run ("reused"). GD cells of all studies batch together where they can
+    (:func:`_gd_jobs`). Options as :func:`run_study`; returns its counts per study, plus ``reused``.
+    """
     device_obj = resolve_device(device)
     check_choice("executor", executor, EXECUTORS)
     if executor == "dask":
@@ -616,76 +682,126 @@ def run_study(
     workers = (os.cpu_count() or 1) if workers is None else check_int("workers", workers)
     if device_obj.type == "cuda":
         workers = 1  # one process owns the GPU; its batches are already large
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(out), ResultStore(out) as store:
-        _claim_folder(config, out)
-        finished = store.finished_keys()
-        stored = {k: v for k, v in store.shard_payloads().items() if k not in finished}
-        params_of = {c.key(s): c.params for c in config.cells() for s in config.seeds}
-        total_runs = len(params_of)
-        written = shards_run = 0
+    studies = [(config, Path(out)) for config, out in studies]
+    if not studies:
+        raise ValueError("studies must hold at least one (config, out) pair")
+    folders = [out.resolve() for _, out in studies]
+    if len(set(folders)) < len(folders):
+        raise ValueError("every study needs its own folder; two were given the same --out")
+    for _, out in studies:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        stores = []
+        for config, out in studies:
+            stack.enter_context(_folder_lock(out))
+            stores.append(stack.enter_context(ResultStore(out)))
+            _claim_folder(config, out)
+        finished = [store.finished_keys() for store in stores]
+        params_of = {}
+        wanted = []  # per study: its run keys
+        for config, _ in studies:
+            keys = {}
+            for cell in config.cells():
+                for seed in config.seeds:
+                    keys[cell.key(seed)] = cell.params
+            params_of.update(keys)
+            wanted.append(set(keys))
+        counts = [
+            {
+                "runs_total": len(keys),
+                "skipped": len(done & keys),
+                "written": 0,
+                "reused": 0,
+                "shards_run": 0,
+                "shards_skipped": 0,
+            }
+            for keys, done in zip(wanted, finished, strict=True)
+        ]
+
+        def deliver(row: dict, reused: bool = False) -> None:
+            for index, (config, _) in enumerate(studies):
+                if row["key"] in wanted[index] and row["key"] not in finished[index]:
+                    stores[index].write({**row, "study": config.name})
+                    finished[index].add(row["key"])
+                    counts[index]["reused" if reused else "written"] += 1
+
+        # rows one folder holds and another needs: copied, not recomputed
+        missing = set().union(*(keys - done for keys, done in zip(wanted, finished, strict=True)))
+        for store in stores:
+            for row in store.rows() if missing & store.finished_keys() else ():
+                if row["key"] in missing:
+                    row = {k: v for k, v in row.items() if k not in ("versions", "finished_at")}
+                    deliver(row, reused=True)
+        done_anywhere = set().union(*finished)
+        stored: dict[str, dict[int, dict]] = {}
+        home = {}  # the store a sharded run's shards go to: the first that needs it
+        for index, store in enumerate(stores):
+            for key, payloads in store.shard_payloads().items():
+                if key in done_anywhere or key not in wanted[index]:
+                    continue
+                stored.setdefault(key, {}).update(payloads)
+                home.setdefault(key, index)
         # a run whose every shard is stored but whose row is not (the coordinator stopped between
         # the two commits) is merged now: no job would ever finish it
         merged = set()
         for key, payloads in stored.items():
             parts = _all_shards(payloads)
-            if key in params_of and parts:
-                store.write(_merge_shards(params_of[key], parts))
+            if parts:
+                deliver(_merge_shards(params_of[key], parts))
                 merged.add(key)
-                written += 1
-        jobs = plan(
-            config,
-            finished | merged,
+        cells: dict[Cell, list[int]] = {}
+        for config, _ in studies:
+            for cell in config.cells():
+                seeds = cells.setdefault(cell, [])
+                seeds += [s for s in config.seeds if s not in seeds]
+        jobs = _plan_cells(
+            [(cell, tuple(seeds)) for cell, seeds in cells.items()],
+            done_anywhere | merged,
             shard_draws=shard_draws,
             shard_layouts={k: _stored_layout(v) for k, v in stored.items() if k not in merged},
             finished_shards={k: set(v) for k, v in stored.items() if k not in merged},
             device=str(device_obj),
         )
+        skipped_shards = {k: len(v) for k, v in stored.items() if k not in merged}
+        name = studies[0][0].name if len(studies) == 1 else f"{len(studies)} studies"
         bar = tqdm(
             total=sum(j.runs or 1 / j.shards for j in jobs),
-            desc=config.name,
+            desc=name,
             unit="run",
             disable=None if progress is None else not progress,
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}]",
         )
         if executor == "dask":
-            results = _dask_results(jobs, config.name, str(device_obj), scheduler, dask_local)
+            results = _dask_results(jobs, name, str(device_obj), scheduler, dask_local)
         else:
-            results = _local_results(jobs, config.name, str(device_obj), workers)
+            results = _local_results(jobs, name, str(device_obj), workers)
         for job, (kind, value) in results:
             if kind == "rows":
                 for row in value:
-                    store.write(row)
-                    written += 1
+                    deliver(row)
                     if callback is not None:
                         callback("run", row["key"])
                 bar.update(len(value))
                 continue
             key = value["key"]
-            store.write_shard(key, value["shard"], value)
-            shards_run += 1
+            index = home.setdefault(key, next(i for i, keys in enumerate(wanted) if key in keys))
+            stores[index].write_shard(key, value["shard"], value)
+            counts[index]["shards_run"] += 1
             stored.setdefault(key, {})[value["shard"]] = value
             if callback is not None:
                 callback("shard", key)
             parts = _all_shards(stored[key])
             if parts:
-                store.write(_merge_shards(params_of[key], parts))
-                written += 1
+                deliver(_merge_shards(params_of[key], parts))
                 if callback is not None:
                     callback("run", key)
             bar.update(1 / job.shards)
         bar.close()
-    keys = set(params_of)
-    return {
-        "runs_total": total_runs,
-        "skipped": len(finished & keys),
-        "written": written,
-        "shards_run": shards_run,
-        "shards_skipped": sum(len(v) for k, v in stored.items() if k in keys) - shards_run,
-    }
+    for key, count in skipped_shards.items():
+        counts[home[key]]["shards_skipped"] += count
+    return counts
 
 
 @contextlib.contextmanager

@@ -56,6 +56,7 @@ COLUMNS = {
     "log_volume_se": "REAL",
     "ess": "REAL",
     "volume_curve": "TEXT",
+    "pilot": "TEXT",
     "steps": "INTEGER",
     "wall_time": "REAL",
     "settings": "TEXT",

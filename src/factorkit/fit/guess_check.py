@@ -614,9 +614,12 @@ def sample_posterior(
     ``chunk_size``, ``backend``...). ``'smc'``: :func:`factorkit.fit.smc.subset_simulation`
     (Gaussian priors; ``n_particles``, ``p0``, ``mcmc_steps``, ``runs``...), exact in
     distribution at thresholds rejection cannot reach, with an estimate of ``log V(eps)``.
+    ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheaper of the two from a pilot
+    estimate of ``V(eps)`` (``target_ess``, ``max_evaluations`` and both samplers' options).
     """
+    from factorkit.fit.auto import auto_sample
     from factorkit.fit.smc import subset_simulation
 
     check_choice("sampler", sampler, SAMPLERS)
-    function = guess_and_check if sampler == "rejection" else subset_simulation
+    function = {"rejection": guess_and_check, "smc": subset_simulation, "auto": auto_sample}[sampler]
     return function(problem, model, eps=eps, **options)

@@ -180,6 +180,9 @@ def subset_simulation(
     max_levels: int = 500,
     seed: int | torch.Generator = 0,
     keep_samples: bool = True,
+    min_ess: float | None = None,
+    max_runs: int | None = None,
+    total_evaluations: int | None = None,
 ):
     """Sample ``P(w | L_train(w) < eps)`` under a Gaussian prior and estimate ``log V(eps)``.
 
@@ -205,6 +208,13 @@ def subset_simulation(
     seed : int or torch.Generator
     keep_samples : bool
         Keep the final populations' end-to-end matrices.
+    min_ess : float, optional
+        Add ``runs`` more runs at a time while the effective sample size is below ``min_ess``,
+        up to ``max_runs`` runs (default ``16 * runs``) and ``total_evaluations`` evaluations in
+        all (default unbounded). Every run is independent, so the pooled sample stays exact; only
+        when to stop depends on the ESS seen so far.
+    max_runs, total_evaluations : int, optional
+        Bounds of the ``min_ess`` extension.
 
     Returns
     -------
@@ -228,6 +238,11 @@ def subset_simulation(
     runs = check_int("runs", runs)
     max_evaluations = check_int("max_evaluations", max_evaluations)
     max_levels = check_int("max_levels", max_levels)
+    if min_ess is not None:
+        min_ess = check_float("min_ess", min_ess, positive=True)
+    max_runs = 16 * runs if max_runs is None else check_int("max_runs", max_runs)
+    if total_evaluations is not None:
+        total_evaluations = check_int("total_evaluations", total_evaluations)
     prior = resolve_prior(prior, problem)
     if prior.base != "gaussian":
         raise ValueError(
@@ -243,23 +258,22 @@ def subset_simulation(
     generator = make_generator(seed, problem.device)
 
     start = time.perf_counter()
-    results = [
-        _one_run(
-            problem,
-            model,
-            prior,
-            eps,
-            n_particles,
-            p0,
-            mcmc_steps,
-            target_acceptance,
-            max_evaluations,
-            max_levels,
-            generator,
-            problem.dtype,
-        )
-        for _ in range(runs)
-    ]
+
+    def more(count: int) -> list[dict]:
+        options = (n_particles, p0, mcmc_steps, target_acceptance, max_evaluations, max_levels)
+        return [
+            _one_run(problem, model, prior, eps, *options, generator, problem.dtype) for _ in range(count)
+        ]
+
+    results = more(runs)
+    while min_ess is not None and all(r["reached"] for r in results) and len(results) < max_runs:
+        spent = sum(r["evaluations"] for r in results)
+        if total_evaluations is not None and spent * (len(results) + runs) / len(results) > total_evaluations:
+            break
+        if _effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) >= min_ess:
+            break
+        results += more(min(runs, max_runs - len(results)))
+    runs = len(results)
     reached = all(r["reached"] for r in results)
     log_volumes = [r["log_volume"] for r in results]
     log_volume = sum(log_volumes) / runs

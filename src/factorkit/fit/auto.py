@@ -1,0 +1,149 @@
+"""Choose the G&C sampler per problem from a pilot estimate of the prior volume ``V(eps)``.
+
+Rejection is exact and i.i.d. but needs ``n / V(eps)`` draws for ``n`` samples; subset simulation
+(:func:`factorkit.fit.smc.subset_simulation`) is exact in distribution at any threshold and costs
+about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. A pilot of ``pilot``
+prior draws (its own candidate stream, so the choice does not depend on the draws that end up in
+the sample) estimates ``V``; the cheaper sampler in loss evaluations then runs until it holds
+``target_ess`` effective samples (accepted draws for rejection, the between-run ESS for SMC) or
+spends ``max_evaluations``. Uniform priors have no exact SMC move: they always use rejection.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from factorkit._validation import check_float, check_int
+from factorkit.fit.guess_check import GuessCheckResult, guess_and_check, resolve_prior
+from factorkit.fit.smc import subset_simulation
+
+PILOT_SEED_OFFSET = 7_000_001
+
+
+def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:
+    """Loss evaluations of ``runs`` subset-simulation runs down to prior volume ``volume``."""
+    levels = max(1, math.ceil(math.log(volume) / math.log(p0)))
+    return runs * n_particles * (1 + mcmc_steps * levels)
+
+
+def auto_sample(
+    problem,
+    model,
+    *,
+    eps: float,
+    prior="gaussian",
+    target_ess: float = 200,
+    max_evaluations: int = 100_000_000,
+    pilot: int = 2**16,
+    n_particles: int = 500,
+    runs: int = 8,
+    p0: float = 0.1,
+    mcmc_steps: int = 10,
+    chunk_size: int | None = None,
+    backend: str = "auto",
+    seed: int = 0,
+    keep_samples: bool = True,
+) -> GuessCheckResult:
+    """Sample ``P(w | L_train(w) < eps)`` with rejection or SMC, whichever a pilot says is cheaper.
+
+    Parameters
+    ----------
+    problem, model, eps, prior
+        As for :func:`factorkit.fit.guess_and_check`.
+    target_ess : float
+        Effective sample size to reach.
+    max_evaluations : int
+        Most loss evaluations of the chosen sampler (the pilot's come on top); rejection is chosen
+        only if it is expected to reach ``target_ess`` within it.
+    pilot : int
+        Prior draws of the pilot estimate of ``V(eps)``.
+    n_particles, runs, p0, mcmc_steps
+        SMC settings (:func:`~factorkit.fit.smc.subset_simulation`); runs are added ``runs`` at a
+        time until the ESS reaches ``target_ess``.
+    chunk_size, backend
+        Rejection settings.
+    seed : int
+        Seed of the chosen sampler's stream (the pilot draws from ``seed + PILOT_SEED_OFFSET``).
+    keep_samples : bool
+        Keep the sampled end-to-end matrices.
+
+    Returns
+    -------
+    GuessCheckResult
+        The chosen sampler's result (``sampler`` names it); ``extra['pilot']`` holds the pilot's
+        draws, acceptances, the expected cost of each sampler and the reason of the choice;
+        ``wall_time`` includes the pilot.
+    """
+    target_ess = check_float("target_ess", target_ess, positive=True)
+    max_evaluations = check_int("max_evaluations", max_evaluations)
+    pilot = check_int("pilot", min(pilot, max_evaluations), minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    prior = resolve_prior(prior, problem)
+    start = time.perf_counter()
+    trial = guess_and_check(
+        problem,
+        model,
+        eps=eps,
+        prior=prior,
+        max_evaluations=pilot,
+        seed=seed + PILOT_SEED_OFFSET,
+        keep_samples=False,
+        chunk_size=chunk_size,
+        backend=backend,
+        progress=False,
+    )
+    # with no acceptance, V is below ~3 / pilot (the 95% upper bound)
+    volume = trial.accepted / trial.evaluations if trial.accepted else 3.0 / trial.evaluations
+    rejection_cost = target_ess / volume
+    smc_ok = prior.base == "gaussian"
+    expected_smc = smc_cost(volume, n_particles, runs, p0, mcmc_steps) if smc_ok else math.inf
+    if not smc_ok:
+        reason = "the prior has no exact SMC move"
+    elif trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
+        reason = f"rejection expects {rejection_cost:.3g} draws, SMC {expected_smc:.3g} evaluations"
+    else:
+        reason = (
+            f"rejection expects {rejection_cost:.3g} draws"
+            + (" (none accepted in the pilot)" if not trial.accepted else "")
+            + f", SMC {expected_smc:.3g} evaluations"
+        )
+    if not smc_ok or (trial.accepted and rejection_cost <= min(expected_smc, max_evaluations)):
+        result = guess_and_check(
+            problem,
+            model,
+            eps=eps,
+            prior=prior,
+            n_samples=math.ceil(target_ess),
+            max_evaluations=max_evaluations,
+            seed=seed,
+            keep_samples=keep_samples,
+            chunk_size=chunk_size,
+            backend=backend,
+            progress=False,
+        )
+    else:
+        result = subset_simulation(
+            problem,
+            model,
+            eps=eps,
+            prior=prior,
+            n_particles=n_particles,
+            p0=p0,
+            mcmc_steps=mcmc_steps,
+            runs=runs,
+            max_evaluations=max_evaluations,
+            seed=seed,
+            keep_samples=keep_samples,
+            min_ess=target_ess,
+            total_evaluations=max_evaluations,
+        )
+    result.wall_time = time.perf_counter() - start
+    result.extra["pilot"] = {
+        "draws": trial.evaluations,
+        "accepted": trial.accepted,
+        "rejection_draws": rejection_cost,
+        "smc_evaluations": expected_smc,
+        "reason": reason,
+    }
+    return result

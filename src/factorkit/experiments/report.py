@@ -539,8 +539,8 @@ REPORT_FILE = "report.html"
 COMMAND_FILE = "command.txt"
 REPORT_COLUMNS = (
     "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
-    "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers", "seconds",
-    "prior_gen_loss", "nuclear",
+    "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers",
+    "seconds", "prior_gen_loss", "nuclear",
 )  # fmt: skip
 
 

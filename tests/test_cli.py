@@ -97,7 +97,7 @@ def test_sample_smc_json_adds_volume_fields(capsys):
     ("argv", "option"),
     [
         (["sample", "--sampler", "smc", "--p0", "1.5"], "p0"),
-        (["sample", "--sampler", "smc", "--prior", "uniform"], "Gaussian prior"),
+        (["sample", "--sampler", "smc", "--particles", "1"], "n_particles"),
         (["sample", "--sampler", "nested"], "--sampler"),
     ],
 )

@@ -222,8 +222,8 @@ def test_smc_study_rows_carry_volumes_and_plot(tmp_path):
     assert len(rows) == 4 and all(r["sampler"] == "smc" and r["status"] == "ok" for r in rows)
     assert all(r["log_volume"] < -5 and r["ess"] > 0 and json.loads(r["volume_curve"]) for r in rows)
     assert plot_volumes(tmp_path).stat().st_size > 10_000
-    with pytest.raises(ValueError, match="gc.sampler 'smc' needs a Gaussian prior"):
-        StudyConfig.from_dict({**TINY, "gc": {"sampler": "smc", "prior": "uniform"}})
+    with pytest.raises(ValueError, match="gc.p0 must be in"):
+        StudyConfig.from_dict({**TINY, "gc": {"sampler": "smc", "p0": 1.0}})
 
 
 ROBUST = {

@@ -54,6 +54,9 @@ def ks_effective(a: np.ndarray, b: np.ndarray, b_effective: float) -> float:
         (DeepFactorization(5, 5, 5, 2), "gaussian", 0.05),
         (DeepFactorization(5, 5, 5, 4), "normalized_gaussian", 0.02),
         (DeepFactorization(5, 5, 20, 2, "tanh"), "gaussian", 0.06),
+        # uniform layers as erf of Gaussian latents: the same pCN move, exact for U(-s, s)
+        (DeepFactorization(5, 5, 5, 2), "uniform", 0.05),
+        (DeepFactorization(5, 5, 5, 4, "tanh"), "normalized_uniform", 0.02),
     ],
 )
 def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
@@ -143,7 +146,7 @@ def test_budget_exhaustion_says_how_far_it_got():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"prior": "uniform"}, ValueError, "smc sampler needs a Gaussian prior"),
+        ({"min_ess": 0.0}, ValueError, "min_ess must be > 0"),
         ({"p0": 1.0}, ValueError, "p0 must be in \\(0, 1\\)"),
         ({"p0": 0.0}, ValueError, "p0 must be in \\(0, 1\\)"),
         ({"eps": 0.0}, ValueError, "eps must be > 0"),
@@ -160,3 +163,28 @@ def test_bad_arguments(kwargs, error, match):
 def test_unknown_sampler_name():
     with pytest.raises(ValueError, match="sampler must be one of"):
         sample_posterior(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), eps=0.1, sampler="nested")
+
+
+def test_uniform_latent_map_is_exactly_uniform():
+    prior = Prior.from_name("uniform")
+    model = DeepFactorization(5, 5, 8, 2)
+    latent = [torch.randn(20_000, r, c, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+              for r, c in model.layer_shapes()]  # fmt: skip
+    for weights, scale in zip(prior.from_normal(model, latent), prior.scales(model), strict=True):
+        values = weights.flatten().numpy() / scale
+        assert np.abs(values).max() <= 1.0
+        assert stats.kstest(values, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+
+
+def test_min_ess_adds_runs_until_reached():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    model = DeepFactorization(5, 5, 5, 2)
+    few = subset_simulation(problem, model, eps=0.01, prior="gaussian", n_particles=100, runs=2, seed=0,
+                            keep_samples=False)  # fmt: skip
+    more = subset_simulation(problem, model, eps=0.01, prior="gaussian", n_particles=100, runs=2, seed=0,
+                             keep_samples=False, min_ess=5 * few.extra["ess"] + 50)  # fmt: skip
+    runs = len(more.extra["log_volume_runs"])
+    assert runs > 2 and runs % 2 == 0 and runs <= 32
+    # the first runs are the same draws: extending never changes what was already sampled
+    assert more.extra["log_volume_runs"][:2] == few.extra["log_volume_runs"]
+    assert more.extra["ess"] >= 5 * few.extra["ess"] + 50 or runs == 32

@@ -358,10 +358,6 @@ class StudyConfig:
             check_int("gc.chunk_size", self.gc["chunk_size"])
         for sampler in self.grid.get("sampler", [self.gc["sampler"]]):
             check_choice("gc.sampler", sampler, SAMPLERS)
-            if sampler == "smc":
-                for prior in self.grid.get("prior", [self.gc["prior"]]):
-                    if not prior.endswith("gaussian"):
-                        raise ValueError(f"gc.sampler 'smc' needs a Gaussian prior, got gc.prior {prior!r}")
         p0 = check_float("gc.p0", self.gc["p0"])
         if not 0 < p0 < 1:
             raise ValueError(f"gc.p0 must be in (0, 1), got {p0}")

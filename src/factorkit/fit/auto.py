@@ -6,7 +6,7 @@ about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. A pil
 prior draws (its own candidate stream, so the choice does not depend on the draws that end up in
 the sample) estimates ``V``; the cheaper sampler in loss evaluations then runs until it holds
 ``target_ess`` effective samples (accepted draws for rejection, the between-run ESS for SMC) or
-spends ``max_evaluations``. Uniform priors have no exact SMC move: they always use rejection.
+spends ``max_evaluations``.
 """
 
 from __future__ import annotations
@@ -96,11 +96,8 @@ def auto_sample(
     # with no acceptance, V is below ~3 / pilot (the 95% upper bound)
     volume = trial.accepted / trial.evaluations if trial.accepted else 3.0 / trial.evaluations
     rejection_cost = target_ess / volume
-    smc_ok = prior.base == "gaussian"
-    expected_smc = smc_cost(volume, n_particles, runs, p0, mcmc_steps) if smc_ok else math.inf
-    if not smc_ok:
-        reason = "the prior has no exact SMC move"
-    elif trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
+    expected_smc = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
+    if trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
         reason = f"rejection expects {rejection_cost:.3g} draws, SMC {expected_smc:.3g} evaluations"
     else:
         reason = (
@@ -108,7 +105,7 @@ def auto_sample(
             + (" (none accepted in the pilot)" if not trial.accepted else "")
             + f", SMC {expected_smc:.3g} evaluations"
         )
-    if not smc_ok or (trial.accepted and rejection_cost <= min(expected_smc, max_evaluations)):
+    if trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
         result = guess_and_check(
             problem,
             model,

@@ -137,6 +137,16 @@ class Prior:
                 weights.append(w.mul_(2 * scale).sub_(scale))
         return weights
 
+    def from_normal(self, model: DeepFactorization, latent: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Layer weights from standard-normal latents ``u`` (one tensor per layer): ``s_j u`` for a
+        Gaussian prior, ``s_j erf(u / sqrt(2))`` (``s_j (2 Phi(u) - 1)``, exactly ``U(-s_j, s_j)``)
+        for a uniform one. Samplers that move ``u`` by a Gaussian-reversible kernel (SMC's pCN
+        steps) sample this prior exactly, whatever its base."""
+        scales = self.scales(model)
+        if self.base == "gaussian":
+            return [s * u for s, u in zip(scales, latent, strict=True)]
+        return [s * torch.special.erf(u * (1 / math.sqrt(2))) for s, u in zip(scales, latent, strict=True)]
+
     def finish(self, W: torch.Tensor) -> torch.Tensor:
         """Apply the normalization (if any) to end-to-end draws ``(..., m, m')``."""
         if not self.normalize:

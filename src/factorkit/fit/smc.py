@@ -20,7 +20,8 @@ The final population samples ``P(w | L_train(w) < eps)`` and ``prod_t f_t`` esti
 (unbiased for fixed levels; the adaptive levels add a bias of order ``1/N``). Independent runs
 give the standard error of ``log V`` and an effective sample size. Normalized priors run the
 chain on the unnormalized Gaussian weights and apply the constraint after normalization (a
-deterministic map), which keeps every step exact.
+deterministic map), which keeps every step exact; uniform priors likewise run it on Gaussian
+latents ``u`` mapped to ``s erf(u / sqrt 2)``, exactly ``U(-s, s)``.
 
 Why this rather than nested sampling as the default: both use the same constrained-prior move,
 but subset simulation spends its budget only on the levels between the prior and ``eps`` (about
@@ -46,8 +47,8 @@ from factorkit.problems.sensing import SensingProblem
 MIN_ACCEPTANCE = 0.05
 
 
-def _latent_to_W(model, prior, scales, latent):
-    return prior.finish(model.end_to_end([s * u for s, u in zip(scales, latent, strict=True)]))
+def _latent_to_W(model, prior, latent):
+    return prior.finish(model.end_to_end(prior.from_normal(model, latent)))
 
 
 def _one_run(
@@ -66,11 +67,10 @@ def _one_run(
 ):
     """One subset-simulation run; returns its final state, levels and evaluations."""
     device = problem.device
-    scales = prior.scales(model)
     shapes = model.layer_shapes()
 
     def end_to_end(latent):
-        return _latent_to_W(model, prior, scales, latent)
+        return _latent_to_W(model, prior, latent)
 
     latent = [
         torch.randn(n_particles, r, c, generator=generator, device=device, dtype=dtype) for r, c in shapes
@@ -148,7 +148,7 @@ def _one_run(
                 f"max_levels = {max_levels} reached at threshold {threshold:.4g} (log V = {log_volume:.3f})"
             )
             break
-    W = _latent_to_W(model, prior, scales, latent)
+    W = _latent_to_W(model, prior, latent)
     train, gen = problem.losses(W)
     return {
         "W": W,
@@ -184,13 +184,13 @@ def subset_simulation(
     max_runs: int | None = None,
     total_evaluations: int | None = None,
 ):
-    """Sample ``P(w | L_train(w) < eps)`` under a Gaussian prior and estimate ``log V(eps)``.
+    """Sample ``P(w | L_train(w) < eps)`` under ``prior`` and estimate ``log V(eps)``.
 
     Parameters
     ----------
     problem, model, eps, prior
-        As for :func:`factorkit.fit.guess_and_check`; the prior must be Gaussian
-        (``'gaussian'`` or ``'normalized_gaussian'``).
+        As for :func:`factorkit.fit.guess_and_check`: any of the four priors (uniform layers are
+        ``s erf(u / sqrt 2)`` of Gaussian latents ``u``, see :meth:`Prior.from_normal`).
     n_particles : int
         Population size ``N`` of each run.
     p0 : float
@@ -244,11 +244,6 @@ def subset_simulation(
     if total_evaluations is not None:
         total_evaluations = check_int("total_evaluations", total_evaluations)
     prior = resolve_prior(prior, problem)
-    if prior.base != "gaussian":
-        raise ValueError(
-            "the smc sampler needs a Gaussian prior ('gaussian' or 'normalized_gaussian'), "
-            f"got {prior.name!r}; use sampler='rejection'"
-        )
     model.check_fits(problem.shape)
     itemsize = torch.finfo(problem.dtype).bits // 8
     # latent weights, a proposal and the end-to-end products of a population, a few copies alive

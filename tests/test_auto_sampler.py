@@ -1,0 +1,63 @@
+"""The 'auto' sampler: a pilot picks rejection or SMC; whichever runs is the sampler run alone."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from factorkit.fit.auto import PILOT_SEED_OFFSET, auto_sample, smc_cost
+from factorkit.fit.guess_check import guess_and_check, sample_posterior
+from factorkit.fit.smc import subset_simulation
+from factorkit.models import DeepFactorization
+from factorkit.problems import make_sensing_problem
+
+
+def test_large_volume_runs_rejection_equal_to_guess_and_check_alone():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    model = DeepFactorization(5, 5, 5, 2)
+    result = auto_sample(problem, model, eps=0.1, target_ess=50, seed=3, keep_samples=False)
+    alone = guess_and_check(problem, model, eps=0.1, n_samples=50, max_evaluations=100_000_000, seed=3,
+                            keep_samples=False, progress=False)  # fmt: skip
+    assert result.sampler == "rejection" and result.accepted == 50
+    assert result.evaluations == alone.evaluations
+    assert torch.equal(result.accepted_gen_loss, alone.accepted_gen_loss)
+    pilot = result.extra["pilot"]
+    assert pilot["draws"] == 2**16 and pilot["accepted"] > 0
+    assert pilot["rejection_draws"] <= pilot["smc_evaluations"]
+    # the pilot is its own stream: rerunning it reproduces its count
+    again = guess_and_check(problem, model, eps=0.1, max_evaluations=2**16, seed=3 + PILOT_SEED_OFFSET,
+                            keep_samples=False, progress=False)  # fmt: skip
+    assert again.accepted == pilot["accepted"]
+
+
+@pytest.mark.parametrize("prior", ["normalized_gaussian", "normalized_uniform"])
+def test_tiny_volume_runs_smc_until_the_target_ess(prior):
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=1)
+    model = DeepFactorization(5, 5, 5, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = sample_posterior(problem, model, eps=0.002, prior=prior, sampler="auto", target_ess=300,
+                                  n_particles=200, runs=4, seed=5, keep_samples=False)  # fmt: skip
+        alone = subset_simulation(problem, model, eps=0.002, prior=prior, n_particles=200, runs=4, seed=5,
+                                  keep_samples=False, min_ess=300, total_evaluations=100_000_000)  # fmt: skip
+    assert result.sampler == "smc" and result.extra["pilot"]["accepted"] == 0
+    assert result.extra["log_volume"] < math.log(3 / 2**16)
+    assert result.extra["ess"] >= 300 or len(result.extra["log_volume_runs"]) == 64
+    assert result.extra["log_volume_runs"] == alone.extra["log_volume_runs"]
+    assert bool((result.accepted_train_loss < 0.002).all())
+
+
+def test_smc_cost_counts_levels():
+    assert smc_cost(1e-3, 100, 2, 0.1, 10) == 2 * 100 * (1 + 10 * 3)
+    assert smc_cost(0.5, 100, 1, 0.1, 10) == 100 * 11
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"target_ess": 0}, "target_ess must be > 0"), ({"pilot": 0}, "pilot must be >= 1"),
+     ({"seed": -1}, "seed must be >= 0")],
+)  # fmt: skip
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        auto_sample(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), eps=0.1, **kwargs)

@@ -14,6 +14,7 @@ import shlex
 import signal
 import sqlite3
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -98,9 +99,25 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     study = commands.add_parser("study", help="run a study (preset or TOML config), then plot it")
-    study.add_argument("config", help=f"a preset ({', '.join(PRESET_NAMES)}) or a CONFIG.toml")
+    study.add_argument(
+        "config",
+        help=f"a preset ({', '.join(PRESET_NAMES)}), a CONFIG.toml, or 'paper' (every figure, planned)",
+    )
     study.add_argument("--out", type=Path, default=None, help="results folder (default runs/NAME)")
-    study.add_argument("--scale", choices=SCALES, default="default", help="preset scale")
+    study.add_argument(
+        "--scale", choices=SCALES, default=None, help="preset scale (default: 'default'; 'paper' for paper)"
+    )
+    study.add_argument(
+        "--budget", type=_positive_float, default=None, help="paper: minutes the run may take (plans to fit)"
+    )
+    study.add_argument(
+        "--figures", default=None, help="paper: comma-separated figures to run (default: all eleven)"
+    )
+    study.add_argument(
+        "--ess", type=_positive_int, default=200, help="paper: effective sample size per G&C (cell, seed)"
+    )
+    study.add_argument("--seeds", type=_positive_int, default=None, help="paper: seeds per point (default 8)")
+    study.add_argument("--plan-only", action="store_true", help="paper: print the plan, run nothing")
     study.add_argument("--workers", type=_positive_int, default=None, help="processes (default: cores)")
     study.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     study.add_argument("--no-plot", action="store_true", help="skip tables and figures")
@@ -606,6 +623,14 @@ def _cmd_study(args) -> None:
     from factorkit.experiments.presets import preset
     from factorkit.experiments.runner import run_study
 
+    paper_only = {"budget": None, "figures": None, "ess": 200, "seeds": None, "plan_only": False}
+    if args.config == "paper":
+        _cmd_study_paper(args)
+        return
+    for name, default in paper_only.items():
+        if getattr(args, name) != default:
+            raise ValueError(f"--{name.replace('_', '-')} applies to 'factorkit study paper' only")
+    args.scale = args.scale or "default"
     if args.config in PRESET_NAMES:
         config = preset(args.config, args.scale)
     elif args.config.endswith(".toml"):
@@ -640,6 +665,47 @@ def _cmd_study(args) -> None:
         _cmd_plot(argparse.Namespace(directory=out, format=args.format, dpi=args.dpi))
     elif (out / "report.html").is_file():  # tables and figures not rebuilt: the report would be stale
         (out / "report.html").unlink()
+
+
+def _cmd_study_paper(args) -> None:
+    from factorkit.experiments.paper import paper_configs, plan_paper, write_index
+    from factorkit.experiments.runner import run_studies
+
+    if args.executor != "process" or args.scheduler or args.dask_local or args.device != "cpu":
+        raise ValueError("'study paper' plans for local CPU processes: drop --executor/--scheduler/--device")
+    scale = args.scale or "paper"
+    figures = None if args.figures is None else [f.strip() for f in args.figures.split(",") if f.strip()]
+    configs = paper_configs(scale, figures, target_ess=args.ess, seeds=args.seeds)
+    out = args.out or Path("runs") / ("paper" if scale == "paper" else f"paper-{scale}")
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_paper(configs, out, args.budget, args.workers)
+    print(plan.describe(), flush=True)
+    if not plan.figures:
+        raise ValueError(
+            f"--budget {args.budget:g} minutes is too small: planning and the first figure "
+            f"({configs[0].name}) need about {math.ceil(plan.minimum_seconds / 60)} minutes"
+        )
+    if args.plan_only:
+        return
+    chosen = [c for c in configs if c.name in plan.figures]
+    folders = {c.name: out / c.name.removeprefix("paper-") for c in chosen}
+    start = time.perf_counter()
+    counts = run_studies(
+        [(c, folders[c.name]) for c in chosen], workers=args.workers, shard_draws=args.shard_draws
+    )
+    wall = time.perf_counter() - start
+    for config, count in zip(chosen, counts, strict=True):
+        folder = folders[config.name]
+        with (folder / "command.txt").open("a") as handle:
+            handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
+        print(
+            f"{config.name}: {count['written']} runs written ({count['shared']} computed once for several "
+            f"figures), {count['reused']} copied from another figure, {count['skipped']} already done -> {folder}"
+        )
+        if not args.no_plot:
+            _cmd_plot(argparse.Namespace(directory=folder, format=args.format, dpi=args.dpi))
+    print(write_index(configs, out, plan, wall))
+    print(f"wall time {wall / 60:.1f} min (expected {plan.expected_seconds / 60:.1f})")
 
 
 def _cmd_plot(args) -> None:

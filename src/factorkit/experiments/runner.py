@@ -665,7 +665,8 @@ def run_studies(
     same key: e.g. GD of a uniform-prior figure and of its Gaussian twin) is computed once and its
     row written to every folder that needs it, also when one folder already holds it from an
     earlier run ("reused"). GD cells of all studies batch together where they can
-    (:func:`_gd_jobs`). Options as :func:`run_study`; returns its counts per study, plus ``reused``.
+    (:func:`_gd_jobs`). Options as :func:`run_study`; returns its counts per study, plus ``reused``
+    (rows copied from another study's folder) and ``shared`` (rows computed now for several studies).
     """
     device_obj = resolve_device(device)
     check_choice("executor", executor, EXECUTORS)
@@ -714,6 +715,7 @@ def run_studies(
                 "skipped": len(done & keys),
                 "written": 0,
                 "reused": 0,
+                "shared": 0,
                 "shards_run": 0,
                 "shards_skipped": 0,
             }
@@ -721,11 +723,15 @@ def run_studies(
         ]
 
         def deliver(row: dict, reused: bool = False) -> None:
-            for index, (config, _) in enumerate(studies):
-                if row["key"] in wanted[index] and row["key"] not in finished[index]:
-                    stores[index].write({**row, "study": config.name})
-                    finished[index].add(row["key"])
-                    counts[index]["reused" if reused else "written"] += 1
+            targets = [
+                i for i, keys in enumerate(wanted) if row["key"] in keys and row["key"] not in finished[i]
+            ]
+            for index in targets:
+                stores[index].write({**row, "study": studies[index][0].name})
+                finished[index].add(row["key"])
+                counts[index]["reused" if reused else "written"] += 1
+                if len(targets) > 1 and not reused:
+                    counts[index]["shared"] += 1
 
         # rows one folder holds and another needs: copied, not recomputed
         missing = set().union(*(keys - done for keys, done in zip(wanted, finished, strict=True)))

@@ -1,0 +1,319 @@
+"""The whole paper as one run: every figure at its published thresholds, planned to fit a budget.
+
+``factorkit study paper`` runs the eleven figures of Alexander et al. (arXiv:2506.03931) that the
+presets transcribe (width and depth; rank 2, uniform prior, completion, unnormalized depth,
+momentum), each in its own study folder under ``OUT/``, as one pool of jobs
+(:func:`~factorkit.experiments.runner.run_studies`): a run two figures share (GD of the
+uniform-prior figure is GD of the Gaussian one; G&C of a momentum figure is G&C of the plain one)
+is computed once, and GD cells of equal sizes from different figures train as one batch.
+
+G&C uses the ``auto`` sampler (:func:`factorkit.fit.auto.auto_sample`): per (cell, seed), a pilot
+estimate of ``V(eps)`` picks rejection or SMC, which runs until an effective sample size of
+``target_ess``. GD runs exactly the paper's schedules (1e5 steps at lr 1e-4 for width, 2e4-5e4
+for depth, from ``nn.Linear`` starts, float32).
+
+The planner measures before it runs: a pilot of every unfinished G&C cell (one seed) for its
+``V(eps)`` and evaluation rate, and a few steps of every GD batch for its step time. It adds
+figures in :data:`FIGURES` order while the estimate fits the budget, says which it defers, and
+refuses a budget below what planning plus the first figure need, naming that minimum. Everything
+is resumable: a rerun skips finished rows, and a later, larger budget adds the deferred figures.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from factorkit.experiments.config import Cell, StudyConfig
+from factorkit.experiments.presets import preset
+from factorkit.experiments.store import RESULTS_FILE, ResultStore
+
+FIGURES = (
+    "width",
+    "depth",
+    "width_rank2",
+    "depth_rank2",
+    "width_completion",
+    "depth_completion",
+    "depth_unnormalized",
+    "width_uniform",
+    "depth_uniform",
+    "width_momentum",
+    "depth_momentum",
+)
+# SMC settings of the auto sampler in the paper run: 8 runs of 500 particles to start (the spread
+# of 8 runs makes the ESS estimate usable), more runs while the ESS is below the target
+PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 8}
+PILOT_DRAWS = 2**15
+GD_PROBE_STEPS = 20
+
+
+def paper_configs(
+    scale: str = "paper", figures=None, target_ess: int = 200, seeds: int | None = None
+) -> list[StudyConfig]:
+    """The study config of every figure in ``figures`` (default all, in :data:`FIGURES` order)."""
+    figures = list(FIGURES if figures is None else figures)
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise ValueError(f"figures must be among {', '.join(FIGURES)}; got {', '.join(map(repr, unknown))}")
+    if not figures:
+        raise ValueError("figures must name at least one figure")
+    configs = []
+    for name in figures:
+        raw = preset(name, scale).to_dict()
+        raw["gc"] = {**raw["gc"], **PAPER_GC, "target_ess": int(target_ess)}
+        raw["name"] = f"paper-{name}" if scale == "paper" else f"paper-{name}-{scale}"
+        if seeds is not None:
+            raw["seeds"] = seeds
+        configs.append(StudyConfig.from_dict(copy.deepcopy(raw)))
+    return configs
+
+
+@dataclass
+class Plan:
+    """What :func:`plan_paper` measured and decided."""
+
+    figures: list[str]
+    deferred: list[str]
+    estimates: dict[str, dict]
+    """Per figure: expected core-seconds of its new G&C and GD work, and its runs to do."""
+    planning_seconds: float
+    workers: int
+    expected_seconds: float
+    minimum_seconds: float
+    lines: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _finished(folder: Path) -> set[str]:
+    if not (folder / RESULTS_FILE).is_file():
+        return set()
+    with ResultStore(folder) as store:
+        return store.finished_keys()
+
+
+def _gc_cost(params: dict, seeds: int) -> float:
+    """Expected core-seconds of ``seeds`` auto-sampler runs of a G&C cell, from a timed pilot."""
+    from factorkit.experiments.runner import _gc_setup
+    from factorkit.fit.auto import smc_cost
+    from factorkit.fit.guess_check import guess_and_check
+
+    problem, model, prior = _gc_setup(params, 0, "cpu")
+    start = time.perf_counter()
+    pilot = guess_and_check(problem, model, eps=params["eps"], prior=prior, max_evaluations=PILOT_DRAWS,
+                            seed=1, keep_samples=False, progress=False, backend=params["backend"])  # fmt: skip
+    rejection_rate = pilot.evaluations / max(time.perf_counter() - start, 1e-9)
+    # SMC evaluations: layers from latents, end to end, losses, for one population
+    latent = [torch.randn(params["particles"], r, c, dtype=problem.dtype) for r, c in model.layer_shapes()]
+    start = time.perf_counter()
+    for _ in range(3):
+        problem.train_loss(prior.finish(model.end_to_end(prior.from_normal(model, latent))))
+    smc_rate = 3 * params["particles"] / max(time.perf_counter() - start, 1e-9)
+    volume = pilot.accepted / pilot.evaluations if pilot.accepted else 3.0 / pilot.evaluations
+    ess = params["target_ess"]
+    smc = smc_cost(volume, params["particles"], params["runs"], params["p0"], params["mcmc_steps"]) / smc_rate
+    rejection = ess / volume / rejection_rate if pilot.accepted else math.inf
+    per_run = 2**16 / rejection_rate + min(smc, rejection)
+    return seeds * per_run
+
+
+def _gd_cost(job, cache: dict) -> float:
+    """Expected core-seconds of a GD job (a batch), from a few timed steps of a batch of its shape."""
+    from factorkit.experiments.runner import _model
+    from factorkit.fit.gd import train_gd
+    from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
+
+    params = job.cell.params
+    members = job.runs
+    width = max([params["width"]] + [c.params["width"] for c, _ in job.others])
+    key = (members, width, params["depth"], params["activation"], params["optimizer"], params["dtype"],
+           params["n"], bool(params.get("momentum")))  # fmt: skip
+    if key not in cache:
+        problem = make_sensing_problem(params["m"], params["m2"], 1, params["n"], dtype=params["dtype"])
+        batch = ProblemBatch.of([problem] * members)
+        model = _model({**params, "width": width})
+        options = {"momentum": params["momentum"]} if params.get("momentum") else None
+        timings = []
+        for steps in (2, 2 + GD_PROBE_STEPS):
+            start = time.perf_counter()
+            train_gd(batch, model, seeds=list(range(members)), lr=params["lr"], max_steps=steps,
+                     optimizer=params["optimizer"], optimizer_options=options, progress=False)  # fmt: skip
+            timings.append(time.perf_counter() - start)
+        cache[key] = max(timings[1] - timings[0], 1e-6) / GD_PROBE_STEPS
+    return cache[key] * params["steps"]
+
+
+def plan_paper(
+    configs: list[StudyConfig], out: Path, budget_minutes: float | None, workers: int | None = None
+) -> Plan:
+    """Measure the unfinished work of every figure and choose the figures that fit the budget."""
+    from factorkit.experiments.runner import _gd_jobs
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    workers = workers or os.cpu_count() or 1
+    counted: set[str] = set()  # run keys already costed (by an earlier figure, or finished)
+    gc_cache: dict[Cell, float] = {}
+    gd_cache: dict = {}
+    estimates = {}
+    for config in configs:
+        folder = out / config.name.removeprefix("paper-")
+        finished = _finished(folder)
+        gc_seconds = gd_seconds = 0.0
+        todo = 0
+        gd_cells = []
+        for cell in config.cells():
+            seeds = tuple(
+                s for s in config.seeds if cell.key(s) not in finished and cell.key(s) not in counted
+            )
+            counted |= {cell.key(s) for s in seeds}
+            todo += len(seeds)
+            if not seeds:
+                continue
+            if cell.method == "gc":
+                if cell not in gc_cache:
+                    gc_cache[cell] = _gc_cost(cell.params, 1)
+                gc_seconds += gc_cache[cell] * len(seeds)
+            else:
+                gd_cells.append((cell, seeds))
+        longest = 0.0
+        for job in _gd_jobs(gd_cells):
+            seconds = _gd_cost(job, gd_cache)
+            gd_seconds += seconds
+            longest = max(longest, seconds)
+        estimates[config.name] = {"runs": todo, "gc": gc_seconds, "gd": gd_seconds, "longest": longest}
+    planning = time.perf_counter() - start
+    # a figure's wall time on `workers` cores: its work spread evenly, but never less than its
+    # longest GD batch (one process trains it)
+    chosen, deferred, expected = [], [], planning
+    minimum = None
+    for config in configs:
+        e = estimates[config.name]
+        seconds = max((e["gc"] + e["gd"]) / workers, e["longest"])
+        if minimum is None:
+            minimum = planning + seconds
+        if budget_minutes is None or expected + seconds <= budget_minutes * 60 or not chosen and not deferred:
+            if budget_minutes is not None and expected + seconds > budget_minutes * 60:
+                break  # the first figure does not fit: refused below
+            chosen.append(config.name)
+            expected += seconds
+        else:
+            deferred.append(config.name)
+    plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum or planning)
+    lines = [f"planned in {planning:.0f} s on {workers} worker(s): pilots of every unfinished G&C cell, "
+             "timed steps of every GD batch"]  # fmt: skip
+    for config in configs:
+        e = estimates[config.name]
+        state = "run" if config.name in chosen else "deferred"
+        lines.append(
+            f"  {config.name:<30} {state:<8} {e['runs']:>4} runs to do: G&C ~{e['gc'] / 60:5.1f} core-min, "
+            f"GD ~{e['gd'] / 60:5.1f} core-min"
+        )
+    lines.append(f"expected wall time ~{expected / 60:.1f} min" + (
+        f" of a {budget_minutes:g}-minute budget" if budget_minutes is not None else ""))  # fmt: skip
+    if deferred:
+        lines.append(f"deferred (a rerun with a larger --budget adds them): {', '.join(deferred)}")
+    plan.lines = lines
+    return plan
+
+
+def timing_table(configs: list[StudyConfig], out: Path) -> list[dict]:
+    """Per figure: runs, samplers used, ESS per (cell, seed), and where the time went (core-s)."""
+    from factorkit.experiments.report import study_rows
+
+    table = []
+    for config in configs:
+        folder = out / config.name.removeprefix("paper-")
+        if not (folder / RESULTS_FILE).is_file():
+            continue
+        rows = study_rows(folder)
+        gc = [r for r in rows if r["method"] == "gc"]
+        gd = [r for r in rows if r["method"] == "gd"]
+        ess = np.array([r["ess"] or 0.0 for r in gc]) if gc else np.zeros(0)
+        table.append(
+            {
+                "figure": config.name.removeprefix("paper-"),
+                "eps": sorted({r["eps"] for r in gc}),
+                "gc_runs": len(gc),
+                "rejection": sum(r["sampler"] == "rejection" for r in gc),
+                "smc": sum(r["sampler"] == "smc" for r in gc),
+                "ess_min": float(ess.min()) if ess.size else math.nan,
+                "ess_median": float(np.median(ess)) if ess.size else math.nan,
+                "below_target": int((ess < config.gc["target_ess"]).sum()),
+                "gc_core_s": float(sum(r["wall_time"] or 0 for r in gc)),
+                "gd_runs": len(gd),
+                "gd_core_s": float(sum(r["wall_time"] or 0 for r in gd)),
+                "evaluations": int(sum(r["evaluations"] or 0 for r in gc)),
+            }
+        )
+    return table
+
+
+def trend_summary(configs: list[StudyConfig], out: Path) -> list[dict]:
+    """Each figure's paired trend tests (Page's L over seeds) for G&C and GD, per activation."""
+    from factorkit.experiments.report import study_metric, study_rows, trend_tests
+
+    summary = []
+    for config in configs:
+        folder = out / config.name.removeprefix("paper-")
+        if not (folder / RESULTS_FILE).is_file():
+            continue
+        for test in trend_tests(study_rows(folder), study_metric(folder)):
+            summary.append({"figure": config.name.removeprefix("paper-"), **test})
+    return summary
+
+
+def write_index(configs: list[StudyConfig], out: Path, plan: Plan | None, wall_seconds: float | None) -> Path:
+    """``OUT/index.html`` (links to each figure's report, the timing and trend tables) and
+    ``OUT/timing.json``."""
+    table = timing_table(configs, out)
+    trends = trend_summary(configs, out)
+    (out / "timing.json").write_text(
+        json.dumps({"figures": table, "wall_seconds": wall_seconds, "trends": trends}, indent=1, default=str)
+    )
+
+    def fmt(value) -> str:
+        if isinstance(value, float):
+            return "" if math.isnan(value) else f"{value:.4g}"
+        return html.escape(str(value))
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>factorkit: the paper</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
+        "<h1>Alexander et al. (arXiv:2506.03931), every figure</h1>",
+    ]
+    if wall_seconds is not None:
+        parts.append(f"<p>Last run: {wall_seconds / 60:.1f} min wall clock.</p>")
+    if plan is not None:
+        parts.append("<h2>Plan</h2><pre>" + html.escape(plan.describe()) + "</pre>")
+    parts.append("<h2>Figures</h2><ul>")
+    for row in table:
+        parts.append(f"<li><a href='{row['figure']}/report.html'>{html.escape(row['figure'])}</a></li>")
+    parts.append("</ul><h2>Where the time goes</h2><table id='timing'><tr>")
+    columns = list(table[0]) if table else []
+    parts += [f"<th>{html.escape(c)}</th>" for c in columns]
+    parts.append("</tr>")
+    for row in table:
+        parts.append("<tr>" + "".join(f"<td>{fmt(row[c])}</td>" for c in columns) + "</tr>")
+    parts.append("</table><h2>Trend tests</h2><table id='trends'><tr>")
+    trend_columns = ("figure", "method", "activation", "axis", "direction", "page_p", "paired_seeds", "rho")
+    parts += [f"<th>{c}</th>" for c in trend_columns]
+    parts.append("</tr>")
+    for test in trends:
+        parts.append("<tr>" + "".join(f"<td>{fmt(test.get(c))}</td>" for c in trend_columns) + "</tr>")
+    parts.append("</table></body></html>")
+    path = out / "index.html"
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -700,7 +700,8 @@ def _cmd_study_paper(args) -> None:
             handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
         print(
             f"{config.name}: {count['written']} runs written ({count['shared']} computed once for several "
-            f"figures), {count['reused']} copied from another figure, {count['skipped']} already done -> {folder}"
+            f"figures), {count['reused']} copied from another figure, {count['skipped']} already done "
+            f"-> {folder}"
         )
         if not args.no_plot:
             _cmd_plot(argparse.Namespace(directory=folder, format=args.format, dpi=args.dpi))

@@ -111,9 +111,10 @@ def _gc_cost(params: dict, seeds: int) -> float:
 
     problem, model, prior = _gc_setup(params, 0, "cpu")
     start = time.perf_counter()
-    options = {"keep_samples": False, "progress": False, "backend": params["backend"]}
-    pilot = guess_and_check(problem, model, eps=params["eps"], prior=prior, max_evaluations=PILOT_DRAWS, seed=1,
-                            **options)  # fmt: skip
+    options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
+    pilot = guess_and_check(
+        problem, model, eps=params["eps"], prior=prior, max_evaluations=PILOT_DRAWS, **options
+    )
     rejection_rate = pilot.evaluations / max(time.perf_counter() - start, 1e-9)
     # SMC evaluations: layers from latents, end to end, losses, for one population
     latent = [torch.randn(params["particles"], r, c, dtype=problem.dtype) for r, c in model.layer_shapes()]

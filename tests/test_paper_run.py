@@ -1,0 +1,103 @@
+"""`factorkit study paper`: the figures' configs, shared runs computed once, planning, resuming."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from factorkit.cli import main
+from factorkit.experiments.config import StudyConfig
+from factorkit.experiments.paper import FIGURES, paper_configs
+from factorkit.experiments.presets import preset
+from factorkit.experiments.runner import Job, _gd_jobs, run_job, run_studies
+from factorkit.experiments.store import load_rows
+
+
+def run(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_figure_at_its_published_threshold_with_the_auto_sampler():
+    configs = paper_configs()
+    assert [c.name for c in configs] == [f"paper-{f}" for f in FIGURES] and len(configs) == 11
+    for config, figure in zip(configs, FIGURES, strict=True):
+        published = preset(figure, "paper")
+        assert config.gc["sampler"] == "auto" and config.gc["target_ess"] == 200
+        assert config.gc["eps"] == published.gc["eps"] and config.gd == published.gd
+        assert config.grid == published.grid and config.seeds == published.seeds
+    eps = {c.name: c.gc["eps"] for c in configs}
+    assert eps["paper-width"] == 0.02 and eps["paper-depth"] == 0.0035 and eps["paper-depth_rank2"] == 0.01
+    with pytest.raises(ValueError, match="figures must be among"):
+        paper_configs(figures=["width", "wdith"])
+
+
+def tiny(name: str, **gc) -> StudyConfig:
+    raw = preset(name, "smoke").to_dict()
+    raw["seeds"] = 2
+    raw["grid"] = {**raw["grid"], "width": [5, 10]} if "width" in name else {**raw["grid"], "depth": [2, 3]}
+    raw["gc"] = {**raw["gc"], "draws": 20_000, **gc}
+    raw["gd"] = {**raw["gd"], "steps": 200}
+    return StudyConfig.from_dict(raw)
+
+
+def test_shared_runs_are_computed_once_and_copied_to_later_folders(tmp_path):
+    width, momentum = tiny("width"), tiny("width_momentum")
+    (counts,) = run_studies([(width, tmp_path / "w")], workers=1, progress=False)
+    assert counts["written"] == 8
+    first = {r["key"]: r for r in load_rows(tmp_path / "w")}
+    counts = run_studies([(width, tmp_path / "w"), (momentum, tmp_path / "m")], workers=1, progress=False)
+    # momentum's G&C runs are width's (same cell, same key): copied, not recomputed; its GD is new
+    assert counts[0]["skipped"] == 8 and counts[0]["written"] == 0
+    assert counts[1]["reused"] == 4 and counts[1]["written"] == 4
+    rows = load_rows(tmp_path / "m")
+    for row in rows:
+        if row["method"] == "gc":
+            assert row["gen_loss"] == first[row["key"]]["gen_loss"] and row["study"] == momentum.name
+    # computed once for two folders in one call
+    counts = run_studies([(width, tmp_path / "w2"), (momentum, tmp_path / "m2")], workers=1, progress=False)
+    assert counts[0]["shared"] == 4 and counts[1]["shared"] == 4
+    with pytest.raises(ValueError, match="its own folder"):
+        run_studies([(width, tmp_path / "x"), (momentum, tmp_path / "x")], workers=1)
+
+
+def test_gd_batch_across_problems_equals_each_cell_alone():
+    config = replace(tiny("width"), grid={**tiny("width").grid, "method": ["gd"],
+                                          "measurements": ["gaussian", "completion"]})  # fmt: skip
+    cells = [(cell, config.seeds) for cell in config.cells()]
+    (job,) = _gd_jobs(cells)
+    assert job.runs == 8  # 2 widths x 2 kinds of measurement x 2 seeds, one batch
+    together = {r["key"]: r for r in run_job(job, "t")}
+    for cell, seeds in cells:
+        for row in run_job(Job(cell, seeds), "t"):
+            assert together[row["key"]]["gen_loss"] == pytest.approx(row["gen_loss"], rel=1e-9, abs=1e-14)
+
+
+def test_cli_runs_plans_resumes_and_refuses_a_budget_below_its_minimum(capsys, tmp_path):
+    torch.set_num_threads(1)
+    argv = ["study", "paper", "--scale", "smoke", "--figures", "width,width_uniform", "--seeds", "2",
+            "--ess", "50", "--workers", "1", "--out", str(tmp_path), "--no-plot"]  # fmt: skip
+    code, out, err = run(capsys, *argv, "--budget", "10")
+    assert code == 0, err
+    assert "expected wall time" in out and "planned in" in out
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert [f["figure"] for f in timing["figures"]] == ["width-smoke", "width_uniform-smoke"]
+    for figure in timing["figures"]:
+        assert figure["gc_runs"] == 6 and figure["rejection"] + figure["smc"] == 6
+    rows = load_rows(tmp_path / "width-smoke")
+    assert all(r["pilot"] and json.loads(r["pilot"])["draws"] > 0 for r in rows if r["method"] == "gc")
+    assert (tmp_path / "index.html").read_text().count("report.html") == 2
+    code, out, _ = run(capsys, *argv, "--budget", "10")
+    assert code == 0 and "12 already done" in out and "0 runs written" in out
+    code, out, err = run(capsys, *argv[:-1], "--out", str(tmp_path / "new"), "--budget", "0.0001")
+    assert code == 2 and "too small" in err and "need about" in err
+
+
+def test_paper_options_are_refused_for_other_studies(capsys):
+    code, _, err = run(capsys, "study", "width", "--budget", "5", "--no-plot")
+    assert code == 2 and "--budget applies to 'factorkit study paper' only" in err

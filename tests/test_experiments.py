@@ -29,6 +29,7 @@ def test_run_writes_rows_with_provenance_and_resumes(tmp_path):
         "shards_run": 0,
         "shards_skipped": 0,
         "reused": 0,
+        "shared": 0,
     }
     rows = load_rows(tmp_path)
     assert len(rows) == 8

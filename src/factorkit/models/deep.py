@@ -188,5 +188,6 @@ class DeepFactorization(GaussianInit):
         self.check_weights(weights)
         product = weights[0]
         for weight in weights[1:]:
-            product = weight @ self.act(product)
+            # bmm, not @: the same product without matmul's broadcasting views (GD is dispatch-bound)
+            product = torch.bmm(weight, self.act(product))
         return product

@@ -77,9 +77,12 @@ class GroupRMSprop(torch.optim.Optimizer):
             if not params:
                 continue
             batched = group["population_axis"]
-            squared = sum(
-                (p.grad.square().flatten(1).sum(1) if batched else p.grad.square().sum()) for p in params
-            )
+            grads = [p.grad for p in params]
+            if batched:
+                # one concatenation instead of a square and a sum per parameter: fewer dispatches
+                squared = torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1).square().sum(1)
+            else:
+                squared = sum(g.square().sum() for g in grads)
             state = self.state[params[0]]
             if "square_avg" not in state:
                 state["step"] = 0
@@ -89,13 +92,23 @@ class GroupRMSprop(torch.optim.Optimizer):
             square_avg.mul_(group["alpha"]).add_(squared, alpha=1 - group["alpha"])
             bias = 1 - group["alpha"] ** state["step"]
             step_size = group["lr"] / ((square_avg / bias).sqrt() + group["eps"])
-            for p in params:
-                scale = step_size.reshape(-1, *([1] * (p.dim() - 1))) if batched else step_size
-                direction = p.grad
-                if group["momentum"]:
-                    buffer = self.state[p].get("momentum_buffer")
-                    if buffer is None:
-                        buffer = self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-                    direction = buffer.mul_(group["momentum"]).add_(p.grad)
-                p.sub_(scale * direction)
+            directions = grads
+            if group["momentum"]:
+                buffers = []
+                for p in params:
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                    buffers.append(self.state[p]["momentum_buffer"])
+                torch._foreach_mul_(buffers, group["momentum"])
+                torch._foreach_add_(buffers, grads)
+                directions = buffers
+            if batched:
+                shaped = {}
+                scales = [
+                    shaped.setdefault(p.dim(), step_size.reshape(-1, *([1] * (p.dim() - 1)))) for p in params
+                ]
+                # p -= scale * direction for every parameter in one call (the fastest form measured)
+                torch._foreach_addcmul_(params, directions, scales, value=-1)
+            else:
+                torch._foreach_addcmul_(params, directions, [step_size] * len(params), value=-1)
         return loss

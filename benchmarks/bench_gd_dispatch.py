@@ -67,7 +67,7 @@ def main() -> None:
         new = train_gd(problem, model, seeds=seeds, initial=start, lr=1e-2, max_steps=args.steps,
                        optimizer="group_rmsprop", progress=False).weights  # fmt: skip
         t_now = (time.perf_counter() - t) / args.steps
-        diff = max(float(((a - b).abs().max() / b.abs().max())) for a, b in zip(new, old, strict=True))
+        diff = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(new, old, strict=True))
         # the same in float64 over 200 steps: what is left is summation order, not the algorithm
         start64 = [w.double() for w in start]
         problem64 = ProblemBatch.of(
@@ -76,7 +76,7 @@ def main() -> None:
         old64 = before(problem64, model, start64, 1e-2, 200)
         new64 = train_gd(problem64, model, seeds=seeds, initial=start64, lr=1e-2, max_steps=200,
                          optimizer="group_rmsprop", progress=False).weights  # fmt: skip
-        diff64 = max(float(((a - b).abs().max() / b.abs().max())) for a, b in zip(new64, old64, strict=True))
+        diff64 = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(new64, old64, strict=True))
         print(f"| {depth} | {activation} | {t_before * 1e3:.3f} | {t_now * 1e3:.3f} | "
               f"{t_before / t_now:.2f}x | {diff:.1e} | {diff64:.1e} |")  # fmt: skip
 

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -149,3 +151,25 @@ def test_bad_types_and_nan_data():
 def test_entry_measurements_rejects_non_bool_mask():
     with pytest.raises(TypeError, match="mask"):
         entry_measurements(torch.ones(2, 2))
+
+
+def test_restricted_isometry_of_an_orthonormal_basis_is_exactly_one():
+    from factorkit.problems.sensing import SensingProblem, restricted_isometry
+
+    basis = torch.eye(12, dtype=torch.float64).reshape(12, 3, 4)
+    problem = SensingProblem.from_measurements(basis, torch.ones(3, 4, dtype=torch.float64))
+    low, high = restricted_isometry(problem)
+    assert low == pytest.approx(1.0, abs=1e-12) and high == pytest.approx(1.0, abs=1e-12)
+
+
+def test_restricted_isometry_matches_a_grid_search_over_unit_rank_one_matrices():
+    from factorkit.problems.sensing import restricted_isometry
+
+    problem = make_sensing_problem(2, 2, rank=1, n=3, seed=4, dtype="float64")
+    angles = torch.linspace(0, math.pi, 1501, dtype=torch.float64)
+    u = torch.stack([angles.cos(), angles.sin()], 1)
+    # <A_i, u v^T> for every (u, v) pair on the grid
+    values = torch.einsum("ai,nij,bj->abn", u, problem.A, u).square().sum(-1) * 4 / 3
+    low, high = restricted_isometry(problem)
+    assert low == pytest.approx(float(values.min()), abs=1e-5)
+    assert high == pytest.approx(float(values.max()), abs=1e-5)

@@ -28,6 +28,8 @@ PRESET_NAMES = (
     "depth_momentum",
     "robust",
     "optimizers",
+    "width_limit",
+    "depth_limit",
 )
 EXECUTORS = ("process", "dask")
 FIGURE_FORMATS = ("png", "pdf", "svg")

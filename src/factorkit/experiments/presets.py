@@ -27,8 +27,12 @@ first look in about 15 s: 4 seeds, three widths or depths, eps 0.1 / 0.03, 1e5-2
 thresholds whose prior volume is about 1e-10 to 1e-13, i.e. 1e10 or more rejection draws per
 accepted sample (measured log V in the study's rows): width, eps = 0.002 (10x below the
 paper's 0.02), linear and tanh, 1000 particles x 2 runs; depth, eps = 5e-4 (7x below the
-paper's 0.0035), d = 2..10, normalized prior, 2000 particles x 4 runs. Both in float64. Uniform
-priors have no exact SMC move here, so their presets have no ``beyond`` scale.
+paper's 0.0035), d = 2..10, normalized prior, 2000 particles x 4 runs. Both in float64. The
+uniform-prior, momentum and GD-only presets have no ``beyond`` scale.
+
+``width_limit`` and ``depth_limit`` (smoke, default and paper scales) go where the paper's
+theorems point but its figures stop: widths to 2560 (10240 at paper scale), and depths to 32
+(48) with a grid of thresholds down to 5e-4 (1.5e-4), by the ``auto`` sampler.
 """
 
 from __future__ import annotations
@@ -196,6 +200,58 @@ def _optimizers(scale: str) -> dict:
     return config
 
 
+# G&C for the limit studies: the auto sampler (rejection or SMC per run) to an ESS of 200
+LIMIT_GC = {"sampler": "auto", "particles": 500, "runs": 8, "draws": 50_000_000, "dtype": "float64"}
+
+
+def _width_limit(scale: str) -> dict:
+    """G&C far past the paper's widths, where the width theorem says its L_gen tends to the prior's
+    (random-guess) value. The linear net's prior draw costs the same at any width (the
+    reparametrized Bartlett draw); tanh and leaky ReLU draw every layer, so their cost grows with k.
+    """
+    widths = {"smoke": [5, 80, 1280], "default": [5, 40, 320, 2560], "paper": [5, 40, 320, 2560, 10240]}
+    return {
+        "seeds": 2 if scale == "smoke" else 8,
+        "grid": {
+            "width": widths[scale],
+            "depth": [2],
+            "activation": ["linear"] if scale == "smoke" else PAPER_ACTIVATIONS,
+            "method": ["gc"],
+        },
+        "gc": {
+            **LIMIT_GC,
+            "prior": "gaussian",
+            "eps": {"smoke": 0.1, "default": 0.05, "paper": 0.02}[scale],
+            "target_ess": 50 if scale == "smoke" else 200,
+            "dtype": "float32",
+        },
+    }
+
+
+def _depth_limit(scale: str) -> dict:
+    """The depth theorem's regime: normalized prior, linear, rank 1, depth far past 10, with eps
+    lowered as depth grows (a grid over eps, every eps at every depth): at a fixed eps L_gen
+    plateaus; the theorem's L_gen -> 0 needs eps -> 0 with depth, at prior volumes no rejection
+    sampler reaches (SMC; V down to about 1e-30)."""
+    depths = {"smoke": [2, 8], "default": [2, 4, 8, 16, 32], "paper": [2, 4, 8, 16, 32, 48]}
+    eps = {
+        "smoke": [0.015, 0.0015],
+        "default": [0.015, 0.005, 0.0015, 5e-4],
+        "paper": [0.015, 0.005, 0.0015, 5e-4, 1.5e-4],
+    }
+    return {
+        "seeds": 2 if scale == "smoke" else 8,
+        "grid": {
+            "width": [5],
+            "depth": depths[scale],
+            "activation": ["linear"],
+            "method": ["gc"],
+            "eps": eps[scale],
+        },
+        "gc": {**LIMIT_GC, "prior": "normalized_gaussian", "target_ess": 50 if scale == "smoke" else 200},
+    }
+
+
 def _variant(base, changes: dict, description: str, paper: dict | None = None):
     """A preset built on ``base``: ``changes`` at every scale, then ``paper`` at the paper scale only
     (where the paper's code's config for that figure differs from the base figure's)."""
@@ -260,9 +316,24 @@ PRESETS = {
     "optimizers": _variant(
         _optimizers, {}, "GD, GroupRMSprop, Adam and two Adafactor variants vs G&C as width grows"
     ),
+    "width_limit": _variant(
+        _width_limit, {}, "G&C far past the paper's widths: L_gen approaches the random-guess value"
+    ),
+    "depth_limit": _variant(
+        _depth_limit, {}, "G&C deep (to d = 32+) with eps lowered along depth: L_gen -> 0 (depth theorem)"
+    ),
 }
-# presets with no 'beyond' scale: uniform priors (no exact SMC move) and the GD-only studies
-NO_BEYOND = ("width_uniform", "depth_uniform", "robust", "optimizers", "width_momentum", "depth_momentum")
+# presets with no 'beyond' scale: uniform priors, momentum, the GD-only and the limit studies
+NO_BEYOND = (
+    "width_uniform",
+    "depth_uniform",
+    "robust",
+    "optimizers",
+    "width_momentum",
+    "depth_momentum",
+    "width_limit",
+    "depth_limit",
+)
 
 
 def preset(name: str, scale: str = "default") -> StudyConfig:

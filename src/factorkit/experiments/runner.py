@@ -48,7 +48,7 @@ from factorkit.fit.guess_check import (
 )
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
-from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem
+from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry
 
 GD_SEED_OFFSET = 1_000_003
 GC_SEED_OFFSET = 2_000_003
@@ -114,6 +114,16 @@ def _convex_reference(*values) -> tuple[float, float]:
     return result.gen_loss, result.rel_error
 
 
+@functools.lru_cache(maxsize=256)
+def _isometry(*values) -> tuple[float, float]:
+    """Empirical rank-1 restricted-isometry bounds of the run's measurement operator
+    (:func:`~factorkit.problems.sensing.restricted_isometry`); ``values`` as for
+    :func:`_convex_reference`."""
+    *settings, seed = values
+    params = dict(zip(PROBLEM_KEYS, settings, strict=True))
+    return restricted_isometry(_problem(params, seed, "cpu", "float64"))
+
+
 def _problem(params: dict, seed: int, device: str, dtype: str):
     """The problem of run ``seed`` (see :func:`problem_seed`), on ``device`` in ``dtype``."""
     seed = problem_seed(params, seed)
@@ -158,9 +168,9 @@ def _gc_setup(params: dict, seed: int, device: str) -> tuple:
 
 def _base_row(study: str, cell: Cell, seed: int) -> dict:
     params = cell.params
-    nuclear_gen_loss, nuclear_rel_error = _convex_reference(
-        *(params[k] for k in PROBLEM_KEYS), problem_seed(params, seed)
-    )
+    problem_values = (*(params[k] for k in PROBLEM_KEYS), problem_seed(params, seed))
+    nuclear_gen_loss, nuclear_rel_error = _convex_reference(*problem_values)
+    rip_low, rip_high = _isometry(*problem_values) if cell.method == "gc" else (None, None)
     return {
         "key": cell.key(seed),
         "study": study,
@@ -177,6 +187,8 @@ def _base_row(study: str, cell: Cell, seed: int) -> dict:
         "settings": json.dumps(params, sort_keys=True),
         "nuclear_gen_loss": nuclear_gen_loss,
         "nuclear_rel_error": nuclear_rel_error,
+        "rip_low": rip_low,
+        "rip_high": rip_high,
     }
 
 
@@ -222,6 +234,7 @@ def _gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
         "ess": summary["ess"] if smc else result.accepted,
         "volume_curve": json.dumps(curve) if curve else None,
         "pilot": json.dumps(result.extra["pilot"]) if "pilot" in result.extra else None,
+        "rank1_energy": _rank1_energy(result.accepted_W),
         "gen_loss": summary["gen_loss"] if result.accepted else None,
         "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,
         "gen_loss_ci_high": summary["gen_loss_ci"][1] if result.accepted > 1 else None,
@@ -233,6 +246,14 @@ def _gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
         "prior_gen_loss": result.prior_gen_loss_mean,
         "wall_time": result.wall_time,
     }
+
+
+def _rank1_energy(W: torch.Tensor | None) -> float | None:
+    """Mean share of the top singular value in ``||W||_F^2`` over sampled matrices (1: rank one)."""
+    if W is None or not W.numel():
+        return None
+    values = torch.linalg.svdvals(W.double()).square()
+    return float((values[:, 0] / values.sum(1).clamp_min(1e-300)).mean())
 
 
 def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
@@ -251,7 +272,9 @@ def run_job(job: Job, study: str, device: str = "cpu") -> list[dict]:
                 sampler=params["sampler"],
                 max_evaluations=params["draws"],
                 seed=seed + GC_SEED_OFFSET,
-                keep_samples=False,
+                # SMC's and auto's samples are small (populations, a target ESS): kept for their
+                # singular values; rejection may accept millions
+                keep_samples=params["sampler"] != "rejection",
                 **_gc_options(params),
             )
             rows.append(_gc_row(_base_row(study, job.cell, seed), params, result))

@@ -132,6 +132,10 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         record["ess_total"] = float(sum(r.get("ess") or 0 for r in members)) if label[0] == "gc" else None
         record["ess_min"] = float(min(r.get("ess") or 0 for r in members)) if label[0] == "gc" else None
         samplers = Counter(r.get("sampler") for r in members if label[0] == "gc" and r.get("sampler"))
+        energies = [r["rank1_energy"] for r in members if r.get("rank1_energy") is not None]
+        record["rank1_energy"] = float(np.median(energies)) if energies else None
+        deltas = [max(r["rip_high"] - 1, 1 - r["rip_low"]) for r in members if r.get("rip_low") is not None]
+        record["rip_delta"] = float(np.median(deltas)) if deltas else None
         record["samplers"] = " ".join(f"{k}:{v}" for k, v in sorted(samplers.items())) or None
         record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
         # runs left out for too few acceptances: where they would sit (their median L_gen, when any
@@ -299,6 +303,10 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         "prior_gen_loss",
         "nuclear",
         "steps_median",
+    ]
+    # the sampler columns where G&C ran; the limit studies' singular-value energy and RIP bound
+    shown += [
+        k for k in ("ess_min", "samplers", "rank1_energy", "rip_delta") if any(r.get(k) for r in records)
     ]
     lines = [
         f"# {directory.name}: {metric} by {records[0]['axis'] if records else 'x'}",
@@ -540,7 +548,7 @@ COMMAND_FILE = "command.txt"
 REPORT_COLUMNS = (
     "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
     "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers",
-    "seconds", "prior_gen_loss", "nuclear",
+    "seconds", "prior_gen_loss", "nuclear", "rank1_energy", "rip_delta",
 )  # fmt: skip
 
 

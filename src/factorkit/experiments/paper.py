@@ -54,7 +54,7 @@ FIGURES = (
 # of 8 runs makes the ESS estimate usable), more runs while the ESS is below the target
 PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 8}
 PILOT_DRAWS = 2**15
-GD_PROBE_STEPS = 20
+GD_PROBE_STEPS = 50
 
 
 def paper_configs(
@@ -169,32 +169,35 @@ def plan_paper(
     gc_cache: dict[Cell, float] = {}
     gd_cache: dict = {}
     estimates = {}
+    owner = {}  # GD run key -> the first figure that needs it
+    gd_cells = []
     for config in configs:
         folder = out / config.name.removeprefix("paper-")
         finished = _finished(folder)
-        gc_seconds = gd_seconds = 0.0
-        todo = 0
-        gd_cells = []
+        estimates[config.name] = {"runs": 0, "gc": 0.0, "gd": 0.0, "longest": 0.0}
         for cell in config.cells():
             seeds = tuple(
                 s for s in config.seeds if cell.key(s) not in finished and cell.key(s) not in counted
             )
             counted |= {cell.key(s) for s in seeds}
-            todo += len(seeds)
+            estimates[config.name]["runs"] += len(seeds)
             if not seeds:
                 continue
             if cell.method == "gc":
                 if cell not in gc_cache:
                     gc_cache[cell] = _gc_cost(cell.params, 1)
-                gc_seconds += gc_cache[cell] * len(seeds)
+                estimates[config.name]["gc"] += gc_cache[cell] * len(seeds)
             else:
                 gd_cells.append((cell, seeds))
-        longest = 0.0
-        for job in _gd_jobs(gd_cells):
-            seconds = _gd_cost(job, gd_cache)
-            gd_seconds += seconds
-            longest = max(longest, seconds)
-        estimates[config.name] = {"runs": todo, "gc": gc_seconds, "gd": gd_seconds, "longest": longest}
+                owner.update({cell.key(s): config.name for s in seeds})
+    # GD batches as the runner forms them, across figures; each batch's time is shared by its rows
+    for job in _gd_jobs(gd_cells):
+        seconds = _gd_cost(job, gd_cache)
+        for cell, seeds in ((job.cell, job.seeds), *job.others):
+            for seed in seeds:
+                figure = estimates[owner[cell.key(seed)]]
+                figure["gd"] += seconds / job.runs
+                figure["longest"] = max(figure["longest"], seconds)
     planning = time.perf_counter() - start
     # a figure's wall time on `workers` cores: its work spread evenly, but never less than its
     # longest GD batch (one process trains it)

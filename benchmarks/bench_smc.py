@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from factorkit.fit.guess_check import sample_posterior
+from factorkit.fit.auto import sample_posterior
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
 

@@ -6,8 +6,8 @@ import warnings
 import pytest
 import torch
 
-from factorkit.fit.auto import PILOT_SEED_OFFSET, auto_sample, smc_cost
-from factorkit.fit.guess_check import guess_and_check, sample_posterior
+from factorkit.fit.auto import PILOT_SEED_OFFSET, auto_sample, sample_posterior, smc_cost
+from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.smc import subset_simulation
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem

@@ -334,8 +334,8 @@ def test_ignored_method_options_are_refused(tmp_path, capsys):
 
 
 def test_api_refusals_instead_of_silent_coercion():
+    from factorkit.fit.auto import sample_posterior
     from factorkit.fit.gd import train_gd
-    from factorkit.fit.guess_check import sample_posterior
     from factorkit.methods.ebmf import EBMF, CovariateEBMF
     from factorkit.methods.embeddings import QWEM
     from factorkit.methods.nmf import NMF

@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy import stats
 
-from factorkit.fit.guess_check import Prior, sample_posterior
+from factorkit.fit.auto import sample_posterior
+from factorkit.fit.guess_check import Prior
 from factorkit.fit.smc import subset_simulation
 from factorkit.models import DeepFactorization
 from factorkit.problems import SensingProblem, make_sensing_problem

@@ -501,7 +501,8 @@ def _print(result: dict, as_json: bool) -> None:
 
 
 def _cmd_sample(args) -> None:
-    from factorkit.fit.guess_check import resolve_prior, sample_posterior
+    from factorkit.fit.auto import sample_posterior
+    from factorkit.fit.prior import resolve_prior
 
     problem, model = _problem_and_model(args, "float32" if args.sampler == "rejection" else "float64")
     prior = resolve_prior(args.prior, problem, layer_scaling=args.layer_scaling)

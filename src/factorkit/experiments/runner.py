@@ -37,15 +37,9 @@ from factorkit._choices import EXECUTORS
 from factorkit._validation import check_choice, check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
+from factorkit.fit.auto import sample_posterior
 from factorkit.fit.gd import initial_weights, train_gd
-from factorkit.fit.guess_check import (
-    GuessCheckResult,
-    Prior,
-    combine_results,
-    guess_and_check,
-    sample_posterior,
-    stream_layout,
-)
+from factorkit.fit.guess_check import GuessCheckResult, Prior, combine_results, guess_and_check, stream_layout
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry

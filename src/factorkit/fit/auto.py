@@ -14,9 +14,14 @@ from __future__ import annotations
 import math
 import time
 
-from factorkit._validation import check_float, check_int
-from factorkit.fit.guess_check import GuessCheckResult, guess_and_check, resolve_prior
+from factorkit._choices import SAMPLERS
+from factorkit._validation import check_choice, check_float, check_int
+from factorkit.fit.guess_check import guess_and_check
+from factorkit.fit.prior import resolve_prior
+from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import subset_simulation
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import SensingProblem
 
 PILOT_SEED_OFFSET = 7_000_001
 
@@ -144,3 +149,25 @@ def auto_sample(
         "reason": reason,
     }
     return result
+
+
+def sample_posterior(
+    problem: SensingProblem,
+    model: DeepFactorization,
+    *,
+    eps: float,
+    sampler: str = "rejection",
+    **options,
+) -> GuessCheckResult:
+    """Sample the G&C posterior with the sampler named ``sampler``.
+
+    ``'rejection'``: :func:`guess_and_check` (any prior; ``n_samples``, ``max_evaluations``,
+    ``chunk_size``, ``backend``...). ``'smc'``: :func:`factorkit.fit.smc.subset_simulation`
+    (Gaussian priors; ``n_particles``, ``p0``, ``mcmc_steps``, ``runs``...), exact in
+    distribution at thresholds rejection cannot reach, with an estimate of ``log V(eps)``.
+    ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheaper of the two from a pilot
+    estimate of ``V(eps)`` (``target_ess``, ``max_evaluations`` and both samplers' options).
+    """
+    check_choice("sampler", sampler, SAMPLERS)
+    function = {"rejection": guess_and_check, "smc": subset_simulation, "auto": auto_sample}[sampler]
+    return function(problem, model, eps=eps, **options)

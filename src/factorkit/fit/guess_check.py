@@ -24,329 +24,33 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy import stats
 from tqdm.auto import tqdm
 
 from factorkit._choices import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
 from factorkit._memory import check_memory
-from factorkit._validation import check_choice, check_float, check_int, make_generator
-from factorkit.fit import reparam
+from factorkit._validation import check_float, check_int, make_generator
+from factorkit.fit.prior import Prior, resolve_prior
+from factorkit.fit.result import GuessCheckResult
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
-
-@dataclass(frozen=True)
-class Prior:
-    """A prior over the layer weights of a :class:`DeepFactorization`.
-
-    Parameters
-    ----------
-    base : {'gaussian', 'uniform'}
-        Entries are i.i.d. ``N(0, s_j^2)`` or ``U(-s_j, s_j)`` in layer ``j``.
-    normalize : bool
-        Rescale the end-to-end matrix to Frobenius norm ``target_norm`` (the paper's
-        normalized prior for the depth theorem).
-    layer_scales : tuple of float, optional
-        ``s_j`` per layer; overrides ``layer_scaling``.
-    target_norm : float
-        Norm after normalization (the studies set ``||W*||_F``).
-    layer_scaling : {'fan_out', 'fan_in'}
-        The scales ``s_j`` when ``layer_scales`` is not given. ``'fan_out'`` (default, the
-        paper's: "variance 1/k in the layers with k outputs", arXiv:2506.03931, and its code's
-        ``W / sqrt(width)`` then ``W / sqrt(n_cols)``): ``s_j = 1/sqrt(rows of W_j)``, i.e.
-        ``1/sqrt(k)`` for ``W_1`` and the hidden layers and ``1/sqrt(m)`` for ``W_d``.
-        ``'fan_in'``: ``s_j = 1/sqrt(columns of W_j)`` (``1/sqrt(m')`` for ``W_1``, then
-        ``1/sqrt(k)``). The two give the same law of ``W`` for linear and positively homogeneous
-        activations (ReLU, leaky ReLU) when ``m = m'``, and for any activation at ``k = m'``; they
-        differ for tanh at ``k != m'`` (fan-in puts ``W_1``'s entries in tanh's saturated range).
-
-    Notes
-    -----
-    The authors' G&C code evaluates ``s(W) W_out`` with ``W`` of shape ``m x k``, the
-    *transpose* of the ``W_d s(W_1)`` their gradient descent trains. Both orientations have the
-    same law for linear nets and the random problems' law is transposition-invariant, so averages
-    over problems agree; on one fixed problem a non-linear net's acceptance rate can differ (leaky
-    ReLU at eps 0.05: by up to 9%, benchmarks/paper_code_side_by_side.py). factorkit draws the
-    model's own orientation; to reproduce the authors' draws on a given problem, run G&C on
-    ``problem.transposed()`` with the model's ``m``/``m'`` swapped (study configs:
-    ``gc.orientation = 'transposed'``).
-    """
-
-    base: str = "gaussian"
-    normalize: bool = False
-    layer_scales: tuple[float, ...] | None = None
-    target_norm: float = 1.0
-    layer_scaling: str = "fan_out"
-
-    def __post_init__(self) -> None:
-        check_choice("prior base", self.base, ("gaussian", "uniform"))
-        check_float("target_norm", self.target_norm, positive=True)
-        check_choice("layer_scaling", self.layer_scaling, LAYER_SCALINGS)
-        if self.layer_scales is not None:
-            for index, scale in enumerate(self.layer_scales):
-                check_float(f"layer_scales[{index}]", scale, positive=True)
-
-    @classmethod
-    def from_name(cls, name: str, target_norm: float = 1.0, layer_scaling: str = "fan_out") -> Prior:
-        """``'gaussian'``, ``'normalized_gaussian'``, ``'uniform'`` or ``'normalized_uniform'``."""
-        check_choice("prior", name, PRIORS)
-        normalize = name.startswith("normalized_")
-        return cls(
-            base=name.removeprefix("normalized_"),
-            normalize=normalize,
-            target_norm=target_norm,
-            layer_scaling=layer_scaling,
-        )
-
-    @property
-    def name(self) -> str:
-        return ("normalized_" if self.normalize else "") + self.base
-
-    def scales(self, model: DeepFactorization) -> list[float]:
-        shapes = model.layer_shapes()
-        if self.layer_scales is not None:
-            if len(self.layer_scales) != len(shapes):
-                raise ValueError(
-                    f"layer_scales has {len(self.layer_scales)} entries, the model {len(shapes)} layers"
-                )
-            return list(self.layer_scales)
-        if self.layer_scaling == "fan_in":
-            return [1.0 / math.sqrt(cols) for _, cols in shapes]
-        return [1.0 / math.sqrt(rows) for rows, _ in shapes]
-
-    def sample_weights(
-        self,
-        model: DeepFactorization,
-        count: int,
-        generator: torch.Generator,
-        dtype: torch.dtype = torch.float32,
-    ) -> list[torch.Tensor]:
-        """``count`` draws of every layer, on the generator's device."""
-        device = generator.device
-        weights = []
-        for (rows, cols), scale in zip(model.layer_shapes(), self.scales(model), strict=True):
-            if self.base == "gaussian":
-                w = torch.randn(count, rows, cols, generator=generator, device=device, dtype=dtype)
-                weights.append(w.mul_(scale))
-            else:
-                w = torch.rand(count, rows, cols, generator=generator, device=device, dtype=dtype)
-                weights.append(w.mul_(2 * scale).sub_(scale))
-        return weights
-
-    def from_normal(self, model: DeepFactorization, latent: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Layer weights from standard-normal latents ``u`` (one tensor per layer): ``s_j u`` for a
-        Gaussian prior, ``s_j erf(u / sqrt(2))`` (``s_j (2 Phi(u) - 1)``, exactly ``U(-s_j, s_j)``)
-        for a uniform one. Samplers that move ``u`` by a Gaussian-reversible kernel (SMC's pCN
-        steps) sample this prior exactly, whatever its base."""
-        scales = self.scales(model)
-        if self.base == "gaussian":
-            return [s * u for s, u in zip(scales, latent, strict=True)]
-        return [s * torch.special.erf(u * (1 / math.sqrt(2))) for s, u in zip(scales, latent, strict=True)]
-
-    def finish(self, W: torch.Tensor) -> torch.Tensor:
-        """Apply the normalization (if any) to end-to-end draws ``(..., m, m')``."""
-        if not self.normalize:
-            return W
-        norms = W.flatten(-2).norm(dim=-1)[..., None, None]
-        # a zero matrix (possible with relu) has no direction to rescale: it stays zero
-        return torch.where(norms > 0, W * (self.target_norm / norms.clamp_min(1e-300)), W)
-
-    def backend_for(self, model: DeepFactorization, backend: str = "auto") -> str:
-        """The draw used for ``backend``: ``'auto'`` picks ``'reparam'`` where it is exact and faster.
-
-        The reparametrized draw (:mod:`factorkit.fit.reparam`) needs Gaussian layers, depth >= 2
-        and width >= m'. Its cost does not grow with the width but has a fixed price per layer, so
-        ``'auto'`` uses it for linear nets from width ``2 m'`` and for non-linear nets (which
-        save only the output layer) at depth 2 from width ``4 m'``: the crossovers measured on
-        the CPU (benchmarks/README.md); elsewhere it draws every layer (``'direct'``).
-        """
-        check_choice("backend", backend, BACKENDS)
-        available = self.base == "gaussian" and reparam.applies(model)
-        if backend == "reparam" and not available:
-            raise ValueError(
-                "backend='reparam' needs a Gaussian prior, depth >= 2 and width >= m2; got "
-                f"prior {self.name!r}, depth={model.depth}, width={model.width}, m2={model.m2}"
-            )
-        if backend == "auto":
-            if model.is_linear:
-                faster = model.width >= 2 * model.m2
-            else:
-                faster = model.depth == 2 and model.width >= 4 * model.m2
-            return "reparam" if available and faster else "direct"
-        return backend
-
-    def sample(
-        self,
-        model: DeepFactorization,
-        count: int,
-        generator: torch.Generator,
-        dtype: torch.dtype = torch.float32,
-        backend: str = "direct",
-    ) -> torch.Tensor:
-        """``count`` end-to-end draws ``(count, m, m')`` of ``W`` under this prior.
-
-        ``backend='direct'`` draws every layer; ``'reparam'`` draws ``W`` from its exact law with
-        far fewer random numbers (:mod:`factorkit.fit.reparam`); ``'auto'`` picks the latter where
-        it applies. Both give the same distribution, not the same stream.
-        """
-        if self.backend_for(model, backend) == "reparam":
-            W = reparam.sample_end_to_end(model, self.scales(model), count, generator, dtype)
-        else:
-            W = model.end_to_end(self.sample_weights(model, count, generator, dtype))
-        return self.finish(W)
-
-
-def resolve_prior(prior: str | Prior, problem: SensingProblem, layer_scaling: str = "fan_out") -> Prior:
-    """A :class:`Prior` from a name (normalized priors take ``||W*||_F`` as target norm)."""
-    if isinstance(prior, Prior):
-        return prior
-    if not isinstance(prior, str):
-        raise TypeError(f"prior must be a name or a Prior, got {type(prior).__name__}")
-    return Prior.from_name(prior, target_norm=float(problem.W_star.norm()), layer_scaling=layer_scaling)
-
-
-@dataclass
-class GuessCheckResult:
-    """Outcome of a G&C run.
-
-    ``gen_loss_*`` summarize ``L_gen`` over accepted draws (NaN when none were accepted);
-    ``prior_gen_loss_*`` over *every* evaluated draw: the random-guess reference.
-
-    The per-draw tensors (``accepted_gen_loss``, ``accepted_train_loss``, ``accepted_W``) hold the
-    first ``max_kept`` acceptances of the stream (rejection sampler), an i.i.d. sample of the
-    posterior of bounded size; means and intervals use ``accepted_sums`` (``L_gen`` sum, ``L_gen^2``
-    sum and ``L_train`` sum over *every* acceptance, float64) whenever acceptances were dropped, and
-    the median is that of the kept sample.
-    """
-
-    eps: float
-    accepted: int
-    evaluations: int
-    accepted_gen_loss: torch.Tensor
-    accepted_train_loss: torch.Tensor
-    accepted_W: torch.Tensor | None
-    prior_gen_loss_mean: float
-    prior_gen_loss_se: float
-    wall_time: float
-    reached_target: bool
-    sampler: str = "rejection"
-    extra: dict = field(default_factory=dict)
-    prior_gen_loss_sums: tuple[float, float] | None = None
-    """``(sum, sum of squares)`` of ``L_gen`` over every evaluated draw (rejection sampler)."""
-    accepted_sums: tuple[float, float, float] | None = None
-    """``(L_gen sum, L_gen^2 sum, L_train sum)`` over every accepted draw (rejection sampler)."""
-
-    @property
-    def kept(self) -> int:
-        """How many accepted draws the per-draw tensors hold."""
-        return int(self.accepted_gen_loss.numel())
-
-    @property
-    def _truncated(self) -> bool:
-        return self.accepted_sums is not None and self.kept < self.accepted
-
-    @property
-    def acceptance_rate(self) -> float:
-        """Fraction of evaluated draws accepted (for SMC: its estimate of ``V(eps)``)."""
-        if self.sampler == "smc":
-            return math.exp(self.extra["log_volume"]) if self.reached_target else float("nan")
-        return self.accepted / self.evaluations if self.evaluations else float("nan")
-
-    @property
-    def log_volume(self) -> tuple[float, float]:
-        """``(log V(eps), standard error)``; rejection: ``log(accepted / evaluations)``."""
-        if self.sampler == "smc":
-            return self.extra["log_volume"], self.extra["log_volume_se"]
-        if self.accepted == 0:
-            return float("-inf"), float("nan")
-        rate = self.accepted / self.evaluations
-        return math.log(rate), math.sqrt((1 - rate) / self.accepted)
-
-    def acceptance_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Clopper-Pearson (exact binomial) interval for the acceptance probability.
-
-        SMC: the volume ``V(eps)`` it estimates, ``exp(log V -/+ z se)`` from the runs' spread (its
-        particles are not binomial draws).
-        """
-        if self.sampler == "smc":
-            if not self.reached_target:
-                return (float("nan"), float("nan"))
-            log_volume, se = self.log_volume
-            z = float(stats.norm.ppf(0.5 + level / 2))
-            se = se if math.isfinite(se) else 0.0
-            return (math.exp(log_volume - z * se), math.exp(log_volume + z * se))
-        k, n, alpha = self.accepted, self.evaluations, 1 - level
-        if n == 0:
-            return (0.0, 1.0)
-        low = 0.0 if k == 0 else float(stats.beta.ppf(alpha / 2, k, n - k + 1))
-        high = 1.0 if k == n else float(stats.beta.ppf(1 - alpha / 2, k + 1, n - k))
-        return (low, high)
-
-    @property
-    def gen_loss_mean(self) -> float:
-        if self._truncated:
-            return self.accepted_sums[0] / self.accepted
-        return _mean(self.accepted_gen_loss)
-
-    def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
-        """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances).
-
-        SMC particles are correlated: their interval uses the effective sample size.
-        """
-        size = self.extra.get("ess", self.accepted) if self.sampler == "smc" else self.accepted
-        if self.accepted < 2 or not size >= 2:
-            return (float("nan"), float("nan"))
-        if self._truncated:
-            gen_sum, gen_sq_sum, _ = self.accepted_sums
-            std = math.sqrt(max(gen_sq_sum - gen_sum**2 / self.accepted, 0.0) / (self.accepted - 1))
-        else:
-            std = float(np.std(_float64(self.accepted_gen_loss), ddof=1))
-        half = float(stats.t.ppf(0.5 + level / 2, size - 1)) * std / math.sqrt(size)
-        return (self.gen_loss_mean - half, self.gen_loss_mean + half)
-
-    def summary(self) -> dict:
-        """JSON-ready figures of the run."""
-        rate_low, rate_high = self.acceptance_interval()
-        gen_low, gen_high = self.gen_loss_interval()
-        log_volume, log_volume_se = self.log_volume
-        extra = {k: v for k, v in self.extra.items() if k != "level_log"}
-        return {
-            "sampler": self.sampler,
-            "eps": self.eps,
-            "accepted": self.accepted,
-            "evaluations": self.evaluations,
-            "acceptance_rate": self.acceptance_rate,
-            "acceptance_ci": [rate_low, rate_high],
-            "gen_loss": self.gen_loss_mean,
-            "gen_loss_ci": [gen_low, gen_high],
-            "gen_loss_median": (
-                float(self.accepted_gen_loss.double().median()) if self.accepted else float("nan")
-            ),
-            "train_loss": (
-                self.accepted_sums[2] / self.accepted if self._truncated else _mean(self.accepted_train_loss)
-            ),
-            "kept": self.kept,
-            "prior_gen_loss": self.prior_gen_loss_mean,
-            "prior_gen_loss_se": self.prior_gen_loss_se,
-            "log_volume": log_volume,
-            "log_volume_se": log_volume_se,
-            "reached_target": self.reached_target,
-            "wall_time": self.wall_time,
-            **extra,
-        }
-
-
-def _float64(values: torch.Tensor) -> np.ndarray:
-    return values.detach().to("cpu", torch.float64).numpy()
-
-
-def _mean(values: torch.Tensor) -> float:
-    """Mean in float64 by NumPy's pairwise sum: the same figure whatever torch's thread count."""
-    return float(np.mean(_float64(values))) if values.numel() else float("nan")
+__all__ = [
+    "BACKENDS",
+    "LAYER_SCALINGS",
+    "PRIORS",
+    "SAMPLERS",
+    "GuessCheckResult",
+    "Prior",
+    "chunk_seed",
+    "combine_results",
+    "default_chunk_size",
+    "guess_and_check",
+    "resolve_prior",
+    "stream_layout",
+]
 
 
 def default_chunk_size(model: DeepFactorization, device: torch.device, backend: str = "direct") -> int:
@@ -608,28 +312,3 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
         prior_gen_loss_sums=(gen_sum, gen_sq_sum),
         accepted_sums=sums,
     )
-
-
-def sample_posterior(
-    problem: SensingProblem,
-    model: DeepFactorization,
-    *,
-    eps: float,
-    sampler: str = "rejection",
-    **options,
-) -> GuessCheckResult:
-    """Sample the G&C posterior with the sampler named ``sampler``.
-
-    ``'rejection'``: :func:`guess_and_check` (any prior; ``n_samples``, ``max_evaluations``,
-    ``chunk_size``, ``backend``...). ``'smc'``: :func:`factorkit.fit.smc.subset_simulation`
-    (Gaussian priors; ``n_particles``, ``p0``, ``mcmc_steps``, ``runs``...), exact in
-    distribution at thresholds rejection cannot reach, with an estimate of ``log V(eps)``.
-    ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheaper of the two from a pilot
-    estimate of ``V(eps)`` (``target_ess``, ``max_evaluations`` and both samplers' options).
-    """
-    from factorkit.fit.auto import auto_sample
-    from factorkit.fit.smc import subset_simulation
-
-    check_choice("sampler", sampler, SAMPLERS)
-    function = {"rejection": guess_and_check, "smc": subset_simulation, "auto": auto_sample}[sampler]
-    return function(problem, model, eps=eps, **options)

@@ -41,6 +41,8 @@ import torch
 
 from factorkit._memory import check_memory
 from factorkit._validation import check_float, check_int, make_generator
+from factorkit.fit.prior import resolve_prior
+from factorkit.fit.result import GuessCheckResult
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -224,8 +226,6 @@ def subset_simulation(
         ``levels``, ``level_log`` (per run: threshold, fraction, cumulative log V, acceptance, beta) and
         ``distinct`` (distinct final particles per run).
     """
-    from factorkit.fit.guess_check import GuessCheckResult, resolve_prior
-
     eps = check_float("eps", eps, positive=True)
     p0 = check_float("p0", p0)
     if not 0 < p0 < 1:

@@ -1,0 +1,57 @@
+"""Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends.
+
+Run: ``python benchmarks/paper_tables.py runs/paper`` (after ``factorkit study paper``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from factorkit.experiments.report import aggregate, study_metric, study_rows, trend_tests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args()
+    timing = json.loads((args.folder / "timing.json").read_text())
+    print("| figure | eps | G&C runs | rejection / SMC | ESS per run: min, median | G&C core-min | "
+          "GD runs | GD core-min | evaluations |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for f in timing["figures"]:
+        print(f"| {f['figure']} | {', '.join(f'{e:g}' for e in f['eps'])} | {f['gc_runs']} | "
+              f"{f['rejection']} / {f['smc']} | {f['ess_min']:.0f}, {f['ess_median']:.0f} | "
+              f"{f['gc_core_s'] / 60:.1f} | {f['gd_runs']} | {f['gd_core_s'] / 60:.1f} | "
+              f"{f['evaluations']:.2e} |")  # fmt: skip
+    print()
+    print("| figure | activation | G&C L_gen (first -> last point) | G&C Page p | GD L_gen (first -> last) | "
+          "GD Page p | G&C ESS per point (min) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for f in timing["figures"]:
+        folder = args.folder / f["figure"]
+        rows = study_rows(folder)
+        metric = study_metric(folder)
+        records = aggregate(rows, metric)
+        tests = {(t["method"], t["activation"]): t for t in trend_tests(rows, metric)}
+        for activation in sorted({r["activation"] for r in records}):
+            cells = {}
+            for method in ("gc", "gd"):
+                points = sorted((r for r in records if r["method"] == method and r["activation"] == activation),
+                                key=lambda r: r["x"])  # fmt: skip
+                test = tests.get((method, activation), {})
+                page = test.get("page_p")
+                trend = f"{points[0]['median']:.3f} -> {points[-1]['median']:.3f}" if points else ""
+                cells[method] = (trend, "" if page is None or math.isnan(page) else f"{page:.1e}")
+                if method == "gc":
+                    ess = min((r["ess_total"] or 0) for r in points) if points else float("nan")
+            print(f"| {f['figure']} | {activation} | {cells['gc'][0]} | {cells['gc'][1]} | {cells['gd'][0]} | "
+                  f"{cells['gd'][1]} | {ess:.0f} |")  # fmt: skip
+    if timing.get("wall_seconds"):
+        print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,16 +39,16 @@ def main() -> None:
         for activation in sorted({r["activation"] for r in records}):
             cells = {}
             for method in ("gc", "gd"):
-                points = sorted((r for r in records if r["method"] == method and r["activation"] == activation),
-                                key=lambda r: r["x"])  # fmt: skip
+                mine = [r for r in records if r["method"] == method and r["activation"] == activation]
+                points = sorted(mine, key=lambda r: r["x"])
                 test = tests.get((method, activation), {})
                 page = test.get("page_p")
                 trend = f"{points[0]['median']:.3f} -> {points[-1]['median']:.3f}" if points else ""
                 cells[method] = (trend, "" if page is None or math.isnan(page) else f"{page:.1e}")
                 if method == "gc":
                     ess = min((r["ess_total"] or 0) for r in points) if points else float("nan")
-            print(f"| {f['figure']} | {activation} | {cells['gc'][0]} | {cells['gc'][1]} | {cells['gd'][0]} | "
-                  f"{cells['gd'][1]} | {ess:.0f} |")  # fmt: skip
+            (gc_trend, gc_p), (gd_trend, gd_p) = cells["gc"], cells["gd"]
+            print(f"| {f['figure']} | {activation} | {gc_trend} | {gc_p} | {gd_trend} | {gd_p} | {ess:.0f} |")
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
 

@@ -1,0 +1,195 @@
+"""Every factorization method on real data that ships inside installed packages, against its anchor.
+
+Nothing is downloaded: scikit-learn's bundled sets and gensim's ``test_data`` corpora. Each
+section runs factorkit's defaults against the anchor's defaults, then both tuned (the tuning grid
+is printed beside each row). Run one section or all:
+
+    python benchmarks/real_data.py boolean [--elbmf-python DIR]
+    python benchmarks/real_data.py nmf
+
+``--elbmf-python DIR``: a checkout of the Elbmf authors' reference (github.com/sdall/elbmf-python,
+its ``src/elbmf.py``), run beside factorkit on the same data; it is not a dependency.
+
+Data (all binary tables are 0/1 presence):
+
+* ``lee``: gensim's ``lee_background.cor``, 300 documents x the terms in at least 5 of them;
+* ``head500``: gensim's ``head500.noblanks.cor`` split into 200-token documents, terms in >= 40;
+* ``digits``: scikit-learn's ``load_digits`` (1,797 x 64), pixels >= 8 for the Boolean table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def gensim_file(name: str) -> Path:
+    from gensim.test.utils import datapath
+
+    return Path(datapath(name))
+
+
+def presence(documents: list[list[str]], min_df: int = 5) -> tuple[np.ndarray, list[str]]:
+    """Documents x terms 0/1 table of the terms in at least ``min_df`` documents."""
+    counts: dict[str, int] = {}
+    for doc in documents:
+        for term in set(doc):
+            counts[term] = counts.get(term, 0) + 1
+    vocabulary = sorted(t for t, c in counts.items() if c >= min_df)
+    index = {t: i for i, t in enumerate(vocabulary)}
+    table = np.zeros((len(documents), len(vocabulary)), dtype=bool)
+    for row, doc in enumerate(documents):
+        for term in set(doc):
+            if term in index:
+                table[row, index[term]] = True
+    return table, vocabulary
+
+
+def tokens(line: str) -> list[str]:
+    return re.findall(r"[a-z]+", line.lower())
+
+
+def lee_documents() -> list[list[str]]:
+    lines = gensim_file("lee_background.cor").read_text(encoding="utf-8", errors="replace").splitlines()
+    return [tokens(line) for line in lines if line.strip()]
+
+
+def head500_documents(size: int = 100) -> list[list[str]]:
+    words = tokens(gensim_file("head500.noblanks.cor").read_text(encoding="utf-8", errors="replace"))
+    return [words[i : i + size] for i in range(0, len(words) - size + 1, size)]
+
+
+def binary_tables() -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    return {
+        "lee": presence(lee_documents())[0],
+        "head500": presence(head500_documents(200), min_df=40)[0],
+        "digits>=8": load_digits().data >= 8,
+    }
+
+
+def boolean_scores(X: np.ndarray, R: np.ndarray) -> tuple[int, float]:
+    """Boolean (Hamming) error and the F1 of the reconstruction's ones against X's."""
+    error = int((R != X).sum())
+    hits = int((R & X).sum())
+    precision = hits / max(int(R.sum()), 1)
+    recall = hits / max(int(X.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return error, f1
+
+
+def load_elbmf_python(directory: Path):
+    spec = importlib.util.spec_from_file_location("elbmf_reference", directory / "src" / "elbmf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.elbmf
+
+
+def nmf_thresholded(X: np.ndarray, k: int, tuned: bool) -> np.ndarray:
+    """scikit-learn NMF, then U and V thresholded (0.5 by default; tuned: a grid, best Boolean error)."""
+    from sklearn.decomposition import NMF as SkNMF
+
+    from factorkit.problems.boolean import boolean_product
+
+    model = SkNMF(n_components=k, init="nndsvda", max_iter=1000, random_state=0)
+    U = model.fit_transform(X.astype(float))
+    V = model.components_
+    # scale so that both factors have unit max per component (the threshold then means the same for each)
+    scale = np.maximum(U.max(0), 1e-12)
+    U, V = U / scale, V * scale[:, None]
+    vmax = np.maximum(V.max(1, keepdims=True), 1e-12)
+    V = V / vmax
+    U = U * vmax.T
+    grid = (
+        [(0.5, 0.5)]
+        if not tuned
+        else [(a, b) for a in np.linspace(0.1, 0.9, 9) for b in np.linspace(0.1, 0.9, 9)]
+    )
+    best = None
+    for a, b in grid:
+        R = boolean_product(U >= a, V >= b)
+        error = int((R != X).sum())
+        if best is None or error < best[0]:
+            best = (error, R)
+    return best[1]
+
+
+def run_boolean(args) -> None:
+    import torch
+
+    from factorkit.methods.boolean import BooleanMF, asso
+    from factorkit.problems.boolean import boolean_product
+
+    torch.set_num_threads(args.threads)
+    elbmf_reference = load_elbmf_python(args.elbmf_python) if args.elbmf_python else None
+    print("| data | k | method | setting | Boolean error | F1 | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for name, X in binary_tables().items():
+        k = args.k
+        rows = []
+
+        def record(method: str, setting: str, start: float, R: np.ndarray, X=X, rows=rows) -> None:
+            error, f1 = boolean_scores(X, R)
+            rows.append((method, setting, error, f1, time.perf_counter() - start))
+
+        start = time.perf_counter()
+        model = BooleanMF(n_components=k, random_state=0)
+        record("factorkit BooleanMF", "defaults", start, model.inverse_transform(model.fit_transform(X)))
+        start = time.perf_counter()
+        best = None
+        for rate in (1.005, 1.01, 1.02, 1.05):
+            for l1 in (0.0, 0.01, 0.1):
+                candidate = BooleanMF(
+                    n_components=k, random_state=0, regularization_rate=rate, l1_reg=l1, n_init=4
+                )
+                U = candidate.fit_transform(X)
+                if best is None or candidate.reconstruction_err_ < best[0].reconstruction_err_:
+                    best = (candidate, U)
+        setting = f"tuned (rate {best[0].regularization_rate}, l1 {best[0].l1_reg}, n_init 4)"
+        record("factorkit BooleanMF", setting, start, best[0].inverse_transform(best[1]))
+        start = time.perf_counter()
+        record("Asso", "thresholds 0.1..0.9 (its default)", start, boolean_product(*asso(X, k)))
+        if elbmf_reference is not None:
+            data = torch.tensor(X, dtype=torch.float32)
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            U, V = elbmf_reference(data, k)
+            record("elbmf-python", "defaults", start, boolean_product(U.numpy() > 0.5, V.numpy() > 0.5))
+            start = time.perf_counter()
+            best = None
+            for base in (1.005, 1.01, 1.02, 1.05):
+                torch.manual_seed(0)
+                U, V = elbmf_reference(data, k, regularization_rate=lambda t, b=base: b**t)
+                R = boolean_product(U.numpy() > 0.5, V.numpy() > 0.5)
+                if best is None or (R != X).sum() < (best[1] != X).sum():
+                    best = (base, R)
+            record("elbmf-python", f"tuned (rate {best[0]})", start, best[1])
+        start = time.perf_counter()
+        record("NMF + thresholds", "0.5", start, nmf_thresholded(X, k, tuned=False))
+        start = time.perf_counter()
+        record("NMF + thresholds", "tuned (9 x 9 grid)", start, nmf_thresholded(X, k, tuned=True))
+        for method, setting, error, f1, seconds in rows:
+            print(f"| {name} {X.shape[0]}x{X.shape[1]} | {k} | {method} | {setting} | {error} | {f1:.3f} | "
+                  f"{seconds:.1f} |")  # fmt: skip
+        sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("section", choices=["boolean"])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--elbmf-python", type=Path, default=None)
+    args = parser.parse_args()
+    {"boolean": run_boolean}[args.section](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -103,12 +103,22 @@ def _finished(folder: Path) -> set[str]:
         return store.finished_keys()
 
 
-def _gc_cost(params: dict, seeds: int) -> float:
-    """Expected core-seconds of ``seeds`` auto-sampler runs of a G&C cell, from a timed pilot."""
+def _gc_cost(params: dict) -> float:
+    """Expected core-seconds of one auto-sampler run of a G&C cell, measured on seed 0's problem.
+
+    A timed rejection pilot gives ``V(eps)`` and the rejection cost; where SMC is the cheaper
+    choice, a timed SMC of 4 runs gives the seconds per run and the ESS per run, hence how many runs
+    the ESS target takes (the auto sampler adds runs ``runs`` at a time, up to ``16 * runs``):
+    deep leaky-ReLU cells measured 20x the evaluations of the level count alone.
+    """
+    import warnings
+
     from factorkit.experiments.runner import _gc_setup
     from factorkit.fit.auto import smc_cost
     from factorkit.fit.guess_check import guess_and_check
+    from factorkit.fit.smc import subset_simulation
 
+    torch.set_num_threads(1)
     problem, model, prior = _gc_setup(params, 0, "cpu")
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
@@ -116,18 +126,41 @@ def _gc_cost(params: dict, seeds: int) -> float:
         problem, model, eps=params["eps"], prior=prior, max_evaluations=PILOT_DRAWS, **options
     )
     rejection_rate = pilot.evaluations / max(time.perf_counter() - start, 1e-9)
-    # SMC evaluations: layers from latents, end to end, losses, for one population
-    latent = [torch.randn(params["particles"], r, c, dtype=problem.dtype) for r, c in model.layer_shapes()]
-    start = time.perf_counter()
-    for _ in range(3):
-        problem.train_loss(prior.finish(model.end_to_end(prior.from_normal(model, latent))))
-    smc_rate = 3 * params["particles"] / max(time.perf_counter() - start, 1e-9)
     volume = pilot.accepted / pilot.evaluations if pilot.accepted else 3.0 / pilot.evaluations
-    ess = params["target_ess"]
-    smc = smc_cost(volume, params["particles"], params["runs"], params["p0"], params["mcmc_steps"]) / smc_rate
-    rejection = ess / volume / rejection_rate if pilot.accepted else math.inf
-    per_run = 2**16 / rejection_rate + min(smc, rejection)
-    return seeds * per_run
+    target, runs = params["target_ess"], params["runs"]
+    rejection = target / volume / rejection_rate if pilot.accepted else math.inf
+    expected_smc = smc_cost(volume, params["particles"], runs, params["p0"], params["mcmc_steps"])
+    if pilot.accepted and target / volume <= min(expected_smc, params["draws"]):
+        return 2**16 / rejection_rate + rejection
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        smc_options = {
+            "p0": params["p0"],
+            "mcmc_steps": params["mcmc_steps"],
+            "max_evaluations": params["draws"],
+        }
+        smc_options |= {"n_particles": params["particles"], "runs": 4, "seed": 2, "keep_samples": False}
+        trial = subset_simulation(problem, model, eps=params["eps"], prior=prior, **smc_options)
+    per_run = (time.perf_counter() - start) / 4
+    ess_per_run = max(trial.extra["ess"], 1.0) / 4 if trial.reached_target else 0.0
+    needed = math.ceil(target / ess_per_run / runs) * runs if ess_per_run else 16 * runs
+    return 2**16 / rejection_rate + per_run * min(max(needed, runs), 16 * runs)
+
+
+def _gc_costs(params_list: list[dict], workers: int) -> list[float]:
+    """:func:`_gc_cost` of every cell, spread over ``workers`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from factorkit.experiments.runner import _init_worker
+
+    if workers == 1 or len(params_list) <= 1:
+        return [_gc_cost(params) for params in params_list]
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
+        return list(pool.map(_gc_cost, params_list, chunksize=4))
 
 
 def _gd_cost(job, cache: dict) -> float:
@@ -171,6 +204,7 @@ def plan_paper(
     estimates = {}
     owner = {}  # GD run key -> the first figure that needs it
     gd_cells = []
+    gc_runs = []  # (figure, cell, unfinished seeds)
     for config in configs:
         folder = out / config.name.removeprefix("paper-")
         finished = _finished(folder)
@@ -184,12 +218,14 @@ def plan_paper(
             if not seeds:
                 continue
             if cell.method == "gc":
-                if cell not in gc_cache:
-                    gc_cache[cell] = _gc_cost(cell.params, 1)
-                estimates[config.name]["gc"] += gc_cache[cell] * len(seeds)
+                gc_runs.append((config.name, cell, len(seeds)))
             else:
                 gd_cells.append((cell, seeds))
                 owner.update({cell.key(s): config.name for s in seeds})
+    cells = list(dict.fromkeys(cell for _, cell, _ in gc_runs))
+    gc_cache.update(zip(cells, _gc_costs([cell.params for cell in cells], workers), strict=True))
+    for figure, cell, seeds in gc_runs:
+        estimates[figure]["gc"] += gc_cache[cell] * seeds
     # GD batches as the runner forms them, across figures; each batch's time is shared by its rows
     for job in _gd_jobs(gd_cells):
         seconds = _gd_cost(job, gd_cache)
@@ -216,8 +252,8 @@ def plan_paper(
         else:
             deferred.append(config.name)
     plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum or planning)
-    lines = [f"planned in {planning:.0f} s on {workers} worker(s): pilots of every unfinished G&C cell, "
-             "timed steps of every GD batch"]  # fmt: skip
+    lines = [f"planned in {planning:.0f} s on {workers} worker(s): a rejection pilot (and where SMC wins, "
+             "a 4-run SMC) of every unfinished G&C cell, timed steps of every GD batch"]  # fmt: skip
     for config in configs:
         e = estimates[config.name]
         state = "run" if config.name in chosen else "deferred"

@@ -122,3 +122,51 @@ def test_asso_recovers_disjoint_tiles_exactly():
     np.testing.assert_array_equal(boolean_product(U, V), X)
     with pytest.raises(ValueError, match="n_components must be <= min"):
         asso(X, 25)
+
+
+def _flip_improves(X, U, V) -> bool:
+    """Brute force: does any single flip of an entry of U or V lower the Boolean error?"""
+    from factorkit.problems.boolean import boolean_product
+
+    base = int((boolean_product(U, V) != X).sum())
+    for factor in (U, V):
+        for index in np.ndindex(factor.shape):
+            factor[index] = ~factor[index]
+            better = int((boolean_product(U, V) != X).sum()) < base
+            factor[index] = ~factor[index]
+            if better:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_polish_never_raises_the_error_and_ends_at_a_single_flip_optimum(seed):
+    from factorkit.methods.boolean import polish_boolean
+    from factorkit.problems.boolean import boolean_product
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((12, 10)) < 0.3
+    U, V = rng.random((12, 3)) < 0.4, rng.random((3, 10)) < 0.4
+    U2, V2 = polish_boolean(X, U, V)
+    assert int((boolean_product(U2, V2) != X).sum()) <= int((boolean_product(U, V) != X).sum())
+    assert not _flip_improves(X, U2.copy(), V2.copy())
+    # with V held fixed only U moves, and U alone is then at a single-flip optimum
+    U3, V3 = polish_boolean(X, U, V, update_V=False)
+    assert np.array_equal(V3, V)
+
+
+def test_boolean_mf_polish_lowers_the_error_on_noisy_tiles_and_keeps_exact_ones():
+    from factorkit.methods.boolean import polish_boolean
+
+    data = planted_tiles(120, 80, 4, density=0.1, seed=3)
+    exact = BooleanMF(n_components=4, random_state=0).fit(data.X)
+    assert exact.reconstruction_err_ == 0
+    rng = np.random.default_rng(0)
+    noisy = data.X ^ (rng.random(data.X.shape) < 0.05)
+    raw = BooleanMF(n_components=4, random_state=0, polish=False).fit(noisy)
+    polished = BooleanMF(n_components=4, random_state=0).fit(noisy)
+    assert polished.reconstruction_err_ <= raw.reconstruction_err_
+    with pytest.raises(TypeError, match="polish must be True or False"):
+        BooleanMF(n_components=2, polish="yes").fit(data.X)
+    with pytest.raises(ValueError, match="do not factor X"):
+        polish_boolean(data.X, np.zeros((3, 4), bool), np.zeros((4, 80), bool))

@@ -93,6 +93,12 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     dtype : {'float32', 'float64'}
     max_dense_bytes : int
         Sparse input is densified only under this size.
+    polish : bool
+        After rounding, descend the Boolean error itself by single-entry flips of ``U`` and ``V``
+        (:func:`polish_boolean`; ``transform``: of ``U``). The relaxed loss counts an entry two
+        components cover as an error and the Boolean product does not, so on real tables the
+        rounded Elbmf factors are not a local optimum of the Boolean error: polishing cut it by 9%
+        on gensim's lee documents and 30% on thresholded digits (``benchmarks/real_data.py``).
     n_init : int
         Independent initialisations; the one with the lowest Boolean reconstruction error (then
         the lowest relaxed loss) is kept, as scikit-learn's KMeans keeps its best ``n_init`` run.
@@ -132,6 +138,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         dtype: str = "float32",
         max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
         n_init: int = 1,
+        polish: bool = True,
     ) -> None:
         self.n_components = n_components
         self.l1_reg = l1_reg
@@ -145,6 +152,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.dtype = dtype
         self.max_dense_bytes = max_dense_bytes
         self.n_init = n_init
+        self.polish = polish
 
     def _check_params(self, shape: tuple[int, int], fitting: bool = True) -> None:
         k = check_int("n_components", self.n_components)
@@ -161,6 +169,8 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             raise ValueError(f"regularization_rate must be >= 1, got {self.regularization_rate}")
         check_int("max_iter", self.max_iter)
         check_int("n_init", self.n_init)
+        if not isinstance(self.polish, bool | np.bool_):
+            raise TypeError(f"polish must be True or False, got {self.polish!r}")
         check_float("tol", self.tol, nonnegative=True)
         inertia = check_float("inertia", self.inertia, nonnegative=True)
         if inertia >= 1:
@@ -248,6 +258,8 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             with threads_for(4.0 * n * m * self.n_components):  # by size, within user limits
                 U, V, history, iterations = self._solve(data, U, V, update_V=True)
             U_bool, V_bool = (U >= 0.5).cpu().numpy(), (V >= 0.5).cpu().numpy()
+            if self.polish:
+                U_bool, V_bool = polish_boolean(binary, U_bool, V_bool)
             error = int((boolean_product(U_bool, V_bool) != binary).sum())
             score = (error, history[-1]["loss"])
             if best is None or score < best[0]:
@@ -264,7 +276,10 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         U = torch.rand(binary.shape[0], self.n_components, generator=generator, dtype=dtype).to(device)
         V = torch.from_numpy(self.components_).to(device=device, dtype=dtype)
         U, _, _, _ = self._solve(data, U, V, update_V=False)
-        return (U >= 0.5).cpu().numpy()
+        U_bool = (U >= 0.5).cpu().numpy()
+        if self.polish:
+            U_bool, _ = polish_boolean(binary, U_bool, self.components_, update_V=False)
+        return U_bool
 
     def inverse_transform(self, U) -> np.ndarray:
         """The Boolean product ``U o components_``."""
@@ -276,6 +291,58 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.reconstruction_err_ = int((reconstruction != X).sum())
         ones = X.sum()
         self.recall_ = float((reconstruction & X).sum() / ones) if ones else 1.0
+
+
+def _polish_rows(signs: np.ndarray, U: np.ndarray, V: np.ndarray) -> bool:
+    """One sweep of single-entry flips of ``U`` (in place) that lower ``|X - U o V|``; ``signs`` is
+    ``-1`` where ``X`` is 1 and ``+1`` where it is 0 (covering a one helps, covering a zero hurts)."""
+    counts = U.astype(np.int32) @ V.astype(np.int32)  # how many components cover each entry
+    changed = False
+    for j in range(U.shape[1]):
+        column = V[j].astype(np.int32)
+        # rows without j: adding it covers the entries nobody covered yet
+        gain_add = ((counts == 0) * signs) @ column
+        # rows with j: removing it uncovers the entries only j covered
+        gain_remove = -(((counts == 1) * signs) @ column)
+        add = ~U[:, j] & (gain_add < 0)
+        remove = U[:, j] & (gain_remove < 0)
+        if add.any() or remove.any():
+            changed = True
+            U[add, j] = True
+            U[remove, j] = False
+            counts[add] += column
+            counts[remove] -= column
+    return changed
+
+
+def polish_boolean(X, U, V, max_sweeps: int = 100, update_V: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Exact descent on the Boolean error ``|X - U o V|``: flip single entries of ``U`` (and ``V``)
+    wherever that lowers it, component by component, until a sweep changes nothing.
+
+    The relaxed objective Elbmf minimizes, ``||X - U V||^2`` with the real product, counts an entry
+    covered by two components as an error, which the Boolean product does not: on sparse real tables
+    its rounded factors are not a local optimum of the Boolean error. Each flip here lowers that
+    error, so the result is never worse than ``(U, V)`` and no single flip improves it further
+    (``tests/test_boolean.py`` checks both by brute force).
+
+    Returns new Boolean ``(U, V)``.
+    """
+    binary = as_binary_matrix(X)
+    U = np.array(U, dtype=bool, copy=True)
+    V = np.array(V, dtype=bool, copy=True)
+    if U.shape != (binary.shape[0], V.shape[0]) or V.shape[1] != binary.shape[1]:
+        raise ValueError(f"U {U.shape} and V {V.shape} do not factor X {binary.shape}")
+    signs = np.where(binary, -1, 1).astype(np.int32)
+    signs_t = np.ascontiguousarray(signs.T)
+    for _ in range(check_int("max_sweeps", max_sweeps)):
+        changed = _polish_rows(signs, U, V)
+        if update_V:
+            V_t = np.ascontiguousarray(V.T)
+            changed |= _polish_rows(signs_t, V_t, np.ascontiguousarray(U.T))
+            V = np.ascontiguousarray(V_t.T)
+        if not changed:
+            break
+    return U, V
 
 
 def asso(

@@ -556,3 +556,19 @@ def test_padding_keeps_the_end_to_end_matrix():
         torch.testing.assert_close(wide.end_to_end(model.pad(weights, 9)), model.end_to_end(weights))
     with pytest.raises(ValueError, match="width must be >= the model's width 5"):
         model.pad(weights, 3)
+
+
+def test_depth_limit_smoke_lowers_l_gen_with_eps_and_records_rank_one_energy_and_rip(tmp_path):
+    raw = preset("depth_limit", "smoke").to_dict()
+    raw["seeds"] = 1
+    config = StudyConfig.from_dict(raw)
+    assert config.gc["sampler"] == "auto" and config.grid["eps"] == [0.015, 0.0015]
+    run_study(config, tmp_path, workers=1, progress=False)
+    rows = {(r["depth"], r["eps"]): r for r in load_rows(tmp_path)}
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows.values())
+    # the depth theorem's direction: a lower threshold generalizes better at every depth
+    for depth in (2, 8):
+        assert rows[(depth, 0.0015)]["gen_loss"] < rows[(depth, 0.015)]["gen_loss"]
+    for row in rows.values():
+        assert 0 < row["rank1_energy"] <= 1 and row["rip_low"] < 1 < row["rip_high"]
+    assert rows[(8, 0.0015)]["rank1_energy"] > 0.9

@@ -237,6 +237,8 @@ def run_nmf(args) -> None:
         runs = [
             ("factorkit NMF", "defaults", lambda k=k: NMF(n_components=k, random_state=0)),
             ("factorkit NMF", "mu", lambda k=k: NMF(n_components=k, solver="mu", random_state=0)),
+            ("factorkit NMF", "tuned (max_iter 2000, tol 1e-6)",
+             lambda k=k: NMF(n_components=k, max_iter=2000, tol=1e-6, random_state=0)),
             ("scikit-learn NMF", "defaults (cd)", lambda k=k: SkNMF(n_components=k, random_state=0)),
             ("scikit-learn NMF", "mu", lambda k=k: SkNMF(n_components=k, solver="mu", random_state=0)),
             ("scikit-learn NMF", "tuned (cd, nndsvda, max_iter 2000, tol 1e-6)",

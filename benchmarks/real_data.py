@@ -356,9 +356,8 @@ def run_ebmf(args) -> None:
                 (f"scikit-learn {label}", "rank by validation", error, best, time.perf_counter() - start)
             )
         for method, setting, error, rank, seconds in rows:
-            print(
-                f"| {name} {X.shape[0]}x{X.shape[1]} | {method} | {setting} | {error:.4f} | {rank} | {seconds:.1f} |"
-            )
+            data = f"{name} {X.shape[0]}x{X.shape[1]}"
+            print(f"| {data} | {method} | {setting} | {error:.4f} | {rank} | {seconds:.1f} |")
         sys.stdout.flush()
 
 

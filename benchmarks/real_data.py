@@ -361,14 +361,51 @@ def run_ebmf(args) -> None:
         sys.stdout.flush()
 
 
+def run_qwem(args) -> None:
+    """QWEM against gensim's Word2Vec on gensim's lee and head500 corpora, defaults and tuned."""
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
+
+    from factorkit.methods.embeddings import QWEM, KeyedVectors
+
+    def scores(words, vectors) -> tuple[float, int, float]:
+        keyed = KeyedVectors(words, vectors)
+        analogies = keyed.evaluate_analogies(gensim_file("questions-words.txt"))
+        similarity = keyed.evaluate_similarity(gensim_file("wordsim353.tsv"))["spearman"]
+        return analogies["accuracy"], analogies["total"], similarity
+
+    print("| corpus | method | setting | wordsim353 Spearman | analogy accuracy (questions) | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name in ("lee_background.cor", "head500.noblanks.cor"):
+        corpus = str(gensim_file(name))
+        rows = []
+        for setting, options in (("defaults", {}), ("sg=1, 20 epochs", {"sg": 1, "epochs": 20}),
+                                 ("sg=0, 20 epochs", {"epochs": 20})):  # fmt: skip
+            start = time.perf_counter()
+            model = Word2Vec(LineSentence(corpus), seed=0, workers=args.threads, **options)
+            seconds = time.perf_counter() - start
+            rows.append(
+                ("gensim Word2Vec", setting, *scores(list(model.wv.index_to_key), model.wv.vectors), seconds)
+            )
+        for setting, options in (("defaults", {}), ("dim 50", {"dim": 50}), ("dim 200", {"dim": 200})):
+            start = time.perf_counter()
+            model = QWEM(**options).fit(corpus)
+            seconds = time.perf_counter() - start
+            rows.append(("factorkit QWEM", setting, *scores(model.words_, model.embeddings_), seconds))
+        for method, setting, accuracy, questions, similarity, seconds in rows:
+            analogy = f"{accuracy:.3f} ({questions})"
+            print(f"| {name} | {method} | {setting} | {similarity:.3f} | {analogy} | {seconds:.1f} |")
+        sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("section", choices=["boolean", "nmf", "ebmf"])
+    parser.add_argument("section", choices=["boolean", "nmf", "ebmf", "qwem"])
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--elbmf-python", type=Path, default=None)
     args = parser.parse_args()
-    {"boolean": run_boolean, "nmf": run_nmf, "ebmf": run_ebmf}[args.section](args)
+    {"boolean": run_boolean, "nmf": run_nmf, "ebmf": run_ebmf, "qwem": run_qwem}[args.section](args)
 
 
 if __name__ == "__main__":

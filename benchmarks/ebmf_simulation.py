@@ -8,7 +8,7 @@ by itself from at most 8), cEBMF with the informative covariates ``z`` and with 
 covariates; and the ranks found.
 
 ``--ash`` instead times EBMF with the ash prior (``normal_scale_mixture``) on loadings and factors
-of seed 0: RMSE, rank and seconds (the fit whose mixture-weight solver the README quotes).
+of seed 0: RMSE, rank and seconds (the fit whose mixture-weight solver the EBMF guide quotes).
 
 Run: ``python benchmarks/ebmf_simulation.py [--ash]`` (about 2 minutes; ``--ash`` about 30 s).
 """

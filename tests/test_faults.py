@@ -1,6 +1,6 @@
 """Fault injection: each case a hostile but realistic user tried (issue 17), and what it must get.
 
-The README's Reliability table lists these cases; every row there is a test here.
+The Reliability table (docs/guide/reliability.md) lists these cases; every row there is a test here.
 """
 
 import json

@@ -76,7 +76,7 @@ def test_stopping_freezes_member_at_first_step_below_eps():
 def test_depth2_small_init_matches_min_nuclear_norm_on_completion():
     # A problem where the minimum-nuclear-norm completion is not W* itself (L_gen > 0), so the
     # comparison is informative. On other sparse completions GD reaches *lower* L_gen than the
-    # nuclear-norm solution (Razin & Cohen, NeurIPS 2020); see README "GD vs nuclear norm".
+    # nuclear-norm solution (Razin & Cohen, NeurIPS 2020); see docs/guide/study.md.
     problem = make_sensing_problem(4, 4, rank=1, n=7, measurements="completion", seed=4, dtype="float64")
     reference = min_nuclear_norm(problem)
     assert reference.gen_loss > 0.05

@@ -126,7 +126,7 @@ def test_paper_preset_is_the_papers_config_cell_by_cell(name):
                 f"d={wanted['depth']}: {key} = {params[key]!r}, the paper's code {value!r}"
             )
     # the paper's problems are paired with the study's seeds unless asked otherwise, and its G&C is
-    # sampled in the model's orientation (README: what differs from the paper's code)
+    # sampled in the model's orientation (docs/guide/study.md: what differs from the paper's code)
     assert all(c.params["pairing"] == "paired" for c in config.cells())
 
 

@@ -1,8 +1,8 @@
 """Built-in studies reproducing Alexander et al. (arXiv:2506.03931), at four scales.
 
 ``paper`` is the published grid, every figure's settings transcribed from the paper's code's
-configs (github.com/YoniSlutzky98/nn-gd-gen-mf, ``configs/``; the README's table lists them cell
-by cell and ``tests/test_presets.py`` holds the presets to it): m = m' = 5, ||W*||_F = 1, 8
+configs (github.com/YoniSlutzky98/nn-gd-gen-mf, ``configs/``; the table in docs/guide/study.md
+lists them cell by cell and ``tests/test_presets.py`` holds the presets to it): m = m' = 5, ||W*||_F = 1, 8
 seeds, n = 15 (22 for rank 2), activations linear / tanh / leaky ReLU, G&C priors with the
 paper's fan-out layer scales, GD by GroupRMSprop from PyTorch's ``nn.Linear`` start times the
 init scale, in float32, for a fixed number of steps;

@@ -12,11 +12,21 @@ _WHERE = {
     "SCALES": "factorkit.experiments.presets",
     "preset": "factorkit.experiments.presets",
     "run_study": "factorkit.experiments.runner",
+    "run_studies": "factorkit.experiments.runner",
     "ResultStore": "factorkit.experiments.store",
     "load_rows": "factorkit.experiments.store",
 }
 
-__all__ = ["PRESETS", "SCALES", "ResultStore", "StudyConfig", "load_rows", "preset", "run_study"]
+__all__ = [
+    "PRESETS",
+    "SCALES",
+    "ResultStore",
+    "StudyConfig",
+    "load_rows",
+    "preset",
+    "run_studies",
+    "run_study",
+]
 
 
 def __getattr__(name: str):

@@ -7,17 +7,27 @@ import torch
 
 from factorkit.prox import (
     nuclear_norm,
+    penalty_cel0,
     penalty_elastic_binary,
     penalty_elastic_net,
     penalty_group_l2,
     penalty_l1,
+    penalty_log,
+    penalty_mcp,
+    penalty_scad,
     prox_box,
+    prox_cel0,
     prox_elastic_binary,
     prox_elastic_net,
     prox_group_l2,
+    prox_l0,
     prox_l1,
+    prox_l_half,
+    prox_log,
+    prox_mcp,
     prox_nonnegative,
     prox_nuclear,
+    prox_scad,
 )
 
 GRID = torch.linspace(-3, 4, 700_001, dtype=torch.float64)  # spacing 1e-5
@@ -167,3 +177,68 @@ def test_bad_arguments():
         prox_elastic_net(torch.zeros(2), 0.1, 0.1, 0.0)
     with pytest.raises(ValueError, match="lower must be <= upper"):
         prox_box(torch.zeros(2), 1.0, 0.0)
+
+
+# ----- non-convex penalties: the prox is the global minimizer, found by grid search -------------
+
+LAM = 0.5
+NONCONVEX = {
+    "l0": (lambda x, nn: prox_l0(x, LAM, STEP, nonnegative=nn), lambda z: LAM * (z != 0).to(z.dtype)),
+    "l_half": (lambda x, nn: prox_l_half(x, LAM, STEP, nonnegative=nn), lambda z: LAM * z.abs().sqrt()),
+    "mcp": (lambda x, nn: prox_mcp(x, LAM, STEP, gamma=2.0, nonnegative=nn),
+            lambda z: _entries(penalty_mcp, z, LAM, 2.0)),
+    "scad": (lambda x, nn: prox_scad(x, LAM, STEP, a=3.7, nonnegative=nn),
+             lambda z: _entries(penalty_scad, z, LAM, 3.7)),
+    "log": (lambda x, nn: prox_log(x, LAM, STEP, eps=0.1, nonnegative=nn),
+            lambda z: _entries(penalty_log, z, LAM, 0.1)),
+    "cel0": (lambda x, nn: prox_cel0(x, LAM, STEP, a=1.2, nonnegative=nn),
+             lambda z: _entries(penalty_cel0, z, LAM, 1.2)),
+}  # fmt: skip
+
+
+def _entries(penalty, z, *args):
+    """A summed penalty evaluated entry by entry (its terms), vectorized over a 1-D tensor."""
+    return torch.vmap(lambda v: penalty(v.reshape(1), *args))(z)
+
+
+@pytest.mark.parametrize("nonnegative", [False, True])
+@pytest.mark.parametrize("name", list(NONCONVEX))
+def test_nonconvex_prox_is_the_global_minimizer_on_a_grid(name, nonnegative):
+    prox, penalty = NONCONVEX[name]
+    grid = GRID[::10]  # spacing 1e-4
+    if nonnegative:
+        grid = grid[grid >= 0]
+    values = penalty(grid)
+    x = torch.cat([torch.linspace(-2.5, 3.0, 56, dtype=torch.float64), torch.tensor([0.0, 0.3873, -0.3873])])
+    z = prox(x, nonnegative)
+    if nonnegative:
+        assert bool((z >= 0).all())
+    for xi, zi in zip(x, z, strict=True):
+        best = float((0.5 * (grid - xi).square() + STEP * values).min())
+        mine = float(0.5 * (zi - xi) ** 2 + STEP * penalty(zi.reshape(1)).sum())
+        # the grid's own spacing bounds how far its best can sit above the true minimum
+        assert mine <= best + 1e-7, f"{name} at x={float(xi)}: {mine} > grid {best}"
+
+
+def test_nonconvex_penalties_are_zero_at_zero_and_their_proxes_threshold_small_inputs():
+    small = torch.tensor([0.05, -0.05], dtype=torch.float64)
+    for name, (prox, penalty) in NONCONVEX.items():
+        assert float(penalty(torch.zeros(1, dtype=torch.float64)).sum()) == 0.0, name
+        if name != "log":  # the log penalty's slope at 0 is lam / eps: also a threshold, but a larger input
+            assert torch.equal(prox(small, False), torch.zeros_like(small)), name
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: prox_mcp(torch.ones(2), 1.0, step=1.0, gamma=1.0), "gamma must be > step"),
+        (lambda: prox_scad(torch.ones(2), 1.0, step=1.0, a=2.0), "a must be > 1 \\+ step"),
+        (lambda: prox_cel0(torch.ones(2), 1.0, step=1.0, a=1.0), "a\\^2 \\* step must be < 1"),
+        (lambda: prox_l0(torch.ones(2), -1.0), "lam must be >= 0"),
+        (lambda: prox_l_half(torch.ones(2), 1.0, step=0.0), "step must be > 0"),
+        (lambda: prox_log(torch.ones(2), 1.0, eps=0.0), "eps must be > 0"),
+    ],
+)
+def test_nonconvex_prox_bad_arguments(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -140,3 +140,148 @@ def prox_nuclear(x: torch.Tensor, threshold: float) -> torch.Tensor:
     threshold = check_float("threshold", threshold, nonnegative=True)
     u, s, vh = torch.linalg.svd(x, full_matrices=False)
     return (u * torch.clamp(s - threshold, min=0.0).unsqueeze(-2)) @ vh
+
+
+# ----- penalties closer to l0 (non-convex; sparse coding beyond l1) ---------------------------
+# Each prox is the exact global minimizer of ``lam * h(z) + (z - x)^2 / (2 step)`` entry by entry
+# (tests/test_prox.py: grid search over z for every x). ``nonnegative=True`` restricts z >= 0: each
+# penalty is even and non-decreasing in |z|, so that prox is the unrestricted one of max(x, 0).
+
+
+def _sign_and_size(x: torch.Tensor, nonnegative: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if nonnegative:
+        x = x.clamp_min(0.0)
+    return torch.sign(x), x.abs()
+
+
+def penalty_l0(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
+    """``lam * #{x_i != 0}``."""
+    return lam * (x != 0).sum().to(x.dtype)
+
+
+def prox_l0(x: torch.Tensor, lam: float, step: float = 1.0, nonnegative: bool = False) -> torch.Tensor:
+    """Hard thresholding: ``x`` where ``|x| > sqrt(2 step lam)``, else 0 (0 at the tie)."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    sign, size = _sign_and_size(x, nonnegative)
+    return torch.where(size > (2 * step * lam) ** 0.5, sign * size, torch.zeros_like(x))
+
+
+def penalty_l_half(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
+    """``lam * sum |x_i|^(1/2)``."""
+    return lam * x.abs().sqrt().sum()
+
+
+def prox_l_half(x: torch.Tensor, lam: float, step: float = 1.0, nonnegative: bool = False) -> torch.Tensor:
+    """Half thresholding, the closed-form prox of ``lam * |z|^(1/2)`` (Xu, Chang, Xu & Zhang, "L1/2
+    regularization: a thresholding representation theory and a fast solver", IEEE TNNLS 2012),
+    with their ``t = 2 step lam``: zero below ``(54^(1/3) / 4) t^(2/3)``, above it the largest root of
+    the stationarity cubic, ``(2/3) x (1 + cos(2 pi / 3 - (2/3) arccos((t / 8) (|x| / 3)^(-3/2))))``."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    sign, size = _sign_and_size(x, nonnegative)
+    # Xu et al. solve (z - x)^2 + t |z|^(1/2): here (z - x)^2 / (2 step) + lam |z|^(1/2), so t = 2 step lam
+    t = 2 * step * lam
+    threshold = 54 ** (1 / 3) / 4 * t ** (2 / 3)
+    safe = size.clamp_min(max(threshold, torch.finfo(x.dtype).tiny))
+    phi = torch.arccos((t / 8 * (safe / 3) ** -1.5).clamp(-1.0, 1.0))
+    value = 2 / 3 * safe * (1 + torch.cos(2 * torch.pi / 3 - 2 / 3 * phi))
+    return torch.where(size > threshold, sign * value, torch.zeros_like(x))
+
+
+def penalty_mcp(x: torch.Tensor, lam: float = 1.0, gamma: float = 3.0) -> torch.Tensor:
+    """Minimax concave penalty (Zhang 2010): ``lam |x| - x^2 / (2 gamma)`` up to ``|x| = gamma lam``,
+    then the constant ``gamma lam^2 / 2``."""
+    size = x.abs()
+    return torch.where(
+        size <= gamma * lam, lam * size - size.square() / (2 * gamma), gamma * lam**2 / 2
+    ).sum()
+
+
+def prox_mcp(
+    x: torch.Tensor, lam: float, step: float = 1.0, gamma: float = 3.0, nonnegative: bool = False
+) -> torch.Tensor:
+    """Firm thresholding, the prox of the MCP (needs ``gamma > step``): 0 up to ``step lam``, then
+    ``(|x| - step lam) / (1 - step / gamma)`` up to ``gamma lam``, then ``x`` itself."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    if check_float("gamma", gamma, positive=True) <= step:
+        raise ValueError(
+            f"gamma must be > step for the MCP prox to be single-valued, got gamma={gamma}, step={step}"
+        )
+    sign, size = _sign_and_size(x, nonnegative)
+    middle = (size - step * lam).clamp_min(0.0) / (1 - step / gamma)
+    return sign * torch.where(size <= gamma * lam, middle, size)
+
+
+def penalty_scad(x: torch.Tensor, lam: float = 1.0, a: float = 3.7) -> torch.Tensor:
+    """SCAD (Fan & Li 2001): ``lam |x|`` up to ``lam``, a quadratic blend up to ``a lam``, then the
+    constant ``lam^2 (a + 1) / 2``."""
+    size = x.abs()
+    blend = (2 * a * lam * size - size.square() - lam**2) / (2 * (a - 1))
+    return torch.where(
+        size <= lam, lam * size, torch.where(size <= a * lam, blend, lam**2 * (a + 1) / 2)
+    ).sum()
+
+
+def prox_scad(
+    x: torch.Tensor, lam: float, step: float = 1.0, a: float = 3.7, nonnegative: bool = False
+) -> torch.Tensor:
+    """The SCAD prox (needs ``a > 1 + step``): soft thresholding by ``step lam`` up to
+    ``(1 + step) lam``, then ``((a - 1) |x| - a step lam) / (a - 1 - step)`` up to ``a lam``, then ``x``."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    if check_float("a", a, positive=True) <= 1 + step:
+        raise ValueError(
+            f"a must be > 1 + step for the SCAD prox to be single-valued, got a={a}, step={step}"
+        )
+    sign, size = _sign_and_size(x, nonnegative)
+    soft = (size - step * lam).clamp_min(0.0)
+    blend = ((a - 1) * size - a * step * lam) / (a - 1 - step)
+    return sign * torch.where(size <= (1 + step) * lam, soft, torch.where(size <= a * lam, blend, size))
+
+
+def penalty_log(x: torch.Tensor, lam: float = 1.0, eps: float = 0.1) -> torch.Tensor:
+    """``lam * sum log(1 + |x_i| / eps)``."""
+    return lam * torch.log1p(x.abs() / eps).sum()
+
+
+def prox_log(
+    x: torch.Tensor, lam: float, step: float = 1.0, eps: float = 0.1, nonnegative: bool = False
+) -> torch.Tensor:
+    """The prox of the log penalty: the best of 0 and the roots of ``z^2 + (eps - |x|) z + step lam
+    - |x| eps = 0`` (the stationarity condition on ``z > 0``), by the objective itself."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    eps = check_float("eps", eps, positive=True)
+    sign, size = _sign_and_size(x, nonnegative)
+    b = eps - size
+    discriminant = b.square() - 4 * (step * lam - size * eps)
+    root = ((-b + discriminant.clamp_min(0.0).sqrt()) / 2).clamp_min(0.0)
+    root = torch.where(discriminant >= 0, root, torch.zeros_like(root))
+
+    def objective(z):
+        return (z - size).square() / (2 * step) + lam * torch.log1p(z / eps)
+
+    return sign * torch.where(
+        objective(root) < objective(torch.zeros_like(size)), root, torch.zeros_like(size)
+    )
+
+
+def penalty_cel0(x: torch.Tensor, lam: float = 1.0, a: float = 1.0) -> torch.Tensor:
+    """CEL0, the continuous exact l0 relaxation for a column of norm ``a`` (Soubies, Blanc-Feraud &
+    Aubert, SIAM J. Imaging Sci. 2015): ``lam - (a^2 / 2) (|x| - sqrt(2 lam) / a)^2`` for
+    ``|x| <= sqrt(2 lam) / a``, else ``lam``."""
+    size = x.abs()
+    knee = (2 * lam) ** 0.5 / a
+    return torch.where(
+        size <= knee, lam - a**2 / 2 * (size - knee).square(), torch.full_like(size, lam)
+    ).sum()
+
+
+def prox_cel0(
+    x: torch.Tensor, lam: float, step: float = 1.0, a: float = 1.0, nonnegative: bool = False
+) -> torch.Tensor:
+    """The CEL0 prox (needs ``a^2 step < 1``): ``sign(x) min(|x|, max(0, (|x| - sqrt(2 lam) a step)
+    / (1 - a^2 step)))``."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    if check_float("a", a, positive=True) ** 2 * step >= 1:
+        raise ValueError(f"a^2 * step must be < 1 for the CEL0 prox, got a={a}, step={step}")
+    sign, size = _sign_and_size(x, nonnegative)
+    shrunk = ((size - (2 * lam) ** 0.5 * a * step) / (1 - a**2 * step)).clamp_min(0.0)
+    return sign * torch.minimum(size, shrunk)

@@ -189,6 +189,15 @@ def run_boolean(args) -> None:
         sys.stdout.flush()
 
 
+def _split(shape, fraction: float, seed: int) -> np.ndarray:
+    """True where observed: ``fraction`` of the entries hidden at random, every row and column kept."""
+    rng = np.random.default_rng(seed)
+    observed = rng.random(shape) >= fraction
+    observed[np.arange(shape[0]), rng.integers(shape[1], size=shape[0])] = True
+    observed[rng.integers(shape[0], size=shape[1]), np.arange(shape[1])] = True
+    return observed
+
+
 def nonnegative_tables() -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits, load_sample_images
     from sklearn.feature_extraction.image import extract_patches_2d
@@ -221,12 +230,7 @@ def run_nmf(args) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, X in nonnegative_tables().items():
         k = args.k
-        rng = np.random.default_rng(0)
-        observed = rng.random(X.shape) >= 0.1
-        for row in range(X.shape[0]):  # every row and column keeps an observed entry
-            observed[row, rng.integers(X.shape[1])] = True
-        for col in range(X.shape[1]):
-            observed[rng.integers(X.shape[0]), col] = True
+        observed = _split(X.shape, 0.1, 0)
         norm = np.linalg.norm(X)
         column_means = np.nanmean(np.where(observed, X, np.nan), 0)
         filled = np.where(observed, X, column_means)
@@ -266,15 +270,6 @@ def run_nmf(args) -> None:
                 f"| {data} | {k} | {method} | {setting} | {error:.4f} | {seconds:.2f} | {held_out(R):.4f} |"
             )
             sys.stdout.flush()
-
-
-def _split(shape, fraction: float, seed: int) -> np.ndarray:
-    """True where observed: ``fraction`` of the entries hidden at random, every row and column kept."""
-    rng = np.random.default_rng(seed)
-    observed = rng.random(shape) >= fraction
-    observed[np.arange(shape[0]), rng.integers(shape[1], size=shape[0])] = True
-    observed[rng.integers(shape[0], size=shape[1]), np.arange(shape[1])] = True
-    return observed
 
 
 def _low_rank_fill(filled: np.ndarray, k: int, method: str) -> np.ndarray:

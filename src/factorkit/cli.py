@@ -67,6 +67,10 @@ def _seed(text: str) -> int:
     return value
 
 
+# the options of `study paper` with their defaults: any other value for another study is refused
+PAPER_OPTIONS = {"budget": None, "figures": None, "ess": 200, "seeds": None, "plan_only": False}
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -114,7 +118,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--figures", default=None, help="paper: comma-separated figures to run (default: all eleven)"
     )
     study.add_argument(
-        "--ess", type=_positive_int, default=200, help="paper: effective sample size per G&C (cell, seed)"
+        "--ess",
+        type=_positive_int,
+        default=PAPER_OPTIONS["ess"],
+        help="paper: effective sample size per G&C (cell, seed)",
     )
     study.add_argument("--seeds", type=_positive_int, default=None, help="paper: seeds per point (default 8)")
     study.add_argument("--plan-only", action="store_true", help="paper: print the plan, run nothing")
@@ -624,11 +631,10 @@ def _cmd_study(args) -> None:
     from factorkit.experiments.presets import preset
     from factorkit.experiments.runner import run_study
 
-    paper_only = {"budget": None, "figures": None, "ess": 200, "seeds": None, "plan_only": False}
     if args.config == "paper":
         _cmd_study_paper(args)
         return
-    for name, default in paper_only.items():
+    for name, default in PAPER_OPTIONS.items():
         if getattr(args, name) != default:
             raise ValueError(f"--{name.replace('_', '-')} applies to 'factorkit study paper' only")
     args.scale = args.scale or "default"
@@ -655,9 +661,7 @@ def _cmd_study(args) -> None:
         dask_local=args.dask_local,
         shard_draws=args.shard_draws,
     )
-    # the report lists the commands that ran the study (a rerun that resumes appends its own)
-    with (out / "command.txt").open("a") as handle:
-        handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
+    _record_command(out, args)
     shards = f", {counts['shards_run']} shards run" if counts["shards_run"] else ""
     print(
         f"{config.name}: {counts['written']} runs written{shards}, {counts['skipped']} already done -> {out}"
@@ -668,8 +672,15 @@ def _cmd_study(args) -> None:
         (out / "report.html").unlink()
 
 
+def _record_command(folder: Path, args) -> None:
+    """Append the command line to ``folder/command.txt``: the report lists the commands that ran the
+    study (a rerun that resumes appends its own)."""
+    with (folder / "command.txt").open("a") as handle:
+        handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
+
+
 def _cmd_study_paper(args) -> None:
-    from factorkit.experiments.paper import paper_configs, plan_paper, write_index
+    from factorkit.experiments.paper import figure_folder, paper_configs, plan_paper, write_index
     from factorkit.experiments.runner import run_studies
 
     if args.executor != "process" or args.scheduler or args.dask_local or args.device != "cpu":
@@ -689,7 +700,7 @@ def _cmd_study_paper(args) -> None:
     if args.plan_only:
         return
     chosen = [c for c in configs if c.name in plan.figures]
-    folders = {c.name: out / c.name.removeprefix("paper-") for c in chosen}
+    folders = {c.name: figure_folder(out, c) for c in chosen}
     start = time.perf_counter()
     counts = run_studies(
         [(c, folders[c.name]) for c in chosen], workers=args.workers, shard_draws=args.shard_draws
@@ -697,8 +708,7 @@ def _cmd_study_paper(args) -> None:
     wall = time.perf_counter() - start
     for config, count in zip(chosen, counts, strict=True):
         folder = folders[config.name]
-        with (folder / "command.txt").open("a") as handle:
-            handle.write(shlex.join(["factorkit", *args.argv]) + "\n")
+        _record_command(folder, args)
         print(
             f"{config.name}: {count['written']} runs written ({count['shared']} computed once for several "
             f"figures), {count['reused']} copied from another figure, {count['skipped']} already done "

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from factorkit.experiments.config import Cell, StudyConfig
+from factorkit.experiments.config import StudyConfig
 from factorkit.experiments.presets import preset
 from factorkit.experiments.store import RESULTS_FILE, ResultStore
 
@@ -53,7 +53,8 @@ FIGURES = (
 # SMC settings of the auto sampler in the paper run: 8 runs of 500 particles to start (the spread
 # of 8 runs makes the ESS estimate usable), more runs while the ESS is below the target
 PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 8}
-PILOT_DRAWS = 2**15
+# draws of the planner's own pilot per G&C cell (each run's pilot is auto's PILOT_DRAWS)
+PLANNING_PILOT_DRAWS = 2**15
 GD_PROBE_STEPS = 50
 
 
@@ -96,6 +97,19 @@ class Plan:
         return "\n".join(self.lines)
 
 
+def figure_folder(out: Path, config: StudyConfig) -> Path:
+    """The study folder of a figure's config under ``OUT`` (``paper-width`` -> ``OUT/width``)."""
+    return Path(out) / config.name.removeprefix("paper-")
+
+
+def _stored_figures(configs: list[StudyConfig], out: Path):
+    """``(figure name, folder, config)`` of every figure that has a results store under ``out``."""
+    for config in configs:
+        folder = figure_folder(out, config)
+        if (folder / RESULTS_FILE).is_file():
+            yield folder.name, folder, config
+
+
 def _finished(folder: Path) -> set[str]:
     if not (folder / RESULTS_FILE).is_file():
         return set()
@@ -107,45 +121,52 @@ def _gc_cost(params: dict) -> float:
     """Expected core-seconds of one auto-sampler run of a G&C cell, measured on seed 0's problem.
 
     A timed rejection pilot gives ``V(eps)`` and the rejection cost; where SMC is the cheaper
-    choice, a timed SMC of 4 runs gives the seconds per run and the ESS per run, hence how many runs
-    the ESS target takes (the auto sampler adds runs ``runs`` at a time, up to ``16 * runs``):
-    deep leaky-ReLU cells measured 20x the evaluations of the level count alone.
+    choice (:func:`~factorkit.fit.auto.choose_sampler`, as the run will decide), a timed SMC of 4
+    runs gives the seconds per run and the ESS per run, hence how many runs the ESS target takes
+    (the auto sampler adds runs ``runs`` at a time, up to ``MAX_RUNS_FACTOR * runs``): deep
+    leaky-ReLU cells measured 20x the evaluations of the level count alone.
     """
     import warnings
 
     from factorkit.experiments.runner import _gc_setup
-    from factorkit.fit.auto import smc_cost
+    from factorkit.fit.auto import PILOT_DRAWS, choose_sampler
     from factorkit.fit.guess_check import guess_and_check
-    from factorkit.fit.smc import subset_simulation
+    from factorkit.fit.smc import MAX_RUNS_FACTOR, subset_simulation
 
     torch.set_num_threads(1)
     problem, model, prior = _gc_setup(params, 0, "cpu")
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
     pilot = guess_and_check(
-        problem, model, eps=params["eps"], prior=prior, max_evaluations=PILOT_DRAWS, **options
+        problem, model, eps=params["eps"], prior=prior, max_evaluations=PLANNING_PILOT_DRAWS, **options
     )
     rejection_rate = pilot.evaluations / max(time.perf_counter() - start, 1e-9)
-    volume = pilot.accepted / pilot.evaluations if pilot.accepted else 3.0 / pilot.evaluations
     target, runs = params["target_ess"], params["runs"]
-    rejection = target / volume / rejection_rate if pilot.accepted else math.inf
-    expected_smc = smc_cost(volume, params["particles"], runs, params["p0"], params["mcmc_steps"])
-    if pilot.accepted and target / volume <= min(expected_smc, params["draws"]):
-        return 2**16 / rejection_rate + rejection
+    smc_settings = {"p0": params["p0"], "mcmc_steps": params["mcmc_steps"]}
+    choice = choose_sampler(
+        pilot.accepted,
+        pilot.evaluations,
+        target_ess=target,
+        max_evaluations=params["draws"],
+        n_particles=params["particles"],
+        runs=runs,
+        **smc_settings,
+    )
+    # every run pays its own pilot of PILOT_DRAWS draws first
+    pilot_seconds = PILOT_DRAWS / rejection_rate
+    if choice.rejection:
+        return pilot_seconds + choice.rejection_draws / rejection_rate
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        smc_options = {
-            "p0": params["p0"],
-            "mcmc_steps": params["mcmc_steps"],
-            "max_evaluations": params["draws"],
-        }
-        smc_options |= {"n_particles": params["particles"], "runs": 4, "seed": 2, "keep_samples": False}
-        trial = subset_simulation(problem, model, eps=params["eps"], prior=prior, **smc_options)
+        trial = subset_simulation(problem, model, eps=params["eps"], prior=prior, runs=4, seed=2,
+                                  n_particles=params["particles"], max_evaluations=params["draws"],
+                                  keep_samples=False, **smc_settings)  # fmt: skip
     per_run = (time.perf_counter() - start) / 4
     ess_per_run = max(trial.extra["ess"], 1.0) / 4 if trial.reached_target else 0.0
-    needed = math.ceil(target / ess_per_run / runs) * runs if ess_per_run else 16 * runs
-    return 2**16 / rejection_rate + per_run * min(max(needed, runs), 16 * runs)
+    cap = MAX_RUNS_FACTOR * runs
+    needed = math.ceil(target / ess_per_run / runs) * runs if ess_per_run else cap
+    return pilot_seconds + per_run * min(max(needed, runs), cap)
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:
@@ -199,15 +220,13 @@ def plan_paper(
     start = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     counted: set[str] = set()  # run keys already costed (by an earlier figure, or finished)
-    gc_cache: dict[Cell, float] = {}
     gd_cache: dict = {}
     estimates = {}
     owner = {}  # GD run key -> the first figure that needs it
     gd_cells = []
     gc_runs = []  # (figure, cell, unfinished seeds)
     for config in configs:
-        folder = out / config.name.removeprefix("paper-")
-        finished = _finished(folder)
+        finished = _finished(figure_folder(out, config))
         estimates[config.name] = {"runs": 0, "gc": 0.0, "gd": 0.0, "longest": 0.0}
         for cell in config.cells():
             seeds = tuple(
@@ -223,9 +242,9 @@ def plan_paper(
                 gd_cells.append((cell, seeds))
                 owner.update({cell.key(s): config.name for s in seeds})
     cells = list(dict.fromkeys(cell for _, cell, _ in gc_runs))
-    gc_cache.update(zip(cells, _gc_costs([cell.params for cell in cells], workers), strict=True))
+    per_run = dict(zip(cells, _gc_costs([cell.params for cell in cells], workers), strict=True))
     for figure, cell, seeds in gc_runs:
-        estimates[figure]["gc"] += gc_cache[cell] * seeds
+        estimates[figure]["gc"] += per_run[cell] * seeds
     # GD batches as the runner forms them, across figures; each batch's time is shared by its rows
     for job in _gd_jobs(gd_cells):
         seconds = _gd_cost(job, gd_cache)
@@ -238,20 +257,20 @@ def plan_paper(
     # a figure's wall time on `workers` cores: its work spread evenly, but never less than its
     # longest GD batch (one process trains it)
     chosen, deferred, expected = [], [], planning
-    minimum = None
-    for config in configs:
+    minimum = planning
+    for index, config in enumerate(configs):
         e = estimates[config.name]
         seconds = max((e["gc"] + e["gd"]) / workers, e["longest"])
-        if minimum is None:
+        if index == 0:
             minimum = planning + seconds
-        if budget_minutes is None or expected + seconds <= budget_minutes * 60 or not chosen and not deferred:
-            if budget_minutes is not None and expected + seconds > budget_minutes * 60:
-                break  # the first figure does not fit: refused below
+        if budget_minutes is None or expected + seconds <= budget_minutes * 60:
             chosen.append(config.name)
             expected += seconds
+        elif index == 0:
+            break  # the first figure does not fit: the caller refuses, naming the minimum
         else:
             deferred.append(config.name)
-    plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum or planning)
+    plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum)
     lines = [f"planned in {planning:.0f} s on {workers} worker(s): a rejection pilot (and where SMC wins, "
              "a 4-run SMC) of every unfinished G&C cell, timed steps of every GD batch"]  # fmt: skip
     for config in configs:
@@ -274,17 +293,14 @@ def timing_table(configs: list[StudyConfig], out: Path) -> list[dict]:
     from factorkit.experiments.report import study_rows
 
     table = []
-    for config in configs:
-        folder = out / config.name.removeprefix("paper-")
-        if not (folder / RESULTS_FILE).is_file():
-            continue
+    for figure, folder, config in _stored_figures(configs, out):
         rows = study_rows(folder)
         gc = [r for r in rows if r["method"] == "gc"]
         gd = [r for r in rows if r["method"] == "gd"]
         ess = np.array([r["ess"] or 0.0 for r in gc]) if gc else np.zeros(0)
         table.append(
             {
-                "figure": config.name.removeprefix("paper-"),
+                "figure": figure,
                 "eps": sorted({r["eps"] for r in gc}),
                 "gc_runs": len(gc),
                 "rejection": sum(r["sampler"] == "rejection" for r in gc),
@@ -306,12 +322,10 @@ def trend_summary(configs: list[StudyConfig], out: Path) -> list[dict]:
     from factorkit.experiments.report import study_metric, study_rows, trend_tests
 
     summary = []
-    for config in configs:
-        folder = out / config.name.removeprefix("paper-")
-        if not (folder / RESULTS_FILE).is_file():
-            continue
-        for test in trend_tests(study_rows(folder), study_metric(folder)):
-            summary.append({"figure": config.name.removeprefix("paper-"), **test})
+    for figure, folder, _ in _stored_figures(configs, out):
+        summary += [
+            {"figure": figure, **test} for test in trend_tests(study_rows(folder), study_metric(folder))
+        ]
     return summary
 
 

@@ -752,8 +752,8 @@ def run_studies(
 
         # rows one folder holds and another needs: copied, not recomputed
         missing = set().union(*(keys - done for keys, done in zip(wanted, finished, strict=True)))
-        for store in stores:
-            for row in store.rows() if missing & store.finished_keys() else ():
+        for store, done in zip(stores, finished, strict=True):
+            for row in store.rows() if missing & done else ():
                 if row["key"] in missing:
                     row = {k: v for k, v in row.items() if k not in ("versions", "finished_at")}
                     deliver(row, reused=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 from factorkit._choices import SAMPLERS
 from factorkit._validation import check_choice, check_float, check_int
@@ -24,12 +25,50 @@ from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
 PILOT_SEED_OFFSET = 7_000_001
+PILOT_DRAWS = 2**16
 
 
 def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:
     """Loss evaluations of ``runs`` subset-simulation runs down to prior volume ``volume``."""
     levels = max(1, math.ceil(math.log(volume) / math.log(p0)))
     return runs * n_particles * (1 + mcmc_steps * levels)
+
+
+@dataclass(frozen=True)
+class SamplerChoice:
+    """What a pilot of ``draws`` prior draws with ``accepted`` acceptances says (:func:`choose_sampler`)."""
+
+    volume: float
+    """``V(eps)``: the pilot's acceptance rate, or its 95% upper bound ``3 / draws`` with none."""
+    rejection_draws: float
+    smc_evaluations: float
+    rejection: bool
+    reason: str
+
+
+def choose_sampler(
+    accepted: int,
+    draws: int,
+    *,
+    target_ess: float,
+    max_evaluations: int,
+    n_particles: int,
+    runs: int,
+    p0: float,
+    mcmc_steps: int,
+) -> SamplerChoice:
+    """Rejection when the pilot accepted something and ``target_ess / V`` draws cost no more than
+    SMC's expected evaluations and fit in ``max_evaluations``; SMC otherwise."""
+    volume = accepted / draws if accepted else 3.0 / draws
+    rejection_draws = target_ess / volume
+    smc_evaluations = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
+    rejection = bool(accepted) and rejection_draws <= min(smc_evaluations, max_evaluations)
+    reason = (
+        f"rejection expects {rejection_draws:.3g} draws"
+        + ("" if accepted else " (none accepted in the pilot)")
+        + f", SMC {smc_evaluations:.3g} evaluations"
+    )
+    return SamplerChoice(volume, rejection_draws, smc_evaluations, rejection, reason)
 
 
 def auto_sample(
@@ -40,7 +79,7 @@ def auto_sample(
     prior="gaussian",
     target_ess: float = 200,
     max_evaluations: int = 100_000_000,
-    pilot: int = 2**16,
+    pilot: int = PILOT_DRAWS,
     n_particles: int = 500,
     runs: int = 8,
     p0: float = 0.1,
@@ -98,19 +137,17 @@ def auto_sample(
         backend=backend,
         progress=False,
     )
-    # with no acceptance, V is below ~3 / pilot (the 95% upper bound)
-    volume = trial.accepted / trial.evaluations if trial.accepted else 3.0 / trial.evaluations
-    rejection_cost = target_ess / volume
-    expected_smc = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
-    if trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
-        reason = f"rejection expects {rejection_cost:.3g} draws, SMC {expected_smc:.3g} evaluations"
-    else:
-        reason = (
-            f"rejection expects {rejection_cost:.3g} draws"
-            + (" (none accepted in the pilot)" if not trial.accepted else "")
-            + f", SMC {expected_smc:.3g} evaluations"
-        )
-    if trial.accepted and rejection_cost <= min(expected_smc, max_evaluations):
+    choice = choose_sampler(
+        trial.accepted,
+        trial.evaluations,
+        target_ess=target_ess,
+        max_evaluations=max_evaluations,
+        n_particles=n_particles,
+        runs=runs,
+        p0=p0,
+        mcmc_steps=mcmc_steps,
+    )
+    if choice.rejection:
         result = guess_and_check(
             problem,
             model,
@@ -144,9 +181,9 @@ def auto_sample(
     result.extra["pilot"] = {
         "draws": trial.evaluations,
         "accepted": trial.accepted,
-        "rejection_draws": rejection_cost,
-        "smc_evaluations": expected_smc,
-        "reason": reason,
+        "rejection_draws": choice.rejection_draws,
+        "smc_evaluations": choice.smc_evaluations,
+        "reason": choice.reason,
     }
     return result
 

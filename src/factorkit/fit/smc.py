@@ -47,6 +47,8 @@ from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
 MIN_ACCEPTANCE = 0.05
+# the min_ess extension stops at this many times the initial runs unless max_runs says otherwise
+MAX_RUNS_FACTOR = 16
 
 
 def _latent_to_W(model, prior, latent):
@@ -240,7 +242,7 @@ def subset_simulation(
     max_levels = check_int("max_levels", max_levels)
     if min_ess is not None:
         min_ess = check_float("min_ess", min_ess, positive=True)
-    max_runs = 16 * runs if max_runs is None else check_int("max_runs", max_runs)
+    max_runs = MAX_RUNS_FACTOR * runs if max_runs is None else check_int("max_runs", max_runs)
     if total_evaluations is not None:
         total_evaluations = check_int("total_evaluations", total_evaluations)
     prior = resolve_prior(prior, problem)

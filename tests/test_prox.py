@@ -13,6 +13,7 @@ from factorkit.prox import (
     penalty_group_l2,
     penalty_l1,
     penalty_log,
+    penalty_lq,
     penalty_mcp,
     penalty_scad,
     prox_box,
@@ -24,6 +25,7 @@ from factorkit.prox import (
     prox_l1,
     prox_l_half,
     prox_log,
+    prox_lq,
     prox_mcp,
     prox_nonnegative,
     prox_nuclear,
@@ -193,6 +195,10 @@ NONCONVEX = {
             lambda z: _entries(penalty_log, z, LAM, 0.1)),
     "cel0": (lambda x, nn: prox_cel0(x, LAM, STEP, a=1.2, nonnegative=nn),
              lambda z: _entries(penalty_cel0, z, LAM, 1.2)),
+    "lq_0.2": (lambda x, nn: prox_lq(x, LAM, STEP, q=0.2, nonnegative=nn),
+               lambda z: _entries(penalty_lq, z, LAM, 0.2)),
+    "lq_0.8": (lambda x, nn: prox_lq(x, LAM, STEP, q=0.8, nonnegative=nn),
+               lambda z: _entries(penalty_lq, z, LAM, 0.8)),
 }  # fmt: skip
 
 
@@ -237,8 +243,18 @@ def test_nonconvex_penalties_are_zero_at_zero_and_their_proxes_threshold_small_i
         (lambda: prox_l0(torch.ones(2), -1.0), "lam must be >= 0"),
         (lambda: prox_l_half(torch.ones(2), 1.0, step=0.0), "step must be > 0"),
         (lambda: prox_log(torch.ones(2), 1.0, eps=0.0), "eps must be > 0"),
+        (lambda: prox_lq(torch.ones(2), 1.0, q=1.0), "q must be in \\[0, 1\\)"),
+        (lambda: prox_lq(torch.ones(2), 1.0, q=-0.1), "q must be >= 0"),
     ],
 )
 def test_nonconvex_prox_bad_arguments(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_lq_prox_agrees_with_the_closed_forms_at_q_0_and_one_half():
+    """The Newton-based l_q prox against the two closed forms it generalizes (independent code)."""
+    x = torch.linspace(-3, 3, 1201, dtype=torch.float64)
+    torch.testing.assert_close(prox_lq(x, 0.7, 0.4, q=0.5), prox_l_half(x, 0.7, 0.4), rtol=1e-12, atol=1e-12)
+    assert torch.equal(prox_lq(x, 0.7, 0.4, q=0.0), prox_l0(x, 0.7, 0.4))
+    assert float(penalty_lq(torch.tensor([0.0, 2.0, -1.0]), 1.0, q=0.0)) == 2.0

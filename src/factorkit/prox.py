@@ -187,6 +187,52 @@ def prox_l_half(x: torch.Tensor, lam: float, step: float = 1.0, nonnegative: boo
     return torch.where(size > threshold, sign * value, torch.zeros_like(x))
 
 
+def penalty_lq(x: torch.Tensor, lam: float = 1.0, q: float = 0.5) -> torch.Tensor:
+    """``lam * sum |x_i|^q`` for ``0 <= q < 1`` (``q = 0``: the count of non-zeros, ``0^0 = 0``)."""
+    q = _check_q(q)
+    if q == 0:
+        return penalty_l0(x, lam)
+    return lam * x.abs().pow(q).sum()
+
+
+def _check_q(q: float) -> float:
+    q = check_float("q", q, nonnegative=True)
+    if q >= 1:
+        raise ValueError(f"q must be in [0, 1) for the l_q penalty (q = 1 is l1: use prox_l1), got {q}")
+    return q
+
+
+LQ_NEWTON_STEPS = 40
+
+
+def prox_lq(
+    x: torch.Tensor, lam: float, step: float = 1.0, q: float = 0.5, nonnegative: bool = False
+) -> torch.Tensor:
+    """The prox of ``lam * |z|^q``, ``0 <= q < 1``, for any ``q`` (``q = 0`` and ``1/2`` are
+    :func:`prox_l0` and :func:`prox_l_half`). With ``s = step lam``, the minimizer is 0 below
+    ``tau = (2 - q) / (2 - 2q) * (2 s (1 - q))^(1 / (2 - q))`` (Marjanovic & Solo, "On l_q
+    optimization and matrix completion", IEEE TSP 2012, Theorem 1) and above it the larger root of
+    ``z + s q z^(q - 1) = |x|``: that function is convex on ``z > 0``, so Newton's method from
+    ``z = |x|`` (right of the root) decreases monotonically onto it. Ties at ``tau`` go to 0."""
+    lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
+    q = _check_q(q)
+    if q == 0:
+        return prox_l0(x, lam, step, nonnegative)
+    sign, size = _sign_and_size(x, nonnegative)
+    s = step * lam
+    if s == 0:
+        return sign * size
+    tau = (2 - q) / (2 - 2 * q) * (2 * s * (1 - q)) ** (1 / (2 - q))
+    # the root lies in [beta, |x|], beta = (s q (1 - q))^(1 / (2 - q)) the minimum of z + s q z^(q-1)
+    beta = (s * q * (1 - q)) ** (1 / (2 - q))
+    z = size.clamp_min(beta)
+    for _ in range(LQ_NEWTON_STEPS):
+        value = z + s * q * z.pow(q - 1) - size
+        slope = 1 - s * q * (1 - q) * z.pow(q - 2)
+        z = torch.maximum(z - value / slope.clamp_min(torch.finfo(x.dtype).tiny), torch.full_like(z, beta))
+    return torch.where(size > tau, sign * z, torch.zeros_like(x))
+
+
 def penalty_mcp(x: torch.Tensor, lam: float = 1.0, gamma: float = 3.0) -> torch.Tensor:
     """Minimax concave penalty (Zhang 2010): ``lam |x| - x^2 / (2 gamma)`` up to ``|x| = gamma lam``,
     then the constant ``gamma lam^2 / 2``."""

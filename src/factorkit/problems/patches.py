@@ -1,0 +1,64 @@
+"""Whitened natural-image patches from the photographs that ship with scikit-learn (nothing downloaded).
+
+The images (``sklearn.datasets.load_sample_images``: ``china.jpg`` and ``flower.jpg``, 427 x 640)
+are turned to grey levels, whitened by the filter of Olshausen & Field ("Sparse coding with an
+overcomplete basis set: a strategy employed by V1?", Vision Research 1997): in the frequency
+domain ``R(f) = |f| exp(-(|f| / f0)^4)`` with ``f0`` at 40% of the Nyquist frequency, which
+flattens the ``1/f`` amplitude spectrum of natural images and removes the highest frequencies,
+and each image is scaled to unit variance. Patches are drawn at random positions (seeded), their
+mean (the DC component) is removed, and the whole set is scaled to unit variance per pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from factorkit._validation import check_float, check_int
+
+
+def whiten_image(image: np.ndarray, cutoff: float = 0.4) -> np.ndarray:
+    """The Olshausen-Field whitening of a grey image (2-D array), scaled to unit variance."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 2:
+        raise ValueError(f"image must be a 2-D grey image, got shape {image.shape}")
+    cutoff = check_float("cutoff", cutoff, positive=True, upper=1.0)
+    rows, cols = image.shape
+    fy = np.fft.fftfreq(rows)[:, None]
+    fx = np.fft.fftfreq(cols)[None, :]
+    radius = np.sqrt(fx**2 + fy**2)
+    f0 = cutoff * 0.5  # a fraction of the Nyquist frequency (0.5 cycles per pixel)
+    spectrum = np.fft.fft2(image - image.mean()) * radius * np.exp(-((radius / f0) ** 4))
+    white = np.real(np.fft.ifft2(spectrum))
+    return white / white.std()
+
+
+def natural_patches(
+    size: int = 8, n_patches: int = 100_000, *, whiten: bool = True, seed: int = 0, dtype=np.float32
+) -> np.ndarray:
+    """``n_patches`` random ``size x size`` patches (rows of length ``size^2``) of the two sample
+    images, whitened (see the module docstring), DC removed, unit variance per pixel."""
+    from sklearn.datasets import load_sample_images
+
+    size = check_int("size", size, minimum=2)
+    n_patches = check_int("n_patches", n_patches, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    images = []
+    for rgb in load_sample_images().images:
+        grey = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        images.append(whiten_image(grey) if whiten else (grey - grey.mean()) / grey.std())
+    if any(min(image.shape) < size for image in images):
+        raise ValueError(f"size must be at most the images' smaller side {min(images[0].shape)}, got {size}")
+    rng = np.random.default_rng(seed)
+    which = rng.integers(len(images), size=n_patches)
+    patches = np.empty((n_patches, size * size))
+    for index, image in enumerate(images):
+        picked = np.flatnonzero(which == index)
+        top = rng.integers(image.shape[0] - size + 1, size=picked.size)
+        left = rng.integers(image.shape[1] - size + 1, size=picked.size)
+        offsets = np.arange(size)
+        rows = top[:, None, None] + offsets[None, :, None]
+        cols = left[:, None, None] + offsets[None, None, :]
+        patches[picked] = image[rows, cols].reshape(picked.size, -1)
+    patches -= patches.mean(axis=1, keepdims=True)
+    patches /= patches.std()
+    return patches.astype(dtype)

@@ -58,6 +58,7 @@ from factorkit.methods.nmf import _seed_of
 PENALTIES = ("l1", "l0", "lq", "l_half", "log", "mcp", "scad", "cel0")
 ALGORITHMS = ("fista", "omp")
 INITS = ("auto", "data", "l1")
+FULL_BATCH_UP_TO = 10_000  # batch_size='auto': full-batch learning up to this many samples
 # each penalty's shape parameters and their defaults (``penalty_params`` overrides them)
 PENALTY_PARAMS = {"lq": {"q": 0.5}, "log": {"eps": 0.1}, "mcp": {"gamma": 3.0}, "scad": {"a": 3.7}}
 OMP_CHUNK = 8192  # samples per OMP block: bounds the (chunk, k, K) gathered Gram rows
@@ -87,7 +88,9 @@ class Penalty:
             raise ValueError(f"penalty_params for penalty={name!r} takes {expected}; got unknown {unknown}")
         merged = {**allowed, **given}
         for key, value in merged.items():
-            merged[key] = check_float(f"penalty_params[{key!r}]", value, positive=key != "q", nonnegative=True)
+            merged[key] = check_float(
+                f"penalty_params[{key!r}]", value, positive=key != "q", nonnegative=True
+            )
         if name == "lq":
             proxes._check_q(merged["q"])
         return cls(name, alpha, merged, bool(nonnegative))
@@ -119,7 +122,11 @@ class Penalty:
         lo = 0.0
         for _ in range(60):
             mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if float(self.prox(torch.tensor([mid], dtype=torch.float64), 0.99)[0]) == 0 else (lo, mid)
+            lo, hi = (
+                (mid, hi)
+                if float(self.prox(torch.tensor([mid], dtype=torch.float64), 0.99)[0]) == 0
+                else (lo, mid)
+            )
         return lo
 
     def value(self, Z: torch.Tensor) -> float:
@@ -213,9 +220,13 @@ def omp_codes(X: torch.Tensor, D: torch.Tensor, n_nonzero_coefs: int) -> torch.T
             coefficients, info = torch.linalg.solve_ex(sub_gram, rhs)
             singular = info != 0
             if bool(singular.any()):  # an atom in the span of the chosen ones: least squares instead
-                coefficients[singular] = torch.linalg.lstsq(
-                    sub_gram[singular].cpu(), rhs[singular].cpu().unsqueeze(-1), driver="gelsd"
-                ).solution.squeeze(-1).to(X.device)
+                coefficients[singular] = (
+                    torch.linalg.lstsq(
+                        sub_gram[singular].cpu(), rhs[singular].cpu().unsqueeze(-1), driver="gelsd"
+                    )
+                    .solution.squeeze(-1)
+                    .to(X.device)
+                )
         codes[start : start + rows].scatter_(1, chosen, coefficients)
     return codes
 
@@ -252,11 +263,14 @@ def _encode(X, D, penalty: Penalty, algorithm: str, n_nonzero_coefs, Z0=None, ma
         return omp_codes(X, D, n_nonzero_coefs), 1
     return fista_codes(X, D, penalty, Z0=Z0, max_iter=max_iter, tol=tol)
 
+
 def _check_coding(algorithm, n_nonzero_coefs, n_atoms: int, n_features: int) -> int | None:
     algorithm = check_choice("algorithm", algorithm, ALGORITHMS)
     if algorithm != "omp":
         if n_nonzero_coefs is not None:
-            raise ValueError("n_nonzero_coefs is for algorithm='omp'; with 'fista' the penalty sets the sparsity")
+            raise ValueError(
+                "n_nonzero_coefs is for algorithm='omp'; with 'fista' the penalty sets the sparsity"
+            )
         return None
     if n_nonzero_coefs is None:  # scikit-learn's default for OMP
         return max(1, min(n_atoms, n_features // 10))
@@ -264,6 +278,11 @@ def _check_coding(algorithm, n_nonzero_coefs, n_atoms: int, n_features: int) -> 
     if count > n_atoms:
         raise ValueError(f"n_nonzero_coefs must be <= the number of atoms {n_atoms}, got {count}")
     return count
+
+
+def _coding_work(n_samples: int, n_atoms: int, n_features: int) -> float:
+    """Flops of one FISTA iteration (for the thread count, factorkit._threads)."""
+    return 2.0 * n_samples * n_atoms * (n_atoms + n_features)
 
 
 def _as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -303,10 +322,6 @@ class _CodingMixin:
         if not isinstance(self.positive_code, bool | np.bool_):
             raise TypeError(f"positive_code must be a bool, got {type(self.positive_code).__name__}")
         return Penalty.make(self.penalty, self.alpha, self.penalty_params, self.positive_code)
-
-    def _encode_tensor(self, X: torch.Tensor, D: torch.Tensor, penalty: Penalty, count, Z0=None):
-        with threads_for(2.0 * X.shape[0] * D.shape[0] * (D.shape[0] + D.shape[1])):
-            return _encode(X, D, penalty, self.algorithm, count, Z0, self._code_max_iter(), self._code_tol())
 
 
 class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -364,16 +379,15 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
         self.tol = tol
         self.device = device
 
-    def _code_max_iter(self) -> int:
-        return check_int("max_iter", self.max_iter, minimum=1)
-
-    def _code_tol(self) -> float:
-        return check_float("tol", self.tol, nonnegative=True)
+    def _precision(self) -> tuple[int, float]:
+        return check_int("max_iter", self.max_iter), check_float("tol", self.tol, nonnegative=True)
 
     def _dictionary(self) -> np.ndarray:
         D = np.asarray(self.dictionary)
         if D.ndim != 2 or D.shape[0] < 1 or D.shape[1] < 1:
-            raise ValueError(f"dictionary must be a 2-D array (n_atoms >= 1, n_features >= 1), got shape {D.shape}")
+            raise ValueError(
+                f"dictionary must be a 2-D array (n_atoms >= 1, n_features >= 1), got shape {D.shape}"
+            )
         if not np.issubdtype(D.dtype, np.floating) and not np.issubdtype(D.dtype, np.integer):
             raise TypeError(f"dictionary must hold real numbers, got dtype {D.dtype}")
         if not np.isfinite(D).all():
@@ -407,7 +421,10 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
                 raise ValueError(f"init must have shape {(X.shape[0], D.shape[0])}, got {Z0.shape}")
             Z0 = _as_tensor(Z0, device)
         with torch.inference_mode():
-            codes, self.n_iter_ = self._encode_tensor(X_t, D_t, penalty, count, Z0)
+            with threads_for(_coding_work(X_t.shape[0], D_t.shape[0], D_t.shape[1])):
+                codes, self.n_iter_ = _encode(
+                    X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision()
+                )
         return codes.cpu().numpy()
 
     def transform(self, X) -> np.ndarray:
@@ -445,8 +462,10 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         The number of atoms ``K`` (``None``: ``n_features``); ``K > n_features`` is overcomplete.
     penalty, alpha, penalty_params, positive_code, algorithm, n_nonzero_coefs
         The coding, as in :class:`SparseCoder` (used by ``fit`` and ``transform`` alike).
-    batch_size : int or None
+    batch_size : int, 'auto' or None
         Samples per mini-batch (online learning); ``None``, or at least ``n_samples``: full batch.
+        ``'auto'``: full batch up to :data:`FULL_BATCH_UP_TO` samples, else 1024 (online learning
+        from random atoms stalls on small sets, where a full pass is cheap: see ``tol``).
     init : {'auto', 'data', 'l1'} or array (K, n_features)
         The starting atoms. ``'data'``: random samples of ``X``, normalized. ``'l1'``: those, then
         a first learning run under the l1 penalty with the same dead zone (the largest input the
@@ -465,7 +484,11 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
     max_no_improvement : int or None
         Online: stop after this many mini-batches without improving the exponentially weighted
         batch objective, after the first epoch (scikit-learn's rule; ``None`` turns it off).
-    code_max_iter, code_tol : FISTA's iteration cap and tolerance per coding.
+    code_max_iter, code_tol : FISTA's iteration cap and tolerance per coding while learning
+        (inexact codes suffice there: 25 iterations reach scikit-learn's objective on natural
+        patches sooner than exact codes do, ``benchmarks/bench_dictionary.py``).
+    transform_max_iter, transform_tol : the same for :meth:`transform` and the codes
+        :meth:`fit_transform` returns.
     random_state : int, RandomState or None
         Seeds the initial atoms (random samples of ``X``, normalized), the mini-batch order and
         the replacement of unused atoms.
@@ -503,13 +526,15 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         positive_code: bool = False,
         algorithm: str = "fista",
         n_nonzero_coefs: int | None = None,
-        batch_size: int | None = 1024,
+        batch_size: int | str | None = "auto",
         init="auto",
         max_iter: int = 100,
         tol: float = 1e-3,
         max_no_improvement: int | None = 10,
-        code_max_iter: int = 200,
+        code_max_iter: int = 25,
         code_tol: float = 1e-3,
+        transform_max_iter: int = 1000,
+        transform_tol: float = 1e-4,
         random_state=0,
         device: str = "cpu",
         verbose: int = 0,
@@ -528,15 +553,17 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         self.max_no_improvement = max_no_improvement
         self.code_max_iter = code_max_iter
         self.code_tol = code_tol
+        self.transform_max_iter = transform_max_iter
+        self.transform_tol = transform_tol
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
 
-    def _code_max_iter(self) -> int:
-        return check_int("code_max_iter", self.code_max_iter, minimum=1)
-
-    def _code_tol(self) -> float:
-        return check_float("code_tol", self.code_tol, nonnegative=True)
+    def _precision(self) -> tuple[int, float]:
+        """FISTA's cap and tolerance while learning."""
+        return check_int("code_max_iter", self.code_max_iter), check_float(
+            "code_tol", self.code_tol, nonnegative=True
+        )
 
     def _check_params(self, n_samples: int, n_features: int) -> tuple[Penalty, int, int | None, int | None]:
         n_atoms = n_features if self.n_components is None else check_int("n_components", self.n_components)
@@ -544,9 +571,15 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         count = _check_coding(self.algorithm, self.n_nonzero_coefs, n_atoms, n_features)
         check_int("max_iter", self.max_iter, minimum=1)
         check_float("tol", self.tol, nonnegative=True)
-        self._code_max_iter(), self._code_tol()
+        self._precision()
         check_int("verbose", self.verbose, minimum=0)
-        batch = None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1)
+        if isinstance(self.batch_size, str):
+            check_choice("batch_size", self.batch_size, ("auto",))
+            batch = None if n_samples <= FULL_BATCH_UP_TO else 1024
+        else:
+            batch = None if self.batch_size is None else check_int("batch_size", self.batch_size, minimum=1)
+        check_int("transform_max_iter", self.transform_max_iter, minimum=1)
+        check_float("transform_tol", self.transform_tol, nonnegative=True)
         if self.max_no_improvement is not None:
             check_int("max_no_improvement", self.max_no_improvement, minimum=1)
         if batch is not None and batch >= n_samples:
@@ -573,8 +606,7 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
             if warm_up is not None:  # the non-convex penalties start from the l1 dictionary
                 D, Z = self._learn(X_t, D, warm_up, None, batch, generator, "l1 warm-up")
             D, Z = self._learn(X_t, D, penalty, count, batch, generator, "fit", Z)
-            if Z is None:
-                Z, _ = self._encode_tensor(X_t, D, penalty, count)
+            Z, _ = self._transform_codes(X_t, D, penalty, count, Z)
         self.components_ = D.cpu().numpy()
         del self._started
         return Z.cpu().numpy()
@@ -585,7 +617,9 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         if not isinstance(init, str):
             D = np.asarray(init)
             if D.shape != (n_atoms, X.shape[1]):
-                raise ValueError(f"init must be 'auto', 'data', 'l1' or an array of shape {(n_atoms, X.shape[1])}")
+                raise ValueError(
+                    f"init must be 'auto', 'data', 'l1' or an array of shape {(n_atoms, X.shape[1])}"
+                )
             if not np.isfinite(D).all() or (np.linalg.norm(D, axis=1) == 0).any():
                 raise ValueError("init must be finite with no all-zero atom")
             D = torch.from_numpy(np.array(D, dtype=X.cpu().numpy().dtype)).to(X.device)
@@ -622,8 +656,8 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         algorithm = self.algorithm if phase == "fit" else "fista"
         previous, stopped = math.inf, "max_iter"
         for iteration in range(1, self.max_iter + 1):
-            with threads_for(2.0 * X.shape[0] * D.shape[0] * (D.shape[0] + D.shape[1])):
-                Z, _ = _encode(X, D, penalty, algorithm, count, Z, self._code_max_iter(), self._code_tol())
+            with threads_for(_coding_work(*X.shape[:1], *D.shape)):
+                Z, _ = _encode(X, D, penalty, algorithm, count, Z, *self._precision())
             D = update_dictionary(D, Z.T @ Z, Z.T @ X, X, generator)
             value = objective(X, Z, D, penalty)
             if previous - value <= self.tol * abs(value):
@@ -652,8 +686,8 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
             at_start = D
             for start in range(0, n_samples - batch + 1, batch):  # whole batches only
                 Xb = X[order[start : start + batch]]
-                with threads_for(2.0 * batch * n_atoms * (n_atoms + X.shape[1])):
-                    Zb, _ = _encode(Xb, D, penalty, algorithm, count, None, self._code_max_iter(), self._code_tol())
+                with threads_for(_coding_work(batch, *D.shape)):
+                    Zb, _ = _encode(Xb, D, penalty, algorithm, count, None, *self._precision())
                 # Mairal et al. (2010), section 3.4: past statistics forgotten as theta grows
                 theta = (step + 1) * batch if step < batch - 1 else batch**2 + step + 1 - batch
                 beta = (theta + 1 - batch) / (theta + 1)
@@ -662,7 +696,9 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
                 cost = objective(Xb, Zb, D, penalty)
                 D = update_dictionary(D, A, B, Xb, generator)
                 step += 1
-                if step <= min(100, n_samples / batch):  # the first epoch (or 100 steps) only warms the average
+                if step <= min(
+                    100, n_samples / batch
+                ):  # the first epoch (or 100 steps) only warms the average
                     continue
                 smoothed = cost if smoothed is None else smoothed * (1 - weight) + cost * weight
                 if smoothed < best:
@@ -692,8 +728,14 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
         penalty, _, count, _ = self._check_params(*X.shape)
         D = _as_tensor(self.components_.astype(X.dtype, copy=False), resolve_device(self.device))
         with torch.inference_mode():
-            Z, _ = self._encode_tensor(_as_tensor(X, D.device), D, penalty, count)
+            Z, _ = self._transform_codes(_as_tensor(X, D.device), D, penalty, count)
         return Z.cpu().numpy()
+
+    def _transform_codes(self, X, D, penalty, count, Z0=None):
+        with threads_for(_coding_work(X.shape[0], *D.shape)):
+            return _encode(
+                X, D, penalty, self.algorithm, count, Z0, self.transform_max_iter, self.transform_tol
+            )
 
     def inverse_transform(self, X) -> np.ndarray:
         """``codes @ components_``."""

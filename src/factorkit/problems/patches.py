@@ -3,7 +3,8 @@
 The images (``sklearn.datasets.load_sample_images``: ``china.jpg`` and ``flower.jpg``, 427 x 640)
 are turned to grey levels, whitened by the filter of Olshausen & Field ("Sparse coding with an
 overcomplete basis set: a strategy employed by V1?", Vision Research 1997): in the frequency
-domain ``R(f) = |f| exp(-(|f| / f0)^4)`` with ``f0`` at 40% of the Nyquist frequency, which
+domain ``R(f) = |f| exp(-(|f| / f0)^4)`` with ``f0 = 0.4`` cycles per pixel (their 200 cycles
+per 512-pixel picture), which
 flattens the ``1/f`` amplitude spectrum of natural images and removes the highest frequencies,
 and each image is scaled to unit variance. Patches are drawn at random positions (seeded), their
 mean (the DC component) is removed, and the whole set is scaled to unit variance per pixel.
@@ -17,17 +18,17 @@ from factorkit._validation import check_float, check_int
 
 
 def whiten_image(image: np.ndarray, cutoff: float = 0.4) -> np.ndarray:
-    """The Olshausen-Field whitening of a grey image (2-D array), scaled to unit variance."""
+    """The Olshausen-Field whitening of a grey image (2-D array), scaled to unit variance;
+    ``cutoff``: ``f0`` in cycles per pixel (at most 0.5, the Nyquist frequency)."""
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"image must be a 2-D grey image, got shape {image.shape}")
-    cutoff = check_float("cutoff", cutoff, positive=True, upper=1.0)
+    cutoff = check_float("cutoff", cutoff, positive=True, upper=0.5)
     rows, cols = image.shape
     fy = np.fft.fftfreq(rows)[:, None]
     fx = np.fft.fftfreq(cols)[None, :]
     radius = np.sqrt(fx**2 + fy**2)
-    f0 = cutoff * 0.5  # a fraction of the Nyquist frequency (0.5 cycles per pixel)
-    spectrum = np.fft.fft2(image - image.mean()) * radius * np.exp(-((radius / f0) ** 4))
+    spectrum = np.fft.fft2(image - image.mean()) * radius * np.exp(-((radius / cutoff) ** 4))
     white = np.real(np.fft.ifft2(spectrum))
     return white / white.std()
 

@@ -179,7 +179,9 @@ def test_online_learning_lowers_the_objective_and_is_reproducible():
     X, _ = planted(n=6000, seed=1)
     model = DictionaryLearning(20, alpha=0.05, batch_size=500, random_state=3, max_iter=5)
     Z = model.fit_transform(X)
-    start = DictionaryLearning(20, alpha=0.05, batch_size=500, random_state=3, max_iter=1, max_no_improvement=1)
+    start = DictionaryLearning(
+        20, alpha=0.05, batch_size=500, random_state=3, max_iter=1, max_no_improvement=1
+    )
     penalty = Penalty.make("l1", 0.05)
     as_t = [torch.from_numpy(a) for a in (X, Z, model.components_)]
     assert objective(*as_t, penalty) < model.history_[0]["objective"]
@@ -202,7 +204,11 @@ def test_float32_in_float32_out_and_transform_round_trip():
     ("make", "error", "match"),
     [
         (lambda: DictionaryLearning(0).fit(np.ones((5, 3))), ValueError, "n_components must be >= 1"),
-        (lambda: DictionaryLearning(2, penalty="l3").fit(np.ones((5, 3))), ValueError, "penalty must be one of"),
+        (
+            lambda: DictionaryLearning(2, penalty="l3").fit(np.ones((5, 3))),
+            ValueError,
+            "penalty must be one of",
+        ),
         (
             lambda: DictionaryLearning(2, penalty="lq", penalty_params={"q": 1.5}).fit(np.ones((5, 3))),
             ValueError,
@@ -218,18 +224,40 @@ def test_float32_in_float32_out_and_transform_round_trip():
             ValueError,
             "n_nonzero_coefs is for algorithm='omp'",
         ),
-        (lambda: DictionaryLearning(2).fit(np.array([[1.0, np.nan], [0.0, 1.0]])), ValueError, "Input X contains NaN"),
+        (
+            lambda: DictionaryLearning(2).fit(np.array([[1.0, np.nan], [0.0, 1.0]])),
+            ValueError,
+            "Input X contains NaN",
+        ),
         (lambda: DictionaryLearning(2, alpha=-1).fit(np.ones((5, 3))), ValueError, "alpha must be >= 0"),
-        (lambda: DictionaryLearning(2, init=np.ones((3, 3))).fit(np.ones((5, 3))), ValueError, "init must be"),
-        (lambda: DictionaryLearning(2, batch_size="big").fit(np.ones((5, 3))), ValueError, "batch_size must be"),
-        (lambda: DictionaryLearning(2, positive_code=1).fit(np.ones((5, 3))), TypeError, "positive_code must be a bool"),
+        (
+            lambda: DictionaryLearning(2, init=np.ones((3, 3))).fit(np.ones((5, 3))),
+            ValueError,
+            "init must be",
+        ),
+        (
+            lambda: DictionaryLearning(2, batch_size="big").fit(np.ones((5, 3))),
+            ValueError,
+            "batch_size must be",
+        ),
+        (
+            lambda: DictionaryLearning(2, positive_code=1).fit(np.ones((5, 3))),
+            TypeError,
+            "positive_code must be a bool",
+        ),
         (lambda: SparseCoder(np.ones((2, 3))).transform(np.ones((4, 5))), ValueError, "features"),
         (
-            lambda: SparseCoder(np.ones((2, 3)), algorithm="omp", n_nonzero_coefs=3).transform(np.ones((4, 3))),
+            lambda: SparseCoder(np.ones((2, 3)), algorithm="omp", n_nonzero_coefs=3).transform(
+                np.ones((4, 3))
+            ),
             ValueError,
             "n_nonzero_coefs must be <= the number of atoms 2",
         ),
-        (lambda: SparseCoder(np.array([[np.inf, 1.0]])).transform(np.ones((1, 2))), ValueError, "dictionary contains"),
+        (
+            lambda: SparseCoder(np.array([[np.inf, 1.0]])).transform(np.ones((1, 2))),
+            ValueError,
+            "dictionary contains",
+        ),
     ],
 )
 def test_bad_input_is_refused_by_name(make, error, match):
@@ -243,6 +271,7 @@ def test_natural_patches_are_whitened_and_reproducible():
     np.testing.assert_allclose(X.mean(axis=1), 0, atol=1e-5)
     assert abs(float(X.std()) - 1) < 1e-4
     np.testing.assert_array_equal(X, natural_patches(8, 5000, seed=1))
+
     # whitening flattens the spectrum: the patch covariance's 1st / 10th eigenvalue drops from 8.2
     # (raw, 1/f images) to 2.0 (measured; the filter's low-pass keeps the top frequencies down)
     def spread(patches):

@@ -10,9 +10,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from factorkit.methods.boolean import BooleanMF
+from factorkit.methods.bsc import BinarySparseCoding
 from factorkit.methods.ebmf import EBMF, CovariateEBMF
 from factorkit.methods.embeddings import QWEM
 from factorkit.methods.nmf import NMF
+from factorkit.methods.sparse_coding import DictionaryLearning, SparseCoder
 
 BINARY_ONLY = (
     "BooleanMF factorizes binary matrices and refuses other values by design (never rounds them); "
@@ -33,10 +35,50 @@ BOOLEAN_REAL_VALUED = [
 ]  # fmt: skip
 
 
+FIXED_DICTIONARY = (
+    "SparseCoder's dictionary fixes n_features (3 here) and these checks pass other widths; scikit-learn's "
+    "own SparseCoder is run with a dictionary per check for this reason"
+)
+# SparseCoder: the checks that feed it data of another width than its dictionary's (and n_iter_: fit
+# learns nothing, max_iter bounds the coding in transform)
+CODER_OTHER_WIDTHS = [
+    "check_estimators_overwrite_params", "check_estimators_fit_returns_self", "check_readonly_memmap_input",
+    "check_n_features_in_after_fitting", "check_positive_only_tag_during_fit", "check_estimators_dtypes",
+    "check_dtype_object", "check_transformers_unfitted_stateless", "check_fit2d_1sample", "check_fit2d_1feature",
+    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in", "check_dict_unchanged",
+]  # fmt: skip
+
+
 def expected_failures(estimator):
     if isinstance(estimator, BooleanMF):
         return dict.fromkeys(BOOLEAN_REAL_VALUED, BINARY_ONLY)
+    if isinstance(estimator, SparseCoder):
+        failures = dict.fromkeys(CODER_OTHER_WIDTHS, FIXED_DICTIONARY)
+        failures["check_transformer_n_iter"] = (
+            "fit learns nothing: no n_iter_ (max_iter bounds transform's coding)"
+        )
+        return failures
     return {}
+
+
+def test_sparse_coder_behaves_as_an_estimator_at_its_dictionary_width():
+    """What the width-changing checks would have checked, at the dictionary's width: clone, pickle,
+    n_features_in_, dtypes, a sample's codes independent of the other samples, no state in transform."""
+    import pickle
+
+    rng = np.random.default_rng(0)
+    coder = SparseCoder(rng.normal(size=(5, 3)), alpha=0.1)
+    X = rng.normal(size=(30, 3))
+    assert coder.fit(X) is coder and coder.n_features_in_ == 3
+    state = dict(coder.__dict__)
+    codes = coder.transform(X)
+    assert set(coder.__dict__) == set(state)
+    np.testing.assert_allclose(coder.transform(X[7:9]), codes[7:9], rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(coder.transform(X[::-1]), codes[::-1], rtol=1e-7, atol=1e-7)
+    assert coder.transform(X.astype(np.float32)).dtype == np.float32
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(coder)).transform(X), codes)
+    np.testing.assert_array_equal(clone(coder).fit(X).transform(X), codes)
+    assert list(coder.get_feature_names_out()) == [f"sparsecoder{k}" for k in range(5)]
 
 
 @parametrize_with_checks(
@@ -46,6 +88,9 @@ def expected_failures(estimator):
         EBMF(n_components=2),
         CovariateEBMF(n_components=2),
         QWEM(dim=2),
+        DictionaryLearning(n_components=3, max_iter=5),
+        SparseCoder(np.random.default_rng(0).normal(size=(5, 3))),
+        BinarySparseCoding(n_components=2, max_iter=5),
     ],
     expected_failed_checks=expected_failures,
 )

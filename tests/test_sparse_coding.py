@@ -115,7 +115,7 @@ def test_a_dictionary_sweep_sets_each_atom_to_its_block_minimizer_on_the_sphere(
     D0 /= D0.norm(dim=1, keepdim=True)
     D = update_dictionary(D0, Z.T @ Z, Z.T @ X, X, torch.Generator().manual_seed(0))
     torch.testing.assert_close(D.norm(dim=1), torch.ones(6, dtype=D.dtype))
-    # the last atom saw every other atom updated: argmin over the sphere of ||R - z_k d||^2 is R^T z_k normalized
+    # the last atom saw every other atom updated: on the sphere, argmin ||R - z_k d||^2 is R^T z_k normalized
     k = 5
     residual = X - Z @ D + Z[:, k : k + 1] * D[k]
     best = residual.T @ Z[:, k]

@@ -159,8 +159,10 @@ def fista_codes(
 ) -> tuple[torch.Tensor, int]:
     """Codes minimizing ``0.5 ||X - Z D||^2 + penalty(Z)`` by FISTA with per-sample restarts.
 
-    Stops when ``||Z_{k+1} - Z_k||_F <= tol ||Z_{k+1}||_F`` (read every :data:`CHECK_EVERY`
-    iterations) or after ``max_iter`` iterations. Returns the codes and the iterations run.
+    Each sample stops once ``||z_{k+1} - z_k|| <= tol ||z_{k+1}||`` (read every
+    :data:`CHECK_EVERY` iterations; finished samples leave the batch, so a sample's codes do not
+    depend on the others) or after ``max_iter`` iterations. Returns the codes and the iterations
+    run by the slowest sample.
     """
     if penalty.name != "cel0":
         return _fista(X, D, penalty, Z0, max_iter, tol, step_factor=1.0)
@@ -178,12 +180,15 @@ def _fista(X, D, penalty: Penalty, Z0, max_iter: int, tol: float, step_factor: f
     if L <= 0:  # an all-zero dictionary: every code is 0
         return torch.zeros_like(correlation), 0
     step = step_factor / L
-    Z = torch.zeros_like(correlation) if Z0 is None else Z0.clone()
+    out = torch.zeros_like(correlation) if Z0 is None else Z0.clone()
+    # the rows still iterating (a sample's codes never depend on the other samples of the batch)
+    rows = torch.arange(out.shape[0], device=out.device)
+    Z, C = out.clone(), correlation
     Y = Z.clone()
     t = torch.ones(Z.shape[0], 1, dtype=Z.dtype, device=Z.device)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is returned
-        Z_new = penalty.prox(Y - step * (Y @ gram - correlation), step)
+        Z_new = penalty.prox(Y - step * (Y @ gram - C), step)
         delta = Z_new - Z
         # O'Donoghue & Candes' gradient restart, per sample: momentum that points uphill is dropped
         restart = ((Y - Z_new) * delta).sum(1, keepdim=True) > 0
@@ -192,9 +197,19 @@ def _fista(X, D, penalty: Penalty, Z0, max_iter: int, tol: float, step_factor: f
         t = torch.where(restart, 1.0, t_new)
         Y = Z_new + momentum * delta
         Z = Z_new
-        if iterations % CHECK_EVERY == 0 and float(delta.norm()) <= tol * float(Z.norm()):
-            break
-    return Z, iterations
+        if iterations % CHECK_EVERY == 0 or iterations == max_iter:
+            done = delta.norm(dim=1) <= tol * Z.norm(dim=1)
+            if iterations == max_iter or bool(done.all()):
+                out[rows] = Z
+                rows = rows[:0]
+                break
+            if bool(done.any()):
+                out[rows[done]] = Z[done]
+                keep = ~done
+                rows, Z, Y, t, C = rows[keep], Z[keep], Y[keep], t[keep], C[keep]
+    if rows.numel():
+        out[rows] = Z
+    return out, iterations
 
 
 def omp_codes(X: torch.Tensor, D: torch.Tensor, n_nonzero_coefs: int) -> torch.Tensor:
@@ -423,9 +438,7 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
             Z0 = _as_tensor(Z0, device)
         with torch.inference_mode():
             with threads_for(_coding_work(X_t.shape[0], D_t.shape[0], D_t.shape[1])):
-                codes, self.n_iter_ = _encode(
-                    X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision()
-                )
+                codes, _ = _encode(X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision())
         return codes.cpu().numpy()
 
     def transform(self, X) -> np.ndarray:

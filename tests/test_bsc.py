@@ -59,7 +59,7 @@ def test_full_truncation_is_exact_em_step_for_step():
     expected = brute_force_em(X, W0, prior0, noise0, steps=4)
     model = BinarySparseCoding(H, n_preselect=H, max_active=H, max_iter=4, tol=0.0, anneal_iterations=0)
     model.fit_transform(X, W=W0, prior=prior0, noise=noise0)
-    for entry, (W, prior, noise, free_energy) in zip(model.history_, expected, strict=True):
+    for entry, (_, prior, noise, free_energy) in zip(model.history_, expected, strict=True):
         assert entry["prior"] == pytest.approx(prior, rel=1e-10)
         assert entry["noise"] == pytest.approx(noise, rel=1e-10)
         assert entry["free_energy"] == pytest.approx(free_energy, rel=1e-10)

@@ -47,7 +47,7 @@ CODER_OTHER_WIDTHS = [
     "check_positive_only_tag_during_fit", "check_estimators_dtypes", "check_dtype_object",
     "check_transformers_unfitted_stateless", "check_fit2d_1sample", "check_fit2d_1feature",
     "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in",
-   
+
 ]  # fmt: skip
 
 

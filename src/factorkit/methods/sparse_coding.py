@@ -605,11 +605,14 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
 
     def fit(self, X, y=None) -> DictionaryLearning:
         """Learn the atoms from ``X`` (n_samples x n_features)."""
-        self.fit_transform(X)
+        self._fit(X, codes=False)
         return self
 
     def fit_transform(self, X, y=None) -> np.ndarray:
-        """Learn the atoms and return the codes of ``X`` in them."""
+        """Learn the atoms and return the codes of ``X`` in them (as :meth:`transform` would)."""
+        return self._fit(X, codes=True)
+
+    def _fit(self, X, codes: bool) -> np.ndarray | None:
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         penalty, n_atoms, count, batch = self._check_params(*X.shape)
         device = resolve_device(self.device)
@@ -623,10 +626,11 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
             if warm_up is not None:  # the non-convex penalties start from the l1 dictionary
                 D, Z = self._learn(X_t, D, warm_up, None, batch, generator, "l1 warm-up")
             D, Z = self._learn(X_t, D, penalty, count, batch, generator, "fit", Z)
-            Z, _ = self._transform_codes(X_t, D, penalty, count, Z)
+            if codes:
+                Z, _ = self._transform_codes(X_t, D, penalty, count, Z)
         self.components_ = D.cpu().numpy()
         del self._started
-        return Z.cpu().numpy()
+        return Z.cpu().numpy() if codes else None
 
     def _initial_atoms(self, X: torch.Tensor, n_atoms: int, penalty: Penalty, generator: torch.Generator):
         """The starting atoms and the l1 penalty of the warm-up (None without one)."""

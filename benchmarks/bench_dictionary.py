@@ -49,7 +49,9 @@ def main() -> None:
     X = natural_patches(8, args.patches, seed=0)
     X_eval = X[: min(20_000, len(X))].astype(np.float64)
     alpha, K = args.alpha, args.atoms
-    print(f"# {args.patches} whitened 8x8 patches, {K} atoms, alpha {alpha}, torch threads {torch.get_num_threads()}")
+    print(
+        f"# {args.patches} whitened 8x8 patches, {K} atoms, alpha {alpha}, torch threads {torch.get_num_threads()}"
+    )
     print("| learner | seconds | epochs | objective (exact l1 codes, 20k patches) |")
     print("|---|---:|---:|---:|")
     rows = {}
@@ -62,7 +64,9 @@ def main() -> None:
             "scikit-learn MiniBatchDictionaryLearning (batch_size=1024)": lambda: MiniBatchDictionaryLearning(
                 K, alpha=alpha, batch_size=1024, random_state=0
             ),
-            "factorkit DictionaryLearning (defaults)": lambda: DictionaryLearning(K, alpha=alpha, random_state=0),
+            "factorkit DictionaryLearning (defaults)": lambda: DictionaryLearning(
+                K, alpha=alpha, random_state=0
+            ),
             "factorkit DictionaryLearning (max_iter=1: one epoch)": lambda: DictionaryLearning(
                 K, alpha=alpha, max_iter=1, random_state=0
             ),
@@ -76,13 +80,17 @@ def main() -> None:
     for name, (seconds, value, _) in rows.items():
         if name.startswith("factorkit"):
             verdict = "at or below" if value <= baseline_value else "above"
-            print(f"{name}: {baseline_seconds / seconds:.1f}x faster than scikit-learn's defaults, objective {verdict} theirs")
+            print(
+                f"{name}: {baseline_seconds / seconds:.1f}x faster than scikit-learn's defaults, objective {verdict} theirs"
+            )
 
     # ----- coding in a fixed dictionary
     D = baseline.components_.astype(np.float32)
     Xc = X[: args.coding_patches]
     n_nonzero = 8
-    print(f"\n# coding {len(Xc)} patches in scikit-learn's dictionary ({K} atoms); OMP with {n_nonzero} atoms")
+    print(
+        f"\n# coding {len(Xc)} patches in scikit-learn's dictionary ({K} atoms); OMP with {n_nonzero} atoms"
+    )
     print("| coder | seconds | objective (l1) or residual (OMP) | mean non-zeros |")
     print("|---|---:|---:|---:|")
     penalty = Penalty.make("l1", alpha)

@@ -353,3 +353,51 @@ def test_the_study_path_does_not_import_scikit_learn():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_fit_dictionary_and_bsc_write_atoms_codes_image_and_report(capsys, tmp_path):
+    import numpy as np
+
+    from factorkit.methods.bsc import bars
+
+    X, W, _ = bars(4, 600, seed=0)
+    np.save(tmp_path / "bars.npy", X)
+    code, out, _ = run(capsys, "fit", str(tmp_path / "bars.npy"), "--method", "bsc", "--atoms", "8",
+                       "--out", str(tmp_path / "bsc"), "--json")  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    assert report["prior"] == pytest.approx(0.25, abs=0.03) and report["atoms_image"] == "atoms.png"
+    learned = np.load(tmp_path / "bsc" / "atoms.npy")
+    assert learned.shape == (8, 16) and np.load(tmp_path / "bsc" / "codes.npy").shape == (600, 8)
+    assert np.abs(np.corrcoef(np.vstack([W, learned]))[:8, 8:]).max(1).min() > 0.95
+    assert (tmp_path / "bsc" / "atoms.png").stat().st_size > 0
+    options = ["--atoms", "8", "--penalty", "l0", "--alpha", "2", "--out", str(tmp_path / "dl"), "--json"]
+    code, out, _ = run(capsys, "fit", str(tmp_path / "bars.npy"), "--method", "dictionary", *options)
+    assert code == 0
+    report = json.loads(out)
+    codes, atoms = np.load(tmp_path / "dl" / "codes.npy"), np.load(tmp_path / "dl" / "atoms.npy")
+    residual = X - codes @ atoms
+    assert report["relative_squared_error"] == pytest.approx(float((residual**2).sum() / (X**2).sum()))
+    assert report["penalty"] == "l0" and report["mean_active_per_sample"] == pytest.approx(
+        (codes != 0).sum(1).mean()
+    )
+    np.testing.assert_allclose(np.linalg.norm(atoms, axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--method", "dictionary"], "--method dictionary needs --atoms"),
+        (["--method", "dictionary", "--atoms", "3", "--penalty", "l3"], "--penalty must be one of"),
+        (["--method", "dictionary", "--atoms", "3", "--nonzeros", "2"], "--nonzeros is for --penalty omp"),
+        (["--method", "bsc", "--atoms", "3", "--penalty", "l0"], "--penalty does not apply to --method bsc"),
+        (["--method", "nmf", "--rank", "2", "--atoms", "3"], "--atoms does not apply to --method nmf"),
+        (["--method", "dictionary", "--atoms", "0"], "expected an integer >= 1"),
+    ],
+)
+def test_fit_sparse_coding_usage_errors(capsys, tmp_path, arguments, message):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.ones((10, 4)))
+    code, _, err = run(capsys, "fit", str(tmp_path / "x.npy"), *arguments, "--out", str(tmp_path / "o"))
+    assert code == 2 and message in err

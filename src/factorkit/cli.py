@@ -81,6 +81,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _add_problem_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("problem and model")
     group.add_argument("--m", type=_positive_int, default=5, help="rows of W (default 5)")
@@ -209,7 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fit = commands.add_parser("fit", help="factorize a matrix file with a factorization method")
     fit.add_argument("data", type=Path, help="matrix file: .npy, .npz (sparse or dense), .csv or .mtx")
-    fit.add_argument("--method", choices=("boolean", "nmf", "ebmf"), required=True)
+    fit.add_argument("--method", choices=("boolean", "nmf", "ebmf", "dictionary", "bsc"), required=True)
     fit.add_argument(
         "--row-covariates",
         type=Path,
@@ -228,9 +238,33 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--solver", choices=("hals", "mu", "alternating"), default=None, help="nmf solver (default hals)"
     )
-    fit.add_argument("--rank", type=_positive_int, required=True, help="number of components")
+    fit.add_argument(
+        "--rank", type=_positive_int, default=None, help="number of components (boolean, nmf, ebmf)"
+    )
+    fit.add_argument(
+        "--atoms",
+        type=_positive_int,
+        default=None,
+        help="dictionary: atoms; bsc: binary latents (rows: samples)",
+    )
+    fit.add_argument(
+        "--penalty",
+        default=None,
+        help="dictionary: l1 (default), l0, lq, l_half, log, mcp, scad, cel0, or omp (greedy l0, --nonzeros)",
+    )
+    fit.add_argument(
+        "--alpha", type=_nonnegative_float, default=None, help="dictionary: penalty strength (1.0)"
+    )
+    fit.add_argument(
+        "--nonzeros", type=_positive_int, default=None, help="dictionary --penalty omp: atoms per sample"
+    )
     fit.add_argument("--out", type=Path, required=True, help="folder for the factors and report")
-    fit.add_argument("--max-iter", type=_positive_int, default=1000)
+    fit.add_argument(
+        "--max-iter",
+        type=_positive_int,
+        default=None,
+        help="iterations (default 1000; dictionary, bsc: theirs)",
+    )
     fit.add_argument("--n-init", type=_positive_int, default=None, help="boolean: restarts (default 1)")
     fit.add_argument("--seed", type=_seed, default=0)
     fit.add_argument("--device", default="cpu")
@@ -330,6 +364,10 @@ def _cmd_fit(args) -> None:
     _check_method_options(args)
     _prepare_out(args.out)
     X = load_matrix(args.data)
+    if args.method in ("dictionary", "bsc"):
+        _fit_sparse_coding(args, X)
+        return
+    args.max_iter = args.max_iter or 1000
     if args.method == "nmf":
         _fit_nmf(args, X)
         return
@@ -396,6 +434,60 @@ def _fit_ebmf(args, X) -> None:
         "prior": prior,
         **({"covariate_model": args.covariate_model or "linear"} if args.row_covariates is not None else {}),
     }
+    _write_report(args.out, report)
+    _print(report, as_json=args.json)
+
+
+def _fit_sparse_coding(args, X) -> None:
+    import numpy as np
+    import scipy.sparse
+
+    from factorkit._memory import check_memory
+    from factorkit.methods.sparse_coding import save_atoms_image
+
+    n, p = X.shape
+    check_memory(f"sparse coding of a {n} x {p} matrix (dense)", 8.0 * n * (p + args.atoms) * 4)
+    dense = X.toarray() if scipy.sparse.issparse(X) else np.asarray(X, dtype=np.float64)
+    options = {"random_state": args.seed, "device": args.device}
+    if args.max_iter is not None:
+        options["max_iter"] = args.max_iter
+    report = {"method": args.method, "data": str(args.data), "shape": [n, p], "atoms": args.atoms}
+    if args.method == "bsc":
+        from factorkit.methods.bsc import BinarySparseCoding
+
+        model = BinarySparseCoding(args.atoms, **options)
+        codes = model.fit_transform(dense)
+        report |= {"prior": model.prior_, "noise": model.noise_, "free_energy_per_sample": model.free_energy_}
+    else:
+        from factorkit.methods.sparse_coding import PENALTIES, DictionaryLearning
+
+        penalty = args.penalty or "l1"
+        if penalty not in (*PENALTIES, "omp"):
+            raise ValueError(f"--penalty must be one of {', '.join((*PENALTIES, 'omp'))}; got {penalty!r}")
+        if penalty == "omp":
+            model = DictionaryLearning(args.atoms, algorithm="omp", n_nonzero_coefs=args.nonzeros, **options)
+        else:
+            alpha = 1.0 if args.alpha is None else args.alpha
+            model = DictionaryLearning(args.atoms, penalty=penalty, alpha=alpha, **options)
+            report["alpha"] = alpha
+        codes = model.fit_transform(dense)
+        residual = dense - codes @ model.components_
+        report |= {
+            "penalty": penalty,
+            "objective": model.objective_,
+            "mean_active_per_sample": float((codes != 0).sum(1).mean()),
+            "relative_squared_error": float((residual**2).sum() / max((dense**2).sum(), 1e-300)),
+        }
+    _check_finite(args.method, model.components_, codes)
+    np.save(args.out / "atoms.npy", model.components_)
+    np.save(args.out / "codes.npy", codes)
+    report["iterations"] = model.n_iter_
+    side = math.isqrt(p)
+    if side * side == p:
+        save_atoms_image(model.components_, args.out / "atoms.png")
+        report["atoms_image"] = "atoms.png"
+    else:  # a flat vector has no picture: say so rather than guess a shape
+        report["atoms_image"] = f"none: {p} features are not a square patch"
     _write_report(args.out, report)
     _print(report, as_json=args.json)
 
@@ -472,14 +564,22 @@ def _prepare_out(out: Path) -> None:
 
 # which fit options each method reads; any other given option is refused, never ignored
 _METHOD_OPTIONS = {
-    "boolean": {"n_init"},
-    "nmf": {"solver"},
-    "ebmf": {"prior", "row_covariates", "covariate_model"},
+    "boolean": {"n_init", "rank"},
+    "nmf": {"solver", "rank"},
+    "ebmf": {"prior", "row_covariates", "covariate_model", "rank"},
+    "dictionary": {"atoms", "penalty", "alpha", "nonzeros"},
+    "bsc": {"atoms"},
 }
+_FIT_OPTIONS = tuple(sorted(set().union(*_METHOD_OPTIONS.values())))
 
 
 def _check_method_options(args) -> None:
-    for option in ("n_init", "solver", "prior", "row_covariates", "covariate_model"):
+    needed = "atoms" if args.method in ("dictionary", "bsc") else "rank"
+    if getattr(args, needed) is None:
+        raise ValueError(f"--method {args.method} needs --{needed}")
+    if args.nonzeros is not None and args.penalty != "omp":
+        raise ValueError("--nonzeros is for --penalty omp")
+    for option in _FIT_OPTIONS:
         if getattr(args, option) is not None and option not in _METHOD_OPTIONS[args.method]:
             flag = "--" + option.replace("_", "-")
             raise ValueError(f"{flag} does not apply to --method {args.method}")

@@ -118,3 +118,14 @@ def test_non_finite_data_is_refused():
     X[1, 1] = np.inf
     with pytest.raises(ValueError, match="Input X contains infinity"):
         BinarySparseCoding(2).fit(X)
+
+
+def test_the_e_step_in_small_blocks_gives_the_same_fit(monkeypatch):
+    import factorkit.methods.bsc as module
+
+    X, _, _ = bars(4, 300, seed=2)
+    whole = BinarySparseCoding(8, random_state=0).fit(X)
+    monkeypatch.setattr(module, "E_STEP_BYTES", 10_000)  # blocks of a few samples
+    blocked = BinarySparseCoding(8, random_state=0).fit(X)
+    np.testing.assert_allclose(blocked.components_, whole.components_, atol=1e-10)
+    assert blocked.noise_ == pytest.approx(whole.noise_, rel=1e-12)

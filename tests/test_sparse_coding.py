@@ -281,3 +281,24 @@ def test_natural_patches_are_whitened_and_reproducible():
     assert spread(X) < 3 < 6 < spread(natural_patches(8, 5000, seed=1, whiten=False))
     with pytest.raises(ValueError, match="image must be a 2-D"):
         whiten_image(np.ones(5))
+
+
+def test_codes_in_blocks_equal_codes_at_once(monkeypatch):
+    """FISTA codes samples in blocks of FISTA_BLOCK (bounded memory): a sample's codes do not move."""
+    import factorkit.methods.sparse_coding as module
+
+    rng = np.random.default_rng(5)
+    D = torch.from_numpy(rng.normal(size=(20, 10)))
+    D /= D.norm(dim=1, keepdim=True)
+    X = torch.from_numpy(rng.normal(size=(300, 10)))
+    spec = Penalty.make("l0", 0.1)
+    at_once, _ = fista_codes(X, D, spec, max_iter=500, tol=1e-8)
+    monkeypatch.setattr(module, "FISTA_BLOCK", 64)
+    in_blocks, _ = fista_codes(X, D, spec, max_iter=500, tol=1e-8)
+    assert torch.equal(at_once, in_blocks)
+
+
+def test_codes_larger_than_the_memory_limit_are_refused(monkeypatch):
+    monkeypatch.setenv("FACTORKIT_MAX_MEMORY", "1M")
+    with pytest.raises(MemoryError, match="OMP codes of 20000 samples in 64 atoms"):
+        sparse_encode(np.zeros((20000, 8)), np.eye(64, 8), algorithm="omp", n_nonzero_coefs=2)

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from factorkit._validation import check_float, check_int, resolve_device
 from factorkit.methods.nmf import _seed_of
 
-CHUNK = 2048  # samples per E-step block: bounds the (chunk, states, D) tensor of means
+E_STEP_BYTES = 2**28  # the E-step works on blocks of samples holding about this much
 NOISE_FLOOR = 1e-6  # sigma never falls below this times the data's largest magnitude
 MAX_STATES = 20_000  # refuse truncations whose state table would not fit (C(H', <= gamma))
 
@@ -189,8 +189,12 @@ class BinarySparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             "free_energy": 0.0,
         }
         means = []
-        for start in range(0, X.shape[0], CHUNK):
-            Xc = X[start : start + CHUNK]
+        n_states = local.shape[0] + (H if selected < H else 0)
+        # (block, states, D) means and (block, states, H) states, a few copies of each
+        per_sample = 4 * n_states * (X.shape[1] + H) * X.element_size()
+        block = max(1, E_STEP_BYTES // per_sample)
+        for start in range(0, X.shape[0], block):
+            Xc = X[start : start + block]
             states, valid = self._states(Xc, W, selected, local)
             log_joint = self._log_joint(Xc, states, W, prior, noise).masked_fill(~valid, -math.inf)
             stats["free_energy"] += float(torch.logsumexp(log_joint, 1).sum())

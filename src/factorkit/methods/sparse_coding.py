@@ -51,6 +51,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit import prox as proxes
+from factorkit._memory import check_memory
 from factorkit._threads import threads_for
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
 from factorkit.methods.nmf import _seed_of
@@ -64,6 +65,7 @@ FULL_BATCH_UP_TO = 10_000  # batch_size='auto': full-batch learning up to this m
 PENALTY_PARAMS = {"lq": {"q": 0.5}, "log": {"eps": 0.1}, "mcp": {"gamma": 3.0}, "scad": {"a": 3.7}}
 OMP_CHUNK = 8192  # samples per OMP block: bounds the (chunk, k, K) gathered Gram rows
 CHECK_EVERY = 10  # FISTA reads its stopping rule every this many iterations
+FISTA_BLOCK = 65_536  # samples coded at once (FISTA holds about six block x atoms tensors)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,16 @@ def fista_codes(
     depend on the others) or after ``max_iter`` iterations. Returns the codes and the iterations
     run by the slowest sample.
     """
+    if X.shape[0] > FISTA_BLOCK:  # samples are independent: bounded work memory, whatever n
+        check_memory(
+            f"codes of {X.shape[0]} samples in {D.shape[0]} atoms", X.shape[0] * D.shape[0] * X.element_size()
+        )
+        blocks = [
+            fista_codes(X[i : i + FISTA_BLOCK], D, penalty, max_iter=max_iter, tol=tol,
+                        Z0=None if Z0 is None else Z0[i : i + FISTA_BLOCK])
+            for i in range(0, X.shape[0], FISTA_BLOCK)
+        ]  # fmt: skip
+        return torch.cat([codes for codes, _ in blocks]), max(iterations for _, iterations in blocks)
     if penalty.name != "cel0":
         return _fista(X, D, penalty, Z0, max_iter, tol, step_factor=1.0)
     # CEL0 with atom norms a_i is CEL0 with unit atoms in the variables a_i z_i; its prox needs step < 1
@@ -220,6 +232,9 @@ def omp_codes(X: torch.Tensor, D: torch.Tensor, n_nonzero_coefs: int) -> torch.T
     if n_nonzero_coefs > n_atoms:
         raise ValueError(f"n_nonzero_coefs must be <= the number of atoms {n_atoms}, got {n_nonzero_coefs}")
     gram = D @ D.T
+    check_memory(
+        f"OMP codes of {X.shape[0]} samples in {n_atoms} atoms", X.shape[0] * n_atoms * X.element_size()
+    )
     codes = torch.zeros(X.shape[0], n_atoms, dtype=X.dtype, device=X.device)
     for start in range(0, X.shape[0], OMP_CHUNK):
         correlation = X[start : start + OMP_CHUNK] @ D.T

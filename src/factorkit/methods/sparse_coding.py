@@ -34,9 +34,11 @@ Dictionary
     least ``n_samples``): full-batch alternating minimization with warm-started codes, stopped when
     the objective decreases by less than ``tol`` relative. Otherwise online (their Algorithm 1):
     mini-batches in a random order, ``A`` and ``B`` accumulated with the forgetting factor of their
-    section 3.4 (the same schedule as scikit-learn's ``MiniBatchDictionaryLearning``), and
-    scikit-learn's stopping rules: the dictionary moved by at most ``tol`` (``||dD||_F / K``) or the
-    exponentially weighted mini-batch objective did not improve for ``max_no_improvement`` batches.
+    section 3.4 (the same schedule as scikit-learn's ``MiniBatchDictionaryLearning``), stopped
+    when an epoch moved the atoms by at most ``tol`` in root mean square, or (scikit-learn's rule)
+    when the exponentially weighted mini-batch objective did not improve for
+    ``max_no_improvement`` batches. Codes are computed in blocks of :data:`FISTA_BLOCK` samples,
+    so the work memory stays bounded whatever ``n_samples``.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._validation import check_float, check_int, resolve_device
 from factorkit.methods.nmf import _seed_of
+from factorkit.methods.sparse_coding import LearnedAtomsMixin
 
 E_STEP_BYTES = 2**28  # the E-step works on blocks of samples holding about this much
 NOISE_FLOOR = 1e-6  # sigma never falls below this times the data's largest magnitude
@@ -57,7 +58,7 @@ def local_states(n_selected: int, max_active: int) -> torch.Tensor:
     return torch.from_numpy(np.array(rows))
 
 
-class BinarySparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Binary sparse coding ``x = s W + noise`` with ``s`` binary, by truncated variational EM.
 
     Parameters
@@ -292,20 +293,6 @@ class BinarySparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         with torch.inference_mode():
             _, means = self._e_step(X_t, W, self.prior_, self.noise_, selected, local)
         return means.cpu().numpy()
-
-    def inverse_transform(self, S) -> np.ndarray:
-        """``S @ components_`` (the noise-free mean of ``x`` given ``s``)."""
-        check_is_fitted(self)
-        return np.asarray(S) @ self.components_
-
-    @property
-    def _n_features_out(self) -> int:
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def bars(

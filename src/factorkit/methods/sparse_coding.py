@@ -348,6 +348,25 @@ def sparse_encode(
     )._codes(X, init=init)  # fmt: skip
 
 
+class LearnedAtomsMixin:
+    """What every estimator with learned atoms ``components_`` (one per row) shares: the
+    reconstruction ``codes @ components_``, feature names per atom, float32 kept float32."""
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """``codes @ components_`` (BSC: the noise-free mean of ``x`` given binary ``s``)."""
+        check_is_fitted(self)
+        return np.asarray(X) @ self.components_
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
 class _CodingMixin:
     """Parameter checks and encoding shared by :class:`SparseCoder` and :class:`DictionaryLearning`."""
 
@@ -481,7 +500,9 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
         return tags
 
 
-class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class DictionaryLearning(
+    _CodingMixin, LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Dictionary learning ``X ~ Z D`` with sparse codes ``Z`` and unit-norm atoms (rows of ``D``).
 
     Full-batch alternating minimization or online mini-batches (Mairal et al. 2010); codes by FISTA
@@ -776,20 +797,6 @@ class DictionaryLearning(_CodingMixin, ClassNamePrefixFeaturesOutMixin, Transfor
             return _encode(
                 X, D, penalty, self.algorithm, count, Z0, self.transform_max_iter, self.transform_tol
             )
-
-    def inverse_transform(self, X) -> np.ndarray:
-        """``codes @ components_``."""
-        check_is_fitted(self)
-        return np.asarray(X) @ self.components_
-
-    @property
-    def _n_features_out(self) -> int:
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 def atoms_grid(components, patch_shape: tuple[int, int] | None = None, *, gap: int = 1) -> np.ndarray:

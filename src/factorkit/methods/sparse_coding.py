@@ -297,6 +297,12 @@ def _encode(X, D, penalty: Penalty, algorithm: str, n_nonzero_coefs, Z0=None, ma
     return fista_codes(X, D, penalty, Z0=Z0, max_iter=max_iter, tol=tol)
 
 
+def _scored_penalty(penalty: Penalty, algorithm: str) -> Penalty:
+    """The penalty the learning objective counts: none for OMP, whose codes have a fixed number of
+    atoms (the objective is then half the squared error), else the coding penalty."""
+    return Penalty.make("l0", 0.0) if algorithm == "omp" else penalty
+
+
 def _check_coding(algorithm, n_nonzero_coefs, n_atoms: int, n_features: int) -> int | None:
     algorithm = check_choice("algorithm", algorithm, ALGORITHMS)
     if algorithm != "omp":
@@ -713,13 +719,14 @@ class DictionaryLearning(
 
     def _full_batch(self, X, D, penalty, count, generator, phase, Z=None):
         algorithm = self.algorithm if phase == "fit" else "fista"
+        scored = _scored_penalty(penalty, algorithm)
         previous, stopped = math.inf, "max_iter"
         tol = FULL_BATCH_TOL if self.tol is None else self.tol
         for iteration in range(1, self.max_iter + 1):
             with threads_for(_coding_work(*X.shape[:1], *D.shape)):
                 Z, _ = _encode(X, D, penalty, algorithm, count, Z, *self._precision())
             D = update_dictionary(D, Z.T @ Z, Z.T @ X, X, generator)
-            value = objective(X, Z, D, penalty)
+            value = objective(X, Z, D, scored)
             if previous - value <= tol * abs(value):
                 stopped = "tol"
             self._record(phase, iteration, value, None if stopped == "max_iter" else stopped)
@@ -735,6 +742,7 @@ class DictionaryLearning(
 
     def _online(self, X, D, penalty, count, batch, generator, phase):
         algorithm = self.algorithm if phase == "fit" else "fista"
+        scored = _scored_penalty(penalty, algorithm)
         n_samples, n_atoms = X.shape[0], D.shape[0]
         A = torch.zeros(n_atoms, n_atoms, dtype=X.dtype, device=X.device)
         B = torch.zeros(n_atoms, X.shape[1], dtype=X.dtype, device=X.device)
@@ -754,7 +762,7 @@ class DictionaryLearning(
                 beta = (theta + 1 - batch) / (theta + 1)
                 A.mul_(beta).add_(Zb.T @ Zb, alpha=1 / batch)
                 B.mul_(beta).add_(Zb.T @ Xb, alpha=1 / batch)
-                cost = objective(Xb, Zb, D, penalty)
+                cost = objective(Xb, Zb, D, scored)
                 D = update_dictionary(D, A, B, Xb, generator)
                 step += 1
                 if step <= min(

@@ -3,8 +3,8 @@ on the photographs that ship with scikit-learn.
 
     python benchmarks/v1_sparse_coding.py [--quick] [--out docs/figures]
 
-Whitened 8x8 patches (``factorkit.problems.patches``): 20,000 to learn from, 5,000 held out. For each
-overcompleteness (64, 128, 256 atoms: 1x, 2x, 4x) and each penalty (l1, l0, l_1/2, CEL0, and OMP as
+Whitened 8x8 patches (``factorkit.problems.patches``; ``--size 16`` for 16x16): 20,000 to learn
+from, 5,000 held out. For each overcompleteness (64, 128, 256 atoms: 1x, 2x, 4x) and each penalty (l1, l0, l_1/2, CEL0, and OMP as
 the greedy l0 baseline) a dictionary is learned with ``DictionaryLearning`` defaults at five
 strengths, chosen so the penalties' dead zones (the largest input their prox sets to 0) are the
 same five thresholds; the held-out patches are then coded in that dictionary with the same penalty.
@@ -81,10 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="5,000 patches, 1x and 2x only")
     parser.add_argument("--out", default="docs/figures")
+    parser.add_argument("--size", type=int, default=8, help="patch side (16: 256, 512, 1024 atoms)")
     args = parser.parse_args()
     n_train = 5_000 if args.quick else 20_000
-    overcomplete = (64, 128) if args.quick else (64, 128, 256)
-    patches = natural_patches(8, n_train + 5_000, seed=0).astype(np.float64)
+    pixels = args.size**2
+    overcomplete = tuple(factor * pixels for factor in ((1, 2) if args.quick else (1, 2, 4)))
+    patches = natural_patches(args.size, n_train + 5_000, seed=0).astype(np.float64)
     train, test = patches[:n_train], patches[n_train:]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,12 +111,14 @@ def main() -> None:
             axis.plot(*zip(*points, strict=True), marker="o", label=LABELS[penalty])
         axis.set_xscale("log")
         axis.set_yscale("log")
-        axis.set_title(f"{atoms} atoms ({atoms // 64}x overcomplete)")
+        axis.set_title(f"{atoms} atoms ({atoms // pixels}x overcomplete)")
         axis.set_xlabel("mean active coefficients per patch")
     np.atleast_1d(axes)[0].set_ylabel("held-out relative squared error")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(out / "v1_sparsity_error.png", dpi=110)
+    figure.savefig(
+        out / f"v1_sparsity_error{'' if args.size == 8 else f'_{args.size}x{args.size}'}.png", dpi=110
+    )
     # ----- atoms: the 2x l0 dictionary at the middle strength
     middle = next(
         r for r in results if r["atoms"] == 128 and r["penalty"] == "l0" and r["strength"] == THRESHOLDS[2]
@@ -137,7 +141,9 @@ def main() -> None:
             print(f"| {atoms} | {active:.0f} | {cells} | {ratio:.2f} |")
     for r in results:
         del r["model"]
-    (out / "v1_results.json").write_text(json.dumps({"runs": results, "table": table}, indent=1))
+    (out / f"v1_results{'' if args.size == 8 else f'_{args.size}x{args.size}'}.json").write_text(
+        json.dumps({"runs": results, "table": table}, indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ on the photographs that ship with scikit-learn.
 
 Whitened 8x8 patches (``factorkit.problems.patches``; ``--size 16`` for 16x16): 20,000 to learn
 from, 5,000 held out. For each overcompleteness (64, 128, 256 atoms: 1x, 2x, 4x) and each penalty
-(l1, l0, l_1/2, CEL0, and OMP as the greedy l0 baseline) a dictionary is learned with ``DictionaryLearning`` defaults at five
-strengths, chosen so the penalties' dead zones (the largest input their prox sets to 0) are the
-same five thresholds; the held-out patches are then coded in that dictionary with the same penalty.
-Each run gives a point (mean active coefficients per patch, relative squared error
-``||x - z D||^2 / ||x||^2``). The table reads every curve at equal sparsity (log-linear
-interpolation at 4 and 8 active coefficients); the figures are the curves and the 2x l0 atoms.
+(l1, l0, l_1/2, CEL0, and OMP as the greedy l0 baseline) a dictionary is learned with
+``DictionaryLearning`` defaults at five strengths, chosen so the penalties' dead zones (the largest
+input their prox sets to 0) are the same five thresholds; the held-out patches are then coded in
+that dictionary with the same penalty. Each run gives a point (mean active coefficients per patch,
+relative squared error ``||x - z D||^2 / ||x||^2``). The table reads every curve at equal sparsity
+(log-linear interpolation at 4 and 8 active coefficients); the figures are the curves and the 2x l0
+atoms.
 """
 
 from __future__ import annotations

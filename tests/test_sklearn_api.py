@@ -29,7 +29,7 @@ BOOLEAN_REAL_VALUED = [
     "check_estimator_sparse_array", "check_estimator_sparse_matrix", "check_estimators_pickle",
     "check_f_contiguous_array_estimator", "check_transformer_data_not_an_array", "check_transformer_general",
     "check_transformer_preserve_dtypes", "check_transformer_n_iter", "check_methods_sample_order_invariance",
-    "check_methods_subset_invariance", "check_fit_idempotent",
+    "check_methods_subset_invariance", "check_dict_unchanged", "check_fit_idempotent",
     "check_fit_check_is_fitted", "check_n_features_in", "check_fit2d_predict1d", "check_fit2d_1sample",
     "check_fit2d_1feature",
 ]  # fmt: skip

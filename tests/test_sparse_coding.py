@@ -302,3 +302,19 @@ def test_codes_larger_than_the_memory_limit_are_refused(monkeypatch):
     monkeypatch.setenv("FACTORKIT_MAX_MEMORY", "1M")
     with pytest.raises(MemoryError, match="OMP codes of 20000 samples in 64 atoms"):
         sparse_encode(np.zeros((20000, 8)), np.eye(64, 8), algorithm="omp", n_nonzero_coefs=2)
+
+
+def test_atoms_grid_places_each_atom_in_its_tile_scaled_by_its_peak():
+    from factorkit.methods.sparse_coding import atoms_grid
+
+    atoms = np.array([[0.0, 2.0, -2.0, 1.0], [0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    grid = atoms_grid(atoms)  # three 2x2 atoms on a 2x2 grid, 1-pixel black gaps
+    assert grid.shape == (5, 5)
+    np.testing.assert_allclose(grid[:2, :2], [[0.5, 1.0], [0.0, 0.75]])
+    np.testing.assert_allclose(grid[:2, 3:], [[1.0, 0.5], [0.5, 0.5]])
+    np.testing.assert_allclose(grid[3:, :2], 0.5)  # an all-zero atom is mid-grey
+    assert grid[2].max() == 0 and grid[3:, 3:].max() == 0  # gaps and the unused cell are black
+    with pytest.raises(ValueError, match="not square"):
+        atoms_grid(np.ones((2, 5)))
+    with pytest.raises(ValueError, match="does not hold"):
+        atoms_grid(np.ones((2, 6)), (2, 2))

@@ -810,7 +810,7 @@ class DictionaryLearning(
 def atoms_grid(components, patch_shape: tuple[int, int] | None = None, *, gap: int = 1) -> np.ndarray:
     """The atoms tiled as one grey image: each atom (a row of ``components``) reshaped to
     ``patch_shape`` (default: square), scaled to [0, 1] by its own largest magnitude (0.5 = zero),
-    in a near-square grid with ``gap`` pixels of 0.5 between tiles."""
+    in a near-square grid with ``gap`` black pixels between tiles (and black in unused cells)."""
     atoms = np.asarray(components, dtype=np.float64)
     if atoms.ndim != 2:
         raise ValueError(f"components must be 2-D (atoms as rows), got shape {atoms.shape}")
@@ -824,7 +824,7 @@ def atoms_grid(components, patch_shape: tuple[int, int] | None = None, *, gap: i
         raise ValueError(f"patch_shape {patch_shape} does not hold {atoms.shape[1]} features")
     columns = math.ceil(math.sqrt(atoms.shape[0]))
     rows = math.ceil(atoms.shape[0] / columns)
-    image = np.full((rows * (rows_p + gap) - gap, columns * (cols_p + gap) - gap), 0.5)
+    image = np.zeros((rows * (rows_p + gap) - gap, columns * (cols_p + gap) - gap))
     scale = np.abs(atoms).max(axis=1)
     for index, (atom, peak) in enumerate(zip(atoms, scale, strict=True)):
         r, c = divmod(index, columns)

@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._validation import check_float, check_int, resolve_device
 from factorkit.methods.nmf import _seed_of
-from factorkit.methods.sparse_coding import LearnedAtomsMixin
+from factorkit.methods.sparse_coding import LearnedAtomsMixin, _as_tensor
 
 E_STEP_BYTES = 2**28  # the E-step works on blocks of samples holding about this much
 NOISE_FLOOR = 1e-6  # sigma never falls below this times the data's largest magnitude
@@ -219,16 +219,19 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
 
     def fit(self, X, y=None) -> BinarySparseCoding:
         """Learn ``W``, ``pi`` and ``sigma`` from ``X`` (n_samples x n_features)."""
-        self.fit_transform(X)
+        self._fit(X, None, None, None, codes=False)
         return self
 
     def fit_transform(self, X, y=None, *, W=None, prior=None, noise=None) -> np.ndarray:
         """Fit and return the posterior means ``<s>`` of ``X`` (the codes). ``W``, ``prior``,
         ``noise``: a start of your own instead of the seeded one."""
+        return self._fit(X, W, prior, noise, codes=True)
+
+    def _fit(self, X, W, prior, noise, codes: bool) -> np.ndarray | None:
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         H, selected, active = self._check_params()
         device = resolve_device(self.device)
-        X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+        X_t = _as_tensor(X, device)
         n, D = X_t.shape
         generator = torch.Generator().manual_seed(_seed_of(self.random_state))
         if W is None:
@@ -268,13 +271,14 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
                     stopped = "tol"
                     break
                 previous = free_energy if temperature == 1.0 else -math.inf
-            _, means = self._e_step(X_t, W_t, prior, noise, selected, local)
+            # the codes under the final parameters: one more E-step, only when they are asked for
+            means = self._e_step(X_t, W_t, prior, noise, selected, local)[1] if codes else None
         self.history_[-1]["stopped"] = stopped
         self.components_ = W_t.cpu().numpy()
         self.prior_, self.noise_ = prior, noise
         self.free_energy_ = self.history_[-1]["free_energy"]
         self.n_iter_ = iteration
-        return means.cpu().numpy()
+        return None if means is None else means.cpu().numpy()
 
     def _temperature(self, iteration: int) -> float:
         span = self.anneal_iterations
@@ -287,7 +291,7 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         H, selected, active = self._truncation()
-        X_t = torch.from_numpy(np.ascontiguousarray(X)).to(resolve_device(self.device))
+        X_t = _as_tensor(X, resolve_device(self.device))
         W = torch.from_numpy(self.components_).to(X_t.device, X_t.dtype)
         local = local_states(selected, active).to(X_t.device, X_t.dtype)
         with torch.inference_mode():

@@ -292,9 +292,11 @@ def objective(X: torch.Tensor, Z: torch.Tensor, D: torch.Tensor, penalty: Penalt
 
 
 def _encode(X, D, penalty: Penalty, algorithm: str, n_nonzero_coefs, Z0=None, max_iter=200, tol=1e-4):
-    if algorithm == "omp":
-        return omp_codes(X, D, n_nonzero_coefs), 1
-    return fista_codes(X, D, penalty, Z0=Z0, max_iter=max_iter, tol=tol)
+    """Codes by FISTA or OMP, on the threads the size of a FISTA iteration calls for."""
+    with threads_for(_coding_work(X.shape[0], *D.shape)):
+        if algorithm == "omp":
+            return omp_codes(X, D, n_nonzero_coefs), 1
+        return fista_codes(X, D, penalty, Z0=Z0, max_iter=max_iter, tol=tol)
 
 
 def _scored_penalty(penalty: Penalty, algorithm: str) -> Penalty:
@@ -374,7 +376,7 @@ class LearnedAtomsMixin:
 
 
 class _CodingMixin:
-    """Parameter checks and encoding shared by :class:`SparseCoder` and :class:`DictionaryLearning`."""
+    """The penalty check shared by :class:`SparseCoder` and :class:`DictionaryLearning`."""
 
     def _penalty(self) -> Penalty:
         if not isinstance(self.positive_code, bool | np.bool_):
@@ -454,21 +456,20 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
 
     def fit(self, X, y=None) -> SparseCoder:
         """Check ``X`` against the dictionary (nothing is learned)."""
-        D = self._dictionary()
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
-        if X.shape[1] != D.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but the dictionary has {D.shape[1]}")
-        self._penalty()
-        _check_coding(self.algorithm, self.n_nonzero_coefs, D.shape[0], D.shape[1])
+        self._checked(X, reset=True)
         return self
 
-    def _codes(self, X, init=None) -> np.ndarray:
+    def _checked(self, X, reset: bool):
+        """``X`` validated against the dictionary, the dictionary, the penalty and OMP's count."""
         D = self._dictionary()
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=not hasattr(self, "n_features_in_"))
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
         if X.shape[1] != D.shape[1]:
             raise ValueError(f"X has {X.shape[1]} features but the dictionary has {D.shape[1]}")
         penalty = self._penalty()
-        count = _check_coding(self.algorithm, self.n_nonzero_coefs, D.shape[0], D.shape[1])
+        return X, D, penalty, _check_coding(self.algorithm, self.n_nonzero_coefs, D.shape[0], D.shape[1])
+
+    def _codes(self, X, init=None) -> np.ndarray:
+        X, D, penalty, count = self._checked(X, reset=not hasattr(self, "n_features_in_"))
         device = resolve_device(self.device)
         X_t = _as_tensor(X, device)
         D_t = _as_tensor(D.astype(X.dtype, copy=False), device)
@@ -479,8 +480,7 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
                 raise ValueError(f"init must have shape {(X.shape[0], D.shape[0])}, got {Z0.shape}")
             Z0 = _as_tensor(Z0, device)
         with torch.inference_mode():
-            with threads_for(_coding_work(X_t.shape[0], D_t.shape[0], D_t.shape[1])):
-                codes, _ = _encode(X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision())
+            codes, _ = _encode(X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision())
         return codes.cpu().numpy()
 
     def transform(self, X) -> np.ndarray:
@@ -687,7 +687,7 @@ class DictionaryLearning(
                 )
             if not np.isfinite(D).all() or (np.linalg.norm(D, axis=1) == 0).any():
                 raise ValueError("init must be finite with no all-zero atom")
-            D = torch.from_numpy(np.array(D, dtype=X.cpu().numpy().dtype)).to(X.device)
+            D = torch.as_tensor(D, dtype=X.dtype, device=X.device)
             return D / D.norm(dim=1, keepdim=True), None
         init = check_choice("init", init, INITS)
         if init == "auto":
@@ -708,12 +708,9 @@ class DictionaryLearning(
             return self._full_batch(X, D, penalty, count, generator, phase, Z)
         return self._online(X, D, penalty, count, batch, generator, phase), None
 
-    def _record(self, phase: str, iteration: int, value: float, stopped: str | None = None) -> None:
-        entry = {"phase": phase, "iteration": iteration, "objective": value}
-        entry["time"] = time.perf_counter() - self._started
-        if stopped is not None:
-            entry["stopped"] = stopped
-        self.history_.append(entry)
+    def _record(self, phase: str, iteration: int, value: float) -> None:
+        elapsed = time.perf_counter() - self._started
+        self.history_.append({"phase": phase, "iteration": iteration, "objective": value, "time": elapsed})
         if self.verbose:
             print(f"[DictionaryLearning] {phase} {iteration}: objective {value:.6g}")
 
@@ -723,18 +720,15 @@ class DictionaryLearning(
         previous, stopped = math.inf, "max_iter"
         tol = FULL_BATCH_TOL if self.tol is None else self.tol
         for iteration in range(1, self.max_iter + 1):
-            with threads_for(_coding_work(*X.shape[:1], *D.shape)):
-                Z, _ = _encode(X, D, penalty, algorithm, count, Z, *self._precision())
+            Z, _ = _encode(X, D, penalty, algorithm, count, Z, *self._precision())
             D = update_dictionary(D, Z.T @ Z, Z.T @ X, X, generator)
             value = objective(X, Z, D, scored)
+            self._record(phase, iteration, value)
             if previous - value <= tol * abs(value):
                 stopped = "tol"
-            self._record(phase, iteration, value, None if stopped == "max_iter" else stopped)
-            if stopped != "max_iter":
                 break
             previous = value
-        if stopped == "max_iter":
-            self.history_[-1]["stopped"] = stopped
+        self.history_[-1]["stopped"] = stopped
         self.n_iter_ += iteration
         self.n_steps_ += iteration
         self.objective_ = value
@@ -755,8 +749,7 @@ class DictionaryLearning(
             at_start = D
             for start in range(0, n_samples - batch + 1, batch):  # whole batches only
                 Xb = X[order[start : start + batch]]
-                with threads_for(_coding_work(batch, *D.shape)):
-                    Zb, _ = _encode(Xb, D, penalty, algorithm, count, None, *self._precision())
+                Zb, _ = _encode(Xb, D, penalty, algorithm, count, None, *self._precision())
                 # Mairal et al. (2010), section 3.4: past statistics forgotten as theta grows
                 theta = (step + 1) * batch if step < batch - 1 else batch**2 + step + 1 - batch
                 beta = (theta + 1 - batch) / (theta + 1)
@@ -765,9 +758,8 @@ class DictionaryLearning(
                 cost = objective(Xb, Zb, D, scored)
                 D = update_dictionary(D, A, B, Xb, generator)
                 step += 1
-                if step <= min(
-                    100, n_samples / batch
-                ):  # the first epoch (or 100 steps) only warms the average
+                # the first epoch (or 100 steps) only warms the average
+                if step <= min(100, n_samples / batch):
                     continue
                 smoothed = cost if smoothed is None else smoothed * (1 - weight) + cost * weight
                 if smoothed < best:
@@ -801,10 +793,7 @@ class DictionaryLearning(
         return Z.cpu().numpy()
 
     def _transform_codes(self, X, D, penalty, count, Z0=None):
-        with threads_for(_coding_work(X.shape[0], *D.shape)):
-            return _encode(
-                X, D, penalty, self.algorithm, count, Z0, self.transform_max_iter, self.transform_tol
-            )
+        return _encode(X, D, penalty, self.algorithm, count, Z0, self.transform_max_iter, self.transform_tol)
 
 
 def atoms_grid(components, patch_shape: tuple[int, int] | None = None, *, gap: int = 1) -> np.ndarray:

@@ -545,8 +545,8 @@ class DictionaryLearning(
         Online: stop after this many mini-batches without improving the exponentially weighted
         batch objective, after the first epoch (scikit-learn's rule; ``None`` turns it off).
     code_max_iter, code_tol : FISTA's iteration cap and tolerance per coding while learning
-        (inexact codes suffice there: 25 iterations reach scikit-learn's objective on natural
-        patches sooner than exact codes do, ``benchmarks/bench_dictionary.py``).
+        (inexact, warm-started where possible: what the defaults reach against scikit-learn, in
+        time and objective, is in ``benchmarks/bench_dictionary.py``).
     transform_max_iter, transform_tol : the same for :meth:`transform` and the codes
         :meth:`fit_transform` returns.
     random_state : int, RandomState or None

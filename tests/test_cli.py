@@ -390,6 +390,10 @@ def test_fit_dictionary_and_bsc_write_atoms_codes_image_and_report(capsys, tmp_p
         (["--method", "dictionary"], "--method dictionary needs --atoms"),
         (["--method", "dictionary", "--atoms", "3", "--penalty", "l3"], "--penalty must be one of"),
         (["--method", "dictionary", "--atoms", "3", "--nonzeros", "2"], "--nonzeros is for --penalty omp"),
+        (
+            ["--method", "dictionary", "--atoms", "3", "--penalty", "omp", "--alpha", "0.5"],
+            "--alpha does not apply to --penalty omp",
+        ),
         (["--method", "bsc", "--atoms", "3", "--penalty", "l0"], "--penalty does not apply to --method bsc"),
         (["--method", "nmf", "--rank", "2", "--atoms", "3"], "--atoms does not apply to --method nmf"),
         (["--method", "dictionary", "--atoms", "0"], "expected an integer >= 1"),

@@ -579,6 +579,8 @@ def _check_method_options(args) -> None:
         raise ValueError(f"--method {args.method} needs --{needed}")
     if args.nonzeros is not None and args.penalty != "omp":
         raise ValueError("--nonzeros is for --penalty omp")
+    if args.alpha is not None and args.penalty == "omp":
+        raise ValueError("--alpha does not apply to --penalty omp (its sparsity is --nonzeros)")
     for option in _FIT_OPTIONS:
         if getattr(args, option) is not None and option not in _METHOD_OPTIONS[args.method]:
             flag = "--" + option.replace("_", "-")

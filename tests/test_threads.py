@@ -16,10 +16,16 @@ def threads_seen_by_nmf(X, **kwargs):
 
 @pytest.fixture
 def two_threads(monkeypatch):
+    """A user who allows two threads, whatever this process was started with: no OMP_NUM_THREADS,
+    and the OpenMP / BLAS pools raised to 2 (a run under OMP_NUM_THREADS=1 starts them at 1, and
+    threadpoolctl reports that limit)."""
+    from threadpoolctl import threadpool_limits
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
-    yield
+    with threadpool_limits(limits=2):
+        yield
     torch.set_num_threads(previous)
 
 

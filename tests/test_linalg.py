@@ -39,6 +39,21 @@ def test_block_lanczos_matches_dense_eigh(c):
     _assert_matches(result, S, c, 20, 1e-6)
 
 
+@pytest.mark.parametrize("engine_from", [0.0, float("inf")], ids=["torch", "scipy"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_both_sparse_engines_on_any_thread_count_match_dense_eigh(monkeypatch, engine_from, threads):
+    """The sparse product by torch (large problems) or by SciPy on row bands (one per thread)."""
+    import factorkit.linalg as linalg
+
+    monkeypatch.setattr(linalg, "_TORCH_FROM_WORK", engine_from)
+    monkeypatch.setattr(linalg, "_NNZ_PER_THREAD", 100)  # bands even for this small matrix
+    monkeypatch.setattr(linalg, "cpu_threads", lambda: threads)
+    S = _sparse_symmetric(600, 0.03, seed=9)
+    result = top_eigenpairs(S, 20, -2.0, solver="lanczos", tol=1e-6)
+    assert result.solver == "lanczos" and result.residual <= 1e-6
+    _assert_matches(result, S, -2.0, 20, 1e-6)
+
+
 def test_lanczos_result_agrees_with_arpack():
     S = _sparse_symmetric(900, 0.02, seed=4)
     ours = top_eigenpairs(S, 30, -2.0, solver="lanczos")

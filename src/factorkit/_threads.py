@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 
-import torch
-
 SMALL_WORK = 2e7
 
 
@@ -33,8 +31,23 @@ def user_thread_limit() -> int | None:
     return min(limits) if limits else None
 
 
+def cpu_threads() -> int:
+    """Threads a NumPy/SciPy computation of ours may start: the cores this process may run on,
+    capped by ``OMP_NUM_THREADS`` (torch-free and threadpoolctl-free, for cold start paths)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        cores = min(cores, int(given))
+    return max(1, cores)
+
+
 def thread_count(work: float) -> int:
     """Threads for a computation of about ``work`` flops per step."""
+    import torch
+
     if work < SMALL_WORK:
         return 1
     limit = user_thread_limit()
@@ -45,6 +58,8 @@ def thread_count(work: float) -> int:
 @contextlib.contextmanager
 def threads_for(work: float):
     """Run the block with :func:`thread_count` ``(work)`` torch threads, then restore the setting."""
+    import torch
+
     previous = torch.get_num_threads()
     chosen = thread_count(work)
     if chosen != previous:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from numbers import Integral, Real
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# torch is imported where a check needs it, not here: modules that use only the scalar checks
+# (QWEM, the eigensolver) start without paying torch's import
+_DTYPE_NAMES = ("float32", "float64")
 
 
 def check_int(name: str, value: object, minimum: int | None = 1) -> int:
@@ -57,6 +61,8 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
 
 def check_finite_tensor(name: str, tensor: torch.Tensor) -> torch.Tensor:
     """Refuse tensors that are not floating point or that hold NaN/inf."""
+    import torch
+
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if not tensor.is_floating_point():
@@ -68,15 +74,19 @@ def check_finite_tensor(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Map ``'float32'``/``'float64'`` (or the torch dtypes themselves) to a torch dtype."""
+    import torch
+
     if isinstance(dtype, torch.dtype):
-        if dtype not in _DTYPES.values():
+        if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
         return dtype
-    return _DTYPES[check_choice("dtype", dtype, _DTYPES)]
+    return getattr(torch, check_choice("dtype", dtype, _DTYPE_NAMES))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Map ``None``/``'auto'`` to CUDA when available, else CPU; validate explicit names."""
+    import torch
+
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -92,6 +102,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def make_generator(seed: int | torch.Generator, device: torch.device | str = "cpu") -> torch.Generator:
     """A ``torch.Generator`` on ``device`` seeded by ``seed`` (a generator passes through)."""
+    import torch
+
     if isinstance(seed, torch.Generator):
         return seed
     seed = check_int("seed", seed, minimum=0)

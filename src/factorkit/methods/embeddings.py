@@ -39,22 +39,23 @@ Lanczos method with float64 checks) in memory linear in the number of co-occurri
 
 from __future__ import annotations
 
-import array
-import itertools
 import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
-import torch
-from scipy import stats
-from sklearn.base import BaseEstimator
 
+from factorkit._lean import LeanEstimator
+from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_float, check_int
 from factorkit.linalg import SOLVERS, top_eigenpairs
+
+if TYPE_CHECKING:
+    import torch
 
 
 def read_sentences(source) -> Iterator[list[str]]:
@@ -108,44 +109,49 @@ def _iterable_sentences(source) -> Iterator[list[str]]:
 
 
 class _IdBlocks:
-    """Sentences as blocks of int32 word ids with their lengths, about ``block_tokens`` per block."""
+    """Sentences as blocks of int32 word ids with their lengths, about ``BLOCK_TOKENS`` per block.
+
+    Words get ids in order of first appearance, kept in ``index`` (shared with the caller). A block
+    collects its sentences' tokens as strings, then maps them all at once: the per-token work
+    (``dict.fromkeys`` for the new words, ``map`` through the index) runs inside CPython's C
+    loops; only a block's distinct words meet Python code.
+    """
 
     BLOCK_TOKENS = 1 << 20
 
-    def __init__(self):
-        self.block_tokens = self.BLOCK_TOKENS
-        self.sealed: list[tuple[np.ndarray, np.ndarray]] = []
-        self.ids = array.array("i")
-        self.lengths = array.array("q")
-        self.tokens = 0
+    def __init__(self, index: dict[str, int]):
+        self.index = index
+        self.tokens: list[str] = []
+        self.lengths: list[int] = []
 
-    def append(self, ids: Iterable[int], length: int) -> None:
-        self.ids.extend(ids)
-        self.lengths.append(length)
-        self.tokens += length
-        if len(self.ids) >= self.block_tokens:
-            self.sealed.append(self._take())
+    def add(self, sentence: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Add a sentence; a full block comes back as ``(ids, lengths)``."""
+        self.tokens += sentence
+        self.lengths.append(len(sentence))
+        return self.flush() if len(self.tokens) >= self.BLOCK_TOKENS else None
 
-    def _take(self) -> tuple[np.ndarray, np.ndarray]:
-        block = (np.array(self.ids, dtype=np.int32), np.array(self.lengths, dtype=np.int64))
-        self.ids, self.lengths = array.array("i"), array.array("q")
-        return block
+    def flush(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The block so far as ``(ids, lengths)`` (None if empty); starts the next block."""
+        if not self.lengths:
+            return None
+        index = self.index
+        for word in dict.fromkeys(self.tokens):
+            if word not in index:
+                index[word] = len(index)
+        ids = np.fromiter(map(index.__getitem__, self.tokens), np.int32, len(self.tokens))
+        lengths = np.array(self.lengths, dtype=np.int64)
+        self.tokens, self.lengths = [], []
+        return ids, lengths
 
-    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        yield from self.sealed
-        if self.lengths:
-            yield self._take()
-
-    def stream(
-        self, sentences: Iterable[tuple[Iterable[int], int]]
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Blocks built on the fly from ``(ids, length)`` pairs, none kept."""
-        for ids, length in sentences:
-            self.append(ids, length)
-            if self.sealed:
-                yield self.sealed.pop()
-        if self.lengths:
-            yield self._take()
+    def blocks(self, sentences: Iterable[list[str]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Blocks built on the fly from ``sentences``."""
+        for sentence in sentences:
+            block = self.add(sentence)
+            if block is not None:
+                yield block
+        block = self.flush()
+        if block is not None:
+            yield block
 
 
 class _PairCounter:
@@ -270,43 +276,43 @@ class CorpusStatistics:
     def fit(self, corpus, progress: bool | None = None) -> CorpusStatistics:
         """Count ``corpus`` (a path or an iterable of sentences) in at most two streaming passes.
 
-        ``progress``: progress bars for the two passes; ``None`` shows them on a terminal only.
+        ``progress``: ``None`` (default) reports on a terminal as bars and elsewhere as a line a
+        minute (:mod:`factorkit._progress`); ``False`` is silent.
         """
-        from tqdm.auto import tqdm
-
-        quiet = None if progress is None else not progress  # tqdm's None: off unless a terminal
         one_shot = not isinstance(corpus, str | Path) and iter(corpus) is corpus
-        # pass 1: counts, and word ids in order of first appearance (the Counter's own order);
-        # while the corpus is small it is also kept as blocks of ids for pass 2
-        counter: Counter[str] = Counter()
-        seen: dict[str, int] = {}
-        cache: _IdBlocks | None = _IdBlocks()
+        # pass 1: word ids in order of first appearance and their counts; while the corpus is
+        # small its blocks of ids are also kept for pass 2
+        index: dict[str, int] = {}
+        counts = np.zeros(0, dtype=np.int64)
+        cache: list[tuple[np.ndarray, np.ndarray]] | None = []
+        cached_tokens = 0
         longest = 0
-        for sentence in tqdm(
-            read_sentences(corpus),
-            desc="vocabulary",
-            unit=" sent",
-            disable=quiet,
-        ):
-            known = len(counter)
-            longest = max(longest, len(sentence))
-            counter.update(sentence)
-            if len(counter) > known:
-                fresh = list(itertools.islice(reversed(counter), len(counter) - known))
-                seen.update(zip(reversed(fresh), range(known, len(counter)), strict=True))
-            if cache is None:
-                continue
-            if cache.tokens + len(sentence) > self.cache_tokens:
-                if one_shot:
-                    raise ValueError(
-                        f"corpus is a one-shot iterator with more than cache_tokens={self.cache_tokens} "
-                        "tokens; pass a file path or a list, or raise cache_tokens"
-                    )
-                cache = None
-                continue
-            cache.append(map(seen.__getitem__, sentence), len(sentence))
-        counts = np.fromiter(counter.values(), np.int64, len(counter))
-        if not seen:
+
+        def sentences_of(source):
+            nonlocal longest
+            for sentence in source:
+                longest = max(longest, len(sentence))
+                yield sentence
+
+        with progress_reporter(None, "vocabulary", "tok", enabled=progress) as bar:
+            for ids, lengths in _IdBlocks(index).blocks(sentences_of(read_sentences(corpus))):
+                block_counts = np.bincount(ids, minlength=len(index))
+                block_counts[: counts.size] += counts
+                counts = block_counts
+                bar.update(ids.size)
+                if cache is None:
+                    continue
+                cached_tokens += ids.size
+                if cached_tokens > self.cache_tokens:
+                    if one_shot:
+                        raise ValueError(
+                            f"corpus is a one-shot iterator with more than cache_tokens={self.cache_tokens} "
+                            "tokens; pass a file path or a list, or raise cache_tokens"
+                        )
+                    cache = None
+                    continue
+                cache.append((ids, lengths))
+        if not index:
             raise ValueError("the corpus is empty: no tokens found")
         # most frequent first, ties in order of first appearance (as Counter.most_common)
         order = np.argsort(-counts, kind="stable")
@@ -317,29 +323,18 @@ class CorpusStatistics:
             raise ValueError(
                 f"only {order.size} word(s) occur at least min_count={self.min_count} times; lower min_count"
             )
-        by_id = list(seen)
+        by_id = list(index)
         self.words = [by_id[i] for i in order]
         self.index = {w: i for i, w in enumerate(self.words)}
         self.counts = counts[order].astype(np.float64)
         V = len(self.words)
-        remap = np.full(len(seen), -1, dtype=np.int64)
+        remap = np.full(len(index), -1, dtype=np.int64)
         remap[order] = np.arange(V)
 
         # pass 2: windowed pairs, a block of sentences at a time, summed in a sparse matrix
-        if cache is not None:
-            blocks = cache.blocks()
-        else:
-            streamed = _IdBlocks()
-            blocks = streamed.stream(
-                (map(seen.__getitem__, sentence), len(sentence)) for sentence in read_sentences(corpus)
-            )
+        blocks = cache if cache is not None else _IdBlocks(index).blocks(read_sentences(corpus))
         pairs = _PairCounter(V, self.window, self.weighting, reach=longest - 1)
-        with tqdm(
-            total=int(counts.sum()),
-            desc="co-occurrences",
-            unit=" tok",
-            disable=quiet,
-        ) as bar:
+        with progress_reporter(int(counts.sum()), "co-occurrences", "tok", enabled=progress) as bar:
             for flat, lengths in blocks:
                 kept = remap[flat]
                 keep = kept >= 0
@@ -360,12 +355,13 @@ class CorpusStatistics:
         """
         psi = check_float("negatives", negatives, positive=True)
         power = check_float("power", power, positive=True)
-        C = self.cooccurrence.tocoo()
+        C = self.cooccurrence  # canonical CSR: S keeps its structure, only the values change
         p_plus = C.data / C.data.sum()
         unigram = self.counts**power
         unigram /= unigram.sum()
-        p_minus = psi * unigram[C.row] * unigram[C.col]
-        S = scipy.sparse.csr_matrix((4 * p_plus / (p_plus + p_minus), (C.row, C.col)), shape=C.shape)
+        rows = np.repeat(np.arange(C.shape[0]), np.diff(C.indptr))
+        p_minus = psi * unigram[rows] * unigram[C.indices]
+        S = scipy.sparse.csr_matrix((4 * p_plus / (p_plus + p_minus), C.indices, C.indptr), shape=C.shape)
         return S, -2.0
 
     def target_dense(self, negatives: float = 5.0, power: float = 1.0) -> np.ndarray:
@@ -399,6 +395,8 @@ def gradient_descent_path(
     the singular values were logged and the singular values (``len(times) x dim``). ``lr``
     defaults to ``0.1 / lambda_max``; ``initial`` replaces the random ``W_0``.
     """
+    import torch
+
     from factorkit.fit.gd import train_gd
     from factorkit.models.symmetric import SymmetricFactorization
     from factorkit.problems.target import DenseTarget
@@ -447,7 +445,7 @@ def switch_on_times(
     return np.log(lam / np.asarray(initial_sq, dtype=float) - 1) / (2 * rate)
 
 
-class QWEM(BaseEstimator):
+class QWEM(LeanEstimator):
     """Closed-form word embeddings from corpus statistics (scikit-learn style).
 
     Parameters
@@ -661,7 +659,7 @@ class KeyedVectors:
                 continue
             ours.append(float(self.unit[self.index[parts[0]]] @ self.unit[self.index[parts[1]]]))
             human.append(score)
-        rho = stats.spearmanr(ours, human).statistic if len(ours) > 2 else math.nan
+        rho = _spearman(ours, human) if len(ours) > 2 else math.nan
         return {"spearman": float(rho), "pairs": len(ours), "skipped": skipped}
 
     def save_word2vec(self, path: str | Path) -> Path:
@@ -671,6 +669,28 @@ class KeyedVectors:
             for word, vector in zip(self.words, self.vectors, strict=True):
                 handle.write(word + " " + " ".join(f"{x:.6g}" for x in vector) + "\n")
         return path
+
+
+def _average_ranks(values) -> np.ndarray:
+    """Ranks 1..n, tied values sharing the mean of their ranks (``scipy.stats.rankdata``'s default)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.concatenate([[True], ordered[1:] != ordered[:-1]])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], values.size)
+    ranks = np.empty(values.size)
+    ranks[order] = ((starts + ends + 1) / 2)[np.cumsum(first) - 1]
+    return ranks
+
+
+def _spearman(a, b) -> float:
+    """Spearman's rank correlation (Pearson's on average ranks), as ``scipy.stats.spearmanr``
+    without its 0.5 s import (``tests/test_embeddings.py`` compares the two)."""
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denominator = math.sqrt(float(ra @ ra) * float(rb @ rb))
+    return float(ra @ rb) / denominator if denominator > 0 else math.nan
 
 
 def embed_report(model: QWEM, analogies: str | Path | None, similarities: Iterable[str | Path] = ()) -> dict:

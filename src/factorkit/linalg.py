@@ -168,6 +168,48 @@ def _dense(S, d, c) -> Eigenpairs:
     return Eigenpairs(values, vectors, float(residual), "dense", 0)
 
 
+class _Pool:
+    """``threads`` workers (the caller's thread is one of them) and the dense products of the
+    Lanczos basis split along its long dimension, one part each (NumPy's BLAS calls release the
+    GIL; with BLAS capped at one thread the parts run side by side). A context manager."""
+
+    def __init__(self, threads: int, n: int):
+        self.threads = max(1, threads)
+        self.executor = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.executor = ThreadPoolExecutor(self.threads - 1)
+        bounds = np.linspace(0, n, self.threads + 1).astype(int)
+        self.parts = [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def map(self, function, items) -> list:
+        """``[function(item) for item in items]``, the first on this thread, the rest on workers."""
+        items = list(items)
+        if self.executor is None or len(items) == 1:
+            return [function(item) for item in items]
+        pending = [self.executor.submit(function, item) for item in items[1:]]
+        return [function(items[0]), *(future.result() for future in pending)]
+
+    def coefficients(self, Q: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """``Q @ W`` for a wide ``Q`` (k x n) and a tall ``W`` (n x b), summed over the parts."""
+        partial = self.map(lambda part: Q[:, part] @ W[part], self.parts)
+        return sum(partial[1:], partial[0])
+
+    def subtract(self, W: np.ndarray, Q: np.ndarray, C: np.ndarray) -> np.ndarray:
+        """``W - Q^T C``, part by part."""
+        out = np.empty_like(W)
+        self.map(lambda part: np.subtract(W[part], Q[:, part].T @ C, out=out[part]), self.parts)
+        return out
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
 class _ScipyBands:
     """``S @ X`` by SciPy on ``threads`` row bands of equal non-zero counts, one thread each.
 
@@ -175,46 +217,34 @@ class _ScipyBands:
     matrix (1.7M non-zeros, blocks of 8 vectors). Imports nothing beyond SciPy.
     """
 
-    def __init__(self, S: scipy.sparse.csr_matrix, threads: int):
+    def __init__(self, S: scipy.sparse.csr_matrix, pool: _Pool):
         S32 = S.astype(np.float32)
-        threads = max(1, min(threads, S.nnz // _NNZ_PER_THREAD))
+        threads = max(1, min(pool.threads, S.nnz // _NNZ_PER_THREAD))
         cuts = np.searchsorted(S.indptr, np.arange(1, threads) * (S.nnz / threads))
         bounds = [0, *sorted({int(c) for c in cuts} - {0, S.shape[0]}), S.shape[0]]
         self.bands = [(S32[a:b], S[a:b], a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
         self.rows = S.shape[0]
-        self.pool = None
-        if len(self.bands) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(len(self.bands) - 1)
+        self.pool = pool
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         single = X.dtype == np.float32
-        if self.pool is None:
-            S32, S64, _, _ = self.bands[0]
-            return (S32 if single else S64) @ X
+        if len(self.bands) == 1:
+            return (self.bands[0][0] if single else self.bands[0][1]) @ X
         Y = np.empty((self.rows, X.shape[1]), dtype=X.dtype)
 
         def band(part) -> None:
             S32, S64, a, b = part
             Y[a:b] = (S32 if single else S64) @ X
 
-        pending = [self.pool.submit(band, part) for part in self.bands[1:]]
-        band(self.bands[0])
-        for future in pending:
-            future.result()
+        self.pool.map(band, self.bands)
         return Y
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
 
 
 class _TorchCSR:
     """``S @ X`` by torch's sparse CSR kernel (about 3x SciPy's per vector on 2 cores), for
     problems large enough to repay torch's import (see :data:`_TORCH_FROM_WORK`)."""
 
-    def __init__(self, S: scipy.sparse.csr_matrix, threads: int):
+    def __init__(self, S: scipy.sparse.csr_matrix, pool: _Pool):
         import torch
 
         index = torch.int32 if max(S.shape[0], S.nnz) < 2**31 else torch.int64
@@ -224,7 +254,7 @@ class _TorchCSR:
             self.S64 = torch.sparse_csr_tensor(*parts, torch.from_numpy(S.data), size=S.shape)
             self.S32 = torch.sparse_csr_tensor(*parts, torch.from_numpy(S.data).float(), size=S.shape)
         self.torch = torch
-        self.threads = threads
+        self.threads = pool.threads
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -236,9 +266,6 @@ class _TorchCSR:
         finally:
             torch.set_num_threads(previous)
 
-    def close(self) -> None:
-        pass
-
 
 class _Operator:
     """``x -> S x + c 1 (1^T x) - lam u (u^T x)``; the dense rank-one terms in float64.
@@ -248,18 +275,13 @@ class _Operator:
     Use it as a context manager.
     """
 
-    def __init__(self, S: scipy.sparse.csr_matrix, c: float, threads: int = 1, engine: str = "scipy"):
+    def __init__(self, S: scipy.sparse.csr_matrix, c: float, pool: _Pool, engine: str = "scipy"):
         self.S64 = S
-        self._sparse = (_TorchCSR if engine == "torch" else _ScipyBands)(S, threads)
+        self._sparse = (_TorchCSR if engine == "torch" else _ScipyBands)(S, pool)
         self.c = c
         self.deflated: tuple[float, np.ndarray] | None = None
         self.matvecs = 0
-
-    def __enter__(self) -> _Operator:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._sparse.close()
+        self.pool = pool
 
     def _low_rank(self, X64: np.ndarray, deflate: bool) -> np.ndarray | None:
         out = None
@@ -305,7 +327,8 @@ def _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed, threads)
     n = S.shape[0]
     rng = np.random.default_rng(seed)
     engine = "torch" if S.nnz * (d + oversample) >= _TORCH_FROM_WORK else "scipy"
-    with _Operator(S, c, threads, engine) as A, _blas_threads(1 if threads > 1 else None):
+    with _Pool(threads, n) as pool, _blas_threads(1 if threads > 1 else None):
+        A = _Operator(S, c, pool, engine)
         return _lanczos_iterations(A, n, d, tol, block, oversample, max_restarts, rng)
 
 
@@ -339,7 +362,7 @@ def _lanczos_iterations(A, n, d, tol, block, oversample, max_restarts, rng) -> E
             Y = A(new)
             Qt[m : m + block] = new.T
             m += block
-            new, coefficients, R = _orthogonalize(Y, Qt, start, m, block, rng)
+            new, coefficients, R = _orthogonalize(Y, Qt, start, m, block, rng, A.pool)
             T[:m, m - block : m] = coefficients
             T[m - block : m, :m] = coefficients.T
         theta, Z = np.linalg.eigh((T[:m, :m] + T[:m, :m].T) / 2)
@@ -363,7 +386,7 @@ def _lanczos_iterations(A, n, d, tol, block, oversample, max_restarts, rng) -> E
     return _refine(A, Ut[:d].T.astype(np.float64), A.matvecs)
 
 
-def _orthogonalize(Y, Qt, start, m, block, rng):
+def _orthogonalize(Y, Qt, start, m, block, rng, pool: _Pool):
     """Next orthonormal block from ``Y = A q``, its coefficients ``Q^T Y`` and ``R`` (``W = new R``).
 
     Against the last two blocks first, then the whole basis: the local step removes the large
@@ -377,12 +400,12 @@ def _orthogonalize(Y, Qt, start, m, block, rng):
     W = Y - local.T @ local_coefficients
     Q = Qt[:m]
     before = np.linalg.norm(W, axis=0)
-    coefficients = Q @ W
-    W = W - Q.T @ coefficients
+    coefficients = pool.coefficients(Q, W)
+    W = pool.subtract(W, Q, coefficients)
     after = np.linalg.norm(W, axis=0)
     if bool((after < 0.5 * before).any()):
-        again = Q @ W
-        W = W - Q.T @ again
+        again = pool.coefficients(Q, W)
+        W = pool.subtract(W, Q, again)
         coefficients += again
         after = np.linalg.norm(W, axis=0)
     coefficients[lo:m] += local_coefficients

@@ -45,6 +45,7 @@ class LineProgress:
         self.start = time.monotonic()
         self.last = self.start
         self.lines = 0
+        self.written = 0.0  # the count the last line showed
 
     def update(self, n: float = 1) -> None:
         self.n += n
@@ -66,9 +67,10 @@ class LineProgress:
         print(text, file=stream, flush=True)
         self.last = now
         self.lines += 1
+        self.written = self.n
 
     def close(self) -> None:
-        if self.lines and self.last != time.monotonic():
+        if self.lines and self.n != self.written:
             self._write(time.monotonic())
 
     def __enter__(self) -> LineProgress:

@@ -12,6 +12,7 @@ restored afterwards.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 SMALL_WORK = 2e7
@@ -55,9 +56,31 @@ def thread_count(work: float) -> int:
     return max(1, min(current, limit) if limit else current)
 
 
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def blas_threads(limit: int | None):
+    """Cap the BLAS pools (NumPy's, SciPy's) at ``limit`` threads for the block (None: leave them).
+
+    Small computations that mix many BLAS calls with other work run best on one thread: an idle
+    BLAS worker spins between calls and takes the other core (NMF on digits measured 0.04 s to
+    0.15 s for the same fit with two BLAS threads; steady with one)."""
+    if limit is None:
+        yield
+        return
+    with _blas_controller().limit(limits=limit, user_api="blas"):
+        yield
+
+
 @contextlib.contextmanager
 def threads_for(work: float):
-    """Run the block with :func:`thread_count` ``(work)`` torch threads, then restore the setting."""
+    """Run the block with :func:`thread_count` ``(work)`` torch threads (and BLAS threads capped
+    alike when that is one), then restore the settings."""
     import torch
 
     previous = torch.get_num_threads()
@@ -65,7 +88,8 @@ def threads_for(work: float):
     if chosen != previous:
         torch.set_num_threads(chosen)
     try:
-        yield chosen
+        with blas_threads(1 if chosen == 1 else None):
+            yield chosen
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)

@@ -29,7 +29,6 @@ quarter of ARPACK's time for the same eigenvalues to ``1e-6`` relative (``benchm
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from typing import NamedTuple
@@ -37,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 
-from factorkit._threads import cpu_threads
+from factorkit._threads import blas_threads, cpu_threads
 from factorkit._validation import check_float, check_int
 
 _BASIS_FACTOR = 3  # basis size at restart, in units of the kept Ritz vectors
@@ -327,23 +326,9 @@ def _block_lanczos(S, d, c, tol, block, oversample, max_restarts, seed, threads)
     n = S.shape[0]
     rng = np.random.default_rng(seed)
     engine = "torch" if S.nnz * (d + oversample) >= _TORCH_FROM_WORK else "scipy"
-    with _Pool(threads, n) as pool, _blas_threads(1 if threads > 1 else None):
+    with _Pool(threads, n) as pool, blas_threads(1 if threads > 1 else None):
         A = _Operator(S, c, pool, engine)
         return _lanczos_iterations(A, n, d, tol, block, oversample, max_restarts, rng)
-
-
-@contextlib.contextmanager
-def _blas_threads(limit: int | None):
-    """Cap the BLAS thread pools for the block (None: leave them). Where the sparse product runs
-    on threads of our own, BLAS workers that spin between calls take their cores: measured 0.93 s
-    against 0.73 s for QWEM's 8k-word problem on 2 cores with the cap."""
-    if limit is None:
-        yield
-        return
-    from threadpoolctl import ThreadpoolController
-
-    with ThreadpoolController().limit(limits=limit, user_api="blas"):
-        yield
 
 
 def _lanczos_iterations(A, n, d, tol, block, oversample, max_restarts, rng) -> Eigenpairs:

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from factorkit._choices import EXECUTORS
+from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_choice, check_int, resolve_device
 from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.store import ResultStore
@@ -44,6 +44,8 @@ from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry
 
+# off a terminal, a study writes a line as runs finish, at most one per this many seconds
+STUDY_LINE_EVERY = 5.0
 GD_SEED_OFFSET = 1_000_003
 GC_SEED_OFFSET = 2_000_003
 CORRUPTION_SEED_OFFSET = 3_000_017
@@ -789,11 +791,12 @@ def run_studies(
         )
         skipped_shards = {k: len(v) for k, v in stored.items() if k not in merged}
         name = studies[0][0].name if len(studies) == 1 else f"{len(studies)} studies"
-        bar = tqdm(
-            total=sum(j.runs or 1 / j.shards for j in jobs),
-            desc=name,
-            unit="run",
-            disable=None if progress is None else not progress,
+        bar = progress_reporter(
+            sum(j.runs or 1 / j.shards for j in jobs),
+            name,
+            "runs",
+            enabled=progress,
+            every=STUDY_LINE_EVERY,
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} [{elapsed}<{remaining}]",
         )
         if executor == "dask":

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
+from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.models.deep import INITS, DeepFactorization
 from factorkit.optim.adafactor import Adafactor
@@ -223,7 +223,7 @@ def train_gd(
     history_gen: list[torch.Tensor] = []
     history_monitor: list[torch.Tensor] = []
 
-    bar = tqdm(total=max_steps, desc="gd", disable=None if progress is None else not progress)
+    bar = progress_reporter(max_steps, "gd", "steps", enabled=progress)
     for step in range(max_steps + 1):
         W = model.end_to_end(params)
         train, gen = problem.losses(W)

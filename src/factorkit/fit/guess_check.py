@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from factorkit._choices import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
 from factorkit._memory import check_memory
+from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_float, check_int, make_generator
 from factorkit.fit.prior import Prior, resolve_prior
 from factorkit.fit.result import GuessCheckResult
@@ -180,12 +180,7 @@ def guess_and_check(
     accepted_sums = torch.zeros(3, dtype=torch.float64, device=problem.device)
     kept_gen, kept_train, kept_W = [], [], []
     kept = 0
-    bar = tqdm(
-        total=max_evaluations,
-        desc="g&c",
-        unit="draw",
-        disable=None if progress is None else not progress,
-    )
+    bar = progress_reporter(max_evaluations, "g&c", "draws", enabled=progress)
     chunk = first_chunk
     with torch.no_grad():
         while evaluations < max_evaluations and (n_samples is None or accepted < n_samples):

@@ -47,6 +47,7 @@ that can make entries negative (the features and weights stay non-negative).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -98,6 +99,7 @@ def _beta_divergence(X: torch.Tensor, WH: torch.Tensor, beta: float, M=None) -> 
 INITS = ("random", "nndsvd", "nndsvda", "custom")
 EPS = 1e-12
 CHECK_EVERY = 5
+STALL_WINDOW = 10  # the stall rule compares the objective with its value this many iterations before
 
 
 def _check_values(name: str, values: np.ndarray, observed: np.ndarray | None, negative: bool = False) -> None:
@@ -136,23 +138,11 @@ class _Data:
             self.csr = csr
             self.sparse = True
             self.shape = csr.shape
-            with warnings.catch_warnings():  # torch flags sparse CSR as beta; the products used are stable
-                warnings.simplefilter("ignore", UserWarning)
-                self.X = torch.sparse_csr_tensor(
-                    torch.from_numpy(csr.indptr.astype(np.int64)),
-                    torch.from_numpy(csr.indices.astype(np.int64)),
-                    torch.from_numpy(csr.data),
-                    size=csr.shape,
-                ).to(device)
-                self.Xt = self.X.to_sparse_coo().t().coalesce().to_sparse_csr()
-            coo = csr.tocoo()
-            self.rows = torch.from_numpy(coo.row.astype(np.int64)).to(device)
-            self.cols = torch.from_numpy(coo.col.astype(np.int64)).to(device)
-            self.values = torch.from_numpy(coo.data).to(device)
+            self.device = device  # the torch forms of X below are built on first use (not on the CPU path)
             self.M = None
             self.norm_sq = float(np.square(csr.data).sum())
             self.mean = float(csr.data.sum() / (csr.shape[0] * csr.shape[1]))
-            self.dtype = self.values.dtype
+            self.dtype = torch.from_numpy(csr.data[:0]).dtype
             return
         values = np.asarray(X)
         if values.ndim != 2:
@@ -182,6 +172,43 @@ class _Data:
         self.mean = float(dense.sum(dtype=np.float64) / count) if count else 0.0
         self.dtype = self.X.dtype
 
+    # sparse X as torch tensors, built when a torch path first asks (dense X sets ``X`` itself)
+    @functools.cached_property
+    def X(self) -> torch.Tensor:
+        with warnings.catch_warnings():  # torch flags sparse CSR as beta; the products used are stable
+            warnings.simplefilter("ignore", UserWarning)
+            csr = self.csr
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(csr.indptr.astype(np.int64)),
+                torch.from_numpy(csr.indices.astype(np.int64)),
+                torch.from_numpy(csr.data),
+                size=csr.shape,
+            ).to(self.device)
+
+    @functools.cached_property
+    def Xt(self) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return self.X.to_sparse_coo().t().coalesce().to_sparse_csr()
+
+    @functools.cached_property
+    def _coo(self):
+        coo = self.csr.tocoo()
+        as_index = lambda a: torch.from_numpy(a.astype(np.int64)).to(self.device)  # noqa: E731
+        return as_index(coo.row), as_index(coo.col), torch.from_numpy(coo.data).to(self.device)
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return self._coo[0]
+
+    @property
+    def cols(self) -> torch.Tensor:
+        return self._coo[1]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self._coo[2]
+
     def filled(self) -> torch.Tensor:
         """Dense ``X`` with unobserved entries at the observed mean (for initialisation only)."""
         if self.sparse:
@@ -191,12 +218,38 @@ class _Data:
         return self.X + (1 - self.M) * self.mean
 
     def times(self, B: torch.Tensor) -> torch.Tensor:
-        """``X @ B``."""
+        """``X @ B`` (sparse on the CPU: SciPy's kernel, several times torch's per call at NMF's
+        sizes, where the call's fixed cost dominates)."""
+        if self.sparse and B.device.type == "cpu":
+            return torch.from_numpy(self.csr @ B.numpy())
         return self.X @ B
 
     def t_times(self, B: torch.Tensor) -> torch.Tensor:
         """``X^T @ B``."""
+        if self.sparse and B.device.type == "cpu":
+            return torch.from_numpy(self.csr.T @ B.numpy())
         return self.Xt @ B if self.sparse else self.X.T @ B
+
+
+GRAM_SVD_BELOW = 2000  # sparse X with a side this short: top singular triplets from its Gram matrix
+
+
+def _svd_by_gram(X, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top ``k`` singular triplets of a sparse ``X`` with a short side, from the dense Gram matrix of
+    that side (``eigh`` of at most 2000 x 2000; ARPACK on the 300 x 3610 lee TF-IDF took 4x as
+    long). The Gram squares the condition number, which costs accuracy only in the small singular
+    values; NNDSVD uses the top ``k``, each accurate to about ``eps sigma_1^2 / sigma_k``."""
+    transpose = X.shape[0] > X.shape[1]
+    A = X.T.tocsr() if transpose else X  # the short side first
+    gram = (A @ A.T).toarray()
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:k]
+    S = np.sqrt(np.clip(values[order], 0.0, None))
+    U = vectors[:, order]
+    V = np.asarray(A.T @ U) / np.where(S > 0, S, 1.0)
+    if transpose:
+        U, V = V, U
+    return np.ascontiguousarray(U), S, np.ascontiguousarray(V.T)
 
 
 def nndsvd(
@@ -210,7 +263,9 @@ def nndsvd(
     """
     if scipy.sparse.issparse(X):
         dtype, device = torch.float64 if X.dtype == np.float64 else torch.float32, torch.device("cpu")
-        if k < min(X.shape) - 1:
+        if min(X.shape) <= GRAM_SVD_BELOW:
+            U, S, Vh = (torch.from_numpy(a) for a in _svd_by_gram(X.astype(np.float64), k))
+        elif k < min(X.shape) - 1:
             start = np.ones(min(X.shape)) / math.sqrt(min(X.shape))
             u, s, vh = scipy.sparse.linalg.svds(X.astype(np.float64), k=k, v0=start)
             order = np.argsort(-s)
@@ -278,19 +333,20 @@ def _hals_sweeps(
     ``G``'s rows divided by ``G_jj + l2`` once, and ``G``'s diagonal zeroed, each row update is one
     matrix-vector product and one clamp (the loop is bound by per-operation overhead at small k).
     """
-    scale = G.diagonal() + l2
-    # a zero component of the other factor and no l2: that row is left as it is (as scikit-learn)
-    kept = (scale > 0).nonzero().squeeze(1).tolist()
-    scale = torch.where(scale > 0, scale, 1.0)
-    target = ((XF - l1) if l1 else XF) / scale[:, None]
-    coupling = G / scale[:, None]
-    coupling.fill_diagonal_(0)
+    arrays = isinstance(F, np.ndarray)  # NumPy arrays in, NumPy loop
     if numpy_loop is None:
-        numpy_loop = F.device.type == "cpu"
+        numpy_loop = arrays or F.device.type == "cpu"
     if numpy_loop:
         # the same update on NumPy views of the same memory: a NumPy call costs about half a
-        # torch call, and these k small calls per sweep are the whole cost at small k
-        Fn, target_n, coupling_n = F.numpy(), target.numpy(), coupling.numpy()
+        # torch call, and these k small calls per sweep (and the set-up) are the whole cost at small k
+        Fn, XFn, Gn = (F, XF, G) if arrays else (F.numpy(), XF.numpy(), G.numpy())
+        scale = Gn.diagonal() + l2
+        # a zero component of the other factor and no l2: that row is left as it is (as scikit-learn)
+        kept = np.flatnonzero(scale > 0).tolist()
+        scale = np.where(scale > 0, scale, 1.0)
+        target_n = ((XFn - l1) if l1 else XFn) / scale[:, None]
+        coupling_n = Gn / scale[:, None]
+        np.fill_diagonal(coupling_n, 0)
         scratch = np.empty(F.shape[1], dtype=Fn.dtype)
         step = np.empty(F.shape[1], dtype=Fn.dtype)
         rows = [(Fn[j], target_n[j], coupling_n[j], float(scale[j])) for j in kept]
@@ -307,6 +363,12 @@ def _hals_sweeps(
                 np.maximum(scratch, 0, out=row)
             return violation
     else:
+        scale = G.diagonal() + l2
+        kept = (scale > 0).nonzero().squeeze(1).tolist()
+        scale = torch.where(scale > 0, scale, 1.0)
+        target = ((XF - l1) if l1 else XF) / scale[:, None]
+        coupling = G / scale[:, None]
+        coupling.fill_diagonal_(0)
         rows = [(F[j], target[j], coupling[j], scale[j]) for j in kept]
         FT = F.T
 
@@ -324,12 +386,12 @@ def _hals_sweeps(
     violation = 0.0
     for sweep in range(max_sweeps):
         # the move of a sweep only matters if another sweep may follow
-        before = F.clone() if sweep < max_sweeps - 1 else None
+        before = None if sweep == max_sweeps - 1 else F.copy() if arrays else F.clone()
         measured = sweep_once(measure=measure and sweep == 0)
         violation = measured if sweep == 0 else violation
         if before is None:
             return violation
-        moved = float((F - before).norm())
+        moved = float(np.linalg.norm(F - before)) if arrays else float((F - before).norm())
         if first is None:
             first = moved
         elif moved <= stop_ratio * first:
@@ -348,25 +410,62 @@ def _violation(F: torch.Tensor, grad: torch.Tensor) -> float:
     return float(projected.abs().sum())
 
 
-def _inner_sweeps(n: int, m: int, k: int) -> int:
+def _inner_sweeps(n: int, m: int, k: int, entries: int | None = None) -> int:
     """Gillis & Glineur's ``1 + rho / 2`` sweeps of ``W`` (n x k) per data product ``X H^T``.
 
     ``rho`` is the cost of the product over that of one sweep. Their count is in flops; here
     both are modelled in seconds, because a sweep is ``k`` rounds of small vector operations
     whose launch cost dominates while the product runs at matrix-multiply speed: product
-    ``2 n m k / 2e10``; sweep ``k (2e-5 + 2 n k / 5e9 + 4e-9 n)``. The constants are a fixed
-    model (so runs stay deterministic), fitted on a 2-core CPU: 3 sweeps for 2000 x 1000 and
-    k = 20 (measured best: 3 to 5). At least 2: on the 1797 x 64 digits (k = 10), where the
-    model gives 1, a second sweep reaches scikit-learn's 200-iteration error in 57 iterations.
-    The constants predate the one-product-one-clamp sweep (2026-12), which made a sweep about
-    half as costly, so the model now errs towards fewer sweeps: on 2000 x 1000, k = 20, six
-    sweeps reach scikit-learn's error in 39 ms against the model's 3 / 4 in 45 ms. Left as it is:
-    time to a given error is not monotone in the sweep count (on digits, 3 sweeps end at a worse
-    local minimum than 2 or 4).
+    ``2 entries k / 2e10`` (``entries``: the stored entries of ``X``, ``n m`` when dense); sweep
+    ``k (2e-5 + 2 n k / 5e9 + 4e-9 n)``. The constants are a fixed model (so runs stay
+    deterministic), fitted on a 2-core CPU: 3 sweeps for 2000 x 1000 and k = 20 (measured best:
+    3 to 5). Where the product costs less than two sweeps (digits, a sparse TF-IDF matrix) this is
+    one sweep, plain HALS: with the stall rule of :class:`NMF` it reaches scikit-learn's
+    200-iteration error sooner than two sweeps, which the KKT rule stopped at a worse point
+    (issue 27's table in ``docs/guide/nmf.md``). Time to a given error is not monotone in the sweep
+    count (on digits, 3 sweeps end at a worse local minimum than 2 or 4).
     """
-    product = 2 * n * m * k / 2e10
+    entries = n * m if entries is None else entries
+    product = 2 * entries * k / 2e10
     sweep = k * (2e-5 + 2 * n * k / 5e9 + 4e-9 * n)
-    return max(2, 1 + int(0.5 * product / sweep))
+    return 1 + int(0.5 * product / sweep)
+
+
+class _HalsCPU:
+    """One HALS iteration on NumPy arrays (``X`` dense or SciPy CSR): the same updates as the
+    torch path (``tests/test_nmf.py`` runs both side by side), without a torch call per operation,
+    which at scikit-learn's problem sizes costs more than the arithmetic. ``H H^T`` is kept from
+    one iteration to the next, and the error ``||X - W H||`` comes from products the sweeps
+    computed anyway: ``||X||^2 - 2 <W^T X, H> + <W^T W, H H^T>``."""
+
+    def __init__(self, data: _Data, penalties, sweeps_W: int, sweeps_H: int, update_H: bool):
+        self.X = data.csr if data.sparse else data.X.numpy()
+        self.sparse = data.sparse
+        self.norm_sq = data.norm_sq
+        self.l1W, self.l2W, self.l1H, self.l2H = penalties
+        self.sweeps_W, self.sweeps_H = sweeps_W, sweeps_H
+        self.update_H = update_H
+        self.HHt = None
+
+    def step(self, W: np.ndarray, H: np.ndarray, check: bool):
+        X = self.X
+        HHt = H @ H.T if self.HHt is None else self.HHt
+        Wt = np.ascontiguousarray(W.T)
+        # products in the orientation the sweeps read (k x n, k x m), without transposed copies
+        HXt = (X @ H.T).T if self.sparse else H @ X.T
+        violation = _hals_sweeps(
+            Wt, np.ascontiguousarray(HXt), HHt, self.l1W, self.l2W, self.sweeps_W, measure=check
+        )
+        W = Wt.T
+        WtX = np.ascontiguousarray((X.T @ W).T if self.sparse else Wt @ X)
+        if not self.update_H:
+            cross, fit = float(np.vdot(WtX, H)), float(np.vdot(Wt @ W, HHt))
+            return W, H, violation, math.sqrt(max(self.norm_sq - 2 * cross + fit, 0.0))
+        WtW = Wt @ W
+        violation += _hals_sweeps(H, WtX, WtW, self.l1H, self.l2H, self.sweeps_H, measure=check)
+        self.HHt = HHt = H @ H.T
+        error = math.sqrt(max(self.norm_sq - 2 * float(np.vdot(WtX, H)) + float(np.vdot(WtW, HHt)), 0.0))
+        return W, H, violation, error
 
 
 def _hals_masked(W, H, X, M, R, l1, l2) -> None:
@@ -406,12 +505,18 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     alpha_W, alpha_H, l1_ratio : float
         Elastic-net penalty (scikit-learn's convention; ``alpha_H='same'`` copies ``alpha_W``).
     max_iter : int
+        400 (scikit-learn: 200): a run whose fit no longer moves stops by the stall rule below, so
+        the cap only binds where the fit is still improving (digits at rank 32: 200 iterations
+        leave 354.6, 270 reach 341.4 and stop by the KKT rule).
     tol : float
-        Stop once the KKT violation of the non-negativity constraints, ``sum |projected gradient|``
-        over ``W`` and ``H`` at the start of an iteration, is at most ``tol`` times its value in the
-        first iteration (scikit-learn's ``cd`` rule; HALS and MU alike), read every fifth iteration
-        (HALS measures it in its first sweep, as scikit-learn's coordinate loop). At ``max_iter`` a
-        ``ConvergenceWarning`` says so; ``history_[-1]['stopped']`` is ``'tol'`` or ``'max_iter'``.
+        Two stopping rules, both read every fifth iteration (and on the first): the KKT violation of
+        the non-negativity constraints, ``sum |projected gradient|`` over ``W`` and ``H``, is at most
+        ``tol`` times its value in the first iteration (scikit-learn's ``cd`` rule; HALS measures it
+        in its first sweep, as scikit-learn's coordinate loop), or the objective (half the squared
+        error, or the divergence, plus the penalties) fell by at most ``tol`` times its first value
+        over the last ten iterations (scikit-learn's ``mu`` rule: an iteration that no longer moves
+        the fit is not paid for). At ``max_iter`` a ``ConvergenceWarning`` says so;
+        ``history_[-1]['stopped']`` is ``'tol'``, ``'stalled'`` or ``'max_iter'``.
         (``'alternating'``: when ``A`` moved by less than ``tol`` relative to its norm.)
     random_state : int, numpy RandomState or None
         Seed of ``init='random'`` (scikit-learn's convention: an int is reproducible, ``None``
@@ -461,7 +566,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         alpha_W: float = 0.0,
         alpha_H="same",
         l1_ratio: float = 0.0,
-        max_iter: int = 200,
+        max_iter: int = 400,
         tol: float = 1e-4,
         random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
@@ -598,8 +703,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return nndsvd(data.filled(), k, init)
 
     # ------------------------------------------------------------------ errors
-    def _error(self, data: _Data, W, H, WtX=None) -> float:
-        """``reconstruction_err_`` of ``W H``."""
+    def _error(self, data: _Data, W, H, WtX=None, gram=None) -> float:
+        """``reconstruction_err_`` of ``W H`` (``gram``: ``(W^T W, H H^T)`` when already at hand)."""
         beta = _beta(self.beta_loss)
         if beta == 1:
             return math.sqrt(2 * max(self._kl(data, W, H), 0.0))
@@ -610,7 +715,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if WtX is None:
             WtX = data.t_times(W).T
         cross = float((WtX * H).sum())
-        fit = float(((W.T @ W) * (H @ H.T)).sum())
+        WtW, HHt = gram if gram is not None else (W.T @ W, H @ H.T)
+        fit = float((WtW * HHt).sum())
         return math.sqrt(max(data.norm_sq - 2 * cross + fit, 0.0))
 
     def _kl(self, data: _Data, W, H) -> float:
@@ -636,17 +742,26 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.inner_sweeps is not None:
             sweeps_W = sweeps_H = check_int("inner_sweeps", self.inner_sweeps)
         else:
-            sweeps_W, sweeps_H = _inner_sweeps(n, m, k), _inner_sweeps(m, n, k)
+            entries = data.csr.nnz if data.sparse else None
+            sweeps_W, sweeps_H = _inner_sweeps(n, m, k, entries), _inner_sweeps(m, n, k, entries)
         if data.M is not None:
             sweeps_W = sweeps_H = 1
         R = data.M * (data.X - W @ H) if (data.M is not None and self.solver == "hals") else None
+        cpu_hals = self.solver == "hals" and R is None and W.device.type == "cpu"
+        objectives: dict[int, float] = {}  # at the checked iterations, for the stall rule
+        if cpu_hals:  # the default path: NumPy arrays and SciPy products, no torch call per iteration
+            stepper = _HalsCPU(data, (l1W, l2W, l1H, l2H), sweeps_W, sweeps_H, update_H)
+            W, H = W.numpy(), H.numpy()
         for iteration in range(1, self.max_iter + 1):
             iterations = iteration
             WtX = None
+            gram = None
             # the KKT violation is measured on the first iteration and every CHECK_EVERY-th after
             # (it costs a fifth of a cheap HALS iteration); the rule is read where it is measured
             check = iteration == 1 or iteration % CHECK_EVERY == 0 or iteration == self.max_iter
-            if self.solver == "hals":
+            if cpu_hals:
+                W, H, violation, error = stepper.step(W, H, check)
+            elif self.solver == "hals":
                 if R is not None:
                     violation = _violation(W, l1W + l2W * W - R @ H.T)
                     _hals_masked(W, H, data.X, data.M, R, l1W, l2W)
@@ -665,7 +780,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     W = Wt.T
                     if update_H:
                         WtX = data.t_times(W).T.contiguous()
-                        violation += _hals_sweeps(H, WtX, Wt @ W, l1H, l2H, sweeps_H, measure=check)
+                        WtW = Wt @ W
+                        violation += _hals_sweeps(H, WtX, WtW, l1H, l2H, sweeps_H, measure=check)
+                        gram = (WtW, H @ H.T)
             else:
                 W, violation = self._mu_W(data, W, H, l1W, l2W)
                 if update_H:
@@ -674,7 +791,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                     )
                     H = Ht.T.contiguous()
                     violation += violation_H
-            error = self._error(data, W, H, WtX if update_H else None)
+            if not cpu_hals:
+                error = self._error(data, W, H, WtX if update_H else None, gram)
             if iteration == 1:
                 initial = violation
             if not check:
@@ -684,10 +802,23 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 measured = "-" if violation is None else f"{violation:.3g}"
                 print(f"NMF iteration {iteration}: error {error:.6g}, KKT violation {measured}")
             if self.callback is not None:
-                self.callback(iteration, H.cpu().numpy())
+                self.callback(iteration, np.array(H) if cpu_hals else H.cpu().numpy().copy())
             if check and violation <= self.tol * initial:
                 history[-1]["stopped"] = "tol"
                 break
+            if check:
+                # the objective the updates minimize: half the squared error (or the divergence)
+                # plus the penalties, read where the KKT violation is
+                objective = 0.5 * error**2 + sum(
+                    l1 * float(F.sum()) + 0.5 * l2 * float((F * F).sum())
+                    for F, l1, l2 in ((W, l1W, l2W), (H, l1H, l2H))
+                    if l1 or l2
+                )
+                objectives[iteration] = objective
+                earlier = objectives.get(iteration - STALL_WINDOW)
+                if earlier is not None and earlier - objective <= self.tol * objectives[1]:
+                    history[-1]["stopped"] = "stalled"
+                    break
         else:
             if history:
                 history[-1]["stopped"] = "max_iter"
@@ -697,6 +828,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
+        if cpu_hals:
+            W, H = torch.from_numpy(np.ascontiguousarray(W)), torch.from_numpy(H)
         return W, H, error, iterations, history
 
     def _mu_W(self, data, W, H, l1, l2):

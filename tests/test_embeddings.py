@@ -254,3 +254,15 @@ def test_quality_on_gensims_bundled_corpus():
     analogies = model.vectors_.evaluate_analogies(datapath("questions-words.txt"))
     assert analogies["total"] == 1077 and analogies["accuracy"] > 0.12
     assert model.vectors_.evaluate_similarity(datapath("wordsim353.tsv"))["spearman"] > 0.7
+
+
+def test_spearman_equals_scipys_with_ties():
+    from scipy import stats
+
+    from factorkit.methods.embeddings import _spearman
+
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        a = rng.integers(0, 6, 40).astype(float)  # many ties
+        b = rng.normal(size=40)
+        assert _spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, rel=1e-12)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURE = re.compile(r"[~+−-]?\d[\d.,]*(?:–\d[\d.,]*)?(?:×|M\b| s\b| min\b|%)")
+# a ratio, a rate in millions, a time, a percentage, or a score written 0.xx
+FIGURE = re.compile(r"[~+−-]?\d[\d.,]*(?:–\d[\d.,]*)?(?:×|M\b| s\b| min\b|%)|\b0\.\d\d\b")
 
 
 def quoted(path: Path) -> list[str]:
@@ -45,6 +46,6 @@ def test_headline_json_names_its_machine_and_command():
 
 
 def test_the_pattern_finds_the_kinds_of_figures_it_guards():
-    sample = "QWEM 3.6–4.1× gensim, 1.1–1.3 s, ~1.5 min, 3.2–3.6M draws, error +0.4%, [x](a_2.5×.md)"
+    sample = "QWEM 3.6–4.1× gensim, 1.1–1.3 s, ~1.5 min, 3.2–3.6M draws, +0.4%, 0.74, [x](a_2.5×.md)"
     text = re.sub(r"\]\([^)]*\)", "]", sample)
-    assert FIGURE.findall(text) == ["3.6–4.1×", "1.1–1.3 s", "~1.5 min", "3.2–3.6M", "+0.4%"]
+    assert FIGURE.findall(text) == ["3.6–4.1×", "1.1–1.3 s", "~1.5 min", "3.2–3.6M", "+0.4%", "0.74"]

@@ -358,3 +358,48 @@ def test_verbose_prints_every_iteration(capsys):
         model.fit(X)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 7 and lines[1].endswith("KKT violation -") and not lines[4].endswith(" -")
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_numpy_hals_equals_the_torch_path_update_for_update(monkeypatch, sparse):
+    """The CPU's NumPy/SciPy HALS (_HalsCPU) and the torch loop (any device) are two
+    implementations of the same updates; float64 rounding differs by summation order only."""
+    import factorkit.methods.nmf as module
+
+    rng = np.random.default_rng(7)
+    X = rng.random((80, 50)) * (rng.random((80, 50)) < 0.3)
+    X = scipy.sparse.csr_matrix(X) if sparse else X
+    settings = {"max_iter": 60, "tol": 0.0, "alpha_W": 1e-3, "l1_ratio": 0.5}
+    ours = NMF(5, **settings).fit(X)
+    monkeypatch.setattr(module, "NUMPY_HALS", False)
+    torch_path = NMF(5, **settings).fit(X)
+    np.testing.assert_allclose(ours.components_, torch_path.components_, rtol=1e-9, atol=1e-12)
+    assert ours.n_iter_ == torch_path.n_iter_
+    assert ours.reconstruction_err_ == pytest.approx(torch_path.reconstruction_err_, rel=1e-10)
+
+
+def test_sparse_nndsvd_from_the_gram_matrix_equals_arpacks(monkeypatch):
+    import factorkit.methods.nmf as module
+
+    rng = np.random.default_rng(3)
+    X = scipy.sparse.random(120, 300, density=0.1, random_state=rng, data_rvs=rng.random).tocsr()
+    W_gram, H_gram = module.nndsvd(X, 6, "nndsvda")
+    monkeypatch.setattr(module, "GRAM_SVD_BELOW", 0)  # ARPACK's svds instead
+    W_arpack, H_arpack = module.nndsvd(X, 6, "nndsvda")
+    # singular vectors from the Gram matrix: accurate to about eps * sigma_1^2 / sigma_k
+    torch.testing.assert_close(W_gram, W_arpack, rtol=0, atol=1e-8)
+    torch.testing.assert_close(H_gram, H_arpack, rtol=0, atol=1e-8)
+
+
+def test_a_fit_whose_objective_stalls_stops_there():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rng = np.random.default_rng(0)
+    documents = [" ".join(rng.choice([f"w{i}" for i in range(300)], 40)) for _ in range(200)]
+    X = TfidfVectorizer().fit_transform(documents)
+    model = NMF(10).fit(X)
+    assert model.history_[-1]["stopped"] == "stalled" and model.n_iter_ < 400
+    # the rule: the objective fell by at most tol times its first value over the last ten iterations
+    errors = [h["error"] for h in model.history_]
+    assert 0.5 * (errors[-11] ** 2 - errors[-1] ** 2) <= 1e-4 * 0.5 * errors[0] ** 2
+    assert 0.5 * (errors[-16] ** 2 - errors[-6] ** 2) > 1e-4 * 0.5 * errors[0] ** 2  # not at the check before

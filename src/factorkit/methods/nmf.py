@@ -99,6 +99,7 @@ def _beta_divergence(X: torch.Tensor, WH: torch.Tensor, beta: float, M=None) -> 
 INITS = ("random", "nndsvd", "nndsvda", "custom")
 EPS = 1e-12
 CHECK_EVERY = 5
+NUMPY_HALS = True  # unmasked HALS on the CPU by _HalsCPU (tests switch it off to compare with the torch path)
 STALL_WINDOW = 10  # the stall rule compares the objective with its value this many iterations before
 
 
@@ -747,7 +748,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if data.M is not None:
             sweeps_W = sweeps_H = 1
         R = data.M * (data.X - W @ H) if (data.M is not None and self.solver == "hals") else None
-        cpu_hals = self.solver == "hals" and R is None and W.device.type == "cpu"
+        cpu_hals = NUMPY_HALS and self.solver == "hals" and R is None and W.device.type == "cpu"
         objectives: dict[int, float] = {}  # at the checked iterations, for the stall rule
         if cpu_hals:  # the default path: NumPy arrays and SciPy products, no torch call per iteration
             stepper = _HalsCPU(data, (l1W, l2W, l1H, l2H), sweeps_W, sweeps_H, update_H)

@@ -7,6 +7,15 @@ Every estimator is importable from here; each module is imported on first use (P
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the lazy loader below returns, spelled out for type checkers and the docs
+    from factorkit.methods.boolean import BooleanMF
+    from factorkit.methods.bsc import BinarySparseCoding
+    from factorkit.methods.ebmf import EBMF, CovariateEBMF
+    from factorkit.methods.embeddings import QWEM
+    from factorkit.methods.nmf import NMF
+    from factorkit.methods.sparse_coding import DictionaryLearning, SparseCoder
 
 _MODULE_OF = {
     "NMF": "nmf",

@@ -38,8 +38,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._validation import check_float, check_int, resolve_device
-from factorkit.methods.nmf import _seed_of
-from factorkit.methods.sparse_coding import LearnedAtomsMixin, _as_tensor
+from factorkit.methods._common import as_tensor, seed_of
+from factorkit.methods.sparse_coding import LearnedAtomsMixin
 
 E_STEP_BYTES = 2**28  # the E-step works on blocks of samples holding about this much
 NOISE_FLOOR = 1e-6  # sigma never falls below this times the data's largest magnitude
@@ -233,9 +233,9 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         H, selected, active = self._check_params()
         device = resolve_device(self.device)
-        X_t = _as_tensor(X, device)
+        X_t = as_tensor(X, device)
         n, D = X_t.shape
-        generator = torch.Generator().manual_seed(_seed_of(self.random_state))
+        generator = torch.Generator().manual_seed(seed_of(self.random_state))
         if W is None:
             noise_init = torch.randn(H, D, generator=generator, dtype=X_t.dtype).to(device)
             W_t = X_t.mean(0) + 0.25 * X_t.std(0, correction=0) * noise_init
@@ -293,7 +293,7 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         H, selected, active = self._truncation()
-        X_t = _as_tensor(X, resolve_device(self.device))
+        X_t = as_tensor(X, resolve_device(self.device))
         W = torch.from_numpy(self.components_).to(X_t.device, X_t.dtype)
         local = local_states(selected, active).to(X_t.device, X_t.dtype)
         with torch.inference_mode():

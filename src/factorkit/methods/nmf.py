@@ -58,11 +58,11 @@ import scipy.sparse.linalg
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._threads import threads_for
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
+from factorkit.methods._common import seed_of
 
 SOLVERS = ("hals", "mu", "alternating")
 BETA_LOSSES = ("frobenius", "kullback-leibler", "itakura-saito")
@@ -694,7 +694,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if not isinstance(init, str):
             return torch.full((n, k), avg, dtype=dtype, device=device), given("H", init, (k, m))
         if init == "random":
-            generator = torch.Generator().manual_seed(_seed_of(self.random_state))
+            generator = torch.Generator().manual_seed(seed_of(self.random_state))
             W = avg * torch.randn(n, k, generator=generator, dtype=torch.float64).abs()
             H = avg * torch.randn(k, m, generator=generator, dtype=torch.float64).abs()
             return W.to(device, dtype), H.to(device, dtype)
@@ -1009,13 +1009,6 @@ def initialize_nmf(X, n_components: int, init: str = "nndsvda", random_state: in
     model._check_params(data.shape, False)
     W, H = model._initial(data, torch.device("cpu"))
     return W.numpy(), H.numpy()
-
-
-def _seed_of(random_state) -> int:
-    """An int seed from scikit-learn's ``random_state`` (an int as it is; None or a RandomState draws one)."""
-    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
-        return check_int("random_state", int(random_state), minimum=0)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
 class _Transposed:

@@ -56,7 +56,7 @@ from factorkit import prox as proxes
 from factorkit._memory import check_memory
 from factorkit._threads import threads_for
 from factorkit._validation import check_choice, check_float, check_int, resolve_device
-from factorkit.methods.nmf import _seed_of
+from factorkit.methods._common import as_tensor, seed_of
 
 PENALTIES = ("l1", "l0", "lq", "l_half", "log", "mcp", "scad", "cel0")
 ALGORITHMS = ("fista", "omp")
@@ -326,10 +326,6 @@ def _coding_work(n_samples: int, n_atoms: int, n_features: int) -> float:
     return 2.0 * n_samples * n_atoms * (n_atoms + n_features)
 
 
-def _as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-
 def sparse_encode(
     X,
     dictionary,
@@ -471,14 +467,14 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
     def _codes(self, X, init=None) -> np.ndarray:
         X, D, penalty, count = self._checked(X, reset=not hasattr(self, "n_features_in_"))
         device = resolve_device(self.device)
-        X_t = _as_tensor(X, device)
-        D_t = _as_tensor(D.astype(X.dtype, copy=False), device)
+        X_t = as_tensor(X, device)
+        D_t = as_tensor(D.astype(X.dtype, copy=False), device)
         Z0 = None
         if init is not None:
             Z0 = np.asarray(init, dtype=X.dtype)
             if Z0.shape != (X.shape[0], D.shape[0]):
                 raise ValueError(f"init must have shape {(X.shape[0], D.shape[0])}, got {Z0.shape}")
-            Z0 = _as_tensor(Z0, device)
+            Z0 = as_tensor(Z0, device)
         with torch.inference_mode():
             codes, _ = _encode(X_t, D_t, penalty, self.algorithm, count, Z0, *self._precision())
         return codes.cpu().numpy()
@@ -660,8 +656,8 @@ class DictionaryLearning(
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         penalty, n_atoms, count, batch = self._check_params(*X.shape)
         device = resolve_device(self.device)
-        generator = torch.Generator().manual_seed(_seed_of(self.random_state))
-        X_t = _as_tensor(X, device)
+        generator = torch.Generator().manual_seed(seed_of(self.random_state))
+        X_t = as_tensor(X, device)
         self.history_, self._started = [], time.perf_counter()
         self.n_iter_ = self.n_steps_ = 0
         with torch.inference_mode():
@@ -787,9 +783,9 @@ class DictionaryLearning(
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         penalty, _, count, _ = self._check_params(*X.shape)
-        D = _as_tensor(self.components_.astype(X.dtype, copy=False), resolve_device(self.device))
+        D = as_tensor(self.components_.astype(X.dtype, copy=False), resolve_device(self.device))
         with torch.inference_mode():
-            Z, _ = self._transform_codes(_as_tensor(X, D.device), D, penalty, count)
+            Z, _ = self._transform_codes(as_tensor(X, D.device), D, penalty, count)
         return Z.cpu().numpy()
 
     def _transform_codes(self, X, D, penalty, count, Z0=None):

@@ -1,0 +1,122 @@
+"""Estimator parameters declared once per class and checked by one function (scikit-learn's
+``_parameter_constraints`` idea, on factorkit's own ``check_*`` helpers, so a wrong type or range
+reads the same in every estimator).
+
+Each estimator has a class attribute ``_parameters``: ``{name: rule}``. :func:`validate_params`
+checks every constructor parameter against its rule before any data is read; rules that tie two
+parameters together stay in the estimator. ``tests/test_sklearn_api.py`` checks that every table
+names exactly its class's constructor parameters.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from factorkit._validation import check_choice, check_float, check_int
+
+
+class Rule:
+    """What a parameter may be; ``check`` raises ``TypeError``/``ValueError`` naming it."""
+
+    def check(self, name: str, value) -> None:  # pragma: no cover - every rule overrides it
+        raise NotImplementedError
+
+    def __or__(self, other: Rule) -> Rule:
+        return AnyOf(self, other)
+
+
+class Integer(Rule):
+    def __init__(self, minimum: int | None = 1):
+        self.minimum = minimum
+
+    def check(self, name, value):
+        check_int(name, value, minimum=self.minimum)
+
+
+class Real(Rule):
+    def __init__(self, **bounds):  # check_float's: positive, nonnegative, upper, ...
+        self.bounds = bounds
+
+    def check(self, name, value):
+        check_float(name, value, **self.bounds)
+
+
+class Choice(Rule):
+    def __init__(self, *options: str):
+        self.options = options
+
+    def check(self, name, value):
+        check_choice(name, value, self.options)
+
+
+class Boolean(Rule):
+    def check(self, name, value):
+        if not isinstance(value, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+class Constant(Rule):
+    """Exactly this value (``None``, ``'auto'``, ``'same'``)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def check(self, name, value):
+        if not (value is self.value or (isinstance(value, str) and value == self.value)):
+            raise ValueError(f"{name} must be {self.value!r}, got {value!r}")
+
+
+class Function(Rule):
+    def check(self, name, value):
+        if not callable(value):
+            raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
+
+
+class Anything(Rule):
+    """Checked where it is used (arrays, tuples of arrays)."""
+
+    def check(self, name, value):
+        return None
+
+
+class RandomState(Rule):
+    """scikit-learn's ``random_state``: None, an int >= 0, a ``numpy.random.RandomState`` or a
+    ``numpy.random.Generator``."""
+
+    def check(self, name, value):
+        if value is None or isinstance(value, np.random.RandomState | np.random.Generator):
+            return
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise TypeError(
+                f"{name} must be None, an int, a numpy RandomState or Generator, "
+                f"got {type(value).__name__} {value!r}"
+            )
+        check_int(name, value, minimum=0)
+
+
+class AnyOf(Rule):
+    """The first rule that accepts the value; else the error of the last (the most general)."""
+
+    def __init__(self, *rules: Rule):
+        self.rules = rules
+
+    def check(self, name, value):
+        for rule in self.rules[:-1]:
+            try:
+                rule.check(name, value)
+                return
+            except (TypeError, ValueError):
+                continue
+        self.rules[-1].check(name, value)
+
+
+NONE = Constant(None)
+
+
+def validate_params(estimator) -> None:
+    """Check every constructor parameter of ``estimator`` against its class's ``_parameters``."""
+    rules = type(estimator)._parameters
+    for name in type(estimator)._get_param_names():
+        rules[name].check(name, getattr(estimator, name))

@@ -110,7 +110,7 @@ def test_hals_step_is_the_prox_of_the_penalised_coordinate_problem():
 def test_hals_sweep_equals_coordinate_by_coordinate_reference(dtype, l1, l2, numpy_loop):
     # the sweep folds 1/(G_jj + l2) into its operands; the reference solves each penalised
     # coordinate problem from the partial residual, one element at a time
-    from factorkit.methods.nmf import _hals_sweeps
+    from factorkit.methods._nmf_solvers import hals_sweeps as _hals_sweeps
 
     rng = np.random.default_rng(5)
     k, n = 5, 7
@@ -310,7 +310,7 @@ def test_nndsvd_of_a_sparse_matrix_equals_the_dense_one_without_densifying():
     """The sparse path takes the top singular triplets from ARPACK: the same start as the dense SVD."""
     import scipy.sparse
 
-    from factorkit.methods.nmf import nndsvd
+    from factorkit.methods._nmf_init import nndsvd
 
     X = scipy.sparse.random(60, 40, density=0.2, random_state=0, format="csr")
     for variant in ("nndsvd", "nndsvda"):
@@ -364,7 +364,7 @@ def test_verbose_prints_every_iteration(capsys):
 def test_numpy_hals_equals_the_torch_path_update_for_update(monkeypatch, sparse):
     """The CPU's NumPy/SciPy HALS (_HalsCPU) and the torch loop (any device) are two
     implementations of the same updates; float64 rounding differs by summation order only."""
-    import factorkit.methods.nmf as module
+    import factorkit.methods._nmf_solvers as module
 
     rng = np.random.default_rng(7)
     X = rng.random((80, 50)) * (rng.random((80, 50)) < 0.3)
@@ -379,7 +379,7 @@ def test_numpy_hals_equals_the_torch_path_update_for_update(monkeypatch, sparse)
 
 
 def test_sparse_nndsvd_from_the_gram_matrix_equals_arpacks(monkeypatch):
-    import factorkit.methods.nmf as module
+    import factorkit.methods._nmf_init as module
 
     rng = np.random.default_rng(3)
     X = scipy.sparse.random(120, 300, density=0.1, random_state=rng, data_rvs=rng.random).tocsr()

@@ -96,20 +96,34 @@ class RandomState(Rule):
         check_int(name, value, minimum=0)
 
 
+class NotString(Rule):
+    """Anything but a string (arrays, tuples; checked where used): strings go to a ``Choice``."""
+
+    def check(self, name, value):
+        if isinstance(value, str):
+            raise TypeError(f"{name} must not be a string here, got {value!r}")
+
+
 class AnyOf(Rule):
-    """The first rule that accepts the value; else the error of the last (the most general)."""
+    """Accepted when one rule accepts. Else the error of the last rule that objected to the value
+    rather than to its type (a ``ValueError``: ``'hellinger'`` is a string of the wrong name, not
+    a number of the wrong type), or the last error when every rule objected to the type."""
 
     def __init__(self, *rules: Rule):
         self.rules = rules
 
+    def __or__(self, other: Rule) -> Rule:
+        return AnyOf(*self.rules, other)
+
     def check(self, name, value):
-        for rule in self.rules[:-1]:
+        errors = []
+        for rule in self.rules:
             try:
                 rule.check(name, value)
                 return
-            except (TypeError, ValueError):
-                continue
-        self.rules[-1].check(name, value)
+            except (TypeError, ValueError) as err:
+                errors.append(err)
+        raise next((e for e in reversed(errors) if isinstance(e, ValueError)), errors[-1])
 
 
 NONE = Constant(None)

@@ -28,7 +28,17 @@ _MODULE_OF = {
     "QWEM": "embeddings",
 }
 
-__all__ = list(_MODULE_OF)
+__all__ = [
+    "NMF",
+    "BooleanMF",
+    "DictionaryLearning",
+    "SparseCoder",
+    "BinarySparseCoding",
+    "EBMF",
+    "CovariateEBMF",
+    "QWEM",
+]
+assert set(__all__) == set(_MODULE_OF)
 
 
 def __getattr__(name: str):

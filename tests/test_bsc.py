@@ -10,7 +10,8 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
-from factorkit.methods.bsc import BinarySparseCoding, bars
+from factorkit.methods.bsc import BinarySparseCoding
+from factorkit.problems.bars import bars
 
 
 def brute_force_em(X, W, prior, noise, steps):

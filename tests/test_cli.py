@@ -358,7 +358,7 @@ def test_the_study_path_does_not_import_scikit_learn():
 def test_fit_dictionary_and_bsc_write_atoms_codes_image_and_report(capsys, tmp_path):
     import numpy as np
 
-    from factorkit.methods.bsc import bars
+    from factorkit.problems.bars import bars
 
     X, W, _ = bars(4, 600, seed=0)
     np.save(tmp_path / "bars.npy", X)

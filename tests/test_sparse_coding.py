@@ -243,7 +243,7 @@ def test_float32_in_float32_out_and_transform_round_trip():
         (
             lambda: DictionaryLearning(2, positive_code=1).fit(np.ones((5, 3))),
             TypeError,
-            "positive_code must be a bool",
+            "positive_code must be True or False",
         ),
         (lambda: SparseCoder(np.ones((2, 3))).transform(np.ones((4, 5))), ValueError, "features"),
         (
@@ -285,7 +285,7 @@ def test_natural_patches_are_whitened_and_reproducible():
 
 def test_codes_in_blocks_equal_codes_at_once(monkeypatch):
     """FISTA codes samples in blocks of FISTA_BLOCK (bounded memory): a sample's codes do not move."""
-    import factorkit.methods.sparse_coding as module
+    import factorkit.methods._coding as module
 
     rng = np.random.default_rng(5)
     D = torch.from_numpy(rng.normal(size=(20, 10)))
@@ -313,7 +313,7 @@ def test_codes_larger_than_the_memory_limit_are_refused(monkeypatch):
 
 
 def test_atoms_grid_places_each_atom_in_its_tile_scaled_by_its_peak():
-    from factorkit.methods.sparse_coding import atoms_grid
+    from factorkit.problems.patches import atoms_grid
 
     atoms = np.array([[0.0, 2.0, -2.0, 1.0], [0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     grid = atoms_grid(atoms)  # three 2x2 atoms on a 2x2 grid, 1-pixel black gaps

@@ -11,8 +11,8 @@ Right: `BinarySparseCoding` on the bars benchmark (5x5 images, 10 bars, each pre
 import matplotlib.pyplot as plt
 
 from factorkit.methods import BinarySparseCoding, DictionaryLearning
-from factorkit.methods.bsc import bars
-from factorkit.methods.sparse_coding import atoms_grid
+from factorkit.problems.bars import bars
+from factorkit.problems.patches import atoms_grid
 from factorkit.problems.patches import natural_patches
 
 patches = natural_patches(8, 2_000, seed=0)

@@ -443,7 +443,7 @@ def _fit_sparse_coding(args, X) -> None:
     import scipy.sparse
 
     from factorkit._memory import check_memory
-    from factorkit.methods.sparse_coding import save_atoms_image
+    from factorkit.problems.patches import save_atoms_image
 
     n, p = X.shape
     check_memory(f"sparse coding of a {n} x {p} matrix (dense)", 8.0 * n * (p + args.atoms) * 4)

@@ -191,13 +191,14 @@ def prox_l_half(x: torch.Tensor, lam: float, step: float = 1.0, nonnegative: boo
 
 def penalty_lq(x: torch.Tensor, lam: float = 1.0, q: float = 0.5) -> torch.Tensor:
     """``lam * sum |x_i|^q`` for ``0 <= q < 1`` (``q = 0``: the count of non-zeros, ``0^0 = 0``)."""
-    q = _check_q(q)
+    q = check_q(q)
     if q == 0:
         return penalty_l0(x, lam)
     return lam * x.abs().pow(q).sum()
 
 
-def _check_q(q: float) -> float:
+def check_q(q: float) -> float:
+    """``q`` as a float if it is an exponent the l_q penalty takes (``0 <= q < 1``), else a ``ValueError``."""
     q = check_float("q", q, nonnegative=True)
     if q >= 1:
         raise ValueError(f"q must be in [0, 1) for the l_q penalty (q = 1 is l1: use prox_l1), got {q}")
@@ -217,7 +218,7 @@ def prox_lq(
     ``z + s q z^(q - 1) = |x|``: that function is convex on ``z > 0``, so Newton's method from
     ``z = |x|`` (right of the root) decreases monotonically onto it. Ties at ``tau`` go to 0."""
     lam, step = check_float("lam", lam, nonnegative=True), check_float("step", step, positive=True)
-    q = _check_q(q)
+    q = check_q(q)
     if q == 0:
         return prox_l0(x, lam, step, nonnegative)
     sign, size = _sign_and_size(x, nonnegative)

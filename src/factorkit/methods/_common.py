@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from factorkit._validation import check_int
 
@@ -23,3 +24,22 @@ def seed_of(random_state) -> int:
 def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """``array`` as a tensor on ``device`` (no copy on the CPU when already contiguous)."""
     return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+class LearnedAtomsMixin:
+    """What every estimator with learned atoms ``components_`` (one per row) shares: the
+    reconstruction ``codes @ components_``, feature names per atom, float32 kept float32."""
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """``codes @ components_`` (BSC: the noise-free mean of ``x`` given binary ``s``)."""
+        check_is_fitted(self)
+        return np.asarray(X) @ self.components_
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags

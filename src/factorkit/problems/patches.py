@@ -12,6 +12,8 @@ mean (the DC component) is removed, and the whole set is scaled to unit variance
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from factorkit._validation import check_float, check_int
@@ -63,3 +65,39 @@ def natural_patches(
     patches -= patches.mean(axis=1, keepdims=True)
     patches /= patches.std()
     return patches.astype(dtype)
+
+
+def atoms_grid(components, patch_shape: tuple[int, int] | None = None, *, gap: int = 1) -> np.ndarray:
+    """The atoms tiled as one grey image: each atom (a row of ``components``) reshaped to
+    ``patch_shape`` (default: square), scaled to [0, 1] by its own largest magnitude (0.5 = zero),
+    in a near-square grid with ``gap`` black pixels between tiles (and black in unused cells)."""
+    atoms = np.asarray(components, dtype=np.float64)
+    if atoms.ndim != 2:
+        raise ValueError(f"components must be 2-D (atoms as rows), got shape {atoms.shape}")
+    if patch_shape is None:
+        side = math.isqrt(atoms.shape[1])
+        if side * side != atoms.shape[1]:
+            raise ValueError(f"atoms of {atoms.shape[1]} features are not square: pass patch_shape")
+        patch_shape = (side, side)
+    rows_p, cols_p = patch_shape
+    if rows_p * cols_p != atoms.shape[1]:
+        raise ValueError(f"patch_shape {patch_shape} does not hold {atoms.shape[1]} features")
+    columns = math.ceil(math.sqrt(atoms.shape[0]))
+    rows = math.ceil(atoms.shape[0] / columns)
+    image = np.zeros((rows * (rows_p + gap) - gap, columns * (cols_p + gap) - gap))
+    scale = np.abs(atoms).max(axis=1)
+    for index, (atom, peak) in enumerate(zip(atoms, scale, strict=True)):
+        r, c = divmod(index, columns)
+        tile = 0.5 + 0.5 * atom.reshape(patch_shape) / (peak if peak > 0 else 1.0)
+        image[
+            r * (rows_p + gap) : r * (rows_p + gap) + rows_p, c * (cols_p + gap) : c * (cols_p + gap) + cols_p
+        ] = tile
+    return image
+
+
+def save_atoms_image(components, path, patch_shape: tuple[int, int] | None = None, *, zoom: int = 4) -> None:
+    """Write :func:`atoms_grid` as a PNG, each pixel ``zoom`` x ``zoom``."""
+    import matplotlib.pyplot as plt
+
+    image = np.kron(atoms_grid(components, patch_shape), np.ones((zoom, zoom)))
+    plt.imsave(path, image, cmap="gray", vmin=0.0, vmax=1.0)

@@ -29,8 +29,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from factorkit.methods.sparse_coding import DictionaryLearning  # noqa: E402
-from factorkit.problems.patches import save_atoms_image  # noqa: E402
-from factorkit.problems.patches import natural_patches  # noqa: E402
+from factorkit.problems.patches import (
+    natural_patches,  # noqa: E402
+    save_atoms_image,  # noqa: E402
+)
 
 THRESHOLDS = (0.3, 0.6, 1.0, 1.6, 2.5)  # dead zones swept (patches have unit variance per pixel)
 OMP_COUNTS = (1, 2, 4, 8, 16)

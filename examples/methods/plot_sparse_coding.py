@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt
 
 from factorkit.methods import BinarySparseCoding, DictionaryLearning
 from factorkit.problems.bars import bars
-from factorkit.problems.patches import atoms_grid
-from factorkit.problems.patches import natural_patches
+from factorkit.problems.patches import atoms_grid, natural_patches
 
 patches = natural_patches(8, 2_000, seed=0)
 dictionary = DictionaryLearning(64, penalty="cel0", alpha=0.5, random_state=0).fit(patches)

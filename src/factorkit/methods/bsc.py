@@ -28,33 +28,22 @@ posteriors broad so the units do not lock onto mixtures of causes.
 
 from __future__ import annotations
 
-import itertools
 import math
-import time
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from factorkit._validation import check_float, check_int, resolve_device
+from factorkit._params import NONE, Anything, Integer, RandomState, Real, validate_params
+from factorkit._validation import check_float, resolve_device
+from factorkit.methods._bsc_em import e_step, local_states, run_em
 from factorkit.methods._common import LearnedAtomsMixin, as_tensor, seed_of
 
-E_STEP_BYTES = 2**28  # the E-step works on blocks of samples holding about this much
+__all__ = ["BinarySparseCoding", "local_states"]
+
 NOISE_FLOOR = 1e-6  # sigma never falls below this times the data's largest magnitude
 MAX_STATES = 20_000  # refuse truncations whose state table would not fit (C(H', <= gamma))
-
-
-def local_states(n_selected: int, max_active: int) -> torch.Tensor:
-    """Every binary vector of length ``n_selected`` with at most ``max_active`` ones (rows), in
-    order of the number of ones."""
-    rows = [np.zeros(n_selected)]
-    for active in range(1, max_active + 1):
-        for units in itertools.combinations(range(n_selected), active):
-            row = np.zeros(n_selected)
-            row[list(units)] = 1
-            rows.append(row)
-    return torch.from_numpy(np.array(rows))
 
 
 class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -103,6 +92,18 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
     EM is local: on these data ``random_state=0`` ends at a mixture of the causes, sigma 0.71.
     """
 
+    _parameters = {
+        "n_components": Integer(),
+        "n_preselect": NONE | Integer(),
+        "max_active": NONE | Integer(),
+        "max_iter": Integer(),
+        "tol": Real(nonnegative=True),
+        "anneal_temperature": Real(positive=True),
+        "anneal_iterations": Integer(minimum=0),
+        "random_state": RandomState(),
+        "device": Anything(),
+    }
+
     def __init__(
         self,
         n_components: int = 8,
@@ -127,11 +128,14 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         self.device = device
 
     def _truncation(self) -> tuple[int, int, int]:
-        H = check_int("n_components", self.n_components)
-        selected = min(H, 8) if self.n_preselect is None else check_int("n_preselect", self.n_preselect)
+        """``(H, H', gamma)``, checked against each other and the state budget."""
+        if self.anneal_temperature < 1:
+            raise ValueError(f"anneal_temperature must be >= 1, got {self.anneal_temperature}")
+        H = self.n_components
+        selected = min(H, 8) if self.n_preselect is None else self.n_preselect
         if selected > H:
             raise ValueError(f"n_preselect must be <= n_components {H}, got {selected}")
-        active = min(selected, 4) if self.max_active is None else check_int("max_active", self.max_active)
+        active = min(selected, 4) if self.max_active is None else self.max_active
         if active > selected:
             raise ValueError(f"max_active must be <= n_preselect {selected}, got {active}")
         count = sum(math.comb(selected, k) for k in range(active + 1))
@@ -141,82 +145,6 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 f"more than {MAX_STATES}: lower either"
             )
         return H, selected, active
-
-    def _check_params(self) -> tuple[int, int, int]:
-        truncation = self._truncation()
-        check_int("max_iter", self.max_iter)
-        check_float("tol", self.tol, nonnegative=True)
-        temperature = check_float("anneal_temperature", self.anneal_temperature, positive=True)
-        if temperature < 1:
-            raise ValueError(f"anneal_temperature must be >= 1, got {temperature}")
-        check_int("anneal_iterations", self.anneal_iterations, minimum=0)
-        return truncation
-
-    # ------------------------------------------------------------------ E-step
-    def _states(self, X: torch.Tensor, W: torch.Tensor, selected: int, local: torch.Tensor):
-        """Each sample's states ``K_n`` as an (n, S, H) 0/1 tensor, and the mask of valid ones."""
-        n, H = X.shape[0], W.shape[0]
-        if selected == H:  # every unit is preselected: the table itself, and no extra singletons
-            return local.expand(n, -1, -1), torch.ones(n, local.shape[0], dtype=torch.bool, device=X.device)
-        scores = (X @ W.T) / W.norm(dim=1).clamp_min(torch.finfo(W.dtype).tiny)
-        chosen = scores.topk(selected, dim=1).indices  # (n, H')
-        states = torch.zeros(n, local.shape[0], H, dtype=W.dtype, device=X.device)
-        states.scatter_(2, chosen[:, None, :].expand(-1, local.shape[0], -1), local.expand(n, -1, -1))
-        singles = torch.eye(H, dtype=W.dtype, device=X.device).expand(n, -1, -1)
-        outside = torch.ones(n, H, dtype=torch.bool, device=X.device).scatter(1, chosen, False)
-        valid = torch.cat([torch.ones(n, local.shape[0], dtype=torch.bool, device=X.device), outside], 1)
-        return torch.cat([states, singles], 1), valid
-
-    def _log_joint(self, X, states, W, prior, noise):
-        """``log p(s, x_n)`` for each sample and state: (n, S)."""
-        D = X.shape[1]
-        H = W.shape[0]
-        means = states @ W  # (n, S, D)
-        squared = (X[:, None, :] - means).square().sum(-1)
-        active = states.sum(-1)
-        return (
-            active * math.log(prior)
-            + (H - active) * math.log1p(-prior)
-            - squared / (2 * noise**2)
-            - D / 2 * math.log(2 * math.pi * noise**2)
-        )
-
-    def _e_step(self, X, W, prior, noise, selected, local, temperature=1.0):
-        """Posterior statistics summed over the samples, the free energy and the mean of ``s``."""
-        H = W.shape[0]
-        stats = {
-            "ss": torch.zeros(H, H, dtype=W.dtype, device=W.device),
-            "xs": torch.zeros(H, X.shape[1], dtype=W.dtype, device=W.device),
-            "active": 0.0,
-            "free_energy": 0.0,
-        }
-        means = []
-        n_states = local.shape[0] + (H if selected < H else 0)
-        # (block, states, D) means and (block, states, H) states, a few copies of each
-        per_sample = 4 * n_states * (X.shape[1] + H) * X.element_size()
-        block = max(1, E_STEP_BYTES // per_sample)
-        for start in range(0, X.shape[0], block):
-            Xc = X[start : start + block]
-            states, valid = self._states(Xc, W, selected, local)
-            log_joint = self._log_joint(Xc, states, W, prior, noise).masked_fill(~valid, -math.inf)
-            stats["free_energy"] += float(torch.logsumexp(log_joint, 1).sum())
-            q = torch.softmax(log_joint / temperature, 1)  # (n, S)
-            mean = torch.einsum("ns,nsh->nh", q, states)
-            stats["ss"] += torch.einsum("ns,nsh,nsk->hk", q, states, states)
-            stats["xs"] += mean.T @ Xc
-            stats["active"] += float(mean.sum())
-            means.append(mean)
-        return stats, torch.cat(means)
-
-    # ------------------------------------------------------------------ M-step
-    @staticmethod
-    def _m_step(stats, X_norm_sq: float, n: int, D: int, H: int, noise_floor: float):
-        ss, xs = stats["ss"], stats["xs"]
-        W = torch.linalg.lstsq(ss, xs).solution  # (H, D): ss W = sum <s> x^T
-        energy = X_norm_sq - 2 * float((W * xs).sum()) + float((ss * (W @ W.T)).sum())
-        noise = math.sqrt(max(energy, 0.0) / (n * D))
-        prior = min(max(stats["active"] / (n * H), 1e-12), 1 - 1e-12)
-        return W, prior, max(noise, noise_floor)
 
     def fit(self, X, y=None) -> BinarySparseCoding:
         """Learn ``W``, ``pi`` and ``sigma`` from ``X`` (n_samples x n_features)."""
@@ -229,8 +157,9 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         return self._fit(X, W, prior, noise, codes=True)
 
     def _fit(self, X, W, prior, noise, codes: bool) -> np.ndarray | None:
+        validate_params(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        H, selected, active = self._check_params()
+        H, selected, active = self._truncation()
         device = resolve_device(self.device)
         X_t = as_tensor(X, device)
         n, D = X_t.shape
@@ -255,37 +184,20 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
             else check_float("noise", noise, positive=True)
         )
         local = local_states(selected, active).to(device, X_t.dtype)
-        norm_sq = float(X_t.square().sum())
-        self.history_, started = [], time.perf_counter()
-        previous, stopped = -math.inf, "max_iter"
         with torch.inference_mode():
-            for iteration in range(1, self.max_iter + 1):
-                temperature = self._temperature(iteration)
-                stats, _ = self._e_step(X_t, W_t, prior, noise, selected, local, temperature)
-                W_t, prior, noise = self._m_step(stats, norm_sq, n, D, H, floor)
-                free_energy = stats["free_energy"] / n
-                self.history_.append(
-                    {"iteration": iteration, "free_energy": free_energy, "prior": prior, "noise": noise,
-                     "temperature": temperature, "time": time.perf_counter() - started}
-                )  # fmt: skip
-                if temperature == 1.0 and abs(free_energy - previous) < self.tol * max(abs(free_energy), 1.0):
-                    stopped = "tol"
-                    break
-                previous = free_energy if temperature == 1.0 else -math.inf
+            result = run_em(
+                X_t, W_t, prior, noise, selected=selected, local=local, max_iter=self.max_iter, tol=self.tol,
+                anneal_temperature=self.anneal_temperature, anneal_iterations=self.anneal_iterations,
+                noise_floor=floor,
+            )  # fmt: skip
             # the codes under the final parameters: one more E-step, only when they are asked for
-            means = self._e_step(X_t, W_t, prior, noise, selected, local)[1] if codes else None
-        self.history_[-1]["stopped"] = stopped
-        self.components_ = W_t.cpu().numpy()
-        self.prior_, self.noise_ = prior, noise
-        self.free_energy_ = self.history_[-1]["free_energy"]
-        self.n_iter_ = iteration
+            means = e_step(X_t, result.W, result.prior, result.noise, selected, local)[1] if codes else None
+        self.history_ = result.history
+        self.components_ = result.W.cpu().numpy()
+        self.prior_, self.noise_ = result.prior, result.noise
+        self.free_energy_ = result.history[-1]["free_energy"]
+        self.n_iter_ = result.iterations
         return None if means is None else means.cpu().numpy()
-
-    def _temperature(self, iteration: int) -> float:
-        span = self.anneal_iterations
-        if span == 0 or iteration > span:
-            return 1.0
-        return self.anneal_temperature + (1.0 - self.anneal_temperature) * (iteration - 1) / span
 
     def transform(self, X) -> np.ndarray:
         """The posterior means ``<s>`` (n_samples x H) under the fitted model."""
@@ -296,5 +208,5 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         W = torch.from_numpy(self.components_).to(X_t.device, X_t.dtype)
         local = local_states(selected, active).to(X_t.device, X_t.dtype)
         with torch.inference_mode():
-            _, means = self._e_step(X_t, W, self.prior_, self.noise_, selected, local)
+            _, means = e_step(X_t, W, self.prior_, self.noise_, selected, local)
         return means.cpu().numpy()

@@ -61,7 +61,7 @@ def test_iteration_matches_independent_reference(beta):
     U0 = torch.rand(60, 4, generator=generator, dtype=torch.float64)
     V0 = torch.rand(4, 40, generator=generator, dtype=torch.float64)
     X = torch.from_numpy(data.X.astype(float))
-    U, V, history, _ = model._solve(X, U0.clone(), V0.clone(), update_V=True)
+    U, V, history, _ = model._solve(X, U0.clone(), V0.clone(), update_V=True)  # elbmf_ipalm, as configured
     U_ref, V_ref = reference_palm(data.X.astype(float), U0.numpy(), V0.numpy(), 0.01, 0.02, 1.02, 30, beta)
     np.testing.assert_allclose(U.numpy(), U_ref, atol=1e-10)
     np.testing.assert_allclose(V.numpy(), V_ref, atol=1e-10)

@@ -183,3 +183,15 @@ def test_mlp_covariate_model_captures_a_non_monotone_covariate_effect():
     assert np.diff(history[start:]).min() >= -1e-9 * np.abs(history).max()  # backfit is monotone
     with pytest.raises(ValueError, match="covariate_model must be one of"):
         CovariateEBMF(covariate_model="forest").fit(X, row_covariates=Z)
+
+
+def test_covariate_parameters_are_refused_where_they_do_not_apply():
+    from factorkit.methods.ebmf import CovariateEBMF
+
+    X = np.random.default_rng(0).normal(size=(20, 6))
+    with pytest.raises(ValueError, match="ridge applies to covariate_prior='normal_scale_mixture'"):
+        CovariateEBMF(2, ridge=1.0).fit(X)  # the default prior is point-normal: ridge unused
+    with pytest.raises(ValueError, match="hidden applies to covariate_model='mlp' only"):
+        CovariateEBMF(2, hidden=(4,)).fit(X)
+    with pytest.raises(ValueError, match="weight_decay applies to covariate_model='mlp' only"):
+        CovariateEBMF(2, covariate_prior="normal_scale_mixture", weight_decay=1.0).fit(X)

@@ -216,3 +216,22 @@ def test_nmf_is_a_drop_in_for_scikit_learns():
     assert ours["error"] <= theirs["error"] * 1.01
     assert ours["reconstruction"] == pytest.approx(ours["error"], rel=1e-6)
     assert ours["itakura_saito"] == pytest.approx(theirs["itakura_saito"], rel=0.05)
+
+
+def test_every_estimator_declares_its_parameters_and_checks_them_before_the_data():
+    """One table per estimator names exactly its constructor parameters (factorkit._params); a bad
+    value is refused by name before the data is read (X here is not even an array)."""
+    import factorkit.methods as methods
+    from factorkit._params import validate_params
+
+    for name in methods.__all__:
+        cls = getattr(methods, name)
+        assert set(cls._parameters) == set(cls._get_param_names()), name
+        params = {"max_iter": 0} if "max_iter" in cls._get_param_names() else {"dim": 0}
+        estimator = cls(np.eye(2)) if name == "SparseCoder" else cls(2) if name == "BooleanMF" else cls()
+        estimator.set_params(**params)
+        with pytest.raises(ValueError, match=f"{next(iter(params))} must be >= 1, got 0"):
+            validate_params(estimator)
+        if name not in ("SparseCoder", "QWEM"):  # these check against their dictionary / corpus first
+            with pytest.raises(ValueError, match=f"{next(iter(params))} must be >= 1"):
+                estimator.fit("not an array")

@@ -130,7 +130,7 @@ NONE = Constant(None)
 
 
 def validate_params(estimator) -> None:
-    """Check every constructor parameter of ``estimator`` against its class's ``_parameters``."""
-    rules = type(estimator)._parameters
-    for name in type(estimator)._get_param_names():
-        rules[name].check(name, getattr(estimator, name))
+    """Check every constructor parameter of ``estimator`` against its class's ``_parameters``, in
+    the table's order (the order the estimator documents them)."""
+    for name, rule in type(estimator)._parameters.items():
+        rule.check(name, getattr(estimator, name))

@@ -25,8 +25,10 @@ import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from factorkit._params import Anything, Boolean, Choice, Integer, RandomState, Real, validate_params
 from factorkit._threads import threads_for
 from factorkit._validation import check_float, check_int, resolve_device
+from factorkit.methods._common import seed_of
 from factorkit.problems.boolean import boolean_product
 from factorkit.prox import penalty_elastic_binary, prox_elastic_binary
 
@@ -66,6 +68,55 @@ def as_binary_matrix(X, name: str = "X", max_dense_bytes: int = DEFAULT_MAX_DENS
         bad = values[~np.isin(values, (0, 1))].flat[0]
         raise ValueError(f"{name} must be binary (only 0/1/True/False), found {bad!r}")
     return dense.astype(bool)
+
+
+def _ipalm_step(lipschitz: float, inertia: float) -> float:
+    if inertia == 0:
+        return 1 / (1.1 * lipschitz)
+    return 2 * (1 - inertia) / ((1 + 2 * inertia) * lipschitz)
+
+
+def elbmf_ipalm(X: torch.Tensor, U: torch.Tensor, V: torch.Tensor, *, update_V: bool, l1: float, l2: float,
+                rate: float, max_iter: int, tol: float, inertia: float):  # fmt: skip
+    """iPALM on the elastic-binary relaxation (Elbmf's Algorithm 1): ``U`` (and ``V`` when
+    ``update_V``), the l2 weight growing as ``l2 * rate^t``; stops when the objective changes by
+    less than ``tol`` relative. Returns the relaxed ``U``, ``V``, the history and the iterations."""
+    beta = inertia
+    U_prev = U.clone()
+    V_prev = V.clone()
+    history = []
+    previous = math.inf
+    iterations = 0
+    X_squared = float(X.square().sum())
+    XVt = X @ V.T
+    for iteration in range(1, max_iter + 1):
+        iterations = iteration
+        l2_now = l2 * rate**iteration
+        VVt = V @ V.T
+        step = _ipalm_step(max(float(VVt.norm()), 1e-12), beta)
+        Y = U + beta * (U - U_prev)
+        U_prev = U
+        U = prox_elastic_binary(Y - step * (Y @ VVt - XVt), l1, l2_now, step, "box")
+        UtX = U.T @ X
+        UtU = U.T @ U
+        if update_V:
+            step = _ipalm_step(max(float(UtU.norm()), 1e-12), beta)
+            Y = V + beta * (V - V_prev)
+            V_prev = V
+            V = prox_elastic_binary(Y - step * (UtU @ Y - UtX), l1, l2_now, step, "box")
+            VVt = V @ V.T
+            XVt = X @ V.T
+        # ||X - UV||^2 = ||X||^2 - 2 <U^T X, V> + <U^T U, V V^T>: no n x m residual per step
+        loss = 0.5 * (X_squared - 2 * float((UtX * V).sum()) + float((UtU * VVt).sum()))
+        objective = loss + float(
+            penalty_elastic_binary(U, l1, l2_now) + penalty_elastic_binary(V, l1, l2_now)
+        )
+        gap = float(torch.cat([U.flatten(), V.flatten()]).sub(0.5).abs().neg().add(0.5).mean())
+        history.append({"loss": loss, "objective": objective, "gap": gap})
+        if abs(previous - objective) < tol * max(1.0, objective):
+            break
+        previous = objective
+    return U, V, history, iterations
 
 
 class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -154,8 +205,31 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.n_init = n_init
         self.polish = polish
 
+    _parameters = {
+        "n_components": Integer(),
+        "l1_reg": Real(nonnegative=True),
+        "l2_reg": Real(nonnegative=True),
+        "regularization_rate": Real(),
+        "max_iter": Integer(),
+        "tol": Real(nonnegative=True),
+        "inertia": Real(nonnegative=True),
+        "random_state": RandomState(),
+        "device": Anything(),
+        "dtype": Choice("float32", "float64"),
+        "max_dense_bytes": Integer(),
+        "n_init": Integer(),
+        "polish": Boolean(),
+    }
+
+    def _solve(self, X, U, V, update_V: bool):
+        return elbmf_ipalm(
+            X, U, V, update_V=update_V, l1=self.l1_reg, l2=self.l2_reg, rate=self.regularization_rate,
+            max_iter=self.max_iter, tol=self.tol, inertia=self.inertia,
+        )  # fmt: skip
+
     def _check_params(self, shape: tuple[int, int], fitting: bool = True) -> None:
-        k = check_int("n_components", self.n_components)
+        """The rules tying parameters to each other and to the data (the single ones are declared)."""
+        k = self.n_components
         # fitting needs k <= min(n, m); transform holds V fixed and takes any number of rows
         limit = min(shape) if fitting else shape[1]
         if k > limit:
@@ -163,63 +237,10 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                 f"n_components={k} must be <= {'min(n_samples, n_features)' if fitting else 'n_features'} "
                 f"= {limit} (n_samples = {shape[0]}, n_features = {shape[1]})"
             )
-        check_float("l1_reg", self.l1_reg, nonnegative=True)
-        check_float("l2_reg", self.l2_reg, nonnegative=True)
-        if check_float("regularization_rate", self.regularization_rate) < 1:
+        if self.regularization_rate < 1:
             raise ValueError(f"regularization_rate must be >= 1, got {self.regularization_rate}")
-        check_int("max_iter", self.max_iter)
-        check_int("n_init", self.n_init)
-        if not isinstance(self.polish, bool | np.bool_):
-            raise TypeError(f"polish must be True or False, got {self.polish!r}")
-        check_float("tol", self.tol, nonnegative=True)
-        inertia = check_float("inertia", self.inertia, nonnegative=True)
-        if inertia >= 1:
-            raise ValueError(f"inertia must be in [0, 1), got {inertia}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-
-    def _step(self, lipschitz: float) -> float:
-        beta = self.inertia
-        if beta == 0:
-            return 1 / (1.1 * lipschitz)
-        return 2 * (1 - beta) / ((1 + 2 * beta) * lipschitz)
-
-    def _solve(self, X: torch.Tensor, U: torch.Tensor, V: torch.Tensor | None, update_V: bool):
-        """iPALM on ``U`` (and ``V`` when ``update_V``); returns the relaxed factors and history."""
-        beta, l1 = self.inertia, self.l1_reg
-        U_prev = U.clone()
-        V_prev = V.clone()
-        history = []
-        previous = math.inf
-        iterations = 0
-        X_squared = float(X.square().sum())
-        XVt = X @ V.T
-        for iteration in range(1, self.max_iter + 1):
-            iterations = iteration
-            l2 = self.l2_reg * self.regularization_rate**iteration
-            VVt = V @ V.T
-            step = self._step(max(float(VVt.norm()), 1e-12))
-            Y = U + beta * (U - U_prev)
-            U_prev = U
-            U = prox_elastic_binary(Y - step * (Y @ VVt - XVt), l1, l2, step, "box")
-            UtX = U.T @ X
-            UtU = U.T @ U
-            if update_V:
-                step = self._step(max(float(UtU.norm()), 1e-12))
-                Y = V + beta * (V - V_prev)
-                V_prev = V
-                V = prox_elastic_binary(Y - step * (UtU @ Y - UtX), l1, l2, step, "box")
-                VVt = V @ V.T
-                XVt = X @ V.T
-            # ||X - UV||^2 = ||X||^2 - 2 <U^T X, V> + <U^T U, V V^T>: no n x m residual per step
-            loss = 0.5 * (X_squared - 2 * float((UtX * V).sum()) + float((UtU * VVt).sum()))
-            objective = loss + float(penalty_elastic_binary(U, l1, l2) + penalty_elastic_binary(V, l1, l2))
-            gap = float(torch.cat([U.flatten(), V.flatten()]).sub(0.5).abs().neg().add(0.5).mean())
-            history.append({"loss": loss, "objective": objective, "gap": gap})
-            if abs(previous - objective) < self.tol * max(1.0, objective):
-                break
-            previous = objective
-        return U, V, history, iterations
+        if self.inertia >= 1:
+            raise ValueError(f"inertia must be in [0, 1), got {self.inertia}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -231,6 +252,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return self.components_.shape[0]
 
     def _prepare(self, X, fitting: bool = True):
+        validate_params(self)
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
         # scikit-learn's checks (shape, dtype, feature count); the binary domain is checked below
@@ -249,7 +271,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     def fit_transform(self, X, y=None) -> np.ndarray:
         """Factorize ``X`` and return the Boolean ``U`` (n x k)."""
         binary, data, device, dtype = self._prepare(X)
-        generator = torch.Generator().manual_seed(check_int("random_state", self.random_state, minimum=0))
+        generator = torch.Generator().manual_seed(seed_of(self.random_state))
         n, m = binary.shape
         best = None
         for _ in range(self.n_init):
@@ -272,7 +294,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         """Boolean ``U`` for new rows ``X`` (n' x m) with the fitted ``components_`` held fixed."""
         check_is_fitted(self)
         binary, data, device, dtype = self._prepare(X, fitting=False)
-        generator = torch.Generator().manual_seed(check_int("random_state", self.random_state, minimum=0))
+        generator = torch.Generator().manual_seed(seed_of(self.random_state))
         U = torch.rand(binary.shape[0], self.n_components, generator=generator, dtype=dtype).to(device)
         V = torch.from_numpy(self.components_).to(device=device, dtype=dtype)
         U, _, _, _ = self._solve(data, U, V, update_V=False)

@@ -50,6 +50,7 @@ import numpy as np
 import scipy.sparse
 
 from factorkit._lean import LeanEstimator
+from factorkit._params import NONE, Choice, Integer, Real, validate_params
 from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_float, check_int
 from factorkit.linalg import SOLVERS, top_eigenpairs
@@ -475,6 +476,19 @@ class QWEM(LeanEstimator):
     relative residual (float64), ``fit_time_`` : seconds.
     """
 
+    _parameters = {
+        "dim": Integer(),
+        "window": Integer(),
+        "min_count": Integer(),
+        "max_vocab": NONE | Integer(),
+        "negatives": Real(positive=True),
+        "power": Real(positive=True),
+        "weighting": Choice("linear", "uniform"),
+        "solver": Choice(*SOLVERS),
+        "tol": Real(positive=True),
+        "seed": Integer(minimum=0),
+    }
+
     def __init__(
         self,
         dim: int = 100,
@@ -513,10 +527,8 @@ class QWEM(LeanEstimator):
         passes ``None``: bars on a terminal).
         """
         start = time.perf_counter()
-        dim = check_int("dim", self.dim)
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
-        check_float("tol", self.tol, positive=True)
+        validate_params(self)
+        dim = self.dim
         stats_ = CorpusStatistics(self.min_count, self.max_vocab, self.window, self.weighting).fit(
             corpus, progress
         )

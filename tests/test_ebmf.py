@@ -112,7 +112,8 @@ def test_informative_covariates_help_and_noise_covariates_cost_little(seed):
 
 
 def test_covariate_ebnm_reduces_to_point_normal_and_has_the_right_gradient():
-    from factorkit.methods.ebnm import ebnm, ebnm_covariate_point_normal
+    from factorkit.methods.ebnm import ebnm
+    from factorkit.methods.ebnm_covariate import ebnm_covariate_point_normal
 
     rng = np.random.default_rng(3)
     x, s = rng.standard_normal(200) * 2, np.full(200, 1.0)

@@ -71,7 +71,7 @@ def test_fitted_prior_is_a_likelihood_maximum_and_never_worse_than_its_start(dat
     if prior == "normal_scale_mixture":
         # optimum of a concave problem: the KKT conditions of the mixture weights (tightened from 1e-3
         # when the weights came from EM; the convex solver meets them to ~1e-8)
-        from factorkit.methods.ebnm import _log_normal
+        from factorkit.methods.ebnm import log_normal as _log_normal
 
         L = np.exp(_log_normal(x[:, None], result.g["sd"][None, :] ** 2 + s[:, None] ** 2))
         gradient = (L / (L @ result.g["pi"])[:, None]).sum(0)
@@ -129,7 +129,7 @@ def test_nonnegative_mixture_matches_numerical_integration():
 
 
 def test_covariate_ash_with_only_an_intercept_is_ash(data):
-    from factorkit.methods.ebnm import ebnm_covariate_ash
+    from factorkit.methods.ebnm_covariate import ebnm_covariate_ash
 
     x, s = data
     plain = ebnm(x, s, "normal_scale_mixture")
@@ -142,7 +142,7 @@ def test_covariate_ash_with_only_an_intercept_is_ash(data):
 
 
 def test_covariate_ash_ridge_shrinks_the_covariate_coefficients_only(data):
-    from factorkit.methods.ebnm import ebnm_covariate_ash
+    from factorkit.methods.ebnm_covariate import ebnm_covariate_ash
 
     x, s = data
     Z = np.random.default_rng(5).standard_normal((x.size, 2))
@@ -165,7 +165,11 @@ def _band(seed, n=600):
 
 @pytest.mark.parametrize("prior", ["point_normal", "normal_scale_mixture"])
 def test_mlp_without_hidden_layers_is_the_linear_covariate_model(prior):
-    from factorkit.methods.ebnm import ebnm_covariate_ash, ebnm_covariate_mlp, ebnm_covariate_point_normal
+    from factorkit.methods.ebnm_covariate import (
+        ebnm_covariate_ash,
+        ebnm_covariate_mlp,
+        ebnm_covariate_point_normal,
+    )
 
     x, s, Z, _ = _band(0, n=400)
     torch_fit = ebnm_covariate_mlp(x, s, Z, prior=prior, hidden=(), weight_decay=0.0, max_iter=500)
@@ -183,7 +187,8 @@ def test_mlp_without_hidden_layers_is_the_linear_covariate_model(prior):
 
 
 def test_mlp_learns_a_covariate_effect_a_linear_model_cannot():
-    from factorkit.methods.ebnm import ebnm, ebnm_covariate_mlp, ebnm_covariate_point_normal
+    from factorkit.methods.ebnm import ebnm
+    from factorkit.methods.ebnm_covariate import ebnm_covariate_mlp, ebnm_covariate_point_normal
 
     x, s, Z, theta = _band(1)
     plain = ebnm(x, s, "point_normal")
@@ -204,7 +209,7 @@ def test_mlp_learns_a_covariate_effect_a_linear_model_cannot():
 
 
 def test_mlp_covariate_ebnm_is_validated():
-    from factorkit.methods.ebnm import ebnm_covariate_mlp
+    from factorkit.methods.ebnm_covariate import ebnm_covariate_mlp
 
     x, s, Z, _ = _band(2, n=50)
     with pytest.raises(ValueError, match="prior must be one of"):

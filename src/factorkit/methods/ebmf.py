@@ -31,9 +31,8 @@ from sklearn.utils.validation import validate_data
 from factorkit._params import NONE, Anything, Boolean, Choice, Integer, RandomState, Real, validate_params
 from factorkit.methods._common import seed_of
 from factorkit.methods._ebmf_solver import fit_ebmf
-from factorkit.methods.ebnm import (
-    PRIORS,
-    ebnm,
+from factorkit.methods.ebnm import PRIORS, ebnm
+from factorkit.methods.ebnm_covariate import (
     ebnm_covariate_ash,
     ebnm_covariate_mlp,
     ebnm_covariate_point_normal,

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, special
 
-from factorkit._validation import check_choice, check_float, check_int
-
 PRIORS = (
     "normal",
     "point_normal",
@@ -56,7 +54,7 @@ class EBNMResult:
     log_likelihood: float
 
 
-def _log_normal(x, var):
+def log_normal(x, var):
     return -0.5 * (LOG_2PI + np.log(var) + x**2 / var)
 
 
@@ -69,14 +67,14 @@ def _truncated_moments(mu, s):
     return np.maximum(mean, 0.0), np.maximum(second, mean**2)
 
 
-def _slab_log_marginal(prior: str, x, s, scale):
+def slab_log_marginal(prior: str, x, s, scale):
     """Log marginal density of the non-null component, and its posterior moments."""
     if prior in ("point_normal", "normal"):
         var = scale**2 + s**2
         shrink = scale**2 / var
         mean = shrink * x
         second = mean**2 + shrink * s**2
-        return _log_normal(x, var), mean, second
+        return log_normal(x, var), mean, second
     a = 1.0 / scale  # rate
     if prior == "point_exponential":
         mu = x - a * s**2
@@ -98,8 +96,8 @@ def _slab_log_marginal(prior: str, x, s, scale):
 
 
 def _point_fit(prior, x, s, pi0, scale):
-    log_null = _log_normal(x, s**2)
-    log_slab, mean, second = _slab_log_marginal(prior, x, s, scale)
+    log_null = log_normal(x, s**2)
+    log_slab, mean, second = slab_log_marginal(prior, x, s, scale)
     if prior == "normal":
         return float(log_slab.sum()), mean, second
     log_pi0 = np.log(pi0) if pi0 > 0 else -np.inf
@@ -109,7 +107,7 @@ def _point_fit(prior, x, s, pi0, scale):
     return float(log_total.sum()), w * mean, w * second
 
 
-def _check(x, s):
+def check_observations(x, s):
     x = np.asarray(x, dtype=np.float64)
     s = np.broadcast_to(np.asarray(s, dtype=np.float64), x.shape).copy()
     if x.ndim != 1:
@@ -125,7 +123,7 @@ def ebnm(x, s, prior: str = "point_normal", g_init: dict | None = None, fix_g: b
     """Solve the EBNM problem for ``x`` with standard errors ``s`` (see the module docstring)."""
     if prior not in PRIORS:
         raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {prior!r}")
-    x, s = _check(x, s)
+    x, s = check_observations(x, s)
     if prior == "normal_scale_mixture":
         return _ash(x, s, g_init, fix_g)
     if prior == "nonnegative_scale_mixture":
@@ -220,12 +218,12 @@ def _ash(x, s, g_init, fix_g) -> EBNMResult:
         sd = ash_grid(x, s)
         pi = np.full(sd.size, 1.0 / sd.size)
     var = sd[None, :] ** 2 + s[:, None] ** 2
-    pi, resp, log_lik = _mixture_weights(_log_normal(x[:, None], var), pi, fix_g)
-    mean, second = _normal_mixture_moments(x, s, sd, resp)
+    pi, resp, log_lik = _mixture_weights(log_normal(x[:, None], var), pi, fix_g)
+    mean, second = normal_mixture_moments(x, s, sd, resp)
     return EBNMResult(mean, second, {"pi": pi, "sd": sd}, log_lik)
 
 
-def _normal_mixture_moments(x, s, sd, resp):
+def normal_mixture_moments(x, s, sd, resp):
     """Posterior mean and second moment under ``sum_k r_ik N(0, sd_k^2)`` posteriors."""
     shrink = sd[None, :] ** 2 / (sd[None, :] ** 2 + s[:, None] ** 2)
     means = shrink * x[:, None]
@@ -233,7 +231,7 @@ def _normal_mixture_moments(x, s, sd, resp):
     return (resp * means).sum(1), (resp * seconds).sum(1)
 
 
-def _design(Z, n: int) -> np.ndarray:
+def design_matrix(Z, n: int) -> np.ndarray:
     """``[1, Z]`` after checking that the covariates have one finite row per observation."""
     Z = np.asarray(Z, dtype=np.float64)
     if Z.ndim != 2 or Z.shape[0] != n:
@@ -265,7 +263,7 @@ def _uniform_components(x, s, upper):
     mean = np.clip(xs + ss * (r_lo - r_hi), 0.0, a)
     second = xs**2 + 2 * xs * ss * (r_lo - r_hi) + ss**2 * (1 + lo * r_lo - hi * r_hi)
     second = np.clip(second, mean**2, a**2)
-    null = _log_normal(x, s**2)[:, None]
+    null = log_normal(x, s**2)[:, None]
     zeros = np.zeros((x.size, 1))
     return (
         np.concatenate([null, log_m], 1),
@@ -288,259 +286,3 @@ def _nonnegative_ash(x, s, g_init, fix_g) -> EBNMResult:
 def expected_log_gaussian(x, s, mean, second) -> float:
     """``E_q[log N(x | theta, s^2)]`` from the posterior moments (for the ELBO's KL terms)."""
     return float(-0.5 * np.sum(LOG_2PI + np.log(s**2) + (x**2 - 2 * x * mean + second) / s**2))
-
-
-def ebnm_covariate_point_normal(x, s, Z, g_init: dict | None = None) -> EBNMResult:
-    """Covariate-moderated point-normal EBNM: ``theta_i ~ pi0_i delta_0 + (1 - pi0_i) N(0, sigma^2)``.
-
-    The null weight is logistic in the covariates, ``pi0_i = sigmoid(beta_0 + z_i^T beta)``
-    (Denault et al. 2025, cEBMF's spike-and-slab example); ``beta`` and ``sigma`` maximize the
-    marginal likelihood (L-BFGS with the exact gradient: ``d ll_i / d eta_i = w_i - pi0_i``, ``w_i``
-    the posterior null probability). Never returns a worse fit than ``g_init``.
-    """
-    x, s = _check(x, s)
-    design = _design(Z, x.size)
-    log_null = _log_normal(x, s**2)
-    spread = float(np.sqrt(max(np.mean(x**2 - s**2), np.mean(s**2) * 1e-2)))
-
-    def parts(theta):
-        beta, log_scale = theta[:-1], theta[-1]
-        eta = design @ beta
-        log_pi0, log_pi1 = -np.logaddexp(0, -eta), -np.logaddexp(0, eta)
-        var = np.exp(2 * log_scale) + s**2
-        log_slab = _log_normal(x, var)
-        ll = np.logaddexp(log_pi0 + log_null, log_pi1 + log_slab)
-        return eta, log_pi0, log_slab, var, ll
-
-    def negative(theta):
-        eta, log_pi0, log_slab, var, ll = parts(theta)
-        w = np.exp(log_pi0 + log_null - ll)
-        grad_eta = w - np.exp(log_pi0)
-        sigma2 = np.exp(2 * theta[-1])
-        grad_log_scale = np.sum((1 - w) * sigma2 * (x**2 / var**2 - 1 / var))
-        return -ll.sum(), -np.concatenate([design.T @ grad_eta, [grad_log_scale]])
-
-    if g_init is not None and "beta" in g_init:
-        start = np.concatenate([g_init["beta"], [np.log(g_init["scale"])]])
-    else:
-        start = np.concatenate([np.zeros(design.shape[1]), [np.log(spread)]])
-    log_spread = np.log(max(spread, 1e-300))
-    bounds = [(-30.0, 30.0)] * design.shape[1] + [(log_spread - 14, log_spread + 14)]
-    start = np.clip(start, [b[0] for b in bounds], [b[1] for b in bounds])
-    result = optimize.minimize(negative, start, jac=True, method="L-BFGS-B", bounds=bounds)
-    best = result.x if np.isfinite(result.fun) and result.fun <= negative(start)[0] else start
-    eta, _, log_slab, _, ll = parts(best)
-    scale = float(np.exp(best[-1]))
-    w1 = np.exp(-np.logaddexp(0, eta) + log_slab - ll)  # posterior probability of the slab
-    _, mean, second = _slab_log_marginal("point_normal", x, s, scale)
-    return EBNMResult(w1 * mean, w1 * second, {"beta": best[:-1], "scale": scale}, float(ll.sum()))
-
-
-def ebnm_covariate_ash(x, s, Z, g_init: dict | None = None, ridge: float = 0.0) -> EBNMResult:
-    """Covariate-moderated ash: ``theta_i ~ sum_k pi_ik N(0, sigma_k^2)``, ``pi_i = softmax(B^T [1, z_i])``.
-
-    Multinomial-logistic mixture weights over the fixed ash grid (cEBMF's covariate model); ``B``
-    maximizes the marginal likelihood by L-BFGS with the exact gradient ``d ll_i / d eta_ik =
-    r_ik - pi_ik`` (``r`` the posterior component probabilities). ``ridge`` adds
-    ``ridge / 2 * ||B_z||^2`` on the covariate coefficients (not the intercepts); the result is
-    kept only if its likelihood is not below ``g_init``'s. Never worse than ``g_init``.
-    """
-    x, s = _check(x, s)
-    design = _design(Z, x.size)
-    if g_init is not None and "B" in g_init:
-        sd, B0 = np.asarray(g_init["sd"], float), np.asarray(g_init["B"], float)
-    else:
-        sd = ash_grid(x, s)
-        B0 = np.zeros((design.shape[1], sd.size))
-    var = sd[None, :] ** 2 + s[:, None] ** 2
-    log_l = _log_normal(x[:, None], var)
-    shape = B0.shape
-
-    def parts(flat):
-        eta = design @ flat.reshape(shape)
-        log_pi = eta - special.logsumexp(eta, axis=1, keepdims=True)
-        joint = log_pi + log_l
-        ll = special.logsumexp(joint, axis=1)
-        return log_pi, joint, ll
-
-    penalized = np.ones(shape)
-    penalized[0] = 0.0  # intercepts are free
-    penalized = penalized.ravel()
-
-    def negative(flat):
-        log_pi, joint, ll = parts(flat)
-        resp = np.exp(joint - ll[:, None])
-        gradient = -(design.T @ (resp - np.exp(log_pi))).ravel() + ridge * penalized * flat
-        return -ll.sum() + 0.5 * ridge * float((penalized * flat**2).sum()), gradient
-
-    def log_likelihood(flat):
-        return float(parts(flat)[2].sum())
-
-    start = np.clip(B0.ravel(), -30, 30)
-    result = optimize.minimize(
-        negative, start, jac=True, method="L-BFGS-B", bounds=[(-30.0, 30.0)] * start.size
-    )
-    improved = np.isfinite(result.fun) and log_likelihood(result.x) >= log_likelihood(start)
-    best = result.x if improved else start
-    log_pi, joint, ll = parts(best)
-    mean, second = _normal_mixture_moments(x, s, sd, np.exp(joint - ll[:, None]))
-    return EBNMResult(mean, second, {"B": best.reshape(shape), "sd": sd}, float(ll.sum()))
-
-
-COVARIATE_PRIORS = ("point_normal", "normal_scale_mixture")
-
-
-def ebnm_covariate_mlp(
-    x,
-    s,
-    Z,
-    g_init: dict | None = None,
-    *,
-    prior: str = "point_normal",
-    hidden: tuple[int, ...] = (16,),
-    weight_decay: float = 3.0,
-    max_iter: int = 100,
-    seed: int = 0,
-) -> EBNMResult:
-    """Covariate-moderated EBNM whose prior weights are a small neural network of the covariates.
-
-    ``prior='point_normal'``: ``theta_i ~ pi0_i delta_0 + (1 - pi0_i) N(0, sigma^2)`` with
-    ``logit pi0_i = f(z_i)``; ``'normal_scale_mixture'``: ``theta_i ~ sum_k pi_ik N(0, sigma_k^2)``
-    on the ash grid with ``pi_i = softmax(f(z_i))``. ``f`` is a PyTorch MLP (``hidden`` widths,
-    tanh units; ``hidden=()`` is the linear model of :func:`ebnm_covariate_point_normal` /
-    :func:`ebnm_covariate_ash`), trained in float64 by full-batch L-BFGS on the marginal
-    log-likelihood minus ``weight_decay / 2`` times the squared weights (biases are free). The
-    network starts from ``g_init['state']`` when given (EBMF warm-starts every update), else from
-    weights drawn with ``seed``, a small output layer and output biases from the covariate-free fit
-    of :func:`ebnm`, i.e. nearly that prior. The fit is kept only if its log-likelihood is not below
-    the start's: never worse than ``g_init``.
-
-    Returns the posterior moments, ``g`` (``state``: the network's arrays, ``scale`` or ``sd``) and
-    the log-likelihood.
-    """
-    import torch
-
-    check_choice("prior", prior, COVARIATE_PRIORS)
-    x, s = _check(x, s)
-    design = _design(Z, x.size)[:, 1:]
-    hidden = tuple(check_int(f"hidden[{i}]", h) for i, h in enumerate(hidden))
-    weight_decay = check_float("weight_decay", weight_decay, nonnegative=True)
-    max_iter = check_int("max_iter", max_iter)
-    g_init = g_init if g_init is not None and "state" in g_init else None
-
-    if prior == "point_normal":
-        sd = None
-        outputs = 1
-    else:
-        sd = np.asarray(g_init["sd"], float) if g_init is not None else ash_grid(x, s)
-        outputs = sd.size
-    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    sizes = [design.shape[1], *hidden, outputs]
-    layers = []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        last = index == len(sizes) - 2
-        # hidden units: weights ~ N(0, 1/fan_in) and biases ~ N(0, 1), so the tanh kinks spread over
-        # the (standardized) covariates' range; output layer: small, so the start is nearly the
-        # covariate-free prior but not the saddle point that an all-zero output layer is when the
-        # covariate effect is symmetric (zero linear correlation)
-        scale = 0.1 if last else 1.0
-        weight = (
-            scale * torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) / np.sqrt(fan_in)
-        )
-        bias = (
-            torch.zeros(fan_out, dtype=torch.float64)
-            if last
-            else torch.randn(fan_out, generator=generator, dtype=torch.float64)
-        )
-        layers.append([weight, bias])
-    log_scale = torch.zeros((), dtype=torch.float64)
-    if g_init is not None:
-        state = [np.asarray(a, float) for a in g_init["state"]]
-        if [tuple(a.shape) for a in state] != [tuple(t.shape) for layer in layers for t in layer]:
-            raise ValueError("g_init['state'] does not fit this network (hidden sizes or covariates differ)")
-        layers = [
-            [torch.from_numpy(state[2 * i]), torch.from_numpy(state[2 * i + 1])] for i in range(len(layers))
-        ]
-        if prior == "point_normal":
-            log_scale = torch.tensor(np.log(g_init["scale"]), dtype=torch.float64)
-    else:  # the covariate-free fit: output biases from plain EBNM, so training starts at ebnm's optimum
-        plain = ebnm(x, s, "point_normal" if prior == "point_normal" else "normal_scale_mixture")
-        if prior == "point_normal":
-            pi0 = float(np.clip(plain.g["pi0"], 1e-6, 1 - 1e-6))
-            layers[-1][1] = torch.tensor([np.log(pi0 / (1 - pi0))], dtype=torch.float64)
-            log_scale = torch.tensor(np.log(max(plain.g["scale"], 1e-12)), dtype=torch.float64)
-        else:
-            layers[-1][1] = torch.from_numpy(np.log(np.maximum(plain.g["pi"], 1e-12)))
-    parameters = [t.clone().requires_grad_() for layer in layers for t in layer]
-    if prior == "point_normal":
-        parameters.append(log_scale.clone().requires_grad_())
-    inputs = torch.from_numpy(design)
-    xt, st = torch.from_numpy(x), torch.from_numpy(s)
-
-    def log_normal(values, var):  # _log_normal on tensors, so the slab variance gets a gradient
-        return -0.5 * (LOG_2PI + torch.log(var) + values**2 / var)
-
-    log_null = log_normal(xt, st**2)
-    if sd is not None:
-        log_l = log_normal(xt[:, None], torch.from_numpy(sd)[None, :] ** 2 + st[:, None] ** 2)
-
-    def network(params):
-        h = inputs
-        count = len(sizes) - 1
-        for i in range(count):
-            h = h @ params[2 * i].T + params[2 * i + 1]
-            if i < count - 1:
-                h = torch.tanh(h)
-        return h
-
-    def log_likelihood_terms(params):
-        out = network(params)
-        if prior == "point_normal":
-            eta = out[:, 0]
-            log_slab = log_normal(xt, torch.exp(2 * params[-1]) + st**2)
-            joint = torch.stack(
-                [
-                    -torch.nn.functional.softplus(-eta) + log_null,
-                    -torch.nn.functional.softplus(eta) + log_slab,
-                ],
-                1,
-            )
-        else:
-            joint = torch.log_softmax(out, 1) + log_l
-        return joint, torch.logsumexp(joint, 1)
-
-    def objective():
-        optimizer.zero_grad()
-        _, ll = log_likelihood_terms(parameters)
-        penalty = sum((parameters[2 * i] ** 2).sum() for i in range(len(sizes) - 1))
-        loss = -ll.sum() + 0.5 * weight_decay * penalty
-        loss.backward()
-        return loss
-
-    with torch.no_grad():
-        start_ll = float(log_likelihood_terms(parameters)[1].sum())
-    start_state = [p.detach().clone() for p in parameters]
-    optimizer = torch.optim.LBFGS(
-        parameters,
-        max_iter=max_iter,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=1e-9,
-        tolerance_change=1e-12,
-    )
-    optimizer.step(objective)
-    with torch.no_grad():
-        joint, ll = log_likelihood_terms(parameters)
-        if not (torch.isfinite(ll).all() and float(ll.sum()) >= start_ll):
-            for p, start in zip(parameters, start_state, strict=True):
-                p.copy_(start)
-            joint, ll = log_likelihood_terms(parameters)
-        resp = torch.exp(joint - ll[:, None]).numpy()
-    state = [p.detach().numpy().copy() for p in parameters[: 2 * (len(sizes) - 1)]]
-    if prior == "point_normal":
-        scale = float(torch.exp(parameters[-1]).detach())
-        _, mean, second = _slab_log_marginal("point_normal", x, s, scale)
-        w1 = resp[:, 1]
-        g = {"state": state, "scale": scale, "hidden": hidden}
-        return EBNMResult(w1 * mean, w1 * second, g, float(ll.sum()))
-    mean, second = _normal_mixture_moments(x, s, sd, resp)
-    return EBNMResult(mean, second, {"state": state, "sd": sd, "hidden": hidden}, float(ll.sum()))

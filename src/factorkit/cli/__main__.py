@@ -1,0 +1,7 @@
+"""``python -m factorkit.cli``."""
+
+import sys
+
+from factorkit.cli import main
+
+sys.exit(main())

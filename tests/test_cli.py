@@ -348,7 +348,7 @@ def test_the_study_path_does_not_import_scikit_learn():
     import sys
 
     code = (
-        "import sys, factorkit.experiments.runner, factorkit.experiments.report\n"
+        "import sys, factorkit.experiments.run, factorkit.experiments.report\n"
         "assert 'sklearn' not in sys.modules"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -15,7 +15,7 @@ from scipy import stats
 
 from factorkit._validation import resolve_device
 from factorkit.experiments import StudyConfig
-from factorkit.experiments.runner import Job, run_job
+from factorkit.experiments.run import Job, run_job
 from factorkit.fit.gd import train_gd
 from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.smc import subset_simulation

@@ -51,7 +51,7 @@ def test_partial_study_resumes_only_missing_runs(tmp_path):
 
 
 def test_rows_are_committed_as_each_run_finishes(tmp_path, monkeypatch):
-    from factorkit.experiments import runner
+    from factorkit.experiments.run import jobs as runner
 
     calls = {"n": 0}
     original = runner.run_job
@@ -371,7 +371,8 @@ def test_bad_overrides_are_refused_by_name(override, error, match):
 
 
 def test_fresh_problems_per_point_and_transposed_gc(tmp_path):
-    from factorkit.experiments.runner import _gc_setup, _problem
+    from factorkit.experiments.run.jobs import build_problem as _problem
+    from factorkit.experiments.run.jobs import gc_setup as _gc_setup
 
     fresh = StudyConfig.from_dict(
         {
@@ -528,7 +529,7 @@ def test_report_html_is_self_contained_and_matches_the_store(smoke_width):
 def test_gd_over_widths_as_one_padded_batch_equals_separate_runs(tmp_path):
     """A width sweep's GD cells train as one population zero-padded to the widest net; every row
     equals the run of its width alone (to rounding: the padded products add exact zeros)."""
-    from factorkit.experiments.runner import plan
+    from factorkit.experiments.run import plan
 
     config = {**TINY, "grid": {"width": [4, 8, 16], "depth": [2, 3], "activation": ["tanh", "leaky_relu"],
                                "method": ["gd"]}}  # fmt: skip

@@ -45,7 +45,7 @@ def test_a_changed_setting_into_the_same_folder_is_refused_and_names_what_change
     run_study(StudyConfig.from_dict(TINY), tmp_path, workers=1, progress=False)
     stored = (tmp_path / "study.json").read_text()
     changed = StudyConfig.from_dict({**TINY, "gd": {**TINY["gd"], "steps": 30}})
-    with pytest.raises(ValueError, match=r"gd\.steps: 100 -> 30.*its own --out"):
+    with pytest.raises(ValueError, match=r"gd\.steps: 100 -> 30.*its own folder \(out=\)"):
         run_study(changed, tmp_path, workers=1, progress=False)
     assert (tmp_path / "study.json").read_text() == stored  # the folder still describes its data
     assert len(load_rows(tmp_path)) == 2

@@ -10,7 +10,8 @@ from factorkit.cli import main
 from factorkit.experiments.config import StudyConfig
 from factorkit.experiments.paper import FIGURES, paper_configs
 from factorkit.experiments.presets import preset
-from factorkit.experiments.runner import Job, _gd_jobs, run_job, run_studies
+from factorkit.experiments.run import Job, run_job, run_studies
+from factorkit.experiments.run.plan import gd_jobs as _gd_jobs
 from factorkit.experiments.store import load_rows
 
 

@@ -74,7 +74,8 @@ def test_progress_is_lines_off_a_terminal_and_silent_when_disabled(monkeypatch):
 
 
 def test_a_study_writes_a_line_per_finished_run_to_a_captured_stderr(tmp_path, monkeypatch, capsys):
-    from factorkit.experiments import StudyConfig, run_study, runner
+    from factorkit.experiments import StudyConfig, run_study
+    from factorkit.experiments.run import coordinator as runner
 
     monkeypatch.setattr(runner, "STUDY_LINE_EVERY", 0.0)
     config = StudyConfig.from_dict(

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from factorkit.experiments import StudyConfig, load_rows, run_study
-from factorkit.experiments.runner import plan
+from factorkit.experiments.run import plan
 from factorkit.fit.guess_check import combine_results, guess_and_check
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem

@@ -51,9 +51,9 @@ def as_flags(message: str, options) -> str:
         name, value = match.group(1), match.group(2)
         if name not in options:
             return match.group(0)
-        return f"--{name.replace('_', '-')} {value.strip(chr(39))}"
+        return f"--{name.replace('_', '-')}" + (f" {value.strip(chr(39))}" if value else "")
 
-    return re.sub(r"\b([a-z_]+)=('[^']*'|[^\s,;)]+)", flag, message)
+    return re.sub(r"\b([a-z_]+)=('[^']*'|[^\s,;)]*)", flag, message)
 
 
 def main(argv: list[str] | None = None) -> int:

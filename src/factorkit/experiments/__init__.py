@@ -11,8 +11,8 @@ _WHERE = {
     "PRESETS": "factorkit.experiments.presets",
     "SCALES": "factorkit.experiments.presets",
     "preset": "factorkit.experiments.presets",
-    "run_study": "factorkit.experiments.runner",
-    "run_studies": "factorkit.experiments.runner",
+    "run_study": "factorkit.experiments.run",
+    "run_studies": "factorkit.experiments.run",
     "ResultStore": "factorkit.experiments.store",
     "load_rows": "factorkit.experiments.store",
 }

@@ -3,7 +3,7 @@
 ``factorkit study paper`` runs the eleven figures of Alexander et al. (arXiv:2506.03931) that the
 presets transcribe (width and depth; rank 2, uniform prior, completion, unnormalized depth,
 momentum), each in its own study folder under ``OUT/``, as one pool of jobs
-(:func:`~factorkit.experiments.runner.run_studies`): a run two figures share (GD of the
+(:func:`~factorkit.experiments.run.run_studies`): a run two figures share (GD of the
 uniform-prior figure is GD of the Gaussian one; G&C of a momentum figure is G&C of the plain one)
 is computed once, and GD cells of equal sizes from different figures train as one batch.
 
@@ -128,13 +128,13 @@ def _gc_cost(params: dict) -> float:
     """
     import warnings
 
-    from factorkit.experiments.runner import _gc_setup
+    from factorkit.experiments.run.jobs import gc_setup
     from factorkit.fit.auto import PILOT_DRAWS, choose_sampler
     from factorkit.fit.guess_check import guess_and_check
     from factorkit.fit.smc import MAX_RUNS_FACTOR, subset_simulation
 
     torch.set_num_threads(1)
-    problem, model, prior = _gc_setup(params, 0, "cpu")
+    problem, model, prior = gc_setup(params, 0, "cpu")
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
     pilot = guess_and_check(
@@ -171,22 +171,17 @@ def _gc_cost(params: dict) -> float:
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:
     """:func:`_gc_cost` of every cell, spread over ``workers`` processes."""
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from factorkit.experiments.runner import _init_worker
+    from factorkit.experiments.run.executors import process_pool
 
     if workers == 1 or len(params_list) <= 1:
         return [_gc_cost(params) for params in params_list]
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)
-    ) as pool:
+    with process_pool(workers) as pool:
         return list(pool.map(_gc_cost, params_list, chunksize=4))
 
 
 def _gd_cost(job, cache: dict) -> float:
     """Expected core-seconds of a GD job (a batch), from a few timed steps of a batch of its shape."""
-    from factorkit.experiments.runner import _model
+    from factorkit.experiments.run.jobs import build_model
     from factorkit.fit.gd import train_gd
     from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
 
@@ -198,7 +193,7 @@ def _gd_cost(job, cache: dict) -> float:
     if key not in cache:
         problem = make_sensing_problem(params["m"], params["m2"], 1, params["n"], dtype=params["dtype"])
         batch = ProblemBatch.of([problem] * members)
-        model = _model({**params, "width": width})
+        model = build_model({**params, "width": width})
         options = {"momentum": params["momentum"]} if params.get("momentum") else None
         timings = []
         for steps in (2, 2 + GD_PROBE_STEPS):
@@ -214,7 +209,7 @@ def plan_paper(
     configs: list[StudyConfig], out: Path, budget_minutes: float | None, workers: int | None = None
 ) -> Plan:
     """Measure the unfinished work of every figure and choose the figures that fit the budget."""
-    from factorkit.experiments.runner import _gd_jobs
+    from factorkit.experiments.run.plan import gd_jobs
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -246,7 +241,7 @@ def plan_paper(
     for figure, cell, seeds in gc_runs:
         estimates[figure]["gc"] += per_run[cell] * seeds
     # GD batches as the runner forms them, across figures; each batch's time is shared by its rows
-    for job in _gd_jobs(gd_cells):
+    for job in gd_jobs(gd_cells):
         seconds = _gd_cost(job, gd_cache)
         for cell, seeds in ((job.cell, job.seeds), *job.others):
             for seed in seeds:

@@ -1,6 +1,6 @@
 """The results store: one SQLite row per (cell, seed) run, committed as soon as it finishes.
 
-A G&C run split into shards (see :func:`factorkit.experiments.runner.run_study`) also keeps one row
+A G&C run split into shards (see :func:`factorkit.experiments.run.run_study`) also keeps one row
 per finished shard in the ``shards`` table, so an interrupted run resumes from its last shard.
 """
 

@@ -33,7 +33,7 @@ from factorkit._memory import check_memory
 from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_float, check_int, make_generator
 from factorkit.fit.prior import Prior, resolve_prior
-from factorkit.fit.result import GuessCheckResult
+from factorkit.fit.result import GuessCheckResult, prior_moments
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -84,13 +84,6 @@ def stream_layout(
     if chunk_size is None:
         return backend, default_chunk_size(model, device, backend)
     return backend, check_int("chunk_size", chunk_size)
-
-
-def _prior_moments(gen_sum: float, gen_sq_sum: float, evaluations: int) -> tuple[float, float]:
-    """Mean of ``L_gen`` over every evaluated draw and its standard error, from the sums."""
-    mean = gen_sum / evaluations
-    variance = max(gen_sq_sum / evaluations - mean**2, 0.0)
-    return mean, math.sqrt(variance / evaluations)
 
 
 def guess_and_check(
@@ -215,7 +208,7 @@ def guess_and_check(
             bar.update(count)
     bar.close()
 
-    prior_mean, prior_se = _prior_moments(float(gen_sum), float(gen_sq_sum), evaluations)
+    prior_mean, prior_se = prior_moments(float(gen_sum), float(gen_sq_sum), evaluations)
     empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
     return GuessCheckResult(
         eps=eps,
@@ -284,7 +277,7 @@ def combine_results(parts: list[GuessCheckResult]) -> GuessCheckResult:
     accepted = sum(p.accepted for p in parts)
     gen_sum = math.fsum(p.prior_gen_loss_sums[0] for p in parts)
     gen_sq_sum = math.fsum(p.prior_gen_loss_sums[1] for p in parts)
-    prior_mean, prior_se = _prior_moments(gen_sum, gen_sq_sum, evaluations)
+    prior_mean, prior_se = prior_moments(gen_sum, gen_sq_sum, evaluations)
     samples = [p.accepted_W for p in parts]
     # the first max_kept acceptances of the whole stream, as one run would keep them
     max_kept = first.extra.get("max_kept")

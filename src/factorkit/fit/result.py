@@ -10,6 +10,13 @@ import torch
 from scipy import stats
 
 
+def prior_moments(gen_sum: float, gen_sq_sum: float, evaluations: int) -> tuple[float, float]:
+    """Mean of ``L_gen`` over every evaluated draw and its standard error, from the sums."""
+    mean = gen_sum / evaluations
+    variance = max(gen_sq_sum / evaluations - mean**2, 0.0)
+    return mean, math.sqrt(variance / evaluations)
+
+
 @dataclass
 class GuessCheckResult:
     """Outcome of a G&C run.
@@ -66,6 +73,51 @@ class GuessCheckResult:
             return float("-inf"), float("nan")
         rate = self.accepted / self.evaluations
         return math.log(rate), math.sqrt((1 - rate) / self.accepted)
+
+    def to_payload(self) -> dict:
+        """A rejection run (or one shard of it) as JSON-ready partial sums: the counts, the sums of
+        ``L_gen`` and ``L_gen^2`` over every draw and over the acceptances, the accepted draws'
+        losses (float32/float64 values survive JSON exactly); :meth:`from_payload` rebuilds it
+        (without the sampled matrices), so shards stored apart merge exactly
+        (:func:`~factorkit.fit.guess_check.combine_results`)."""
+        return {
+            "eps": self.eps,
+            "accepted": self.accepted,
+            "evaluations": self.evaluations,
+            "prior_gen_loss_sums": list(self.prior_gen_loss_sums),
+            "accepted_sums": list(self.accepted_sums),
+            "accepted_gen_loss": self.accepted_gen_loss.tolist(),
+            "accepted_train_loss": self.accepted_train_loss.tolist(),
+            "dtype": str(self.accepted_gen_loss.dtype).removeprefix("torch."),
+            "wall_time": self.wall_time,
+            "reached_target": self.reached_target,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> GuessCheckResult:
+        """The result :meth:`to_payload` wrote (payloads stored by an older version carry no
+        acceptance sums, having kept every acceptance, nor ``reached_target``: a shard has no
+        sample target, so it always reached it)."""
+        dtype = getattr(torch, payload["dtype"])
+        sums = tuple(payload["prior_gen_loss_sums"])
+        prior_mean, prior_se = prior_moments(*sums, payload["evaluations"]) if payload["evaluations"] else (
+            float("nan"), float("nan"))  # fmt: skip
+        return cls(
+            eps=payload["eps"],
+            accepted=payload["accepted"],
+            evaluations=payload["evaluations"],
+            accepted_gen_loss=torch.tensor(payload["accepted_gen_loss"], dtype=dtype),
+            accepted_train_loss=torch.tensor(payload["accepted_train_loss"], dtype=dtype),
+            accepted_W=None,
+            prior_gen_loss_mean=prior_mean,
+            prior_gen_loss_se=prior_se,
+            wall_time=payload["wall_time"],
+            reached_target=payload.get("reached_target", True),
+            extra=payload["extra"],
+            prior_gen_loss_sums=sums,
+            accepted_sums=tuple(payload["accepted_sums"]) if "accepted_sums" in payload else None,
+        )
 
     def acceptance_interval(self, level: float = 0.95) -> tuple[float, float]:
         """Clopper-Pearson (exact binomial) interval for the acceptance probability.

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from factorkit.experiments.report import study_rows
+from factorkit.experiments.summary import study_rows
 
 
 def width_table(folder: Path) -> None:

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from factorkit.experiments.report import aggregate, study_metric, study_rows, trend_tests
+from factorkit.experiments.summary import aggregate, study_metric, study_rows, trend_tests
 
 
 def main() -> None:

@@ -45,9 +45,9 @@ def test_cooccurrence_counts_match_brute_force(weighting):
 def test_counts_over_many_small_blocks_match_brute_force(monkeypatch, cache_tokens):
     # blocks of ~7 tokens: sentences straddle nothing (blocks hold whole sentences), pairs never
     # cross sentences, and the sparse parts are merged every 8 blocks
-    from factorkit.methods import embeddings
+    from factorkit.methods import corpus
 
-    monkeypatch.setattr(embeddings._IdBlocks, "BLOCK_TOKENS", 7)
+    monkeypatch.setattr(corpus._IdBlocks, "BLOCK_TOKENS", 7)
     sentences = synthetic_corpus(n_sentences=120, length=5, seed=6) + [["t0w0"], ["t1w1", "t1w1"]]
     stats = CorpusStatistics(min_count=2, window=3, cache_tokens=cache_tokens).fit(sentences, progress=False)
     kept = [[w for w in s if w in stats.index] for s in sentences]

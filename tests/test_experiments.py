@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from factorkit.experiments import StudyConfig, load_rows, preset, run_study
+from factorkit.experiments.plots import plot_study
 from factorkit.experiments.presets import NO_BEYOND
-from factorkit.experiments.report import aggregate, plot_study, trend_tests, write_tables
+from factorkit.experiments.report import write_tables
+from factorkit.experiments.summary import aggregate, trend_tests
 
 TINY = {
     "name": "tiny",
@@ -208,7 +210,7 @@ def test_default_presets_reproduce_paper_trends(name, tmp_path):
 
 
 def test_smc_study_rows_carry_volumes_and_plot(tmp_path):
-    from factorkit.experiments.report import plot_volumes
+    from factorkit.experiments.plots import plot_volumes
 
     config = StudyConfig.from_dict(
         {
@@ -442,7 +444,7 @@ def test_complete_case_columns_and_left_out_points(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from factorkit.experiments.report import _mark_left_out
+    from factorkit.experiments.plots import _mark_left_out
 
     values = {(w, s): 0.1 * s + 0.01 * w for w in (5, 10, 20) for s in range(4)}
     values[(20, 3)] = None  # seed 3 drops out at width 20

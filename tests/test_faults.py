@@ -18,7 +18,8 @@ import pytest
 
 from factorkit.cli import main
 from factorkit.experiments import StudyConfig, load_rows, run_study
-from factorkit.experiments.report import study_rows, write_tables
+from factorkit.experiments.report import write_tables
+from factorkit.experiments.summary import study_rows
 
 TINY = {
     "name": "tiny",

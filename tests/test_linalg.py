@@ -43,10 +43,11 @@ def test_block_lanczos_matches_dense_eigh(c):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_both_sparse_engines_on_any_thread_count_match_dense_eigh(monkeypatch, engine_from, threads):
     """The sparse product by torch (large problems) or by SciPy on row bands (one per thread)."""
+    import factorkit._sparse_operator as operator
     import factorkit.linalg as linalg
 
-    monkeypatch.setattr(linalg, "_TORCH_FROM_WORK", engine_from)
-    monkeypatch.setattr(linalg, "_NNZ_PER_THREAD", 100)  # bands even for this small matrix
+    monkeypatch.setattr(linalg, "TORCH_FROM_WORK", engine_from)
+    monkeypatch.setattr(operator, "NNZ_PER_THREAD", 100)  # bands even for this small matrix
     monkeypatch.setattr(linalg, "cpu_threads", lambda: threads)
     S = _sparse_symmetric(600, 0.03, seed=9)
     result = top_eigenpairs(S, 20, -2.0, solver="lanczos", tol=1e-6)

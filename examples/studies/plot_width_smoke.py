@@ -12,7 +12,7 @@ import tempfile
 import matplotlib.pyplot as plt
 
 from factorkit.experiments import preset, run_study
-from factorkit.experiments.report import aggregate, study_rows
+from factorkit.experiments.summary import aggregate, study_rows
 
 folder = tempfile.mkdtemp()
 run_study(preset("width", "smoke"), folder, workers=1, progress=False)

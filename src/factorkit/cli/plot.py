@@ -26,7 +26,8 @@ def run(args) -> None:
 
 def write_outputs(directory: Path, fmt: str, dpi: int) -> None:
     """Tables, figures and the report of ``directory``, their paths printed."""
-    from factorkit.experiments.report import plot_study, plot_volumes, write_report, write_tables
+    from factorkit.experiments.plots import plot_study, plot_volumes
+    from factorkit.experiments.report import write_report, write_tables
 
     options = {"fmt": fmt, "dpi": dpi}
     tables = write_tables(directory)

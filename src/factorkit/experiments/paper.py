@@ -285,7 +285,7 @@ def plan_paper(
 
 def timing_table(configs: list[StudyConfig], out: Path) -> list[dict]:
     """Per figure: runs, samplers used, ESS per (cell, seed), and where the time went (core-s)."""
-    from factorkit.experiments.report import study_rows
+    from factorkit.experiments.summary import study_rows
 
     table = []
     for figure, folder, config in _stored_figures(configs, out):
@@ -314,7 +314,7 @@ def timing_table(configs: list[StudyConfig], out: Path) -> list[dict]:
 
 def trend_summary(configs: list[StudyConfig], out: Path) -> list[dict]:
     """Each figure's paired trend tests (Page's L over seeds) for G&C and GD, per activation."""
-    from factorkit.experiments.report import study_metric, study_rows, trend_tests
+    from factorkit.experiments.summary import study_metric, study_rows, trend_tests
 
     summary = []
     for figure, folder, _ in _stored_figures(configs, out):

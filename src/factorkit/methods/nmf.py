@@ -220,14 +220,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def _check_data(self, data: NMFData) -> None:
         """The rules that tie parameters to each other or to the data (the single ones are in
         ``_parameters``, checked before the data is read)."""
-        shape, k = data.shape, self.n_components_
-        if min(shape) == 0:
-            raise ValueError(f"X must have at least one row and one column, got shape {tuple(shape)}")
-        if k > min(shape):
-            raise ValueError(
-                f"n_components must be <= min(n_samples, n_features) = {min(shape)}, got {k} "
-                f"(n_samples = {shape[0]}, n_features = {shape[1]})"
-            )
+        check_rank(self.n_components_, data.shape)
         beta = beta_of(self.beta_loss)
         if beta != 2 and self.solver != "mu":
             raise ValueError(f"beta_loss={self.beta_loss!r} needs solver='mu', got solver={self.solver!r}")
@@ -363,10 +356,19 @@ def initialize_nmf(X, n_components: int, init: str = "nndsvda", random_state: in
     Pass them to another implementation (e.g. scikit-learn's ``init='custom'``) to compare
     solvers from the same point.
     """
-    model = NMF(n_components, init=init, random_state=random_state)
-    validate_params(model)
+    validate_params(NMF(n_components, init=init, random_state=random_state))
     data = NMFData(X, None, torch.device("cpu"))
-    model.n_components_ = model._resolve_components(data.shape[1])
-    model._check_data(data)
-    W, H = initial_factors(data, model.n_components_, init, random_state, torch.device("cpu"))
+    check_rank(n_components, data.shape)
+    W, H = initial_factors(data, n_components, init, random_state, torch.device("cpu"))
     return W.numpy(), H.numpy()
+
+
+def check_rank(k: int, shape: tuple[int, int]) -> None:
+    """``1 <= k <= min(shape)`` for a non-empty ``X`` of ``shape``, else a ``ValueError`` naming both."""
+    if min(shape) == 0:
+        raise ValueError(f"X must have at least one row and one column, got shape {tuple(shape)}")
+    if k > min(shape):
+        raise ValueError(
+            f"n_components must be <= min(n_samples, n_features) = {min(shape)}, got {k} "
+            f"(n_samples = {shape[0]}, n_features = {shape[1]})"
+        )

@@ -46,6 +46,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from factorkit._params import (
@@ -193,12 +194,8 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
     def _checked(self, X, reset: bool):
         """``X`` validated against the dictionary, the dictionary, the penalty and OMP's count."""
         validate_params(self)
-        D = self._dictionary()
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
-        if X.shape[1] != D.shape[1]:
-            raise ValueError(f"X has {X.shape[1]} features but the dictionary has {D.shape[1]}")
-        penalty = self._penalty()
-        return X, D, penalty, check_coding(self.algorithm, self.n_nonzero_coefs, D.shape[0], D.shape[1])
+        return _prepared(X, self.dictionary, self._penalty(), self.algorithm, self.n_nonzero_coefs)
 
     def transform(self, X) -> np.ndarray:
         """The codes of ``X`` (n_samples x n_atoms)."""
@@ -445,9 +442,19 @@ def sparse_encode(
 
     ``init``: starting codes for FISTA (a warm start). Float32 input gives float32 codes.
     """
-    coder = SparseCoder(
+    validate_params(SparseCoder(
         dictionary, penalty=penalty, alpha=alpha, penalty_params=penalty_params, positive_code=positive,
         algorithm=algorithm, n_nonzero_coefs=n_nonzero_coefs, max_iter=max_iter, tol=tol, device=device,
-    )  # fmt: skip
-    X, D, penalty_, count = coder._checked(X, reset=True)
+    ))  # fmt: skip
+    X = check_array(X, dtype=[np.float64, np.float32])
+    penalty_ = Penalty.make(penalty, alpha, penalty_params, positive)
+    X, D, penalty_, count = _prepared(X, dictionary, penalty_, algorithm, n_nonzero_coefs)
     return codes_of(X, D, penalty_, algorithm, count, init, max_iter, tol, resolve_device(device))
+
+
+def _prepared(X: np.ndarray, dictionary, penalty: Penalty, algorithm: str, n_nonzero_coefs):
+    """``(X, D, penalty, OMP's count)`` once the dictionary is checked against ``X``."""
+    D = check_dictionary(dictionary)
+    if X.shape[1] != D.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the dictionary has {D.shape[1]}")
+    return X, D, penalty, check_coding(algorithm, n_nonzero_coefs, D.shape[0], D.shape[1])

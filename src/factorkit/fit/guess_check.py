@@ -150,90 +150,105 @@ def guess_and_check(
     backend, chunk_size = stream_layout(model, prior, problem.device, backend, chunk_size)
     first_chunk = check_int("first_chunk", first_chunk, minimum=0)
     max_kept = check_int("max_kept", max_kept)
+    _check_stream_memory(problem, model, chunk_size, max_kept, keep_samples)
+    next_generator = _generators(seed, first_chunk, problem.device)
+    start = time.perf_counter()
+    tally = _Tally(problem, max_kept, keep_samples)
+    bar = progress_reporter(max_evaluations, "g&c", "draws", enabled=progress)
+    chunk = first_chunk
+    with torch.no_grad():
+        while tally.evaluations < max_evaluations and (n_samples is None or tally.accepted < n_samples):
+            count = min(chunk_size, max_evaluations - tally.evaluations)
+            W = prior.sample(model, count, next_generator(chunk), problem.dtype, backend)
+            chunk += 1
+            train, gen = problem.losses(W)
+            mask = train < eps
+            if n_samples is not None:
+                hits = mask.nonzero().squeeze(1)
+                needed = n_samples - tally.accepted
+                if hits.numel() >= needed:
+                    count = int(hits[needed - 1]) + 1
+                    W, train, gen, mask = W[:count], train[:count], gen[:count], mask[:count]
+            tally.add(W, train, gen, mask)
+            bar.update(count)
+    bar.close()
+    extra = {"backend": backend, "chunk_size": chunk_size, "first_chunk": first_chunk, "chunks": chunk,
+             "n_samples": n_samples, "max_kept": max_kept}  # fmt: skip
+    reached = n_samples is None or tally.accepted >= n_samples
+    return tally.result(eps, time.perf_counter() - start, reached, extra)
+
+
+def _check_stream_memory(problem, model, chunk_size: int, max_kept: int, keep_samples: bool) -> None:
+    """Refuse a chunk or a kept sample larger than the memory limit (:mod:`factorkit._memory`)."""
     itemsize = torch.finfo(problem.dtype).bits // 8
     work = chunk_size * (model.n_parameters() + 3 * model.m * model.m2 + problem.operator.shape[1]) * itemsize
     kept_bytes = max_kept * (2 + (model.m * model.m2 if keep_samples else 0)) * itemsize
     check_memory(f"G&C with chunks of {chunk_size} draws (k = {model.width}, d = {model.depth})", 2 * work)
     check_memory(f"G&C keeping up to {max_kept} accepted draws", 2 * work + kept_bytes)
+
+
+def _generators(seed, first_chunk: int, device):
+    """``chunk -> generator``: chunk ``c`` of an integer ``seed``'s stream from :func:`chunk_seed`,
+    or a given generator used sequentially (it cannot skip to ``first_chunk``)."""
     if isinstance(seed, torch.Generator):
         if first_chunk:
             raise ValueError("first_chunk needs an integer seed (a generator's stream cannot be skipped)")
-        if seed.device.type != problem.device.type:
-            raise ValueError(f"seed generator lives on {seed.device}, the problem on {problem.device}")
-        generator = seed
-    else:
-        seed = check_int("seed", seed, minimum=0)
+        if seed.device.type != device.type:
+            raise ValueError(f"seed generator lives on {seed.device}, the problem on {device}")
+        return lambda chunk: seed
+    seed = check_int("seed", seed, minimum=0)
+    return lambda chunk: make_generator(chunk_seed(seed, chunk), device)
 
-    start = time.perf_counter()
-    evaluations = 0
-    accepted = 0
-    gen_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
-    gen_sq_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
-    # float64 sums over every acceptance: L_gen, L_gen^2, L_train
-    accepted_sums = torch.zeros(3, dtype=torch.float64, device=problem.device)
-    kept_gen, kept_train, kept_W = [], [], []
-    kept = 0
-    bar = progress_reporter(max_evaluations, "g&c", "draws", enabled=progress)
-    chunk = first_chunk
-    with torch.no_grad():
-        while evaluations < max_evaluations and (n_samples is None or accepted < n_samples):
-            count = min(chunk_size, max_evaluations - evaluations)
-            if not isinstance(seed, torch.Generator):
-                generator = make_generator(chunk_seed(seed, chunk), problem.device)
-            chunk += 1
-            W = prior.sample(model, count, generator, problem.dtype, backend)
-            train, gen = problem.losses(W)
-            mask = train < eps
-            if n_samples is not None:
-                hits = mask.nonzero().squeeze(1)
-                needed = n_samples - accepted
-                if hits.numel() >= needed:
-                    count = int(hits[needed - 1]) + 1
-                    W, train, gen, mask = W[:count], train[:count], gen[:count], mask[:count]
-            gen64 = gen.double()
-            gen_sum += gen64.sum()
-            gen_sq_sum += gen64.square().sum()
-            evaluations += count
-            accepted += int(mask.sum())
-            if mask.any():
-                hit_gen, hit_train = gen64[mask], train[mask].double()
-                accepted_sums += torch.stack([hit_gen.sum(), hit_gen.square().sum(), hit_train.sum()])
-                room = max_kept - kept
-                if room > 0:
-                    kept_gen.append(gen[mask][:room])
-                    kept_train.append(train[mask][:room])
-                    if keep_samples:
-                        kept_W.append(W[mask][:room])
-                    kept += int(kept_gen[-1].numel())
-            bar.update(count)
-    bar.close()
 
-    prior_mean, prior_se = prior_moments(float(gen_sum), float(gen_sq_sum), evaluations)
-    empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
-    return GuessCheckResult(
-        eps=eps,
-        accepted=accepted,
-        evaluations=evaluations,
-        accepted_gen_loss=torch.cat(kept_gen) if kept_gen else empty,
-        accepted_train_loss=torch.cat(kept_train) if kept_train else empty,
-        accepted_W=(torch.cat(kept_W) if kept_W else empty.reshape(0, *problem.shape))
-        if keep_samples
-        else None,
-        prior_gen_loss_mean=prior_mean,
-        prior_gen_loss_se=prior_se,
-        wall_time=time.perf_counter() - start,
-        reached_target=n_samples is None or accepted >= n_samples,
-        extra={
-            "backend": backend,
-            "chunk_size": chunk_size,
-            "first_chunk": first_chunk,
-            "chunks": chunk,
-            "n_samples": n_samples,
-            "max_kept": max_kept,
-        },
-        prior_gen_loss_sums=(float(gen_sum), float(gen_sq_sum)),
-        accepted_sums=tuple(float(v) for v in accepted_sums),
-    )
+class _Tally:
+    """What a rejection run accumulates: counts, float64 sums of ``L_gen`` (and ``L_gen^2``) over
+    every draw and over the acceptances (with ``L_train``), and the first ``max_kept`` acceptances."""
+
+    def __init__(self, problem, max_kept: int, keep_samples: bool):
+        self.problem, self.max_kept, self.keep_samples = problem, max_kept, keep_samples
+        self.evaluations = self.accepted = self.kept = 0
+        self.gen_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
+        self.gen_sq_sum = torch.zeros((), dtype=torch.float64, device=problem.device)
+        self.accepted_sums = torch.zeros(3, dtype=torch.float64, device=problem.device)
+        self.kept_gen, self.kept_train, self.kept_W = [], [], []
+
+    def add(self, W, train, gen, mask) -> None:
+        gen64 = gen.double()
+        self.gen_sum += gen64.sum()
+        self.gen_sq_sum += gen64.square().sum()
+        self.evaluations += int(mask.numel())
+        self.accepted += int(mask.sum())
+        if not mask.any():
+            return
+        hit_gen, hit_train = gen64[mask], train[mask].double()
+        self.accepted_sums += torch.stack([hit_gen.sum(), hit_gen.square().sum(), hit_train.sum()])
+        room = self.max_kept - self.kept
+        if room > 0:
+            self.kept_gen.append(gen[mask][:room])
+            self.kept_train.append(train[mask][:room])
+            if self.keep_samples:
+                self.kept_W.append(W[mask][:room])
+            self.kept += int(self.kept_gen[-1].numel())
+
+    def result(self, eps: float, wall_time: float, reached_target: bool, extra: dict) -> GuessCheckResult:
+        prior_mean, prior_se = prior_moments(float(self.gen_sum), float(self.gen_sq_sum), self.evaluations)
+        empty = torch.zeros(0, dtype=self.problem.dtype, device=self.problem.device)
+        samples = torch.cat(self.kept_W) if self.kept_W else empty.reshape(0, *self.problem.shape)
+        return GuessCheckResult(
+            eps=eps,
+            accepted=self.accepted,
+            evaluations=self.evaluations,
+            accepted_gen_loss=torch.cat(self.kept_gen) if self.kept_gen else empty,
+            accepted_train_loss=torch.cat(self.kept_train) if self.kept_train else empty,
+            accepted_W=samples if self.keep_samples else None,
+            prior_gen_loss_mean=prior_mean,
+            prior_gen_loss_se=prior_se,
+            wall_time=wall_time,
+            reached_target=reached_target,
+            extra=extra,
+            prior_gen_loss_sums=(float(self.gen_sum), float(self.gen_sq_sum)),
+            accepted_sums=tuple(float(v) for v in self.accepted_sums),
+        )
 
 
 def chunk_seed(seed: int, chunk: int) -> int:

@@ -201,49 +201,18 @@ def train_gd(
     check_choice("loss", loss, LOSSES)
     lr_decay = check_float("lr_decay", lr_decay, positive=True, upper=1.0)
 
-    device, dtype = problem.device, problem.dtype
-    if initial is not None:
-        if len(initial) and initial[0].shape[0] != len(seed_list):
-            raise ValueError(f"initial weights hold {initial[0].shape[0]} members, expected {len(seed_list)}")
-        model.check_weights(list(initial))
-        params = [torch.as_tensor(w).detach().to(device, dtype).clone().requires_grad_() for w in initial]
-    else:
-        params = [
-            w.to(device, dtype).requires_grad_() for w in initial_weights(model, seed_list, init_scale, init)
-        ]
+    params = _starting_params(model, problem, seed_list, init_scale, init, initial)
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None
-
-    population = len(seed_list)
-    done = torch.zeros(population, dtype=torch.bool, device=device)
-    steps = torch.full((population,), max_steps, dtype=torch.long, device=device)
-    frozen = [p.detach().clone() for p in params]
-    history_steps: list[int] = []
-    history_train: list[torch.Tensor] = []
-    history_gen: list[torch.Tensor] = []
-    history_monitor: list[torch.Tensor] = []
-
+    stops = _Stops(params, max_steps, eps_train)
+    history = _History(monitor)
     bar = progress_reporter(max_steps, "gd", "steps", enabled=progress)
     for step in range(max_steps + 1):
         W = model.end_to_end(params)
         train, gen = problem.losses(W)
         if step % log_every == 0 or step == max_steps:
-            history_steps.append(step)
-            history_train.append(train.detach().clone())
-            history_gen.append(gen.detach().clone())
-            if monitor is not None:
-                with torch.no_grad():
-                    history_monitor.append(monitor([p.detach() for p in params]).clone())
-        if eps_train is not None:
-            newly = (train.detach() < eps_train) & ~done
-            if newly.any():
-                steps[newly] = step
-                done |= newly
-                for keep, p in zip(frozen, params, strict=True):
-                    keep[newly] = p.detach()[newly]
-            if bool(done.all()):
-                break
-        if step == max_steps:
+            history.record(step, train, gen, params)
+        if stops.all_done(step, train, params) or step == max_steps:
             break
         opt.zero_grad(set_to_none=True)
         if loss == "l1":
@@ -253,13 +222,10 @@ def train_gd(
         opt.step()
         if schedule is not None:
             schedule.step()
-        if eps_train is not None and bool(done.any()):
-            with torch.no_grad():
-                for keep, p in zip(frozen, params, strict=True):
-                    p[done] = keep[done]
+        stops.hold(params)
         bar.update(1)
     bar.close()
-
+    steps, done = stops.steps, stops.done
     weights = [p.detach() for p in params]
     with torch.no_grad():
         W = model.end_to_end(weights)
@@ -272,8 +238,71 @@ def train_gd(
         rel_error=problem.rel_error(W),
         steps=steps,
         converged=done if eps_train is not None else torch.zeros_like(done),
-        history_steps=history_steps,
-        history_train=torch.stack(history_train),
-        history_gen=torch.stack(history_gen),
-        history_monitor=torch.stack(history_monitor) if history_monitor else None,
+        history_steps=history.steps,
+        history_train=torch.stack(history.train),
+        history_gen=torch.stack(history.gen),
+        history_monitor=torch.stack(history.monitor) if history.monitor else None,
     )
+
+
+def _starting_params(model, problem, seed_list, init_scale: float, init: str, initial) -> list[torch.Tensor]:
+    """The trainable weights: ``initial`` when given (checked), else the seeded draw."""
+    device, dtype = problem.device, problem.dtype
+    if initial is None:
+        return [
+            w.to(device, dtype).requires_grad_() for w in initial_weights(model, seed_list, init_scale, init)
+        ]
+    if len(initial) and initial[0].shape[0] != len(seed_list):
+        raise ValueError(f"initial weights hold {initial[0].shape[0]} members, expected {len(seed_list)}")
+    model.check_weights(list(initial))
+    return [torch.as_tensor(w).detach().to(device, dtype).clone().requires_grad_() for w in initial]
+
+
+class _History:
+    """The losses (and the monitor's values) every ``log_every`` steps."""
+
+    def __init__(self, monitor):
+        self.monitor_fn = monitor
+        self.steps: list[int] = []
+        self.train: list[torch.Tensor] = []
+        self.gen: list[torch.Tensor] = []
+        self.monitor: list[torch.Tensor] = []
+
+    def record(self, step: int, train, gen, params) -> None:
+        self.steps.append(step)
+        self.train.append(train.detach().clone())
+        self.gen.append(gen.detach().clone())
+        if self.monitor_fn is not None:
+            with torch.no_grad():
+                self.monitor.append(self.monitor_fn([p.detach() for p in params]).clone())
+
+
+class _Stops:
+    """Members that reached ``eps_train`` stop there: their step is recorded and their weights are
+    held where they were while the rest of the batch trains on."""
+
+    def __init__(self, params, max_steps: int, eps_train: float | None):
+        population, device = params[0].shape[0], params[0].device
+        self.eps_train = eps_train
+        self.done = torch.zeros(population, dtype=torch.bool, device=device)
+        self.steps = torch.full((population,), max_steps, dtype=torch.long, device=device)
+        self.frozen = [p.detach().clone() for p in params]
+
+    def all_done(self, step: int, train, params) -> bool:
+        """Mark the members now below the threshold; True once every member is."""
+        if self.eps_train is None:
+            return False
+        newly = (train.detach() < self.eps_train) & ~self.done
+        if newly.any():
+            self.steps[newly] = step
+            self.done |= newly
+            for keep, p in zip(self.frozen, params, strict=True):
+                keep[newly] = p.detach()[newly]
+        return bool(self.done.all())
+
+    def hold(self, params) -> None:
+        """Put the stopped members back where they stopped (after an optimizer step)."""
+        if self.eps_train is not None and bool(self.done.any()):
+            with torch.no_grad():
+                for keep, p in zip(self.frozen, params, strict=True):
+                    p[self.done] = keep[self.done]

@@ -13,6 +13,12 @@ from factorkit.experiments.summary import aggregate, study_metric, study_rows, s
 GD_COLORS = ["tab:blue", "tab:cyan", "tab:purple", "tab:pink", "navy", "teal", "tab:gray", "tab:olive"]
 
 
+STYLES = {
+    "median": ("median", "q25", "q75", "median, IQR over seeds"),
+    "mean": ("mean", "ci_low", "ci_high", "mean, 95% CI over seeds"),
+}
+
+
 def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[Path]:
     """Figures of the study's metric against the swept axis, one panel per activation.
 
@@ -42,82 +48,12 @@ def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[
         if k != axis and len({r.get(k) for r in records if r["method"] == "gd"}) > 1
     ]
     paths = []
-    for style, (centre, low, high, band_label) in {
-        "median": ("median", "q25", "q75", "median, IQR over seeds"),
-        "mean": ("mean", "ci_low", "ci_high", "mean, 95% CI over seeds"),
-    }.items():
+    for style in STYLES:
         fig, axes = plt.subplots(1, len(activations), figsize=(4.6 * len(activations), 3.8), squeeze=False)
         for panel, activation in zip(axes[0], activations, strict=True):
             mine = [r for r in records if r["activation"] == activation]
-            curves = defaultdict(list)
-            gc_colors = iter(["tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"])
-            gd_colors = iter(GD_COLORS)
-            for r in mine:
-                curves[(r["method"], r["prior"], r["eps"], *(r.get(k) for k in gd_keys))].append(r)
-            for (method, prior, eps, *extra), points in sorted(curves.items(), key=str):
-                points.sort(key=lambda r: r["x"])
-                xs = np.array([r["x"] for r in points])
-                if method == "gd":
-                    suffix = ", ".join(f"{k} {v}" for k, v in zip(gd_keys, extra, strict=True))
-                    label = f"GD ({suffix})" if suffix else "GD"
-                    color = next(gd_colors, None)
-                else:
-                    label = f"G&C ({prior}, eps={eps:g})"
-                    color = next(gc_colors, None)
-                # the line joins every point with a value (a point without one does not cut it)
-                shown = [r for r in points if math.isfinite(r[centre])]
-                line = panel.plot(
-                    [r["x"] for r in shown], [r[centre] for r in shown], marker="o", label=label, color=color
-                )[0]
-                panel.fill_between(
-                    [r["x"] for r in shown],
-                    [r[low] for r in shown],
-                    [r[high] for r in shown],
-                    alpha=0.2,
-                    color=line.get_color(),
-                )
-                _mark_left_out(panel, points, centre, method)
-                cc_key = "cc_median" if style == "median" else "cc_mean"
-                if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
-                    complete = [r for r in points if math.isfinite(r[cc_key])]
-                    if complete:
-                        panel.plot(
-                            [r["x"] for r in complete],
-                            [r[cc_key] for r in complete],
-                            linestyle="--",
-                            linewidth=1,
-                            color=line.get_color(),
-                            label=f"{label.split(' (')[0]}, the {complete[0]['cc_seeds']} seeds "
-                            f"valid at every {axis}",
-                        )
-                if method == "gc":
-                    panel.plot(
-                        xs,
-                        [r["prior_gen_loss"] for r in points],
-                        linestyle="--",
-                        color="gray",
-                        label="random guess (prior)",
-                    )
-            xs_all = sorted({r["x"] for r in mine})
-            reference = [float(np.nanmedian([r["nuclear"] for r in mine if r["x"] == x])) for x in xs_all]
-            panel.plot(
-                xs_all,
-                reference,
-                linestyle=":",
-                color="black",
-                label="nuclear norm + l1 fit" if axis == "outliers" else "min nuclear norm",
-            )
-            if metric == "rel_error":
-                panel.set_yscale("log")
-            else:
-                panel.set_ylim(bottom=min(0.0, panel.get_ylim()[0]))
-            if axis == "width":
-                panel.set_xscale("log", base=2)
-            panel.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
-            panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
-            panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
-            panel.set_title(f"{activation} ({band_label}; x: seeds kept/run)", fontsize=9)
-            panel.legend(fontsize=7)
+            _draw_panel(panel, mine, style, axis, gd_keys)
+            _finish_panel(panel, mine, axis, metric, f"{activation} ({STYLES[style][3]}; x: seeds kept/run)")
         fig.suptitle(directory.name)
         fig.tight_layout()
         path = directory / f"{axis}_{style}.{fmt}"
@@ -125,6 +61,69 @@ def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _draw_panel(panel, records: list[dict], style: str, axis: str, gd_keys: list[str]) -> None:
+    """Every curve of one activation: G&C per prior and threshold, GD per ``gd_keys`` setting."""
+    curves = defaultdict(list)
+    gc_colors = iter(["tab:orange", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:olive"])
+    gd_colors = iter(GD_COLORS)
+    for r in records:
+        curves[(r["method"], r["prior"], r["eps"], *(r.get(k) for k in gd_keys))].append(r)
+    for (method, prior, eps, *extra), points in sorted(curves.items(), key=str):
+        points.sort(key=lambda r: r["x"])
+        if method == "gd":
+            suffix = ", ".join(f"{k} {v}" for k, v in zip(gd_keys, extra, strict=True))
+            label, color = (f"GD ({suffix})" if suffix else "GD"), next(gd_colors, None)
+        else:
+            label, color = f"G&C ({prior}, eps={eps:g})", next(gc_colors, None)
+        _draw_curve(panel, points, style, axis, method, label, color)
+
+
+def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, label: str, color) -> None:
+    """A curve with its band, the seeds it left out, its complete-case twin and (G&C) random guessing."""
+    centre, low, high, _ = STYLES[style]
+    # the line joins every point with a value (a point without one does not cut it)
+    shown = [r for r in points if math.isfinite(r[centre])]
+    xs = [r["x"] for r in shown]
+    line = panel.plot(xs, [r[centre] for r in shown], marker="o", label=label, color=color)[0]
+    panel.fill_between(
+        xs, [r[low] for r in shown], [r[high] for r in shown], alpha=0.2, color=line.get_color()
+    )
+    _mark_left_out(panel, points, centre, method)
+    cc_key = "cc_median" if style == "median" else "cc_mean"
+    if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
+        complete = [r for r in points if math.isfinite(r[cc_key])]
+        if complete:
+            panel.plot(
+                [r["x"] for r in complete], [r[cc_key] for r in complete], linestyle="--", linewidth=1,
+                color=line.get_color(),
+                label=f"{label.split(' (')[0]}, the {complete[0]['cc_seeds']} seeds valid at every {axis}",
+            )  # fmt: skip
+    if method == "gc":
+        guess = [r["prior_gen_loss"] for r in points]
+        panel.plot(
+            [r["x"] for r in points], guess, linestyle="--", color="gray", label="random guess (prior)"
+        )
+
+
+def _finish_panel(panel, records: list[dict], axis: str, metric: str, title: str) -> None:
+    """The convex reference, the scales, ticks, labels, title and legend."""
+    xs_all = sorted({r["x"] for r in records})
+    reference = [float(np.nanmedian([r["nuclear"] for r in records if r["x"] == x])) for x in xs_all]
+    panel.plot(xs_all, reference, linestyle=":", color="black",
+               label="nuclear norm + l1 fit" if axis == "outliers" else "min nuclear norm")  # fmt: skip
+    if metric == "rel_error":
+        panel.set_yscale("log")
+    else:
+        panel.set_ylim(bottom=min(0.0, panel.get_ylim()[0]))
+    if axis == "width":
+        panel.set_xscale("log", base=2)
+    panel.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
+    panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
+    panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
+    panel.set_title(title, fontsize=9)
+    panel.legend(fontsize=7)
 
 
 def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:

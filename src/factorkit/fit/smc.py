@@ -55,6 +55,42 @@ def _latent_to_W(model, prior, latent):
     return prior.finish(model.end_to_end(prior.from_normal(model, latent)))
 
 
+def stratified_resample(alive: torch.Tensor, n_particles: int, generator) -> torch.Tensor:
+    """Indices of a new population from the survivors ``alive``: each ``n // k`` times, the
+    remaining ``n mod k`` places to survivors drawn at random without replacement."""
+    repeats = alive.repeat(n_particles // alive.numel())
+    order = torch.randperm(alive.numel(), generator=generator, device=alive.device)
+    return torch.cat([repeats, alive[order[: n_particles - repeats.numel()]]])
+
+
+def pcn_moves(latent, value, accepts, beta: float, steps: int, target_acceptance: float, generator):
+    """``steps`` preconditioned Crank-Nicolson moves ``sqrt(1 - beta^2) u + beta xi`` of Gaussian
+    latents (invariant for the standard normal prior), each kept where ``accepts(proposal)`` says so.
+
+    ``accepts(proposal) -> (mask, proposal_value)``: a constrained target accepts inside its set, a
+    smooth one by a Metropolis test. ``value`` (per particle) follows the accepted proposals. The
+    step ``beta`` adapts by Robbins-Monro on its log towards ``target_acceptance`` (the kernel is
+    exact for any beta); the gain of 3 shrinks beta 2.5x per step at zero acceptance, fast enough
+    to follow a constrained set that contracts by a constant factor per level. Returns the moved
+    latents, their values, the adapted beta and the mean acceptance rate.
+    """
+    accepted_total = 0.0
+    for _ in range(steps):
+        proposal = [
+            math.sqrt(1 - beta**2) * u
+            + beta * torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
+            for u in latent
+        ]
+        accept, proposal_value = accepts(proposal)
+        for u, v in zip(latent, proposal, strict=True):
+            u[accept] = v[accept]
+        value = torch.where(accept, proposal_value, value)
+        rate = float(accept.float().mean())
+        accepted_total += rate
+        beta = min(0.999, max(1e-8, beta * math.exp(3.0 * (rate - target_acceptance))))
+    return latent, value, beta, accepted_total / max(steps, 1)
+
+
 def _one_run(
     problem,
     model,
@@ -103,39 +139,23 @@ def _one_run(
             message = f"the threshold stopped decreasing at {threshold:.4g}"
             break
         log_volume += math.log(fraction)
-        # stratified resampling: every survivor N // k times, the remainder at random
-        repeats = alive.repeat(n_particles // alive.numel())
-        extra = alive[
-            torch.randperm(alive.numel(), generator=generator, device=device)[: n_particles - repeats.numel()]
-        ]
-        index = torch.cat([repeats, extra])
+        index = stratified_resample(alive, n_particles, generator)
         latent = [u[index] for u in latent]
         train = train[index]
-        accepted_total = 0
-        for _ in range(mcmc_steps):
-            proposal = [
-                math.sqrt(1 - beta**2) * u
-                + beta * torch.randn(u.shape, generator=generator, device=device, dtype=dtype)
-                for u in latent
-            ]
+
+        def below(proposal, threshold=threshold):
             proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
-            accept = proposal_train < threshold
-            for u, v in zip(latent, proposal, strict=True):
-                u[accept] = v[accept]
-            train = torch.where(accept, proposal_train, train)
-            rate = float(accept.float().mean())
-            accepted_total += rate
-            # Robbins-Monro on log beta towards the target acceptance (the kernel is exact for any
-            # beta); the gain of 3 shrinks beta 2.5x per step at zero acceptance, fast enough to
-            # follow a constrained set that contracts by a constant factor per level
-            beta = min(0.999, max(1e-8, beta * math.exp(3.0 * (rate - target_acceptance))))
+            return proposal_train < threshold, proposal_train
+
+        latent, train, beta, acceptance = pcn_moves(latent, train, below, beta, mcmc_steps, target_acceptance,
+                                                    generator)  # fmt: skip
         evaluations += n_particles * mcmc_steps
         levels.append(
             {
                 "threshold": threshold,
                 "fraction": fraction,
                 "log_volume": log_volume,
-                "acceptance": accepted_total / max(mcmc_steps, 1),
+                "acceptance": acceptance,
                 "beta": beta,
             }
         )
@@ -270,6 +290,24 @@ def subset_simulation(
         if _effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) >= min_ess:
             break
         results += more(min(runs, max_runs - len(results)))
+    return _pooled(results, problem, eps, n_particles, keep_samples, time.perf_counter() - start)
+
+
+def _mixing_warnings(results: list[dict], n_particles: int) -> list[str]:
+    """Signs of poor mixing: a low pCN acceptance, a final population of few distinct particles."""
+    mixing = []
+    low = min((lv["acceptance"] for r in results for lv in r["levels"]), default=1.0)
+    if low < MIN_ACCEPTANCE:
+        mixing.append(f"pCN acceptance fell to {low:.3f} at some level: chains mixed poorly")
+    fewest = min(r["distinct"] for r in results)
+    if fewest < n_particles // 2:
+        mixing.append(f"a run's final population holds only {fewest} distinct of {n_particles} particles")
+    return mixing
+
+
+def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_samples: bool, wall_time: float):
+    """The runs pooled into one :class:`GuessCheckResult`: log V as the mean over runs with its
+    standard error from their spread, the ESS from the runs' means, the populations concatenated."""
     runs = len(results)
     reached = all(r["reached"] for r in results)
     log_volumes = [r["log_volume"] for r in results]
@@ -279,35 +317,25 @@ def subset_simulation(
         if runs > 1
         else float("nan")
     )
-    if reached:
-        ess = _effective_sample_size([r["gen"] for r in results], results[0]["distinct"])
-    else:
-        ess = 0.0
+    ess = _effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) if reached else 0.0
     messages = [r["message"] for r in results if r["message"]]
-    mixing = []
-    low = min((lv["acceptance"] for r in results for lv in r["levels"]), default=1.0)
-    if low < MIN_ACCEPTANCE:
-        mixing.append(f"pCN acceptance fell to {low:.3f} at some level: chains mixed poorly")
-    fewest = min(r["distinct"] for r in results)
-    if fewest < n_particles // 2:
-        mixing.append(f"a run's final population holds only {fewest} distinct of {n_particles} particles")
+    mixing = _mixing_warnings(results, n_particles)
     for text in messages + mixing:
-        warnings.warn(text, RuntimeWarning, stacklevel=2)
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
     prior_gen = torch.cat([r["prior_gen"] for r in results]).double()
     empty = torch.zeros(0, dtype=problem.dtype, device=problem.device)
     gen = torch.cat([r["gen"] for r in results]) if reached else empty
+    samples = torch.cat([r["W"] for r in results]) if reached else empty.reshape(0, *problem.shape)
     return GuessCheckResult(
         eps=eps,
         accepted=int(gen.numel()),
         evaluations=sum(r["evaluations"] for r in results),
         accepted_gen_loss=gen,
         accepted_train_loss=torch.cat([r["train"] for r in results]) if reached else empty,
-        accepted_W=(torch.cat([r["W"] for r in results]) if reached else empty.reshape(0, *problem.shape))
-        if keep_samples
-        else None,
+        accepted_W=samples if keep_samples else None,
         prior_gen_loss_mean=float(prior_gen.mean()),
         prior_gen_loss_se=float(prior_gen.std() / math.sqrt(prior_gen.numel())),
-        wall_time=time.perf_counter() - start,
+        wall_time=wall_time,
         reached_target=reached,
         sampler="smc",
         extra={

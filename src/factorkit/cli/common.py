@@ -127,12 +127,9 @@ def write_report(out: Path, report: dict) -> None:
 
 def prepare_out(out: Path) -> None:
     """Create the output folder and check it is writable *before* any computing."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    probe = out / ".factorkit-write-test"
-    probe.write_text("")
-    probe.unlink()
+    from factorkit._files import prepare_folder
+
+    prepare_folder(out)
 
 
 def check_finite(method: str, *results) -> None:

@@ -44,27 +44,16 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> None:
-    from factorkit.fit.auto import sample_posterior
+    from factorkit.fit.auto import sample_posterior, sampler_options
     from factorkit.fit.prior import resolve_prior
 
     problem, model = problem_and_model(args, "float32" if args.sampler == "rejection" else "float64")
     prior = resolve_prior(args.prior, problem, layer_scaling=args.layer_scaling)
-    if args.sampler == "rejection":
-        options = {
-            "n_samples": args.n_samples,
-            "max_evaluations": args.draws,
-            "backend": args.backend,
-            "progress": None if not args.json else False,
-        }
-    else:
-        options = {
-            "p0": args.p0,
-            "mcmc_steps": args.mcmc_steps,
-            "n_particles": args.particles,
-            "runs": args.runs,
-        }
-        if args.sampler == "auto":
-            options |= {"target_ess": args.target_ess, "max_evaluations": args.draws, "backend": args.backend}
+    options = sampler_options(
+        args.sampler, n_samples=args.n_samples, max_evaluations=args.draws, backend=args.backend,
+        progress=None if not args.json else False, p0=args.p0, mcmc_steps=args.mcmc_steps,
+        n_particles=args.particles, runs=args.runs, target_ess=args.target_ess,
+    )  # fmt: skip
     result = sample_posterior(
         problem, model, eps=args.eps, prior=prior, sampler=args.sampler, seed=args.seed, **options
     )

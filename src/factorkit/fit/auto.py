@@ -188,6 +188,30 @@ def auto_sample(
     return result
 
 
+# the options each sampler takes (beside eps, prior, seed, keep_samples): callers that hold settings for
+# every sampler (a study cell, the command line) pass the chosen one what it takes
+SAMPLER_OPTIONS = {
+    "rejection": ("n_samples", "max_evaluations", "chunk_size", "backend", "progress"),
+    "smc": ("n_particles", "p0", "mcmc_steps", "runs"),
+    "auto": (
+        "n_particles",
+        "p0",
+        "mcmc_steps",
+        "runs",
+        "chunk_size",
+        "backend",
+        "target_ess",
+        "max_evaluations",
+    ),
+}
+
+
+def sampler_options(sampler: str, **settings) -> dict:
+    """The ``settings`` that ``sampler`` takes (see :data:`SAMPLER_OPTIONS`), the others dropped."""
+    wanted = SAMPLER_OPTIONS[check_choice("sampler", sampler, SAMPLERS)]
+    return {name: value for name, value in settings.items() if name in wanted}
+
+
 def sample_posterior(
     problem: SensingProblem,
     model: DeepFactorization,

@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from factorkit._files import prepare_folder
 from factorkit.experiments.config import StudyConfig
 
 
@@ -19,9 +20,7 @@ def prepare_folders(outs: list[Path]) -> None:
     if len(set(folders)) < len(folders):
         raise ValueError("every study needs its own folder; two were given the same out=")
     for out in outs:
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"out={str(out)!r} is a file, not a folder")
-        out.mkdir(parents=True, exist_ok=True)
+        prepare_folder(out)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from factorkit.experiments.config import Cell
-from factorkit.fit.auto import sample_posterior
+from factorkit.fit.auto import sample_posterior, sampler_options
 from factorkit.fit.gd import initial_weights, train_gd
 from factorkit.fit.guess_check import GuessCheckResult, Prior, combine_results, guess_and_check
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
@@ -173,18 +173,12 @@ def build_model(params: dict) -> DeepFactorization:
 
 
 def gc_options(params: dict) -> dict:
-    smc = {
-        "n_particles": params["particles"],
-        "p0": params["p0"],
-        "mcmc_steps": params["mcmc_steps"],
-        "runs": params["runs"],
-    }
-    if params["sampler"] == "smc":
-        return smc
-    rejection = {"chunk_size": params["chunk_size"], "backend": params["backend"]}
-    if params["sampler"] == "auto":
-        return {**smc, **rejection, "target_ess": params.get("target_ess", 200)}
-    return {**rejection, "progress": False}
+    """What the cell's sampler takes of its settings (the budget is passed apart)."""
+    return sampler_options(
+        params["sampler"], n_particles=params["particles"], p0=params["p0"], mcmc_steps=params["mcmc_steps"],
+        runs=params["runs"], chunk_size=params["chunk_size"], backend=params["backend"],
+        target_ess=params.get("target_ess", 200), progress=False,
+    )  # fmt: skip
 
 
 def gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:

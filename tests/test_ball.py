@@ -1,0 +1,97 @@
+"""The Gaussian probability of a ball (Ruben's series) against what it cannot fake: the exact 1-D
+formula, numerical integration in 2 and 3 dimensions, SciPy's non-central chi-square for equal
+eigenvalues (deep in the tail), a singular covariance, and the small-ball limit."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from factorkit.fit.ball import log_ball_probability, log_ball_volume, log_gaussian_density
+
+
+def probability(values, centre, radius2):
+    return math.exp(log_ball_probability(np.asarray([values]), np.asarray([centre]), radius2)[0])
+
+
+def test_one_dimension_is_a_normal_interval():
+    # P(2 (x + d)^2 <= 3), d = -1.5 / sqrt 2: x in [-r - d, r - d], r = sqrt(3 / 2)
+    d, r = -1.5 / math.sqrt(2), math.sqrt(1.5)
+    exact = stats.norm.cdf(r - d) - stats.norm.cdf(-r - d)
+    assert probability([2.0], [1.5], 3.0) == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_two_and_three_dimensions_equal_numerical_integration(seed):
+    rng = np.random.default_rng(seed)
+    L, y, t = rng.uniform(0.1, 3, 2), rng.normal(size=2) * 1.5, rng.uniform(0.2, 4)
+    R = math.sqrt(t)
+
+    def density2(b, a):
+        return math.exp(-0.5 * (a * a / L[0] + b * b / L[1])) / (2 * math.pi * math.sqrt(L[0] * L[1]))
+
+    def half(a):
+        return math.sqrt(max(t - (a - y[0]) ** 2, 0.0))
+
+    value, _ = integrate.dblquad(density2, y[0] - R, y[0] + R, lambda a: y[1] - half(a), lambda a: y[1] + half(a),
+                                 epsabs=1e-14, epsrel=1e-12)  # fmt: skip
+    assert probability(L, y, t) == pytest.approx(value, rel=1e-9)
+
+    L3, y3, t3 = rng.uniform(0.2, 2, 3), rng.normal(size=3), rng.uniform(0.5, 3)
+
+    # in spherical coordinates about the ball's centre: r^2 sin(theta) times the density
+    def density3(r, theta, phi):
+        point = y3 + r * np.array(
+            [math.sin(theta) * math.cos(phi), math.sin(theta) * math.sin(phi), math.cos(theta)]
+        )
+        quad = float((point**2 / L3).sum())
+        return r * r * math.sin(theta) * math.exp(-0.5 * quad) / math.sqrt((2 * math.pi) ** 3 * L3.prod())
+
+    value3, _ = integrate.tplquad(
+        density3, 0, 2 * math.pi, 0, math.pi, 0, math.sqrt(t3), epsabs=1e-12, epsrel=1e-10
+    )
+    assert probability(L3, y3, t3) == pytest.approx(value3, rel=1e-7)
+
+
+@pytest.mark.parametrize("radius2", [40.0, 5.0, 0.5, 1e-2, 1e-6])
+def test_equal_eigenvalues_are_scipys_noncentral_chi_square_into_the_far_tail(radius2):
+    """``lambda chi'^2_n(delta^2)``: ``ncx2`` (Boost's series, relative accuracy in the lower tail),
+    down to probabilities of 1e-30 and below."""
+    lam, y = 0.7, np.linspace(-1.5, 2.0, 9)
+    ours = log_ball_probability(np.full((1, 9), lam), y[None], radius2)[0]
+    reference = stats.ncx2.logcdf(radius2 / lam, 9, float((y**2).sum() / lam))
+    assert ours == pytest.approx(reference, rel=1e-10)
+    if radius2 == 1e-6:
+        assert ours < math.log(1e-30)
+
+
+def test_a_singular_covariance_puts_g_on_its_range():
+    values, centre = np.array([0.0, 0.5, 2.0]), np.array([0.3, 1.0, -0.4])
+    # the null direction contributes the fixed 0.09: a ball of squared radius below it is missed
+    assert log_ball_probability(values[None], centre[None], 0.08)[0] == -math.inf
+    inside = probability(values, centre, 1.09)
+    assert inside == pytest.approx(probability(values[1:], centre[1:], 1.0), rel=1e-12)
+    assert log_gaussian_density(values[None], centre[None])[0] == -math.inf  # y off the range
+    assert probability([0.0, 0.0], [0.1, 0.0], 0.02) == 1.0  # Sigma = 0: g = 0, inside the ball
+
+
+def test_small_balls_reach_the_density_with_the_exact_slope():
+    rng = np.random.default_rng(4)
+    values, centre = rng.uniform(0.05, 2, 15), rng.normal(size=15)
+    small, smaller = (
+        log_ball_probability(values[None], centre[None], 1e-6)[0],
+        log_ball_probability(values[None], centre[None], 1e-8)[0],
+    )
+    assert small - smaller == pytest.approx(7.5 * math.log(100), rel=1e-5)
+    limit = log_gaussian_density(values[None], centre[None])[0]
+    assert smaller - log_ball_volume(15, 1e-8) == pytest.approx(limit, abs=1e-6)
+
+
+def test_cost_stays_linear_in_the_terms_for_a_spread_spectrum():
+    """t / lambda_min = 5e4 needs some 25,000 terms: the running sums keep that to O(n) each."""
+    rng = np.random.default_rng(1)
+    values = np.exp(rng.uniform(0, math.log(1e4), (20, 15)))
+    values /= values.max(1, keepdims=True)
+    result = log_ball_probability(values, rng.normal(size=(20, 15)) * 0.5, 5.0)
+    assert np.isfinite(result).all() and (result <= 0).all()

@@ -34,8 +34,8 @@ def test_two_and_three_dimensions_equal_numerical_integration(seed):
     def half(a):
         return math.sqrt(max(t - (a - y[0]) ** 2, 0.0))
 
-    value, _ = integrate.dblquad(density2, y[0] - R, y[0] + R, lambda a: y[1] - half(a), lambda a: y[1] + half(a),
-                                 epsabs=1e-14, epsrel=1e-12)  # fmt: skip
+    low, high = (lambda a: y[1] - half(a)), (lambda a: y[1] + half(a))
+    value, _ = integrate.dblquad(density2, y[0] - R, y[0] + R, low, high, epsabs=1e-14, epsrel=1e-12)
     assert probability(L, y, t) == pytest.approx(value, rel=1e-9)
 
     L3, y3, t3 = rng.uniform(0.2, 2, 3), rng.normal(size=3), rng.uniform(0.5, 3)

@@ -81,7 +81,7 @@ def pcn_moves(latent, value, accepts, beta: float, steps: int, target_acceptance
             + beta * torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
             for u in latent
         ]
-        accept, proposal_value = accepts(proposal)
+        accept, proposal_value = accepts(proposal, value)
         for u, v in zip(latent, proposal, strict=True):
             u[accept] = v[accept]
         value = torch.where(accept, proposal_value, value)
@@ -143,7 +143,7 @@ def _one_run(
         latent = [u[index] for u in latent]
         train = train[index]
 
-        def below(proposal, threshold=threshold):
+        def below(proposal, _value, threshold=threshold):
             proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
             return proposal_train < threshold, proposal_train
 

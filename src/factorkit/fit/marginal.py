@@ -1,0 +1,239 @@
+"""Guess & Check with the Gaussian output layer integrated out.
+
+For ``W = W_d F`` with ``F = s(W_{d-1} ... s(W_1))`` (``k x m'``) and the output layer ``W_d``
+(``m x k``) i.i.d. ``N(0, s_d^2)``, the rows of ``W`` are i.i.d. ``N(0, s_d^2 G)`` given the hidden
+layers, with ``G = F^T F`` (``m' x m'``). Every measurement ``<A_i, W>`` and every complement
+coordinate ``<B_j, W>`` is then jointly Gaussian, with covariance
+
+    C_ab = s_d^2 sum_r (O_a)_r^T G (O_b)_r = s_d^2 <O_a G, O_b>,
+
+``O_a`` the ``m x m'`` matrix of functional ``a`` (``problems/sensing.py``'s stacked operator:
+``A_i`` first, then the complement basis ``B_j``). So, given the hidden layers only through ``G``:
+
+1. ``P(L_train <= eps | G) = P(||g - y||^2 <= n eps)``, ``g ~ N(0, Sigma_gg)``: a Gaussian ball
+   probability (:func:`factorkit.fit.ball.log_ball_probability`, relative accuracy in the tail).
+   ``V(eps) = E_G[P(accept | G)]``: an average over prior draws of the hidden layers, without
+   rejection noise. At ``eps -> 0``, ``V / vol(ball) -> E_G[N(y; 0, Sigma_gg)]``.
+2. The posterior: hidden layers weighted by ``P(accept | G)`` (at ``eps = 0``: by the density),
+   ``g`` from ``N(0, Sigma_gg)`` restricted to the ball (exact: rejection from the Gaussian, or from
+   the uniform law on the ball accepted with the Gaussian density over a bound of it, whichever
+   expects fewer tries; at ``eps = 0``, ``g = y``), then ``W`` from its Gaussian law given ``g``
+   (Matheron's rule: a draw of ``N(0, s_d^2 I x G)`` corrected by ``Omega A^T Sigma_gg^+ (g - A W)``).
+   ``L_gen`` of each draw is exact, and its mean given ``(G, g)`` is a Gaussian quadratic:
+   ``(||E[h | g] - h*||^2 + tr Cov(h | g)) / |B|`` over the complement coordinates ``h``, used for
+   the Rao-Blackwellized posterior mean.
+3. Depth makes the weights degenerate (they are densities of ``G``): then SMC over the hidden
+   layers only, tempering ``log P(accept | G)`` with the pCN moves of :mod:`factorkit.fit.smc` on a
+   smooth target (:func:`marginal_smc`).
+
+The hidden layers may be Gaussian or uniform (they are sampled); the output layer must be
+Gaussian and the prior not normalized (:func:`applies` says why not).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from factorkit.fit.ball import (
+    _saddlepoint,
+    log_ball_probability,
+    log_ball_upper_bound,
+    log_gaussian_density,
+    split_spectrum,
+)
+from factorkit.fit.prior import Prior
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import SensingProblem
+
+
+def applies(model: DeepFactorization, prior: Prior) -> str | None:
+    """``None`` where the output layer can be integrated out, else why not (a sentence)."""
+    if prior.normalize:
+        return (
+            "a normalized prior rescales W to a fixed norm: the constraint then sees only the direction "
+            "of W_d F, which is not Gaussian given the hidden layers (no exact reduction; use smc)"
+        )
+    if prior.base != "gaussian":
+        return f"the output layer must be Gaussian to be integrated out, the prior is {prior.name!r}"
+    return None
+
+
+@dataclass
+class Analysis:
+    """What one batch of hidden-layer draws implies, per draw: the eigen-decomposition of
+    ``Sigma_gg``, the log-weight (``log P(accept | G)``, or the log density at ``eps = 0``)."""
+
+    gram: torch.Tensor  # (P, m', m')
+    cov: torch.Tensor  # (P, N, N): measurements then complement coordinates
+    values: np.ndarray  # (P, n) eigenvalues of Sigma_gg
+    vectors: torch.Tensor  # (P, n, n)
+    centre: np.ndarray  # (P, n): U^T y
+    log_weight: np.ndarray  # (P,)
+    screened: int = 0  # draws skipped by the Chernoff bound (log_weight -inf, see analyse)
+
+
+class OutputLayerIntegral:
+    """The Gaussian output layer of ``model`` under ``prior``, integrated out on ``problem``."""
+
+    def __init__(self, problem: SensingProblem, model: DeepFactorization, prior: Prior, eps: float):
+        reason = applies(model, prior)
+        if reason is not None:
+            raise ValueError(f"sampler='marginal' does not apply: {reason}")
+        self.problem, self.model, self.prior, self.eps = problem, model, prior, eps
+        self.n = problem.y.numel()
+        self.scale = prior.scales(model)[-1]
+        m, m2 = problem.shape
+        operator = problem.operator.to(torch.float64)  # (m m', N)
+        self.functionals = operator.T.reshape(-1, m, m2)  # (N, m, m'): A_i, then B_j
+        self.targets = problem.targets.to(torch.float64)
+        self.y = self.targets[: self.n]
+        self.h_star = self.targets[self.n :]
+        self.radius2 = self.n * eps
+
+    def covariance(self, gram: torch.Tensor) -> torch.Tensor:
+        """``C = s_d^2 <O_a G, O_b>`` for every pair of functionals, per draw (``P, N, N``)."""
+        O = self.functionals
+        OG = torch.einsum("arc,pcd->pard", O, gram)
+        return self.scale**2 * torch.einsum("pard,brd->pab", OG, O)
+
+    def analyse(self, gram: torch.Tensor, floor: np.ndarray | float | None = None) -> Analysis:
+        """Eigen-decompose ``Sigma_gg`` of every draw and compute its log-weight.
+
+        ``floor`` (per draw, or one number): draws whose Chernoff bound
+        (:func:`~factorkit.fit.ball.log_ball_upper_bound`) lies below it are not computed and get
+        ``-inf``; callers pass a floor only where such draws cannot matter (``analysis.screened``
+        counts them). At ``eps = 0`` the density is cheap and always computed.
+        """
+        gram = gram.to(torch.float64)
+        cov = self.covariance(gram)
+        n = self.n
+        values, vectors = torch.linalg.eigh(cov[:, :n, :n])
+        centre = torch.einsum("pji,j->pi", vectors, self.y)
+        values_np, centre_np = values.clamp_min(0.0).numpy(), centre.numpy()
+        screened = 0
+        if self.eps == 0:
+            log_weight = log_gaussian_density(values_np, centre_np)
+        elif floor is None:
+            log_weight = log_ball_probability(values_np, centre_np, self.radius2)
+        else:
+            bound = log_ball_upper_bound(values_np, centre_np, self.radius2)
+            wanted = bound >= floor
+            log_weight = np.full(len(values_np), -np.inf)
+            if wanted.any():
+                log_weight[wanted] = log_ball_probability(values_np[wanted], centre_np[wanted], self.radius2)
+            screened = int((~wanted).sum())
+        return Analysis(gram, cov, values_np, vectors, centre_np, log_weight, screened)
+
+    # ------------------------------------------------------------------ given the hidden layers
+    def sample_g(self, analysis: Analysis, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+        """``g ~ N(0, Sigma_gg)`` restricted to the ball, one per entry of ``rows`` (indices into
+        ``analysis``; repeats share the work). Exact (module docstring); ``g = y`` at ``eps = 0``."""
+        if self.eps == 0:
+            return self.y.expand(len(rows), -1).clone()
+        out = torch.empty(len(rows), self.n, dtype=torch.float64)
+        unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        for slot, (row, count) in enumerate(zip(unique, counts, strict=True)):
+            out[torch.from_numpy(np.flatnonzero(inverse == slot))] = self.ball_draws(
+                analysis, int(row), int(count), generator
+            )
+        return out
+
+    def ball_draws(
+        self, analysis: Analysis, row: int, count: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """``count`` exact draws of ``g`` given draw ``row``'s hidden layers, inside the ball.
+
+        In the eigenbasis ``z ~ N(0, Lambda)`` on the range of ``Sigma_gg``, the ball is
+        ``||z - c||^2 <= t``. Where the ball holds a fair share of the Gaussian (``P >= 0.1``) the
+        Gaussian itself is proposed and kept inside. Otherwise the proposal is the Gaussian tilted
+        by ``exp(s ||z - c||^2)`` at the saddlepoint ``s < 0`` of the ball's probability
+        (coordinates independent: precision ``1 / lambda_j - 2 s``, mean pulled towards ``c_j``), and a
+        proposal is kept with probability ``exp(-s (||z - c||^2 - t))`` inside the ball. The ratio of
+        the target to the proposal is ``M(s) exp(-s ||z - c||^2) <= M(s) exp(-s t)`` on the ball,
+        Chernoff's bound, so this is exact rejection sampling accepting ``P / bound`` of the
+        proposals: a few percent or more, whatever the spectrum (the uniform law on the ball, the
+        other natural proposal, accepted ``1e-4`` and less for spread spectra: measured, dropped).
+        """
+        positive, centre, c0, rank = split_spectrum(
+            analysis.values[row : row + 1], analysis.centre[row : row + 1]
+        )
+        keep = positive[0] > 0
+        lam, c = positive[0][keep], centre[0][keep]
+        radius2 = self.radius2 - float(c0[0])
+        r = int(rank[0])
+        log_p = float(analysis.log_weight[row])
+        if not (math.isfinite(log_p) and radius2 > 0):
+            raise ValueError(
+                "this hidden-layer draw puts no probability on the ball: it has no posterior weight"
+            )
+        tilt = 0.0
+        if log_p < math.log(0.1) and radius2 < float((lam + c**2).sum()):
+            tilt = float(_saddlepoint(lam[None], (c**2)[None], np.array([radius2]))[0])  # s < 0
+            bound = log_ball_upper_bound(lam[None], c[None], radius2)[0]
+            tries = math.exp(min(float(bound) - log_p, 40.0))
+        else:
+            tries = math.exp(min(-log_p, 40.0))
+        precision = 1.0 / lam - 2.0 * tilt
+        mean = torch.from_numpy(-2.0 * tilt * c / precision)
+        sd = torch.from_numpy(1.0 / np.sqrt(precision))
+        c_t = torch.from_numpy(c)
+        found: list[torch.Tensor] = []
+        have = 0
+        while have < count:
+            batch = int(min(2**16, max(64, 2 * (count - have) * tries)))
+            z = mean + sd * torch.randn(batch, r, generator=generator, dtype=torch.float64)
+            distance = ((z - c_t) ** 2).sum(1)
+            inside = distance <= radius2
+            if tilt < 0:
+                u = torch.rand(batch, generator=generator, dtype=torch.float64)
+                inside &= u.log() <= -tilt * (distance - radius2)
+            hits = z[inside]
+            found.append(hits)
+            have += hits.shape[0]
+        z = torch.cat(found)[:count]
+        vectors = analysis.vectors[row][:, torch.from_numpy(keep)]
+        return z @ vectors.T
+
+    def conditional_gen_loss(self, analysis: Analysis, rows: np.ndarray, g: torch.Tensor) -> torch.Tensor:
+        """``E[L_gen | G, g]`` per row: the complement coordinates' Gaussian law given ``g``."""
+        n = self.n
+        cov = analysis.cov[torch.from_numpy(rows)]
+        pinv = self._pinv(analysis, rows)
+        Shg = cov[:, n:, :n]
+        mean = torch.einsum("phg,pgk,pk->ph", Shg, pinv, g)
+        conditional = cov[:, n:, n:] - Shg @ pinv @ Shg.transpose(1, 2)
+        trace = conditional.diagonal(dim1=1, dim2=2).sum(1).clamp_min(0.0)
+        count = max(cov.shape[1] - n, 1)
+        return (((mean - self.h_star) ** 2).sum(1) + trace) / count
+
+    def prior_gen_loss(self, analysis: Analysis) -> torch.Tensor:
+        """``E[L_gen | G]`` under the prior (no constraint): ``(||h*||^2 + tr C_hh) / |B|`` per draw."""
+        n = self.n
+        count = max(analysis.cov.shape[1] - n, 1)
+        trace = analysis.cov[:, n:, n:].diagonal(dim1=1, dim2=2).sum(1)
+        return (float((self.h_star**2).sum()) + trace) / count
+
+    def _pinv(self, analysis: Analysis, rows: np.ndarray) -> torch.Tensor:
+        positive, _, _, _ = split_spectrum(analysis.values[rows], analysis.centre[rows])
+        inverse = torch.from_numpy(np.where(positive > 0, 1.0 / np.where(positive > 0, positive, 1.0), 0.0))
+        U = analysis.vectors[torch.from_numpy(rows)]
+        return U @ (inverse[:, :, None] * U.transpose(1, 2))
+
+    def sample_W(self, analysis: Analysis, rows: np.ndarray, g: torch.Tensor, generator) -> torch.Tensor:
+        """``W`` given ``(G, g)``: Matheron's rule on a draw of its Gaussian law given ``G``."""
+        gram = analysis.gram[torch.from_numpy(rows)]
+        values, basis = torch.linalg.eigh(gram)
+        root = basis * values.clamp_min(0.0).sqrt()[:, None, :]  # root root^T = G
+        m, m2 = self.problem.shape
+        z = torch.randn(len(rows), m, m2, generator=generator, dtype=torch.float64)
+        W0 = self.scale * z @ root.transpose(1, 2)
+        A = self.functionals[: self.n]
+        residual = g - torch.einsum("irc,prc->pi", A, W0)
+        weights = torch.einsum("pij,pj->pi", self._pinv(analysis, rows), residual)
+        # Omega A^T w = s_d^2 sum_i w_i A_i G
+        correction = self.scale**2 * torch.einsum("pi,irc,pcd->prd", weights, A, gram)
+        return W0 + correction

@@ -1,0 +1,450 @@
+"""The marginal G&C sampler: the output layer integrated out (:mod:`factorkit.fit.marginal`).
+
+Given the hidden layers, the G&C acceptance is a number ``P(accept | G)`` and the accepted output
+layer has a Gaussian law restricted to a ball; what is left to sample is the hidden layers,
+weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)``). Three ways:
+
+* ``'exact'`` (depth 1): there are no hidden layers; ``V(eps)`` is one evaluation of the ball
+  probability, with no Monte Carlo error, and the posterior draws are i.i.d.
+* ``'importance'``: prior draws of the hidden layers, self-normalized weights ``P(accept | G_p)``.
+  ``V(eps)`` is the mean weight (unbiased, standard error from the weights' spread), the
+  posterior is resampled from the weighted draws (systematic resampling), the effective sample
+  size is Kish's ``(sum w)^2 / sum w^2``. Draws are added in batches until the ESS reaches
+  ``target_ess`` or ``hidden_draws`` are spent.
+* ``'smc'``: when the weights degenerate (deep nets, tiny eps, eps = 0), ``runs`` independent
+  tempered SMC runs over the hidden layers' latents (:class:`~factorkit.fit.hidden.HiddenLayers`):
+  the target ``prior(u) * P(accept | G(u))^beta`` walks from ``beta = 0`` to ``1``, each step
+  chosen so the incremental weights keep an ESS of half the population, then systematic
+  resampling and ``mcmc_steps`` pCN moves accepted by the Metropolis test on
+  ``beta * (log P' - log P)`` (reversible for the tempered target, Cotter et al. 2013). ``log V``
+  is the sum of the log mean incremental weights, averaged over runs (standard error from their
+  spread); the ESS is that of the pooled mean of ``L_gen`` from the runs' spread, as for
+  :func:`~factorkit.fit.smc.subset_simulation`.
+
+``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
+``hidden_draws``, SMC otherwise. Every posterior draw ``W`` is then completed exactly (a ball draw
+of ``g``, Matheron's rule for ``W``), its ``L_gen`` computed exactly, and the Rao-Blackwellized
+``E[L_gen | G, g]`` (closed form) gives the reported posterior mean (``extra['gen_loss_rb']``): at
+``eps = 0`` averaged over *every* weighted hidden draw, with no resampling noise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+from scipy import stats
+
+from factorkit._validation import check_choice, check_float, check_int, make_generator
+from factorkit.fit.ball import log_ball_probability, log_ball_upper_bound
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.prior import resolve_prior
+from factorkit.fit.result import GuessCheckResult
+from factorkit.fit.smc import _effective_sample_size, pcn_moves
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import SensingProblem
+
+METHODS = ("auto", "importance", "smc")
+# hidden-layer draws whose Chernoff bound lies this many nats below the largest weight are not
+# computed: together they weigh less than draws * e^-50 (2e-22 per draw) of the total
+SCREEN_NATS = 50.0
+FIRST_BATCH = 1024
+MAX_TEMPERATURES = 10_000
+
+
+def log_mean_exp(values: np.ndarray) -> float:
+    """``log mean exp(values)`` without overflow (``-inf`` when every value is)."""
+    values = np.asarray(values, dtype=np.float64)
+    top = values.max() if values.size else -np.inf
+    if not np.isfinite(top):
+        return float(top)
+    return float(top + np.log(np.mean(np.exp(values - top))))
+
+
+def normalized_weights(log_weight: np.ndarray) -> np.ndarray:
+    """``w / sum w`` from ``log w`` (all zero weights refused by the callers)."""
+    top = log_weight.max()
+    w = np.exp(log_weight - top)
+    return w / w.sum()
+
+
+def kish_ess(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of normalized weights."""
+    return float(1.0 / np.square(weights).sum()) if weights.size else 0.0
+
+
+def systematic_resample(weights: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
+    """``count`` indices drawn by systematic resampling of normalized ``weights``: one uniform
+    offset, points ``(offset + i) / count``; each index appears ``floor`` or ``ceil`` of
+    ``count * w`` times (unbiased, the least resampling noise of the standard schemes)."""
+    offset = float(torch.rand(1, generator=generator, dtype=torch.float64))
+    points = (offset + np.arange(count)) / count
+    cumulative = np.cumsum(weights)
+    cumulative[-1] = 1.0
+    return np.searchsorted(cumulative, points, side="right").clip(0, weights.size - 1)
+
+
+def marginal_sample(
+    problem: SensingProblem,
+    model: DeepFactorization,
+    *,
+    eps: float,
+    prior="gaussian",
+    method: str = "auto",
+    n_samples: int = 1000,
+    target_ess: float = 200,
+    hidden_draws: int = 2**18,
+    n_particles: int = 500,
+    runs: int = 8,
+    mcmc_steps: int = 10,
+    target_acceptance: float = 0.3,
+    seed: int | torch.Generator = 0,
+    keep_samples: bool = True,
+) -> GuessCheckResult:
+    """Sample ``P(w | L_train(w) <= eps)`` with the Gaussian output layer integrated out.
+
+    Parameters
+    ----------
+    problem, model, prior
+        As for :func:`factorkit.fit.guess_and_check`; the output layer must be Gaussian and the
+        prior not normalized (:func:`factorkit.fit.marginal.applies` says why when it is not).
+    eps : float
+        Threshold, ``>= 0``; ``0`` is the interpolating posterior (``A(W) = y`` exactly).
+    method : {'auto', 'importance', 'smc'}
+        How the hidden layers are sampled (module docstring); depth 1 needs neither (``'exact'``).
+    n_samples : int
+        Posterior draws of ``W`` for importance sampling and depth 1 (SMC returns its particles).
+    target_ess : float
+        Effective sample size importance sampling runs to, and SMC adds runs to.
+    hidden_draws : int
+        Most hidden-layer draws of importance sampling.
+    n_particles, runs, mcmc_steps, target_acceptance
+        Tempered SMC: population per run, independent runs to start with (more are added, ``runs``
+        at a time up to 16 times as many, while the ESS is below ``target_ess``), pCN steps per
+        temperature, and the acceptance rate the pCN step adapts to.
+    seed : int or torch.Generator
+    keep_samples : bool
+        Keep the posterior draws of ``W``.
+
+    Returns
+    -------
+    GuessCheckResult
+        ``sampler='marginal'``; ``accepted`` counts the posterior draws, ``evaluations`` the
+        hidden-layer draws whose weight was computed. ``extra``: ``method``, ``log_volume`` and
+        ``log_volume_se`` (``eps > 0``), ``log_density`` (``eps = 0``: ``log E[N(y; 0, Sigma_gg)]``,
+        the limit of ``V(eps)`` over the volume of the ball of radius ``sqrt(n eps)``), ``ess``,
+        ``weight_spread`` (the largest normalized weight: ``1 / draws`` when flat, 1 when one
+        draw carries everything), ``gen_loss_rb`` and its interval ``gen_loss_rb_ci``.
+    """
+    eps = check_float("eps", eps, nonnegative=True)
+    check_choice("method", method, METHODS)
+    n_samples = check_int("n_samples", n_samples)
+    target_ess = check_float("target_ess", target_ess, positive=True)
+    hidden_draws = check_int("hidden_draws", hidden_draws)
+    n_particles = check_int("n_particles", n_particles, minimum=2)
+    runs = check_int("runs", runs)
+    mcmc_steps = check_int("mcmc_steps", mcmc_steps)
+    target_acceptance = check_float("target_acceptance", target_acceptance)
+    if not 0 < target_acceptance < 1:
+        raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
+    prior = resolve_prior(prior, problem)
+    model.check_fits(problem.shape)
+    problem64 = problem.to(device="cpu", dtype=torch.float64)
+    integral = OutputLayerIntegral(problem64, model, prior, eps)
+    hidden = HiddenLayers(model, prior)
+    generator = make_generator(seed, "cpu")
+    start = time.perf_counter()
+    if hidden.kind == "identity":
+        state = _exact(integral, n_samples, generator)
+    else:
+        state = None
+        if method in ("auto", "importance"):
+            state = _importance(integral, hidden, target_ess, hidden_draws, n_samples, generator,
+                                give_up=method == "auto")  # fmt: skip
+        if state is None:
+            state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
+                              generator)  # fmt: skip
+    return _result(problem, problem64, integral, state, keep_samples, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------- the three ways
+def _draws(integral: OutputLayerIntegral, grams: torch.Tensor, rows: np.ndarray, generator) -> dict:
+    """Posterior draws for the hidden-layer draws ``grams[rows]``: ``g``, ``W``, their exact
+    losses and ``E[L_gen | G, g]``."""
+    analysis = integral.analyse(grams[torch.from_numpy(rows)])
+    local = np.arange(len(rows))
+    g = integral.sample_g(analysis, local, generator)
+    W = integral.sample_W(analysis, local, g, generator)
+    train, gen = integral.problem.losses(W)
+    return {"W": W, "train": train, "gen": gen, "rb": integral.conditional_gen_loss(analysis, local, g)}
+
+
+def _exact(integral: OutputLayerIntegral, n_samples: int, generator) -> dict:
+    grams = torch.eye(integral.problem.shape[1], dtype=torch.float64)[None]
+    analysis = integral.analyse(grams)
+    draws = _draws(integral, grams, np.zeros(n_samples, dtype=np.int64), generator)
+    prior_gen = integral.prior_gen_loss(analysis)
+    return {
+        "method": "exact",
+        "log_weight": analysis.log_weight,
+        "draws": draws,
+        "log_volume": float(analysis.log_weight[0]),
+        "log_volume_se": 0.0,
+        "ess": float(n_samples),
+        "evaluations": 1,
+        "weight_spread": 1.0,
+        "rb": float(draws["rb"].mean()),
+        "rb_se": float(draws["rb"].std() / math.sqrt(n_samples)) if n_samples > 1 else float("nan"),
+        "prior_gen": (float(prior_gen[0]), 0.0),
+    }
+
+
+def _importance(
+    integral, hidden, target_ess, hidden_draws, n_samples, generator, give_up: bool
+) -> dict | None:
+    """Importance sampling from the prior of the hidden layers; ``None`` (when ``give_up``) if the
+    first batch projects ``target_ess`` beyond ``hidden_draws``."""
+    batch = min(max(FIRST_BATCH, hidden.batch()), hidden_draws)
+    grams, log_weights, prior_gens = [], [], []
+    drawn = screened = 0
+    best = -math.inf  # the largest log-weight so far: draws SCREEN_NATS below it cannot matter
+    while drawn < hidden_draws:
+        count = min(batch, hidden_draws - drawn)
+        gram = hidden.gram(hidden.draw(count, generator), count)
+        if integral.eps > 0 and not math.isfinite(best):
+            best = _reference(integral, gram)
+        analysis = integral.analyse(gram, floor=best - SCREEN_NATS if integral.eps > 0 else None)
+        screened += analysis.screened
+        best = max(best, float(analysis.log_weight.max()))
+        grams.append(gram)
+        log_weights.append(analysis.log_weight)
+        prior_gens.append(integral.prior_gen_loss(analysis))
+        drawn += count
+        log_weight = np.concatenate(log_weights)
+        if not np.isfinite(log_weight.max()):
+            ess = 0.0
+        else:
+            ess = kish_ess(normalized_weights(log_weight))
+        if ess >= target_ess:
+            break
+        if give_up and drawn == count and (ess == 0 or ess / drawn * hidden_draws < target_ess):
+            return None
+    if not np.isfinite(log_weight.max()):
+        raise RuntimeError(
+            f"none of {drawn} hidden-layer draws puts probability on the ball at eps = {integral.eps:g}"
+        )
+    if ess < target_ess:
+        warnings.warn(
+            f"importance sampling reached an ESS of {ess:.1f} < target_ess = {target_ess:g} "
+            f"with hidden_draws = {drawn}", RuntimeWarning, stacklevel=3)  # fmt: skip
+    grams = torch.cat(grams)
+    weights = normalized_weights(log_weight)
+    rows = systematic_resample(weights, n_samples, generator)
+    draws = _draws(integral, grams, rows, generator)
+    raw = np.exp(log_weight - log_weight.max())
+    log_volume = log_mean_exp(log_weight)
+    log_volume_se = float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn)) if drawn > 1 else float("nan")
+    if integral.eps == 0:  # every weighted draw, g = y: no resampling noise in the mean of L_gen
+        rb_all = _conditional_all(integral, grams, weights > 0)
+        rb = float((weights * rb_all).sum())
+        rb_se = math.sqrt(float((weights**2 * (rb_all - rb) ** 2).sum()))
+    else:
+        rb = float(draws["rb"].mean())
+        rb_se = float(draws["rb"].std()) / math.sqrt(min(ess, n_samples))
+    prior_gen = np.concatenate(prior_gens)
+    return {
+        "method": "importance",
+        "screened": screened,
+        "log_weight": log_weight,
+        "draws": draws,
+        "log_volume": log_volume,
+        "log_volume_se": log_volume_se,
+        "ess": min(ess, float(n_samples)),
+        "evaluations": drawn,
+        "weight_spread": float(weights.max()),
+        "rb": rb,
+        "rb_se": rb_se,
+        "prior_gen": (float(prior_gen.mean()), float(prior_gen.std(ddof=1) / math.sqrt(prior_gen.size))),
+    }
+
+
+def _reference(integral, gram: torch.Tensor, top: int = 64) -> float:
+    """The largest exact log-weight among the ``top`` draws with the largest Chernoff bounds."""
+    analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only
+    bound = log_ball_upper_bound(analysis.values, analysis.centre, integral.radius2)
+    order = np.argsort(-bound)[:top]
+    return float(log_ball_probability(analysis.values[order], analysis.centre[order], integral.radius2).max())
+
+
+def _conditional_all(integral, grams: torch.Tensor, positive: np.ndarray) -> np.ndarray:
+    """``E[L_gen | G_p, g = y]`` for every draw with positive weight (0 elsewhere), in batches."""
+    out = np.zeros(grams.shape[0])
+    rows = np.flatnonzero(positive)
+    for first in range(0, rows.size, 4096):
+        chunk = rows[first : first + 4096]
+        analysis = integral.analyse(grams[torch.from_numpy(chunk)])
+        local = np.arange(chunk.size)
+        out[chunk] = integral.conditional_gen_loss(analysis, local, integral.y.expand(chunk.size, -1)).numpy()
+    return out
+
+
+def _next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
+    """The next temperature: the largest ``b <= 1`` whose incremental weights
+    ``exp((b - beta) log_weight)`` keep Kish's ESS at ``fraction`` of the population (bisection)."""
+    finite = np.isfinite(log_weight)
+
+    def ess(step: float) -> float:
+        scaled = np.where(finite, step * log_weight, -np.inf)
+        return kish_ess(normalized_weights(scaled)) / log_weight.size
+
+    if ess(1.0 - beta) >= fraction:
+        return 1.0
+    low, high = 0.0, 1.0 - beta
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if ess(middle) >= fraction else (low, middle)
+    return beta + max(low, 1e-12)
+
+
+def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
+    """One tempered SMC run over the hidden layers; its final population, log V and levels."""
+
+    def log_weight_of(latent: list[torch.Tensor], floor=None) -> torch.Tensor:
+        return torch.from_numpy(integral.analyse(hidden.gram(latent, n_particles), floor=floor).log_weight)
+
+    latent = hidden.draw(n_particles, generator)
+    value = log_weight_of(latent)
+    evaluations = n_particles
+    beta, log_volume, step = 0.0, 0.0, 0.5
+    levels = []
+    while beta < 1.0:
+        if not bool(torch.isfinite(value).any()):
+            raise RuntimeError(
+                f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}"
+            )
+        if len(levels) >= MAX_TEMPERATURES:
+            raise RuntimeError(
+                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
+            )
+        ell = value.numpy()
+        following = _next_temperature(ell, beta, 0.5)
+        increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
+        log_volume += log_mean_exp(increment)
+        index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
+        latent = [u[index] for u in latent]
+        value = value[index]
+        beta = following
+
+        def metropolis(proposal, current, beta=beta):
+            # accept iff beta (log w' - log w) > log u: a proposal whose Chernoff bound is below
+            # that cannot be accepted and is not computed
+            log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
+            need = (current + log_u / beta).numpy()
+            proposed = log_weight_of(proposal, floor=need if integral.eps > 0 else None)
+            difference = torch.where(
+                torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
+            )
+            return log_u < beta * difference, proposed
+
+        moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
+        latent, value, step, acceptance = moved
+        evaluations += n_particles * mcmc_steps
+        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+    gram = hidden.gram(latent, n_particles)
+    return {"gram": gram, "log_volume": log_volume, "levels": levels, "evaluations": evaluations,
+            "distinct": int(torch.unique(value).numel())}  # fmt: skip
+
+
+def _tempered(
+    integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator
+) -> dict:
+    def more(count):
+        out = []
+        for _ in range(count):
+            run = _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator)
+            run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator)
+            out.append(run)
+        return out
+
+    results = more(runs)
+    while len(results) < 16 * runs:
+        if _effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
+            break
+        results += more(runs)
+    log_volumes = np.array([r["log_volume"] for r in results])
+    rb_groups = [r["draws"]["rb"] for r in results]
+    ess = _effective_sample_size(rb_groups, results[0]["distinct"])
+    rb_all = torch.cat(rb_groups)
+    low = min(level["acceptance"] for r in results for level in r["levels"])
+    if low < 0.05:
+        warnings.warn(f"pCN acceptance fell to {low:.3f} at some temperature: chains mixed poorly",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
+    draws = {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")}
+    prior = integral.prior_gen_loss(integral.analyse(hidden.gram(hidden.draw(n_particles, generator),
+                                                                 n_particles)))  # fmt: skip
+    return {
+        "method": "smc",
+        "draws": draws,
+        "log_volume": float(log_volumes.mean()),
+        "log_volume_se": float(log_volumes.std(ddof=1) / math.sqrt(len(results)))
+        if len(results) > 1
+        else math.nan,
+        "log_volume_runs": log_volumes.tolist(),
+        "ess": float(ess),
+        "evaluations": sum(r["evaluations"] for r in results),
+        "weight_spread": float("nan"),
+        "rb": float(rb_all.mean()),
+        "rb_se": float(rb_all.std()) / math.sqrt(max(ess, 1.0)),
+        "prior_gen": (float(prior.mean()), float(prior.std() / math.sqrt(prior.numel()))),
+        "temperatures": [len(r["levels"]) for r in results],
+    }
+
+
+def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: float) -> GuessCheckResult:
+    draws = state["draws"]
+    dtype = problem.dtype
+    ess = state["ess"]
+    half = (
+        float(stats.t.ppf(0.975, max(ess, 2.0) - 1)) * state["rb_se"]
+        if math.isfinite(state["rb_se"])
+        else math.nan
+    )
+    extra = {
+        "method": state["method"],
+        "ess": ess,
+        "weight_spread": state["weight_spread"],
+        "gen_loss_rb": state["rb"],
+        "gen_loss_rb_ci": [state["rb"] - half, state["rb"] + half],
+        "hidden_draws": state["evaluations"],
+        "screened": state.get("screened", 0),
+    }
+    if integral.eps == 0:
+        extra["log_density"] = state["log_volume"]
+        extra["log_density_se"] = state["log_volume_se"]
+        extra["log_volume"], extra["log_volume_se"] = -math.inf, 0.0
+    else:
+        extra["log_volume"], extra["log_volume_se"] = state["log_volume"], state["log_volume_se"]
+    for key in ("log_volume_runs", "temperatures"):
+        if key in state:
+            extra[key] = state[key]
+    return GuessCheckResult(
+        eps=integral.eps,
+        accepted=int(draws["gen"].numel()),
+        evaluations=state["evaluations"],
+        accepted_gen_loss=draws["gen"].to(dtype),
+        accepted_train_loss=draws["train"].to(dtype),
+        accepted_W=draws["W"].to(problem.device, dtype) if keep_samples else None,
+        prior_gen_loss_mean=state["prior_gen"][0],
+        prior_gen_loss_se=state["prior_gen"][1],
+        wall_time=wall_time,
+        reached_target=True,
+        sampler="marginal",
+        extra=extra,
+    )
+
+
+__all__ = ["kish_ess", "log_mean_exp", "marginal_sample", "systematic_resample"]

@@ -72,7 +72,7 @@ def log_ball_probability(
     ``method``: ``'ruben'`` (Ruben's series to a relative error below ``rtol``, a rigorous bound;
     ``RuntimeError`` past ``max_terms`` terms), ``'contour'`` (the Bromwich integral on the vertical
     line through the saddlepoint, geometric convergence to a relative ``rtol``; rows where it does
-    not converge in 100,000 nodes go to Ruben with at least 1e7 terms), or ``'auto'``: Ruben where
+    not converge in 4e6 nodes go to Ruben, ``max_terms`` terms at most), or ``'auto'``: Ruben where
     it needs at most :data:`RUBEN_TERMS` terms, the contour elsewhere (module docstring).
     ``-inf`` where the ball misses the support.
     """
@@ -108,7 +108,7 @@ def log_ball_probability(
             if slow.any():  # the contour converges slowly for few eigenvalues: Ruben, however long
                 hard = np.flatnonzero(~ruben)[slow]
                 value[slow] = _ruben(
-                    lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max(max_terms, 10**7)
+                    lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max_terms
                 )
             out[rows[~ruben]] = value
     return out.reshape(shape)
@@ -278,7 +278,7 @@ def _saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _contour(
-    lam: np.ndarray, c2: np.ndarray, t: np.ndarray, rtol: float, max_nodes: int = 100_000
+    lam: np.ndarray, c2: np.ndarray, t: np.ndarray, rtol: float, max_nodes: int = 4_000_000
 ) -> np.ndarray:
     """``log P(sum_j lam_j (x_j + delta_j)^2 <= t)`` (``c2 = lam delta^2``) by the Bromwich integral
     of the Laplace transform of the CDF, ``M(-p) / p``, on the vertical line through the saddlepoint.

@@ -1,0 +1,276 @@
+"""The marginal G&C sampler (output layer integrated out) against what it cannot fake.
+
+* Depth 1 has no hidden layers: ``V(eps)`` is one ball probability, with the exact small-ball slope
+  ``log V(1e-6) - log V(1e-8) = (n/2) ln 100`` and no Monte Carlo error.
+* Equality in law with plain rejection (every draw of every layer, accepted or not) where rejection
+  accepts thousands: ``log V`` within 3 combined standard errors, a two-sample Kolmogorov-Smirnov
+  test on ``L_gen`` of the accepted draws; linear, tanh and leaky ReLU, Gaussian sensing and
+  completion, several widths and depths (more of them under ``-m slow``).
+* Against subset simulation at a small threshold; importance sampling against tempered SMC; the
+  eps = 0 posterior against small eps (continuity).
+* The pieces: Bartlett's factor from normal latents has the Wishart law; a draw of ``W`` given
+  ``(G, g)`` meets ``A(W) = g`` exactly; ``E[L_gen | G, g]`` equals the average over such draws;
+  the ball draws are those of brute-force rejection; singular ``Sigma_gg`` (ReLU) is handled.
+
+Seeds are fixed, so every p-value here is a fixed number; the thresholds (1e-3) leave room for
+the different summation orders of other BLAS builds.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from factorkit.fit.ball import log_ball_volume
+from factorkit.fit.guess_check import guess_and_check
+from factorkit.fit.hidden import HiddenLayers, gram_of_weights
+from factorkit.fit.marginal import OutputLayerIntegral, applies
+from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.prior import Prior, resolve_prior
+from factorkit.fit.smc import subset_simulation
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import make_sensing_problem
+
+
+def problem_of(kind="gaussian", seed=0, n=15):
+    return make_sensing_problem(5, 5, n=n, measurements=kind, seed=seed, dtype="float64")
+
+
+def within(a, se_a, b, se_b, z=3.0, floor=0.0):
+    return abs(a - b) <= z * math.sqrt(se_a**2 + se_b**2) + floor
+
+
+# ---------------------------------------------------------------------- depth 1
+def test_depth_one_has_the_exact_small_ball_slope():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 1)
+    small = marginal_sample(problem, model, eps=1e-8, n_samples=10, seed=0)
+    large = marginal_sample(problem, model, eps=1e-6, n_samples=10, seed=0)
+    assert small.extra["method"] == "exact" and small.extra["log_volume_se"] == 0.0
+    slope = large.extra["log_volume"] - small.extra["log_volume"]
+    # log V(eps) = log density + log vol(ball) + O(eps): the O(eps) terms differ by ~1e-6
+    assert slope == pytest.approx(problem.n / 2 * math.log(100), abs=1e-4)
+    zero = marginal_sample(problem, model, eps=0.0, n_samples=10, seed=0)
+    limit = zero.extra["log_density"] + log_ball_volume(problem.n, problem.n * 1e-8)
+    assert small.extra["log_volume"] == pytest.approx(limit, abs=1e-4)
+
+
+def test_depth_one_matches_rejection():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 1)
+    exact = marginal_sample(problem, model, eps=0.3, n_samples=2000, seed=1)
+    rejection = guess_and_check(problem, model, eps=0.3, n_samples=2000, max_evaluations=10**7, seed=2)
+    log_v, se = rejection.log_volume
+    assert within(exact.extra["log_volume"], 0.0, log_v, se)
+    ks = stats.ks_2samp(exact.accepted_gen_loss.numpy(), rejection.accepted_gen_loss.numpy())
+    assert ks.pvalue > 1e-3
+    # the prior mean of L_gen is exact at depth 1 too
+    assert within(exact.prior_gen_loss_mean, 0.0, rejection.prior_gen_loss_mean, rejection.prior_gen_loss_se)
+
+
+# ---------------------------------------------------------------------- equality in law
+CELLS = [
+    ("gaussian", "linear", 5, 2, 0.1),
+    ("gaussian", "tanh", 10, 2, 0.1),
+    ("gaussian", "leaky_relu", 5, 3, 0.1),
+    ("completion", "linear", 10, 2, 0.05),
+]
+SLOW_CELLS = [
+    ("gaussian", "linear", 160, 2, 0.05),
+    ("gaussian", "tanh", 160, 2, 0.05),
+    ("gaussian", "leaky_relu", 40, 2, 0.05),
+    ("gaussian", "linear", 5, 4, 0.05),
+    ("gaussian", "tanh", 5, 6, 0.1),
+    ("gaussian", "leaky_relu", 10, 6, 0.1),
+    ("completion", "tanh", 20, 3, 0.05),
+    ("completion", "leaky_relu", 5, 2, 0.05),
+]
+
+
+def check_against_rejection(kind, activation, width, depth, eps):
+    problem = problem_of(kind)
+    model = DeepFactorization(5, 5, width, depth, activation)
+    marginal = marginal_sample(problem, model, eps=eps, n_samples=2000, target_ess=1000, seed=3)
+    rejection = guess_and_check(problem, model, eps=eps, n_samples=2000, max_evaluations=10**8, seed=4)
+    log_v, se = rejection.log_volume
+    assert within(marginal.extra["log_volume"], marginal.extra["log_volume_se"], log_v, se)
+    ks = stats.ks_2samp(marginal.accepted_gen_loss.numpy(), rejection.accepted_gen_loss.numpy())
+    assert ks.pvalue > 1e-3
+    low, high = rejection.gen_loss_interval(0.999)
+    rb_low, rb_high = marginal.extra["gen_loss_rb_ci"]
+    assert rb_low <= high and low <= rb_high  # the two intervals of the posterior mean overlap
+    # every posterior draw meets the constraint
+    assert float(marginal.accepted_train_loss.max()) <= eps * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("kind, activation, width, depth, eps", CELLS)
+def test_equal_in_law_to_rejection(kind, activation, width, depth, eps):
+    check_against_rejection(kind, activation, width, depth, eps)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, activation, width, depth, eps", SLOW_CELLS)
+def test_equal_in_law_to_rejection_across_widths_and_depths(kind, activation, width, depth, eps):
+    check_against_rejection(kind, activation, width, depth, eps)
+
+
+def test_agrees_with_subset_simulation_at_a_small_threshold():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2, "tanh")
+    eps = 0.005
+    marginal = marginal_sample(problem, model, eps=eps, target_ess=500, seed=5)
+    smc = subset_simulation(problem, model, eps=eps, prior="gaussian", n_particles=1000, runs=6, seed=6)
+    assert within(marginal.extra["log_volume"], marginal.extra["log_volume_se"], *smc.log_volume)
+    low, high = smc.gen_loss_interval(0.999)
+    rb_low, rb_high = marginal.extra["gen_loss_rb_ci"]
+    assert rb_low <= high and low <= rb_high
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.0])
+def test_importance_sampling_and_tempered_smc_agree(eps):
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2)
+    importance = marginal_sample(problem, model, eps=eps, method="importance", target_ess=400, seed=7)
+    smc = marginal_sample(problem, model, eps=eps, method="smc", n_particles=300, runs=6, seed=8)
+    assert importance.extra["method"] == "importance" and smc.extra["method"] == "smc"
+    key = "log_density" if eps == 0 else "log_volume"
+    se_key = key + "_se" if eps == 0 else "log_volume_se"
+    assert within(importance.extra[key], importance.extra[se_key], smc.extra[key], smc.extra[se_key])
+    ks = stats.ks_2samp(importance.accepted_gen_loss.numpy(), smc.accepted_gen_loss.numpy())
+    assert ks.pvalue > 1e-3
+
+
+def test_eps_zero_is_the_limit_of_small_eps():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2)
+    zero = marginal_sample(problem, model, eps=0.0, method="importance", target_ess=400, seed=9)
+    tiny = marginal_sample(problem, model, eps=1e-7, method="importance", target_ess=400, seed=9)
+    scaled = tiny.extra["log_volume"] - log_ball_volume(problem.n, problem.n * 1e-7)
+    # the same hidden draws (same seed): the limit differs only by the O(eps) correction
+    assert scaled == pytest.approx(zero.extra["log_density"], abs=1e-3)
+    assert tiny.extra["gen_loss_rb"] == pytest.approx(zero.extra["gen_loss_rb"], rel=0.05)
+    # at eps = 0 every draw interpolates
+    assert float(zero.accepted_train_loss.max()) < 1e-20
+
+
+# ---------------------------------------------------------------------- the pieces
+def test_bartlett_latents_have_the_wishart_law():
+    model = DeepFactorization(5, 5, 8, 3)
+    prior = Prior()
+    hidden = HiddenLayers(model, prior)
+    assert hidden.kind == "bartlett"
+    generator = torch.Generator().manual_seed(0)
+    G1 = hidden.gram(hidden.draw(20000, generator), 20000)
+    G2 = gram_of_weights(model, prior.sample_weights(model, 20000, generator, torch.float64)[:-1])
+    for a, b in [(0, 0), (0, 1), (4, 4), (2, 3)]:
+        assert stats.ks_2samp(G1[:, a, b].numpy(), G2[:, a, b].numpy()).pvalue > 1e-3
+    smallest = [torch.linalg.eigvalsh(G)[:, 0].numpy() for G in (G1, G2)]
+    assert stats.ks_2samp(*smallest).pvalue > 1e-3
+
+
+def _integral(eps=0.05, activation="tanh", width=6, depth=2, kind="gaussian"):
+    problem = problem_of(kind)
+    model = DeepFactorization(5, 5, width, depth, activation)
+    prior = resolve_prior("gaussian", problem)
+    return OutputLayerIntegral(problem, model, prior, eps), HiddenLayers(model, prior)
+
+
+def test_w_given_g_meets_the_measurements_and_the_closed_form_mean():
+    integral, hidden = _integral()
+    generator = torch.Generator().manual_seed(1)
+    gram = hidden.gram(hidden.draw(4, generator), 4)
+    analysis = integral.analyse(gram)
+    row = np.zeros(4000, dtype=np.int64)
+    g = integral.sample_g(analysis, np.zeros(1, dtype=np.int64), generator).expand(4000, -1)
+    W = integral.sample_W(analysis, row, g, generator)
+    residual = integral.problem.train_residuals(W) + integral.y - g
+    assert float(residual.abs().max()) < 1e-10  # A(W) = g exactly (to rounding)
+    _, gen = integral.problem.losses(W)
+    closed = float(integral.conditional_gen_loss(analysis, row[:1], g[:1])[0])
+    se = float(gen.std()) / math.sqrt(gen.numel())
+    assert abs(float(gen.mean()) - closed) <= 4 * se
+
+
+def test_ball_draws_are_those_of_brute_force_rejection():
+    integral, hidden = _integral(eps=0.02)
+    generator = torch.Generator().manual_seed(2)
+    gram = hidden.gram(hidden.draw(1, generator), 1)
+    analysis = integral.analyse(gram)
+    assert analysis.log_weight[0] < math.log(0.1)  # the tilted proposal is the one in use
+    drawn = integral.ball_draws(analysis, 0, 3000, generator)
+    cov = analysis.cov[0, : integral.n, : integral.n]
+    root = torch.linalg.cholesky(cov)
+    found, need = [], 3000
+    while need > 0:
+        z = torch.randn(200_000, integral.n, generator=generator, dtype=torch.float64) @ root.T
+        inside = z[((z - integral.y) ** 2).sum(1) <= integral.radius2]
+        found.append(inside)
+        need -= inside.shape[0]
+    brute = torch.cat(found)[:3000]
+    assert float(((drawn - integral.y) ** 2).sum(1).max()) <= integral.radius2
+    for direction in (integral.y, torch.ones(integral.n, dtype=torch.float64)):
+        p = stats.ks_2samp((drawn @ direction).numpy(), (brute @ direction).numpy()).pvalue
+        assert p > 1e-3
+
+
+def test_singular_sigma_from_relu_is_handled_exactly():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 2, 2, "relu")  # rank(F) <= 2 < 5: Sigma_gg singular
+    prior = resolve_prior("gaussian", problem)
+    integral = OutputLayerIntegral(problem, model, prior, 0.5)
+    hidden = HiddenLayers(model, prior)
+    generator = torch.Generator().manual_seed(3)
+    analysis = integral.analyse(hidden.gram(hidden.draw(200, generator), 200))
+    assert (analysis.values[:, 0] < 1e-12 * analysis.values[:, -1]).all()
+    finite = np.flatnonzero(np.isfinite(analysis.log_weight))
+    assert finite.size > 0
+    rows = finite[:5]
+    g = integral.sample_g(analysis, rows, generator)
+    W = integral.sample_W(analysis, rows, g, generator)
+    # the pseudo-inverse keeps eigenvalues down to 1e-10 of the largest: rounding grows by up to 1e10
+    assert float((integral.problem.train_residuals(W) + integral.y - g).abs().max()) < 1e-5
+    assert float(integral.problem.train_loss(W).max()) <= 0.5 * (1 + 1e-9)
+    # y off the range of a singular Sigma has no density: no weight at eps = 0
+    zero = OutputLayerIntegral(problem, model, prior, 0.0).analyse(analysis.gram)
+    assert np.isneginf(zero.log_weight).all()
+    result = marginal_sample(problem, model, eps=0.5, target_ess=100, n_samples=300, seed=4)
+    assert float(result.accepted_train_loss.max()) <= 0.5 * (1 + 1e-9)
+
+
+# ---------------------------------------------------------------------- bad input
+def test_priors_the_reduction_does_not_cover_are_refused_by_name():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2)
+    assert applies(model, resolve_prior("gaussian", problem)) is None
+    with pytest.raises(ValueError, match="normalized prior"):
+        marginal_sample(problem, model, eps=0.1, prior="normalized_gaussian")
+    with pytest.raises(ValueError, match="output layer must be Gaussian"):
+        marginal_sample(problem, model, eps=0.1, prior="uniform")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"eps": -0.1}, ValueError, "eps"),
+        ({"eps": float("nan")}, ValueError, "eps"),
+        ({"eps": 0.1, "method": "nested"}, ValueError, "method"),
+        ({"eps": 0.1, "n_samples": 0}, ValueError, "n_samples"),
+        ({"eps": 0.1, "target_ess": 0}, ValueError, "target_ess"),
+        ({"eps": 0.1, "target_acceptance": 1.5}, ValueError, "target_acceptance"),
+        ({"eps": "0.1"}, TypeError, "eps"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        marginal_sample(problem_of(), DeepFactorization(5, 5, 5, 2), **kwargs)
+
+
+def test_same_seed_same_result():
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2, "tanh")
+    a = marginal_sample(problem, model, eps=0.05, n_samples=200, seed=11)
+    b = marginal_sample(problem, model, eps=0.05, n_samples=200, seed=11)
+    assert torch.equal(a.accepted_gen_loss, b.accepted_gen_loss)
+    assert a.extra["log_volume"] == b.extra["log_volume"]

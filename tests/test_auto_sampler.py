@@ -1,5 +1,7 @@
-"""The 'auto' sampler: a pilot picks rejection or SMC; whichever runs is the sampler run alone."""
+"""The 'auto' sampler: pilots pick rejection, the marginal sampler or SMC; whichever runs is the
+sampler run alone."""
 
+import json
 import math
 import warnings
 
@@ -42,6 +44,7 @@ def test_tiny_volume_runs_smc_until_the_target_ess(prior):
         alone = subset_simulation(problem, model, eps=0.002, prior=prior, n_particles=200, runs=4, seed=5,
                                   keep_samples=False, min_ess=300, total_evaluations=100_000_000)  # fmt: skip
     assert result.sampler == "smc" and result.extra["pilot"]["accepted"] == 0
+    assert "normalized prior" in result.extra["pilot"]["marginal"]  # why the marginal sampler did not run
     assert result.extra["log_volume"] < math.log(3 / 2**16)
     assert result.extra["ess"] >= 300 or len(result.extra["log_volume_runs"]) == 64
     assert result.extra["log_volume_runs"] == alone.extra["log_volume_runs"]
@@ -61,3 +64,31 @@ def test_smc_cost_counts_levels():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         auto_sample(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), eps=0.1, **kwargs)
+
+
+def test_gaussian_output_layer_at_a_small_threshold_runs_the_marginal_sampler():
+    from factorkit.fit.marginal_sampler import marginal_sample
+
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    model = DeepFactorization(5, 5, 5, 3)
+    result = auto_sample(problem, model, eps=0.002, target_ess=100, seed=3, keep_samples=False)
+    alone = marginal_sample(problem, model, eps=0.002, target_ess=100, seed=3, keep_samples=False)
+    assert result.sampler == "marginal" and result.extra["pilot"]["marginal"] == "applies"
+    assert "marginal" in result.extra["pilot"]["reason"]
+    assert result.extra["log_volume"] == alone.extra["log_volume"]  # the same stream: the same run
+    assert result.gen_loss_mean == alone.extra["gen_loss_rb"]
+    low, high = result.gen_loss_interval()
+    assert low < result.gen_loss_mean < high
+    assert result.summary()["sampler"] == "marginal"
+    json.dumps(result.summary())  # JSON-ready, as every sampler's summary
+
+
+def test_eps_zero_only_where_the_output_layer_integrates_out():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    result = sample_posterior(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, sampler="auto", seed=1)
+    assert result.sampler == "marginal" and result.extra["method"] == "exact"
+    assert result.extra["log_volume"] == -math.inf and math.isfinite(result.extra["log_density"])
+    with pytest.raises(ValueError, match="eps = 0 needs the marginal sampler.*normalized prior"):
+        auto_sample(problem, DeepFactorization(5, 5, 5, 2), eps=0.0, prior="normalized_gaussian")
+    direct = sample_posterior(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, sampler="marginal", seed=1)
+    assert direct.extra["log_density"] == result.extra["log_density"]

@@ -1,12 +1,17 @@
-"""Choose the G&C sampler per problem from a pilot estimate of the prior volume ``V(eps)``.
+"""Choose the G&C sampler per problem from pilots.
 
 Rejection is exact and i.i.d. but needs ``n / V(eps)`` draws for ``n`` samples; subset simulation
 (:func:`factorkit.fit.smc.subset_simulation`) is exact in distribution at any threshold and costs
-about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. A pilot of ``pilot``
-prior draws (its own candidate stream, so the choice does not depend on the draws that end up in
-the sample) estimates ``V``; the cheaper sampler in loss evaluations then runs until it holds
-``target_ess`` effective samples (accepted draws for rejection, the between-run ESS for SMC) or
-spends ``max_evaluations``.
+about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. Where the output layer
+is Gaussian, :func:`factorkit.fit.marginal_sampler.marginal_sample` integrates it out: each
+hidden-layer draw costs about :data:`MARGINAL_DRAW_COST` loss evaluations (an eigen-decomposition
+and a ball probability; measured in ``benchmarks/marginal.py``) and carries a smooth weight, so it
+replaces SMC there. A pilot of ``pilot`` prior draws (its own candidate stream, so the choice does
+not depend on the draws that end up in the sample) estimates ``V``, and a pilot of
+:data:`MARGINAL_PILOT` hidden-layer draws the effective samples per draw of the marginal sampler;
+the cheaper sampler in loss evaluations then runs until it holds ``target_ess`` effective samples
+or spends ``max_evaluations``. Costs are counted in evaluations, not seconds, so the choice is the
+same on every machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from factorkit.problems.sensing import SensingProblem
 
 PILOT_SEED_OFFSET = 7_000_001
 PILOT_DRAWS = 2**16
+MARGINAL_PILOT = 1024
+MARGINAL_DRAW_COST = 150.0
+"""Loss evaluations one hidden-layer draw of the marginal sampler costs (its analysis: 40-80 us
+against 0.3-7 us per evaluation on the cells of ``benchmarks/marginal.py``; 150 is the small-width
+end, where evaluations are cheapest)."""
 
 
 def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:
@@ -44,6 +54,10 @@ class SamplerChoice:
     smc_evaluations: float
     rejection: bool
     reason: str
+    sampler: str = ""
+    """``'rejection'``, ``'smc'`` or ``'marginal'``."""
+    marginal_evaluations: float = math.nan
+    """The marginal sampler's expected cost in loss evaluations (NaN where it does not apply)."""
 
 
 def choose_sampler(
@@ -56,19 +70,53 @@ def choose_sampler(
     runs: int,
     p0: float,
     mcmc_steps: int,
+    marginal_evaluations: float = math.nan,
 ) -> SamplerChoice:
     """Rejection when the pilot accepted something and ``target_ess / V`` draws cost no more than
-    SMC's expected evaluations and fit in ``max_evaluations``; SMC otherwise."""
+    the other sampler's expected evaluations and fit in ``max_evaluations``; otherwise the marginal
+    sampler where it applies (``marginal_evaluations`` not NaN), SMC where it does not."""
     volume = accepted / draws if accepted else 3.0 / draws
     rejection_draws = target_ess / volume
     smc_evaluations = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
-    rejection = bool(accepted) and rejection_draws <= min(smc_evaluations, max_evaluations)
+    other, name = (
+        (smc_evaluations, "SMC") if math.isnan(marginal_evaluations) else (marginal_evaluations, "marginal")
+    )
+    rejection = bool(accepted) and rejection_draws <= min(other, max_evaluations)
     reason = (
         f"rejection expects {rejection_draws:.3g} draws"
         + ("" if accepted else " (none accepted in the pilot)")
-        + f", SMC {smc_evaluations:.3g} evaluations"
+        + f", {name} {other:.3g} evaluations"
     )
-    return SamplerChoice(volume, rejection_draws, smc_evaluations, rejection, reason)
+    sampler = "rejection" if rejection else name.lower()
+    return SamplerChoice(
+        volume, rejection_draws, smc_evaluations, rejection, reason, sampler, marginal_evaluations
+    )
+
+
+def marginal_cost(
+    problem, model, prior, eps: float, *, target_ess: float, n_particles: int, runs: int, mcmc_steps: int,
+    seed: int,
+) -> float:  # fmt: skip
+    """Expected loss evaluations of :func:`~factorkit.fit.marginal_sampler.marginal_sample` from a
+    pilot of :data:`MARGINAL_PILOT` hidden-layer draws (its effective samples per draw); when no
+    pilot draw carries weight, the tempered SMC it falls back to (ten temperatures assumed)."""
+    import torch
+
+    from factorkit.fit.hidden import HiddenLayers
+    from factorkit.fit.marginal import OutputLayerIntegral
+    from factorkit.fit.marginal_sampler import kish_ess, normalized_weights
+
+    hidden = HiddenLayers(model, prior)
+    if hidden.kind == "identity":  # depth 1: exact, one analysis
+        return MARGINAL_DRAW_COST
+    integral = OutputLayerIntegral(problem.to(device="cpu", dtype=torch.float64), model, prior, eps)
+    generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
+    gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
+    log_weight = integral.analyse(gram).log_weight
+    ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
+    if ess >= 2:
+        return MARGINAL_DRAW_COST * target_ess * MARGINAL_PILOT / ess
+    return MARGINAL_DRAW_COST * n_particles * runs * (1 + mcmc_steps * 10)
 
 
 def auto_sample(
@@ -89,7 +137,10 @@ def auto_sample(
     seed: int = 0,
     keep_samples: bool = True,
 ) -> GuessCheckResult:
-    """Sample ``P(w | L_train(w) < eps)`` with rejection or SMC, whichever a pilot says is cheaper.
+    """Sample ``P(w | L_train(w) <= eps)`` with rejection, the marginal sampler or SMC, whichever the
+    pilots say is cheapest (module docstring): the marginal sampler wherever the output layer is
+    Gaussian, SMC where it is not (``extra['pilot']['marginal']`` says why), rejection where it
+    costs less than either. ``eps = 0`` (the interpolating posterior) only by the marginal sampler.
 
     Parameters
     ----------
@@ -108,7 +159,7 @@ def auto_sample(
     chunk_size, backend
         Rejection settings.
     seed : int
-        Seed of the chosen sampler's stream (the pilot draws from ``seed + PILOT_SEED_OFFSET``).
+        Seed of the chosen sampler's stream (the pilots draw from ``seed + PILOT_SEED_OFFSET``).
     keep_samples : bool
         Keep the sampled end-to-end matrices.
 
@@ -119,71 +170,60 @@ def auto_sample(
         draws, acceptances, the expected cost of each sampler and the reason of the choice;
         ``wall_time`` includes the pilot.
     """
+    eps = check_float("eps", eps, nonnegative=True)
     target_ess = check_float("target_ess", target_ess, positive=True)
     max_evaluations = check_int("max_evaluations", max_evaluations)
     pilot = check_int("pilot", min(pilot, max_evaluations), minimum=1)
     seed = check_int("seed", seed, minimum=0)
     prior = resolve_prior(prior, problem)
+    from factorkit.fit.marginal import applies
+
+    why_not = applies(model, prior)
+    if eps == 0 and why_not is not None:
+        raise ValueError(f"eps = 0 needs the marginal sampler, which does not apply here: {why_not}")
     start = time.perf_counter()
-    trial = guess_and_check(
-        problem,
-        model,
-        eps=eps,
-        prior=prior,
-        max_evaluations=pilot,
-        seed=seed + PILOT_SEED_OFFSET,
-        keep_samples=False,
-        chunk_size=chunk_size,
-        backend=backend,
-        progress=False,
-    )
+    smc_settings = {"n_particles": n_particles, "runs": runs, "mcmc_steps": mcmc_steps}
+    marginal_evaluations = (
+        math.nan if why_not is not None
+        else marginal_cost(problem, model, prior, eps, target_ess=target_ess, seed=seed, **smc_settings)
+    )  # fmt: skip
+    trial = None
+    if eps > 0:
+        trial = guess_and_check(problem, model, eps=eps, prior=prior, max_evaluations=pilot,
+                                seed=seed + PILOT_SEED_OFFSET, keep_samples=False, chunk_size=chunk_size,
+                                backend=backend, progress=False)  # fmt: skip
     choice = choose_sampler(
-        trial.accepted,
-        trial.evaluations,
+        trial.accepted if trial else 0,
+        trial.evaluations if trial else 1,
         target_ess=target_ess,
         max_evaluations=max_evaluations,
-        n_particles=n_particles,
-        runs=runs,
         p0=p0,
-        mcmc_steps=mcmc_steps,
+        marginal_evaluations=marginal_evaluations,
+        **smc_settings,
     )
-    if choice.rejection:
-        result = guess_and_check(
-            problem,
-            model,
-            eps=eps,
-            prior=prior,
-            n_samples=math.ceil(target_ess),
-            max_evaluations=max_evaluations,
-            seed=seed,
-            keep_samples=keep_samples,
-            chunk_size=chunk_size,
-            backend=backend,
-            progress=False,
-        )
+    if choice.sampler == "rejection":
+        result = guess_and_check(problem, model, eps=eps, prior=prior, n_samples=math.ceil(target_ess),
+                                 max_evaluations=max_evaluations, seed=seed, keep_samples=keep_samples,
+                                 chunk_size=chunk_size, backend=backend, progress=False)  # fmt: skip
+    elif choice.sampler == "marginal":
+        from factorkit.fit.marginal_sampler import marginal_sample
+
+        result = marginal_sample(problem, model, eps=eps, prior=prior, target_ess=target_ess, seed=seed,
+                                 keep_samples=keep_samples, **smc_settings)  # fmt: skip
     else:
-        result = subset_simulation(
-            problem,
-            model,
-            eps=eps,
-            prior=prior,
-            n_particles=n_particles,
-            p0=p0,
-            mcmc_steps=mcmc_steps,
-            runs=runs,
-            max_evaluations=max_evaluations,
-            seed=seed,
-            keep_samples=keep_samples,
-            min_ess=target_ess,
-            total_evaluations=max_evaluations,
-        )
+        result = subset_simulation(problem, model, eps=eps, prior=prior, p0=p0,
+                                   max_evaluations=max_evaluations, seed=seed,
+                                   keep_samples=keep_samples, min_ess=target_ess,
+                                   total_evaluations=max_evaluations, **smc_settings)  # fmt: skip
     result.wall_time = time.perf_counter() - start
     result.extra["pilot"] = {
-        "draws": trial.evaluations,
-        "accepted": trial.accepted,
-        "rejection_draws": choice.rejection_draws,
+        "draws": trial.evaluations if trial else 0,
+        "accepted": trial.accepted if trial else 0,
+        "rejection_draws": choice.rejection_draws if trial else math.inf,
         "smc_evaluations": choice.smc_evaluations,
-        "reason": choice.reason,
+        "marginal_evaluations": marginal_evaluations,
+        "reason": choice.reason if trial else "eps = 0: only the marginal sampler reaches it",
+        "marginal": why_not or "applies",
     }
     return result
 
@@ -193,6 +233,7 @@ def auto_sample(
 SAMPLER_OPTIONS = {
     "rejection": ("n_samples", "max_evaluations", "chunk_size", "backend", "progress"),
     "smc": ("n_particles", "p0", "mcmc_steps", "runs"),
+    "marginal": ("n_samples", "target_ess", "n_particles", "runs", "mcmc_steps", "method", "hidden_draws"),
     "auto": (
         "n_particles",
         "p0",
@@ -226,9 +267,14 @@ def sample_posterior(
     ``chunk_size``, ``backend``...). ``'smc'``: :func:`factorkit.fit.smc.subset_simulation`
     (Gaussian priors; ``n_particles``, ``p0``, ``mcmc_steps``, ``runs``...), exact in
     distribution at thresholds rejection cannot reach, with an estimate of ``log V(eps)``.
-    ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheaper of the two from a pilot
-    estimate of ``V(eps)`` (``target_ess``, ``max_evaluations`` and both samplers' options).
+    ``'marginal'``: :func:`factorkit.fit.marginal_sampler.marginal_sample` (a Gaussian output layer,
+    integrated out: exact volumes and posteriors at any ``eps``, ``0`` included; ``target_ess``,
+    ``method``...). ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheapest from pilots
+    (``target_ess``, ``max_evaluations`` and the samplers' options).
     """
+    from factorkit.fit.marginal_sampler import marginal_sample
+
     check_choice("sampler", sampler, SAMPLERS)
-    function = {"rejection": guess_and_check, "smc": subset_simulation, "auto": auto_sample}[sampler]
+    function = {"rejection": guess_and_check, "smc": subset_simulation, "marginal": marginal_sample,
+                "auto": auto_sample}[sampler]  # fmt: skip
     return function(problem, model, eps=eps, **options)

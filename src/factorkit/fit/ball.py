@@ -107,9 +107,7 @@ def log_ball_probability(
             slow = np.isnan(value)
             if slow.any():  # the contour converges slowly for few eigenvalues: Ruben, however long
                 hard = np.flatnonzero(~ruben)[slow]
-                value[slow] = _ruben(
-                    lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max_terms
-                )
+                value[slow] = _ruben(lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max_terms)
             out[rows[~ruben]] = value
     return out.reshape(shape)
 

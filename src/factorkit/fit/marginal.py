@@ -74,6 +74,7 @@ class Analysis:
     centre: np.ndarray  # (P, n): U^T y
     log_weight: np.ndarray  # (P,)
     screened: int = 0  # draws skipped by the Chernoff bound (log_weight -inf, see analyse)
+    bound: np.ndarray | None = None  # (P,) Chernoff bounds on log_weight, where a floor asked for them
 
 
 class OutputLayerIntegral:
@@ -100,13 +101,19 @@ class OutputLayerIntegral:
         OG = torch.einsum("arc,pcd->pard", O, gram)
         return self.scale**2 * torch.einsum("pard,brd->pab", OG, O)
 
-    def analyse(self, gram: torch.Tensor, floor: np.ndarray | float | None = None) -> Analysis:
+    def analyse(
+        self,
+        gram: torch.Tensor,
+        floor: np.ndarray | float | None = None,
+        log_weight: np.ndarray | None = None,
+    ) -> Analysis:
         """Eigen-decompose ``Sigma_gg`` of every draw and compute its log-weight.
 
         ``floor`` (per draw, or one number): draws whose Chernoff bound
         (:func:`~factorkit.fit.ball.log_ball_upper_bound`) lies below it are not computed and get
         ``-inf``; callers pass a floor only where such draws cannot matter (``analysis.screened``
-        counts them). At ``eps = 0`` the density is cheap and always computed.
+        counts them). At ``eps = 0`` the density is cheap and always computed. ``log_weight``: the
+        draws' log-weights, already known (a resampled batch): not computed again.
         """
         gram = gram.to(torch.float64)
         cov = self.covariance(gram)
@@ -115,18 +122,29 @@ class OutputLayerIntegral:
         centre = torch.einsum("pji,j->pi", vectors, self.y)
         values_np, centre_np = values.clamp_min(0.0).numpy(), centre.numpy()
         screened = 0
-        if self.eps == 0:
+        if log_weight is not None:
+            log_weight = np.asarray(log_weight, dtype=np.float64)
+        elif self.eps == 0:
             log_weight = log_gaussian_density(values_np, centre_np)
         elif floor is None:
             log_weight = log_ball_probability(values_np, centre_np, self.radius2)
         else:
-            bound = log_ball_upper_bound(values_np, centre_np, self.radius2)
-            wanted = bound >= floor
-            log_weight = np.full(len(values_np), -np.inf)
-            if wanted.any():
-                log_weight[wanted] = log_ball_probability(values_np[wanted], centre_np[wanted], self.radius2)
-            screened = int((~wanted).sum())
+            analysis = Analysis(gram, cov, values_np, vectors, centre_np, np.full(len(values_np), -np.inf))
+            analysis.bound = log_ball_upper_bound(values_np, centre_np, self.radius2)
+            return self.reweigh(analysis, floor)
         return Analysis(gram, cov, values_np, vectors, centre_np, log_weight, screened)
+
+    def reweigh(self, analysis: Analysis, floor: np.ndarray | float) -> Analysis:
+        """``analysis`` (with its Chernoff bounds) weighed at a new ``floor``: the exact log-weight
+        of every draw whose bound reaches it, ``-inf`` for the others (``screened`` counts them)."""
+        wanted = analysis.bound >= floor
+        analysis.log_weight = np.full(len(analysis.values), -np.inf)
+        if wanted.any():
+            analysis.log_weight[wanted] = log_ball_probability(
+                analysis.values[wanted], analysis.centre[wanted], self.radius2
+            )
+        analysis.screened = int((~wanted).sum())
+        return analysis
 
     # ------------------------------------------------------------------ given the hidden layers
     def sample_g(self, analysis: Analysis, rows: np.ndarray, generator: torch.Generator) -> torch.Tensor:
@@ -136,9 +154,10 @@ class OutputLayerIntegral:
             return self.y.expand(len(rows), -1).clone()
         out = torch.empty(len(rows), self.n, dtype=torch.float64)
         unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        plans = self._ball_plans(analysis, unique)
         for slot, (row, count) in enumerate(zip(unique, counts, strict=True)):
-            out[torch.from_numpy(np.flatnonzero(inverse == slot))] = self.ball_draws(
-                analysis, int(row), int(count), generator
+            out[torch.from_numpy(np.flatnonzero(inverse == slot))] = self._ball_draws(
+                analysis, int(row), plans[slot], int(count), generator
             )
         return out
 
@@ -158,25 +177,39 @@ class OutputLayerIntegral:
         proposals: a few percent or more, whatever the spectrum (the uniform law on the ball, the
         other natural proposal, accepted ``1e-4`` and less for spread spectra: measured, dropped).
         """
-        positive, centre, c0, rank = split_spectrum(
-            analysis.values[row : row + 1], analysis.centre[row : row + 1]
-        )
-        keep = positive[0] > 0
-        lam, c = positive[0][keep], centre[0][keep]
-        radius2 = self.radius2 - float(c0[0])
-        r = int(rank[0])
-        log_p = float(analysis.log_weight[row])
-        if not (math.isfinite(log_p) and radius2 > 0):
+        (plan,) = self._ball_plans(analysis, np.array([row]))
+        return self._ball_draws(analysis, row, plan, count, generator)
+
+    def _ball_plans(self, analysis: Analysis, rows: np.ndarray) -> list[tuple]:
+        """Per row: the range's eigenvalues and centre, the radius left once the null space's
+        share is taken, the tilt ``s`` (0: the plain Gaussian) and the expected proposals per draw;
+        saddlepoints and bounds computed for all rows at once."""
+        positive, centre, c0, rank = split_spectrum(analysis.values[rows], analysis.centre[rows])
+        radius2 = self.radius2 - c0
+        log_p = analysis.log_weight[rows]
+        bad = ~(np.isfinite(log_p) & (radius2 > 0))
+        if bad.any():
             raise ValueError(
                 "this hidden-layer draw puts no probability on the ball: it has no posterior weight"
             )
-        tilt = 0.0
-        if log_p < math.log(0.1) and radius2 < float((lam + c**2).sum()):
-            tilt = float(_saddlepoint(lam[None], (c**2)[None], np.array([radius2]))[0])  # s < 0
-            bound = log_ball_upper_bound(lam[None], c[None], radius2)[0]
-            tries = math.exp(min(float(bound) - log_p, 40.0))
-        else:
-            tries = math.exp(min(-log_p, 40.0))
+        tilted = (log_p < math.log(0.1)) & (radius2 < (positive + centre**2).sum(1))
+        tilt = np.zeros(len(rows))
+        tries = np.exp(np.minimum(-log_p, 40.0))
+        if tilted.any():
+            # null coordinates have lam = c = 0 and add nothing to the cumulants
+            tilt[tilted] = _saddlepoint(positive[tilted], centre[tilted] ** 2, radius2[tilted])
+            bound = log_ball_upper_bound(positive[tilted], centre[tilted], radius2[tilted])
+            tries[tilted] = np.exp(np.minimum(bound - log_p[tilted], 40.0))
+        plans = []
+        for i in range(len(rows)):
+            keep = positive[i] > 0
+            plans.append(
+                (keep, positive[i][keep], centre[i][keep], float(radius2[i]), float(tilt[i]), float(tries[i]))
+            )
+        return plans
+
+    def _ball_draws(self, analysis: Analysis, row: int, plan: tuple, count: int, generator) -> torch.Tensor:
+        keep, lam, c, radius2, tilt, tries = plan
         precision = 1.0 / lam - 2.0 * tilt
         mean = torch.from_numpy(-2.0 * tilt * c / precision)
         sd = torch.from_numpy(1.0 / np.sqrt(precision))
@@ -185,7 +218,7 @@ class OutputLayerIntegral:
         have = 0
         while have < count:
             batch = int(min(2**16, max(64, 2 * (count - have) * tries)))
-            z = mean + sd * torch.randn(batch, r, generator=generator, dtype=torch.float64)
+            z = mean + sd * torch.randn(batch, lam.size, generator=generator, dtype=torch.float64)
             distance = ((z - c_t) ** 2).sum(1)
             inside = distance <= radius2
             if tilt < 0:

@@ -39,7 +39,7 @@ import torch
 from scipy import stats
 
 from factorkit._validation import check_choice, check_float, check_int, make_generator
-from factorkit.fit.ball import log_ball_probability, log_ball_upper_bound
+from factorkit.fit.ball import log_ball_probability
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.prior import resolve_prior
@@ -172,10 +172,12 @@ def marginal_sample(
 
 
 # ---------------------------------------------------------------------- the three ways
-def _draws(integral: OutputLayerIntegral, grams: torch.Tensor, rows: np.ndarray, generator) -> dict:
+def _draws(
+    integral: OutputLayerIntegral, grams: torch.Tensor, rows: np.ndarray, generator, log_weight=None
+) -> dict:
     """Posterior draws for the hidden-layer draws ``grams[rows]``: ``g``, ``W``, their exact
-    losses and ``E[L_gen | G, g]``."""
-    analysis = integral.analyse(grams[torch.from_numpy(rows)])
+    losses and ``E[L_gen | G, g]`` (``log_weight``: those draws' log-weights, when known)."""
+    analysis = integral.analyse(grams[torch.from_numpy(rows)], log_weight=log_weight)
     local = np.arange(len(rows))
     g = integral.sample_g(analysis, local, generator)
     W = integral.sample_W(analysis, local, g, generator)
@@ -216,8 +218,11 @@ def _importance(
         count = min(batch, hidden_draws - drawn)
         gram = hidden.gram(hidden.draw(count, generator), count)
         if integral.eps > 0 and not math.isfinite(best):
-            best = _reference(integral, gram)
-        analysis = integral.analyse(gram, floor=best - SCREEN_NATS if integral.eps > 0 else None)
+            analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only
+            best = _reference(integral, analysis)
+            analysis = integral.reweigh(analysis, best - SCREEN_NATS)
+        else:
+            analysis = integral.analyse(gram, floor=best - SCREEN_NATS if integral.eps > 0 else None)
         screened += analysis.screened
         best = max(best, float(analysis.log_weight.max()))
         grams.append(gram)
@@ -244,7 +249,7 @@ def _importance(
     grams = torch.cat(grams)
     weights = normalized_weights(log_weight)
     rows = systematic_resample(weights, n_samples, generator)
-    draws = _draws(integral, grams, rows, generator)
+    draws = _draws(integral, grams, rows, generator, log_weight[rows])
     raw = np.exp(log_weight - log_weight.max())
     log_volume = log_mean_exp(log_weight)
     log_volume_se = float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn)) if drawn > 1 else float("nan")
@@ -272,11 +277,9 @@ def _importance(
     }
 
 
-def _reference(integral, gram: torch.Tensor, top: int = 64) -> float:
+def _reference(integral, analysis, top: int = 64) -> float:
     """The largest exact log-weight among the ``top`` draws with the largest Chernoff bounds."""
-    analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only
-    bound = log_ball_upper_bound(analysis.values, analysis.centre, integral.radius2)
-    order = np.argsort(-bound)[:top]
+    order = np.argsort(-analysis.bound)[:top]
     return float(log_ball_probability(analysis.values[order], analysis.centre[order], integral.radius2).max())
 
 
@@ -419,6 +422,7 @@ def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: 
         "weight_spread": state["weight_spread"],
         "gen_loss_rb": state["rb"],
         "gen_loss_rb_ci": [state["rb"] - half, state["rb"] + half],
+        "gen_loss_rb_se": state["rb_se"],
         "hidden_draws": state["evaluations"],
         "screened": state.get("screened", 0),
     }

@@ -17,6 +17,10 @@ def prior_moments(gen_sum: float, gen_sq_sum: float, evaluations: int) -> tuple[
     return mean, math.sqrt(variance / evaluations)
 
 
+ESTIMATED = ("smc", "marginal")
+"""Samplers whose ``V(eps)`` is an estimate in ``extra`` rather than an acceptance count."""
+
+
 @dataclass
 class GuessCheckResult:
     """Outcome of a G&C run.
@@ -60,14 +64,14 @@ class GuessCheckResult:
     @property
     def acceptance_rate(self) -> float:
         """Fraction of evaluated draws accepted (for SMC: its estimate of ``V(eps)``)."""
-        if self.sampler == "smc":
+        if self.sampler in ESTIMATED:
             return math.exp(self.extra["log_volume"]) if self.reached_target else float("nan")
         return self.accepted / self.evaluations if self.evaluations else float("nan")
 
     @property
     def log_volume(self) -> tuple[float, float]:
         """``(log V(eps), standard error)``; rejection: ``log(accepted / evaluations)``."""
-        if self.sampler == "smc":
+        if self.sampler in ESTIMATED:
             return self.extra["log_volume"], self.extra["log_volume_se"]
         if self.accepted == 0:
             return float("-inf"), float("nan")
@@ -125,7 +129,7 @@ class GuessCheckResult:
         SMC: the volume ``V(eps)`` it estimates, ``exp(log V -/+ z se)`` from the runs' spread (its
         particles are not binomial draws).
         """
-        if self.sampler == "smc":
+        if self.sampler in ESTIMATED:
             if not self.reached_target:
                 return (float("nan"), float("nan"))
             log_volume, se = self.log_volume
@@ -141,6 +145,10 @@ class GuessCheckResult:
 
     @property
     def gen_loss_mean(self) -> float:
+        """Posterior mean of ``L_gen``; the marginal sampler's is Rao-Blackwellized (the exact
+        conditional mean given the hidden layers and the measurements, averaged)."""
+        if "gen_loss_rb" in self.extra:
+            return self.extra["gen_loss_rb"]
         if self._truncated:
             return self.accepted_sums[0] / self.accepted
         return _mean(self.accepted_gen_loss)
@@ -148,8 +156,13 @@ class GuessCheckResult:
     def gen_loss_interval(self, level: float = 0.95) -> tuple[float, float]:
         """Student-t interval for the posterior mean of ``L_gen`` (NaN with < 2 acceptances).
 
-        SMC particles are correlated: their interval uses the effective sample size.
+        SMC particles are correlated: their interval uses the effective sample size. The marginal
+        sampler's is that of its Rao-Blackwellized mean (its standard error over ``ESS`` draws).
         """
+        if "gen_loss_rb_se" in self.extra:
+            quantile = float(stats.t.ppf(0.5 + level / 2, max(self.extra["ess"], 2.0) - 1))
+            half = quantile * self.extra["gen_loss_rb_se"]
+            return (self.gen_loss_mean - half, self.gen_loss_mean + half)
         size = self.extra.get("ess", self.accepted) if self.sampler == "smc" else self.accepted
         if self.accepted < 2 or not size >= 2:
             return (float("nan"), float("nan"))

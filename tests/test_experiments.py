@@ -9,7 +9,7 @@ from factorkit.experiments import StudyConfig, load_rows, preset, run_study
 from factorkit.experiments.plots import plot_study
 from factorkit.experiments.presets import NO_BEYOND
 from factorkit.experiments.report import write_tables
-from factorkit.experiments.summary import aggregate, trend_tests
+from factorkit.experiments.summary import aggregate, study_rows, trend_tests
 
 TINY = {
     "name": "tiny",
@@ -121,8 +121,11 @@ def test_config_validation_names_the_key():
         StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"epsilon": 0.1}})
     with pytest.raises(ValueError, match="grid.activation must be one of"):
         StudyConfig.from_dict({"grid": {"width": [5], "depth": [2], "activation": ["gelu"]}})
-    with pytest.raises(ValueError, match="gc.eps must be > 0"):
+    with pytest.raises(ValueError, match="gc.eps must be >= 0"):
+        StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"eps": -0.1}})
+    with pytest.raises(ValueError, match="gc.eps = 0 .* needs gc.sampler 'marginal' or 'auto'"):
         StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"eps": 0}})
+    StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "gc": {"eps": 0, "sampler": "marginal"}})
     with pytest.raises(ValueError, match="problem.rank must be <= min"):
         StudyConfig.from_dict({"grid": {"width": [5], "depth": [2]}, "problem": {"rank": 7}})
     with pytest.raises(ValueError, match="gd.init_scale has no entry for depth 3"):
@@ -575,3 +578,36 @@ def test_depth_limit_smoke_lowers_l_gen_with_eps_and_records_rank_one_energy_and
     for row in rows.values():
         assert 0 < row["rank1_energy"] <= 1 and row["rip_low"] < 1 < row["rip_high"]
     assert rows[(8, 0.0015)]["rank1_energy"] > 0.9
+
+
+def test_marginal_study_with_an_eps_zero_point_and_unfitted_gd_drawn_apart(tmp_path):
+    from factorkit.experiments.plots import plot_volumes
+    from factorkit.experiments.report import write_report
+
+    config = StudyConfig.from_dict(
+        {
+            "name": "tiny-marginal",
+            "seeds": 2,
+            "grid": {"width": [5], "depth": [1, 2], "method": ["gc", "gd"], "eps": [0.0, 0.02]},
+            "gc": {"sampler": "marginal", "target_ess": 50, "dtype": "float64"},
+            "gd": {"steps": 20},  # far too few to fit: every GD point is unfitted
+        }
+    )
+    run_study(config, tmp_path, workers=1, progress=False)
+    rows = load_rows(tmp_path)
+    gc = [r for r in rows if r["method"] == "gc"]
+    assert len(gc) == 8 and all(r["sampler"] == "marginal" and r["status"] == "ok" for r in gc)
+    assert all(0 < r["weight_spread"] <= 1 and r["ess"] >= 50 for r in gc)
+    for r in gc:  # eps = 0 carries a density and no volume; eps > 0 a volume
+        assert (r["log_volume"] is None) == (r["eps"] == 0) and (r["log_density"] is None) == (r["eps"] > 0)
+        assert r["train_loss"] <= r["eps"] * (1 + 1e-9) + 1e-20
+    records = aggregate(study_rows(tmp_path))
+    gd = [r for r in records if r["method"] == "gd"]
+    assert gd and all(r["fit_threshold"] == 0.02 and r["unfitted"] == 2 for r in gd)
+    assert all(r["train_median"] > 0.02 for r in gd)
+    assert {r["eps"] for r in records if r["method"] == "gc"} == {0.0, 0.02}
+    paths = plot_study(tmp_path)
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    assert plot_volumes(tmp_path) is not None
+    page = write_report(tmp_path, figures=paths).read_text()
+    assert page.count("class='unfitted'") == len(gd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from factorkit._choices import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
 from factorkit.cli.common import (
     add_problem_options,
-    positive_float,
+    nonnegative_float,
     positive_int,
     print_result,
     problem_and_model,
@@ -22,21 +22,32 @@ def add_parser(commands) -> None:
         default="fan_out",
         help="prior layer scales: fan_out (the paper's, 1/sqrt(rows)) or fan_in (1/sqrt(columns))",
     )
-    sample.add_argument("--eps", type=positive_float, default=0.05, help="threshold on L_train")
+    sample.add_argument(
+        "--eps",
+        type=nonnegative_float,
+        default=0.05,
+        help="threshold on L_train; 0 (the interpolating posterior) with --sampler marginal or auto",
+    )
     sample.add_argument("--draws", type=positive_int, default=1_000_000, help="budget of prior draws")
     sample.add_argument("--n-samples", type=positive_int, default=None, help="stop after this many")
     sample.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default="rejection",
-        help="rejection, smc, or auto (the cheaper of the two from a pilot estimate of V(eps))",
+        help="rejection; smc; marginal (the Gaussian output layer integrated out: exact volumes and "
+        "posteriors at any eps, 0 included); auto (the cheapest, from pilots)",
     )
     sample.add_argument(
-        "--target-ess", type=positive_int, default=200, help="auto: effective sample size to reach"
+        "--target-ess", type=positive_int, default=200, help="auto, marginal: effective sample size to reach"
     )
     sample.add_argument("--p0", type=float, default=0.1, help="smc: fraction kept per level, in (0, 1)")
     sample.add_argument("--mcmc-steps", type=positive_int, default=10, help="smc: pCN steps per level")
-    sample.add_argument("--particles", type=positive_int, default=2000, help="smc: population per run")
+    sample.add_argument(
+        "--particles",
+        type=positive_int,
+        default=2000,
+        help="smc (and marginal's tempered SMC): population per run",
+    )
     sample.add_argument("--runs", type=positive_int, default=4, help="smc: independent runs (error bars)")
     sample.add_argument(
         "--backend", choices=BACKENDS, default="auto", help="prior draws: auto (reparametrized where exact)"
@@ -47,6 +58,8 @@ def run(args) -> None:
     from factorkit.fit.auto import sample_posterior, sampler_options
     from factorkit.fit.prior import resolve_prior
 
+    if args.eps == 0 and args.sampler not in ("marginal", "auto"):
+        raise ValueError("--eps 0 needs --sampler marginal or auto (rejection and smc need eps > 0)")
     problem, model = problem_and_model(args, "float32" if args.sampler == "rejection" else "float64")
     prior = resolve_prior(args.prior, problem, layer_scaling=args.layer_scaling)
     options = sampler_options(

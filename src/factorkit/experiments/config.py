@@ -321,7 +321,13 @@ class StudyConfig:
         for activation in self.grid.get("activation", ["linear"]):
             check_choice("grid.activation", activation, ACTIVATIONS)
         for eps in self.grid.get("eps", [self.gc["eps"]]):
-            check_float("gc.eps", eps, positive=True)
+            check_float("gc.eps", eps, nonnegative=True)
+            samplers = set(self.grid.get("sampler", [self.gc["sampler"]]))
+            if eps == 0 and "gc" in self.grid["method"] and not samplers <= {"marginal", "auto"}:
+                raise ValueError(
+                    "gc.eps = 0 (the interpolating posterior) needs gc.sampler 'marginal' or 'auto', "
+                    f"got {sorted(samplers)}"
+                )
         for prior in self.grid.get("prior", [self.gc["prior"]]):
             check_choice("gc.prior", prior, PRIORS)
         for kind in self.grid.get("measurements", [self.problem["measurements"]]):

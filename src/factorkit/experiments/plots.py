@@ -91,6 +91,8 @@ def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, l
         xs, [r[low] for r in shown], [r[high] for r in shown], alpha=0.2, color=line.get_color()
     )
     _mark_left_out(panel, points, centre, method)
+    if method == "gd":
+        _mark_unfitted(panel, shown, centre, line.get_color())
     cc_key = "cc_median" if style == "median" else "cc_mean"
     if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
         complete = [r for r in points if math.isfinite(r[cc_key])]
@@ -126,6 +128,23 @@ def _finish_panel(panel, records: list[dict], axis: str, metric: str, title: str
     panel.legend(fontsize=7)
 
 
+def _mark_unfitted(panel, points: list[dict], centre: str, color) -> None:
+    """GD points whose median training loss stayed above the fit threshold (the G&C threshold, or
+    ``gd.eps_train``): a hollow marker with its own legend entry and ``k/n`` seeds not fitted, so
+    such a point is not read as a fitted solution that generalizes worse."""
+    label = None
+    for r in points:
+        if not r.get("unfitted") or 2 * r["unfitted"] <= r["valid_seeds"]:
+            continue
+        if label is None:
+            label = f"GD not fitted (median L_train > {r['fit_threshold']:g})"
+        panel.scatter(r["x"], r[centre], marker="o", s=110, facecolors="white", edgecolors=color,
+                      linewidths=2, zorder=6, label=label)  # fmt: skip
+        panel.annotate(f"{r['unfitted']}/{r['valid_seeds']} unfit", (r["x"], r[centre]),
+                       textcoords="offset points", xytext=(5, -11), fontsize=7, color=color)  # fmt: skip
+        label = ""  # one legend entry per curve
+
+
 def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:
     """Show the points that lost seeds: a black x with ``valid/seeds`` at a point that kept some;
     at a point that kept none, a black x where its few-accepted runs sit (their median), or on the
@@ -158,8 +177,9 @@ def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Pat
     """``volume.png``: the prior volume ``log10 V(eps)`` against eps, one curve per width/depth.
 
     SMC rows carry their level ladder (threshold, cumulative log V); each seed's curve is
-    interpolated in log eps and the median over seeds drawn. Rejection rows add their single
-    point ``(eps, log(accepted / draws))``. Returns ``None`` when the study has neither.
+    interpolated in log eps and the median over seeds drawn. Rejection and marginal rows add their
+    single point ``(eps, log V)`` (``eps = 0`` rows carry a density, not a volume: not drawn
+    here). Returns ``None`` when the study has neither.
     """
     import json
 
@@ -191,7 +211,8 @@ def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Pat
                     for c in curves
                 ]
                 panel.plot(grid, np.median(values, axis=0) / np.log(10), color=color, label=f"{axis} {x}")
-            points = [(r["eps"], r["log_volume"]) for r in mine if r[axis] == x and not r["volume_curve"]]
+            single = [r for r in mine if r[axis] == x and not r["volume_curve"]]
+            points = [(r["eps"], r["log_volume"]) for r in single]
             if points:
                 eps_values = sorted({p[0] for p in points})
                 medians = [np.median([v for e, v in points if e == e0]) / np.log(10) for e0 in eps_values]
@@ -200,7 +221,9 @@ def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Pat
                     medians,
                     color=color,
                     marker="s",
-                    label=None if curves else f"{axis} {x} (rejection)",
+                    label=None
+                    if curves
+                    else f"{axis} {x} ({', '.join(sorted({r['sampler'] for r in single}))})",
                 )
         panel.set_xscale("log")
         panel.set_xlabel("eps (threshold on L_train)")

@@ -20,6 +20,11 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _present(value) -> bool:
+    """A value worth a column: not None, zero or NaN."""
+    return value is not None and value != 0 and not (isinstance(value, float) and math.isnan(value))
+
+
 def write_tables(directory: str | Path) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` (aggregates plus trend tests) into ``directory``."""
     directory = Path(directory)
@@ -58,7 +63,9 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
     ]
     # the sampler columns where G&C ran; the limit studies' singular-value energy and RIP bound
     shown += [
-        k for k in ("ess_min", "samplers", "rank1_energy", "rip_delta") if any(r.get(k) for r in records)
+        k
+        for k in ("ess_min", "samplers", "unfitted", "train_median", "rank1_energy", "rip_delta")
+        if any(_present(r.get(k)) for r in records)
     ]
     lines = [
         f"# {directory.name}: {metric} by {records[0]['axis'] if records else 'x'}",
@@ -97,7 +104,8 @@ COMMAND_FILE = "command.txt"
 REPORT_COLUMNS = (
     "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
     "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers",
-    "seconds", "prior_gen_loss", "nuclear", "rank1_energy", "rip_delta",
+    "seconds", "prior_gen_loss", "nuclear", "unfitted", "train_median", "fit_threshold", "rank1_energy",
+    "rip_delta",
 )  # fmt: skip
 
 
@@ -136,12 +144,13 @@ def write_report(directory: str | Path, figures: list[Path] | None = None) -> Pa
         f"<title>{html.escape(directory.name)}: factorkit study</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
         "font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-        "tr.invalid{background:#fde2e2}img{max-width:100%}pre{background:#f6f6f6;padding:1em}</style>",
+        "tr.invalid{background:#fde2e2}tr.unfitted{background:#e2ecfd}img{max-width:100%}pre{background:#f6f6f6;padding:1em}</style>",
         "</head><body>",
         f"<h1>{html.escape(directory.name)}</h1>",
         f"<p>{len(rows)} runs, metric <code>{html.escape(metric)}</code>, axis "
         f"<code>{html.escape(str(records[0]['axis']))}</code>. Rows marked red lost seeds to too few "
-        "acceptances (kept in the store, left out of the aggregates).</p>",
+        "acceptances (kept in the store, left out of the aggregates); rows marked blue are GD points whose "
+        "median training loss stayed above the fit threshold (not fitted: drawn hollow in the figures).</p>",
         "<h2>Figures</h2>",
     ]
     for path in figures:
@@ -153,6 +162,8 @@ def write_report(directory: str | Path, figures: list[Path] | None = None) -> Pa
     parts.append("</tr>")
     for record in records:
         flag = " class='invalid'" if record["valid_seeds"] < record["seeds"] else ""
+        if record.get("unfitted") and 2 * record["unfitted"] > record["valid_seeds"]:
+            flag = " class='unfitted'"
         parts.append(
             f"<tr{flag}>" + "".join(f"<td>{cell(record.get(c))}</td>" for c in REPORT_COLUMNS) + "</tr>"
         )

@@ -55,6 +55,8 @@ COLUMNS = {
     "log_volume": "REAL",
     "log_volume_se": "REAL",
     "ess": "REAL",
+    "log_density": "REAL",
+    "weight_spread": "REAL",
     "volume_curve": "TEXT",
     "pilot": "TEXT",
     "rank1_energy": "REAL",

@@ -85,14 +85,41 @@ def _x(row: dict, axis: str):
     return (row.get("outliers") or 0.0) if axis == "outliers" else row[axis]
 
 
+def fit_threshold(row: dict, gc_eps: float | None) -> float | None:
+    """The training loss a GD run must reach to count as fitted: its ``eps_train`` where it ran to
+    one, else the study's G&C threshold ``gc_eps`` (the largest positive one), so that GD and G&C
+    are compared at the same fit; ``None`` where neither exists."""
+    settings = json.loads(row["settings"]) if row.get("settings") else {}
+    return settings.get("eps_train") or gc_eps
+
+
+def _fit_record(members: list[dict], gc_eps: float | None) -> dict:
+    """GD points: the median training loss, the threshold and how many valid seeds stayed above it."""
+    ok = [r for r in members if r["status"] == "ok" and r.get("train_loss") is not None]
+    threshold = fit_threshold(members[0], gc_eps) if members else None
+    if not ok or threshold is None:
+        return {"train_median": math.nan, "fit_threshold": threshold, "unfitted": None}
+    train = np.array([r["train_loss"] for r in ok])
+    return {
+        "train_median": float(np.median(train)),
+        "fit_threshold": threshold,
+        # a relative margin of 1e-9: a run stopped by eps_train sits at the threshold, not above it
+        "unfitted": int((train > threshold * (1 + 1e-9)).sum()),
+    }
+
+
 def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
     """One record per (curve, x): seeds, valid seeds, median/IQR, mean/CI of ``metric``, references.
 
     ``metric`` is ``'gen_loss'`` or ``'rel_error'``; the convex reference is reported in the same
-    measure (``nuclear_gen_loss`` / ``nuclear_rel_error``), under the column ``nuclear``.
+    measure (``nuclear_gen_loss`` / ``nuclear_rel_error``), under the column ``nuclear``. GD points
+    also carry ``train_median``, ``fit_threshold`` (:func:`fit_threshold`) and ``unfitted``, the
+    valid seeds whose training loss stayed above it: a GD run that did not fit is not evidence
+    about how fitted solutions generalize, and figures draw such points apart.
     """
     axis = sweep_axis(rows)
     keys = curve_keys(axis)
+    gc_eps = max((r["eps"] for r in rows if r["method"] == "gc" and (r.get("eps") or 0) > 0), default=None)
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
         groups[(_curve_label(row, axis), _x(row, axis))].append(row)
@@ -135,6 +162,10 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         record["rip_delta"] = float(np.median(deltas)) if deltas else None
         record["samplers"] = " ".join(f"{k}:{v}" for k, v in sorted(samplers.items())) or None
         record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
+        if label[0] == "gd":
+            record.update(_fit_record(members, gc_eps))
+        else:
+            record.update({"train_median": math.nan, "fit_threshold": None, "unfitted": None})
         # runs left out for too few acceptances: where they would sit (their median L_gen, when any
         # draw was accepted), so a figure can show the point instead of dropping it
         invalid = [r[metric] for r in members if r["status"] != "ok" and r.get(metric) is not None]

@@ -248,9 +248,14 @@ SAMPLER_OPTIONS = {
 
 
 def sampler_options(sampler: str, **settings) -> dict:
-    """The ``settings`` that ``sampler`` takes (see :data:`SAMPLER_OPTIONS`), the others dropped."""
+    """The ``settings`` that ``sampler`` takes (see :data:`SAMPLER_OPTIONS`), the others dropped;
+    ``None`` means "the sampler's default" except for rejection, where it means "no limit"."""
     wanted = SAMPLER_OPTIONS[check_choice("sampler", sampler, SAMPLERS)]
-    return {name: value for name, value in settings.items() if name in wanted}
+    return {
+        name: value
+        for name, value in settings.items()
+        if name in wanted and (value is not None or sampler == "rejection")
+    }
 
 
 def sample_posterior(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from factorkit.fit.auto import sample_posterior, sampler_options
 from factorkit.fit.gd import initial_weights, train_gd
 from factorkit.fit.guess_check import GuessCheckResult, Prior, combine_results, guess_and_check
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
+from factorkit.fit.result import ESTIMATED
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry
 
@@ -184,21 +186,26 @@ def gc_options(params: dict) -> dict:
 def gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
     """The store row of a finished G&C run (``base``: :func:`_base_row` of its cell and seed)."""
     summary = result.summary()
-    smc = result.sampler == "smc"  # the sampler that ran ('auto' chose one)
+    smc = result.sampler in ESTIMATED  # the sampler that ran ('auto' chose one): SMC or marginal
+    finite = result.accepted and math.isfinite(summary["log_volume"])  # eps = 0: a density instead
     if smc and not result.reached_target:
         status = "budget_exhausted"
     else:
         enough = (summary["ess"] if smc else result.accepted) >= max(params["min_accepted"], 1)
         status = "ok" if enough else "few_accepted"
     curve = (
-        [[level["threshold"], level["log_volume"]] for level in result.extra["level_log"][0]] if smc else None
+        [[level["threshold"], level["log_volume"]] for level in result.extra["level_log"][0]]
+        if "level_log" in result.extra
+        else None
     )
     return {
         **base,
         "status": status,
         "sampler": result.sampler,
-        "log_volume": summary["log_volume"] if result.accepted else None,
-        "log_volume_se": summary["log_volume_se"] if result.accepted else None,
+        "log_volume": summary["log_volume"] if finite else None,
+        "log_volume_se": summary["log_volume_se"] if finite else None,
+        "log_density": result.extra.get("log_density"),
+        "weight_spread": result.extra.get("weight_spread"),
         "ess": summary["ess"] if smc else result.accepted,
         "volume_curve": json.dumps(curve) if curve else None,
         "pilot": json.dumps(result.extra["pilot"]) if "pilot" in result.extra else None,
@@ -235,14 +242,16 @@ def run_gc(job: Job, study: str, device: str) -> list[dict]:
     rows = []
     for seed in job.seeds:
         problem, gc_model, prior = gc_setup(params, seed, device)
+        # the marginal sampler counts hidden-layer draws, not loss evaluations: no draws budget
+        budget = {} if params["sampler"] == "marginal" else {"max_evaluations": params["draws"]}
         result = sample_posterior(
             problem,
             gc_model,
             eps=params["eps"],
             prior=prior,
             sampler=params["sampler"],
-            max_evaluations=params["draws"],
             seed=seed + GC_SEED_OFFSET,
+            **budget,
             # SMC's and auto's samples are small (populations, a target ESS): kept for their
             # singular values; rejection may accept millions
             keep_samples=params["sampler"] != "rejection",

@@ -276,3 +276,16 @@ def test_same_seed_same_result():
     b = marginal_sample(problem, model, **options)
     assert torch.equal(a.accepted_gen_loss, b.accepted_gen_loss)
     assert a.extra["log_volume"] == b.extra["log_volume"]
+
+
+def test_reported_standard_errors_match_the_spread_across_seeds():
+    # 12 independent runs: the sample sd of their estimates over the mean reported se follows
+    # sqrt(chi2_11 / 11) when the se is right: inside (0.45, 1.6) with probability 0.998
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 10, 2, "tanh")
+    options = dict(eps=0.05, target_ess=100, n_samples=50, hidden_draws=2048)
+    runs = [marginal_sample(problem, model, seed=s, **options) for s in range(12)]
+    for key, se_key in (("gen_loss_rb", "gen_loss_rb_se"), ("log_volume", "log_volume_se")):
+        values = np.array([r.extra[key] for r in runs])
+        ratio = values.std(ddof=1) / np.mean([r.extra[se_key] for r in runs])
+        assert 0.45 < ratio < 1.6, (key, ratio)

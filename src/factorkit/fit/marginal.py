@@ -152,13 +152,52 @@ class OutputLayerIntegral:
         ``analysis``; repeats share the work). Exact (module docstring); ``g = y`` at ``eps = 0``."""
         if self.eps == 0:
             return self.y.expand(len(rows), -1).clone()
-        out = torch.empty(len(rows), self.n, dtype=torch.float64)
-        unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
-        plans = self._ball_plans(analysis, unique)
-        for slot, (row, count) in enumerate(zip(unique, counts, strict=True)):
-            out[torch.from_numpy(np.flatnonzero(inverse == slot))] = self._ball_draws(
-                analysis, int(row), plans[slot], int(count), generator
+        rows = np.asarray(rows)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        lam, c, radius2, tilt = self._ball_setup(analysis, unique)
+        lam, c, radius2, tilt = lam[inverse], c[inverse], radius2[inverse], tilt[inverse]
+        z = self._tilted_rejection(lam, c, radius2, tilt, generator)
+        return torch.einsum("pij,pj->pi", analysis.vectors[torch.from_numpy(rows)], z)
+
+    def _ball_setup(self, analysis: Analysis, rows: np.ndarray):
+        """Per row (eigenbasis, every coordinate kept; null ones have ``lam = c = 0``): the
+        eigenvalues, the centre, the radius left once the null space's share is taken and the tilt
+        ``s`` (0: the plain Gaussian)."""
+        positive, centre, c0, _ = split_spectrum(analysis.values[rows], analysis.centre[rows])
+        radius2 = self.radius2 - c0
+        log_p = analysis.log_weight[rows]
+        if (~(np.isfinite(log_p) & (radius2 > 0))).any():
+            raise ValueError(
+                "this hidden-layer draw puts no probability on the ball: it has no posterior weight"
             )
+        tilted = (log_p < math.log(0.1)) & (radius2 < (positive + centre**2).sum(1))
+        tilt = np.zeros(len(rows))
+        if tilted.any():  # null coordinates (lam = c = 0) add nothing to the cumulants
+            tilt[tilted] = _saddlepoint(positive[tilted], centre[tilted] ** 2, radius2[tilted])
+        return positive, centre, radius2, tilt
+
+    @staticmethod
+    def _tilted_rejection(lam, c, radius2, tilt, generator) -> torch.Tensor:
+        """One exact draw per row of ``z ~ N(0, diag(lam))`` restricted to ``||z - c||^2 <= radius2``,
+        by the tilted proposal of :meth:`ball_draws`; rows still waiting are proposed again
+        together (vectorized across rows)."""
+        null = lam <= 0
+        precision = 1.0 / np.where(null, 1.0, lam) - 2.0 * tilt[:, None]
+        mean = torch.from_numpy(np.where(null, 0.0, -2.0 * tilt[:, None] * c / precision))
+        sd = torch.from_numpy(np.where(null, 0.0, 1.0 / np.sqrt(precision)))
+        c_t, r2, s = torch.from_numpy(c), torch.from_numpy(radius2), torch.from_numpy(tilt)
+        out = torch.empty_like(mean)
+        waiting = torch.arange(len(lam))
+        while waiting.numel():
+            z = mean[waiting] + sd[waiting] * torch.randn(
+                waiting.numel(), mean.shape[1], generator=generator, dtype=torch.float64
+            )
+            distance = ((z - c_t[waiting]) ** 2).sum(1)
+            u = torch.rand(waiting.numel(), generator=generator, dtype=torch.float64)
+            # inside the ball, kept with probability exp(-s (d - t)) <= 1 (s <= 0, d <= t)
+            keep = (distance <= r2[waiting]) & (u.log() <= -s[waiting] * (distance - r2[waiting]))
+            out[waiting[keep]] = z[keep]
+            waiting = waiting[~keep]
         return out
 
     def ball_draws(
@@ -177,59 +216,7 @@ class OutputLayerIntegral:
         proposals: a few percent or more, whatever the spectrum (the uniform law on the ball, the
         other natural proposal, accepted ``1e-4`` and less for spread spectra: measured, dropped).
         """
-        (plan,) = self._ball_plans(analysis, np.array([row]))
-        return self._ball_draws(analysis, row, plan, count, generator)
-
-    def _ball_plans(self, analysis: Analysis, rows: np.ndarray) -> list[tuple]:
-        """Per row: the range's eigenvalues and centre, the radius left once the null space's
-        share is taken, the tilt ``s`` (0: the plain Gaussian) and the expected proposals per draw;
-        saddlepoints and bounds computed for all rows at once."""
-        positive, centre, c0, rank = split_spectrum(analysis.values[rows], analysis.centre[rows])
-        radius2 = self.radius2 - c0
-        log_p = analysis.log_weight[rows]
-        bad = ~(np.isfinite(log_p) & (radius2 > 0))
-        if bad.any():
-            raise ValueError(
-                "this hidden-layer draw puts no probability on the ball: it has no posterior weight"
-            )
-        tilted = (log_p < math.log(0.1)) & (radius2 < (positive + centre**2).sum(1))
-        tilt = np.zeros(len(rows))
-        tries = np.exp(np.minimum(-log_p, 40.0))
-        if tilted.any():
-            # null coordinates have lam = c = 0 and add nothing to the cumulants
-            tilt[tilted] = _saddlepoint(positive[tilted], centre[tilted] ** 2, radius2[tilted])
-            bound = log_ball_upper_bound(positive[tilted], centre[tilted], radius2[tilted])
-            tries[tilted] = np.exp(np.minimum(bound - log_p[tilted], 40.0))
-        plans = []
-        for i in range(len(rows)):
-            keep = positive[i] > 0
-            plans.append(
-                (keep, positive[i][keep], centre[i][keep], float(radius2[i]), float(tilt[i]), float(tries[i]))
-            )
-        return plans
-
-    def _ball_draws(self, analysis: Analysis, row: int, plan: tuple, count: int, generator) -> torch.Tensor:
-        keep, lam, c, radius2, tilt, tries = plan
-        precision = 1.0 / lam - 2.0 * tilt
-        mean = torch.from_numpy(-2.0 * tilt * c / precision)
-        sd = torch.from_numpy(1.0 / np.sqrt(precision))
-        c_t = torch.from_numpy(c)
-        found: list[torch.Tensor] = []
-        have = 0
-        while have < count:
-            batch = int(min(2**16, max(64, 2 * (count - have) * tries)))
-            z = mean + sd * torch.randn(batch, lam.size, generator=generator, dtype=torch.float64)
-            distance = ((z - c_t) ** 2).sum(1)
-            inside = distance <= radius2
-            if tilt < 0:
-                u = torch.rand(batch, generator=generator, dtype=torch.float64)
-                inside &= u.log() <= -tilt * (distance - radius2)
-            hits = z[inside]
-            found.append(hits)
-            have += hits.shape[0]
-        z = torch.cat(found)[:count]
-        vectors = analysis.vectors[row][:, torch.from_numpy(keep)]
-        return z @ vectors.T
+        return self.sample_g(analysis, np.full(count, row), generator)
 
     def conditional_gen_loss(self, analysis: Analysis, rows: np.ndarray, g: torch.Tensor) -> torch.Tensor:
         """``E[L_gen | G, g]`` per row: the complement coordinates' Gaussian law given ``g``."""

@@ -253,13 +253,15 @@ def _importance(
     raw = np.exp(log_weight - log_weight.max())
     log_volume = log_mean_exp(log_weight)
     log_volume_se = float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn)) if drawn > 1 else float("nan")
-    if integral.eps == 0:  # every weighted draw, g = y: no resampling noise in the mean of L_gen
-        rb_all = _conditional_all(integral, grams, weights > 0)
-        rb = float((weights * rb_all).sum())
-        rb_se = math.sqrt(float((weights**2 * (rb_all - rb) ** 2).sum()))
-    else:
-        rb = float(draws["rb"].mean())
-        rb_se = float(draws["rb"].std()) / math.sqrt(min(ess, n_samples))
+    # the mean of L_gen over every weighted draw (one g each; g = y at eps = 0), not over the
+    # resampled ones: no resampling noise, and the self-normalized estimator's standard error
+    # (the delta method) counts the spread of the weights, which resampled duplicates would hide.
+    # Draws below 1e-12 of the largest weight are left out (their mass is below N * 1e-12).
+    kept = weights >= 1e-12 * weights.max()
+    rb_all = _conditional_all(integral, grams, log_weight, kept, generator)
+    w = np.where(kept, weights, 0.0) / weights[kept].sum()
+    rb = float((w * rb_all).sum())
+    rb_se = math.sqrt(float((w**2 * (rb_all - rb) ** 2).sum()))
     prior_gen = np.concatenate(prior_gens)
     return {
         "method": "importance",
@@ -283,15 +285,17 @@ def _reference(integral, analysis, top: int = 64) -> float:
     return float(log_ball_probability(analysis.values[order], analysis.centre[order], integral.radius2).max())
 
 
-def _conditional_all(integral, grams: torch.Tensor, positive: np.ndarray) -> np.ndarray:
-    """``E[L_gen | G_p, g = y]`` for every draw with positive weight (0 elsewhere), in batches."""
+def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray, generator) -> np.ndarray:
+    """``E[L_gen | G_p, g_p]`` for every ``kept`` draw, ``g_p`` one exact draw in the ball (``y`` at
+    ``eps = 0``), 0 elsewhere; in batches."""
     out = np.zeros(grams.shape[0])
-    rows = np.flatnonzero(positive)
+    rows = np.flatnonzero(kept)
     for first in range(0, rows.size, 4096):
         chunk = rows[first : first + 4096]
-        analysis = integral.analyse(grams[torch.from_numpy(chunk)])
+        analysis = integral.analyse(grams[torch.from_numpy(chunk)], log_weight=log_weight[chunk])
         local = np.arange(chunk.size)
-        out[chunk] = integral.conditional_gen_loss(analysis, local, integral.y.expand(chunk.size, -1)).numpy()
+        g = integral.sample_g(analysis, local, generator)
+        out[chunk] = integral.conditional_gen_loss(analysis, local, g).numpy()
     return out
 
 
@@ -423,6 +427,10 @@ def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: 
         "gen_loss_rb": state["rb"],
         "gen_loss_rb_ci": [state["rb"] - half, state["rb"] + half],
         "gen_loss_rb_se": state["rb_se"],
+        # the i.i.d. posterior draws that would estimate the mean of L_gen as well (the posterior
+        # variance of L_gen over the squared standard error): the figure SMC's ESS and rejection's
+        # accepted count are compared with
+        "ess_gen_loss": float(draws["gen"].var()) / state["rb_se"] ** 2 if state["rb_se"] > 0 else math.inf,
         "hidden_draws": state["evaluations"],
         "screened": state.get("screened", 0),
     }

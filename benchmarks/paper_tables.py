@@ -18,12 +18,13 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     args = parser.parse_args()
     timing = json.loads((args.folder / "timing.json").read_text())
-    print("| figure | eps | G&C runs | rejection / SMC | ESS per run: min, median | G&C core-min | "
-          "GD runs | GD core-min | evaluations |")  # fmt: skip
+    print("| figure | eps | G&C runs | rejection / SMC / marginal | ESS per run: min, median "
+          "| G&C core-min | GD runs | GD core-min | evaluations |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for f in timing["figures"]:
         print(f"| {f['figure']} | {', '.join(f'{e:g}' for e in f['eps'])} | {f['gc_runs']} | "
-              f"{f['rejection']} / {f['smc']} | {f['ess_min']:.0f}, {f['ess_median']:.0f} | "
+              f"{f['rejection']} / {f['smc']} / {f.get('marginal', 0)} | "
+              f"{f['ess_min']:.0f}, {f['ess_median']:.0f} | "
               f"{f['gc_core_s'] / 60:.1f} | {f['gd_runs']} | {f['gd_core_s'] / 60:.1f} | "
               f"{f['evaluations']:.2e} |")  # fmt: skip
     print()

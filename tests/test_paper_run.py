@@ -31,7 +31,9 @@ def test_every_figure_at_its_published_threshold_with_the_auto_sampler():
         published = preset(figure, "paper")
         assert config.gc["sampler"] == "auto" and config.gc["target_ess"] == 200
         assert config.gc["eps"] == published.gc["eps"] and config.gd == published.gd
-        assert config.grid == published.grid and config.seeds == published.seeds
+        zero = {"eps": [published.gc["eps"], 0.0]} if published.gc["prior"] == "gaussian" else {}
+        assert config.grid == {**published.grid, **zero} and config.seeds == published.seeds
+        assert paper_configs(figures=[figure], zero=False)[0].grid == published.grid
     eps = {c.name: c.gc["eps"] for c in configs}
     assert eps["paper-width"] == 0.02 and eps["paper-depth"] == 0.0035 and eps["paper-depth_rank2"] == 0.01
     with pytest.raises(ValueError, match="figures must be among"):
@@ -88,13 +90,16 @@ def test_cli_runs_plans_resumes_and_refuses_a_budget_below_its_minimum(capsys, t
     assert "expected wall time" in out and "planned in" in out
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert [f["figure"] for f in timing["figures"]] == ["width-smoke", "width_uniform-smoke"]
-    for figure in timing["figures"]:
-        assert figure["gc_runs"] == 6 and figure["rejection"] + figure["smc"] == 6
+    for figure in timing["figures"]:  # the Gaussian prior's figure has eps = 0 points too
+        runs = 12 if figure["figure"] == "width-smoke" else 6
+        assert figure["gc_runs"] == runs and figure["rejection"] + figure["smc"] + figure["marginal"] == runs
     rows = load_rows(tmp_path / "width-smoke")
-    assert all(r["pilot"] and json.loads(r["pilot"])["draws"] > 0 for r in rows if r["method"] == "gc")
+    pilots = [json.loads(r["pilot"]) for r in rows if r["method"] == "gc"]
+    assert all(p["draws"] > 0 for p in pilots if p["reason"].startswith("rejection"))
+    assert sum(r["eps"] == 0 and r["sampler"] == "marginal" for r in rows) == 6
     assert (tmp_path / "index.html").read_text().count("report.html") == 2
     code, out, _ = run(capsys, *argv, "--budget", "10")
-    assert code == 0 and "12 already done" in out and "0 runs written" in out
+    assert code == 0 and "18 already done" in out and "0 runs written" in out
     code, out, err = run(capsys, *argv[:-1], "--out", str(tmp_path / "new"), "--budget", "0.0001")
     assert code == 2 and "too small" in err and "need about" in err
 

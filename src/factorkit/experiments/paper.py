@@ -7,8 +7,8 @@ momentum), each in its own study folder under ``OUT/``, as one pool of jobs
 uniform-prior figure is GD of the Gaussian one; G&C of a momentum figure is G&C of the plain one)
 is computed once, and GD cells of equal sizes from different figures train as one batch.
 
-G&C uses the ``auto`` sampler (:func:`factorkit.fit.auto.auto_sample`): per (cell, seed), a pilot
-estimate of ``V(eps)`` picks rejection or SMC, which runs until an effective sample size of
+G&C uses the ``auto`` sampler (:func:`factorkit.fit.auto.auto_sample`): per (cell, seed), pilots
+pick rejection, the marginal sampler or SMC, which runs until an effective sample size of
 ``target_ess``. GD runs exactly the paper's schedules (1e5 steps at lr 1e-4 for width, 2e4-5e4
 for depth, from ``nn.Linear`` starts, float32).
 
@@ -59,9 +59,14 @@ GD_PROBE_STEPS = 50
 
 
 def paper_configs(
-    scale: str = "paper", figures=None, target_ess: int = 200, seeds: int | None = None
+    scale: str = "paper", figures=None, target_ess: int = 200, seeds: int | None = None, zero: bool = True
 ) -> list[StudyConfig]:
-    """The study config of every figure in ``figures`` (default all, in :data:`FIGURES` order)."""
+    """The study config of every figure in ``figures`` (default all, in :data:`FIGURES` order).
+
+    ``zero``: figures with a Gaussian (not normalized) prior also get G&C at ``eps = 0``, the
+    interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold;
+    normalized and uniform priors have no such point (no exact reduction: the guide's
+    "G&C with the output layer integrated out")."""
     figures = list(FIGURES if figures is None else figures)
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:
@@ -72,6 +77,8 @@ def paper_configs(
     for name in figures:
         raw = preset(name, scale).to_dict()
         raw["gc"] = {**raw["gc"], **PAPER_GC, "target_ess": int(target_ess)}
+        if zero and raw["gc"]["prior"] == "gaussian":  # the output layer integrates out: eps = 0 too
+            raw["grid"] = {**raw["grid"], "eps": [raw["gc"]["eps"], 0.0]}
         raw["name"] = f"paper-{name}" if scale == "paper" else f"paper-{name}-{scale}"
         if seeds is not None:
             raw["seeds"] = seeds
@@ -129,20 +136,31 @@ def _gc_cost(params: dict) -> float:
     import warnings
 
     from factorkit.experiments.run.jobs import gc_setup
-    from factorkit.fit.auto import PILOT_DRAWS, choose_sampler
+    from factorkit.fit.auto import MARGINAL_PILOT, PILOT_DRAWS, choose_sampler, marginal_cost
     from factorkit.fit.guess_check import guess_and_check
+    from factorkit.fit.marginal import applies
     from factorkit.fit.smc import MAX_RUNS_FACTOR, subset_simulation
 
     torch.set_num_threads(1)
     problem, model, prior = gc_setup(params, 0, "cpu")
+    target, runs = params["target_ess"], params["runs"]
+    smc_settings = {"p0": params["p0"], "mcmc_steps": params["mcmc_steps"]}
+    marginal = applies(model, prior) is None
+    marginal_evaluations, per_hidden_draw = math.nan, 0.0
+    if marginal:  # the marginal sampler's pilot, timed: seconds per hidden-layer draw
+        start = time.perf_counter()
+        marginal_evaluations = marginal_cost(problem, model, prior, params["eps"], target_ess=target, seed=1,
+                                             n_particles=params["particles"], runs=runs,
+                                             mcmc_steps=params["mcmc_steps"])  # fmt: skip
+        per_hidden_draw = (time.perf_counter() - start) / MARGINAL_PILOT
+    if params["eps"] == 0:  # only the marginal sampler runs (the config checked that it applies)
+        return MARGINAL_PILOT * per_hidden_draw + _marginal_seconds(marginal_evaluations, per_hidden_draw)
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
     pilot = guess_and_check(
         problem, model, eps=params["eps"], prior=prior, max_evaluations=PLANNING_PILOT_DRAWS, **options
     )
     rejection_rate = pilot.evaluations / max(time.perf_counter() - start, 1e-9)
-    target, runs = params["target_ess"], params["runs"]
-    smc_settings = {"p0": params["p0"], "mcmc_steps": params["mcmc_steps"]}
     choice = choose_sampler(
         pilot.accepted,
         pilot.evaluations,
@@ -150,12 +168,15 @@ def _gc_cost(params: dict) -> float:
         max_evaluations=params["draws"],
         n_particles=params["particles"],
         runs=runs,
+        marginal_evaluations=marginal_evaluations,
         **smc_settings,
     )
-    # every run pays its own pilot of PILOT_DRAWS draws first
-    pilot_seconds = PILOT_DRAWS / rejection_rate
-    if choice.rejection:
+    # every run pays its own pilots first (PILOT_DRAWS prior draws; MARGINAL_PILOT hidden draws)
+    pilot_seconds = PILOT_DRAWS / rejection_rate + MARGINAL_PILOT * per_hidden_draw
+    if choice.sampler == "rejection":
         return pilot_seconds + choice.rejection_draws / rejection_rate
+    if choice.sampler == "marginal":
+        return pilot_seconds + _marginal_seconds(marginal_evaluations, per_hidden_draw)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -167,6 +188,14 @@ def _gc_cost(params: dict) -> float:
     cap = MAX_RUNS_FACTOR * runs
     needed = math.ceil(target / ess_per_run / runs) * runs if ess_per_run else cap
     return pilot_seconds + per_run * min(max(needed, runs), cap)
+
+
+def _marginal_seconds(evaluations: float, per_hidden_draw: float) -> float:
+    """Seconds of a marginal run that costs ``evaluations`` (auto's units): its hidden-layer draws,
+    each analysed about three times (weights, the Rao-Blackwellized mean, the posterior draws)."""
+    from factorkit.fit.auto import MARGINAL_DRAW_COST
+
+    return 3 * per_hidden_draw * evaluations / MARGINAL_DRAW_COST
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:
@@ -266,8 +295,9 @@ def plan_paper(
         else:
             deferred.append(config.name)
     plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum)
-    lines = [f"planned in {planning:.0f} s on {workers} worker(s): a rejection pilot (and where SMC wins, "
-             "a 4-run SMC) of every unfinished G&C cell, timed steps of every GD batch"]  # fmt: skip
+    lines = [f"planned in {planning:.0f} s on {workers} worker(s): a rejection pilot, a timed marginal "
+             "pilot where the output layer integrates out (and where SMC wins, a 4-run SMC) of every "
+             "unfinished G&C cell, timed steps of every GD batch"]  # fmt: skip
     for config in configs:
         e = estimates[config.name]
         state = "run" if config.name in chosen else "deferred"
@@ -300,6 +330,7 @@ def timing_table(configs: list[StudyConfig], out: Path) -> list[dict]:
                 "gc_runs": len(gc),
                 "rejection": sum(r["sampler"] == "rejection" for r in gc),
                 "smc": sum(r["sampler"] == "smc" for r in gc),
+                "marginal": sum(r["sampler"] == "marginal" for r in gc),
                 "ess_min": float(ess.min()) if ess.size else math.nan,
                 "ess_median": float(np.median(ess)) if ess.size else math.nan,
                 "below_target": int((ess < config.gc["target_ess"]).sum()),

@@ -128,7 +128,7 @@ def log_ball_upper_bound(values: np.ndarray, centre: np.ndarray, radius2: float)
         lam, c2r = positive[rows], c2[rows]
         # null eigenvalues (lam = 0, c2 = 0) add nothing to K: keep them as tiny positive ones
         lam = np.where(lam > 0, lam, 1e-300)
-        s = _saddlepoint(lam, c2r, t[rows])
+        s = saddlepoint(lam, c2r, t[rows])
         K, _, _ = _cumulants(s, lam, c2r)
         out[rows] = np.minimum(K - s * t[rows], 0.0)
     return out
@@ -248,7 +248,7 @@ def _cumulants(s, lam: np.ndarray, c2: np.ndarray):
     return K, K1, K2
 
 
-def _saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
+def saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The root ``s < 0`` of ``K'(s) = t`` for rows below the mean (``t < K'(0)``).
 
     ``log K'(-e^w)`` decreases in ``w`` and is close to linear (``K'(s) ~ r / (2|s|)`` far out), so
@@ -300,7 +300,7 @@ def _contour(
     lower = t < (lam + c2).sum(1)
     s_hat = np.zeros(rows)
     if lower.any():
-        s_hat[lower] = _saddlepoint(lam[lower], c2[lower], t[lower])
+        s_hat[lower] = saddlepoint(lam[lower], c2[lower], t[lower])
     mu = np.maximum(np.where(lower, -s_hat, 0.0), 2.0 / t)
     K, _, _ = _cumulants(-mu, lam, c2)
     peak = K + mu * t - np.log(mu)  # log of the integrand at u = 0

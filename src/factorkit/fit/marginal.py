@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from factorkit.fit.ball import (
-    _saddlepoint,
     log_ball_probability,
     log_ball_upper_bound,
     log_gaussian_density,
+    saddlepoint,
     split_spectrum,
 )
 from factorkit.fit.prior import Prior
@@ -173,7 +173,7 @@ class OutputLayerIntegral:
         tilted = (log_p < math.log(0.1)) & (radius2 < (positive + centre**2).sum(1))
         tilt = np.zeros(len(rows))
         if tilted.any():  # null coordinates (lam = c = 0) add nothing to the cumulants
-            tilt[tilted] = _saddlepoint(positive[tilted], centre[tilted] ** 2, radius2[tilted])
+            tilt[tilted] = saddlepoint(positive[tilted], centre[tilted] ** 2, radius2[tilted])
         return positive, centre, radius2, tilt
 
     @staticmethod

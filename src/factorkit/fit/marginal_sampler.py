@@ -44,7 +44,7 @@ from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.smc import _effective_sample_size, pcn_moves
+from factorkit.fit.smc import effective_sample_size, pcn_moves
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -379,12 +379,12 @@ def _tempered(
 
     results = more(runs)
     while len(results) < 16 * runs:
-        if _effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
+        if effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
             break
         results += more(runs)
     log_volumes = np.array([r["log_volume"] for r in results])
     rb_groups = [r["draws"]["rb"] for r in results]
-    ess = _effective_sample_size(rb_groups, results[0]["distinct"])
+    ess = effective_sample_size(rb_groups, results[0]["distinct"])
     rb_all = torch.cat(rb_groups)
     low = min(level["acceptance"] for r in results for level in r["levels"])
     if low < 0.05:

@@ -287,7 +287,7 @@ def subset_simulation(
         spent = sum(r["evaluations"] for r in results)
         if total_evaluations is not None and spent * (len(results) + runs) / len(results) > total_evaluations:
             break
-        if _effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) >= min_ess:
+        if effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) >= min_ess:
             break
         results += more(min(runs, max_runs - len(results)))
     return _pooled(results, problem, eps, n_particles, keep_samples, time.perf_counter() - start)
@@ -317,7 +317,7 @@ def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_sam
         if runs > 1
         else float("nan")
     )
-    ess = _effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) if reached else 0.0
+    ess = effective_sample_size([r["gen"] for r in results], results[0]["distinct"]) if reached else 0.0
     messages = [r["message"] for r in results if r["message"]]
     mixing = _mixing_warnings(results, n_particles)
     for text in messages + mixing:
@@ -352,7 +352,7 @@ def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_sam
     )
 
 
-def _effective_sample_size(groups: list[torch.Tensor], distinct: int) -> float:
+def effective_sample_size(groups: list[torch.Tensor], distinct: int) -> float:
     """ESS of the pooled mean of ``L_gen`` from the spread of independent runs' means.
 
     ``ESS = sigma^2 / Var(run mean) * runs`` with ``sigma^2`` the pooled within-run variance;

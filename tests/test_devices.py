@@ -146,3 +146,17 @@ def test_asking_for_cuda_without_it_is_a_clear_error():
     with pytest.raises(ValueError, match="CUDA is not available"):
         NMF(2, device="cuda").fit(np.ones((4, 4)))
     assert resolve_device("auto").type == "cpu"
+
+
+def test_marginal_sampler_takes_a_problem_on_any_device_and_returns_its_draws_there(device):
+    from factorkit.fit.marginal_sampler import marginal_sample
+
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    model = DeepFactorization(5, 5, 8, 2, "tanh")
+    options = {"eps": 0.05, "target_ess": 50, "n_samples": 100, "hidden_draws": 4096, "seed": 3}
+    cpu = marginal_sample(problem, model, **options)
+    other = marginal_sample(problem.to(device), model, **options)
+    # the sampler works in float64 on the CPU whatever the problem's device: the same numbers
+    assert other.accepted_W.device.type == device
+    torch.testing.assert_close(other.accepted_W.cpu(), cpu.accepted_W)
+    assert other.extra["log_volume"] == cpu.extra["log_volume"]

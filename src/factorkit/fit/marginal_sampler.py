@@ -136,9 +136,13 @@ def marginal_sample(
         ``sampler='marginal'``; ``accepted`` counts the posterior draws, ``evaluations`` the
         hidden-layer draws whose weight was computed. ``extra``: ``method``, ``log_volume`` and
         ``log_volume_se`` (``eps > 0``), ``log_density`` (``eps = 0``: ``log E[N(y; 0, Sigma_gg)]``,
-        the limit of ``V(eps)`` over the volume of the ball of radius ``sqrt(n eps)``), ``ess``,
-        ``weight_spread`` (the largest normalized weight: ``1 / draws`` when flat, 1 when one
-        draw carries everything), ``gen_loss_rb`` and its interval ``gen_loss_rb_ci``.
+        the limit of ``V(eps)`` over the volume of the ball of radius ``sqrt(n eps)``), ``ess``
+        (Kish's, of the hidden-layer weights, capped at ``n_samples``; SMC: between runs) and
+        ``kish_ess`` (not capped), ``weight_spread`` (the largest normalized weight: ``1 / draws``
+        when flat, 1 when one draw carries everything), ``gen_loss_rb`` (the posterior mean of
+        ``L_gen``, Rao-Blackwellized over every weighted draw), its standard error
+        ``gen_loss_rb_se`` and interval ``gen_loss_rb_ci``, and ``ess_gen_loss``: the i.i.d.
+        posterior draws that would estimate that mean as well.
     """
     eps = check_float("eps", eps, nonnegative=True)
     check_choice("method", method, METHODS)
@@ -271,6 +275,7 @@ def _importance(
         "log_volume": log_volume,
         "log_volume_se": log_volume_se,
         "ess": min(ess, float(n_samples)),
+        "kish_ess": ess,
         "evaluations": drawn,
         "weight_spread": float(weights.max()),
         "rb": rb,
@@ -432,6 +437,7 @@ def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: 
         # accepted count are compared with
         "ess_gen_loss": float(draws["gen"].var()) / state["rb_se"] ** 2 if state["rb_se"] > 0 else math.inf,
         "hidden_draws": state["evaluations"],
+        "kish_ess": state.get("kish_ess", ess),  # of the hidden-layer weights, not capped
         "screened": state.get("screened", 0),
     }
     if integral.eps == 0:

@@ -255,7 +255,7 @@ def saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
     Newton's method on it converges in a few steps; a bracket kept alongside takes a bisection step
     whenever Newton would leave it (at most 100 steps in all: machine precision)."""
     rows = lam.shape[0]
-    lo, hi = np.full(rows, -750.0), np.full(rows, 750.0)  # bracket on w = log(-s)
+    lo, hi = np.full(rows, -700.0), np.full(rows, 700.0)  # bracket on w = log(-s): exp stays finite
     w = np.log(np.maximum(0.5 * lam.shape[1], 0.5) / t)
     log_t = np.log(t)
     for _ in range(100):

@@ -70,9 +70,9 @@ def test_gaussian_output_layer_at_a_small_threshold_runs_the_marginal_sampler():
     from factorkit.fit.marginal_sampler import marginal_sample
 
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
-    model = DeepFactorization(5, 5, 5, 3)
-    result = auto_sample(problem, model, eps=0.002, target_ess=100, seed=3, keep_samples=False)
-    alone = marginal_sample(problem, model, eps=0.002, target_ess=100, seed=3, keep_samples=False)
+    model = DeepFactorization(5, 5, 40, 2, "tanh")
+    result = auto_sample(problem, model, eps=0.005, target_ess=100, seed=3, keep_samples=False)
+    alone = marginal_sample(problem, model, eps=0.005, target_ess=100, seed=3, keep_samples=False)
     assert result.sampler == "marginal" and result.extra["pilot"]["marginal"] == "applies"
     assert "marginal" in result.extra["pilot"]["reason"]
     assert result.extra["log_volume"] == alone.extra["log_volume"]  # the same stream: the same run

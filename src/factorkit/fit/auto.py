@@ -5,11 +5,12 @@ Rejection is exact and i.i.d. but needs ``n / V(eps)`` draws for ``n`` samples; 
 about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. Where the output layer
 is Gaussian, :func:`factorkit.fit.marginal_sampler.marginal_sample` integrates it out: each
 hidden-layer draw costs about :data:`MARGINAL_DRAW_COST` loss evaluations (an eigen-decomposition
-and a ball probability; measured in ``benchmarks/marginal.py``) and carries a smooth weight, so it
-replaces SMC there. A pilot of ``pilot`` prior draws (its own candidate stream, so the choice does
-not depend on the draws that end up in the sample) estimates ``V``, and a pilot of
+and a ball probability; measured in ``benchmarks/bench_marginal.py``'s cells) and carries a
+smooth weight: wide nets at any eps, and eps = 0, are its ground; deep narrow ones, where the
+weights degenerate, often SMC's. A pilot of ``pilot`` prior draws (its own candidate stream, so
+the choice does not depend on the draws that end up in the sample) estimates ``V``, and a pilot of
 :data:`MARGINAL_PILOT` hidden-layer draws the effective samples per draw of the marginal sampler;
-the cheaper sampler in loss evaluations then runs until it holds ``target_ess`` effective samples
+the cheapest sampler in loss evaluations then runs until it holds ``target_ess`` effective samples
 or spends ``max_evaluations``. Costs are counted in evaluations, not seconds, so the choice is the
 same on every machine.
 """
@@ -72,22 +73,25 @@ def choose_sampler(
     mcmc_steps: int,
     marginal_evaluations: float = math.nan,
 ) -> SamplerChoice:
-    """Rejection when the pilot accepted something and ``target_ess / V`` draws cost no more than
-    the other sampler's expected evaluations and fit in ``max_evaluations``; otherwise the marginal
-    sampler where it applies (``marginal_evaluations`` not NaN), SMC where it does not."""
+    """The sampler expected to reach ``target_ess`` in the fewest loss evaluations: rejection
+    (``target_ess / V`` draws, only when the pilot accepted something and they fit in
+    ``max_evaluations``), SMC, and the marginal sampler where it applies (``marginal_evaluations``
+    not NaN; its effective samples counted by Kish's ESS of the hidden-layer weights, before the
+    Rao-Blackwellization that makes each worth more: a choice that leans towards SMC)."""
     volume = accepted / draws if accepted else 3.0 / draws
     rejection_draws = target_ess / volume
     smc_evaluations = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
-    other, name = (
-        (smc_evaluations, "SMC") if math.isnan(marginal_evaluations) else (marginal_evaluations, "marginal")
-    )
-    rejection = bool(accepted) and rejection_draws <= min(other, max_evaluations)
+    costs = {"smc": smc_evaluations}
+    if not math.isnan(marginal_evaluations):
+        costs["marginal"] = marginal_evaluations
+    other = min(costs, key=costs.get)
+    rejection = bool(accepted) and rejection_draws <= min(costs[other], max_evaluations)
     reason = (
         f"rejection expects {rejection_draws:.3g} draws"
         + ("" if accepted else " (none accepted in the pilot)")
-        + f", {name} {other:.3g} evaluations"
+        + "".join(f", {'SMC' if k == 'smc' else k} {v:.3g} evaluations" for k, v in costs.items())
     )
-    sampler = "rejection" if rejection else name.lower()
+    sampler = "rejection" if rejection else other
     return SamplerChoice(
         volume, rejection_draws, smc_evaluations, rejection, reason, sampler, marginal_evaluations
     )
@@ -138,9 +142,9 @@ def auto_sample(
     keep_samples: bool = True,
 ) -> GuessCheckResult:
     """Sample ``P(w | L_train(w) <= eps)`` with rejection, the marginal sampler or SMC, whichever the
-    pilots say is cheapest (module docstring): the marginal sampler wherever the output layer is
-    Gaussian, SMC where it is not (``extra['pilot']['marginal']`` says why), rejection where it
-    costs less than either. ``eps = 0`` (the interpolating posterior) only by the marginal sampler.
+    pilots say is cheapest (module docstring): the marginal sampler only where the output layer is
+    Gaussian and the prior not normalized (``extra['pilot']['marginal']`` says why not elsewhere).
+    ``eps = 0`` (the interpolating posterior) only by the marginal sampler.
 
     Parameters
     ----------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from factorkit._choices import SAMPLERS
 from factorkit._validation import check_choice, check_float, check_int
@@ -205,6 +205,8 @@ def auto_sample(
         marginal_evaluations=marginal_evaluations,
         **smc_settings,
     )
+    if eps == 0:  # neither rejection nor SMC reaches it, whatever they would cost
+        choice = replace(choice, sampler="marginal", rejection=False)
     if choice.sampler == "rejection":
         result = guess_and_check(problem, model, eps=eps, prior=prior, n_samples=math.ceil(target_ess),
                                  max_evaluations=max_evaluations, seed=seed, keep_samples=keep_samples,

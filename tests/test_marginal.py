@@ -146,8 +146,12 @@ def test_importance_sampling_and_tempered_smc_agree(eps):
 def test_eps_zero_is_the_limit_of_small_eps():
     problem = problem_of()
     model = DeepFactorization(5, 5, 5, 2)
-    zero = marginal_sample(problem, model, eps=0.0, method="importance", target_ess=100, seed=9)
-    tiny = marginal_sample(problem, model, eps=1e-7, method="importance", target_ess=100, seed=9)
+    # the same 8192 hidden draws in both runs (a target they cannot reach: batches of the same sizes)
+    options = dict(method="importance", target_ess=1e9, hidden_draws=8192, seed=9)
+    with pytest.warns(RuntimeWarning, match="ESS"):
+        zero = marginal_sample(problem, model, eps=0.0, **options)
+    with pytest.warns(RuntimeWarning, match="ESS"):
+        tiny = marginal_sample(problem, model, eps=1e-7, **options)
     scaled = tiny.extra["log_volume"] - log_ball_volume(problem.n, problem.n * 1e-7)
     # the same hidden draws (same seed): the limit differs only by the O(eps) correction
     assert scaled == pytest.approx(zero.extra["log_density"], abs=1e-3)

@@ -213,13 +213,19 @@ def _importance(
     integral, hidden, target_ess, hidden_draws, n_samples, generator, give_up: bool
 ) -> dict | None:
     """Importance sampling from the prior of the hidden layers; ``None`` (when ``give_up``) if the
-    first batch projects ``target_ess`` beyond ``hidden_draws``."""
-    batch = min(max(FIRST_BATCH, hidden.batch()), hidden_draws)
+    first batch projects ``target_ess`` beyond ``hidden_draws``. The first batch holds
+    :data:`FIRST_BATCH` draws; later ones what the ESS per draw so far says the target needs (a
+    quarter more), within the memory bound of :meth:`HiddenLayers.batch`."""
+    largest = max(FIRST_BATCH, hidden.batch())
     grams, log_weights, prior_gens = [], [], []
     drawn = screened = 0
+    ess = 0.0
     best = -math.inf  # the largest log-weight so far: draws SCREEN_NATS below it cannot matter
     while drawn < hidden_draws:
-        count = min(batch, hidden_draws - drawn)
+        wanted = FIRST_BATCH if drawn == 0 else largest
+        if ess > 0:
+            wanted = min(largest, max(FIRST_BATCH, math.ceil(1.25 * (target_ess - ess) * drawn / ess)))
+        count = min(wanted, hidden_draws - drawn)
         gram = hidden.gram(hidden.draw(count, generator), count)
         if integral.eps > 0 and not math.isfinite(best):
             analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only

@@ -104,9 +104,10 @@ def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, l
             )  # fmt: skip
     if method == "gc":
         guess = [r["prior_gen_loss"] for r in points]
-        panel.plot(
-            [r["x"] for r in points], guess, linestyle="--", color="gray", label="random guess (prior)"
-        )
+        label = "random guess (prior)"
+        if label in panel.get_legend_handles_labels()[1]:  # one entry however many G&C curves
+            label = None
+        panel.plot([r["x"] for r in points], guess, linestyle="--", color="gray", label=label)
 
 
 def _finish_panel(panel, records: list[dict], axis: str, metric: str, title: str) -> None:

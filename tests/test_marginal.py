@@ -74,16 +74,16 @@ def test_depth_one_matches_rejection():
 CELLS = [
     ("gaussian", "linear", 5, 2, 0.1),
     ("gaussian", "tanh", 10, 2, 0.1),
-    ("gaussian", "leaky_relu", 5, 2, 0.1),
+    ("gaussian", "leaky_relu", 5, 3, 0.1),
+    ("gaussian", "tanh", 5, 6, 0.1),
     ("completion", "linear", 10, 2, 0.05),
 ]
 SLOW_CELLS = [
-    ("gaussian", "leaky_relu", 5, 3, 0.1),
+    ("gaussian", "leaky_relu", 5, 2, 0.1),
     ("gaussian", "linear", 160, 2, 0.05),
     ("gaussian", "tanh", 160, 2, 0.05),
     ("gaussian", "leaky_relu", 40, 2, 0.05),
     ("gaussian", "linear", 5, 4, 0.05),
-    ("gaussian", "tanh", 5, 6, 0.1),
     ("gaussian", "leaky_relu", 10, 6, 0.1),
     ("completion", "tanh", 20, 3, 0.05),
     ("completion", "leaky_relu", 5, 2, 0.05),

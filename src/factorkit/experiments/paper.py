@@ -194,11 +194,15 @@ def _gc_cost(params: dict) -> float:
 
 
 def _marginal_seconds(evaluations: float, per_hidden_draw: float) -> float:
-    """Seconds of a marginal run that costs ``evaluations`` (auto's units): its hidden-layer draws,
-    each analysed about three times (weights, the Rao-Blackwellized mean, the posterior draws)."""
+    """Seconds of a marginal run that costs ``evaluations`` (auto's units: the hidden-layer draws
+    its target needs, :func:`~factorkit.fit.auto.marginal_cost`): never fewer than a first batch,
+    each draw analysed twice (the weights, the Rao-Blackwellized mean), plus the analyses of its
+    posterior draws of W (1,000 by default)."""
     from factorkit.fit.auto import MARGINAL_DRAW_COST
+    from factorkit.fit.marginal_sampler import FIRST_BATCH
 
-    return 3 * per_hidden_draw * evaluations / MARGINAL_DRAW_COST
+    draws = max(1.25 * evaluations / MARGINAL_DRAW_COST, FIRST_BATCH)
+    return per_hidden_draw * (2 * draws + 1000)
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:

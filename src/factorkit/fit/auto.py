@@ -33,6 +33,11 @@ from factorkit.problems.sensing import SensingProblem
 PILOT_SEED_OFFSET = 7_000_001
 PILOT_DRAWS = 2**16
 MARGINAL_PILOT = 1024
+SMC_EVALUATION_COST = 5.0
+"""Rejection evaluations one SMC loss evaluation costs in seconds: SMC moves small populations
+through sequential pCN steps, rejection evaluates large reparametrized batches (measured 5x at
+depth 10 width 5 and 8-100x at depth 2 width 160, ``benchmarks/bench_marginal.py speed``; the
+low end is taken, so the choice leans to SMC only where it is clearly cheaper)."""
 MARGINAL_DRAW_COST = 150.0
 """Loss evaluations one hidden-layer draw of the marginal sampler costs (its analysis: 40-80 us
 against 0.3-7 us per evaluation on the cells of ``benchmarks/marginal.py``; 150 is the small-width
@@ -73,7 +78,9 @@ def choose_sampler(
     mcmc_steps: int,
     marginal_evaluations: float = math.nan,
 ) -> SamplerChoice:
-    """The sampler expected to reach ``target_ess`` in the fewest loss evaluations: rejection
+    """The sampler expected to reach ``target_ess`` in the least time, counted in rejection's loss
+    evaluations (an SMC evaluation as :data:`SMC_EVALUATION_COST`, a marginal hidden-layer draw as
+    :data:`MARGINAL_DRAW_COST`: constants, so the choice is the same on every machine): rejection
     (``target_ess / V`` draws, only when the pilot accepted something and they fit in
     ``max_evaluations``), SMC, and the marginal sampler where it applies (``marginal_evaluations``
     not NaN; its effective samples counted by Kish's ESS of the hidden-layer weights, before the
@@ -81,7 +88,7 @@ def choose_sampler(
     volume = accepted / draws if accepted else 3.0 / draws
     rejection_draws = target_ess / volume
     smc_evaluations = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
-    costs = {"smc": smc_evaluations}
+    costs = {"smc": SMC_EVALUATION_COST * smc_evaluations}  # in rejection evaluations
     if not math.isnan(marginal_evaluations):
         costs["marginal"] = marginal_evaluations
     other = min(costs, key=costs.get)

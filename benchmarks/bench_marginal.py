@@ -44,6 +44,16 @@ def paper_problem(dtype: str = "float64"):
     return make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype=dtype)
 
 
+def timed(function, *args, **kwargs):
+    """``(result, seconds)`` of one call, its RuntimeWarnings (an ESS below target, poor mixing)
+    silenced: the tables report ESS and errors themselves."""
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = function(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
 def speed(budget: float) -> None:
     problem = paper_problem()
     print("| cell | eps | sampler | seconds | ESS | ESS / s | log V (se) | L_gen (95%) | vs SMC | vs rej. |")
@@ -56,29 +66,18 @@ def speed(budget: float) -> None:
                 pilot = guess_and_check(paper_problem("float32"), model, eps=eps, max_evaluations=2**17,
                                         seed=0, keep_samples=False, progress=False)  # fmt: skip
                 draws = int(budget / (pilot.wall_time / pilot.evaluations))  # what fits in the budget
-                start = time.perf_counter()
-                rejection = guess_and_check(
-                    paper_problem("float32"), model, eps=eps, n_samples=200, seed=1, keep_samples=False,
-                    progress=False, max_evaluations=draws,
+                rejection, seconds = timed(
+                    guess_and_check, paper_problem("float32"), model, eps=eps, n_samples=200, seed=1,
+                    keep_samples=False, progress=False, max_evaluations=draws,
                 )  # fmt: skip
-                seconds = time.perf_counter() - start
                 rates["rejection"] = rejection.accepted / seconds
                 rows.append(("rejection", seconds, rejection.accepted, rejection))
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    smc = subset_simulation(problem, model, eps=eps, prior="gaussian", n_particles=1000,
-                                            runs=8, seed=2, keep_samples=False)  # fmt: skip
-                seconds = time.perf_counter() - start
+                smc, seconds = timed(subset_simulation, problem, model, eps=eps, prior="gaussian",
+                                     n_particles=1000, runs=8, seed=2, keep_samples=False)  # fmt: skip
                 rates["smc"] = smc.extra["ess"] / seconds
                 rows.append(("smc", seconds, smc.extra["ess"], smc))
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                marginal = marginal_sample(
-                    problem, model, eps=eps, target_ess=200, seed=3, keep_samples=False
-                )
-            seconds = time.perf_counter() - start
+            marginal, seconds = timed(marginal_sample, problem, model, eps=eps, target_ess=200, seed=3,
+                                      keep_samples=False)  # fmt: skip
             rates["marginal"] = marginal.extra["ess_gen_loss"] / seconds
             rows.append(("marginal", seconds, marginal.extra["ess_gen_loss"], marginal))
             for name, seconds, ess, result in rows:
@@ -111,13 +110,8 @@ def width(budget: float) -> None:
         for eps in (0.02, 0.0):
             for k in WIDTHS:
                 model = DeepFactorization(5, 5, k, 2, activation)
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    result = marginal_sample(
-                        problem, model, eps=eps, target_ess=400, seed=4, keep_samples=False
-                    )
-                seconds = time.perf_counter() - start
+                result, seconds = timed(marginal_sample, problem, model, eps=eps, target_ess=400, seed=4,
+                                        keep_samples=False)  # fmt: skip
                 low, high = result.gen_loss_interval()
                 guess, guess_se = result.prior_gen_loss_mean, result.prior_gen_loss_se
                 gap = result.gen_loss_mean - guess

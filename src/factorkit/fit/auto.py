@@ -21,9 +21,14 @@ import math
 import time
 from dataclasses import dataclass, replace
 
+import torch
+
 from factorkit._choices import SAMPLERS
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.guess_check import guess_and_check
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.marginal import OutputLayerIntegral, applies
+from factorkit.fit.marginal_sampler import kish_ess, marginal_sample, normalized_weights
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import subset_simulation
@@ -111,12 +116,6 @@ def marginal_cost(
     """Expected loss evaluations of :func:`~factorkit.fit.marginal_sampler.marginal_sample` from a
     pilot of :data:`MARGINAL_PILOT` hidden-layer draws (its effective samples per draw); when no
     pilot draw carries weight, the tempered SMC it falls back to (ten temperatures assumed)."""
-    import torch
-
-    from factorkit.fit.hidden import HiddenLayers
-    from factorkit.fit.marginal import OutputLayerIntegral
-    from factorkit.fit.marginal_sampler import kish_ess, normalized_weights
-
     hidden = HiddenLayers(model, prior)
     if hidden.kind == "identity":  # depth 1: exact, one analysis
         return MARGINAL_DRAW_COST
@@ -187,8 +186,6 @@ def auto_sample(
     pilot = check_int("pilot", min(pilot, max_evaluations), minimum=1)
     seed = check_int("seed", seed, minimum=0)
     prior = resolve_prior(prior, problem)
-    from factorkit.fit.marginal import applies
-
     why_not = applies(model, prior)
     if eps == 0 and why_not is not None:
         raise ValueError(f"eps = 0 needs the marginal sampler, which does not apply here: {why_not}")
@@ -219,8 +216,6 @@ def auto_sample(
                                  max_evaluations=max_evaluations, seed=seed, keep_samples=keep_samples,
                                  chunk_size=chunk_size, backend=backend, progress=False)  # fmt: skip
     elif choice.sampler == "marginal":
-        from factorkit.fit.marginal_sampler import marginal_sample
-
         result = marginal_sample(problem, model, eps=eps, prior=prior, target_ess=target_ess, seed=seed,
                                  keep_samples=keep_samples, **smc_settings)  # fmt: skip
     else:
@@ -290,8 +285,6 @@ def sample_posterior(
     ``method``...). ``'auto'``: :func:`factorkit.fit.auto.auto_sample`, the cheapest from pilots
     (``target_ess``, ``max_evaluations`` and the samplers' options).
     """
-    from factorkit.fit.marginal_sampler import marginal_sample
-
     check_choice("sampler", sampler, SAMPLERS)
     function = {"rejection": guess_and_check, "smc": subset_simulation, "marginal": marginal_sample,
                 "auto": auto_sample}[sampler]  # fmt: skip

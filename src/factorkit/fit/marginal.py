@@ -15,16 +15,16 @@ coordinate ``<B_j, W>`` is then jointly Gaussian, with covariance
    ``V(eps) = E_G[P(accept | G)]``: an average over prior draws of the hidden layers, without
    rejection noise. At ``eps -> 0``, ``V / vol(ball) -> E_G[N(y; 0, Sigma_gg)]``.
 2. The posterior: hidden layers weighted by ``P(accept | G)`` (at ``eps = 0``: by the density),
-   ``g`` from ``N(0, Sigma_gg)`` restricted to the ball (exact: rejection from the Gaussian, or from
-   the uniform law on the ball accepted with the Gaussian density over a bound of it, whichever
-   expects fewer tries; at ``eps = 0``, ``g = y``), then ``W`` from its Gaussian law given ``g``
+   ``g`` from ``N(0, Sigma_gg)`` restricted to the ball (exact rejection from the Gaussian, or from
+   the Gaussian tilted at the saddlepoint: :meth:`OutputLayerIntegral.ball_draws`; at ``eps = 0``,
+   ``g = y``), then ``W`` from its Gaussian law given ``g``
    (Matheron's rule: a draw of ``N(0, s_d^2 I x G)`` corrected by ``Omega A^T Sigma_gg^+ (g - A W)``).
    ``L_gen`` of each draw is exact, and its mean given ``(G, g)`` is a Gaussian quadratic:
    ``(||E[h | g] - h*||^2 + tr Cov(h | g)) / |B|`` over the complement coordinates ``h``, used for
    the Rao-Blackwellized posterior mean.
 3. Depth makes the weights degenerate (they are densities of ``G``): then SMC over the hidden
    layers only, tempering ``log P(accept | G)`` with the pCN moves of :mod:`factorkit.fit.smc` on a
-   smooth target (:func:`marginal_smc`).
+   smooth target (:mod:`factorkit.fit.marginal_sampler`).
 
 The hidden layers may be Gaussian or uniform (they are sampled); the output layer must be
 Gaussian and the prior not normalized (:func:`applies` says why not).

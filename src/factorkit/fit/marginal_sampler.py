@@ -24,8 +24,9 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
 ``hidden_draws``, SMC otherwise. Every posterior draw ``W`` is then completed exactly (a ball draw
 of ``g``, Matheron's rule for ``W``), its ``L_gen`` computed exactly, and the Rao-Blackwellized
-``E[L_gen | G, g]`` (closed form) gives the reported posterior mean (``extra['gen_loss_rb']``): at
-``eps = 0`` averaged over *every* weighted hidden draw, with no resampling noise.
+``E[L_gen | G, g]`` (closed form) gives the reported posterior mean (``extra['gen_loss_rb']``):
+importance sampling averages it over *every* weighted hidden draw (one exact ``g`` each), with no
+resampling noise and the self-normalized estimator's standard error.
 """
 
 from __future__ import annotations
@@ -180,23 +181,24 @@ def _draws(
     integral: OutputLayerIntegral, grams: torch.Tensor, rows: np.ndarray, generator, log_weight=None
 ) -> dict:
     """Posterior draws for the hidden-layer draws ``grams[rows]``: ``g``, ``W``, their exact
-    losses and ``E[L_gen | G, g]`` (``log_weight``: those draws' log-weights, when known)."""
-    analysis = integral.analyse(grams[torch.from_numpy(rows)], log_weight=log_weight)
-    local = np.arange(len(rows))
-    g = integral.sample_g(analysis, local, generator)
-    W = integral.sample_W(analysis, local, g, generator)
+    losses and ``E[L_gen | G, g]`` (``log_weight``: the log-weights of every draw in ``grams``,
+    when known). Each distinct draw is analysed once, however often ``rows`` repeats it."""
+    unique, inverse = np.unique(rows, return_inverse=True)
+    known = None if log_weight is None else log_weight[unique]
+    analysis = integral.analyse(grams[torch.from_numpy(unique)], log_weight=known)
+    g = integral.sample_g(analysis, inverse, generator)
+    W = integral.sample_W(analysis, inverse, g, generator)
     train, gen = integral.problem.losses(W)
-    return {"W": W, "train": train, "gen": gen, "rb": integral.conditional_gen_loss(analysis, local, g)}
+    return {"W": W, "train": train, "gen": gen, "rb": integral.conditional_gen_loss(analysis, inverse, g)}
 
 
 def _exact(integral: OutputLayerIntegral, n_samples: int, generator) -> dict:
     grams = torch.eye(integral.problem.shape[1], dtype=torch.float64)[None]
     analysis = integral.analyse(grams)
-    draws = _draws(integral, grams, np.zeros(n_samples, dtype=np.int64), generator)
+    draws = _draws(integral, grams, np.zeros(n_samples, dtype=np.int64), generator, analysis.log_weight)
     prior_gen = integral.prior_gen_loss(analysis)
     return {
         "method": "exact",
-        "log_weight": analysis.log_weight,
         "draws": draws,
         "log_volume": float(analysis.log_weight[0]),
         "log_volume_se": 0.0,
@@ -259,7 +261,7 @@ def _importance(
     grams = torch.cat(grams)
     weights = normalized_weights(log_weight)
     rows = systematic_resample(weights, n_samples, generator)
-    draws = _draws(integral, grams, rows, generator, log_weight[rows])
+    draws = _draws(integral, grams, rows, generator, log_weight)
     raw = np.exp(log_weight - log_weight.max())
     log_volume = log_mean_exp(log_weight)
     log_volume_se = float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn)) if drawn > 1 else float("nan")
@@ -276,7 +278,6 @@ def _importance(
     return {
         "method": "importance",
         "screened": screened,
-        "log_weight": log_weight,
         "draws": draws,
         "log_volume": log_volume,
         "log_volume_se": log_volume_se,
@@ -373,8 +374,9 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
         evaluations += n_particles * mcmc_steps
         levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
     gram = hidden.gram(latent, n_particles)
-    return {"gram": gram, "log_volume": log_volume, "levels": levels, "evaluations": evaluations,
-            "distinct": int(torch.unique(value).numel())}  # fmt: skip
+    # every particle's value is its exact log-weight (screened proposals were never accepted)
+    return {"gram": gram, "log_weight": value.numpy(), "log_volume": log_volume, "levels": levels,
+            "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip
 
 
 def _tempered(
@@ -384,7 +386,7 @@ def _tempered(
         out = []
         for _ in range(count):
             run = _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator)
-            run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator)
+            run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator, run["log_weight"])
             out.append(run)
         return out
 

@@ -23,7 +23,7 @@ import torch
 from scipy import special
 
 from factorkit.fit.prior import Prior
-from factorkit.models.deep import DeepFactorization
+from factorkit.models.deep import DeepFactorization, batched_product
 
 WORK_FLOATS = 2**24  # floats of hidden-layer work space per batch of draws
 
@@ -99,6 +99,6 @@ def gram_of_weights(model: DeepFactorization, hidden: list[torch.Tensor]) -> tor
     """``G = F^T F`` (float64) of hidden layers ``W_1 .. W_{d-1}`` given per draw."""
     H = hidden[0]
     for weight in hidden[1:]:
-        H = torch.bmm(weight, model.act(H))
+        H = batched_product(weight, model.act(H))
     F = model.act(H).to(torch.float64)
     return F.transpose(1, 2) @ F

@@ -248,7 +248,8 @@ def _importance(
             ess = kish_ess(normalized_weights(log_weight))
         if ess >= target_ess:
             break
-        if give_up and drawn == count and (ess == 0 or ess / drawn * hidden_draws < target_ess):
+        # every batch re-projects: a heavy-tailed weight's first batch overstates its ESS per draw
+        if give_up and (ess == 0 or ess / drawn * hidden_draws < target_ess):
             return None
     if not np.isfinite(log_weight.max()):
         raise RuntimeError(

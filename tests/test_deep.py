@@ -72,3 +72,28 @@ def test_batched_product_matches_bmm_and_keeps_gradients(dtype):
     assert out.grad_fn is not None
     out.sum().backward()
     torch.testing.assert_close(a.grad, b.sum(2).unsqueeze(1).expand_as(a), rtol=0, atol=0)
+
+
+def test_member_activations_select_each_members_own_function_and_gradient():
+    from factorkit.models import MemberActivations
+
+    names = ["tanh", "linear", "leaky_relu", "relu", "tanh"]
+    mixed = MemberActivations(names)
+    x = torch.randn(
+        5, 3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True
+    )
+    out = mixed(x)
+    out.pow(2).sum().backward()
+    for p, name in enumerate(names):
+        alone = x[p].detach().clone().requires_grad_()
+        value = get_activation(name)(alone)
+        value.pow(2).sum().backward()
+        torch.testing.assert_close(out[p], value, rtol=0, atol=0)  # the same operation, selected
+        torch.testing.assert_close(x.grad[p], alone.grad, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MemberActivations(["tanh", "sigmoid"])
+    with pytest.raises(ValueError, match="must hold 5 members"):
+        mixed(torch.zeros(4, 3, 4))
+    import pickle
+
+    assert pickle.loads(pickle.dumps(mixed)).names == tuple(names)

@@ -531,25 +531,43 @@ def test_report_html_is_self_contained_and_matches_the_store(smoke_width):
     assert '"torch"' in reader.pre["versions"]
 
 
-def test_gd_over_widths_as_one_padded_batch_equals_separate_runs(tmp_path):
-    """A width sweep's GD cells train as one population zero-padded to the widest net; every row
-    equals the run of its width alone (to rounding: the padded products add exact zeros)."""
+def test_gd_over_widths_and_activations_as_one_batch_equals_separate_runs(tmp_path):
+    """A width sweep's GD cells of every activation train as one population zero-padded to the
+    widest net, one activation per member; every row equals the run of its (width, activation)
+    alone (to rounding: the padded products add exact zeros, the activations are selected)."""
     from factorkit.experiments.run import plan
 
     config = {**TINY, "grid": {"width": [4, 8, 16], "depth": [2, 3], "activation": ["tanh", "leaky_relu"],
                                "method": ["gd"]}}  # fmt: skip
     jobs = plan(StudyConfig.from_dict(config), set())
-    assert len(jobs) == 4 and all(job.runs == 6 for job in jobs)  # (depth, activation) groups
+    assert len(jobs) == 2 and all(job.runs == 12 for job in jobs)  # one batch per depth
     run_study(StudyConfig.from_dict(config), tmp_path / "batched", workers=1, progress=False)
     batched = {r["key"]: r for r in load_rows(tmp_path / "batched")}
     for width in (4, 8, 16):
-        alone = StudyConfig.from_dict({**config, "grid": {**config["grid"], "width": [width]}})
-        run_study(alone, tmp_path / f"w{width}", workers=1, progress=False)
-        for row in load_rows(tmp_path / f"w{width}"):
-            twin = batched[row["key"]]
-            for column in ("gen_loss", "train_loss", "rel_error"):
-                assert twin[column] == pytest.approx(row[column], rel=1e-9, abs=1e-15)
-            assert twin["steps"] == row["steps"]
+        for activation in ("tanh", "leaky_relu"):
+            grid = {**config["grid"], "width": [width], "activation": [activation]}
+            alone = tmp_path / f"w{width}{activation}"
+            run_study(StudyConfig.from_dict({**config, "grid": grid}), alone, workers=1, progress=False)
+            for row in load_rows(alone):
+                twin = batched[row["key"]]
+                for column in ("gen_loss", "train_loss", "rel_error"):
+                    assert twin[column] == pytest.approx(row[column], rel=1e-9, abs=1e-15)
+                assert twin["steps"] == row["steps"]
+
+
+def test_gd_batches_split_widths_where_padding_costs_more_than_it_saves():
+    """Padding a narrow net to a wide one costs its arithmetic: a sweep to width 160 is split
+    (the modelled step time of the split is the smaller), one of small widths is not."""
+    from factorkit.experiments.run import plan
+    from factorkit.experiments.run.plan import gd_step_seconds
+
+    wide = StudyConfig.from_dict({**TINY, "grid": {"width": [5, 160], "depth": [4], "method": ["gd"]}})
+    assert sorted(job.cell.params["width"] for job in plan(wide, set())) == [5, 160]
+    runs = len(wide.seeds)
+    assert gd_step_seconds(runs, 5, 4) + gd_step_seconds(runs, 160, 4) < gd_step_seconds(2 * runs, 160, 4)
+    narrow = StudyConfig.from_dict({**TINY, "grid": {"width": [4, 8], "depth": [4], "method": ["gd"]}})
+    (job,) = plan(narrow, set())
+    assert job.runs == 2 * runs
 
 
 def test_padding_keeps_the_end_to_end_matrix():

@@ -73,6 +73,21 @@ def test_stopping_freezes_member_at_first_step_below_eps():
         assert bool((curve[step:] == curve[step]).all())  # frozen afterwards
 
 
+def test_per_member_step_counts_equal_runs_of_each_count():
+    """``max_steps`` per member: each member ends where its own run of that many steps ends (held
+    afterwards, ``converged`` False: a step count is not a threshold)."""
+    problem = make_sensing_problem(seed=0, dtype="float64")
+    model = DeepFactorization(5, 5, width=5, depth=3, activation="tanh")
+    kwargs = dict(init_scale=1e-2, lr=0.2, optimizer="group_rmsprop", progress=False)
+    together = train_gd(problem, model, seeds=[1, 2, 3], max_steps=[30, 0, 80], **kwargs)
+    assert together.steps.tolist() == [30, 0, 80] and not bool(together.converged.any())
+    for index, steps in enumerate([30, 0, 80]):
+        alone = train_gd(problem, model, seeds=[1 + index], max_steps=steps, **kwargs)
+        torch.testing.assert_close(together.W[index], alone.W[0], rtol=0, atol=1e-14)
+    with pytest.raises(ValueError, match="max_steps holds 2 counts for a population of 3"):
+        train_gd(problem, model, seeds=[1, 2, 3], max_steps=[3, 4], **kwargs)
+
+
 def test_depth2_small_init_matches_min_nuclear_norm_on_completion():
     # A problem where the minimum-nuclear-norm completion is not W* itself (L_gen > 0), so the
     # comparison is informative. On other sparse completions GD reaches *lower* L_gen than the

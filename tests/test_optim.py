@@ -62,3 +62,30 @@ def test_momentum_is_heavy_ball_on_the_normalized_step():
         torch.testing.assert_close(w.detach(), ref)
     with pytest.raises(ValueError, match="momentum must be < 1"):
         GroupRMSprop([torch.zeros(1, requires_grad=True)], momentum=1.0)
+
+
+def test_group_rmsprop_momentum_per_member_equals_separate_runs():
+    """Members with and without momentum in one population train as they do apart (momentum 0
+    is exactly no momentum: ``0 * b + g = g``; the same elementwise operations on both sides)."""
+    torch.manual_seed(0)
+    start = torch.randn(3, 4, 2, dtype=torch.float64)
+    target = torch.randn(3, 4, 2, dtype=torch.float64)
+    momenta = [0.0, 0.9, 0.5]
+
+    def train(weights, goal, momentum):
+        w = weights.clone().requires_grad_()
+        opt = GroupRMSprop([w], lr=0.05, population_axis=True, momentum=momentum)
+        for _ in range(20):
+            opt.zero_grad()
+            (w - goal).pow(2).sum().backward()
+            opt.step()
+        return w.detach()
+
+    together = train(start, target, momenta)
+    for p, momentum in enumerate(momenta):
+        alone = train(start[p : p + 1], target[p : p + 1], momentum)
+        torch.testing.assert_close(together[p : p + 1], alone, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        GroupRMSprop([torch.zeros(2, 1, requires_grad=True)], population_axis=True, momentum=[0.1, 1.0])
+    with pytest.raises(ValueError, match="population_axis=True"):
+        GroupRMSprop([torch.zeros(2, 1, requires_grad=True)], momentum=[0.1, 0.2])

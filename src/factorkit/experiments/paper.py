@@ -36,6 +36,7 @@ import torch
 from factorkit.experiments.config import StudyConfig
 from factorkit.experiments.presets import preset
 from factorkit.experiments.store import RESULTS_FILE, ResultStore
+from factorkit.models.deep import activation_name
 
 FIGURES = (
     "width",
@@ -216,29 +217,26 @@ def _gc_costs(params_list: list[dict], workers: int) -> list[float]:
 
 
 def _gd_cost(job, cache: dict) -> float:
-    """Expected core-seconds of a GD job (a batch), from a few timed steps of a batch of its shape."""
-    from factorkit.experiments.run.jobs import build_model
+    """Expected core-seconds of a GD job (a batch), from a few timed steps of the batch itself
+    (:func:`~factorkit.experiments.run.jobs.gd_batch`: its members, widths, activations, momenta)."""
+    from factorkit.experiments.run.jobs import gd_batch
+    from factorkit.experiments.run.plan import gd_steps
     from factorkit.fit.gd import train_gd
-    from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
 
+    members, arguments = gd_batch(job, "cpu")
     params = job.cell.params
-    members = job.runs
-    width = max([params["width"]] + [c.params["width"] for c, _ in job.others])
-    key = (members, width, params["depth"], params["activation"], params["optimizer"], params["dtype"],
-           params["n"], bool(params.get("momentum")))  # fmt: skip
+    key = (len(members), arguments["model"].width, params["depth"], params["optimizer"], params["dtype"],
+           params["n"], activation_name(arguments["model"].activation),
+           str(arguments["optimizer_options"]))  # fmt: skip
     if key not in cache:
-        problem = make_sensing_problem(params["m"], params["m2"], 1, params["n"], dtype=params["dtype"])
-        batch = ProblemBatch.of([problem] * members)
-        model = build_model({**params, "width": width})
-        options = {"momentum": params["momentum"]} if params.get("momentum") else None
-        timings = []
-        for steps in (2, 2 + GD_PROBE_STEPS):
+        problem, model = arguments.pop("problem"), arguments.pop("model")
+        timings = []  # the first call pays one-off costs (imports, thread pools): not timed
+        for steps in (2, 2, 2 + GD_PROBE_STEPS):
             start = time.perf_counter()
-            train_gd(batch, model, seeds=list(range(members)), lr=params["lr"], max_steps=steps,
-                     optimizer=params["optimizer"], optimizer_options=options, progress=False)  # fmt: skip
+            train_gd(problem, model, **{**arguments, "max_steps": steps, "eps_train": None})
             timings.append(time.perf_counter() - start)
-        cache[key] = max(timings[1] - timings[0], 1e-6) / GD_PROBE_STEPS
-    return cache[key] * params["steps"]
+        cache[key] = max(timings[2] - timings[1], 1e-6) / GD_PROBE_STEPS
+    return cache[key] * gd_steps(job)
 
 
 def plan_paper(

@@ -112,7 +112,7 @@ def train_gd(
     init_scale: float = 1e-3,
     init: str = "gaussian",
     lr: float = 1e-2,
-    max_steps: int = 10_000,
+    max_steps: int | Sequence[int] = 10_000,
     eps_train: float | None = None,
     optimizer: str = "gd",
     optimizer_options: dict | None = None,
@@ -148,8 +148,10 @@ def train_gd(
         :meth:`~factorkit.models.DeepFactorization.init_weights`).
     lr : float
         Step size.
-    max_steps : int
-        Most gradient steps per member.
+    max_steps : int or sequence of int
+        Most gradient steps per member, or one count per member (runs of different schedules in
+        one batch: a member past its own count is held where it stopped, as one that reached
+        ``eps_train``, while the rest train on).
     eps_train : float, optional
         A member stops once ``L_train < eps_train``; ``None`` runs all ``max_steps``.
     optimizer : str
@@ -192,7 +194,8 @@ def train_gd(
         raise ValueError(f"a ProblemBatch of {len(problem)} needs as many seeds, got {len(seed_list)}")
     init_scale = check_float("init_scale", init_scale, positive=True)
     lr = check_float("lr", lr, positive=True)
-    max_steps = check_int("max_steps", max_steps, minimum=0)
+    caps = _step_caps(max_steps, len(seed_list))
+    max_steps = int(caps.max())
     log_every = check_int("log_every", log_every)
     if eps_train is not None:
         eps_train = check_float("eps_train", eps_train, positive=True)
@@ -204,7 +207,7 @@ def train_gd(
     params = _starting_params(model, problem, seed_list, init_scale, init, initial)
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None
-    stops = _Stops(params, max_steps, eps_train)
+    stops = _Stops(params, caps.to(params[0].device), eps_train)
     history = _History(monitor)
     bar = progress_reporter(max_steps, "gd", "steps", enabled=progress)
     for step in range(max_steps + 1):
@@ -212,7 +215,7 @@ def train_gd(
         train, gen = problem.losses(W)
         if step % log_every == 0 or step == max_steps:
             history.record(step, train, gen, params)
-        if stops.all_done(step, train, params) or step == max_steps:
+        if stops.all_done(step, train, params):
             break
         opt.zero_grad(set_to_none=True)
         if loss == "l1":
@@ -237,7 +240,7 @@ def train_gd(
         gen_loss=gen,
         rel_error=problem.rel_error(W),
         steps=steps,
-        converged=done if eps_train is not None else torch.zeros_like(done),
+        converged=stops.reached if eps_train is not None else torch.zeros_like(done),
         history_steps=history.steps,
         history_train=torch.stack(history.train),
         history_gen=torch.stack(history.gen),
@@ -278,21 +281,28 @@ class _History:
 
 
 class _Stops:
-    """Members that reached ``eps_train`` stop there: their step is recorded and their weights are
-    held where they were while the rest of the batch trains on."""
+    """Members stop once ``L_train < eps_train`` or at their own step count (``caps``): the step is
+    recorded and their weights are held where they were while the rest of the batch trains on."""
 
-    def __init__(self, params, max_steps: int, eps_train: float | None):
+    def __init__(self, params, caps: torch.Tensor, eps_train: float | None):
         population, device = params[0].shape[0], params[0].device
         self.eps_train = eps_train
+        self.caps = caps
+        self.uniform = bool((caps == caps[0]).all())
         self.done = torch.zeros(population, dtype=torch.bool, device=device)
-        self.steps = torch.full((population,), max_steps, dtype=torch.long, device=device)
+        self.reached = torch.zeros(population, dtype=torch.bool, device=device)
+        self.steps = caps.clone()
         self.frozen = [p.detach().clone() for p in params]
 
     def all_done(self, step: int, train, params) -> bool:
-        """Mark the members now below the threshold; True once every member is."""
-        if self.eps_train is None:
-            return False
-        newly = (train.detach() < self.eps_train) & ~self.done
+        """Mark the members stopping now; True once every member has stopped."""
+        if self.eps_train is None and self.uniform:
+            return step >= int(self.caps[0])
+        newly = (self.caps <= step) & ~self.done
+        if self.eps_train is not None:
+            below = (train.detach() < self.eps_train) & ~self.done
+            self.reached |= below
+            newly |= below
         if newly.any():
             self.steps[newly] = step
             self.done |= newly
@@ -302,7 +312,17 @@ class _Stops:
 
     def hold(self, params) -> None:
         """Put the stopped members back where they stopped (after an optimizer step)."""
-        if self.eps_train is not None and bool(self.done.any()):
+        if (self.eps_train is not None or not self.uniform) and bool(self.done.any()):
             with torch.no_grad():
                 for keep, p in zip(self.frozen, params, strict=True):
                     p[self.done] = keep[self.done]
+
+
+def _step_caps(max_steps, population: int) -> torch.Tensor:
+    """``max_steps`` as one count per member (checked)."""
+    if isinstance(max_steps, Sequence | torch.Tensor) and not isinstance(max_steps, str):
+        caps = [check_int("max_steps[i]", value, minimum=0) for value in max_steps]
+        if len(caps) != population:
+            raise ValueError(f"max_steps holds {len(caps)} counts for a population of {population}")
+        return torch.tensor(caps, dtype=torch.long)
+    return torch.full((population,), check_int("max_steps", max_steps, minimum=0), dtype=torch.long)

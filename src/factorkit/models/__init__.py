@@ -1,6 +1,19 @@
 """How a candidate W is parameterized."""
 
-from factorkit.models.deep import ACTIVATIONS, DeepFactorization, activation_name, get_activation
+from factorkit.models.deep import (
+    ACTIVATIONS,
+    DeepFactorization,
+    MemberActivations,
+    activation_name,
+    get_activation,
+)
 from factorkit.models.symmetric import SymmetricFactorization
 
-__all__ = ["ACTIVATIONS", "DeepFactorization", "SymmetricFactorization", "activation_name", "get_activation"]
+__all__ = [
+    "ACTIVATIONS",
+    "DeepFactorization",
+    "MemberActivations",
+    "SymmetricFactorization",
+    "activation_name",
+    "get_activation",
+]

@@ -43,6 +43,55 @@ def get_activation(activation: str | Activation, negative_slope: float = 0.2) ->
     )
 
 
+class MemberActivations:
+    """One activation per population member: ``names[p]`` applies to member ``p`` (the leading
+    axis), so nets of several activations train as one batch (the GD runs of a study).
+
+    Each member's values are exactly those of its own activation (a selection, not a blend), and
+    so are their gradients.
+    """
+
+    __name__ = "per_member"
+
+    def __init__(self, names: Sequence[str], negative_slope: float = 0.2) -> None:
+        names = list(names)
+        if not names:
+            raise ValueError("names must not be empty")
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"names must hold activation names, got {type(name).__name__} {name!r}")
+            get_activation(name, negative_slope)  # an unknown name fails here, by name
+        self.names = tuple(names)
+        self.negative_slope = negative_slope
+        self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor | None]]] = {}
+
+    def _for(self, device: torch.device) -> list[tuple[Activation, torch.Tensor | None]]:
+        if device not in self._groups:
+            groups = []
+            for name in dict.fromkeys(self.names):
+                if name == "linear":
+                    continue
+                mask = torch.tensor([n == name for n in self.names], device=device).reshape(-1, 1, 1)
+                everyone = all(n == name for n in self.names)
+                groups.append((get_activation(name, self.negative_slope), None if everyone else mask))
+            self._groups[device] = groups
+        return self._groups[device]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != len(self.names):
+            raise ValueError(f"x must hold {len(self.names)} members (one per activation), got {x.shape[0]}")
+        out = x
+        for function, mask in self._for(x.device):
+            out = function(x) if mask is None else torch.where(mask, function(x), out)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {"names": self.names, "negative_slope": self.negative_slope}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["names"], state["negative_slope"])
+
+
 def activation_name(activation: str | Activation) -> str:
     """A printable name for records: the string itself, or a callable's ``__name__``."""
     if isinstance(activation, str):

@@ -34,10 +34,12 @@ class GroupRMSprop(torch.optim.Optimizer):
         Added to the root mean square for stability.
     population_axis : bool
         Treat dimension 0 as independent models.
-    momentum : float
+    momentum : float or sequence of float
         Heavy-ball momentum on the normalized step, in ``[0, 1)``: ``b_t = momentum b_{t-1} + g_t``
         and the parameters move by ``step_t b_t``. (The paper's code accepts a momentum but
         applies ``g_t``, so its momentum runs equal the runs without; ``momentum=0`` is that.)
+        With ``population_axis``, one value per member may be given (members with and without
+        momentum in one batch: ``0 * b + g`` is exactly ``g``).
     """
 
     def __init__(
@@ -50,9 +52,7 @@ class GroupRMSprop(torch.optim.Optimizer):
         momentum: float = 0.0,
     ) -> None:
         check_float("lr", lr, positive=True)
-        check_float("momentum", momentum, nonnegative=True)
-        if momentum >= 1.0:
-            raise ValueError(f"momentum must be < 1, got {momentum}")
+        momentum = _check_momentum(momentum, population_axis)
         check_float("alpha", alpha, nonnegative=True, upper=1.0)
         if alpha == 1.0:
             raise ValueError("alpha must be < 1, got 1.0")
@@ -93,13 +93,20 @@ class GroupRMSprop(torch.optim.Optimizer):
             bias = 1 - group["alpha"] ** state["step"]
             step_size = group["lr"] / ((square_avg / bias).sqrt() + group["eps"])
             directions = grads
-            if group["momentum"]:
+            momentum = group["momentum"]
+            if isinstance(momentum, torch.Tensor) or momentum:
                 buffers = []
                 for p in params:
                     if "momentum_buffer" not in self.state[p]:
                         self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                        if isinstance(momentum, torch.Tensor):  # one factor per member, shaped once
+                            shape = (-1, *([1] * (p.dim() - 1)))
+                            self.state[p]["momentum"] = momentum.to(p.device, p.dtype).reshape(shape)
                     buffers.append(self.state[p]["momentum_buffer"])
-                torch._foreach_mul_(buffers, group["momentum"])
+                if isinstance(momentum, torch.Tensor):
+                    torch._foreach_mul_(buffers, [self.state[p]["momentum"] for p in params])
+                else:
+                    torch._foreach_mul_(buffers, momentum)
                 torch._foreach_add_(buffers, grads)
                 directions = buffers
             if batched:
@@ -112,3 +119,22 @@ class GroupRMSprop(torch.optim.Optimizer):
             else:
                 torch._foreach_addcmul_(params, directions, [step_size] * len(params), value=-1)
         return loss
+
+
+def _check_momentum(momentum, population_axis: bool):
+    """A float in ``[0, 1)``, or (``population_axis`` only) a 1-D float64 tensor of them."""
+    if isinstance(momentum, list | tuple | torch.Tensor):
+        if not population_axis:
+            raise ValueError("momentum must be a float unless population_axis=True (one value per member)")
+        values = torch.as_tensor(momentum, dtype=torch.float64)
+        if values.dim() != 1 or values.numel() == 0:
+            raise ValueError(
+                f"momentum must be a float or a 1-D sequence of floats, got shape {tuple(values.shape)}"
+            )
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()) or bool((values >= 1).any()):
+            raise ValueError(f"momentum values must be in [0, 1), got {values.tolist()}")
+        return values
+    momentum = check_float("momentum", momentum, nonnegative=True)
+    if momentum >= 1.0:
+        raise ValueError(f"momentum must be < 1, got {momentum}")
+    return momentum

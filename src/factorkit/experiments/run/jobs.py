@@ -23,7 +23,7 @@ from factorkit.fit.gd import initial_weights, train_gd
 from factorkit.fit.guess_check import GuessCheckResult, Prior, combine_results, guess_and_check
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.fit.result import ESTIMATED
-from factorkit.models.deep import DeepFactorization
+from factorkit.models.deep import DeepFactorization, MemberActivations
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry
 
 GD_SEED_OFFSET = 1_000_003
@@ -59,9 +59,12 @@ class Job:
 
 
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
-# what GD members of one batch may differ in: the width (zero-padded) and what their problems
-# hold (every member brings its own problem of the same sizes, m x m' and n measurements)
-BATCHABLE_KEYS = ("width", "rank", "measurements", "norm", "outliers", "noise", "pairing")
+# what GD members of one batch may differ in: the width (zero-padded), what their problems hold
+# (every member brings its own problem of the same sizes, m x m' and n measurements), the
+# activation (one per member) and, under the paper's group RMSprop, the momentum (one per
+# member); see `gd_batch`. Not the step count: a member done early would ride along
+BATCHABLE_KEYS = ("width", "rank", "measurements", "norm", "outliers", "noise", "pairing", "activation")
+PER_MEMBER_MOMENTUM = ("group_rmsprop",)
 
 
 def problem_seed(params: dict, seed: int) -> int:
@@ -261,18 +264,27 @@ def run_gc(job: Job, study: str, device: str) -> list[dict]:
     return rows
 
 
-def run_gd(job: Job, study: str, device: str) -> list[dict]:
-    """The rows of a GD job: its cells' unfinished seeds trained as one batch, zero-padded to the
-    widest member (:data:`BATCHABLE_KEYS`), each member on its own problem."""
-    params = job.cell.params
-    model = build_model(params)
-    start = time.perf_counter()
-    members = [(job.cell, seed) for seed in job.seeds] + [
+def gd_members(job: Job) -> list[tuple[Cell, int]]:
+    """The ``(cell, seed)`` of every run a GD job trains, in batch order."""
+    return [(job.cell, seed) for seed in job.seeds] + [
         (cell, seed) for cell, seeds in job.others for seed in seeds
     ]
+
+
+def gd_batch(job: Job, device: str) -> tuple[list[tuple[Cell, int]], dict]:
+    """A GD job's members and the arguments of its one :func:`~factorkit.fit.gd.train_gd` call.
+
+    Members train as one population: zero-padded to the widest (:meth:`DeepFactorization.pad`;
+    each starts as its own width's net would, from its seed and fan-in), each on its own problem,
+    with its own activation (:class:`~factorkit.models.MemberActivations`), step count and (group
+    RMSprop) momentum where those differ. Every member's arithmetic is its own run's.
+    """
+    params = job.cell.params
+    members = gd_members(job)
     width = max(cell.params["width"] for cell, _ in members)
-    model = replace(model, width=width)
-    # every member starts as its own width's net would (its seed, its fan-in), zero-padded
+    activations = [cell.params["activation"] for cell, _ in members]
+    activation = activations[0] if len(set(activations)) == 1 else MemberActivations(activations)
+    model = replace(build_model(params), width=width, activation=activation)
     starts = []
     for cell, seed in members:
         own = build_model(cell.params)
@@ -280,26 +292,39 @@ def run_gd(job: Job, study: str, device: str) -> list[dict]:
             own, [seed + GD_SEED_OFFSET], params["init_scale"], params.get("init", "gaussian")
         )
         starts.append(own.pad(weights, width))
-    initial = [torch.cat([member[layer] for member in starts]) for layer in range(len(starts[0]))]
-    batch = ProblemBatch.of(
-        [build_problem(cell.params, seed, device, params["dtype"]) for cell, seed in members]
-    )
-    result = train_gd(
-        batch,
-        model,
-        seeds=[seed + GD_SEED_OFFSET for _, seed in members],
-        initial=initial,
-        init_scale=params["init_scale"],
-        init=params.get("init", "gaussian"),
-        lr=params["lr"],
-        optimizer_options={"momentum": params["momentum"]} if params.get("momentum") else None,
-        max_steps=params["steps"],
-        eps_train=params["eps_train"],
-        optimizer=params["optimizer"],
-        progress=False,
-        loss=params["loss"],
-        lr_decay=params["lr_decay"],
-    )
+    momenta = [float(cell.params.get("momentum") or 0.0) for cell, _ in members]
+    if len(set(momenta)) > 1:
+        options = {"momentum": momenta}
+    else:
+        options = {"momentum": momenta[0]} if momenta[0] else None
+    arguments = {
+        "problem": ProblemBatch.of(
+            [build_problem(cell.params, seed, device, params["dtype"]) for cell, seed in members]
+        ),
+        "model": model,
+        "seeds": [seed + GD_SEED_OFFSET for _, seed in members],
+        "initial": [torch.cat([member[layer] for member in starts]) for layer in range(len(starts[0]))],
+        "init_scale": params["init_scale"],
+        "init": params.get("init", "gaussian"),
+        "lr": params["lr"],
+        "optimizer_options": options,
+        "max_steps": params["steps"],
+        "eps_train": params["eps_train"],
+        "optimizer": params["optimizer"],
+        "progress": False,
+        "loss": params["loss"],
+        "lr_decay": params["lr_decay"],
+    }
+    return members, arguments
+
+
+def run_gd(job: Job, study: str, device: str) -> list[dict]:
+    """The rows of a GD job: its cells' unfinished seeds trained as one batch (:func:`gd_batch`)."""
+    params = job.cell.params
+    start = time.perf_counter()
+    members, arguments = gd_batch(job, device)
+    problem, model = arguments.pop("problem"), arguments.pop("model")
+    result = train_gd(problem, model, **arguments)
     elapsed = (time.perf_counter() - start) / len(members)
     rows = []
     for index, (cell, seed) in enumerate(members):

@@ -4,10 +4,12 @@ problem."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from factorkit.experiments.config import Cell, StudyConfig
-from factorkit.experiments.run.jobs import BATCHABLE_KEYS, Job, build_model
+from factorkit.experiments.run.jobs import BATCHABLE_KEYS, PER_MEMBER_MOMENTUM, Job, build_model
 from factorkit.fit.guess_check import Prior, stream_layout
 
 
@@ -92,20 +94,62 @@ def plan_cells(
     # the longest jobs first keeps the pool busy to the end: GD batches by their steps times depth,
     # then G&C (wide, deep first)
     gc_jobs = sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
-    gd_batches = sorted(gd_jobs(gd_cells), key=lambda j: -j.cell.params["steps"] * j.cell.params["depth"])
+    gd_batches = sorted(gd_jobs(gd_cells), key=lambda j: -gd_steps(j) * j.cell.params["depth"])
     return gd_batches + gc_jobs
 
 
 def gd_jobs(cells: list[tuple[Cell, tuple[int, ...]]]) -> list[Job]:
-    """One GD job per group of cells equal but for the width and the problem (depth >= 2, see
-    :data:`BATCHABLE_KEYS`), trained as one batch zero-padded to the widest (exact: every built-in
-    activation has s(0) = 0) with one problem per member; GD at small sizes is bound by per-step
-    overhead, so a width sweep's steps (and a completion twin's) are paid once, not once per cell."""
+    """GD jobs: cells equal but for the width, the problem, the activation and (group RMSprop) the
+    momentum (depth >= 2, see :data:`BATCHABLE_KEYS`) train as one batch
+    (:func:`~factorkit.experiments.run.jobs.gd_batch`: zero-padded to the widest, exact since every
+    built-in activation has s(0) = 0; one problem, activation and momentum per member). Small nets
+    are bound by per-step overhead, so merging pays; padding a narrow net to a wide one costs its
+    arithmetic, so each group's widths are split where :func:`gd_step_seconds` says that is cheaper."""
     groups: dict[tuple, list[tuple[Cell, tuple[int, ...]]]] = {}
     for cell, seeds in cells:
         params = cell.params
-        # members may differ in width and in their problems (one ProblemBatch), not in sizes or GD settings
-        shared = tuple(sorted((k, v) for k, v in params.items() if k not in BATCHABLE_KEYS))
+        # members may differ in the batchable keys, not in sizes, steps or the other GD settings
+        batchable = BATCHABLE_KEYS + (("momentum",) if params["optimizer"] in PER_MEMBER_MOMENTUM else ())
+        shared = tuple(sorted((k, v) for k, v in params.items() if k not in batchable))
         key = shared if params["depth"] >= 2 else (cell,)
         groups.setdefault(key, []).append((cell, seeds))
-    return [Job(members[0][0], members[0][1], others=tuple(members[1:])) for members in groups.values()]
+    jobs = []
+    for members in groups.values():
+        for bucket in _width_buckets(members):
+            jobs.append(Job(bucket[0][0], bucket[0][1], others=tuple(bucket[1:])))
+    return jobs
+
+
+def gd_step_seconds(runs: int, width: int, depth: int) -> float:
+    """Seconds of one batched GD step of ``runs`` nets of ``width`` and ``depth`` (m = m' = 5) on
+    one core: a per-step overhead and each member's arithmetic, fitted to timed steps on the
+    reference 2-core CPU (depths 2 and 6, widths 5 to 160, 16 to 432 members: within 30%)."""
+    overhead = 1e-4 + 7e-5 * depth
+    member = (0.8 + 0.03 * width) * depth + 0.0105 * width**2 * max(depth - 2, 0)
+    return overhead + runs * member * 1e-6
+
+
+def _width_buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tuple[Cell, tuple[int, ...]]]]:
+    """``members`` split into batches of consecutive widths, the split of least modelled time."""
+    widths = sorted({cell.params["width"] for cell, _ in members})
+    runs = [sum(len(seeds) for cell, seeds in members if cell.params["width"] == w) for w in widths]
+    depth = members[0][0].params["depth"]
+    # best[i]: least time of the widths[:i]; cut[i]: where its last batch starts
+    best, cut = [0.0] + [math.inf] * len(widths), [0] * (len(widths) + 1)
+    for end in range(1, len(widths) + 1):
+        for begin in range(end):
+            seconds = best[begin] + gd_step_seconds(sum(runs[begin:end]), widths[end - 1], depth)
+            if seconds < best[end]:
+                best[end], cut[end] = seconds, begin
+    buckets, end = [], len(widths)
+    while end:
+        begin = cut[end]
+        chosen = set(widths[begin:end])
+        buckets.append([(cell, seeds) for cell, seeds in members if cell.params["width"] in chosen])
+        end = begin
+    return buckets[::-1]
+
+
+def gd_steps(job: Job) -> int:
+    """Steps a GD job runs."""
+    return job.cell.params["steps"]

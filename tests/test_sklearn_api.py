@@ -235,3 +235,81 @@ def test_every_estimator_declares_its_parameters_and_checks_them_before_the_data
         if name not in ("SparseCoder", "QWEM"):  # these check against their dictionary / corpus first
             with pytest.raises(ValueError, match=f"{next(iter(params))} must be >= 1"):
                 estimator.fit("not an array")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rs: NMF(3, init="random", max_iter=20, random_state=rs),
+        lambda rs: BooleanMF(3, max_iter=20, random_state=rs),
+        lambda rs: EBMF(2, random_state=rs),
+        lambda rs: DictionaryLearning(3, max_iter=5, random_state=rs),
+        lambda rs: BinarySparseCoding(3, max_iter=5, random_state=rs),
+    ],
+    ids=["NMF", "BooleanMF", "EBMF", "DictionaryLearning", "BinarySparseCoding"],
+)
+def test_random_state_takes_none_int_randomstate_and_generator_everywhere(make):
+    """One convention (scikit-learn's): an int reproduces, a RandomState or Generator seeds from
+    its stream (equal streams give equal fits), None draws from NumPy's global state."""
+    X = (np.random.default_rng(0).random((30, 12)) < 0.4).astype(float)
+
+    def fit(rs):
+        model = make(rs).fit(X)
+        return model.factors_ if isinstance(model, EBMF) else model.components_
+
+    # equal seeds give equal fits to rounding: the same operations, but MKL may pick a kernel by a
+    # buffer's alignment, so threaded reruns can differ in the last bits (seen: 3e-16 in BSC)
+    same = {"rtol": 1e3 * np.finfo(np.float64).eps, "atol": 1e3 * np.finfo(np.float64).eps}
+    np.testing.assert_allclose(fit(3), fit(3), **same)
+    np.testing.assert_allclose(fit(np.random.RandomState(5)), fit(np.random.RandomState(5)), **same)
+    np.testing.assert_allclose(fit(np.random.default_rng(5)), fit(np.random.default_rng(5)), **same)
+    np.random.seed(11)  # noqa: NPY002  (None means the global state: that is what is tested)
+    first = fit(None)
+    np.random.seed(11)  # noqa: NPY002  (None means the global state: that is what is tested)
+    np.testing.assert_allclose(first, fit(None), **same)
+    with pytest.raises(
+        TypeError, match="random_state must be None, an int, a numpy RandomState or Generator"
+    ):
+        make("0").fit(X)
+
+
+def test_qwem_takes_random_state_and_keeps_seed_as_a_deprecated_alias():
+    from factorkit.methods.corpus import synthetic_corpus
+
+    corpus = list(synthetic_corpus(n_sentences=200, seed=0))
+    new = QWEM(dim=4, min_count=1, solver="lanczos", random_state=7).fit(corpus)
+    with pytest.warns(FutureWarning, match=r"renamed QWEM\(random_state=...\)"):
+        old = QWEM(dim=4, min_count=1, solver="lanczos", seed=7).fit(corpus)
+    np.testing.assert_array_equal(new.embeddings_, old.embeddings_)  # the same seed, the same run
+    assert "seed" in QWEM().get_params() and QWEM().get_params()["random_state"] == 0
+    with pytest.raises(ValueError, match="seed"):
+        QWEM(seed="7").fit(corpus)
+
+
+@pytest.mark.parametrize(
+    "estimator, name",
+    [
+        (NMF(3, step=0.3), "step"),
+        (NMF(3, decode="hard"), "decode"),
+        (NMF(3, solver="alternating", alpha_W=0.1), "alpha_W"),
+        (NMF(3, solver="mu", inner_sweeps=2), "inner_sweeps"),
+        (SparseCoder(np.eye(4), algorithm="omp", penalty="l0"), "penalty"),
+        (SparseCoder(np.eye(4), algorithm="omp", max_iter=50), "max_iter"),
+        (SparseCoder(np.eye(4), penalty="l1", penalty_params={"q": 0.3}), "penalty_params"),
+        (DictionaryLearning(3, algorithm="omp", code_tol=1e-2), "code_tol"),
+        (DictionaryLearning(3, algorithm="omp", positive_code=True), "positive_code"),
+        (BinarySparseCoding(3, anneal_iterations=0, anneal_temperature=3.0), "anneal_temperature"),
+        (BooleanMF(3, l2_reg=0.0, regularization_rate=1.1), "regularization_rate"),
+        (CovariateEBMF(2, ridge=5.0), "ridge"),
+    ],
+)
+def test_a_parameter_the_settings_would_ignore_is_refused_by_name(estimator, name):
+    """No estimator takes a parameter it ignores: set away from its default where the other
+    settings leave it unused, it is refused by name (its default is always accepted)."""
+    X = (np.random.default_rng(0).random((12, 4)) < 0.5).astype(float)
+    with pytest.raises(ValueError, match=f"^{name} applies"):
+        estimator.fit(X)
+    import inspect
+
+    default_value = inspect.signature(type(estimator).__init__).parameters[name].default
+    clone(estimator).set_params(**{name: default_value}).fit(X)  # at its default, the same settings fit

@@ -10,6 +10,7 @@ names exactly its class's constructor parameters.
 
 from __future__ import annotations
 
+import inspect
 from numbers import Integral
 
 import numpy as np
@@ -96,6 +97,21 @@ class RandomState(Rule):
         check_int(name, value, minimum=0)
 
 
+def seed_of(random_state) -> int:
+    """An int seed from scikit-learn's ``random_state``: an int as it is; a numpy ``RandomState`` or
+    ``Generator`` draws one from its stream (so a shared generator gives each fit its own seed);
+    None draws one from NumPy's global ``RandomState``, as scikit-learn does. NumPy only: the
+    lean estimators use it too."""
+    RandomState().check("random_state", random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if random_state is None:
+        return int(np.random.mtrand._rand.randint(np.iinfo(np.int32).max))  # the global RandomState
+    return int(random_state)
+
+
 class NotString(Rule):
     """Anything but a string (arrays, tuples; checked where used): strings go to a ``Choice``."""
 
@@ -131,6 +147,31 @@ NONE = Constant(None)
 
 def validate_params(estimator) -> None:
     """Check every constructor parameter of ``estimator`` against its class's ``_parameters``, in
-    the table's order (the order the estimator documents them)."""
+    the table's order (the order the estimator documents them); then refuse, by name, a parameter
+    set away from its default where the other settings leave it unused (the estimator's
+    ``_applies()``: ``{name: (applies, where it applies)}``), rather than ignore it."""
     for name, rule in type(estimator)._parameters.items():
         rule.check(name, getattr(estimator, name))
+    applies = getattr(estimator, "_applies", None)
+    if applies is None:
+        return
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(type(estimator).__init__).parameters.items()
+    }
+    for name, (used, where) in applies().items():
+        value, default = getattr(estimator, name), defaults[name]
+        if not used and not _is_default(value, default):
+            raise ValueError(
+                f"{name} applies with {where} only; got {name}={value!r}, which these settings would "
+                f"ignore (leave it at its default, {default!r})"
+            )
+
+
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    try:
+        return bool(type(value) is type(default) and value == default)
+    except (TypeError, ValueError):  # arrays and the like: not a default
+        return False

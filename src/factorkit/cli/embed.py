@@ -28,7 +28,7 @@ def add_parser(commands) -> None:
         help="window weights by distance r: (window - r + 1) / window (word2vec's dynamic window) or 1",
     )
     embed.add_argument("--tol", type=positive_float, default=1e-6, help="eigensolver relative residual")
-    embed.add_argument("--seed", type=seed, default=0, help="eigensolver start block")
+    embed.add_argument("--seed", type=seed, default=0, help="eigensolver start block (random_state)")
     embed.add_argument(
         "--solver",
         choices=("auto", "dense", "lanczos", "arpack"),
@@ -62,7 +62,7 @@ def run(args) -> None:
         weighting=args.weighting,
         solver=args.solver,
         tol=args.tol,
-        seed=args.seed,
+        random_state=args.seed,
     )
     model.fit(args.corpus, progress=None)
     model.save_word2vec(args.out / "vectors.txt")

@@ -8,17 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from factorkit._validation import check_int
-
-
-def seed_of(random_state) -> int:
-    """An int seed from scikit-learn's ``random_state`` (an int as it is; None or a RandomState draws one)."""
-    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
-        return check_int("random_state", int(random_state), minimum=0)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+from factorkit._params import seed_of  # noqa: F401  (re-exported: the methods import it from here)
 
 
 def as_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

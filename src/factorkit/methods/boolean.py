@@ -137,7 +137,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         Stop when the objective changes by less than ``tol`` (relative to ``max(1, F)``).
     inertia : float
         iPALM extrapolation ``beta`` in ``[0, 1)``; 0 gives PALM.
-    random_state : int
+    random_state : None, int, numpy RandomState or Generator
         Seed of the ``Uniform[0, 1)`` initialisation.
     device : str
         ``'cpu'``, ``'cuda'`` or ``'auto'``.
@@ -262,6 +262,9 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         device = resolve_device(self.device)
         dtype = torch.float32 if self.dtype == "float32" else torch.float64
         return binary, torch.from_numpy(binary).to(device=device, dtype=dtype), device, dtype
+
+    def _applies(self) -> dict:
+        return {"regularization_rate": (self.l2_reg > 0, "l2_reg > 0 (it scales the l2 weight)")}
 
     def fit(self, X, y=None) -> BooleanMF:
         """Factorize the binary matrix ``X`` (n x m)."""

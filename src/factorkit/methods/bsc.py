@@ -63,7 +63,7 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
         Stop when the free energy per sample rises by less than ``tol`` (after annealing).
     anneal_temperature, anneal_iterations
         The starting temperature and the iterations over which it falls to 1 (0: no annealing).
-    random_state : int, RandomState or None
+    random_state : None, int, numpy RandomState or Generator
         Seeds the initial ``W``: the data mean plus Gaussian noise of a quarter of its standard
         deviation (ProSper's start); ``pi = min(1 / H, 1/2)``, ``sigma`` the data's standard
         deviation (floored at ``1e-6`` times the largest magnitude, as in every M-step).
@@ -145,6 +145,9 @@ class BinarySparseCoding(LearnedAtomsMixin, ClassNamePrefixFeaturesOutMixin, Tra
                 f"more than {MAX_STATES}: lower either"
             )
         return H, selected, active
+
+    def _applies(self) -> dict:
+        return {"anneal_temperature": (self.anneal_iterations > 0, "anneal_iterations > 0")}
 
     def fit(self, X, y=None) -> BinarySparseCoding:
         """Learn ``W``, ``pi`` and ``sigma`` from ``X`` (n_samples x n_features)."""

@@ -56,7 +56,7 @@ class EBMF(BaseEstimator):
         Most sweeps per factor (greedy) and over all factors (backfit).
     tol : float
         Stop when the ELBO rises by less than ``tol`` (absolute).
-    random_state : int
+    random_state : None, int, numpy RandomState or Generator
         Seed of the power iteration that initialises each factor.
 
     Attributes

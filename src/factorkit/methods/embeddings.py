@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from factorkit._lean import LeanEstimator
-from factorkit._params import NONE, Choice, Integer, Real, validate_params
+from factorkit._params import NONE, Choice, Integer, RandomState, Real, seed_of, validate_params
 from factorkit._validation import check_float, check_int
 from factorkit.linalg import SOLVERS, top_eigenpairs
 from factorkit.methods.corpus import CorpusStatistics, read_sentences, synthetic_corpus
@@ -164,8 +165,11 @@ class QWEM(LeanEstimator):
         ``eigh`` below 700 words and the float32 block Lanczos method above.
     tol : float
         Eigensolver tolerance: every pair has ``||M* v - lambda v|| <= tol lambda_1``.
-    seed : int
-        Start block of the eigensolver.
+    random_state : None, int, numpy RandomState or Generator
+        Seeds the eigensolver's start block (scikit-learn's meaning, as every factorkit estimator).
+    seed : int, deprecated
+        The former name of ``random_state``; still accepted in 0.1 with a ``FutureWarning``, to be
+        removed in 0.2.
 
     Attributes
     ----------
@@ -185,7 +189,8 @@ class QWEM(LeanEstimator):
         "weighting": Choice("linear", "uniform"),
         "solver": Choice(*SOLVERS),
         "tol": Real(positive=True),
-        "seed": Integer(minimum=0),
+        "random_state": RandomState(),
+        "seed": Choice("deprecated") | Integer(minimum=0),
     }
 
     def __init__(
@@ -199,7 +204,8 @@ class QWEM(LeanEstimator):
         weighting: str = "linear",
         solver: str = "auto",
         tol: float = 1e-6,
-        seed: int = 0,
+        random_state=0,
+        seed="deprecated",
     ) -> None:
         self.dim = dim
         self.window = window
@@ -210,6 +216,7 @@ class QWEM(LeanEstimator):
         self.weighting = weighting
         self.solver = solver
         self.tol = tol
+        self.random_state = random_state
         self.seed = seed
 
     def __sklearn_tags__(self):
@@ -237,7 +244,7 @@ class QWEM(LeanEstimator):
         S, c = stats_.target(self.negatives, self.power)
         # S is symmetric by construction (C + C^T with symmetric P-)
         result = top_eigenpairs(
-            S, dim, c, solver=self.solver, tol=self.tol, seed=self.seed, check_input=False
+            S, dim, c, solver=self.solver, tol=self.tol, seed=self._seed(), check_input=False
         )
         values, vectors = result.values, result.vectors
         positive = np.clip(values, 0.0, None)
@@ -250,6 +257,18 @@ class QWEM(LeanEstimator):
         self.vectors_ = KeyedVectors(self.words_, self.embeddings_)  # normalized once, for queries
         self.fit_time_ = time.perf_counter() - start
         return self
+
+    def _seed(self) -> int:
+        """The eigensolver's seed from ``random_state`` (or the deprecated ``seed``, with a warning)."""
+        if isinstance(self.seed, str) and self.seed == "deprecated":
+            return seed_of(self.random_state)
+        warnings.warn(
+            "QWEM(seed=...) was renamed QWEM(random_state=...) in factorkit 0.1 and will be removed in 0.2; "
+            "seed is used here",
+            FutureWarning,
+            stacklevel=3,
+        )
+        return int(self.seed)
 
     def most_similar(self, word: str, topn: int = 10) -> list[tuple[str, float]]:
         """The ``topn`` nearest words by cosine similarity."""

@@ -113,7 +113,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         the fit is not paid for). At ``max_iter`` a ``ConvergenceWarning`` says so;
         ``history_[-1]['stopped']`` is ``'tol'``, ``'stalled'`` or ``'max_iter'``.
         (``'alternating'``: when ``A`` moved by less than ``tol`` relative to its norm.)
-    random_state : int, numpy RandomState or None
+    random_state : None, int, numpy RandomState or Generator
         Seed of ``init='random'`` (scikit-learn's convention: an int is reproducible, ``None``
         draws a fresh seed).
     verbose : int
@@ -238,6 +238,19 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 f"beta_loss={self.beta_loss!r} (beta <= 0) needs strictly positive X: the divergence is "
                 "infinite at zeros (add a small constant, or use beta > 0)"
             )
+
+    def _applies(self) -> dict:
+        """Which parameters the solver uses (:func:`~factorkit._params.validate_params` refuses the rest)."""
+        alternating = self.solver == "alternating"
+        rules = {
+            name: (alternating, "solver='alternating'")
+            for name in ("step", "r", "alpha", "decode", "project")
+        }
+        rules |= {
+            name: (not alternating, "solver='hals' or 'mu'") for name in ("alpha_W", "alpha_H", "l1_ratio")
+        }
+        rules["inner_sweeps"] = (self.solver == "hals", "solver='hals'")
+        return rules
 
     def _penalties(self, shape) -> Penalties:
         """scikit-learn's regularization: ``alpha_W`` times n_features, ``alpha_H`` times n_samples."""

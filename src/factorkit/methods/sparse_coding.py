@@ -65,6 +65,7 @@ from factorkit._validation import resolve_device
 from factorkit.methods._coding import (
     ALGORITHMS,
     PENALTIES,
+    PENALTY_PARAMS,
     Penalty,
     check_coding,
     check_dictionary,
@@ -119,6 +120,21 @@ class _CodingMixin:
     def _penalty(self) -> Penalty:
         return Penalty.make(self.penalty, self.alpha, self.penalty_params, self.positive_code)
 
+    # FISTA's settings: OMP picks a count of atoms per sample and solves least squares on them
+    _FISTA_ONLY: tuple[str, ...] = ()
+
+    def _applies(self) -> dict:
+        fista = self.algorithm == "fista"
+        rules = {
+            name: (fista, "algorithm='fista'") for name in ("penalty", "positive_code", *self._FISTA_ONLY)
+        }
+        shaped = fista and self.penalty in PENALTY_PARAMS
+        rules["penalty_params"] = (
+            shaped,
+            f"algorithm='fista' and a penalty among {', '.join(PENALTY_PARAMS)}",
+        )
+        return rules
+
 
 class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Sparse codes in a fixed dictionary (scikit-learn's ``SparseCoder``, with the penalties of
@@ -150,6 +166,7 @@ class SparseCoder(_CodingMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixi
     array([[ 2. ,  0. , -1.5]])
     """
 
+    _FISTA_ONLY = ("max_iter", "tol")
     _parameters = {
         "dictionary": Anything(),  # checked with the data
         **_CODING_PARAMETERS,
@@ -265,7 +282,7 @@ class DictionaryLearning(
         time and objective, is in ``benchmarks/bench_dictionary.py``).
     transform_max_iter, transform_tol : the same for :meth:`transform` and the codes
         :meth:`fit_transform` returns.
-    random_state : int, RandomState or None
+    random_state : None, int, numpy RandomState or Generator
         Seeds the initial atoms (random samples of ``X``, normalized), the mini-batch order and
         the replacement of unused atoms.
     device : str
@@ -292,6 +309,7 @@ class DictionaryLearning(
     (8, 16)
     """
 
+    _FISTA_ONLY = ("code_max_iter", "code_tol", "transform_max_iter", "transform_tol")
     _parameters = {
         "n_components": NONE | Integer(),
         **_CODING_PARAMETERS,

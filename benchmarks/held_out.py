@@ -474,7 +474,7 @@ def _qwem(corpus: str, dim: int, window: int) -> Outcome:
 
 # ------------------------------------------------------------------------------------- robust
 def robust_family() -> Iterator[Problem]:
-    """Rank-r matrices 10x10 and 20x20 (ranks 1 and 2) seen through ``n = 8 r m`` Gaussian
+    """Rank-r matrices 10x10 and 20x20 (ranks 1 and 2) seen through ``n = 5 r m`` Gaussian
     measurements of which a fraction (5%, 10%, 20%) is replaced by outliers of 10x the
     measurements' scale, seeds 0-2: the sub-gradient method (Ma & Fattahi) at its defaults on
     ``U V^T`` with the rank over-estimated (``r' = m``) against the convex program."""
@@ -495,7 +495,7 @@ def _robust(size: int, rank: int, fraction: float, seed: int) -> Outcome:
     from factorkit.fit.subgradient import subgradient_method
     from factorkit.problems.sensing import corrupt, make_sensing_problem
 
-    clean = make_sensing_problem(size, size, rank, 8 * rank * size, seed=seed, dtype="float64")
+    clean = make_sensing_problem(size, size, rank, 5 * rank * size, seed=seed, dtype="float64")
     problem = corrupt(clean, outliers=fraction, seed=seed)
     ours = subgradient_method(problem, size, symmetric=False, seed=seed).rel_error
     anchor = float(problem.rel_error(robust_nuclear_norm(problem).W))

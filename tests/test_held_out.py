@@ -60,7 +60,9 @@ def test_ebmf_beats_the_column_means_on_held_out_digits(held_out):
 def test_outcome_verdicts_and_relative_loss(held_out):
     Outcome = held_out.Outcome
     assert Outcome("p", "g", 100.0, 100.4).verdict == "tie"  # within 0.5%
-    assert Outcome("p", "g", 90.0, 100.0).verdict == "win" and Outcome("p", "g", 90.0, 100.0).relative_loss < 0
+    assert (
+        Outcome("p", "g", 90.0, 100.0).verdict == "win" and Outcome("p", "g", 90.0, 100.0).relative_loss < 0
+    )
     assert Outcome("p", "g", 0.5, 0.6, higher_is_better=True).verdict == "loss"
     assert Outcome("p", "g", 0.5, 0.6, higher_is_better=True).relative_loss == pytest.approx(1 / 6)
 

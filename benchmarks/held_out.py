@@ -467,7 +467,8 @@ def _qwem(corpus: str, dim: int, window: int) -> Outcome:
     def similarity(vectors) -> float:
         return float(spearmanr([vectors(a, b) for a, b, _ in pairs], gold).statistic)
 
-    ours_score = similarity(lambda a, b: ours.vectors_.similarity(a, b))
+    unit = ours.embeddings_ / np.maximum(np.linalg.norm(ours.embeddings_, axis=1, keepdims=True), 1e-300)
+    ours_score = similarity(lambda a, b: float(unit[ours.index_[a]] @ unit[ours.index_[b]]))
     anchor_score = similarity(lambda a, b: float(anchor.similarity(a, b)))
     return Outcome("", "", ours_score, anchor_score, higher_is_better=True)
 

@@ -33,8 +33,9 @@ from factorkit.problems.boolean import boolean_product
 from factorkit.prox import penalty_elastic_binary, prox_elastic_binary
 
 DEFAULT_MAX_DENSE_BYTES = 2**30
-# init="auto" adds Asso's start below this many flops of Asso (9 n m^2 k; 2.6e11 took 10 s on one core)
-ASSO_FLOPS = 1e12
+# init="auto" adds Asso's start below this many multiply-adds of Asso (asso_flops; head500 in
+# 100-token documents, 3370 x 2585 at k = 10, is 7.3e11: 32 s on the 2-core CPU, shared)
+ASSO_FLOPS = 2e12
 
 
 def as_binary_matrix(X, name: str = "X", max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES) -> np.ndarray:
@@ -161,8 +162,8 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         Where the relaxation starts. ``'random'``: ``n_init`` draws of ``Uniform[0, 1)``.
         ``'asso'``: the factors of :func:`asso` (the greedy cover of Miettinen et al.), from which
         the relaxation runs (then rounding and polishing as always), beside those factors polished
-        alone. ``'auto'`` (default): both, when Asso's cost (``9 n m^2 k`` flops: nine thresholds)
-        is under :data:`ASSO_FLOPS`, else ``'random'``; the candidate of the lowest Boolean error
+        alone. ``'auto'`` (default): both, when Asso's cost (:func:`asso_flops`: nine thresholds,
+        rows updated as components cover them) is under :data:`ASSO_FLOPS`, else ``'random'``; the candidate of the lowest Boolean error
         is kept (``init_`` says which). With Asso among the starts the fit is never worse than
         Asso's on any table (polishing never raises the error), and on tables where the relaxation
         finds a better cover it keeps that: ``benchmarks/held_out.py boolean`` counts both.
@@ -300,7 +301,7 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
                 U = torch.rand(n, k, generator=generator, dtype=dtype).to(device)
                 V = torch.rand(k, m, generator=generator, dtype=dtype).to(device)
                 starts.append(("random", U, V))
-        use_asso = self.init == "asso" or (self.init == "auto" and 9.0 * n * m * m * k <= ASSO_FLOPS)
+        use_asso = self.init == "asso" or (self.init == "auto" and asso_flops(binary, k) <= ASSO_FLOPS)
         candidates = []  # (score, U_bool, V_bool, history, iterations, name)
         if use_asso:
             U_asso, V_asso = asso(binary, k)
@@ -425,23 +426,51 @@ def asso(
     k = check_int("n_components", n_components)
     if k > min(binary.shape):
         raise ValueError(f"n_components must be <= min(n, m) = {min(binary.shape)}, got {k}")
-    if threshold is None:
-        candidates = [asso(binary, k, t, positive_weight, negative_weight) for t in np.arange(0.1, 1.0, 0.1)]
-        return min(candidates, key=lambda f: int((boolean_product(*f) != binary).sum()))
-    check_float("threshold", threshold, positive=True, upper=1.0)
+    if threshold is not None:
+        check_float("threshold", threshold, positive=True, upper=1.0)
+    # the association matrix once for every threshold; each threshold's gains in full once, then
+    # only for the rows the last component changed (the others' newly covered sets did not move):
+    # the same integer sums (float32 counts are exact below 2^24), so the same candidates win
     data = binary.astype(np.float32)
     counts = data.sum(0)
     association = (data.T @ data) / np.maximum(counts, 1)[:, None]
-    basis = (association >= threshold).astype(np.float32)  # one candidate per column
+    thresholds = [threshold] if threshold is not None else np.arange(0.1, 1.0, 0.1)
+    candidates = [
+        _asso_cover(binary, data, association >= t, k, positive_weight, negative_weight) for t in thresholds
+    ]
+    return min(candidates, key=lambda f: int((boolean_product(*f) != binary).sum()))
+
+
+def asso_flops(binary: np.ndarray, k: int) -> float:
+    """Multiply-adds of :func:`asso` on ``binary`` at rank ``k``: the association matrix, then per
+    threshold (nine) one full gains product and ``k`` updates of the rows a component covers
+    (counted as a quarter of the rows each), for choosing it."""
+    n, m = binary.shape
+    return float(n) * m * m * (1 + 9 * (1 + 0.25 * k))
+
+
+def _asso_cover(binary, data, basis, k: int, positive_weight: float, negative_weight: float):
+    """Asso's greedy cover at one threshold: ``basis`` holds one candidate per row. The gain of
+    candidate ``b`` for row ``i`` is ``w+ |x_i - c_i| . b - w- |not (x_i or c_i)| . b``."""
+    basis_T = basis.T.astype(np.float32)
+    sizes = basis.sum(1).astype(np.float32)  # |b|: the zeros b would newly cover are |b| - |b AND (x OR c)|
     covered = np.zeros_like(binary)
     U = np.zeros((binary.shape[0], k), dtype=bool)
     V = np.zeros((k, binary.shape[1]), dtype=bool)
+
+    def gains_of(rows):
+        new_ones = (binary[rows] & ~covered[rows]).astype(np.float32)
+        union = (binary[rows] | covered[rows]).astype(np.float32)
+        return positive_weight * (new_ones @ basis_T) - negative_weight * (sizes[None, :] - union @ basis_T)
+
+    gains = data @ basis_T  # nothing covered yet: new ones = x, union = x
+    gains = (positive_weight + negative_weight) * gains - negative_weight * sizes[None, :]
     for component in range(k):
-        new_ones = (binary & ~covered).astype(np.float32)
-        new_zeros = (~binary & ~covered).astype(np.float32)
-        gains = positive_weight * new_ones @ basis.T - negative_weight * new_zeros @ basis.T
         best = int(np.maximum(gains, 0).sum(0).argmax())
         U[:, component] = gains[:, best] > 0
-        V[component] = basis[best] > 0
-        covered |= np.outer(U[:, component], V[component])
+        V[component] = basis[best]
+        covered[U[:, component]] |= V[component]
+        changed = np.flatnonzero(U[:, component])
+        if changed.size and component + 1 < k:
+            gains[changed] = gains_of(changed)
     return U, V

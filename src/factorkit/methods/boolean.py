@@ -159,13 +159,13 @@ class BooleanMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         The objective is non-convex: on 1000 x 500 planted data with k = 10, single runs
         occasionally end in a local optimum that another start avoids.
     init : {'auto', 'random', 'asso'}
-        Where the relaxation starts. ``'random'``: ``n_init`` draws of ``Uniform[0, 1)``.
-        ``'asso'``: the factors of :func:`asso` (the greedy cover of Miettinen et al.), from which
-        the relaxation runs (then rounding and polishing as always), beside those factors polished
-        alone. ``'auto'`` (default): both, when Asso's cost (:func:`asso_flops`: nine thresholds,
-        rows updated as components cover them) is under :data:`ASSO_FLOPS`, else ``'random'``; the candidate of the lowest Boolean error
-        is kept (``init_`` says which). With Asso among the starts the fit is never worse than
-        Asso's on any table (polishing never raises the error), and on tables where the relaxation
+        Where the relaxation starts. ``'random'``: ``n_init`` draws of ``Uniform[0, 1)``. ``'asso'``:
+        the factors of :func:`asso` (the greedy cover of Miettinen et al.), from which the relaxation
+        runs (then rounding and polishing as always), beside those factors polished alone. ``'auto'``
+        (default): both, when Asso's cost (:func:`asso_flops`: nine thresholds, rows updated as
+        components cover them) is under :data:`ASSO_FLOPS`, else ``'random'``; the candidate of the
+        lowest Boolean error is kept (``init_`` says which). With Asso among the starts the fit is never
+        worse than Asso's on any table (polishing never raises the error), and where the relaxation
         finds a better cover it keeps that: ``benchmarks/held_out.py boolean`` counts both.
 
     Attributes

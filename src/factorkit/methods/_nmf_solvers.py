@@ -396,7 +396,7 @@ def fit_nmf(
             break
         objectives[iteration] = _objective(error, W, H, penalties)
         earlier = objectives.get(iteration - STALL_WINDOW)
-        if earlier is not None and earlier - objectives[iteration] <= tol * objectives[1]:
+        if earlier is not None and earlier - objectives[iteration] <= tol * objectives[iteration]:
             history[-1]["stopped"] = "stalled"
             break
     else:

@@ -47,8 +47,9 @@ class Job:
     draws: int = 0
     chunk_size: int | None = None
     others: tuple[tuple[Cell, tuple[int, ...]], ...] = ()
-    """GD: further cells (with their unfinished seeds) that differ from ``cell`` in width only and
-    train in the same batch, zero-padded to the widest (:meth:`DeepFactorization.pad`)."""
+    """GD: further cells (with their unfinished seeds) that differ from ``cell`` only in what
+    :data:`BATCHABLE_KEYS` allows (width, problem, activation, momentum) and train in the same
+    batch (:func:`gd_batch`)."""
 
     @property
     def runs(self) -> int:

@@ -298,6 +298,7 @@ def test_qwem_takes_random_state_and_keeps_seed_as_a_deprecated_alias():
         (SparseCoder(np.eye(4), penalty="l1", penalty_params={"q": 0.3}), "penalty_params"),
         (DictionaryLearning(3, algorithm="omp", code_tol=1e-2), "code_tol"),
         (DictionaryLearning(3, algorithm="omp", positive_code=True), "positive_code"),
+        (DictionaryLearning(3, batch_size=None, max_no_improvement=3), "max_no_improvement"),
         (BinarySparseCoding(3, anneal_iterations=0, anneal_temperature=3.0), "anneal_temperature"),
         (BooleanMF(3, l2_reg=0.0, regularization_rate=1.1), "regularization_rate"),
         (CovariateEBMF(2, ridge=5.0), "ridge"),

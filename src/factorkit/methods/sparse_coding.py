@@ -378,6 +378,12 @@ class DictionaryLearning(
             batch = self.batch_size
         return None if batch is None or batch >= n_samples else batch
 
+    def _applies(self) -> dict:
+        rules = super()._applies()
+        # full batch (batch_size=None) has no mini-batches to count; 'auto' decides with the data
+        rules["max_no_improvement"] = (self.batch_size is not None, "online learning (batch_size not None)")
+        return rules
+
     def fit(self, X, y=None) -> DictionaryLearning:
         """Learn the atoms from ``X`` (n_samples x n_features)."""
         self._fit(X, codes=False)

@@ -220,7 +220,6 @@ def _gd_cost(job, cache: dict) -> float:
     """Expected core-seconds of a GD job (a batch), from a few timed steps of the batch itself
     (:func:`~factorkit.experiments.run.jobs.gd_batch`: its members, widths, activations, momenta)."""
     from factorkit.experiments.run.jobs import gd_batch
-    from factorkit.experiments.run.plan import gd_steps
     from factorkit.fit.gd import train_gd
 
     members, arguments = gd_batch(job, "cpu")
@@ -236,7 +235,7 @@ def _gd_cost(job, cache: dict) -> float:
             train_gd(problem, model, **{**arguments, "max_steps": steps, "eps_train": None})
             timings.append(time.perf_counter() - start)
         cache[key] = max(timings[2] - timings[1], 1e-6) / GD_PROBE_STEPS
-    return cache[key] * gd_steps(job)
+    return cache[key] * params["steps"]  # every member of a batch runs the same steps
 
 
 def plan_paper(

@@ -94,7 +94,7 @@ def plan_cells(
     # the longest jobs first keeps the pool busy to the end: GD batches by their steps times depth,
     # then G&C (wide, deep first)
     gc_jobs = sorted(jobs, key=lambda j: -j.cell.params["width"] * j.cell.params["depth"])
-    gd_batches = sorted(gd_jobs(gd_cells), key=lambda j: -gd_steps(j) * j.cell.params["depth"])
+    gd_batches = sorted(gd_jobs(gd_cells), key=lambda j: -j.cell.params["steps"] * j.cell.params["depth"])
     return gd_batches + gc_jobs
 
 
@@ -148,8 +148,3 @@ def _width_buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tup
         buckets.append([(cell, seeds) for cell, seeds in members if cell.params["width"] in chosen])
         end = begin
     return buckets[::-1]
-
-
-def gd_steps(job: Job) -> int:
-    """Steps a GD job runs."""
-    return job.cell.params["steps"]

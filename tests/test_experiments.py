@@ -629,3 +629,48 @@ def test_marginal_study_with_an_eps_zero_point_and_unfitted_gd_drawn_apart(tmp_p
     assert plot_volumes(tmp_path) is not None
     page = write_report(tmp_path, figures=paths).read_text()
     assert page.count("class='unfitted'") == len(gd)
+
+
+def test_gd_both_ways_in_one_study_the_published_steps_and_to_a_training_threshold(tmp_path):
+    from factorkit.experiments.plots import _gd_setting
+    from factorkit.experiments.report import write_report
+
+    raw = {
+        **TINY,
+        "grid": {"width": [4], "depth": [2, 3], "method": ["gd", "gc"], "eps_train": ["none", 0.03]},
+        "gc": {"eps": 0.06, "draws": 20_000},
+        "gd": {"lr": 1e-2, "steps": 1},  # far too few to fit (L_train 0.07, 0.14) at the published step count
+        "overrides": [{"when": {"eps_train": 0.03}, "gd": {"steps": 3000}}],
+    }
+    config = StudyConfig.from_dict(raw)
+    cells = config.cells()
+    # TOML's "none" is no threshold; G&C does not multiply over a GD-only axis
+    gd = sorted(
+        ((c.params["eps_train"] or 0.0), c.params["steps"], c.params["depth"])
+        for c in cells
+        if c.method == "gd"
+    )
+    assert gd == [(0.0, 1, 2), (0.0, 1, 3), (0.03, 3000, 2), (0.03, 3000, 3)]
+    assert sum(c.method == "gc" for c in cells) == 2
+    # the published runs keep the key they have in a study without the axis (shared, not rerun)
+    plain = StudyConfig.from_dict(
+        {**raw, "grid": {"width": [4], "depth": [2, 3], "method": ["gd"]}, "overrides": []}
+    )
+    assert {c.key(0) for c in plain.cells()} < {c.key(0) for c in cells}
+    with pytest.raises(ValueError, match="gd.eps_train must be > 0"):
+        StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "eps_train": [0.0]}})
+    run_study(config, tmp_path, workers=1, progress=False)
+    records = [r for r in aggregate(study_rows(tmp_path)) if r["method"] == "gd"]
+    published = [r for r in records if r["eps_train"] is None]
+    to_threshold = [r for r in records if r["eps_train"] == 0.03]
+    assert len(published) == len(to_threshold) == 2
+    assert all(r["unfitted"] == 2 and r["fit_threshold"] == 0.06 for r in published)
+    assert all(
+        r["unfitted"] == 0 and r["train_median"] < 0.03 and r["fit_threshold"] == 0.03 for r in to_threshold
+    )
+    assert _gd_setting("eps_train", None) == "the step count as published"
+    assert _gd_setting("eps_train", 0.03) == "to L_train < 0.03"
+    _, md = write_tables(tmp_path)
+    assert "| eps_train |" in md.read_text().split("## Trend tests")[1]
+    page = write_report(tmp_path, figures=plot_study(tmp_path)).read_text()
+    assert "<th>eps_train</th>" in page

@@ -28,6 +28,7 @@ PRESET_NAMES = (
     "depth_momentum",
     "robust",
     "optimizers",
+    "depth_fit",
     "width_limit",
     "depth_limit",
 )

@@ -10,7 +10,8 @@ A config is a plain dict (from a TOML file or a preset) with the sections
   :func:`factorkit.problems.corrupt`;
 * ``[grid]``: lists over ``width``, ``depth``, ``activation``, ``method`` (``gd``/``gc``) and
   optionally ``eps``, ``prior``, ``sampler``, ``rank``, ``n``, ``measurements``, ``outliers``,
-  ``loss``, ``optimizer``;
+  ``loss``, ``optimizer``, ``eps_train`` (GD's training threshold; ``"none"`` in a list, TOML's
+  stand-in for no threshold, runs the step count as published: GD both ways in one figure);
 * ``[gc]``: ``prior``, ``eps``, ``draws``, ``min_accepted``, ``dtype``, ``chunk_size``,
   ``backend`` (``auto``: exact reparametrized draws where they apply), ``sampler``
   (``rejection``, ``smc`` or ``auto``: per run, the cheaper of the two from a pilot estimate of
@@ -126,6 +127,7 @@ GRID_KEYS = (
     "outliers",
     "loss",
     "optimizer",
+    "eps_train",
 )
 TOP_KEYS = ("name", "seeds", "problem", "grid", "gc", "gd", "description", "metric", "overrides")
 OVERRIDE_KEYS = ("when", "problem", "gc", "gd")
@@ -228,6 +230,11 @@ class StudyConfig:
         grid = raw.get("grid", {})
         _check_keys("grid", grid, GRID_KEYS)
         grid = {k: (v if isinstance(v, list) else [v]) for k, v in grid.items()}
+        # TOML has no null: "none" stands for GD without a training threshold
+        if "eps_train" in grid:
+            grid["eps_train"] = [None if v == "none" else v for v in grid["eps_train"]]
+        if gd["eps_train"] == "none":
+            gd["eps_train"] = None
         grid.setdefault("method", list(METHODS))
         for key in ("width", "depth"):
             if key not in grid:
@@ -373,8 +380,9 @@ class StudyConfig:
         check_int("gc.target_ess", self.gc["target_ess"])
         check_choice("gd.dtype", self.gd["dtype"], ("float32", "float64"))
         check_int("gd.steps", self.gd["steps"], minimum=0)
-        if self.gd["eps_train"] is not None:
-            check_float("gd.eps_train", self.gd["eps_train"], positive=True)
+        for eps_train in self.grid.get("eps_train", [self.gd["eps_train"]]):
+            if eps_train is not None:
+                check_float("gd.eps_train", eps_train, positive=True)
         for depth in self.grid["depth"]:
             check_float("gd.init_scale", init_scale_for(self.gd["init_scale"], depth), positive=True)
         check_choice("problem.pairing", self.problem["pairing"], PAIRINGS)

@@ -44,7 +44,7 @@ def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[
     # what tells GD curves apart, besides the method
     gd_keys = [
         k
-        for k in ("loss", "optimizer", "width", "depth")
+        for k in ("loss", "optimizer", "eps_train", "width", "depth")
         if k != axis and len({r.get(k) for r in records if r["method"] == "gd"}) > 1
     ]
     paths = []
@@ -54,10 +54,13 @@ def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[
             mine = [r for r in records if r["activation"] == activation]
             _draw_panel(panel, mine, style, axis, gd_keys)
             _finish_panel(panel, mine, axis, metric, f"{activation} ({STYLES[style][3]}; x: seeds kept/run)")
+        entries = max(len(panel.get_legend_handles_labels()[1]) for panel in axes[0])
+        if entries > 5:  # room for the legends drawn below the panels
+            fig.set_figheight(3.8 + 0.17 * entries)
         fig.suptitle(directory.name)
         fig.tight_layout()
         path = directory / f"{axis}_{style}.{fmt}"
-        fig.savefig(path, dpi=dpi)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")  # legends below the panels included
         plt.close(fig)
         paths.append(path)
     return paths
@@ -73,11 +76,18 @@ def _draw_panel(panel, records: list[dict], style: str, axis: str, gd_keys: list
     for (method, prior, eps, *extra), points in sorted(curves.items(), key=str):
         points.sort(key=lambda r: r["x"])
         if method == "gd":
-            suffix = ", ".join(f"{k} {v}" for k, v in zip(gd_keys, extra, strict=True))
+            suffix = ", ".join(_gd_setting(k, v) for k, v in zip(gd_keys, extra, strict=True))
             label, color = (f"GD ({suffix})" if suffix else "GD"), next(gd_colors, None)
         else:
             label, color = f"G&C ({prior}, eps={eps:g})", next(gc_colors, None)
         _draw_curve(panel, points, style, axis, method, label, color)
+
+
+def _gd_setting(key: str, value) -> str:
+    """How a GD curve's legend names one of its settings."""
+    if key == "eps_train":
+        return "the step count as published" if value is None else f"to L_train < {value:g}"
+    return f"{key} {value}"
 
 
 def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, label: str, color) -> None:
@@ -126,7 +136,10 @@ def _finish_panel(panel, records: list[dict], axis: str, metric: str, title: str
     panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
     panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
     panel.set_title(title, fontsize=9)
-    panel.legend(fontsize=7)
+    if len(panel.get_legend_handles_labels()[1]) > 5:  # below the panel, where it hides no point
+        panel.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
+    else:
+        panel.legend(fontsize=7)
 
 
 def _mark_unfitted(panel, points: list[dict], centre: str, color) -> None:
@@ -160,18 +173,22 @@ def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:
             xytext=(4, 4), fontsize=7,
         )  # fmt: skip
         label = None
-    empty_label = "no valid seed: few-accepted median, or the random-guess line if none accepted"
+    if method == "gc":
+        empty_label = "no valid seed: few-accepted median, or the random-guess line if none accepted"
+    else:
+        empty_label = "no seed reached its training threshold: where they stopped (median)"
     for r in empty:
         y = r["invalid_median"] if math.isfinite(r["invalid_median"]) else r["prior_gen_loss"]
         if not math.isfinite(y):
             continue
         panel.scatter(r["x"], y, marker="X", s=90, color="black", zorder=5, label=empty_label)
         empty_label = None
-        accepted = r["accepted_total"] if r["accepted_total"] is not None else "-"
-        panel.annotate(
-            f"0/{r['seeds']}, {accepted} acc.", (r["x"], y), textcoords="offset points", xytext=(4, -10),
-            fontsize=7,
-        )  # fmt: skip
+        if method == "gc":
+            accepted = r["accepted_total"] if r["accepted_total"] is not None else "-"
+            text = f"0/{r['seeds']}, {accepted} acc."
+        else:
+            text = f"0/{r['seeds']} fitted"
+        panel.annotate(text, (r["x"], y), textcoords="offset points", xytext=(4, -10), fontsize=7)
 
 
 def plot_volumes(directory: str | Path, fmt: str = "png", dpi: int = 120) -> Path | None:

@@ -25,6 +25,16 @@ def _present(value) -> bool:
     return value is not None and value != 0 and not (isinstance(value, float) and math.isnan(value))
 
 
+def _varying(records: list[dict], among_gd: tuple[str, ...] = ("eps_train",)) -> list[str]:
+    """The settings besides method, activation, prior and eps that tell curves apart in this study;
+    those in ``among_gd`` count only where GD records differ (G&C records carry None)."""
+    return [
+        k
+        for k in ("loss", "optimizer", "eps_train", "width", "depth")
+        if len({r.get(k) for r in records if k not in among_gd or r["method"] == "gd"}) > 1
+    ]
+
+
 def write_tables(directory: str | Path) -> tuple[Path, Path]:
     """Write ``summary.csv`` and ``summary.md`` (aggregates plus trend tests) into ``directory``."""
     directory = Path(directory)
@@ -37,7 +47,7 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(records)
-    varying = [k for k in ("loss", "optimizer", "width", "depth") if len({r.get(k) for r in records}) > 1]
+    varying = _varying(records)
     shown = [
         "method",
         "activation",
@@ -83,13 +93,17 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
         "per-seed Spearman rho with a Wilcoxon signed-rank test across seeds. `cc_*` columns above: "
         "the same complete-case seeds.",
         "",
-        "| method | activation | prior | eps | loss | optimizer | width | depth | axis | pooled rho "
+        "| method | activation | prior | eps | loss | optimizer | "
+        + ("eps_train | " if "eps_train" in varying else "")
+        + "width | depth | axis | pooled rho "
         "| pooled p | points | paired seeds | Page p | direction | seed rho mean | Wilcoxon p |",
-        "|" + "---|" * 17,
+        "|" + "---|" * (17 + ("eps_train" in varying)),
     ]
     lines += [
         f"| {t['method']} | {t['activation']} | {_fmt(t['prior'])} | {_fmt(t['eps'])} | {_fmt(t['loss'])} | "
-        f"{_fmt(t['optimizer'])} | {_fmt(t.get('width'))} | {_fmt(t.get('depth'))} | {t['axis']} | "
+        f"{_fmt(t['optimizer'])} | "
+        + (f"{_fmt(t['eps_train'])} | " if "eps_train" in varying else "")
+        + f"{_fmt(t.get('width'))} | {_fmt(t.get('depth'))} | {t['axis']} | "
         f"{t['rho']:.3f} | {t['p_value']:.2e} | {t['points']} | {t['paired_seeds']} | {_fmt(t['page_p'])} | "
         f"{_fmt(t['direction'])} | {_fmt(t['seed_rho_mean'])} | {_fmt(t['wilcoxon_p'])} |"
         for t in trend_tests(rows, metric)
@@ -158,18 +172,23 @@ def write_report(directory: str | Path, figures: list[Path] | None = None) -> Pa
         parts.append(f"<figure><img alt='{html.escape(path.name)}' src='data:image/png;base64,{data}'>")
         parts.append(f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
     parts.append("<h2>Points</h2><table id='points'><tr>")
-    parts += [f"<th>{html.escape(c)}</th>" for c in REPORT_COLUMNS]
+    # the settings that tell curves apart (GD's loss, optimizer, training threshold) after the eps
+    extra = [
+        k
+        for k in _varying(records, among_gd=("loss", "optimizer", "eps_train"))
+        if k not in ("width", "depth")
+    ]
+    columns = (*REPORT_COLUMNS[:4], *extra, *REPORT_COLUMNS[4:])
+    parts += [f"<th>{html.escape(c)}</th>" for c in columns]
     parts.append("</tr>")
     for record in records:
         flag = " class='invalid'" if record["valid_seeds"] < record["seeds"] else ""
         if record.get("unfitted") and 2 * record["unfitted"] > record["valid_seeds"]:
             flag = " class='unfitted'"
-        parts.append(
-            f"<tr{flag}>" + "".join(f"<td>{cell(record.get(c))}</td>" for c in REPORT_COLUMNS) + "</tr>"
-        )
+        parts.append(f"<tr{flag}>" + "".join(f"<td>{cell(record.get(c))}</td>" for c in columns) + "</tr>")
     parts.append("</table><h2>Trend tests</h2><table id='trends'><tr>")
-    trend_columns = ("method", "activation", "axis", "rho", "p_value", "points", "paired_seeds", "page_p",
-                     "direction", "seed_rho_mean", "wilcoxon_p")  # fmt: skip
+    trend_columns = ("method", "activation", *extra, "axis", "rho", "p_value", "points", "paired_seeds",
+                     "page_p", "direction", "seed_rho_mean", "wilcoxon_p")  # fmt: skip
     parts += [f"<th>{html.escape(c)}</th>" for c in trend_columns]
     parts.append("</tr>")
     for test in trend_tests(rows, metric):

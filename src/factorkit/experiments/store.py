@@ -36,6 +36,7 @@ COLUMNS = {
     "outliers": "REAL",
     "loss": "TEXT",
     "optimizer": "TEXT",
+    "eps_train": "REAL",
     "prior": "TEXT",
     "eps": "REAL",
     "sampler": "TEXT",

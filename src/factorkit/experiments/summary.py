@@ -24,7 +24,18 @@ from scipy import stats
 
 from factorkit.experiments.store import load_rows
 
-CURVE_KEYS = ("method", "activation", "prior", "eps", "rank", "n", "measurements", "loss", "optimizer")
+CURVE_KEYS = (
+    "method",
+    "activation",
+    "prior",
+    "eps",
+    "rank",
+    "n",
+    "measurements",
+    "loss",
+    "optimizer",
+    "eps_train",
+)
 
 
 def sweep_axis(rows: list[dict]) -> str:

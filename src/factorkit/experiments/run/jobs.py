@@ -164,6 +164,7 @@ def base_row(study: str, cell: Cell, seed: int) -> dict:
         "eps": params.get("eps"),
         "loss": params.get("loss"),
         "optimizer": params.get("optimizer"),
+        "eps_train": params.get("eps_train"),
         "settings": json.dumps(params, sort_keys=True),
         "nuclear_gen_loss": nuclear_gen_loss,
         "nuclear_rel_error": nuclear_rel_error,

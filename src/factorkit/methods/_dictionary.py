@@ -15,8 +15,9 @@ import torch
 from factorkit._validation import check_choice
 from factorkit.methods._coding import Penalty, encode, objective, scored_penalty
 
-INITS = ("auto", "data", "l1")
+INITS = ("auto", "svd", "data", "l1")
 FULL_BATCH_TOL, ONLINE_TOL = 1e-7, 1e-3  # tol=None
+FULL_BATCH_MAX_ITER, ONLINE_MAX_ITER = 1000, 100  # max_iter=None
 
 
 @dataclass(frozen=True)
@@ -78,31 +79,66 @@ def update_dictionary(
     return D
 
 
-def initial_atoms(X: torch.Tensor, n_atoms: int, init, penalty: Penalty, algorithm: str, generator):
+def initial_atoms(X: torch.Tensor, n_atoms: int, init, penalty: Penalty, algorithm: str, generator,
+                  full_batch: bool = True):  # fmt: skip
     """The starting atoms (unit rows) and the l1 penalty of the warm-up (None without one)."""
     if not isinstance(init, str):
         D = np.asarray(init)
         if D.shape != (n_atoms, X.shape[1]):
             raise ValueError(
-                f"init must be 'auto', 'data', 'l1' or an array of shape {(n_atoms, X.shape[1])}"
+                f"init must be 'auto', 'svd', 'data', 'l1' or an array of shape {(n_atoms, X.shape[1])}"
             )
         if not np.isfinite(D).all() or (np.linalg.norm(D, axis=1) == 0).any():
             raise ValueError("init must be finite with no all-zero atom")
         D = torch.as_tensor(D, dtype=X.dtype, device=X.device)
         return D / D.norm(dim=1, keepdim=True), None
+    init = resolve_init(init, penalty, algorithm, full_batch)
+    D = _data_atoms(X, n_atoms, generator)
+    if init == "svd":
+        D = _svd_atoms(X, D)
+    if init in ("data", "svd"):
+        return D, None
+    zone = penalty.dead_zone() if algorithm == "fista" else penalty.alpha
+    return D, Penalty.make("l1", zone, None, penalty.nonnegative)
+
+
+def resolve_init(init, penalty: Penalty, algorithm: str, full_batch: bool) -> str:
+    """What ``init`` starts from: ``'auto'`` is ``'l1'`` for every penalty but l1 with FISTA,
+    there ``'svd'`` in full batch and ``'data'`` online; an array is ``'array'``."""
+    if not isinstance(init, str):
+        return "array"
     init = check_choice("init", init, INITS)
-    if init == "auto":
-        init = "data" if penalty.name == "l1" or algorithm == "omp" else "l1"
+    if init != "auto":
+        return init
+    if penalty.name != "l1" or algorithm == "omp":
+        return "l1"
+    return "svd" if full_batch else "data"
+
+
+def _data_atoms(X: torch.Tensor, n_atoms: int, generator) -> torch.Tensor:
+    """Random samples of ``X``, normalized (Gaussian noise in place of an all-zero sample)."""
     rows = torch.randint(X.shape[0], (n_atoms,), generator=generator).to(X.device)
     D = X[rows].clone()
     norms = D.norm(dim=1, keepdim=True)
     noise = torch.randn(D.shape, generator=generator, dtype=D.dtype).to(D.device)
     D = torch.where(norms > 0, D, noise)  # an all-zero sample cannot be an atom
-    D = D / D.norm(dim=1, keepdim=True)
-    if init == "data":
-        return D, None
-    zone = penalty.dead_zone() if algorithm == "fista" else penalty.alpha
-    return D, Penalty.make("l1", zone, None, penalty.nonnegative)
+    return D / D.norm(dim=1, keepdim=True)
+
+
+def _svd_atoms(X: torch.Tensor, data_atoms: torch.Tensor) -> torch.Tensor:
+    """scikit-learn's full-batch start: the leading right singular vectors of ``X``, as many as
+    there are atoms and non-zero singular values, each signed so that its largest entry is
+    positive (LAPACK builds may flip a vector's sign; the objective does not see it, a rerun
+    elsewhere then starts from the same atoms); the atoms beyond them keep ``data_atoms``'s rows."""
+    _, S, Vh = torch.linalg.svd(X.to(torch.float64), full_matrices=False)
+    rank = int((S > S[0] * max(X.shape) * torch.finfo(X.dtype).eps).sum()) if S.numel() and S[0] > 0 else 0
+    take = min(rank, data_atoms.shape[0])
+    V = Vh[:take]
+    peak = V.gather(1, V.abs().argmax(dim=1, keepdim=True))
+    V = V * torch.where(peak < 0, -1.0, 1.0)
+    D = data_atoms.clone()
+    D[:take] = V.to(D.dtype)
+    return D
 
 
 def learn_full_batch(X, D, coding: Coding, *, max_iter: int, tol: float, generator, log: LearningLog,

@@ -38,7 +38,7 @@ from factorkit.methods.ebnm_covariate import (
     ebnm_covariate_point_normal,
 )
 
-VAR_TYPES = ("constant", "by_row", "by_column")
+VAR_TYPES = ("constant", "by_row", "by_column", "kronecker")
 
 
 class EBMF(BaseEstimator):
@@ -50,7 +50,9 @@ class EBMF(BaseEstimator):
         Most factors to add.
     prior_loadings, prior_factors : str
         EBNM prior families (:data:`factorkit.methods.ebnm.PRIORS`).
-    var_type : {'constant', 'by_row', 'by_column'}
+    var_type : {'constant', 'by_row', 'by_column', 'kronecker'}
+        The noise precision: one value, one per row, one per column, or ``a_i b_j`` (a row and a
+        column scale, flashr's Kronecker model; ``tau_`` is then the n x p array).
     greedy, backfit : bool
     max_iter : int
         Most sweeps per factor (greedy) and over all factors (backfit).
@@ -150,7 +152,9 @@ class EBMF(BaseEstimator):
         self.elbo_ = result.history[-1]
         # the precision as its model has it: one value, one per row, or one per column
         tau = result.tau
-        self.tau_ = {"constant": tau[0, 0], "by_row": tau[:, 0], "by_column": tau[0]}[self.var_type]
+        self.tau_ = {"constant": tau[0, 0], "by_row": tau[:, 0], "by_column": tau[0], "kronecker": tau}[
+            self.var_type
+        ]
         self.priors_loadings_, self.priors_factors_ = post.g_l, post.g_f
         return self
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from factorkit.experiments.summary import aggregate, study_metric, study_rows, sweep_axis
 
+LEGEND_BELOW = 5  # a panel's legend of more entries goes below it (and the figure grows to hold it)
 GD_COLORS = ["tab:blue", "tab:cyan", "tab:purple", "tab:pink", "navy", "teal", "tab:gray", "tab:olive"]
 
 
@@ -55,7 +56,7 @@ def plot_study(directory: str | Path, fmt: str = "png", dpi: int = 120) -> list[
             _draw_panel(panel, mine, style, axis, gd_keys)
             _finish_panel(panel, mine, axis, metric, f"{activation} ({STYLES[style][3]}; x: seeds kept/run)")
         entries = max(len(panel.get_legend_handles_labels()[1]) for panel in axes[0])
-        if entries > 5:  # room for the legends drawn below the panels
+        if entries > LEGEND_BELOW:  # room for the legends drawn below the panels
             fig.set_figheight(3.8 + 0.17 * entries)
         fig.suptitle(directory.name)
         fig.tight_layout()
@@ -136,7 +137,7 @@ def _finish_panel(panel, records: list[dict], axis: str, metric: str, title: str
     panel.set_xlabel("fraction of outliers" if axis == "outliers" else axis)
     panel.set_ylabel("||W - W*||_F / ||W*||_F" if metric == "rel_error" else "generalization loss")
     panel.set_title(title, fontsize=9)
-    if len(panel.get_legend_handles_labels()[1]) > 5:  # below the panel, where it hides no point
+    if len(panel.get_legend_handles_labels()[1]) > LEGEND_BELOW:  # below the panel: it hides no point
         panel.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, frameon=False)
     else:
         panel.legend(fontsize=7)

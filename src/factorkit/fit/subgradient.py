@@ -90,12 +90,12 @@ def subgradient_method(
     log_every = check_int("log_every", log_every)
     if symmetric and m != m2:
         raise ValueError(f"symmetric=True needs a square problem, got shape {problem.shape}")
-    if step is None:
-        size = float(problem.A.reshape(problem.n, -1).square().sum(1).mean().sqrt())
-        step = NORMALIZED_STEP if normalize else STEP_SCALE * (m * m2) ** 0.5 / max(size, 1e-300)
     generator = make_generator(seed)
     dtype, device = problem.dtype, problem.device
     A = problem.A.reshape(problem.n, m * m2)
+    if step is None:
+        size = float(A.square().sum(1).mean().sqrt())  # rms ||A_i||_F
+        step = NORMALIZED_STEP if normalize else STEP_SCALE * (m * m2) ** 0.5 / max(size, 1e-300)
     U = (init_scale * torch.randn(m, rank, generator=generator, dtype=torch.float64)).to(device, dtype)
     V = (
         None

@@ -150,7 +150,7 @@ class EBMF(BaseEstimator):
         self.n_features_in_ = X.shape[1]
         self.elbo_history_, self.elbo_segments_ = result.history, result.segments
         self.elbo_ = result.history[-1]
-        # the precision as its model has it: one value, one per row, or one per column
+        # the precision as its model has it: one value, one per row, one per column, or every entry's
         tau = result.tau
         self.tau_ = {"constant": tau[0, 0], "by_row": tau[:, 0], "by_column": tau[0], "kronecker": tau}[
             self.var_type

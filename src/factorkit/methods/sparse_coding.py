@@ -424,9 +424,9 @@ class DictionaryLearning(
         count = check_coding(self.algorithm, self.n_nonzero_coefs, n_atoms, X.shape[1])
         batch = self._batch(X.shape[0])
         device = resolve_device(self.device)
-        generator = torch.Generator().manual_seed(seed_of(self.random_state))
+        seed = seed_of(self.random_state)  # once: a RandomState or Generator draws it from its stream
+        generator = torch.Generator().manual_seed(seed)
         X_t = as_tensor(X, device)
-        seed = seed_of(self.random_state)
         first = resolve_init(self.init, penalty, self.algorithm, full_batch=batch is None)
         starts = (AUTO_STARTS if first == "svd" else 1) if self.n_init == "auto" else self.n_init
         coding = Coding(penalty, self.algorithm, count, self.code_max_iter, self.code_tol)

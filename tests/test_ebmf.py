@@ -85,6 +85,15 @@ def test_bad_input():
         EBMF(0).fit(X)
 
 
+@pytest.mark.parametrize("var_type", ["constant", "kronecker"])
+def test_data_whose_squares_overflow_fails_loudly(var_type):
+    # 1e300 squared is inf: every precision would be 0 or NaN; the constant model once returned no
+    # factor and a NaN ELBO without a word
+    X = np.random.default_rng(0).random((30, 20)) * 1e300
+    with pytest.raises(FloatingPointError, match="EBMF diverged: .*overflow float64.*1e\\+300.*rescale X"):
+        EBMF(2, var_type=var_type).fit(X)
+
+
 def _covariate_sim(seed, n=300, p=100, rank=3):
     rng = np.random.default_rng(seed)
     Z = rng.standard_normal((n, rank))

@@ -132,15 +132,19 @@ def prepare_out(out: Path) -> None:
     prepare_folder(out)
 
 
+def diverged(method: str, why: str = "non-finite result") -> RuntimeError:
+    """The CLI's one error (exit status 1) for a fit that left float64's range."""
+    return RuntimeError(
+        f"the {method} fit diverged ({why}); check the data's scale (rescale it) or lower the rank"
+    )
+
+
 def check_finite(method: str, *results) -> None:
     import numpy as np
 
     for result in results:
         if not np.isfinite(np.asarray(result, dtype=np.float64)).all():
-            raise RuntimeError(
-                f"the {method} fit diverged (non-finite result); check the data's scale (rescale it) "
-                "or lower the rank"
-            )
+            raise diverged(method)
 
 
 def print_result(result: dict, as_json: bool) -> None:

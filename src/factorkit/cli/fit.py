@@ -7,6 +7,7 @@ from pathlib import Path
 
 from factorkit.cli.common import (
     check_finite,
+    diverged,
     nonnegative_float,
     positive_int,
     prepare_out,
@@ -147,14 +148,17 @@ def _fit_ebmf(args, X) -> None:
     prior = args.prior or "point_normal"
     options = {"prior_loadings": prior, "prior_factors": prior, "random_state": args.seed}
     options["max_iter"] = args.max_iter
-    if args.row_covariates is not None:
-        Z = load_matrix(args.row_covariates)
-        Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
-        del options["prior_loadings"]  # the loadings' prior is the covariate-moderated one
-        model = CovariateEBMF(args.rank, covariate_model=args.covariate_model or "linear", **options)
-        model.fit(dense, mask=mask, row_covariates=Z)
-    else:
-        model = EBMF(args.rank, **options).fit(dense, mask=mask)
+    try:
+        if args.row_covariates is not None:
+            Z = load_matrix(args.row_covariates)
+            Z = Z.toarray() if scipy.sparse.issparse(Z) else np.asarray(Z, dtype=np.float64)
+            del options["prior_loadings"]  # the loadings' prior is the covariate-moderated one
+            model = CovariateEBMF(args.rank, covariate_model=args.covariate_model or "linear", **options)
+            model.fit(dense, mask=mask, row_covariates=Z)
+        else:
+            model = EBMF(args.rank, **options).fit(dense, mask=mask)
+    except FloatingPointError as err:  # the solver's own overflow check
+        raise diverged("ebmf", "its squared residuals overflow float64") from err
     check_finite("ebmf", model.loadings_, model.factors_, model.elbo_)
     report = {
         "method": "ebmf" if args.row_covariates is None else "cebmf",

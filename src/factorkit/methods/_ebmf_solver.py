@@ -45,7 +45,15 @@ class Posterior:
     def expected_residual_sq(self, X, M) -> np.ndarray:
         fit = self.El @ self.Ef.T
         extra = self.El2 @ self.Ef2.T - (self.El**2) @ (self.Ef**2).T
-        return M * ((X - fit) ** 2 + extra)
+        with np.errstate(over="ignore", invalid="ignore"):
+            R2 = M * ((X - fit) ** 2 + extra)
+        if not np.isfinite(R2).all():
+            # every precision, ELBO and EBNM update downstream would be 0, inf or NaN
+            raise FloatingPointError(
+                "EBMF diverged: the expected squared residuals overflow float64 (the largest "
+                f"observed |X| is {np.abs(X[M > 0]).max():.3g}); rescale X"
+            )
+        return R2
 
     def append(self, l0: np.ndarray, f0: np.ndarray) -> None:
         self.El = np.column_stack([self.El, l0])

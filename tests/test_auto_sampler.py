@@ -10,6 +10,7 @@ import torch
 
 from factorkit.fit.auto import PILOT_SEED_OFFSET, auto_sample, sample_posterior, smc_cost
 from factorkit.fit.guess_check import guess_and_check
+from factorkit.fit.normalized import depth_one_log_density
 from factorkit.fit.smc import subset_simulation
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
@@ -88,7 +89,15 @@ def test_eps_zero_only_where_the_output_layer_integrates_out():
     result = sample_posterior(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, sampler="auto", seed=1)
     assert result.sampler == "marginal" and result.extra["method"] == "exact"
     assert result.extra["log_volume"] == -math.inf and math.isfinite(result.extra["log_density"])
-    with pytest.raises(ValueError, match="eps = 0 needs the marginal sampler.*normalized prior"):
-        auto_sample(problem, DeepFactorization(5, 5, 5, 2), eps=0.0, prior="normalized_gaussian")
+    with pytest.raises(ValueError, match="eps = 0 needs the marginal sampler.*must be Gaussian"):
+        auto_sample(problem, DeepFactorization(5, 5, 5, 2), eps=0.0, prior="normalized_uniform")
+    # a normalized Gaussian prior has its own exact reduction at eps = 0 (factorkit.fit.normalized)
+    normalized = auto_sample(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, prior="normalized_gaussian")
+    assert normalized.sampler == "marginal" and normalized.extra["method"] == "exact"
+    # a float32 problem: its complement basis is orthonormal to float32's rounding (~1e-7), which
+    # the reduction uses and the coarea formula (A alone) does not (float64: 1e-12, test_normalized)
+    assert normalized.extra["log_density"] == pytest.approx(
+        depth_one_log_density(problem, float(problem.W_star.norm())), rel=1e-6
+    )
     direct = sample_posterior(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, sampler="marginal", seed=1)
     assert direct.extra["log_density"] == result.extra["log_density"]

@@ -186,13 +186,13 @@ def auto_sample(
     pilot = check_int("pilot", min(pilot, max_evaluations), minimum=1)
     seed = check_int("seed", seed, minimum=0)
     prior = resolve_prior(prior, problem)
-    why_not = applies(model, prior)
+    why_not = applies(model, prior, eps)
     if eps == 0 and why_not is not None:
         raise ValueError(f"eps = 0 needs the marginal sampler, which does not apply here: {why_not}")
     start = time.perf_counter()
     smc_settings = {"n_particles": n_particles, "runs": runs, "mcmc_steps": mcmc_steps}
     marginal_evaluations = (
-        math.nan if why_not is not None
+        math.nan if why_not is not None or prior.normalize  # normalized: eps = 0, no other choice
         else marginal_cost(problem, model, prior, eps, target_ess=target_ess, seed=seed, **smc_settings)
     )  # fmt: skip
     trial = None

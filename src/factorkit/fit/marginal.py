@@ -50,12 +50,19 @@ from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
 
-def applies(model: DeepFactorization, prior: Prior) -> str | None:
-    """``None`` where the output layer can be integrated out, else why not (a sentence)."""
+def applies(model: DeepFactorization, prior: Prior, eps: float | None = None) -> str | None:
+    """``None`` where the output layer can be integrated out (at ``eps``; ``None``: at every
+    threshold, this module's Gaussian reduction), else why not (a sentence). A normalized prior
+    has an exact reduction at ``eps = 0`` only (:mod:`factorkit.fit.normalized`)."""
     if prior.normalize:
+        if eps == 0:
+            from factorkit.fit.normalized import applies as normalized_applies
+
+            return normalized_applies(model, prior)
         return (
             "a normalized prior rescales W to a fixed norm: the constraint then sees only the direction "
-            "of W_d F, which is not Gaussian given the hidden layers (no exact reduction; use smc)"
+            "of W_d F, which is not Gaussian given the hidden layers (an exact reduction exists at "
+            "eps = 0 only; use smc)"
         )
     if prior.base != "gaussian":
         return f"the output layer must be Gaussian to be integrated out, the prior is {prior.name!r}"

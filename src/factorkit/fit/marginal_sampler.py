@@ -42,7 +42,8 @@ from scipy import stats
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit.ball import log_ball_probability
 from factorkit.fit.hidden import HiddenLayers
-from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.marginal import OutputLayerIntegral, applies
+from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import effective_sample_size, pcn_moves
@@ -111,8 +112,10 @@ def marginal_sample(
     Parameters
     ----------
     problem, model, prior
-        As for :func:`factorkit.fit.guess_and_check`; the output layer must be Gaussian and the
-        prior not normalized (:func:`factorkit.fit.marginal.applies` says why when it is not).
+        As for :func:`factorkit.fit.guess_and_check`; the output layer must be Gaussian, and a
+        normalized prior is covered at ``eps = 0`` only (the interpolating posterior, by the
+        reduction of :mod:`factorkit.fit.normalized`); :func:`factorkit.fit.marginal.applies`
+        says why not elsewhere.
     eps : float
         Threshold, ``>= 0``; ``0`` is the interpolating posterior (``A(W) = y`` exactly).
     method : {'auto', 'importance', 'smc'}
@@ -159,6 +162,17 @@ def marginal_sample(
     prior = resolve_prior(prior, problem)
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
+    if prior.normalize:  # the interpolating posterior only (factorkit.fit.normalized)
+        reason = applies(model, prior, eps)
+        if reason is not None:
+            raise ValueError(f"sampler='marginal' does not apply: {reason}")
+        start = time.perf_counter()
+        state = normalized_zero_sample(
+            problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
+            hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
+            target_acceptance=target_acceptance, generator=make_generator(seed, "cpu"),
+        )  # fmt: skip
+        return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     integral = OutputLayerIntegral(problem64, model, prior, eps)
     hidden = HiddenLayers(model, prior)
     generator = make_generator(seed, "cpu")
@@ -173,7 +187,7 @@ def marginal_sample(
         if state is None:
             state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
                               generator)  # fmt: skip
-    return _result(problem, problem64, integral, state, keep_samples, time.perf_counter() - start)
+    return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------- the three ways
@@ -391,6 +405,17 @@ def _tempered(
             out.append(run)
         return out
 
+    state = tempered_runs(more, runs, target_ess, n_particles)
+    prior = integral.prior_gen_loss(integral.analyse(hidden.gram(hidden.draw(n_particles, generator),
+                                                                 n_particles)))  # fmt: skip
+    state["prior_gen"] = (float(prior.mean()), float(prior.std() / math.sqrt(prior.numel())))
+    return state
+
+
+def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
+    """Independent tempered SMC runs, ``runs`` at a time from ``more(count)`` (each a dict with
+    ``draws``, ``log_volume``, ``levels``, ``evaluations``, ``distinct``), until the spread of their
+    means of ``L_gen`` says ``target_ess`` (at most 16 times ``runs``); pooled into a state."""
     results = more(runs)
     while len(results) < 16 * runs:
         if effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
@@ -403,13 +428,10 @@ def _tempered(
     low = min(level["acceptance"] for r in results for level in r["levels"])
     if low < 0.05:
         warnings.warn(f"pCN acceptance fell to {low:.3f} at some temperature: chains mixed poorly",
-                      RuntimeWarning, stacklevel=3)  # fmt: skip
-    draws = {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")}
-    prior = integral.prior_gen_loss(integral.analyse(hidden.gram(hidden.draw(n_particles, generator),
-                                                                 n_particles)))  # fmt: skip
+                      RuntimeWarning, stacklevel=4)  # fmt: skip
     return {
         "method": "smc",
-        "draws": draws,
+        "draws": {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")},
         "log_volume": float(log_volumes.mean()),
         "log_volume_se": float(log_volumes.std(ddof=1) / math.sqrt(len(results)))
         if len(results) > 1
@@ -420,12 +442,11 @@ def _tempered(
         "weight_spread": float("nan"),
         "rb": float(rb_all.mean()),
         "rb_se": float(rb_all.std()) / math.sqrt(max(ess, 1.0)),
-        "prior_gen": (float(prior.mean()), float(prior.std() / math.sqrt(prior.numel()))),
         "temperatures": [len(r["levels"]) for r in results],
     }
 
 
-def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: float) -> GuessCheckResult:
+def _result(problem, eps: float, state, keep_samples: bool, wall_time: float) -> GuessCheckResult:
     draws = state["draws"]
     dtype = problem.dtype
     ess = state["ess"]
@@ -449,7 +470,7 @@ def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: 
         "kish_ess": state.get("kish_ess", ess),  # of the hidden-layer weights, not capped
         "screened": state.get("screened", 0),
     }
-    if integral.eps == 0:
+    if eps == 0:
         extra["log_density"] = state["log_volume"]
         extra["log_density_se"] = state["log_volume_se"]
         extra["log_volume"], extra["log_volume_se"] = -math.inf, 0.0
@@ -459,7 +480,7 @@ def _result(problem, problem64, integral, state, keep_samples: bool, wall_time: 
         if key in state:
             extra[key] = state[key]
     return GuessCheckResult(
-        eps=integral.eps,
+        eps=eps,
         accepted=int(draws["gen"].numel()),
         evaluations=state["evaluations"],
         accepted_gen_loss=draws["gen"].to(dtype),

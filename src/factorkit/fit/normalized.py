@@ -1,0 +1,353 @@
+"""The interpolating posterior (``eps = 0``) of a normalized Gaussian prior, exactly.
+
+A normalized prior draws ``G = W_d F`` (Gaussian output layer, hidden layers ``F``) and keeps
+``W = c G / ||G||_F`` (``c = prior.target_norm``). Write ``w = vec(W)`` in the coordinates of the
+measurements and of an orthonormal basis ``B`` of their complement: ``g = A(G)`` (``n`` numbers)
+and ``z = B^T vec(G)`` (``k = m m' - n``); given ``F`` the pair ``(g, z)`` is Gaussian with the
+covariance ``K(F)`` of :meth:`~factorkit.fit.marginal.OutputLayerIntegral.covariance`, and
+``||G||^2 = q(g) + |z|^2`` with ``q(g) = g^T (A A^T)^{-1} g``. The measurements of ``W`` are
+``h = c g / sqrt(q(g) + |z|^2)``.
+
+**The reduction.** For a fixed ``z`` the map ``g -> h`` is a bijection onto ``{q(h) < c^2}``, with
+inverse ``g = s h``, ``s = |z| / sqrt(c^2 - q(h))``, and Jacobian ``det(dg/dh) = s^n c^2 /
+(c^2 - q(h))`` (``g = s h`` with ``s`` homogeneous of degree 0 in the direction: the matrix
+determinant lemma and ``h . grad q = 2 q``). So the density of ``h`` at ``y`` is a closed form
+given ``(F, z)``, and with ``z = r v`` the radius integrates out in closed form too
+(``int r^{D-1} exp(-r^2 Q / 2) dr``, ``D = m m'``). What is left is the direction ``v`` on the
+sphere ``S^{k-1}`` and the hidden layers:
+
+    p(h = y) = c^2 rho^{-n-2} Gamma(D/2) / (2 pi^{D/2}) |S^{k-1}|
+               E_F E_{v uniform} [ |K|^{-1/2} Q_v^{-D/2} ],
+    Q_v = a_v^T K^{-1} a_v,   a_v = (y / rho, v),   rho^2 = c^2 - q(y).
+
+``V(eps) / vol(ball of radius sqrt(n eps)) -> p(h = y)`` as ``eps -> 0``. The posterior draw that
+``(F, v)`` stands for is ``W = A^+ y + rho B v``: it meets every measurement exactly, has norm
+``c``, and its complement coordinates are ``rho v``, so ``L_gen = mean((rho v - B^T w*)^2)`` is
+exact. At depth 1 (``G = W_1``, ``K`` proportional to the coordinates' Gram) ``Q_v`` does not
+depend on ``v``: one number, no Monte Carlo (:func:`depth_one_log_density` checks it against
+the coarea formula for a uniform direction).
+
+``v`` is proposed from the angular central Gaussian of ``z`` given ``F`` (``v = z / |z|``, ``z ~
+N(0, K_zz)``, density ``|K_zz|^{-1/2} (v^T K_zz^{-1} v)^{-k/2}`` against the uniform law), and
+``(F, v)`` is importance-weighted by the ratio: exact in the limit of many draws, with Kish's
+ESS and the self-normalized standard error reported as for the other samplers. At ``eps > 0``
+the probability of the ball is an ``n``-dimensional integral of a non-Gaussian density (no
+one-dimensional CDF); only ``eps = 0`` is built here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.prior import Prior
+from factorkit.models.deep import activation_name
+from factorkit.problems.sensing import SensingProblem
+
+# hidden-layer draws per batch (each also draws one direction)
+BATCH = 4096
+
+
+def applies(model, prior: Prior) -> str | None:
+    """``None`` where the reduction above applies, else why not (a sentence)."""
+    if not prior.normalize:
+        return "the prior is not normalized (use the marginal sampler's Gaussian reduction)"
+    if prior.base != "gaussian":
+        return f"the output layer must be Gaussian, the prior is {prior.name!r}"
+    if model.depth > 1 and activation_name(model.activation) == "relu":
+        return "relu can zero a hidden unit, and K(F) is then singular (no density on the sphere)"
+    if model.depth > 1 and model.width < model.m2:
+        return f"width {model.width} < m' = {model.m2} makes K(F) singular (no density on the sphere)"
+    return None
+
+
+class NormalizedInterpolation:
+    """``p(h = y | F, v)`` of a normalized Gaussian prior on ``problem`` (module docstring)."""
+
+    def __init__(self, problem: SensingProblem, model, prior: Prior):
+        reason = applies(model, prior)
+        if reason is not None:
+            raise ValueError(f"the normalized eps = 0 reduction does not apply: {reason}")
+        problem = problem.to(device="cpu", dtype=torch.float64)
+        self.problem, self.model, self.prior = problem, model, prior
+        # the covariance of (g, z) given F is the Gaussian twin's (normalization comes after)
+        self.integral = OutputLayerIntegral(problem, model, dataclasses.replace(prior, normalize=False), 0.0)
+        self.n = n = problem.n
+        D = problem.W_star.numel()
+        if self.integral.functionals.shape[0] != D:
+            raise ValueError(
+                f"the measurements must be linearly independent: rank "
+                f"{D - (self.integral.functionals.shape[0] - n)} of n = {n}"
+            )
+        self.D, self.k = D, D - n
+        A = problem.A.reshape(n, D).to(torch.float64)
+        self.gram_A = A @ A.T
+        self.y = problem.y.to(torch.float64)
+        c = prior.target_norm
+        q = float(self.y @ torch.linalg.solve(self.gram_A, self.y))
+        if q >= c**2:
+            raise ValueError(
+                f"no matrix of norm target_norm = {c:g} meets the measurements (the least-norm one has "
+                f"norm {math.sqrt(q):.6g})"
+            )
+        self.rho = math.sqrt(c**2 - q)
+        self.min_norm = torch.linalg.solve(self.gram_A, self.y) @ A  # A^+ y, flattened
+        self.h_star = self.integral.h_star
+        k = self.k
+        self.constant = (
+            2 * math.log(c)
+            - (n + 2) * math.log(self.rho)
+            + math.lgamma(D / 2)
+            - math.log(2)
+            - (D / 2) * math.log(math.pi)
+            + math.log(2)
+            + (k / 2) * math.log(math.pi)
+            - math.lgamma(k / 2)
+        )
+
+    eps = 0.0  # the only threshold this reduction covers
+
+    def log_weights(self, gram: torch.Tensor, xi: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """Log-weights of hidden-layer draws (``gram = F^T F``, ``P x m' x m'``) with standard
+        normal ``xi`` (``P x k``) for their directions ``v = z / |z|``, ``z = chol(K_zz) xi``:
+        ``exp`` of them averages to ``p(h = y)``. Returns them and ``v``."""
+        K = self.integral.covariance(gram.to(torch.float64))
+        n, k = self.n, self.k
+        root, log_det = _root(K)
+        root_z, log_det_z = _root(K[:, n:, n:])
+        z = (root_z @ xi[..., None])[..., 0]
+        radius2 = z.square().sum(1)
+        v = z / radius2.sqrt()[:, None]
+        a = torch.cat([(self.y / self.rho).expand(len(gram), n), v], dim=1)[..., None]
+        Q = torch.linalg.solve(root, a).square().sum((1, 2))
+        # target |K|^{-1/2} Q^{-D/2} over the proposal |K_zz|^{-1/2} (v^T K_zz^{-1} v)^{-k/2},
+        # where v^T K_zz^{-1} v = |xi|^2 / |z|^2 (z = root_z xi)
+        proposal = (xi.square().sum(1) / radius2).log()
+        log_weight = -0.5 * log_det - 0.5 * self.D * Q.log() + 0.5 * log_det_z + 0.5 * k * proposal
+        return log_weight.numpy() + self.constant, v
+
+    def prior_gen_loss(self, gram: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``L_gen`` of prior draws ``W = c G / ||G||`` (one per hidden-layer draw)."""
+        root, _ = _root(self.integral.covariance(gram.to(torch.float64)))
+        gz = (root @ torch.randn(len(gram), self.D, 1, generator=generator, dtype=torch.float64))[..., 0]
+        g, z = gz[:, : self.n], gz[:, self.n :]
+        q = (g * torch.linalg.solve(self.gram_A, g.T).T).sum(1)
+        norm = (q + z.square().sum(1)).sqrt()[:, None]
+        return (self.prior.target_norm * z / norm - self.h_star).square().mean(1)
+
+    def matrices(self, v: torch.Tensor) -> torch.Tensor:
+        """``W = A^+ y + rho B v`` for directions ``v`` (``P x k``): shape ``(P, m, m')``."""
+        B = self.problem.complement.reshape(self.k, self.D).to(torch.float64)
+        return (self.min_norm + self.rho * v @ B).reshape(-1, *self.problem.shape)
+
+    def gen_loss(self, v: torch.Tensor) -> torch.Tensor:
+        """Exact ``L_gen`` of ``W = A^+ y + rho B v`` (its complement coordinates are ``rho v``)."""
+        return (self.rho * v - self.h_star).square().mean(1)
+
+
+def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``R`` with ``R R^T = K`` and ``log det K``, per matrix: Cholesky's factor, or where that
+    fails (deep nets' ``F^T F`` spans many decades, and ``K`` with it) ``U diag(sqrt(values))``
+    from :func:`_spectrum`, whose floor makes such a draw's weight fall like that eigenvalue's
+    power instead of failing."""
+    root, info = torch.linalg.cholesky_ex(K)
+    log_det = 2 * torch.log(torch.diagonal(root, dim1=-2, dim2=-1)).sum(-1)
+    failed = info > 0
+    if bool(failed.any()):
+        values, vectors = _spectrum(K[failed])
+        root[failed] = vectors * values.sqrt()[:, None, :]
+        log_det[failed] = values.log().sum(-1)
+    return root, log_det
+
+
+def _spectrum(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues (raised to at least the largest's rounding level) and eigenvectors of ``K``."""
+    values, vectors = torch.linalg.eigh(K)
+    floor = values[:, -1:] * (K.shape[-1] * torch.finfo(K.dtype).eps)
+    return torch.maximum(values, floor), vectors
+
+
+def depth_one_log_density(problem: SensingProblem, target_norm: float) -> float:
+    """``log p(h = y)`` for ``W`` uniform on the sphere of radius ``c = target_norm`` (depth 1:
+    every normalized Gaussian prior), by the coarea formula, independently of the reduction:
+    the set ``{||w|| = c, A w = y}`` is a sphere of radius ``rho`` and dimension ``k - 1``, the
+    surface density of ``w`` is ``1 / (c^{D-1} |S^{D-1}|)`` and the normal Jacobian of ``w -> A w``
+    on the sphere is ``sqrt(det(A A^T)) rho / c``."""
+    problem = problem.to(device="cpu", dtype=torch.float64)
+    n, D = problem.n, problem.W_star.numel()
+    k = D - n
+    A = problem.A.reshape(n, D)
+    gram = A @ A.T
+    q = float(problem.y @ torch.linalg.solve(gram, problem.y))
+    rho = math.sqrt(target_norm**2 - q)
+
+    def log_sphere(dim: int) -> float:  # surface area of the unit sphere in R^dim
+        return math.log(2) + (dim / 2) * math.log(math.pi) - math.lgamma(dim / 2)
+
+    log_det = float(torch.linalg.slogdet(gram)[1])
+    return (
+        (k - 1) * math.log(rho)
+        + log_sphere(k)
+        - (D - 1) * math.log(target_norm)
+        - log_sphere(D)
+        - 0.5 * log_det
+        - math.log(rho / target_norm)
+    )
+
+
+def normalized_zero_sample(
+    problem: SensingProblem,
+    model,
+    prior: Prior,
+    *,
+    method: str = "auto",
+    n_samples: int = 1000,
+    target_ess: float = 200,
+    hidden_draws: int = 2**18,
+    n_particles: int = 500,
+    runs: int = 8,
+    mcmc_steps: int = 10,
+    target_acceptance: float = 0.3,
+    generator: torch.Generator,
+) -> dict:
+    """The interpolating posterior of a normalized Gaussian prior: the ``state`` the marginal
+    sampler builds its result from (:func:`factorkit.fit.marginal_sampler.marginal_sample`, which
+    documents the options; ``log_volume`` here is the log density ``log p(h = y)``).
+
+    Depth 1 is exact (every direction has the same weight). Deeper, ``'importance'`` draws
+    ``(F, v)`` from the prior and the proposal and weighs them; ``'smc'`` tempers that log-weight
+    over the standard-normal latents of the hidden layers and of ``v`` (``xi``) with the pCN moves
+    of the other samplers; ``'auto'`` starts importance sampling and hands over to SMC when its
+    first batch projects less than ``target_ess`` within ``hidden_draws``."""
+    target = NormalizedInterpolation(problem, model, prior)
+    hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
+    if hidden.kind == "identity":
+        state = _importance(target, hidden, n_samples, n_samples, n_samples, generator, give_up=False)
+        state["method"] = "exact"
+    else:
+        state = None
+        if method in ("auto", "importance"):
+            state = _importance(target, hidden, target_ess, hidden_draws, n_samples, generator,
+                                give_up=method == "auto")  # fmt: skip
+        if state is None:
+            state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
+                              generator)  # fmt: skip
+    gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
+    prior_gen = target.prior_gen_loss(gram, generator)
+    state["prior_gen"] = (float(prior_gen.mean()), float(prior_gen.std() / math.sqrt(PRIOR_DRAWS)))
+    return state
+
+
+PRIOR_DRAWS = 4096  # prior draws for the prior mean of L_gen reported beside the posterior's
+
+
+def _draws(target: NormalizedInterpolation, v: torch.Tensor) -> dict:
+    W = target.matrices(v)
+    train, gen = target.problem.losses(W)
+    # W is determined by (F, v): its L_gen is its own conditional mean
+    return {"W": W, "train": train, "gen": gen, "rb": gen.clone()}
+
+
+def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, give_up: bool) -> dict | None:
+    from factorkit.fit.marginal_sampler import kish_ess, log_mean_exp, normalized_weights, systematic_resample
+
+    log_weights, directions = [], []
+    drawn, ess = 0, 0.0
+    while drawn < hidden_draws and ess < target_ess:
+        count = min(BATCH, hidden_draws - drawn)
+        gram = hidden.gram(hidden.draw(count, generator), count)
+        xi = torch.randn(count, target.k, generator=generator, dtype=torch.float64)
+        log_weight, v = target.log_weights(gram, xi)
+        log_weights.append(log_weight)
+        directions.append(v)
+        drawn += count
+        ess = kish_ess(normalized_weights(np.concatenate(log_weights)))
+        if give_up and ess / drawn * hidden_draws < target_ess:
+            return None
+    log_weight = np.concatenate(log_weights)
+    v = torch.cat(directions)
+    weights = normalized_weights(log_weight)
+    raw = np.exp(log_weight - log_weight.max())
+    gen = target.gen_loss(v).numpy()
+    rb = float((weights * gen).sum())
+    rows = systematic_resample(weights, n_samples, generator)
+    return {
+        "method": "importance",
+        "draws": _draws(target, v[torch.from_numpy(rows)]),
+        "log_volume": log_mean_exp(log_weight),
+        "log_volume_se": float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn))
+        if drawn > 1
+        else float("nan"),
+        "ess": min(ess, float(n_samples)),
+        "kish_ess": ess,
+        "evaluations": drawn,
+        "weight_spread": float(weights.max()),
+        "rb": rb,
+        "rb_se": math.sqrt(float((weights**2 * (gen - rb) ** 2).sum())),
+    }
+
+
+def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
+    from factorkit.fit.marginal_sampler import (
+        MAX_TEMPERATURES,
+        _next_temperature,
+        log_mean_exp,
+        normalized_weights,
+        systematic_resample,
+    )
+    from factorkit.fit.smc import pcn_moves
+
+    def evaluate(latent: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        log_weight, v = target.log_weights(hidden.gram(latent[:-1], n_particles), latent[-1])
+        return torch.from_numpy(log_weight), v
+
+    latent = [*hidden.draw(n_particles, generator),
+              torch.randn(n_particles, target.k, generator=generator, dtype=torch.float64)]  # fmt: skip
+    value, _ = evaluate(latent)
+    evaluations = n_particles
+    beta, log_volume, step, levels = 0.0, 0.0, 0.5, []
+    while beta < 1.0:
+        if len(levels) >= MAX_TEMPERATURES:
+            raise RuntimeError(
+                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
+            )
+        ell = value.numpy()
+        following = _next_temperature(ell, beta, 0.5)
+        increment = (following - beta) * ell
+        log_volume += log_mean_exp(increment)
+        index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
+        latent, value, beta = [u[index] for u in latent], value[index], following
+
+        def metropolis(proposal, current, beta=beta):
+            log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
+            proposed, _ = evaluate(proposal)
+            return log_u < beta * (proposed - current), proposed
+
+        latent, value, step, acceptance = pcn_moves(
+            latent, value, metropolis, step, mcmc_steps, target_acceptance, generator
+        )
+        evaluations += n_particles * mcmc_steps
+        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+    _, v = evaluate(latent)
+    return {"draws": _draws(target, v), "log_volume": log_volume, "levels": levels,
+            "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip
+
+
+def _tempered(
+    target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator
+) -> dict:
+    from factorkit.fit.marginal_sampler import tempered_runs
+
+    def more(count):
+        return [_tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator)
+                for _ in range(count)]  # fmt: skip
+
+    return tempered_runs(more, runs, target_ess, n_particles)
+
+
+__all__ = ["NormalizedInterpolation", "applies", "depth_one_log_density", "normalized_zero_sample"]

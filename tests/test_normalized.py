@@ -1,0 +1,171 @@
+"""The interpolating posterior of normalized Gaussian priors (factorkit.fit.normalized), checked
+against what it cannot fake: the coarea formula at depth 1, brute-force rejection over the output
+layer for a fixed hidden layer, and rejection over the whole prior on a problem small enough that
+rejection reaches small thresholds (its log V(eps) - log vol(ball) extrapolated to eps = 0)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.normalized import (
+    NormalizedInterpolation,
+    applies,
+    depth_one_log_density,
+    normalized_zero_sample,
+)
+from factorkit.fit.prior import Prior, resolve_prior
+from factorkit.models import DeepFactorization
+from factorkit.problems import make_sensing_problem
+
+
+def _small():
+    """2 x 2 matrices, two Gaussian measurements: the posterior lives on a circle."""
+    problem = make_sensing_problem(2, 2, rank=1, n=2, seed=1, dtype="float64")
+    return problem, resolve_prior("normalized_gaussian", problem)
+
+
+def _log_ball(n: int, eps: float) -> float:
+    return (n / 2) * math.log(math.pi * n * eps) - math.lgamma(n / 2 + 1)
+
+
+def test_depth_one_is_the_coarea_formula_and_every_draw_interpolates_at_norm_c():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    prior = resolve_prior("normalized_gaussian", problem)
+    state = normalized_zero_sample(
+        problem,
+        DeepFactorization(5, 5, 5, 1),
+        prior,
+        n_samples=4000,
+        generator=torch.Generator().manual_seed(0),
+    )
+    # one weight for every direction at depth 1: the estimate is the closed form, not an average
+    assert state["method"] == "exact" and state["log_volume_se"] < 1e-12
+    assert state["log_volume"] == pytest.approx(depth_one_log_density(problem, prior.target_norm), rel=1e-12)
+    W = state["draws"]["W"]
+    # float64 products of entries of order 1: rounding far below 1e-20 in squared residuals
+    assert float(state["draws"]["train"].max()) < 1e-20
+    torch.testing.assert_close(
+        W.flatten(1).norm(dim=1), torch.full((len(W),), prior.target_norm, dtype=W.dtype)
+    )
+    # the posterior is uniform on the sphere of radius rho around the least-norm interpolant:
+    # E[L_gen] = (rho^2 + |h*|^2) / k in closed form
+    target = NormalizedInterpolation(problem, DeepFactorization(5, 5, 5, 1), prior)
+    expected = (target.rho**2 + float(target.h_star.square().sum())) / target.k
+    gen = state["draws"]["gen"]
+    assert abs(float(gen.mean()) - expected) < 4 * float(gen.std()) / math.sqrt(len(gen))
+
+
+def test_given_the_hidden_layer_the_density_is_brute_force_rejection_over_the_output_layer():
+    problem, prior = _small()
+    model = DeepFactorization(2, 2, 3, 2, "leaky_relu")
+    target = NormalizedInterpolation(problem, model, prior)
+    generator = torch.Generator().manual_seed(3)
+    F = model.act(torch.randn(3, 2, generator=generator, dtype=torch.float64) / math.sqrt(3))
+    gram = (F.T @ F).expand(200_000, 2, 2).clone()
+    log_weight, _ = target.log_weights(
+        gram, torch.randn(200_000, 2, generator=generator, dtype=torch.float64)
+    )
+    top = log_weight.max()
+    reduction = top + math.log(np.exp(log_weight - top).mean())
+    # brute force: W_2 ~ N(0, s^2) entries, W = c G / ||G||, the share of draws within the ball
+    scale = prior.scales(model)[-1]
+    A, y = problem.A.reshape(2, 4), problem.y
+    ratios = {}
+    for eps in (3e-3, 1e-3):
+        inside = total = 0
+        for _ in range(8):
+            G = (scale * torch.randn(1_000_000, 2, 3, generator=generator, dtype=torch.float64) @ F).reshape(
+                -1, 4
+            )
+            h = prior.target_norm * G / G.norm(dim=1, keepdim=True) @ A.T
+            inside += int(((h - y).square().mean(1) <= eps).sum())
+            total += len(G)
+        ratios[eps] = (math.log(inside / total) - _log_ball(2, eps), 1 / math.sqrt(inside))
+    # the ball's mean density is the centre's plus O(eps): Richardson's extrapolation to eps = 0
+    limit = (3 * ratios[1e-3][0] - ratios[3e-3][0]) / 2
+    error = math.hypot(1.5 * ratios[1e-3][1], 0.5 * ratios[3e-3][1])
+    assert abs(limit - reduction) < 4 * error + 5e-3
+
+
+@pytest.mark.parametrize("activation", ["tanh", "linear"])
+def test_the_whole_posterior_is_rejection_extrapolated_to_eps_zero(activation):
+    from factorkit.fit.guess_check import guess_and_check
+
+    problem, prior = _small()
+    model = DeepFactorization(2, 2, 3, 3, activation)
+    state = normalized_zero_sample(
+        problem, model, prior, method="importance", hidden_draws=2**17, target_ess=1e9,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert state["kish_ess"] > 2000
+    seen = {}
+    for eps in (3e-3, 1e-3):
+        result = guess_and_check(problem, model, eps=eps, prior=prior, max_evaluations=4_000_000, seed=1,
+                                 keep_samples=False)  # fmt: skip
+        gen = result.accepted_gen_loss.double()
+        seen[eps] = (
+            math.log(result.accepted / result.evaluations) - _log_ball(2, eps),
+            1 / math.sqrt(result.accepted),
+            float(gen.mean()),
+            float(gen.std()) / math.sqrt(len(gen)),
+        )
+    log_density = (3 * seen[1e-3][0] - seen[3e-3][0]) / 2
+    log_density_se = math.hypot(1.5 * seen[1e-3][1], 0.5 * seen[3e-3][1])
+    gen_mean = (3 * seen[1e-3][2] - seen[3e-3][2]) / 2
+    gen_se = math.hypot(1.5 * seen[1e-3][3], 0.5 * seen[3e-3][3])
+    assert abs(state["log_volume"] - log_density) < 4 * math.hypot(state["log_volume_se"], log_density_se)
+    assert abs(state["rb"] - gen_mean) < 4 * math.hypot(state["rb_se"], gen_se)
+
+
+def test_tempered_smc_agrees_with_importance_sampling():
+    problem, prior = _small()
+    model = DeepFactorization(2, 2, 3, 3, "tanh")
+    importance = normalized_zero_sample(
+        problem, model, prior, method="importance", hidden_draws=2**17, target_ess=1e9,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    smc = normalized_zero_sample(
+        problem, model, prior, method="smc", target_ess=400, generator=torch.Generator().manual_seed(1)
+    )
+    assert smc["method"] == "smc"
+    se = math.hypot(importance["log_volume_se"], smc["log_volume_se"])
+    assert abs(importance["log_volume"] - smc["log_volume"]) < 4 * se
+    assert abs(importance["rb"] - smc["rb"]) < 4 * math.hypot(importance["rb_se"], smc["rb_se"])
+
+
+def test_marginal_sample_takes_normalized_priors_at_eps_zero_only():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    model = DeepFactorization(5, 5, 5, 2, "tanh")
+    result = marginal_sample(
+        problem, model, eps=0.0, prior="normalized_gaussian", target_ess=50, n_samples=50, hidden_draws=4096,
+        seed=0,
+    )  # fmt: skip
+    assert result.sampler == "marginal" and result.extra["log_volume"] == -math.inf
+    assert math.isfinite(result.extra["log_density"]) and result.accepted > 0
+    # float32 problem: the draws are built in float64 and rounded once
+    assert float(result.accepted_train_loss.max()) < 1e-10
+    with pytest.raises(ValueError, match="exact reduction exists at eps = 0 only"):
+        marginal_sample(problem, model, eps=0.01, prior="normalized_gaussian")
+
+
+def test_what_the_reduction_does_not_cover_is_refused_by_name():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    gaussian = resolve_prior("normalized_gaussian", problem)
+    assert applies(DeepFactorization(5, 5, 5, 3, "tanh"), gaussian) is None
+    assert "relu" in applies(DeepFactorization(5, 5, 5, 2, "relu"), gaussian)
+    assert "width 3 < m' = 5" in applies(DeepFactorization(5, 5, 3, 2), gaussian)
+    assert "must be Gaussian" in applies(
+        DeepFactorization(5, 5, 5, 2), resolve_prior("normalized_uniform", problem)
+    )
+    assert "not normalized" in applies(DeepFactorization(5, 5, 5, 2), resolve_prior("gaussian", problem))
+    with pytest.raises(ValueError, match="relu can zero a hidden unit"):
+        NormalizedInterpolation(problem, DeepFactorization(5, 5, 5, 2, "relu"), gaussian)
+    # a target norm below the least-norm interpolant's: no matrix of that norm meets y
+    small = Prior(normalize=True, target_norm=0.01)
+    with pytest.raises(ValueError, match="no matrix of norm target_norm = 0.01 meets the measurements"):
+        NormalizedInterpolation(problem, DeepFactorization(5, 5, 5, 2), small)

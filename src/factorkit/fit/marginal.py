@@ -46,7 +46,7 @@ from factorkit.fit.ball import (
     split_spectrum,
 )
 from factorkit.fit.prior import Prior
-from factorkit.models.deep import DeepFactorization
+from factorkit.models.deep import DeepFactorization, activation_name
 from factorkit.problems.sensing import SensingProblem
 
 
@@ -56,8 +56,6 @@ def applies(model: DeepFactorization, prior: Prior, eps: float | None = None) ->
     has an exact reduction at ``eps = 0`` only (:mod:`factorkit.fit.normalized`)."""
     if prior.normalize:
         if eps == 0:
-            from factorkit.fit.normalized import applies as normalized_applies
-
             return normalized_applies(model, prior)
         return (
             "a normalized prior rescales W to a fixed norm: the constraint then sees only the direction "
@@ -66,6 +64,20 @@ def applies(model: DeepFactorization, prior: Prior, eps: float | None = None) ->
         )
     if prior.base != "gaussian":
         return f"the output layer must be Gaussian to be integrated out, the prior is {prior.name!r}"
+    return None
+
+
+def normalized_applies(model: DeepFactorization, prior: Prior) -> str | None:
+    """``None`` where the ``eps = 0`` reduction of :mod:`factorkit.fit.normalized` applies,
+    else why not (a sentence)."""
+    if not prior.normalize:
+        return "the prior is not normalized (use the marginal sampler's Gaussian reduction)"
+    if prior.base != "gaussian":
+        return f"the output layer must be Gaussian, the prior is {prior.name!r}"
+    if model.depth > 1 and activation_name(model.activation) == "relu":
+        return "relu can zero a hidden unit, and K(F) is then singular (no density on the sphere)"
+    if model.depth > 1 and model.width < model.m2:
+        return f"width {model.width} < m' = {model.m2} makes K(F) singular (no density on the sphere)"
     return None
 
 

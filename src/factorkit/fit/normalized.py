@@ -45,25 +45,22 @@ import torch
 
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.marginal import normalized_applies as applies
 from factorkit.fit.prior import Prior
-from factorkit.models.deep import activation_name
+from factorkit.fit.smc import pcn_moves
+from factorkit.fit.weights import (
+    MAX_TEMPERATURES,
+    kish_ess,
+    log_mean_exp,
+    next_temperature,
+    normalized_weights,
+    systematic_resample,
+    tempered_runs,
+)
 from factorkit.problems.sensing import SensingProblem
 
 # hidden-layer draws per batch (each also draws one direction)
 BATCH = 4096
-
-
-def applies(model, prior: Prior) -> str | None:
-    """``None`` where the reduction above applies, else why not (a sentence)."""
-    if not prior.normalize:
-        return "the prior is not normalized (use the marginal sampler's Gaussian reduction)"
-    if prior.base != "gaussian":
-        return f"the output layer must be Gaussian, the prior is {prior.name!r}"
-    if model.depth > 1 and activation_name(model.activation) == "relu":
-        return "relu can zero a hidden unit, and K(F) is then singular (no density on the sphere)"
-    if model.depth > 1 and model.width < model.m2:
-        return f"width {model.width} < m' = {model.m2} makes K(F) singular (no density on the sphere)"
-    return None
 
 
 class NormalizedInterpolation:
@@ -222,8 +219,8 @@ def normalized_zero_sample(
     Depth 1 is exact (every direction has the same weight). Deeper, ``'importance'`` draws
     ``(F, v)`` from the prior and the proposal and weighs them; ``'smc'`` tempers that log-weight
     over the standard-normal latents of the hidden layers and of ``v`` (``xi``) with the pCN moves
-    of the other samplers; ``'auto'`` starts importance sampling and hands over to SMC when its
-    first batch projects less than ``target_ess`` within ``hidden_draws``."""
+    of the other samplers; ``'auto'`` starts importance sampling and hands over to SMC as soon as
+    its ESS so far projects less than ``target_ess`` within ``hidden_draws``."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     if hidden.kind == "identity":
@@ -254,8 +251,6 @@ def _draws(target: NormalizedInterpolation, v: torch.Tensor) -> dict:
 
 
 def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, give_up: bool) -> dict | None:
-    from factorkit.fit.marginal_sampler import kish_ess, log_mean_exp, normalized_weights, systematic_resample
-
     log_weights, directions = [], []
     drawn, ess = 0, 0.0
     while drawn < hidden_draws and ess < target_ess:
@@ -293,15 +288,6 @@ def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, 
 
 
 def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
-    from factorkit.fit.marginal_sampler import (
-        MAX_TEMPERATURES,
-        _next_temperature,
-        log_mean_exp,
-        normalized_weights,
-        systematic_resample,
-    )
-    from factorkit.fit.smc import pcn_moves
-
     def evaluate(latent: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         log_weight, v = target.log_weights(hidden.gram(latent[:-1], n_particles), latent[-1])
         return torch.from_numpy(log_weight), v
@@ -317,7 +303,7 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
                 f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
             )
         ell = value.numpy()
-        following = _next_temperature(ell, beta, 0.5)
+        following = next_temperature(ell, beta, 0.5)
         increment = (following - beta) * ell
         log_volume += log_mean_exp(increment)
         index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
@@ -341,8 +327,6 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
 def _tempered(
     target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator
 ) -> dict:
-    from factorkit.fit.marginal_sampler import tempered_runs
-
     def more(count):
         return [_tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator)
                 for _ in range(count)]  # fmt: skip

@@ -1,0 +1,110 @@
+"""Weights and tempering shared by the marginal samplers (:mod:`factorkit.fit.marginal_sampler`,
+:mod:`factorkit.fit.normalized`): log-mean-exp, normalized weights, Kish's ESS, systematic
+resampling, the next temperature of a tempered SMC run, and the pooling of independent runs."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from factorkit.fit.smc import effective_sample_size
+
+MAX_TEMPERATURES = 10_000
+
+
+def log_mean_exp(values: np.ndarray) -> float:
+    """``log mean exp(values)`` without overflow (``-inf`` when every value is)."""
+    values = np.asarray(values, dtype=np.float64)
+    top = values.max() if values.size else -np.inf
+    if not np.isfinite(top):
+        return float(top)
+    return float(top + np.log(np.mean(np.exp(values - top))))
+
+
+def normalized_weights(log_weight: np.ndarray) -> np.ndarray:
+    """``w / sum w`` from ``log w`` (all zero weights refused by the callers)."""
+    top = log_weight.max()
+    w = np.exp(log_weight - top)
+    return w / w.sum()
+
+
+def kish_ess(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of normalized weights."""
+    return float(1.0 / np.square(weights).sum()) if weights.size else 0.0
+
+
+def systematic_resample(weights: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
+    """``count`` indices drawn by systematic resampling of normalized ``weights``: one uniform
+    offset, points ``(offset + i) / count``; each index appears ``floor`` or ``ceil`` of
+    ``count * w`` times (unbiased, the least resampling noise of the standard schemes)."""
+    offset = float(torch.rand(1, generator=generator, dtype=torch.float64))
+    points = (offset + np.arange(count)) / count
+    cumulative = np.cumsum(weights)
+    cumulative[-1] = 1.0
+    return np.searchsorted(cumulative, points, side="right").clip(0, weights.size - 1)
+
+
+def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
+    """The next temperature: the largest ``b <= 1`` whose incremental weights
+    ``exp((b - beta) log_weight)`` keep Kish's ESS at ``fraction`` of the population (bisection)."""
+    finite = np.isfinite(log_weight)
+
+    def ess(step: float) -> float:
+        scaled = np.where(finite, step * log_weight, -np.inf)
+        return kish_ess(normalized_weights(scaled)) / log_weight.size
+
+    if ess(1.0 - beta) >= fraction:
+        return 1.0
+    low, high = 0.0, 1.0 - beta
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if ess(middle) >= fraction else (low, middle)
+    return beta + max(low, 1e-12)
+
+
+def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
+    """Independent tempered SMC runs, ``runs`` at a time from ``more(count)`` (each a dict with
+    ``draws``, ``log_volume``, ``levels``, ``evaluations``, ``distinct``), until the spread of their
+    means of ``L_gen`` says ``target_ess`` (at most 16 times ``runs``); pooled into a state."""
+    results = more(runs)
+    while len(results) < 16 * runs:
+        if effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
+            break
+        results += more(runs)
+    log_volumes = np.array([r["log_volume"] for r in results])
+    rb_groups = [r["draws"]["rb"] for r in results]
+    ess = effective_sample_size(rb_groups, results[0]["distinct"])
+    rb_all = torch.cat(rb_groups)
+    low = min(level["acceptance"] for r in results for level in r["levels"])
+    if low < 0.05:
+        warnings.warn(f"pCN acceptance fell to {low:.3f} at some temperature: chains mixed poorly",
+                      RuntimeWarning, stacklevel=4)  # fmt: skip
+    return {
+        "method": "smc",
+        "draws": {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")},
+        "log_volume": float(log_volumes.mean()),
+        "log_volume_se": float(log_volumes.std(ddof=1) / math.sqrt(len(results)))
+        if len(results) > 1
+        else math.nan,
+        "log_volume_runs": log_volumes.tolist(),
+        "ess": float(ess),
+        "evaluations": sum(r["evaluations"] for r in results),
+        "weight_spread": float("nan"),
+        "rb": float(rb_all.mean()),
+        "rb_se": float(rb_all.std()) / math.sqrt(max(ess, 1.0)),
+        "temperatures": [len(r["levels"]) for r in results],
+    }
+
+
+__all__ = [
+    "MAX_TEMPERATURES",
+    "kish_ess",
+    "log_mean_exp",
+    "next_temperature",
+    "normalized_weights",
+    "systematic_resample",
+    "tempered_runs",
+]

@@ -46,14 +46,12 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.smc import pcn_moves
 from factorkit.fit.weights import (
-    MAX_TEMPERATURES,
     kish_ess,
     log_mean_exp,
-    next_temperature,
     normalized_weights,
     systematic_resample,
+    temper,
     tempered_runs,
 )
 from factorkit.models.deep import DeepFactorization
@@ -308,44 +306,11 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
     def log_weight_of(latent: list[torch.Tensor], floor=None) -> torch.Tensor:
         return torch.from_numpy(integral.analyse(hidden.gram(latent, n_particles), floor=floor).log_weight)
 
-    latent = hidden.draw(n_particles, generator)
-    value = log_weight_of(latent)
-    evaluations = n_particles
-    beta, log_volume, step = 0.0, 0.0, 0.5
-    levels = []
-    while beta < 1.0:
-        if not bool(torch.isfinite(value).any()):
-            raise RuntimeError(
-                f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}"
-            )
-        if len(levels) >= MAX_TEMPERATURES:
-            raise RuntimeError(
-                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
-            )
-        ell = value.numpy()
-        following = next_temperature(ell, beta, 0.5)
-        increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
-        log_volume += log_mean_exp(increment)
-        index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
-        latent = [u[index] for u in latent]
-        value = value[index]
-        beta = following
-
-        def metropolis(proposal, current, beta=beta):
-            # accept iff beta (log w' - log w) > log u: a proposal whose Chernoff bound is below
-            # that cannot be accepted and is not computed
-            log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
-            need = (current + log_u / beta).numpy()
-            proposed = log_weight_of(proposal, floor=need if integral.eps > 0 else None)
-            difference = torch.where(
-                torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
-            )
-            return log_u < beta * difference, proposed
-
-        moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
-        latent, value, step, acceptance = moved
-        evaluations += n_particles * mcmc_steps
-        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+    latent, value, log_volume, levels, evaluations = temper(
+        log_weight_of, hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance,
+        generator, nothing=f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}",
+        screen=integral.eps > 0,
+    )  # fmt: skip
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)
     return {"gram": gram, "log_weight": value.numpy(), "log_volume": log_volume, "levels": levels,

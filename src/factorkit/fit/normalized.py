@@ -47,14 +47,12 @@ from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.marginal import normalized_applies as applies
 from factorkit.fit.prior import Prior
-from factorkit.fit.smc import pcn_moves
 from factorkit.fit.weights import (
-    MAX_TEMPERATURES,
     kish_ess,
     log_mean_exp,
-    next_temperature,
     normalized_weights,
     systematic_resample,
+    temper,
     tempered_runs,
 )
 from factorkit.problems.sensing import SensingProblem
@@ -292,33 +290,12 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
         log_weight, v = target.log_weights(hidden.gram(latent[:-1], n_particles), latent[-1])
         return torch.from_numpy(log_weight), v
 
-    latent = [*hidden.draw(n_particles, generator),
-              torch.randn(n_particles, target.k, generator=generator, dtype=torch.float64)]  # fmt: skip
-    value, _ = evaluate(latent)
-    evaluations = n_particles
-    beta, log_volume, step, levels = 0.0, 0.0, 0.5, []
-    while beta < 1.0:
-        if len(levels) >= MAX_TEMPERATURES:
-            raise RuntimeError(
-                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
-            )
-        ell = value.numpy()
-        following = next_temperature(ell, beta, 0.5)
-        increment = (following - beta) * ell
-        log_volume += log_mean_exp(increment)
-        index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
-        latent, value, beta = [u[index] for u in latent], value[index], following
-
-        def metropolis(proposal, current, beta=beta):
-            log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
-            proposed, _ = evaluate(proposal)
-            return log_u < beta * (proposed - current), proposed
-
-        latent, value, step, acceptance = pcn_moves(
-            latent, value, metropolis, step, mcmc_steps, target_acceptance, generator
-        )
-        evaluations += n_particles * mcmc_steps
-        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+    start = [*hidden.draw(n_particles, generator),
+             torch.randn(n_particles, target.k, generator=generator, dtype=torch.float64)]  # fmt: skip
+    latent, value, log_volume, levels, evaluations = temper(
+        lambda latent, floor: evaluate(latent)[0], start, n_particles, mcmc_steps, target_acceptance,
+        generator, nothing="no particle has a finite weight at eps = 0", screen=False,
+    )  # fmt: skip
     _, v = evaluate(latent)
     return {"draws": _draws(target, v), "log_volume": log_volume, "levels": levels,
             "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip

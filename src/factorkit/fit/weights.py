@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit.fit.smc import effective_sample_size
+from factorkit.fit.smc import effective_sample_size, pcn_moves
 
 MAX_TEMPERATURES = 10_000
 
@@ -99,6 +99,52 @@ def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
     }
 
 
+def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen):
+    """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
+    rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
+    keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
+
+    ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws
+    below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
+    finite weight. Returns the final ``latent``, their log-weights, ``log V`` (the product of the
+    temperatures' mean incremental weights), the levels and the weight evaluations."""
+    value = log_weight_of(latent, None)
+    evaluations = n_particles
+    beta, log_volume, step = 0.0, 0.0, 0.5
+    levels = []
+    while beta < 1.0:
+        if not bool(torch.isfinite(value).any()):
+            raise RuntimeError(nothing)
+        if len(levels) >= MAX_TEMPERATURES:
+            raise RuntimeError(
+                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
+            )
+        ell = value.numpy()
+        following = next_temperature(ell, beta, 0.5)
+        increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
+        log_volume += log_mean_exp(increment)
+        index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
+        latent = [u[index] for u in latent]
+        value = value[index]
+        beta = following
+
+        def metropolis(proposal, current, beta=beta):
+            # accept iff beta (log w' - log w) > log u: with ``screen``, a proposal whose bound is
+            # below that cannot be accepted and need not be computed
+            log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
+            proposed = log_weight_of(proposal, (current + log_u / beta).numpy() if screen else None)
+            difference = torch.where(
+                torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
+            )
+            return log_u < beta * difference, proposed
+
+        moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
+        latent, value, step, acceptance = moved
+        evaluations += n_particles * mcmc_steps
+        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+    return latent, value, log_volume, levels, evaluations
+
+
 __all__ = [
     "MAX_TEMPERATURES",
     "kish_ess",
@@ -106,5 +152,6 @@ __all__ = [
     "next_temperature",
     "normalized_weights",
     "systematic_resample",
+    "temper",
     "tempered_runs",
 ]

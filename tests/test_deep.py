@@ -97,3 +97,61 @@ def test_member_activations_select_each_members_own_function_and_gradient():
     import pickle
 
     assert pickle.loads(pickle.dumps(mixed)).names == tuple(names)
+
+
+def test_mixed_depths_batch_equals_each_net_alone_and_keeps_its_identity_layers():
+    """Nets of depths 2-5 and three activations as one population of depth 5 (identity layers,
+    no activation after them): the end-to-end matrices are each net's own (a product with an
+    identity adds exact zeros), and 300 group-RMSprop steps equal each net trained alone (the
+    per-member gradient norm sums the same squares plus exact zeros: equal to the last bits)."""
+    from factorkit.fit.gd import train_gd
+    from factorkit.models import MemberActivations, MixedDepths
+    from factorkit.problems.sensing import ProblemBatch, make_sensing_problem
+
+    depths = (2, 3, 5, 2, 4, 5)
+    names = ("tanh", "leaky_relu", "linear", "leaky_relu", "tanh", "relu")
+    problems = [make_sensing_problem(5, 5, 1, 15, "gaussian", s, dtype="float64") for s in range(6)]
+    starts, alone = [], []
+    for p, (depth, name) in enumerate(zip(depths, names, strict=True)):
+        own = DeepFactorization(5, 5, 4, depth, name)
+        weights = own.init_weights(1, 0.1, torch.Generator().manual_seed(p), dtype=torch.float64)
+        starts.append(own.deepen(weights, 5))
+        alone.append(train_gd(problems[p], own, initial=weights, lr=1e-2, optimizer="group_rmsprop",
+                              max_steps=300, progress=False))  # fmt: skip
+    model = MixedDepths(5, 5, 4, 5, MemberActivations(names), depths=depths)
+    initial = [torch.cat([start[layer] for start in starts]) for layer in range(5)]
+    own_W = torch.cat([DeepFactorization(5, 5, 4, d, n).end_to_end(
+        [w[p : p + 1] for w in initial[: d - 1]] + [initial[-1][p : p + 1]])
+        for p, (d, n) in enumerate(zip(depths, names, strict=True))])  # fmt: skip
+    torch.testing.assert_close(model.end_to_end(initial), own_W, rtol=0, atol=0)
+    batch = train_gd(ProblemBatch.of(problems), model, seeds=list(range(6)), initial=initial, lr=1e-2,
+                     optimizer="group_rmsprop", max_steps=300, progress=False)  # fmt: skip
+    eye = torch.eye(4, dtype=torch.float64)
+    for p, depth in enumerate(depths):
+        torch.testing.assert_close(batch.W[p], alone[p].W[0], rtol=1e-12, atol=1e-15)
+        assert float(batch.gen_loss[p]) == pytest.approx(float(alone[p].gen_loss[0]), rel=1e-12)
+        for layer in range(depth - 1, 4):  # its identity layers never moved
+            assert torch.equal(batch.weights[layer][p], eye)
+    assert sum(mask is not None for mask in model.gradient_masks("cpu", torch.float64)) == 3
+
+
+def test_mixed_depths_refuse_inconsistent_settings():
+    from factorkit.models import MemberActivations, MixedDepths
+
+    with pytest.raises(ValueError, match="depths must name one depth"):
+        MixedDepths(5, 5, 4, 3, "tanh")
+    with pytest.raises(ValueError, match="depth must be the deepest member's"):
+        MixedDepths(5, 5, 4, 4, "tanh", depths=(2, 3))
+    with pytest.raises(ValueError, match="depths\\[i\\] must be"):
+        MixedDepths(5, 5, 4, 3, "tanh", depths=(1, 3))
+    with pytest.raises(ValueError, match="activation names 3 members, depths 2"):
+        MixedDepths(5, 5, 4, 3, MemberActivations(["tanh"] * 3), depths=(2, 3))
+    model = MixedDepths(5, 5, 4, 3, "tanh", depths=(2, 3))
+    with pytest.raises(ValueError, match="weights hold 3 members, depths 2"):
+        model.end_to_end([torch.zeros(3, 4, 5), torch.zeros(3, 4, 4), torch.zeros(3, 5, 4)])
+    own = DeepFactorization(5, 5, 4, 3, "tanh")
+    weights = own.init_weights(2, 0.1, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="depth must be >= the model's depth 3"):
+        own.deepen(weights, 2)
+    with pytest.raises(ValueError, match="depth >= 2"):
+        DeepFactorization(5, 5, 4, 1).deepen([torch.zeros(2, 5, 5)], 3)

@@ -531,16 +531,17 @@ def test_report_html_is_self_contained_and_matches_the_store(smoke_width):
     assert '"torch"' in reader.pre["versions"]
 
 
-def test_gd_over_widths_and_activations_as_one_batch_equals_separate_runs(tmp_path):
-    """A width sweep's GD cells of every activation train as one population zero-padded to the
-    widest net, one activation per member; every row equals the run of its (width, activation)
-    alone (to rounding: the padded products add exact zeros, the activations are selected)."""
+def test_gd_over_widths_depths_and_activations_as_one_batch_equals_separate_runs(tmp_path):
+    """A sweep's GD cells of every width, depth and activation train as one population
+    zero-padded to the widest net and deepened by identity layers to the deepest, one activation
+    per member; every row equals the run of its (width, depth, activation) alone (to rounding:
+    the padded products add exact zeros, the activations are selected)."""
     from factorkit.experiments.run import plan
 
     config = {**TINY, "grid": {"width": [4, 8, 16], "depth": [2, 3], "activation": ["tanh", "leaky_relu"],
                                "method": ["gd"]}}  # fmt: skip
     jobs = plan(StudyConfig.from_dict(config), set())
-    assert len(jobs) == 2 and all(job.runs == 12 for job in jobs)  # one batch per depth
+    assert len(jobs) == 1 and jobs[0].runs == 24  # both depths in one batch
     run_study(StudyConfig.from_dict(config), tmp_path / "batched", workers=1, progress=False)
     batched = {r["key"]: r for r in load_rows(tmp_path / "batched")}
     for width in (4, 8, 16):

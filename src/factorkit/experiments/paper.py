@@ -225,8 +225,9 @@ def _gd_cost(job, cache: dict) -> float:
 
     members, arguments = gd_batch(job, "cpu")
     params = job.cell.params
-    key = (len(members), arguments["model"].width, params["depth"], params["optimizer"], params["dtype"],
-           params["n"], activation_name(arguments["model"].activation),
+    model = arguments["model"]
+    key = (len(members), model.width, model.depth, getattr(model, "depths", None), params["optimizer"],
+           params["dtype"], params["n"], activation_name(model.activation),
            str(arguments["optimizer_options"]))  # fmt: skip
     if key not in cache:
         problem, model = arguments.pop("problem"), arguments.pop("model")

@@ -208,6 +208,9 @@ def train_gd(
     opt = _make_optimizer(optimizer, params, lr, dict(optimizer_options or {}))
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=lr_decay) if lr_decay < 1 else None
     stops = _Stops(params, caps.to(params[0].device), eps_train)
+    # layers some members hold fixed (MixedDepths' identity layers): their gradients zeroed
+    masks = getattr(model, "gradient_masks", lambda *_: [])(params[0].device, params[0].dtype)
+    masked = [(p, mask) for p, mask in zip(params, masks, strict=False) if mask is not None]
     history = _History(monitor)
     bar = progress_reporter(max_steps, "gd", "steps", enabled=progress)
     for step in range(max_steps + 1):
@@ -222,6 +225,8 @@ def train_gd(
             problem.train_residuals(W).abs().mean(-1).sum().backward()
         else:
             train.sum().backward()
+        for p, mask in masked:
+            p.grad.mul_(mask)
         opt.step()
         if schedule is not None:
             schedule.step()

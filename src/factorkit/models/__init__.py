@@ -4,6 +4,7 @@ from factorkit.models.deep import (
     ACTIVATIONS,
     DeepFactorization,
     MemberActivations,
+    MixedDepths,
     activation_name,
     get_activation,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "ACTIVATIONS",
     "DeepFactorization",
     "MemberActivations",
+    "MixedDepths",
     "SymmetricFactorization",
     "activation_name",
     "get_activation",

@@ -254,6 +254,20 @@ class DeepFactorization(GaussianInit):
             padded.append(torch.nn.functional.pad(weight, (0, cols, 0, rows)))
         return padded
 
+    def deepen(self, weights: Sequence[torch.Tensor], depth: int) -> list[torch.Tensor]:
+        """This model's population weights embedded in a net of ``depth >= self.depth`` layers:
+        ``k x k`` identity layers between the last hidden layer and the output layer (the layout
+        :class:`MixedDepths` trains, which applies no activation after them)."""
+        self.check_weights(weights)
+        depth = check_int("depth", depth)
+        if depth < self.depth:
+            raise ValueError(f"depth must be >= the model's depth {self.depth}, got {depth}")
+        if depth > self.depth and self.depth < 2:
+            raise ValueError("only nets of depth >= 2 have a hidden width to deepen in")
+        identity = torch.eye(self.width, dtype=weights[0].dtype, device=weights[0].device)
+        extra = [identity.expand(weights[0].shape[0], -1, -1).clone() for _ in range(depth - self.depth)]
+        return [*weights[:-1], *extra, weights[-1]]
+
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrices ``(P, m, m')`` of a population of weights."""
         self.check_weights(weights)
@@ -262,3 +276,63 @@ class DeepFactorization(GaussianInit):
             # bmm, not @: the same product without matmul's broadcasting views (GD is dispatch-bound)
             product = batched_product(weight, self.act(product))
         return product
+
+
+@dataclass(frozen=True)
+class MixedDepths(DeepFactorization):
+    """Nets of several depths trained as one population of the deepest (``depth = max(depths)``).
+
+    Member ``p`` of depth ``d_p`` holds its own layers at ``W_1 .. W_{d_p - 1}`` and ``W_depth``,
+    and identity layers in between (:meth:`DeepFactorization.deepen`); its activation applies after
+    its own hidden layers only, so it computes its own net's ``W`` (a product with an identity
+    matrix adds exact zeros). :meth:`gradient_masks` zeroes the identity layers' gradients: they
+    stay the identity under every optimizer whose step is zero for a zero gradient, and a
+    per-member gradient norm (group RMSprop) sums the member's own squares and exact zeros (equal
+    to a run alone up to the order of that sum, the last bit). Small nets are
+    bound by per-operation overhead, so one deep batch costs less than one batch per depth.
+
+    ``activation`` is one name (every member) or a :class:`MemberActivations` (one per member).
+    """
+
+    depths: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        depths = tuple(check_int("depths[i]", d, minimum=2) for d in self.depths)
+        if not depths:
+            raise ValueError("depths must name one depth (>= 2) per member")
+        if self.depth != max(depths):
+            raise ValueError(f"depth must be the deepest member's, {max(depths)}; got {self.depth}")
+        names = self.activation.names if isinstance(self.activation, MemberActivations) else None
+        if names is not None and len(names) != len(depths):
+            raise ValueError(f"activation names {len(names)} members, depths {len(depths)}")
+        if names is None and not isinstance(self.activation, str):
+            raise TypeError("activation must be a name or a MemberActivations for MixedDepths")
+        names = names or (self.activation,) * len(depths)
+        # after layer j (1-based) member p applies its activation iff j < d_p
+        boundaries = []
+        for j in range(1, self.depth):
+            own = [name if j < d else "linear" for name, d in zip(names, depths, strict=True)]
+            boundaries.append(self.act if own == list(names) else MemberActivations(own, self.negative_slope))
+        object.__setattr__(self, "depths", depths)
+        object.__setattr__(self, "_boundaries", boundaries)
+
+    def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        population = self.check_weights(weights)
+        if population != len(self.depths):
+            raise ValueError(f"weights hold {population} members, depths {len(self.depths)}")
+        product = weights[0]
+        for weight, act in zip(weights[1:], self._boundaries, strict=True):  # type: ignore[attr-defined]
+            product = batched_product(weight, act(product))
+        return product
+
+    def gradient_masks(self, device, dtype) -> list[torch.Tensor | None]:
+        """Per layer, ``None`` (every member trains it) or a ``(P, 1, 1)`` 0/1 factor that zeroes the
+        gradient of the members for which it is an identity layer (0-based ``d_p - 1 <= i < depth - 1``)."""
+        depths = torch.tensor(self.depths)
+        masks = []
+        for index in range(self.depth):
+            padding = (depths - 1 <= index) & (index < self.depth - 1)
+            factor = (~padding).to(device=device, dtype=dtype).reshape(-1, 1, 1)
+            masks.append(factor if padding.any() else None)
+        return masks

@@ -23,7 +23,7 @@ from factorkit.fit.gd import initial_weights, train_gd
 from factorkit.fit.guess_check import GuessCheckResult, Prior, combine_results, guess_and_check
 from factorkit.fit.nuclear import min_nuclear_norm, robust_nuclear_norm
 from factorkit.fit.result import ESTIMATED
-from factorkit.models.deep import DeepFactorization, MemberActivations
+from factorkit.models.deep import DeepFactorization, MemberActivations, MixedDepths
 from factorkit.problems.sensing import ProblemBatch, corrupt, make_sensing_problem, restricted_isometry
 
 GD_SEED_OFFSET = 1_000_003
@@ -60,11 +60,13 @@ class Job:
 
 
 PROBLEM_KEYS = ("m", "m2", "rank", "n", "measurements", "norm", "outliers", "noise")
-# what GD members of one batch may differ in: the width (zero-padded), what their problems hold
-# (every member brings its own problem of the same sizes, m x m' and n measurements), the
-# activation (one per member) and, under the paper's group RMSprop, the momentum (one per
-# member); see `gd_batch`. Not the step count: a member done early would ride along
-BATCHABLE_KEYS = ("width", "rank", "measurements", "norm", "outliers", "noise", "pairing", "activation")
+# what GD members of one batch may differ in: the width (zero-padded), the depth (>= 2: identity
+# layers, `MixedDepths`), what their problems hold (every member brings its own problem of the
+# same sizes, m x m' and n measurements), the activation (one per member) and, under the paper's
+# group RMSprop, the momentum (one per member); see `gd_batch`. Not the step count: a member done
+# early would ride along
+BATCHABLE_KEYS = ("width", "depth", "rank", "measurements", "norm", "outliers", "noise", "pairing",
+                  "activation")  # fmt: skip
 PER_MEMBER_MOMENTUM = ("group_rmsprop",)
 
 
@@ -277,23 +279,27 @@ def gd_batch(job: Job, device: str) -> tuple[list[tuple[Cell, int]], dict]:
     """A GD job's members and the arguments of its one :func:`~factorkit.fit.gd.train_gd` call.
 
     Members train as one population: zero-padded to the widest (:meth:`DeepFactorization.pad`;
-    each starts as its own width's net would, from its seed and fan-in), each on its own problem,
-    with its own activation (:class:`~factorkit.models.MemberActivations`), step count and (group
-    RMSprop) momentum where those differ. Every member's arithmetic is its own run's.
+    each starts as its own width's net would, from its seed and fan-in) and, where depths differ,
+    deepened to the deepest by identity layers (:class:`~factorkit.models.MixedDepths`), each on
+    its own problem, with its own activation (:class:`~factorkit.models.MemberActivations`), step
+    count and (group RMSprop) momentum where those differ. Every member's arithmetic is its own run's.
     """
     params = job.cell.params
     members = gd_members(job)
     width = max(cell.params["width"] for cell, _ in members)
+    depths = tuple(cell.params["depth"] for cell, _ in members)
     activations = [cell.params["activation"] for cell, _ in members]
     activation = activations[0] if len(set(activations)) == 1 else MemberActivations(activations)
-    model = replace(build_model(params), width=width, activation=activation)
+    model = replace(build_model(params), width=width, depth=max(depths), activation=activation)
+    if len(set(depths)) > 1:
+        model = MixedDepths(model.m, model.m2, width, model.depth, activation, depths=depths)
     starts = []
     for cell, seed in members:
         own = build_model(cell.params)
         weights = initial_weights(
             own, [seed + GD_SEED_OFFSET], params["init_scale"], params.get("init", "gaussian")
         )
-        starts.append(own.pad(weights, width))
+        starts.append(replace(own, width=width).deepen(own.pad(weights, width), model.depth))
     momenta = [float(cell.params.get("momentum") or 0.0) for cell, _ in members]
     if len(set(momenta)) > 1:
         options = {"momentum": momenta}

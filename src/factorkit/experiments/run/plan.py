@@ -99,12 +99,13 @@ def plan_cells(
 
 
 def gd_jobs(cells: list[tuple[Cell, tuple[int, ...]]]) -> list[Job]:
-    """GD jobs: cells equal but for the width, the problem, the activation and (group RMSprop) the
-    momentum (depth >= 2, see :data:`BATCHABLE_KEYS`) train as one batch
+    """GD jobs: cells equal but for the width, the depth (>= 2), the problem, the activation and
+    (group RMSprop) the momentum (see :data:`BATCHABLE_KEYS`) train as one batch
     (:func:`~factorkit.experiments.run.jobs.gd_batch`: zero-padded to the widest, exact since every
-    built-in activation has s(0) = 0; one problem, activation and momentum per member). Small nets
-    are bound by per-step overhead, so merging pays; padding a narrow net to a wide one costs its
-    arithmetic, so each group's widths are split where :func:`gd_step_seconds` says that is cheaper."""
+    built-in activation has s(0) = 0; identity layers up to the deepest; one problem, activation
+    and momentum per member). Small nets are bound by per-step overhead, so merging pays; padding
+    a narrow or shallow net to a wide or deep one costs its arithmetic, so each group is split
+    where :func:`gd_step_seconds` says that is cheaper."""
     groups: dict[tuple, list[tuple[Cell, tuple[int, ...]]]] = {}
     for cell, seeds in cells:
         params = cell.params
@@ -115,7 +116,7 @@ def gd_jobs(cells: list[tuple[Cell, tuple[int, ...]]]) -> list[Job]:
         groups.setdefault(key, []).append((cell, seeds))
     jobs = []
     for members in groups.values():
-        for bucket in _width_buckets(members):
+        for bucket in _buckets(members):
             jobs.append(Job(bucket[0][0], bucket[0][1], others=tuple(bucket[1:])))
     return jobs
 
@@ -129,22 +130,27 @@ def gd_step_seconds(runs: int, width: int, depth: int) -> float:
     return overhead + runs * member * 1e-6
 
 
-def _width_buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tuple[Cell, tuple[int, ...]]]]:
-    """``members`` split into batches of consecutive widths, the split of least modelled time."""
-    widths = sorted({cell.params["width"] for cell, _ in members})
-    runs = [sum(len(seeds) for cell, seeds in members if cell.params["width"] == w) for w in widths]
-    depth = members[0][0].params["depth"]
-    # best[i]: least time of the widths[:i]; cut[i]: where its last batch starts
-    best, cut = [0.0] + [math.inf] * len(widths), [0] * (len(widths) + 1)
-    for end in range(1, len(widths) + 1):
+def _buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tuple[Cell, tuple[int, ...]]]]:
+    """``members`` split into batches of consecutive (depth, width) shapes, the split of least
+    modelled time (each batch costs a step of its deepest depth at its widest width)."""
+    shapes = sorted({(cell.params["depth"], cell.params["width"]) for cell, _ in members})
+    runs = [
+        sum(len(seeds) for cell, seeds in members if (cell.params["depth"], cell.params["width"]) == shape)
+        for shape in shapes
+    ]
+    # best[i]: least time of the shapes[:i]; cut[i]: where its last batch starts
+    best, cut = [0.0] + [math.inf] * len(shapes), [0] * (len(shapes) + 1)
+    for end in range(1, len(shapes) + 1):
         for begin in range(end):
-            seconds = best[begin] + gd_step_seconds(sum(runs[begin:end]), widths[end - 1], depth)
+            chosen = shapes[begin:end]
+            depth, width = max(d for d, _ in chosen), max(w for _, w in chosen)
+            seconds = best[begin] + gd_step_seconds(sum(runs[begin:end]), width, depth)
             if seconds < best[end]:
                 best[end], cut[end] = seconds, begin
-    buckets, end = [], len(widths)
+    buckets, end = [], len(shapes)
     while end:
         begin = cut[end]
-        chosen = set(widths[begin:end])
-        buckets.append([(cell, seeds) for cell, seeds in members if cell.params["width"] in chosen])
+        chosen = set(shapes[begin:end])
+        buckets.append([(c, s) for c, s in members if (c.params["depth"], c.params["width"]) in chosen])
         end = begin
     return buckets[::-1]

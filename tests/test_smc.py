@@ -88,7 +88,11 @@ def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
     p_value = ks_effective(
         rejection.accepted_gen_loss.numpy(), smc.accepted_gen_loss.numpy(), smc.extra["ess"]
     )
-    assert p_value > 0.01
+    # five cases: at 0.01 each, one random stream in twenty fails somewhere by chance (seen when
+    # SMC's runs began to move as one population: seeds 2-11 of this width-20 case gave p from
+    # 0.009 to 0.995, as the runs one at a time did); 1e-3 keeps that at 0.5%, and a sampler off
+    # in distribution still fails, its KS statistic growing with the sample
+    assert p_value > 1e-3
     (log_r, se_r), (log_s, se_s) = rejection.log_volume, smc.log_volume
     assert abs(log_r - log_s) < 3 * math.hypot(se_r, se_s)
 

@@ -193,3 +193,15 @@ def test_min_ess_adds_runs_until_reached():
     # the first runs are the same draws: extending never changes what was already sampled
     assert more.extra["log_volume_runs"][:2] == few.extra["log_volume_runs"]
     assert more.extra["ess"] >= 5 * few.extra["ess"] + 50 or runs == 32
+
+
+def test_runs_to_add_projects_the_missing_runs_within_its_bounds():
+    from factorkit.fit.smc import runs_to_add
+
+    assert runs_to_add(100.0, 8, 200, 8, 128) == 8  # 10 missing at 12.5 a run (10% over): a chunk
+    assert runs_to_add(180.0, 16, 200, 8, 128) == 4  # ceil(1.1 * 200 / 11.25) = 20 runs in all
+    assert runs_to_add(199.0, 16, 200, 8, 128) == 2
+    assert runs_to_add(200.0, 8, 200, 8, 128) == 0
+    assert runs_to_add(10.0, 126, 200, 8, 128) == 2  # the cap
+    assert runs_to_add(10.0, 128, 200, 8, 128) == 0
+    assert runs_to_add(0.0, 8, 200, 8, 128) == 8  # nothing to project from: a chunk

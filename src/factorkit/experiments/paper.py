@@ -135,7 +135,7 @@ def _gc_cost(params: dict) -> float:
     A timed rejection pilot gives ``V(eps)`` and the rejection cost; where SMC is the cheaper
     choice (:func:`~factorkit.fit.auto.choose_sampler`, as the run will decide), a timed SMC of 4
     runs gives the seconds per run and the ESS per run, hence how many runs the ESS target takes
-    (the auto sampler adds runs ``runs`` at a time, up to ``MAX_RUNS_FACTOR * runs``): deep
+    (the auto sampler adds what the ESS per run says is missing, up to ``MAX_RUNS_FACTOR * runs``): deep
     leaky-ReLU cells measured 20x the evaluations of the level count alone.
     """
     import warnings
@@ -191,7 +191,7 @@ def _gc_cost(params: dict) -> float:
     per_run = (time.perf_counter() - start) / 4
     ess_per_run = max(trial.extra["ess"], 1.0) / 4 if trial.reached_target else 0.0
     cap = MAX_RUNS_FACTOR * runs
-    needed = math.ceil(target / ess_per_run / runs) * runs if ess_per_run else cap
+    needed = math.ceil(1.1 * target / ess_per_run) if ess_per_run else cap  # as smc.runs_to_add adds
     return pilot_seconds + per_run * min(max(needed, runs), cap)
 
 

@@ -101,9 +101,9 @@ def marginal_sample(
     hidden_draws : int
         Most hidden-layer draws of importance sampling.
     n_particles, runs, mcmc_steps, target_acceptance
-        Tempered SMC: population per run, independent runs to start with (more are added, ``runs``
-        at a time up to 16 times as many, while the ESS is below ``target_ess``), pCN steps per
-        temperature, and the acceptance rate the pCN step adapts to.
+        Tempered SMC: population per run, independent runs to start with (more are added, as
+        many as the ESS per run says are missing, up to 16 times as many, while the ESS is below
+        ``target_ess``), pCN steps per temperature, and the acceptance rate the pCN step adapts to.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit.fit.smc import effective_sample_size, pcn_moves
+from factorkit.fit.smc import effective_sample_size, pcn_moves, runs_to_add
 
 MAX_TEMPERATURES = 10_000
 
@@ -66,14 +66,17 @@ def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> fl
 
 
 def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
-    """Independent tempered SMC runs, ``runs`` at a time from ``more(count)`` (each a dict with
-    ``draws``, ``log_volume``, ``levels``, ``evaluations``, ``distinct``), until the spread of their
-    means of ``L_gen`` says ``target_ess`` (at most 16 times ``runs``); pooled into a state."""
+    """Independent tempered SMC runs from ``more(count)`` (each a dict with ``draws``,
+    ``log_volume``, ``levels``, ``evaluations``, ``distinct``): ``runs`` first, then as many as
+    :func:`~factorkit.fit.smc.runs_to_add` says until the spread of their means of ``L_gen`` says
+    ``target_ess`` (at most 16 times ``runs``); pooled into a state."""
     results = more(runs)
-    while len(results) < 16 * runs:
-        if effective_sample_size([r["draws"]["rb"] for r in results], n_particles) >= target_ess:
+    while True:
+        ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles)
+        count = runs_to_add(ess, len(results), target_ess, runs, 16 * runs)
+        if not count:
             break
-        results += more(runs)
+        results += more(count)
     log_volumes = np.array([r["log_volume"] for r in results])
     rb_groups = [r["draws"]["rb"] for r in results]
     ess = effective_sample_size(rb_groups, results[0]["distinct"])

@@ -1,0 +1,68 @@
+"""The marginal sampler's eps = 0 weight: ``log N(y; 0, Sigma_gg)`` by a Cholesky factor against
+the eigen-decomposition route, on the paper's width-5 problems (rank 1, n = 15; rank 2, n = 22),
+500 hidden-layer draws of a tanh net of depth 2 per call, both in this process on one thread,
+best of 20; the largest relative difference of the two log densities is printed (at the
+worst-conditioned draw, condition number ~1e7 at n = 22: about ten times that times float64's eps).
+
+Run: ``python benchmarks/bench_marginal_density.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.run.jobs import gc_setup
+from factorkit.fit.ball import log_gaussian_density
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.marginal import OutputLayerIntegral
+
+
+def best(function, repeats: int = 20) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times) * 1e3
+
+
+def eigen_route(integral: OutputLayerIntegral, cov: torch.Tensor) -> np.ndarray:
+    n = integral.n
+    values, vectors = torch.linalg.eigh(cov[:, :n, :n])
+    centre = torch.einsum("pji,j->pi", vectors, integral.y)
+    return log_gaussian_density(values.clamp_min(0.0).numpy(), centre.numpy())
+
+
+def compare(figure: str) -> str:
+    (config,) = paper_configs(figures=[figure])
+    cell = next(c for c in config.cells() if c.method == "gc" and c.params["width"] == 5
+                and c.params["activation"] == "tanh" and c.params["eps"] == 0)  # fmt: skip
+    problem, model, prior = gc_setup(cell.params, 0, "cpu")
+    integral = OutputLayerIntegral(problem.to(dtype=torch.float64), model, prior, 0.0)
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(500, torch.Generator().manual_seed(0)), 500).double()
+    analysis = integral.analyse(gram, log_weight=np.zeros(500))  # the covariances only
+    eigen = eigen_route(integral, analysis.cov)
+    cholesky = integral._density(analysis)
+    relative = float((np.abs(eigen - cholesky) / np.abs(eigen)).max())
+    t_eigen = best(lambda: eigen_route(integral, analysis.cov))
+    t_cholesky = best(lambda: integral._density(analysis))
+    times = f"{t_eigen:.2f} | {t_cholesky:.2f} | {t_eigen / t_cholesky:.1f}x"
+    return f"| {figure} | {integral.n} | {times} | {relative:.1e} |"
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    print("| figure | n | eigen route ms | Cholesky route ms | speed-up | max relative difference |")
+    print("|---|---|---|---|---|---|")
+    for figure in ("width", "width_rank2"):
+        print(compare(figure))
+
+
+if __name__ == "__main__":
+    main()

@@ -105,6 +105,16 @@ def test_cli_runs_plans_resumes_and_refuses_a_budget_below_its_minimum(capsys, t
     assert code == 2 and "too small" in err and "need about" in err
 
 
+def test_cli_without_a_budget_runs_every_figure_unplanned(capsys, tmp_path):
+    torch.set_num_threads(1)
+    argv = ["study", "paper", "--scale", "smoke", "--figures", "width_uniform", "--seeds", "1",
+            "--ess", "20", "--workers", "1", "--out", str(tmp_path), "--no-plot"]  # fmt: skip
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "no --budget: every figure runs, unplanned" in out and "planned in" not in out
+    assert len(load_rows(tmp_path / "width_uniform-smoke")) == 6 and "wall time" in out
+
+
 def test_paper_options_are_refused_for_other_studies(capsys):
     code, _, err = run(capsys, "study", "width", "--budget", "5", "--no-plot")
     assert code == 2 and "--budget applies to 'factorkit study paper' only" in err

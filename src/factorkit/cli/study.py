@@ -117,16 +117,22 @@ def _run_paper(args) -> None:
     configs = paper_configs(scale, figures, target_ess=args.ess, seeds=args.seeds)
     out = args.out or Path("runs") / ("paper" if scale == "paper" else f"paper-{scale}")
     out.mkdir(parents=True, exist_ok=True)
-    plan = plan_paper(configs, out, args.budget, args.workers)
-    print(plan.describe(), flush=True)
-    if not plan.figures:
-        raise ValueError(
-            f"--budget {args.budget:g} minutes is too small: planning and the first figure "
-            f"({configs[0].name}) need about {math.ceil(plan.minimum_seconds / 60)} minutes"
+    plan = None
+    if args.budget is not None or args.plan_only:  # without a budget every figure runs: no plan needed
+        plan = plan_paper(configs, out, args.budget, args.workers)
+        print(plan.describe(), flush=True)
+        if not plan.figures:
+            raise ValueError(
+                f"--budget {args.budget:g} minutes is too small: planning and the first figure "
+                f"({configs[0].name}) need about {math.ceil(plan.minimum_seconds / 60)} minutes"
+            )
+        if args.plan_only:
+            return
+    else:
+        print(
+            "no --budget: every figure runs, unplanned (--plan-only measures the work first, about a minute)"
         )
-    if args.plan_only:
-        return
-    chosen = [c for c in configs if c.name in plan.figures]
+    chosen = configs if plan is None else [c for c in configs if c.name in plan.figures]
     folders = {c.name: figure_folder(out, c) for c in chosen}
     start = time.perf_counter()
     counts = run_studies(
@@ -144,4 +150,5 @@ def _run_paper(args) -> None:
         if not args.no_plot:
             write_outputs(folder, args.format, args.dpi)
     print(write_index(configs, out, plan, wall))
-    print(f"wall time {wall / 60:.1f} min (expected {plan.expected_seconds / 60:.1f})")
+    expected = "" if plan is None else f" (expected {plan.expected_seconds / 60:.1f})"
+    print(f"wall time {wall / 60:.1f} min{expected}")

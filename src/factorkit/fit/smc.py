@@ -117,97 +117,108 @@ def _runs(problem, model, prior, eps, count, settings: dict, generator, dtype) -
     ``count`` of ``N`` (fewer, larger operations). Returns each run's final state and levels."""
     n_particles = settings["n_particles"]
     device = problem.device
-    shapes = model.layer_shapes()
 
     def end_to_end(latent):
         return _latent_to_W(model, prior, latent)
 
     latent = [
         torch.randn(count * n_particles, r, c, generator=generator, device=device, dtype=dtype)
-        for r, c in shapes
+        for r, c in model.layer_shapes()
     ]
     train, prior_gen = problem.losses(end_to_end(latent))  # a prior sample: random-guess L_gen
-    keep = max(1, min(n_particles - 1, round(settings["p0"] * n_particles)))
     runs = [
         {"levels": [], "log_volume": 0.0, "evaluations": n_particles, "message": "",
-         "prior_gen": prior_gen[r * n_particles : (r + 1) * n_particles]}
+         "prior_gen": prior_gen[_block(r, n_particles)]}
         for r in range(count)
     ]  # fmt: skip
     active = list(range(count))  # the runs in the population, in row order
     betas = torch.full((count,), 0.5, dtype=torch.float64)
     while active:
-        ordered = torch.sort(train.reshape(len(active), n_particles), dim=1).values[:, keep].tolist()
-        rows, moving, thresholds, finals, stopped = [], [], [], [], []
+        moving, rows, thresholds = _next_levels(runs, active, train, eps, settings, generator)
         for slot, run_index in enumerate(active):
-            run = runs[run_index]
-            final = ordered[slot] <= eps
-            threshold = eps if final else ordered[slot]
-            block = train[slot * n_particles : (slot + 1) * n_particles]
-            alive = (block < threshold).nonzero().squeeze(1)
-            if alive.numel() == 0:  # only possible with ties at the quantile
-                run["message"] = f"no particle below the level {threshold:.4g}: ties in L_train"
-            elif run["levels"] and threshold >= run["levels"][-1]["threshold"]:
-                run["message"] = f"the threshold stopped decreasing at {threshold:.4g}"
-            if run["message"]:
-                stopped.append(slot)
-                continue
-            fraction = alive.numel() / n_particles
-            run["log_volume"] += math.log(fraction)
-            run["levels"].append(
-                {"threshold": threshold, "fraction": fraction, "log_volume": run["log_volume"]}
-            )
-            rows.append(slot * n_particles + stratified_resample(alive, n_particles, generator))
-            moving.append(slot)
-            thresholds.append(threshold)
-            finals.append(final)
-        for slot in stopped:  # these keep their population as it is
-            _finish(runs[active[slot]], problem, end_to_end, [u[_block(slot, n_particles)] for u in latent])
+            if runs[run_index]["message"]:  # stopped at this level: its population as it is
+                _finish(runs[run_index], problem, end_to_end, [u[_block(slot, n_particles)] for u in latent])
         if not moving:
             break
         index = torch.cat(rows)
-        latent = [u[index] for u in latent]
-        train = train[index]
+        latent, train = [u[index] for u in latent], train[index]
         level = torch.tensor(thresholds, dtype=train.dtype, device=device).repeat_interleave(n_particles)
 
         def below(proposal, _value, level=level):
             proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
             return proposal_train < level, proposal_train
 
-        latent, train, moved_betas, acceptance = pcn_moves(
-            latent, train, below, betas[[active[slot] for slot in moving]], settings["mcmc_steps"],
-            settings["target_acceptance"], generator, groups=len(moving),
+        moved = [active[slot] for slot in moving]
+        latent, train, betas[moved], acceptance = pcn_moves(
+            latent, train, below, betas[moved], settings["mcmc_steps"], settings["target_acceptance"],
+            generator, groups=len(moved),
         )  # fmt: skip
-        still, keep_rows = [], []
-        for position, slot in enumerate(moving):
-            run_index = active[slot]
-            run = runs[run_index]
-            betas[run_index] = moved_betas[position]
-            run["evaluations"] += n_particles * settings["mcmc_steps"]
-            run["levels"][-1].update(
-                acceptance=float(acceptance[position]), beta=float(moved_betas[position])
-            )
-            threshold, log_volume = thresholds[position], run["log_volume"]
-            if not finals[position] and run["evaluations"] >= settings["max_evaluations"]:
-                run["message"] = (
-                    f"evaluation budget {settings['max_evaluations']} spent at threshold {threshold:.4g} "
-                    f"(log V there = {log_volume:.3f}), above eps = {eps:.4g}"
+        going = _after_moves(runs, moved, thresholds, acceptance, betas, eps, settings)
+        for position, run_index in enumerate(moved):
+            if run_index not in going:
+                _finish(
+                    runs[run_index], problem, end_to_end, [u[_block(position, n_particles)] for u in latent]
                 )
-            elif not finals[position] and len(run["levels"]) >= settings["max_levels"]:
-                run["message"] = (
-                    f"max_levels = {settings['max_levels']} reached at threshold {threshold:.4g} "
-                    f"(log V = {log_volume:.3f})"
-                )
-            if finals[position] or run["message"]:
-                _finish(run, problem, end_to_end, [u[_block(position, n_particles)] for u in latent])
-            else:
-                still.append(run_index)
-                keep_rows.append(_block(position, n_particles))
-        if still:
-            index = torch.cat([torch.arange(b.start, b.stop, device=device) for b in keep_rows])
-            latent = [u[index] for u in latent]
-            train = train[index]
-        active = still
+        if going:
+            kept = [position for position, run_index in enumerate(moved) if run_index in going]
+            index = torch.cat([torch.arange(n_particles, device=device) + p * n_particles for p in kept])
+            latent, train = [u[index] for u in latent], train[index]
+        active = [run_index for run_index in moved if run_index in going]
     return runs
+
+
+def _next_levels(runs, active, train, eps, settings, generator):
+    """Each active run's next level (the ``p0``-quantile of its losses, or ``eps`` once below it):
+    its survivors resampled into the rows of the next population, or a message that stops it
+    (ties at the quantile, a threshold that no longer decreases). Returns the slots that move on,
+    their resampled rows (into ``train``'s population) and their thresholds."""
+    n_particles = settings["n_particles"]
+    keep = max(1, min(n_particles - 1, round(settings["p0"] * n_particles)))
+    ordered = torch.sort(train.reshape(len(active), n_particles), dim=1).values[:, keep].tolist()
+    moving, rows, thresholds = [], [], []
+    for slot, run_index in enumerate(active):
+        run = runs[run_index]
+        threshold = eps if ordered[slot] <= eps else ordered[slot]
+        alive = (train[_block(slot, n_particles)] < threshold).nonzero().squeeze(1)
+        if alive.numel() == 0:  # only possible with ties at the quantile
+            run["message"] = f"no particle below the level {threshold:.4g}: ties in L_train"
+        elif run["levels"] and threshold >= run["levels"][-1]["threshold"]:
+            run["message"] = f"the threshold stopped decreasing at {threshold:.4g}"
+        if run["message"]:
+            continue
+        fraction = alive.numel() / n_particles
+        run["log_volume"] += math.log(fraction)
+        run["levels"].append({"threshold": threshold, "fraction": fraction, "log_volume": run["log_volume"]})
+        rows.append(slot * n_particles + stratified_resample(alive, n_particles, generator))
+        moving.append(slot)
+        thresholds.append(threshold)
+    return moving, rows, thresholds
+
+
+def _after_moves(runs, moved, thresholds, acceptance, betas, eps, settings) -> set[int]:
+    """Record the pCN moves of each moved run's level; the runs that go on (not at ``eps``, within
+    their evaluation budget and level count: the others get their message)."""
+    going = set()
+    for position, run_index in enumerate(moved):
+        run, threshold = runs[run_index], thresholds[position]
+        run["evaluations"] += settings["n_particles"] * settings["mcmc_steps"]
+        run["levels"][-1].update(acceptance=float(acceptance[position]), beta=float(betas[run_index]))
+        if threshold <= eps:
+            continue
+        log_volume = run["log_volume"]
+        if run["evaluations"] >= settings["max_evaluations"]:
+            run["message"] = (
+                f"evaluation budget {settings['max_evaluations']} spent at threshold {threshold:.4g} "
+                f"(log V there = {log_volume:.3f}), above eps = {eps:.4g}"
+            )
+        elif len(run["levels"]) >= settings["max_levels"]:
+            run["message"] = (
+                f"max_levels = {settings['max_levels']} reached at threshold {threshold:.4g} "
+                f"(log V = {log_volume:.3f})"
+            )
+        else:
+            going.add(run_index)
+    return going
 
 
 def _block(slot: int, size: int) -> slice:

@@ -18,7 +18,7 @@ from factorkit.experiments.paper import paper_configs
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.ball import log_gaussian_density
 from factorkit.fit.hidden import HiddenLayers
-from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.marginal import OutputLayerIntegral, eigen
 
 
 def best(function, repeats: int = 20) -> float:
@@ -33,9 +33,8 @@ def best(function, repeats: int = 20) -> float:
 
 def eigen_route(integral: OutputLayerIntegral, cov: torch.Tensor) -> np.ndarray:
     n = integral.n
-    values, vectors = torch.linalg.eigh(cov[:, :n, :n])
-    centre = torch.einsum("pji,j->pi", vectors, integral.y)
-    return log_gaussian_density(values.clamp_min(0.0).numpy(), centre.numpy())
+    values, _, centre = eigen(cov[:, :n, :n], integral.y)
+    return log_gaussian_density(values, centre)
 
 
 def compare(figure: str) -> str:

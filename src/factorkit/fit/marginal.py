@@ -99,9 +99,7 @@ class Analysis:
         """``(values, vectors, centre)`` of ``Sigma_gg`` per draw (eigenvalues clamped at 0)."""
         if self._spectrum is None:
             n = self.y.numel()
-            values, vectors = torch.linalg.eigh(self.cov[:, :n, :n])
-            centre = torch.einsum("pji,j->pi", vectors, self.y)
-            self._spectrum = (values.clamp_min(0.0).numpy(), vectors, centre.numpy())
+            self._spectrum = eigen(self.cov[:, :n, :n], self.y)
         return self._spectrum
 
     @property
@@ -115,6 +113,14 @@ class Analysis:
     @property
     def centre(self) -> np.ndarray:
         return self.spectrum()[2]
+
+
+def eigen(sigma: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """``(values, vectors, centre)`` per matrix of ``sigma``: its eigenvalues clamped at 0, its
+    eigenvectors ``U`` and ``centre = U^T y``."""
+    values, vectors = torch.linalg.eigh(sigma)
+    centre = torch.einsum("pji,j->pi", vectors, y)
+    return values.clamp_min(0.0).numpy(), vectors, centre.numpy()
 
 
 CHOLESKY_RTOL = 1e-8
@@ -202,10 +208,8 @@ class OutputLayerIntegral:
                 -0.5 * (n * math.log(2 * math.pi) + logdet + white.square().sum((1, 2)))
             ).numpy()
         if not everyone:
-            bad = (~good).numpy()
-            values, vectors = torch.linalg.eigh(sigma[~good])
-            centre = torch.einsum("pji,j->pi", vectors, self.y)
-            out[bad] = log_gaussian_density(values.clamp_min(0.0).numpy(), centre.numpy())
+            values, _, centre = eigen(sigma[~good], self.y)
+            out[(~good).numpy()] = log_gaussian_density(values, centre)
         return out
 
     def reweigh(self, analysis: Analysis, floor: np.ndarray | float) -> Analysis:

@@ -268,13 +268,17 @@ class DeepFactorization(GaussianInit):
         extra = [identity.expand(weights[0].shape[0], -1, -1).clone() for _ in range(depth - self.depth)]
         return [*weights[:-1], *extra, weights[-1]]
 
+    def boundary_activations(self) -> Sequence[Activation]:
+        """The activation after each layer but the last (``depth - 1`` of them)."""
+        return (self.act,) * (self.depth - 1)
+
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrices ``(P, m, m')`` of a population of weights."""
         self.check_weights(weights)
         product = weights[0]
-        for weight in weights[1:]:
+        for weight, act in zip(weights[1:], self.boundary_activations(), strict=True):
             # bmm, not @: the same product without matmul's broadcasting views (GD is dispatch-bound)
-            product = batched_product(weight, self.act(product))
+            product = batched_product(weight, act(product))
         return product
 
 
@@ -317,14 +321,14 @@ class MixedDepths(DeepFactorization):
         object.__setattr__(self, "depths", depths)
         object.__setattr__(self, "_boundaries", boundaries)
 
-    def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        population = self.check_weights(weights)
+    def boundary_activations(self) -> Sequence[Activation]:
+        return self._boundaries  # type: ignore[attr-defined]
+
+    def check_weights(self, weights: Sequence[torch.Tensor]) -> int:
+        population = super().check_weights(weights)
         if population != len(self.depths):
             raise ValueError(f"weights hold {population} members, depths {len(self.depths)}")
-        product = weights[0]
-        for weight, act in zip(weights[1:], self._boundaries, strict=True):  # type: ignore[attr-defined]
-            product = batched_product(weight, act(product))
-        return product
+        return population
 
     def gradient_masks(self, device, dtype) -> list[torch.Tensor | None]:
         """Per layer, ``None`` (every member trains it) or a ``(P, 1, 1)`` 0/1 factor that zeroes the

@@ -133,11 +133,12 @@ def gd_step_seconds(runs: int, width: int, depth: int) -> float:
 def _buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tuple[Cell, tuple[int, ...]]]]:
     """``members`` split into batches of consecutive (depth, width) shapes, the split of least
     modelled time (each batch costs a step of its deepest depth at its widest width)."""
-    shapes = sorted({(cell.params["depth"], cell.params["width"]) for cell, _ in members})
-    runs = [
-        sum(len(seeds) for cell, seeds in members if (cell.params["depth"], cell.params["width"]) == shape)
-        for shape in shapes
-    ]
+
+    def shape(cell: Cell) -> tuple[int, int]:
+        return cell.params["depth"], cell.params["width"]
+
+    shapes = sorted({shape(cell) for cell, _ in members})
+    runs = [sum(len(seeds) for cell, seeds in members if shape(cell) == s) for s in shapes]
     # best[i]: least time of the shapes[:i]; cut[i]: where its last batch starts
     best, cut = [0.0] + [math.inf] * len(shapes), [0] * (len(shapes) + 1)
     for end in range(1, len(shapes) + 1):
@@ -151,6 +152,6 @@ def _buckets(members: list[tuple[Cell, tuple[int, ...]]]) -> list[list[tuple[Cel
     while end:
         begin = cut[end]
         chosen = set(shapes[begin:end])
-        buckets.append([(c, s) for c, s in members if (c.params["depth"], c.params["width"]) in chosen])
+        buckets.append([(cell, seeds) for cell, seeds in members if shape(cell) in chosen])
         end = begin
     return buckets[::-1]

@@ -101,8 +101,8 @@ def test_member_activations_select_each_members_own_function_and_gradient():
 
 def test_mixed_depths_batch_equals_each_net_alone_and_keeps_its_identity_layers():
     """Nets of depths 2-5 and three activations as one population of depth 5 (identity layers,
-    no activation after them): the end-to-end matrices are each net's own (a product with an
-    identity adds exact zeros), and 300 group-RMSprop steps equal each net trained alone (the
+    no activation after them): the end-to-end matrices are each net's own to rounding (a
+    product with an identity adds exact zeros; the batch is another bmm call), and 300 group-RMSprop steps equal each net trained alone (the
     per-member gradient norm sums the same squares plus exact zeros: equal to the last bits)."""
     from factorkit.fit.gd import train_gd
     from factorkit.models import MemberActivations, MixedDepths
@@ -123,7 +123,9 @@ def test_mixed_depths_batch_equals_each_net_alone_and_keeps_its_identity_layers(
     own_W = torch.cat([DeepFactorization(5, 5, 4, d, n).end_to_end(
         [w[p : p + 1] for w in initial[: d - 1]] + [initial[-1][p : p + 1]])
         for p, (d, n) in enumerate(zip(depths, names, strict=True))])  # fmt: skip
-    torch.testing.assert_close(model.end_to_end(initial), own_W, rtol=0, atol=0)
+    # the identity layers add exact zeros, but the batch of 6 and each net alone are different
+    # bmm calls (another CPU may pick another kernel per batch size): equal to rounding, not bits
+    torch.testing.assert_close(model.end_to_end(initial), own_W, rtol=1e-12, atol=1e-15)
     batch = train_gd(ProblemBatch.of(problems), model, seeds=list(range(6)), initial=initial, lr=1e-2,
                      optimizer="group_rmsprop", max_steps=300, progress=False)  # fmt: skip
     eye = torch.eye(4, dtype=torch.float64)

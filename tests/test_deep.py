@@ -102,8 +102,9 @@ def test_member_activations_select_each_members_own_function_and_gradient():
 def test_mixed_depths_batch_equals_each_net_alone_and_keeps_its_identity_layers():
     """Nets of depths 2-5 and three activations as one population of depth 5 (identity layers,
     no activation after them): the end-to-end matrices are each net's own to rounding (a
-    product with an identity adds exact zeros; the batch is another bmm call), and 300 group-RMSprop steps equal each net trained alone (the
-    per-member gradient norm sums the same squares plus exact zeros: equal to the last bits)."""
+    product with an identity adds exact zeros; the batch is another bmm call), and 300
+    group-RMSprop steps equal each net trained alone (the per-member gradient norm sums the same
+    squares plus exact zeros: equal to the last bits)."""
     from factorkit.fit.gd import train_gd
     from factorkit.models import MemberActivations, MixedDepths
     from factorkit.problems.sensing import ProblemBatch, make_sensing_problem

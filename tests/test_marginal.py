@@ -204,16 +204,16 @@ def test_ball_draws_are_those_of_brute_force_rejection():
     gram = hidden.gram(hidden.draw(1, generator), 1)
     analysis = integral.analyse(gram)
     assert analysis.log_weight[0] < math.log(0.1)  # the tilted proposal is the one in use
-    drawn = integral.ball_draws(analysis, 0, 1000, generator)
+    drawn = integral.ball_draws(analysis, 0, 500, generator)
     cov = analysis.cov[0, : integral.n, : integral.n]
     root = torch.linalg.cholesky(cov)
-    found, need = [], 1000
+    found, need = [], 500
     while need > 0:
         z = torch.randn(200_000, integral.n, generator=generator, dtype=torch.float64) @ root.T
         inside = z[((z - integral.y) ** 2).sum(1) <= integral.radius2]
         found.append(inside)
         need -= inside.shape[0]
-    brute = torch.cat(found)[:1000]
+    brute = torch.cat(found)[:500]
     assert float(((drawn - integral.y) ** 2).sum(1).max()) <= integral.radius2
     for direction in (integral.y, torch.ones(integral.n, dtype=torch.float64)):
         p = stats.ks_2samp((drawn @ direction).numpy(), (brute @ direction).numpy()).pvalue

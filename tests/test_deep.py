@@ -74,14 +74,24 @@ def test_batched_product_matches_bmm_and_keeps_gradients(dtype):
     torch.testing.assert_close(a.grad, b.sum(2).unsqueeze(1).expand_as(a), rtol=0, atol=0)
 
 
-def test_member_activations_select_each_members_own_function_and_gradient():
+@pytest.mark.parametrize("block", [(3, 4), (40, 20)])  # below and above SLICED_ELEMENTS in all
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["tanh", "linear", "leaky_relu", "relu", "tanh"],  # 5 runs: masks (small) or split (large)
+        ["tanh", "linear", "leaky_relu"] * 6,  # 18 runs, more than SLICED_RUNS: masks select
+        ["leaky_relu"] * 3,  # one run: the function itself
+    ],
+)
+def test_member_activations_select_each_members_own_function_and_gradient(names, block):
     from factorkit.models import MemberActivations
+    from factorkit.models.deep import SLICED_ELEMENTS, SLICED_RUNS
 
-    names = ["tanh", "linear", "leaky_relu", "relu", "tanh"]
     mixed = MemberActivations(names)
-    x = torch.randn(
-        5, 3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64, requires_grad=True
-    )
+    assert (mixed._runs is None) == (len(names) > SLICED_RUNS)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(len(names), *block, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert (x.numel() >= SLICED_ELEMENTS) == (block == (40, 20))
     out = mixed(x)
     out.pow(2).sum().backward()
     for p, name in enumerate(names):
@@ -92,8 +102,8 @@ def test_member_activations_select_each_members_own_function_and_gradient():
         torch.testing.assert_close(x.grad[p], alone.grad, rtol=0, atol=0)
     with pytest.raises(ValueError, match="activation must be one of"):
         MemberActivations(["tanh", "sigmoid"])
-    with pytest.raises(ValueError, match="must hold 5 members"):
-        mixed(torch.zeros(4, 3, 4))
+    with pytest.raises(ValueError, match=f"must hold {len(names)} members"):
+        mixed(torch.zeros(len(names) + 1, *block))
     import pickle
 
     assert pickle.loads(pickle.dumps(mixed)).names == tuple(names)

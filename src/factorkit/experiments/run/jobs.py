@@ -283,9 +283,12 @@ def gd_batch(job: Job, device: str) -> tuple[list[tuple[Cell, int]], dict]:
     deepened to the deepest by identity layers (:class:`~factorkit.models.MixedDepths`), each on
     its own problem, with its own activation (:class:`~factorkit.models.MemberActivations`), step
     count and (group RMSprop) momentum where those differ. Every member's arithmetic is its own run's.
+    The members come ordered by activation, then depth (the rows are keyed, so order is free).
     """
     params = job.cell.params
-    members = gd_members(job)
+    # members of one activation side by side (and by depth within it): each activation then
+    # applies to a few slices of the population, not through masks (`MemberActivations`)
+    members = sorted(gd_members(job), key=lambda m: (m[0].params["activation"], m[0].params["depth"]))
     width = max(cell.params["width"] for cell, _ in members)
     depths = tuple(cell.params["depth"] for cell, _ in members)
     activations = [cell.params["activation"] for cell, _ in members]

@@ -1,4 +1,5 @@
-"""Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends.
+"""Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends,
+and where each depth figure's G&C time went (per activation, shallow and deep cells).
 
 Run: ``python benchmarks/paper_tables.py runs/paper`` (after ``factorkit study paper``).
 """
@@ -50,6 +51,22 @@ def main() -> None:
                     ess = min((r["ess_total"] or 0) for r in points) if points else float("nan")
             (gc_trend, gc_p), (gd_trend, gd_p) = cells["gc"], cells["gd"]
             print(f"| {f['figure']} | {activation} | {gc_trend} | {gc_p} | {gd_trend} | {gd_p} | {ess:.0f} |")
+    print()
+    print("| figure | G&C core-min | share by activation, depths 2-6 / 7-10 | runs below the target ESS |")
+    print("|---|---|---|---|")
+    for f in timing["figures"]:
+        gc = [r for r in study_rows(args.folder / f["figure"]) if r["method"] == "gc"]
+        if len({r["depth"] for r in gc}) < 2:  # width figures: one depth
+            continue
+        total = sum(r["wall_time"] or 0 for r in gc) or 1.0
+        shares = []
+        for activation in sorted({r["activation"] for r in gc}):
+            parts = [
+                sum(r["wall_time"] or 0 for r in gc if r["activation"] == activation and deep(r["depth"]))
+                for deep in (lambda d: d < 7, lambda d: d >= 7)
+            ]
+            shares.append(f"{activation} {100 * parts[0] / total:.0f}% / {100 * parts[1] / total:.0f}%")
+        print(f"| {f['figure']} | {total / 60:.1f} | {'; '.join(shares)} | {f.get('below_target', '')} |")
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
 

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import torch
 
-from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.ball import log_gaussian_density
 from factorkit.fit.hidden import HiddenLayers
@@ -38,9 +38,7 @@ def eigen_route(integral: OutputLayerIntegral, cov: torch.Tensor) -> np.ndarray:
 
 
 def compare(figure: str) -> str:
-    (config,) = paper_configs(figures=[figure])
-    cell = next(c for c in config.cells() if c.method == "gc" and c.params["width"] == 5
-                and c.params["activation"] == "tanh" and c.params["eps"] == 0)  # fmt: skip
+    cell = paper_cell(figure, width=5, activation="tanh", eps=0)
     problem, model, prior = gc_setup(cell.params, 0, "cpu")
     integral = OutputLayerIntegral(problem.to(dtype=torch.float64), model, prior, 0.0)
     hidden = HiddenLayers(model, prior)

@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.smc import subset_simulation
 
@@ -51,11 +51,7 @@ def main() -> None:
           "| ESS per 1e5 evaluations | mean L_gen (se) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for figure, depth, activation in cells:
-        (config,) = paper_configs(figures=[figure])
-        cell = next(
-            c for c in config.cells()
-            if c.method == "gc" and c.params["depth"] == depth and c.params["activation"] == activation
-        )  # fmt: skip
+        cell = paper_cell(figure, depth=depth, activation=activation)
         problem, model, prior = gc_setup(cell.params, 0, "cpu")
         for steps, p0 in settings:
             result = subset_simulation(

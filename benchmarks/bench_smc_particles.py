@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit import smc
 
@@ -41,11 +41,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for figure, depth, activation in CELLS:
-        (config,) = paper_configs(figures=[figure])
-        cell = next(
-            c for c in config.cells()
-            if c.method == "gc" and c.params["depth"] == depth and c.params["activation"] == activation
-        )  # fmt: skip
+        cell = paper_cell(figure, depth=depth, activation=activation)
         problem, model, prior = gc_setup(cell.params, 0, "cpu")
         for particles, runs in POPULATIONS:
             settings = {"n_particles": particles, "p0": 0.1, "mcmc_steps": 10, "max_levels": 500,

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.smc import _runs
 
@@ -32,11 +32,7 @@ def main() -> None:
     print("| figure | depth | activation | one at a time s | together s | speed-up |")
     print("|---|---|---|---|---|---|")
     for figure, depth, activation in CELLS:
-        (config,) = paper_configs(figures=[figure])
-        cell = next(
-            c for c in config.cells()
-            if c.method == "gc" and c.params["depth"] == depth and c.params["activation"] == activation
-        )  # fmt: skip
+        cell = paper_cell(figure, depth=depth, activation=activation)
         problem, model, prior = gc_setup(cell.params, 0, "cpu")
         settings = {"n_particles": 500, "p0": 0.1, "mcmc_steps": 10, "max_levels": 500,
                     "target_acceptance": 0.3, "max_evaluations": 10**9}  # fmt: skip

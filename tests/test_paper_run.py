@@ -118,3 +118,15 @@ def test_cli_without_a_budget_runs_every_figure_unplanned(capsys, tmp_path):
 def test_paper_options_are_refused_for_other_studies(capsys):
     code, _, err = run(capsys, "study", "width", "--budget", "5", "--no-plot")
     assert code == 2 and "--budget applies to 'factorkit study paper' only" in err
+
+
+def test_paper_cell_names_one_point_of_a_figure():
+    from factorkit.experiments.paper import paper_cell
+
+    cell = paper_cell("depth", depth=6, activation="tanh")
+    assert (cell.method, cell.params["depth"], cell.params["activation"]) == ("gc", 6, "tanh")
+    assert cell.params["eps"] == 0.0035 and cell.params["sampler"] == "auto"  # as the paper run has it
+    assert paper_cell("depth", "gd", depth=6, activation="tanh").method == "gd"
+    assert paper_cell("width", width=5, activation="tanh", eps=0).params["eps"] == 0
+    with pytest.raises(ValueError, match="figure 'depth' has no gc cell with"):
+        paper_cell("depth", depth=11)

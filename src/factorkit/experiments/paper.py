@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from factorkit.experiments.config import StudyConfig
+from factorkit.experiments.config import Cell, StudyConfig
 from factorkit.experiments.presets import preset
 from factorkit.experiments.store import RESULTS_FILE, ResultStore
 from factorkit.models.deep import activation_name
@@ -89,6 +89,17 @@ def paper_configs(
             raw["seeds"] = seeds
         configs.append(StudyConfig.from_dict(copy.deepcopy(raw)))
     return configs
+
+
+def paper_cell(figure: str, method: str = "gc", **settings) -> Cell:
+    """The cell of ``figure`` (one of :data:`FIGURES`, as :func:`paper_configs` builds it) for
+    ``method`` whose settings hold ``settings`` (``depth=6, activation='tanh'``), the first in
+    grid order where several do: the benchmarks' way to name one point of a figure."""
+    (config,) = paper_configs(figures=[figure])
+    for cell in config.cells():
+        if cell.method == method and all(cell.params.get(k) == v for k, v in settings.items()):
+            return cell
+    raise ValueError(f"figure {figure!r} has no {method} cell with {settings}")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from dataclasses import replace
 
 import torch
 
-from factorkit.experiments.config import Cell
 from factorkit.experiments.paper import paper_configs
 from factorkit.experiments.run.jobs import Job, run_gc
 
@@ -41,7 +40,6 @@ def main() -> None:
                 rows = []
                 for cell in mine:
                     changed = replace(cell, settings=tuple(sorted({**cell.params, "p0": p0}.items())))
-                    assert isinstance(changed, Cell)
                     rows += run_gc(Job(changed, (args.seed,)), "bench", "cpu")
                 seconds = sum(r["wall_time"] for r in rows)
                 ess = [r["ess"] for r in rows]

@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     args = parser.parse_args()
     timing = json.loads((args.folder / "timing.json").read_text())
+    rows_of = {f["figure"]: study_rows(args.folder / f["figure"]) for f in timing["figures"]}  # read once
     print("| figure | eps | G&C runs | rejection / SMC / marginal | ESS per run: min, median "
           "| G&C core-min | GD runs | GD core-min | evaluations |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
@@ -33,9 +34,8 @@ def main() -> None:
           "GD Page p | G&C ESS per point (min) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for f in timing["figures"]:
-        folder = args.folder / f["figure"]
-        rows = study_rows(folder)
-        metric = study_metric(folder)
+        rows = rows_of[f["figure"]]
+        metric = study_metric(args.folder / f["figure"])
         records = aggregate(rows, metric)
         tests = {(t["method"], t["activation"]): t for t in trend_tests(rows, metric)}
         for activation in sorted({r["activation"] for r in records}):
@@ -55,17 +55,16 @@ def main() -> None:
     print("| figure | G&C core-min | share by activation, depths 2-6 / 7-10 | runs below the target ESS |")
     print("|---|---|---|---|")
     for f in timing["figures"]:
-        gc = [r for r in study_rows(args.folder / f["figure"]) if r["method"] == "gc"]
+        gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
         if len({r["depth"] for r in gc}) < 2:  # width figures: one depth
             continue
         total = sum(r["wall_time"] or 0 for r in gc) or 1.0
         shares = []
         for activation in sorted({r["activation"] for r in gc}):
-            parts = [
-                sum(r["wall_time"] or 0 for r in gc if r["activation"] == activation and deep(r["depth"]))
-                for deep in (lambda d: d < 7, lambda d: d >= 7)
-            ]
-            shares.append(f"{activation} {100 * parts[0] / total:.0f}% / {100 * parts[1] / total:.0f}%")
+            mine = [r for r in gc if r["activation"] == activation]
+            shallow = sum(r["wall_time"] or 0 for r in mine if r["depth"] < 7)
+            deep = sum(r["wall_time"] or 0 for r in mine if r["depth"] >= 7)
+            shares.append(f"{activation} {100 * shallow / total:.0f}% / {100 * deep / total:.0f}%")
         print(f"| {f['figure']} | {total / 60:.1f} | {'; '.join(shares)} | {f.get('below_target', '')} |")
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")

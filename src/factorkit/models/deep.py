@@ -8,6 +8,7 @@ The activation ``s`` is applied after every layer but the last. Every weight car
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,28 +78,24 @@ class MemberActivations:
             get_activation(name, negative_slope)  # an unknown name fails here, by name
         self.names = tuple(names)
         self.negative_slope = negative_slope
-        self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor | None]]] = {}
-        runs: list[list] = []  # [name, count] of consecutive equal names
-        for name in self.names:
-            if runs and runs[-1][0] == name:
-                runs[-1][1] += 1
-            else:
-                runs.append([name, 1])
+        self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor]]] = {}
+        runs = [(name, len(list(group))) for name, group in itertools.groupby(self.names)]
         self._runs = (
             [(None if n == "linear" else get_activation(n, negative_slope), c) for n, c in runs]
             if len(runs) <= SLICED_RUNS
             else None
         )
 
-    def _for(self, device: torch.device) -> list[tuple[Activation, torch.Tensor | None]]:
+    def _for(self, device: torch.device) -> list[tuple[Activation, torch.Tensor]]:
+        """Each non-linear activation with the mask of its members (two or more names: one name
+        is a single run, applied whole in ``__call__``)."""
         if device not in self._groups:
             groups = []
             for name in dict.fromkeys(self.names):
                 if name == "linear":
                     continue
                 mask = torch.tensor([n == name for n in self.names], device=device).reshape(-1, 1, 1)
-                everyone = all(n == name for n in self.names)
-                groups.append((get_activation(name, self.negative_slope), None if everyone else mask))
+                groups.append((get_activation(name, self.negative_slope), mask))
             self._groups[device] = groups
         return self._groups[device]
 
@@ -117,7 +114,7 @@ class MemberActivations:
             )
         out = x
         for function, mask in self._for(x.device):
-            out = function(x) if mask is None else torch.where(mask, function(x), out)
+            out = torch.where(mask, function(x), out)
         return out
 
     def __getstate__(self) -> dict:

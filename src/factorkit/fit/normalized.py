@@ -93,6 +93,15 @@ class NormalizedInterpolation:
         self.rho = math.sqrt(c**2 - q)
         self.min_norm = torch.linalg.solve(self.gram_A, self.y) @ A  # A^+ y, flattened
         self.h_star = self.integral.h_star
+        # the Kronecker form of K (log_weights): T, the rows of B, x = T^{-1} (y / rho, 0), and
+        # the map vec(M) -> vec(K_zz / s^2) (K_zz[a, b] = s^2 sum_ij,l B_a[i, j] M[j, l] B_b[i, l])
+        m, m2 = problem.shape
+        self.scale2 = self.integral.scale**2
+        self.log_det_T = float(torch.linalg.slogdet(self.integral.functionals.reshape(D, D))[1])
+        self.basis = problem.complement.reshape(self.k, D).to(torch.float64)
+        self.x_measured = (self.min_norm / self.rho).reshape(m, m2)
+        rows = self.basis.reshape(self.k, m, m2)
+        self.zz_map = self.scale2 * torch.einsum("aij,bil->jlab", rows, rows).reshape(m2 * m2, self.k**2)
         k = self.k
         self.constant = (
             2 * math.log(c)
@@ -110,16 +119,26 @@ class NormalizedInterpolation:
     def log_weights(self, gram: torch.Tensor, xi: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """Log-weights of hidden-layer draws (``gram = F^T F``, ``P x m' x m'``) with standard
         normal ``xi`` (``P x k``) for their directions ``v = z / |z|``, ``z = chol(K_zz) xi``:
-        ``exp`` of them averages to ``p(h = y)``. Returns them and ``v``."""
-        K = self.integral.covariance(gram.to(torch.float64))
-        n, k = self.n, self.k
-        root, log_det = _root(K)
-        root_z, log_det_z = _root(K[:, n:, n:])
+        ``exp`` of them averages to ``p(h = y)``. Returns them and ``v``.
+
+        ``K`` is never formed: the rows of ``G`` are independent ``N(0, s^2 M)`` (``M = F^T F``), so
+        ``vec(G)`` has covariance ``I_m (x) s^2 M`` and ``K = T (I_m (x) s^2 M) T^T`` with ``T`` the
+        functionals' matrix: ``log |K| = 2 log |T| + m log |s^2 M|`` and ``Q_v = sum_i x_i^T (s^2
+        M)^{-1} x_i`` over the rows ``x_i`` of ``X = T^{-1} a_v = A^+ y / rho + B v``, both from one
+        ``m' x m'`` Cholesky factor; only ``K_zz`` (``k x k``, the proposal's) is formed, from
+        ``M`` by one product (13x :func:`dense_log_weights` per weight,
+        ``benchmarks/bench_normalized.py``)."""
+        M = gram.to(torch.float64)
+        count, k = len(M), self.k
+        K_zz = (M.reshape(count, -1) @ self.zz_map).reshape(count, k, k)
+        root_z, log_det_z, _ = _root(K_zz)
         z = (root_z @ xi[..., None])[..., 0]
         radius2 = z.square().sum(1)
         v = z / radius2.sqrt()[:, None]
-        a = torch.cat([(self.y / self.rho).expand(len(gram), n), v], dim=1)[..., None]
-        Q = torch.linalg.solve(root, a).square().sum((1, 2))
+        X = self.x_measured + (v @ self.basis).reshape(count, *self.problem.shape)
+        root, log_det_M, failed = _root(M)
+        Q = _whitened_square(root, failed, X.transpose(1, 2)) / self.scale2
+        log_det = 2 * self.log_det_T + self.problem.shape[0] * log_det_M + self.D * math.log(self.scale2)
         # target |K|^{-1/2} Q^{-D/2} over the proposal |K_zz|^{-1/2} (v^T K_zz^{-1} v)^{-k/2},
         # where v^T K_zz^{-1} v = |xi|^2 / |z|^2 (z = root_z xi)
         proposal = (xi.square().sum(1) / radius2).log()
@@ -128,7 +147,7 @@ class NormalizedInterpolation:
 
     def prior_gen_loss(self, gram: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``L_gen`` of prior draws ``W = c G / ||G||`` (one per hidden-layer draw)."""
-        root, _ = _root(self.integral.covariance(gram.to(torch.float64)))
+        root, _, _ = _root(self.integral.covariance(gram.to(torch.float64)))
         gz = (root @ torch.randn(len(gram), self.D, 1, generator=generator, dtype=torch.float64))[..., 0]
         g, z = gz[:, : self.n], gz[:, self.n :]
         q = (g * torch.linalg.solve(self.gram_A, g.T).T).sum(1)
@@ -145,11 +164,11 @@ class NormalizedInterpolation:
         return (self.rho * v - self.h_star).square().mean(1)
 
 
-def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``R`` with ``R R^T = K`` and ``log det K``, per matrix: Cholesky's factor, or where that
-    fails (deep nets' ``F^T F`` spans many decades, and ``K`` with it) ``U diag(sqrt(values))``
-    from :func:`_spectrum`, whose floor makes such a draw's weight fall like that eigenvalue's
-    power instead of failing."""
+def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(R, log det K, failed)`` per matrix, ``R R^T = K``: Cholesky's factor, or where that fails
+    (``failed``; deep nets' ``F^T F`` spans many decades) ``U diag(sqrt(values))`` from
+    :func:`_spectrum`, whose floor makes such a draw's weight fall like that eigenvalue's power
+    instead of failing."""
     root, info = torch.linalg.cholesky_ex(K)
     log_det = 2 * torch.log(torch.diagonal(root, dim1=-2, dim2=-1)).sum(-1)
     failed = info > 0
@@ -157,7 +176,37 @@ def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, vectors = _spectrum(K[failed])
         root[failed] = vectors * values.sqrt()[:, None, :]
         log_det[failed] = values.log().sum(-1)
-    return root, log_det
+    return root, log_det, failed
+
+
+def _whitened_square(root: torch.Tensor, failed: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """``|R^{-1} X|_F^2`` per matrix for ``(R, _, failed)`` from :func:`_root`: a triangular solve,
+    or where Cholesky failed (``R = U diag(sqrt(values))``) a general one."""
+    if not bool(failed.any()):
+        return torch.linalg.solve_triangular(root, X, upper=False).square().sum((1, 2))
+    out = torch.empty(len(root), dtype=root.dtype)
+    ok = ~failed
+    out[ok] = torch.linalg.solve_triangular(root[ok], X[ok], upper=False).square().sum((1, 2))
+    out[failed] = torch.linalg.solve(root[failed], X[failed]).square().sum((1, 2))
+    return out
+
+
+def dense_log_weights(target: NormalizedInterpolation, gram: torch.Tensor, xi: torch.Tensor):
+    """:meth:`NormalizedInterpolation.log_weights` with ``K(F)`` formed whole (``D x D``, the
+    output layer's covariance) and its determinant and quadratic form by dense LU: the module
+    docstring's formula with none of the Kronecker shortcuts, the reference that method is tested
+    and timed against (no fallback for singular ``K``)."""
+    K = target.integral.covariance(gram.to(torch.float64))
+    n, k, D = target.n, target.k, target.D
+    K_zz = K[:, n:, n:]
+    z = (torch.linalg.cholesky(K_zz) @ xi[..., None])[..., 0]
+    v = z / z.norm(dim=1, keepdim=True)
+    a = torch.cat([(target.y / target.rho).expand(len(gram), n), v], dim=1)
+    Q = (a * torch.linalg.solve(K, a)).sum(1)
+    proposal = (xi.square().sum(1) / z.square().sum(1)).log()
+    log_det, log_det_z = torch.linalg.slogdet(K)[1], torch.linalg.slogdet(K_zz)[1]
+    log_weight = -0.5 * log_det - 0.5 * D * Q.log() + 0.5 * log_det_z + 0.5 * k * proposal
+    return log_weight.numpy() + target.constant, v
 
 
 def _spectrum(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,4 +360,10 @@ def _tempered(
     return tempered_runs(more, runs, target_ess, n_particles)
 
 
-__all__ = ["NormalizedInterpolation", "applies", "depth_one_log_density", "normalized_zero_sample"]
+__all__ = [
+    "NormalizedInterpolation",
+    "applies",
+    "dense_log_weights",
+    "depth_one_log_density",
+    "normalized_zero_sample",
+]

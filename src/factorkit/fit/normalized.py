@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -59,6 +60,12 @@ from factorkit.problems.sensing import SensingProblem
 
 # hidden-layer draws per batch (each also draws one direction)
 BATCH = 4096
+UNVERIFIED = (
+    "the normalized eps = 0 sampler with hidden layers is not verified beyond 2 x 2 problems: on the "
+    "paper's 5 x 5 problem (depth 2, linear) its log p(h = y) lies ~2 below the eps -> 0 limit of "
+    "subset simulation and its L_gen above it, because its direction proposal is far broader than "
+    "the direction's weight (issue 29; tests/test_normalized.py, the xfail on the paper problem)"
+)
 
 
 class NormalizedInterpolation:
@@ -274,6 +281,7 @@ def normalized_zero_sample(
         state = _importance(target, hidden, n_samples, n_samples, n_samples, generator, give_up=False)
         state["method"] = "exact"
     else:
+        warnings.warn(UNVERIFIED, RuntimeWarning, stacklevel=3)
         state = None
         if method in ("auto", "importance"):
             state = _importance(target, hidden, target_ess, hidden_draws, n_samples, generator,

@@ -24,10 +24,6 @@ from factorkit.fit.prior import Prior, resolve_prior
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
 
-# with hidden layers the sampler says it is unverified beyond 2 x 2 problems (checked once below);
-# these are the 2 x 2 checks
-pytestmark = pytest.mark.filterwarnings("ignore:the normalized eps = 0 sampler:RuntimeWarning")
-
 
 def _small():
     """2 x 2 matrices, two Gaussian measurements: the posterior lives on a circle."""
@@ -167,17 +163,13 @@ def test_the_whole_posterior_is_rejection_extrapolated_to_eps_zero(activation):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 29, open: on the paper's 5 x 5 problem the direction proposal (the angular central "
-    "Gaussian of z given F) is far broader than Q_v^(-D/2): Kish ESS ~4 of 16k directions for one F, "
-    "and neither importance sampling nor tempered SMC recovers the mass (log p 7.0-7.5 against ~8.8)",
-)
 def test_on_the_paper_problem_eps_zero_continues_the_smc_curve():
     """Depth 2, linear, the paper's problem (m = m' = 5, n = 15): the interpolating posterior against
     subset simulation at eps = 3e-4 and 1e-4 (constrained pCN on the whole weights, checked against
-    rejection elsewhere), its log V - log vol(ball) and L_gen extrapolated to eps = 0 (Richardson)."""
+    rejection elsewhere), its log V - log vol(ball) and L_gen extrapolated to eps = 0 (Richardson).
+    The first version of the sampler (directions from the angular central Gaussian of z given F)
+    failed this by 2.1 in log p: its weights missed most of the mass; the 2 x 2 checks above did not
+    see it (on a circle that proposal is good enough)."""
     from factorkit.fit.smc import subset_simulation
 
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
@@ -202,13 +194,6 @@ def test_on_the_paper_problem_eps_zero_continues_the_smc_curve():
     assert state["rb"] < seen[1e-4][2] + 4 * math.hypot(state["rb_se"], seen[1e-4][3])
 
 
-def test_with_hidden_layers_the_sampler_says_it_is_unverified():
-    problem, prior = _small()
-    with pytest.warns(RuntimeWarning, match="not verified beyond 2 x 2 problems"):
-        normalized_zero_sample(problem, DeepFactorization(2, 2, 3, 2, "tanh"), prior, method="importance",
-                               hidden_draws=4096, generator=torch.Generator().manual_seed(0))  # fmt: skip
-
-
 def test_tempered_smc_agrees_with_importance_sampling():
     problem, prior = _small()
     model = DeepFactorization(2, 2, 3, 3, "tanh")
@@ -229,8 +214,8 @@ def test_marginal_sample_takes_normalized_priors_at_eps_zero_only():
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
     model = DeepFactorization(5, 5, 5, 2, "tanh")
     result = marginal_sample(
-        problem, model, eps=0.0, prior="normalized_gaussian", target_ess=50, n_samples=50, hidden_draws=4096,
-        seed=0,
+        problem, model, eps=0.0, prior="normalized_gaussian", target_ess=50, n_samples=50, hidden_draws=2048,
+        method="importance", seed=0,
     )  # fmt: skip
     assert result.sampler == "marginal" and result.extra["log_volume"] == -math.inf
     assert math.isfinite(result.extra["log_density"]) and result.accepted > 0

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -58,14 +57,13 @@ from factorkit.fit.weights import (
 )
 from factorkit.problems.sensing import SensingProblem
 
-# hidden-layer draws per batch (each also draws one direction)
-BATCH = 4096
-UNVERIFIED = (
-    "the normalized eps = 0 sampler with hidden layers is not verified beyond 2 x 2 problems: on the "
-    "paper's 5 x 5 problem (depth 2, linear) its log p(h = y) lies ~2 below the eps -> 0 limit of "
-    "subset simulation and its L_gen above it, because its direction proposal is far broader than "
-    "the direction's weight (issue 29; tests/test_normalized.py, the xfail on the paper problem)"
-)
+# hidden-layer draws per batch of importance sampling
+BATCH = 1024
+# Newton steps on the secular equation of the direction's mode (quadratic convergence from the
+# left: 40 leaves it at rounding level from any start the bound gives)
+MODE_ITERATIONS = 40
+# directions per hidden draw (Directions)
+DIRECTIONS = 64
 
 
 class NormalizedInterpolation:
@@ -169,6 +167,126 @@ class NormalizedInterpolation:
     def gen_loss(self, v: torch.Tensor) -> torch.Tensor:
         """Exact ``L_gen`` of ``W = A^+ y + rho B v`` (its complement coordinates are ``rho v``)."""
         return (self.rho * v - self.h_star).square().mean(1)
+
+
+class Directions:
+    """The direction's integral given the hidden layers, by importance sampling around its mode.
+
+    Given ``F``, ``Q_v = c0 + 2 b.v + v^T P v`` on the sphere (``P, b, c0`` from the complement
+    basis and ``x0 = A^+ y / rho`` whitened by ``s^2 F^T F``), and the direction's weight is
+    ``Q_v^{-D/2}``: with ``D = m m'`` large it is concentrated near the minimiser ``v*`` of ``Q_v``,
+    far more than the angular central Gaussian of ``z`` that :meth:`NormalizedInterpolation.log_weights`
+    proposes from. Here ``v*`` solves the trust-region subproblem (``P``'s eigenvectors and Newton
+    on the secular equation ``|(P - lambda I)^{-1} b| = 1`` from the left, Moré & Sorensen), and
+    ``v = +-(v* + T u) / sqrt(1 + |u|^2)``: gnomonic coordinates about ``+-v*`` (each sign with
+    probability 1/2, so each hemisphere is covered in full and the weights are exact; surface
+    element ``(1 + |u|^2)^{-k/2} du``), ``u`` multivariate t with ``dof`` degrees of freedom at the
+    Laplace precision ``D T^T (P - lambda* I) T / Q*``. ``count`` directions per hidden draw;
+    their mean weight estimates the integral without bias, so a sampler over the hidden latents
+    and these directions' latents together targets, in the hidden layers, exactly the posterior.
+    (``benchmarks/explore_normalized_direction.py`` measures it against the older proposal.)"""
+
+    def __init__(self, target: NormalizedInterpolation, count: int | None = None, dof: int = 1):
+        self.target, self.count, self.dof = target, DIRECTIONS if count is None else count, dof
+        m, m2 = target.problem.shape
+        self.m, self.m2, self.k, self.D = m, m2, target.k, target.D
+        rows = target.basis.reshape(self.k, m, m2)
+        # the right-hand sides of the whitening: every basis row B_a^T, then x0^T (m' x (k m + m))
+        self.rhs = torch.cat(
+            [rows.transpose(1, 2).permute(1, 0, 2).reshape(m2, self.k * m), target.x_measured.T], 1
+        )
+        p = self.k - 1
+        self.log_t = (
+            math.lgamma((dof + p) / 2) - math.lgamma(dof / 2) - p / 2 * math.log(dof * math.pi)
+        )  # the t density's constant
+        log_sphere = math.log(2) + self.k / 2 * math.log(math.pi) - math.lgamma(self.k / 2)
+        self.constant = target.constant - log_sphere + math.log(2)  # 2: the sign's probability
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return [(self.count, self.k - 1), (self.count, self.dof), (self.count, 1)]
+
+    def draw(self, n: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return [torch.randn(n, *shape, generator=generator, dtype=torch.float64) for shape in self.shapes]
+
+    def _quadratic(self, gram: torch.Tensor):
+        count, k, m, m2 = len(gram), self.k, self.m, self.m2
+        root, log_det_M, failed = _root(gram.to(torch.float64))
+        rhs = self.rhs.expand(count, -1, -1)
+        if bool(failed.any()):
+            white = torch.empty_like(rhs)
+            ok = ~failed
+            white[ok] = torch.linalg.solve_triangular(root[ok], rhs[ok], upper=False)
+            white[failed] = torch.linalg.solve(root[failed], rhs[failed])
+        else:
+            white = torch.linalg.solve_triangular(root, rhs, upper=False)
+        white = white / math.sqrt(self.target.scale2)
+        basis = white[:, :, : k * m].reshape(count, m2, k, m).permute(0, 2, 1, 3).reshape(count, k, m2 * m)
+        x0 = white[:, :, k * m :].reshape(count, m2 * m)
+        P = basis @ basis.transpose(1, 2)
+        b = (basis @ x0[..., None])[..., 0]
+        log_det = 2 * self.target.log_det_T + m * log_det_M + self.D * math.log(self.target.scale2)
+        return P, b, x0.square().sum(1), log_det
+
+    @staticmethod
+    def _mode(P: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, vectors = torch.linalg.eigh(P)
+        c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
+        lowest, scale = values[:, 0], values[:, -1].abs()
+        lam = lowest - c.norm(dim=1)  # |(P - lam)^{-1} b| <= 1: at or left of the root
+        for _ in range(MODE_ITERATIONS):
+            gap = values - lam[:, None]
+            s2, s3 = (c.square() / gap.square()).sum(1), (c.square() / gap**3).sum(1)
+            lam = torch.minimum(lam + (s2.rsqrt() - 1) / (s3 * s2.pow(-1.5)), lowest - 1e-14 * scale)
+        d = -c / (values - lam[:, None])
+        short = d.norm(dim=1) < 1  # the hard case: made up along the lowest eigenvector
+        d[:, 0] = torch.where(short, d[:, 0] + (1 - d.norm(dim=1).square().clamp(max=1)).sqrt(), d[:, 0])
+        v = (vectors @ d[..., None])[..., 0]
+        return v / v.norm(dim=1, keepdim=True), lam
+
+    def evaluate(self, gram: torch.Tensor, latent: list[torch.Tensor]):
+        """``(log_weight, inner, v)``: per hidden draw the log of the mean weight of its directions
+        (``exp`` averages to ``p(h = y)``, as :meth:`NormalizedInterpolation.log_weights`), the
+        directions' own log-weights (``P x count``) and the directions (``P x count x k``)."""
+        P, b, c0, log_det = self._quadratic(gram)
+        v_star, lam = self._mode(P, b)
+        k, dof = self.k, self.dof
+        # Householder's reflection taking e_1 to v*: its last k - 1 columns span the tangent space
+        w = v_star.clone()
+        w[:, 0] -= 1
+        w = w / w.norm(dim=1, keepdim=True).clamp(min=1e-300)
+        tangent = (torch.eye(k, dtype=P.dtype) - 2 * w[:, :, None] * w[:, None, :])[:, :, 1:]
+        q_star = c0 + 2 * (b * v_star).sum(1) + (v_star[:, None, :] @ P @ v_star[..., None])[:, 0, 0]
+        shifted = P - lam[:, None, None] * torch.eye(k, dtype=P.dtype)
+        precision = self.D * tangent.transpose(1, 2) @ shifted @ tangent / q_star[:, None, None]
+        ridge = 1e-12 * precision.diagonal(dim1=1, dim2=2).amax(1)[:, None, None]
+        chol = torch.linalg.cholesky(precision + ridge * torch.eye(k - 1, dtype=P.dtype))
+        normal, chi, sign = latent
+        x = normal / (chi.square().sum(2, keepdim=True) / dof).sqrt()  # t_dof(0, I), P x count x (k-1)
+        u = torch.linalg.solve_triangular(chol.transpose(1, 2), x.transpose(1, 2), upper=True).transpose(1, 2)
+        stretch = 1 + u.square().sum(2)
+        side = torch.where(sign > 0, 1.0, -1.0).to(P.dtype)
+        v = side * (v_star[:, None, :] + u @ tangent.transpose(1, 2)) / stretch.sqrt()[..., None]
+        Q = c0[:, None] + 2 * (v @ b[..., None])[..., 0] + ((v @ P) * v).sum(2)
+        log_proposal = (
+            self.log_t
+            - (dof + k - 1) / 2 * torch.log1p(x.square().sum(2) / dof)
+            + torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(1)[:, None]
+            + k / 2 * torch.log(stretch)
+        )
+        inner = -0.5 * log_det[:, None] - 0.5 * self.D * Q.log() - log_proposal + self.constant
+        log_weight = torch.logsumexp(inner, 1) - math.log(self.count)
+        return log_weight.numpy(), inner, v
+
+    def pick(self, inner: torch.Tensor, v: torch.Tensor, generator: torch.Generator):
+        """One direction per hidden draw in proportion to its weight (with the hidden draw's
+        weight, the mean of these, that is an exact draw of ``(F, v)``), and the weighted mean of
+        the directions' ``L_gen`` (Rao-Blackwellized over the draw of the index)."""
+        share = torch.softmax(inner, 1)
+        index = torch.multinomial(share, 1, generator=generator)[:, 0]
+        chosen = v[torch.arange(len(v)), index]
+        rb = (share * self.target.gen_loss(v.reshape(-1, self.k)).reshape(share.shape)).sum(1)
+        return chosen, rb
 
 
 def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -281,7 +399,6 @@ def normalized_zero_sample(
         state = _importance(target, hidden, n_samples, n_samples, n_samples, generator, give_up=False)
         state["method"] = "exact"
     else:
-        warnings.warn(UNVERIFIED, RuntimeWarning, stacklevel=3)
         state = None
         if method in ("auto", "importance"):
             state = _importance(target, hidden, target_ess, hidden_draws, n_samples, generator,
@@ -298,37 +415,46 @@ def normalized_zero_sample(
 PRIOR_DRAWS = 4096  # prior draws for the prior mean of L_gen reported beside the posterior's
 
 
-def _draws(target: NormalizedInterpolation, v: torch.Tensor) -> dict:
+def _draws(target: NormalizedInterpolation, v: torch.Tensor, rb: torch.Tensor | None = None) -> dict:
+    """The matrices of directions ``v``; ``rb``: each draw's conditional mean of ``L_gen`` given
+    its hidden layers (default: its own ``L_gen``, which ``(F, v)`` determines)."""
     W = target.matrices(v)
     train, gen = target.problem.losses(W)
-    # W is determined by (F, v): its L_gen is its own conditional mean
-    return {"W": W, "train": train, "gen": gen, "rb": gen.clone()}
+    return {"W": W, "train": train, "gen": gen, "rb": gen.clone() if rb is None else rb}
 
 
 def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, give_up: bool) -> dict | None:
-    log_weights, directions = [], []
+    """Importance sampling over the hidden layers from their prior; at depth 1 (no hidden layer)
+    one direction per draw (all weigh the same), otherwise :class:`Directions` per hidden draw."""
+    directions = Directions(target) if hidden.kind != "identity" else None
+    log_weights, chosen, rbs = [], [], []
     drawn, ess = 0, 0.0
     while drawn < hidden_draws and ess < target_ess:
         count = min(BATCH, hidden_draws - drawn)
         gram = hidden.gram(hidden.draw(count, generator), count)
-        xi = torch.randn(count, target.k, generator=generator, dtype=torch.float64)
-        log_weight, v = target.log_weights(gram, xi)
+        if directions is None:
+            xi = torch.randn(count, target.k, generator=generator, dtype=torch.float64)
+            log_weight, v = target.log_weights(gram, xi)
+            rb = target.gen_loss(v)
+        else:
+            log_weight, inner, all_v = directions.evaluate(gram, directions.draw(count, generator))
+            v, rb = directions.pick(inner, all_v, generator)
         log_weights.append(log_weight)
-        directions.append(v)
+        chosen.append(v)
+        rbs.append(rb)
         drawn += count
         ess = kish_ess(normalized_weights(np.concatenate(log_weights)))
         if give_up and ess / drawn * hidden_draws < target_ess:
             return None
     log_weight = np.concatenate(log_weights)
-    v = torch.cat(directions)
+    v, rb_all = torch.cat(chosen), torch.cat(rbs).numpy()
     weights = normalized_weights(log_weight)
     raw = np.exp(log_weight - log_weight.max())
-    gen = target.gen_loss(v).numpy()
-    rb = float((weights * gen).sum())
-    rows = systematic_resample(weights, n_samples, generator)
+    rb = float((weights * rb_all).sum())
+    rows = torch.from_numpy(systematic_resample(weights, n_samples, generator))
     return {
         "method": "importance",
-        "draws": _draws(target, v[torch.from_numpy(rows)]),
+        "draws": _draws(target, v[rows], torch.from_numpy(rb_all)[rows]),
         "log_volume": log_mean_exp(log_weight),
         "log_volume_se": float(raw.std(ddof=1) / raw.mean() / math.sqrt(drawn))
         if drawn > 1
@@ -338,23 +464,28 @@ def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, 
         "evaluations": drawn,
         "weight_spread": float(weights.max()),
         "rb": rb,
-        "rb_se": math.sqrt(float((weights**2 * (gen - rb) ** 2).sum())),
+        "rb_se": math.sqrt(float((weights**2 * (rb_all - rb) ** 2).sum())),
     }
 
 
 def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
-    def evaluate(latent: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        log_weight, v = target.log_weights(hidden.gram(latent[:-1], n_particles), latent[-1])
-        return torch.from_numpy(log_weight), v
+    """Tempered SMC over the hidden latents and their directions' latents together: the log-weight
+    is :meth:`Directions.evaluate`'s (an unbiased estimate of the direction's integral, so the
+    extended target's hidden-layer marginal is the posterior's)."""
+    directions = Directions(target)
+    layers = len(hidden.shapes)
 
-    start = [*hidden.draw(n_particles, generator),
-             torch.randn(n_particles, target.k, generator=generator, dtype=torch.float64)]  # fmt: skip
+    def evaluate(latent: list[torch.Tensor]):
+        return directions.evaluate(hidden.gram(latent[:layers], n_particles), latent[layers:])
+
+    start = [*hidden.draw(n_particles, generator), *directions.draw(n_particles, generator)]
     latent, value, log_volume, levels, evaluations = temper(
-        lambda latent, floor: evaluate(latent)[0], start, n_particles, mcmc_steps, target_acceptance,
-        generator, nothing="no particle has a finite weight at eps = 0", screen=False,
+        lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps,
+        target_acceptance, generator, nothing="no particle has a finite weight at eps = 0", screen=False,
     )  # fmt: skip
-    _, v = evaluate(latent)
-    return {"draws": _draws(target, v), "log_volume": log_volume, "levels": levels,
+    _, inner, v = evaluate(latent)
+    v, rb = directions.pick(inner, v, generator)
+    return {"draws": _draws(target, v, rb), "log_volume": log_volume, "levels": levels,
             "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip
 
 
@@ -369,6 +500,7 @@ def _tempered(
 
 
 __all__ = [
+    "Directions",
     "NormalizedInterpolation",
     "applies",
     "dense_log_weights",

@@ -7,7 +7,7 @@ closed form, against the coarea formula), then the interpolating posterior by
 :func:`factorkit.fit.normalized.normalized_zero_sample` at its defaults (``auto``: importance
 sampling, handed to tempered SMC when its first batch projects less than an ESS of 200) for
 linear and tanh at depth 2 and leaky ReLU at depth 4, and importance sampling alone at depth 2
-(linear, 2^19 hidden draws) to show why SMC takes over. Prints log p(h = y), the ESS, the
+(linear, up to 2^19 hidden draws, stopping at an ESS of 200). Prints log p(h = y), the ESS, the
 posterior mean of L_gen beside the prior's, and seconds. First, the weight itself: the Kronecker
 route of ``NormalizedInterpolation.log_weights`` against ``dense_log_weights`` (``K`` formed whole,
 the previous route) on the same 4096 draws, one thread.

@@ -12,7 +12,8 @@ on the sphere). Printed: for 40 hidden draws, Kish's ESS of 4096 directions each
 minimum) for the old proposal and for ``Directions`` with t of ``--nu`` degrees of freedom; then
 nested importance sampling over ``F`` (``--inner`` directions per hidden draw): its
 ``log p(h = y)``, Kish's ESS over the hidden draws and the posterior mean of ``L_gen``; then the
-reference, subset simulation at eps = 3e-4 and 1e-4 extrapolated to 0 (Richardson).
+sampler itself (tempered SMC); then the reference, subset simulation at ``--eps`` (3e-4 and 1e-4)
+extrapolated to 0 (Richardson).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from factorkit.fit.hidden import HiddenLayers
-from factorkit.fit.normalized import Directions, NormalizedInterpolation
+from factorkit.fit.normalized import Directions, NormalizedInterpolation, normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.smc import subset_simulation
 from factorkit.models import DeepFactorization
@@ -50,6 +51,9 @@ def main() -> None:
     parser.add_argument("--nu", type=int, nargs="+", default=[1, 2, 4, 8, 30])
     parser.add_argument("--inner", type=int, default=256, help="directions per hidden draw (nested)")
     parser.add_argument("--hidden", type=int, default=2048, help="hidden draws (nested)")
+    parser.add_argument("--target-ess", type=float, default=200, help="the sampler's (tempered SMC)")
+    parser.add_argument("--runs", type=int, default=16, help="subset-simulation runs per threshold")
+    parser.add_argument("--eps", type=float, nargs=2, default=[3e-4, 1e-4], help="the reference's thresholds")
     args = parser.parse_args()
     torch.set_num_threads(1)
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
@@ -104,17 +108,31 @@ def main() -> None:
     def log_ball(eps: float) -> float:
         return (problem.n / 2) * math.log(math.pi * problem.n * eps) - math.lgamma(problem.n / 2 + 1)
 
+    start = time.perf_counter()
+    state = normalized_zero_sample(problem, model, prior, method="smc", target_ess=args.target_ess,
+                                   generator=torch.Generator().manual_seed(1))  # fmt: skip
+    print(
+        f"the sampler (tempered SMC, target ESS {args.target_ess:g}, {time.perf_counter() - start:.0f} s): "
+        f"log p(h = y) {state['log_volume']:.3f} +- {state['log_volume_se']:.3f}, ESS {state['ess']:.0f}, "
+        f"L_gen {state['rb']:.4f} +- {state['rb_se']:.4f}"
+    )
+
     seen = {}
-    for eps in (3e-4, 1e-4):
-        result = subset_simulation(problem, model, eps=eps, prior=prior, n_particles=1000, runs=16, seed=1,
-                                   keep_samples=False)  # fmt: skip
-        seen[eps] = (result.extra["log_volume"] - log_ball(eps), result.extra["log_volume_se"])
-        value, se = seen[eps]
-        print(f"subset simulation, eps = {eps:g}: log V - log vol(ball) {value:.3f} +- {se:.3f}, "
-              f"L_gen {result.gen_loss_mean:.4f}")  # fmt: skip
-    limit = (3 * seen[1e-4][0] - seen[3e-4][0]) / 2
-    se = math.hypot(1.5 * seen[1e-4][1], 0.5 * seen[3e-4][1])
-    print(f"  extrapolated to eps = 0: {limit:.3f} +- {se:.3f}")
+    high, low = args.eps
+    for eps in (high, low):
+        result = subset_simulation(problem, model, eps=eps, prior=prior, n_particles=1000, runs=args.runs,
+                                   seed=7, keep_samples=False)  # fmt: skip
+        gen_low, gen_high = result.gen_loss_interval()
+        seen[eps] = (result.extra["log_volume"] - log_ball(eps), result.extra["log_volume_se"],
+                     result.gen_loss_mean, (gen_high - gen_low) / (2 * 1.96))  # fmt: skip
+        value, se, gen, gen_se = seen[eps]
+        print(f"subset simulation, eps = {eps:g}, {args.runs} runs: log V - log vol(ball) {value:.3f} "
+              f"+- {se:.3f}, L_gen {gen:.4f} +- {gen_se:.4f}")  # fmt: skip
+    ratio = high / low  # Richardson for an O(eps) term
+    limit = [(ratio * seen[low][i] - seen[high][i]) / (ratio - 1) for i in (0, 2)]
+    ses = [math.hypot(ratio * seen[low][i], seen[high][i]) / (ratio - 1) for i in (1, 3)]
+    print(f"  extrapolated to eps = 0: log p {limit[0]:.3f} +- {ses[0]:.3f}, ", end="")
+    print(f"L_gen {limit[1]:.4f} +- {ses[1]:.4f}")
 
 
 if __name__ == "__main__":

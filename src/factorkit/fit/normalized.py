@@ -27,11 +27,18 @@ exact. At depth 1 (``G = W_1``, ``K`` proportional to the coordinates' Gram) ``Q
 depend on ``v``: one number, no Monte Carlo (:func:`depth_one_log_density` checks it against
 the coarea formula for a uniform direction).
 
-``v`` is proposed from the angular central Gaussian of ``z`` given ``F`` (``v = z / |z|``, ``z ~
-N(0, K_zz)``, density ``|K_zz|^{-1/2} (v^T K_zz^{-1} v)^{-k/2}`` against the uniform law), and
-``(F, v)`` is importance-weighted by the ratio: exact in the limit of many draws, with Kish's
-ESS and the self-normalized standard error reported as for the other samplers. At ``eps > 0``
-the probability of the ball is an ``n``-dimensional integral of a non-Gaussian density (no
+Given ``F`` the direction's weight ``Q_v^{-D/2}`` (``D = m m'``) is concentrated near the
+minimiser of ``Q_v`` on the sphere; :class:`Directions` integrates it by importance sampling
+about that minimiser (gnomonic t proposal), ``64`` directions per hidden draw, and the hidden
+layers are importance-weighted by that unbiased estimate, or moved with the directions' latents by
+tempered SMC where those weights degenerate (exact: the extended target's hidden-layer marginal is
+the posterior). Kish's ESS and the self-normalized standard error are reported as for the other
+samplers. (A first version proposed ``v`` from the angular central Gaussian of ``z`` given ``F``,
+:meth:`NormalizedInterpolation.log_weights`, still used at depth 1 where every direction weighs
+the same: on the paper's problem it missed most of the mass, ``log p`` ~2 low; the slow test
+``test_on_the_paper_problem_eps_zero_continues_the_smc_curve`` holds the sampler to subset
+simulation extrapolated to ``eps = 0``.) At ``eps > 0`` the probability of the ball is an
+``n``-dimensional integral of a non-Gaussian density (no
 one-dimensional CDF); only ``eps = 0`` is built here.
 """
 
@@ -388,10 +395,11 @@ def normalized_zero_sample(
     sampler builds its result from (:func:`factorkit.fit.marginal_sampler.marginal_sample`, which
     documents the options; ``log_volume`` here is the log density ``log p(h = y)``).
 
-    Depth 1 is exact (every direction has the same weight). Deeper, ``'importance'`` draws
-    ``(F, v)`` from the prior and the proposal and weighs them; ``'smc'`` tempers that log-weight
-    over the standard-normal latents of the hidden layers and of ``v`` (``xi``) with the pCN moves
-    of the other samplers; ``'auto'`` starts importance sampling and hands over to SMC as soon as
+    Depth 1 is exact (every direction has the same weight). Deeper, ``'importance'`` draws ``F``
+    from the prior and weighs it by :class:`Directions`' estimate of its direction integral (one
+    direction kept per draw, in proportion to its weight); ``'smc'`` tempers that log-weight over
+    the standard-normal latents of the hidden layers and of the directions with the pCN moves of
+    the other samplers; ``'auto'`` starts importance sampling and hands over to SMC as soon as
     its ESS so far projects less than ``target_ess`` within ``hidden_draws``."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))

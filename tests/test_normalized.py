@@ -14,6 +14,7 @@ import torch
 from factorkit.fit.hidden import gram_of_weights
 from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.normalized import (
+    Directions,
     NormalizedInterpolation,
     applies,
     dense_log_weights,
@@ -130,6 +131,78 @@ def test_a_singular_hidden_gram_gets_the_eigenvalue_route_not_a_failure():
     assert log_weight[1] == pytest.approx(dense_log_weights(target, gram[1:], xi[1:])[0][0], abs=1e-10)
     assert np.isfinite(log_weight[0]) and log_weight[0] < log_weight[1] - 10
     assert torch.isfinite(v).all()
+
+
+def _dense_quadratic(target, gram):
+    """``Q_v = c0 + 2 b.v + v^T P v`` and ``log |K|`` from ``K(F)`` formed whole and inverted: the
+    blocks of ``K^{-1}`` at ``a_v = (y / rho, v)`` (independent of the whitening in ``Directions``)."""
+    K = target.integral.covariance(gram)
+    inverse = torch.linalg.inv(K)
+    n, x = target.n, target.y / target.rho
+    P = inverse[:, n:, n:]
+    b = (inverse[:, n:, :n] @ x[:, None])[..., 0]
+    c0 = (x @ inverse[:, :n, :n] @ x[:, None])[..., 0]
+    return P, b, c0, torch.linalg.slogdet(K)[1]
+
+
+def test_the_direction_integral_is_a_quadrature_over_the_sphere():
+    # 3 x 3 matrices, six measurements: the direction lives on S^2, where a grid integrates it
+    problem = make_sensing_problem(3, 3, rank=1, n=6, seed=4, dtype="float64")
+    prior = resolve_prior("normalized_gaussian", problem)
+    model = DeepFactorization(3, 3, 4, 2, "tanh")
+    target = NormalizedInterpolation(problem, model, prior)
+    generator = torch.Generator().manual_seed(2)
+    F = model.act(torch.randn(4, 3, generator=generator, dtype=torch.float64) * prior.scales(model)[0])
+    gram = (F.T @ F)[None]
+    P, b, c0, log_det = _dense_quadratic(target, gram)
+    directions = Directions(target, count=2**16)
+    P_fast, b_fast, c0_fast, log_det_fast = directions._quadratic(gram)
+    torch.testing.assert_close(
+        (P_fast, b_fast, c0_fast, log_det_fast), (P, b, c0, log_det), rtol=1e-9, atol=1e-9
+    )
+    # the midpoint rule on a (theta, phi) grid: E_v uniform [|K|^{-1/2} Q_v^{-D/2}] in closed sums
+    theta = (torch.arange(1200, dtype=torch.float64) + 0.5) * math.pi / 1200
+    phi = (torch.arange(2400, dtype=torch.float64) + 0.5) * 2 * math.pi / 2400
+    st, ct = torch.sin(theta)[:, None], torch.cos(theta)[:, None]
+    v = torch.stack(
+        [(st * torch.cos(phi)).flatten(), (st * torch.sin(phi)).flatten(), ct.expand(-1, 2400).flatten()], 1
+    )
+    Q = c0[0] + 2 * v @ b[0] + ((v @ P[0]) * v).sum(1)
+    area = st.expand(-1, 2400).flatten() * (math.pi / 1200) * (2 * math.pi / 2400)  # sums to 4 pi
+    log_f = -0.5 * log_det[0] - 0.5 * target.D * Q.log()
+    top = log_f.max()
+    quadrature = float(top + torch.log((area * (log_f - top).exp()).sum() / (4 * math.pi))) + target.constant
+    log_weight, inner, directions_v = directions.evaluate(gram, directions.draw(1, generator))
+    weights = (inner[0] - inner[0].max()).exp()
+    se = float(weights.std() / weights.mean()) / math.sqrt(len(weights))  # of the mean, relative
+    assert abs(float(log_weight[0]) - quadrature) < 4 * se + 1e-6
+    assert se < 0.02  # the proposal fits: a Kish ESS far above the grid's worth of checking
+    # the mode the proposal is built around is the grid's minimum of Q (to the grid's spacing)
+    v_star, _ = Directions._mode(P, b)
+    q_star = float(c0[0] + 2 * v_star[0] @ b[0] + v_star[0] @ P[0] @ v_star[0])
+    assert q_star <= float(Q.min()) + 1e-9 * float(Q.min())
+
+
+def test_the_direction_mode_beats_every_random_direction_in_ten_dimensions():
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    prior = resolve_prior("normalized_gaussian", problem)
+    model = DeepFactorization(5, 5, 5, 3, "leaky_relu")
+    target = NormalizedInterpolation(problem, model, prior)
+    generator = torch.Generator().manual_seed(3)
+    hidden = [s * torch.randn(6, *shape, generator=generator, dtype=torch.float64)
+              for s, shape in zip(prior.scales(model), model.layer_shapes()[:-1], strict=False)]  # fmt: skip
+    P, b, c0, _ = _dense_quadratic(target, gram_of_weights(model, hidden))
+    v_star, lam = Directions._mode(P, b)
+    torch.testing.assert_close(v_star.norm(dim=1), torch.ones(6, dtype=torch.float64))
+    # first-order condition on the sphere: P v* + b = lambda* v*, with lambda* below P's spectrum
+    torch.testing.assert_close(P @ v_star[..., None] + b[..., None], lam[:, None, None] * v_star[..., None],
+                               rtol=1e-8, atol=1e-8 * float(P.abs().max()))  # fmt: skip
+    assert bool((lam <= torch.linalg.eigvalsh(P)[:, 0]).all())
+    v = torch.randn(200_000, target.k, generator=generator, dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True)
+    for i in range(6):
+        q_star = c0[i] + 2 * v_star[i] @ b[i] + v_star[i] @ P[i] @ v_star[i]
+        assert float(q_star) <= float((c0[i] + 2 * v @ b[i] + ((v @ P[i]) * v).sum(1)).min())
 
 
 @pytest.mark.parametrize("activation", ["tanh", "linear"])

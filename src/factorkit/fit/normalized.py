@@ -240,11 +240,15 @@ class Directions:
         values, vectors = torch.linalg.eigh(P)
         c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
         lowest, scale = values[:, 0], values[:, -1].abs()
-        lam = lowest - c.norm(dim=1)  # |(P - lam)^{-1} b| <= 1: at or left of the root
+        # |(P - lam)^{-1} b| <= 1 here: at or left of the root
+        ceiling = lowest - 1e-14 * scale
+        lam = ceiling - c.norm(dim=1)
         for _ in range(MODE_ITERATIONS):
             gap = values - lam[:, None]
             s2, s3 = (c.square() / gap.square()).sum(1), (c.square() / gap**3).sum(1)
-            lam = torch.minimum(lam + (s2.rsqrt() - 1) / (s3 * s2.pow(-1.5)), lowest - 1e-14 * scale)
+            step = (s2.rsqrt() - 1) / (s3 * s2.pow(-1.5))
+            # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
+            lam = torch.where(s2 > 0, torch.minimum(lam + step, ceiling), ceiling)
         d = -c / (values - lam[:, None])
         short = d.norm(dim=1) < 1  # the hard case: made up along the lowest eigenvector
         d[:, 0] = torch.where(short, d[:, 0] + (1 - d.norm(dim=1).square().clamp(max=1)).sqrt(), d[:, 0])
@@ -267,7 +271,9 @@ class Directions:
         shifted = P - lam[:, None, None] * torch.eye(k, dtype=P.dtype)
         precision = self.D * tangent.transpose(1, 2) @ shifted @ tangent / q_star[:, None, None]
         ridge = 1e-12 * precision.diagonal(dim1=1, dim2=2).amax(1)[:, None, None]
-        chol = torch.linalg.cholesky(precision + ridge * torch.eye(k - 1, dtype=P.dtype))
+        chol, info = torch.linalg.cholesky_ex(precision + ridge * torch.eye(k - 1, dtype=P.dtype))
+        if bool((info > 0).any()):  # a draw whose precision is not finite: the unit scale (still exact)
+            chol[info > 0] = torch.eye(k - 1, dtype=P.dtype)
         normal, chi, sign = latent
         x = normal / (chi.square().sum(2, keepdim=True) / dof).sqrt()  # t_dof(0, I), P x count x (k-1)
         u = torch.linalg.solve_triangular(chol.transpose(1, 2), x.transpose(1, 2), upper=True).transpose(1, 2)

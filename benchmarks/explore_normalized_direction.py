@@ -26,6 +26,7 @@ import time
 import numpy as np
 import torch
 
+from factorkit.fit import normalized
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.normalized import Directions, NormalizedInterpolation, normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=256, help="directions per hidden draw (nested)")
     parser.add_argument("--hidden", type=int, default=2048, help="hidden draws (nested)")
     parser.add_argument("--target-ess", type=float, default=200, help="the sampler's (tempered SMC)")
+    parser.add_argument("--directions", type=int, default=None, help="the sampler's per hidden draw")
     parser.add_argument("--runs", type=int, default=16, help="subset-simulation runs per threshold")
     parser.add_argument("--eps", type=float, nargs=2, default=[3e-4, 1e-4], help="the reference's thresholds")
     args = parser.parse_args()
@@ -108,11 +110,14 @@ def main() -> None:
     def log_ball(eps: float) -> float:
         return (problem.n / 2) * math.log(math.pi * problem.n * eps) - math.lgamma(problem.n / 2 + 1)
 
+    if args.directions is not None:
+        normalized.DIRECTIONS = args.directions
     start = time.perf_counter()
     state = normalized_zero_sample(problem, model, prior, method="smc", target_ess=args.target_ess,
                                    generator=torch.Generator().manual_seed(1))  # fmt: skip
     print(
-        f"the sampler (tempered SMC, target ESS {args.target_ess:g}, {time.perf_counter() - start:.0f} s): "
+        f"the sampler (tempered SMC, {normalized.DIRECTIONS} directions per hidden draw, target ESS "
+        f"{args.target_ess:g}, {time.perf_counter() - start:.0f} s): "
         f"log p(h = y) {state['log_volume']:.3f} +- {state['log_volume_se']:.3f}, ESS {state['ess']:.0f}, "
         f"L_gen {state['rb']:.4f} +- {state['rb_se']:.4f}"
     )

@@ -95,6 +95,13 @@ def test_given_the_hidden_layer_the_density_is_brute_force_rejection_over_the_ou
     assert abs(limit - reduction) < 4 * error + 5e-3
 
 
+def _prior_grams(model, prior, count, generator):
+    """``F^T F`` of ``count`` prior draws of the hidden layers (their Gaussian scales)."""
+    hidden = [s * torch.randn(count, *shape, generator=generator, dtype=torch.float64)
+              for s, shape in zip(prior.scales(model), model.layer_shapes()[:-1], strict=False)]  # fmt: skip
+    return gram_of_weights(model, hidden)
+
+
 @pytest.mark.parametrize("depth, activation", [(2, "tanh"), (3, "leaky_relu"), (4, "linear")])
 def test_the_kronecker_weights_equal_the_dense_formula(depth, activation):
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=2, dtype="float64")
@@ -102,9 +109,7 @@ def test_the_kronecker_weights_equal_the_dense_formula(depth, activation):
     model = DeepFactorization(5, 5, 5, depth, activation)
     target = NormalizedInterpolation(problem, model, prior)
     generator = torch.Generator().manual_seed(5)
-    hidden = [s * torch.randn(64, *shape, generator=generator, dtype=torch.float64)
-              for s, shape in zip(prior.scales(model), model.layer_shapes()[:-1], strict=False)]  # fmt: skip
-    gram = gram_of_weights(model, hidden)
+    gram = _prior_grams(model, prior, 64, generator)
     xi = torch.randn(64, target.k, generator=generator, dtype=torch.float64)
     fast, v_fast = target.log_weights(gram, xi)
     dense, v_dense = dense_log_weights(target, gram, xi)
@@ -189,9 +194,7 @@ def test_the_direction_mode_beats_every_random_direction_in_ten_dimensions():
     model = DeepFactorization(5, 5, 5, 3, "leaky_relu")
     target = NormalizedInterpolation(problem, model, prior)
     generator = torch.Generator().manual_seed(3)
-    hidden = [s * torch.randn(6, *shape, generator=generator, dtype=torch.float64)
-              for s, shape in zip(prior.scales(model), model.layer_shapes()[:-1], strict=False)]  # fmt: skip
-    P, b, c0, _ = _dense_quadratic(target, gram_of_weights(model, hidden))
+    P, b, c0, _ = _dense_quadratic(target, _prior_grams(model, prior, 6, generator))
     v_star, lam = Directions._mode(P, b)
     torch.testing.assert_close(v_star.norm(dim=1), torch.ones(6, dtype=torch.float64))
     # first-order condition on the sphere: P v* + b = lambda* v*, with lambda* below P's spectrum

@@ -138,7 +138,7 @@ class NormalizedInterpolation:
         functionals' matrix: ``log |K| = 2 log |T| + m log |s^2 M|`` and ``Q_v = sum_i x_i^T (s^2
         M)^{-1} x_i`` over the rows ``x_i`` of ``X = T^{-1} a_v = A^+ y / rho + B v``, both from one
         ``m' x m'`` Cholesky factor; only ``K_zz`` (``k x k``, the proposal's) is formed, from
-        ``M`` by one product (13x :func:`dense_log_weights` per weight,
+        ``M`` by one product (13-17x :func:`dense_log_weights` per weight,
         ``benchmarks/bench_normalized.py``)."""
         M = gram.to(torch.float64)
         count, k = len(M), self.k

@@ -149,13 +149,17 @@ class NormalizedInterpolation:
         v = z / radius2.sqrt()[:, None]
         X = self.x_measured + (v @ self.basis).reshape(count, *self.problem.shape)
         root, log_det_M, failed = _root(M)
-        Q = _whitened_square(root, failed, X.transpose(1, 2)) / self.scale2
-        log_det = 2 * self.log_det_T + self.problem.shape[0] * log_det_M + self.D * math.log(self.scale2)
+        Q = _solve_root(root, failed, X.transpose(1, 2)).square().sum((1, 2)) / self.scale2
+        log_det = self.log_det_K(log_det_M)
         # target |K|^{-1/2} Q^{-D/2} over the proposal |K_zz|^{-1/2} (v^T K_zz^{-1} v)^{-k/2},
         # where v^T K_zz^{-1} v = |xi|^2 / |z|^2 (z = root_z xi)
         proposal = (xi.square().sum(1) / radius2).log()
         log_weight = -0.5 * log_det - 0.5 * self.D * Q.log() + 0.5 * log_det_z + 0.5 * k * proposal
         return log_weight.numpy() + self.constant, v
+
+    def log_det_K(self, log_det_M: torch.Tensor) -> torch.Tensor:
+        """``log |K|`` from ``log |F^T F|``: ``K = T (I_m (x) s^2 M) T^T``."""
+        return 2 * self.log_det_T + self.problem.shape[0] * log_det_M + self.D * math.log(self.scale2)
 
     def prior_gen_loss(self, gram: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``L_gen`` of prior draws ``W = c G / ||G||`` (one per hidden-layer draw)."""
@@ -219,21 +223,12 @@ class Directions:
     def _quadratic(self, gram: torch.Tensor):
         count, k, m, m2 = len(gram), self.k, self.m, self.m2
         root, log_det_M, failed = _root(gram.to(torch.float64))
-        rhs = self.rhs.expand(count, -1, -1)
-        if bool(failed.any()):
-            white = torch.empty_like(rhs)
-            ok = ~failed
-            white[ok] = torch.linalg.solve_triangular(root[ok], rhs[ok], upper=False)
-            white[failed] = torch.linalg.solve(root[failed], rhs[failed])
-        else:
-            white = torch.linalg.solve_triangular(root, rhs, upper=False)
-        white = white / math.sqrt(self.target.scale2)
+        white = _solve_root(root, failed, self.rhs.expand(count, -1, -1)) / math.sqrt(self.target.scale2)
         basis = white[:, :, : k * m].reshape(count, m2, k, m).permute(0, 2, 1, 3).reshape(count, k, m2 * m)
         x0 = white[:, :, k * m :].reshape(count, m2 * m)
         P = basis @ basis.transpose(1, 2)
         b = (basis @ x0[..., None])[..., 0]
-        log_det = 2 * self.target.log_det_T + m * log_det_M + self.D * math.log(self.target.scale2)
-        return P, b, x0.square().sum(1), log_det
+        return P, b, x0.square().sum(1), self.target.log_det_K(log_det_M)
 
     @staticmethod
     def _mode(P: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,15 +312,15 @@ def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return root, log_det, failed
 
 
-def _whitened_square(root: torch.Tensor, failed: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-    """``|R^{-1} X|_F^2`` per matrix for ``(R, _, failed)`` from :func:`_root`: a triangular solve,
-    or where Cholesky failed (``R = U diag(sqrt(values))``) a general one."""
+def _solve_root(root: torch.Tensor, failed: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """``R^{-1} X`` per matrix for ``(R, _, failed)`` from :func:`_root`: a triangular solve, or
+    where Cholesky failed (``R = U diag(sqrt(values))``) a general one."""
     if not bool(failed.any()):
-        return torch.linalg.solve_triangular(root, X, upper=False).square().sum((1, 2))
-    out = torch.empty(len(root), dtype=root.dtype)
+        return torch.linalg.solve_triangular(root, X, upper=False)
+    out = torch.empty(X.shape, dtype=root.dtype)
     ok = ~failed
-    out[ok] = torch.linalg.solve_triangular(root[ok], X[ok], upper=False).square().sum((1, 2))
-    out[failed] = torch.linalg.solve(root[failed], X[failed]).square().sum((1, 2))
+    out[ok] = torch.linalg.solve_triangular(root[ok], X[ok], upper=False)
+    out[failed] = torch.linalg.solve(root[failed], X[failed])
     return out
 
 

@@ -78,6 +78,7 @@ def marginal_sample(
     runs: int = 8,
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
+    check_effort: bool | None = None,
     seed: int | torch.Generator = 0,
     keep_samples: bool = True,
 ) -> GuessCheckResult:
@@ -104,6 +105,13 @@ def marginal_sample(
         Tempered SMC: population per run, independent runs to start with (more are added, as
         many as the ESS per run says are missing, up to 16 times as many, while the ESS is below
         ``target_ess``), pCN steps per temperature, and the acceptance rate the pCN step adapts to.
+    check_effort : bool or None
+        Tempered SMC only: also run half as many runs with ``EFFORT_FACTOR`` (4) times
+        ``mcmc_steps`` and compare
+        (:func:`factorkit.fit.weights.tempered_runs`); where the answer moved, warn and keep the
+        longer runs. ``None`` (default): at ``eps = 0``, where the weight is a density that deep
+        posteriors make hard to mix (the guide's "Deep eps = 0 posteriors"); ``extra['effort']``
+        records the comparison.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.
@@ -120,7 +128,8 @@ def marginal_sample(
         when flat, 1 when one draw carries everything), ``gen_loss_rb`` (the posterior mean of
         ``L_gen``, Rao-Blackwellized over every weighted draw), its standard error
         ``gen_loss_rb_se`` and interval ``gen_loss_rb_ci``, and ``ess_gen_loss``: the i.i.d.
-        posterior draws that would estimate that mean as well.
+        posterior draws that would estimate that mean as well; tempered SMC adds
+        ``log_volume_runs``, ``temperatures`` and ``effort`` (``check_effort``'s comparison).
     """
     eps = check_float("eps", eps, nonnegative=True)
     check_choice("method", method, METHODS)
@@ -131,6 +140,8 @@ def marginal_sample(
     runs = check_int("runs", runs)
     mcmc_steps = check_int("mcmc_steps", mcmc_steps)
     target_acceptance = check_float("target_acceptance", target_acceptance)
+    if check_effort is not None and not isinstance(check_effort, bool):
+        raise TypeError(f"check_effort must be True, False or None, got {check_effort!r}")
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     prior = resolve_prior(prior, problem)
@@ -144,7 +155,8 @@ def marginal_sample(
         state = normalized_zero_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
-            target_acceptance=target_acceptance, generator=make_generator(seed, "cpu"),
+            target_acceptance=target_acceptance, check_effort=check_effort is not False,
+            generator=make_generator(seed, "cpu"),
         )  # fmt: skip
         return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     integral = OutputLayerIntegral(problem64, model, prior, eps)
@@ -159,8 +171,9 @@ def marginal_sample(
             state = _importance(integral, hidden, target_ess, hidden_draws, n_samples, generator,
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
+            check = eps == 0 if check_effort is None else bool(check_effort)
             state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator)  # fmt: skip
+                              generator, check)  # fmt: skip
     return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
 
 
@@ -314,21 +327,22 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)
     return {"gram": gram, "log_weight": value.numpy(), "log_volume": log_volume, "levels": levels,
-            "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip
+            "evaluations": evaluations, "distinct": int(torch.unique(value).numel()),
+            "mean_log_weight": float(value.double().mean())}  # fmt: skip
 
 
 def _tempered(
-    integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator
+    integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort
 ) -> dict:
-    def more(count):
+    def more(count, steps):
         out = []
         for _ in range(count):
-            run = _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator)
+            run = _tempered_run(integral, hidden, n_particles, steps, target_acceptance, generator)
             run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator, run["log_weight"])
             out.append(run)
         return out
 
-    state = tempered_runs(more, runs, target_ess, n_particles)
+    state = tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort)
     prior = integral.prior_gen_loss(integral.analyse(hidden.gram(hidden.draw(n_particles, generator),
                                                                  n_particles)))  # fmt: skip
     state["prior_gen"] = (float(prior.mean()), float(prior.std() / math.sqrt(prior.numel())))
@@ -365,7 +379,7 @@ def _result(problem, eps: float, state, keep_samples: bool, wall_time: float) ->
         extra["log_volume"], extra["log_volume_se"] = -math.inf, 0.0
     else:
         extra["log_volume"], extra["log_volume_se"] = state["log_volume"], state["log_volume_se"]
-    for key in ("log_volume_runs", "temperatures"):
+    for key in ("log_volume_runs", "temperatures", "effort"):
         if key in state:
             extra[key] = state[key]
     return GuessCheckResult(

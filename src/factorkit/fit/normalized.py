@@ -390,6 +390,7 @@ def normalized_zero_sample(
     runs: int = 8,
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
+    check_effort: bool = True,
     generator: torch.Generator,
 ) -> dict:
     """The interpolating posterior of a normalized Gaussian prior: the ``state`` the marginal
@@ -414,7 +415,7 @@ def normalized_zero_sample(
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
             state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator)  # fmt: skip
+                              generator, check_effort)  # fmt: skip
     gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
     prior_gen = target.prior_gen_loss(gram, generator)
     state["prior_gen"] = (float(prior_gen.mean()), float(prior_gen.std() / math.sqrt(PRIOR_DRAWS)))
@@ -495,17 +496,18 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, generator)
     return {"draws": _draws(target, v, rb), "log_volume": log_volume, "levels": levels,
-            "evaluations": evaluations, "distinct": int(torch.unique(value).numel())}  # fmt: skip
+            "evaluations": evaluations, "distinct": int(torch.unique(value).numel()),
+            "mean_log_weight": float(value.double().mean())}  # fmt: skip
 
 
 def _tempered(
-    target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator
+    target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort
 ) -> dict:
-    def more(count):
-        return [_tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator)
+    def more(count, steps):
+        return [_tempered_run(target, hidden, n_particles, steps, target_acceptance, generator)
                 for _ in range(count)]  # fmt: skip
 
-    return tempered_runs(more, runs, target_ess, n_particles)
+    return tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort)
 
 
 __all__ = [

@@ -13,6 +13,8 @@ import torch
 from factorkit.fit.smc import effective_sample_size, pcn_moves, runs_to_add
 
 MAX_TEMPERATURES = 10_000
+# tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
+EFFORT_FACTOR = 4
 
 
 def log_mean_exp(values: np.ndarray) -> float:
@@ -65,18 +67,50 @@ def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> fl
     return beta + max(low, 1e-12)
 
 
-def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
-    """Independent tempered SMC runs from ``more(count)`` (each a dict with ``draws``,
+def tempered_runs(
+    more, runs: int, target_ess: float, n_particles: int, mcmc_steps: int, check_effort: bool = False
+) -> dict:
+    """Independent tempered SMC runs from ``more(count, mcmc_steps)`` (each a dict with ``draws``,
     ``log_volume``, ``levels``, ``evaluations``, ``distinct``): ``runs`` first, then as many as
     :func:`~factorkit.fit.smc.runs_to_add` says until the spread of their means of ``L_gen`` says
-    ``target_ess`` (at most 16 times ``runs``); pooled into a state."""
-    results = more(runs)
+    ``target_ess`` (at most 16 times ``runs``); pooled into a state.
+
+    ``check_effort``: before adding runs, run half as many with ``EFFORT_FACTOR`` times the pCN
+    steps per temperature and compare (:func:`effort_change`); where the answer moved, warn, keep
+    only the longer runs and add runs at their steps (where it did not, both groups are pooled
+    and runs are added at ``mcmc_steps``). Poorly mixing runs agree with each other
+    and miss the same mass (they all start from the prior), so the spread between runs cannot see
+    it; more effort can. The state's ``effort`` records the comparison, the steps of the runs
+    added after it and ``converged`` (the answer did not move)."""
+    results = more(runs, mcmc_steps)
+    checks = []
+    if check_effort:
+        longer = more(max(2, runs // 2), EFFORT_FACTOR * mcmc_steps)
+        change = effort_change(results, longer)
+        checks.append({"mcmc_steps": [mcmc_steps, EFFORT_FACTOR * mcmc_steps], **change})
+        if change["moved"]:
+            results, mcmc_steps = longer, EFFORT_FACTOR * mcmc_steps
+            moved = ", ".join(
+                f"{key} {change[key][0]:.4g} -> {change[key][1]:.4g} ({change[key + '_z']:+.1f} se)"
+                for key in ("log_volume", "rb", "mean_log_weight")
+                if key in change
+            )
+            warnings.warn(
+                f"tempered SMC's answer moved when its pCN steps per temperature went from "
+                f"{mcmc_steps // EFFORT_FACTOR} to {mcmc_steps} ({moved}; rb: the posterior mean of "
+                "L_gen): the runs have not mixed and the estimates are biased, even those of the "
+                "longer runs kept; see the guide's 'Deep eps = 0 posteriors'",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        else:
+            results += longer
     while True:
         ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles)
         count = runs_to_add(ess, len(results), target_ess, runs, 16 * runs)
         if not count:
             break
-        results += more(count)
+        results += more(count, mcmc_steps)
     log_volumes = np.array([r["log_volume"] for r in results])
     rb_groups = [r["draws"]["rb"] for r in results]
     ess = effective_sample_size(rb_groups, results[0]["distinct"])
@@ -99,7 +133,42 @@ def tempered_runs(more, runs: int, target_ess: float, n_particles: int) -> dict:
         "rb": float(rb_all.mean()),
         "rb_se": float(rb_all.std()) / math.sqrt(max(ess, 1.0)),
         "temperatures": [len(r["levels"]) for r in results],
+        "effort": {
+            "mcmc_steps": mcmc_steps,
+            "checks": checks,
+            "converged": not checks or not checks[-1]["moved"],
+        },  # fmt: skip
     }
+
+
+def effort_change(shorter: list[dict], longer: list[dict], z: float = 3.0) -> dict:
+    """Whether two groups of independent runs (the same sampler, ``longer`` with more moves) differ
+    in their mean ``log_volume``, posterior mean of ``L_gen`` (``draws['rb']``) or, where the runs
+    report it, the final population's mean log-weight (``mean_log_weight``: the most sensitive of
+    the three, a posterior expectation that equilibrium fixes) by more than ``z`` combined standard
+    errors (each from its runs' spread). Returns each statistic's two means and standardized
+    difference (``<key>_z``), and ``moved``."""
+    out, moved = {}, False
+    statistics = {
+        "log_volume": lambda r: r["log_volume"],
+        "rb": lambda r: float(r["draws"]["rb"].double().mean()),
+        "mean_log_weight": lambda r: r["mean_log_weight"],
+    }
+    for key, of in statistics.items():
+        if key not in shorter[0] and key != "rb":
+            continue
+        groups = [np.array([of(r) for r in group], dtype=np.float64) for group in (shorter, longer)]
+        means = [float(g.mean()) for g in groups]
+        se = (
+            math.sqrt(sum(g.var(ddof=1) / g.size for g in groups))
+            if min(g.size for g in groups) > 1
+            else math.inf
+        )
+        score = (means[1] - means[0]) / se if se > 0 else (0.0 if means[0] == means[1] else math.inf)
+        out[key], out[f"{key}_z"] = means, score
+        moved = moved or bool(abs(score) > z)
+    out["moved"] = moved
+    return out
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen):
@@ -149,7 +218,9 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
 
 
 __all__ = [
+    "EFFORT_FACTOR",
     "MAX_TEMPERATURES",
+    "effort_change",
     "kish_ess",
     "log_mean_exp",
     "next_temperature",

@@ -1,0 +1,85 @@
+"""The tempering helpers both marginal samplers share (``factorkit.fit.weights``): the effort
+check of :func:`tempered_runs`, on runs whose answers are planted, so what it must decide is known."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from factorkit.fit.weights import EFFORT_FACTOR, effort_change, tempered_runs
+
+PARTICLES = 50
+
+
+def _runs(count: int, steps: int, rng: np.random.Generator, bias) -> list[dict]:
+    """``count`` fake runs whose statistics are noise about ``bias(steps)`` (zero: converged)."""
+    out = []
+    for _ in range(count):
+        shift = bias(steps)
+        rb = torch.from_numpy(0.05 + shift + 0.01 * rng.standard_normal(PARTICLES))
+        out.append({
+            "draws": {key: rb.clone() for key in ("W", "train", "gen", "rb")},
+            "log_volume": 3.0 + 10 * shift + 0.1 * rng.standard_normal(),
+            "mean_log_weight": 20.0 + 100 * shift + 0.5 * rng.standard_normal(),
+            "levels": [{"acceptance": 0.3}],
+            "evaluations": steps * PARTICLES,
+            "distinct": PARTICLES,
+        })  # fmt: skip
+    return out
+
+
+def _sampler(bias, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    calls = []
+
+    def more(count, steps):
+        calls.append((count, steps))
+        return _runs(count, steps, rng, bias)
+
+    return more, calls
+
+
+def test_effort_change_sees_a_planted_shift_and_not_noise():
+    rng = np.random.default_rng(1)
+    same = effort_change(_runs(8, 10, rng, lambda s: 0.0), _runs(4, 40, rng, lambda s: 0.0))
+    assert not same["moved"]
+    assert max(abs(same[f"{key}_z"]) for key in ("log_volume", "rb", "mean_log_weight")) < 3
+    # a shift of 0.02 in L_gen is 0.2 in log V and 2 in the mean log-weight: ~10 se in each
+    shifted = effort_change(_runs(8, 10, rng, lambda s: 0.0), _runs(4, 40, rng, lambda s: 0.02))
+    assert shifted["moved"]
+    assert shifted["rb_z"] > 3 and shifted["log_volume_z"] > 3 and shifted["mean_log_weight_z"] > 3
+    assert shifted["rb"][1] - shifted["rb"][0] == pytest.approx(0.02, abs=0.005)
+    # runs without a mean log-weight are compared on the other two
+    bare = [{k: v for k, v in r.items() if k != "mean_log_weight"} for r in _runs(6, 10, rng, lambda s: 0.0)]
+    assert "mean_log_weight" not in effort_change(bare, bare)
+
+
+def test_converged_runs_are_pooled_without_a_warning():
+    more, calls = _sampler(lambda steps: 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = tempered_runs(more, 8, 10.0, PARTICLES, 10, check_effort=True)
+    assert calls[:2] == [(8, 10), (4, 10 * EFFORT_FACTOR)]
+    assert state["effort"]["converged"] and state["effort"]["mcmc_steps"] == 10
+    assert len(state["log_volume_runs"]) == 12  # both groups kept
+
+
+def test_an_answer_that_moves_with_effort_warns_and_keeps_only_the_longer_runs():
+    # the bias halves the shortfall per doubling of the steps, like a chain still drifting
+    more, calls = _sampler(lambda steps: -0.2 / steps)
+    with pytest.warns(RuntimeWarning, match="moved when its pCN steps per temperature went from 10 to 40"):
+        state = tempered_runs(more, 8, 10.0, PARTICLES, 10, check_effort=True)
+    assert not state["effort"]["converged"]
+    assert state["effort"]["mcmc_steps"] == 10 * EFFORT_FACTOR
+    assert all(steps == 10 * EFFORT_FACTOR for _, steps in calls[1:])  # runs added at the longer steps
+    assert state["rb"] == pytest.approx(0.05 - 0.2 / 40, abs=0.002)  # the longer runs' answer only
+
+
+def test_without_the_check_nothing_else_runs():
+    more, calls = _sampler(lambda steps: -0.2 / steps)
+    state = tempered_runs(more, 8, 10.0, PARTICLES, 10)
+    assert calls == [(8, 10)]
+    assert state["effort"] == {"mcmc_steps": 10, "checks": [], "converged": True}

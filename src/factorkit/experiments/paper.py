@@ -67,9 +67,9 @@ def paper_configs(
     ``zero``: width figures with a Gaussian (not normalized) prior also get G&C at ``eps = 0``, the
     interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold.
     Uniform priors have no such point (no exact reduction); normalized Gaussian priors have one
-    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here yet at 20-110 s a cell; the
-    unnormalized depth figure has one in its own study (``gc.eps = 0``: 20-40 s a run, tempered
-    SMC over the hidden layers). See the guide's "G&C with the output layer integrated out"."""
+    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 20-110 s a cell, and deep
+    ``eps = 0`` posteriors do not mix (their answers move with the pCN steps; the guide's "Deep
+    eps = 0 posteriors"), which also holds for the unnormalized depth figure's ``gc.eps = 0``."""
     figures = list(FIGURES if figures is None else figures)
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:

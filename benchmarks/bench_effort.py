@@ -31,7 +31,6 @@ CELLS = [
     "gaussian:4:linear",
     "gaussian:6:tanh",
     "normalized_gaussian:2:linear",
-    "normalized_gaussian:4:linear",
 ]
 
 

@@ -422,6 +422,37 @@ def _rows(values: dict[tuple[int, int], float | None], accepted_when_invalid: in
     return rows
 
 
+def test_points_count_the_seeds_whose_effort_check_moved():
+    rows = _rows({(w, s): 0.1 for w in (5, 10) for s in range(3)})
+    moved = {"mcmc_steps": 40, "checks": [{"moved": True}], "converged": False}
+    still = {"mcmc_steps": 10, "checks": [{"moved": False}], "converged": True}
+    for row in rows:  # width 5: two seeds moved, one did not; width 10 never checked (importance)
+        if row["width"] == 5:
+            row["effort"] = json.dumps(moved if row["seed"] < 2 else still)
+    by_width = {r["x"]: r for r in aggregate(rows)}
+    assert by_width[5]["unmixed"] == 2 and by_width[10]["unmixed"] is None
+    assert by_width[5]["valid_seeds"] == 3  # counted, not dropped
+
+
+def test_a_row_records_the_effort_check_of_its_run():
+    from factorkit.experiments.run.jobs import gc_row
+    from factorkit.fit.marginal_sampler import marginal_sample
+    from factorkit.models import DeepFactorization
+    from factorkit.problems import make_sensing_problem
+
+    problem = make_sensing_problem(3, 3, rank=1, n=4, seed=0, dtype="float64")
+    model = DeepFactorization(3, 3, 3, 2, "linear")
+    result = marginal_sample(problem, model, eps=0.0, method="smc", n_particles=100, runs=2, target_ess=1,
+                             seed=0, keep_samples=False)  # fmt: skip
+    row = gc_row({}, {"min_accepted": 1}, result)
+    effort = json.loads(row["effort"])
+    assert effort == json.loads(json.dumps(result.extra["effort"]))
+    assert effort["checks"][0]["mcmc_steps"] == [10, 40]
+    at_eps = marginal_sample(problem, model, eps=0.05, method="smc", n_particles=100, runs=2, target_ess=1,
+                             seed=0, keep_samples=False)  # fmt: skip
+    assert gc_row({}, {"min_accepted": 1}, at_eps)["effort"] is None  # checked at eps = 0 only
+
+
 def test_paired_trend_test_sees_a_trend_that_problem_offsets_hide_from_the_pooled_one():
     # every seed grows by 0.01 per width step, but seeds differ by 1 (different problems)
     widths, seeds = [5, 10, 20, 40], range(6)

@@ -60,6 +60,7 @@ COLUMNS = {
     "weight_spread": "REAL",
     "volume_curve": "TEXT",
     "pilot": "TEXT",
+    "effort": "TEXT",
     "rank1_energy": "REAL",
     "rip_low": "REAL",
     "rip_high": "REAL",

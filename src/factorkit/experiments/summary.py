@@ -126,7 +126,9 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
     measure (``nuclear_gen_loss`` / ``nuclear_rel_error``), under the column ``nuclear``. GD points
     also carry ``train_median``, ``fit_threshold`` (:func:`fit_threshold`) and ``unfitted``, the
     valid seeds whose training loss stayed above it: a GD run that did not fit is not evidence
-    about how fitted solutions generalize, and figures draw such points apart.
+    about how fitted solutions generalize, and figures draw such points apart. G&C points whose
+    runs checked their effort (tempered SMC at ``eps = 0``) carry ``unmixed``: the seeds whose
+    answer moved with 4x the pCN steps (biased; the guide's "Deep eps = 0 posteriors").
     """
     axis = sweep_axis(rows)
     keys = curve_keys(axis)
@@ -172,6 +174,9 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         deltas = [max(r["rip_high"] - 1, 1 - r["rip_low"]) for r in members if r.get("rip_low") is not None]
         record["rip_delta"] = float(np.median(deltas)) if deltas else None
         record["samplers"] = " ".join(f"{k}:{v}" for k, v in sorted(samplers.items())) or None
+        # G&C seeds whose tempered SMC answer moved when its effort was checked (eps = 0)
+        efforts = [json.loads(r["effort"]) for r in members if r.get("effort")]
+        record["unmixed"] = sum(not e.get("converged", True) for e in efforts) if efforts else None
         record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
         if label[0] == "gd":
             record.update(_fit_record(members, gc_eps))

@@ -216,6 +216,10 @@ def gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
         "ess": summary["ess"] if smc else result.accepted,
         "volume_curve": json.dumps(curve) if curve else None,
         "pilot": json.dumps(result.extra["pilot"]) if "pilot" in result.extra else None,
+        # tempered SMC's effort check at eps = 0 (converged: whether 4x the pCN steps moved the answer)
+        "effort": json.dumps(result.extra["effort"])
+        if result.extra.get("effort", {}).get("checks")
+        else None,
         "rank1_energy": rank1_energy(result.accepted_W),
         "gen_loss": summary["gen_loss"] if result.accepted else None,
         "gen_loss_ci_low": summary["gen_loss_ci"][0] if result.accepted > 1 else None,

@@ -1,0 +1,66 @@
+"""How heavy is the eps = 0 weight's tail under the prior? Hill's estimate of its tail index.
+
+    python benchmarks/explore_weight_tail.py [--draws 1048576] [--cells 2:linear 3:linear ...]
+
+At ``eps = 0`` (Gaussian prior) each prior draw of the hidden layers weighs
+``w = N(y; 0, Sigma(F))`` and ``p(h = y) = E[w]``. If ``P(w > t)`` falls like ``t^-alpha``,
+importance sampling from the prior has infinite variance for ``alpha < 2`` and ``E[w]`` itself is
+infinite for ``alpha < 1``; either way the mass sits where the prior rarely goes, which is what
+makes tempered SMC's answer move with its effort (``bench_effort.py``). For each cell (depth,
+activation; the paper's problem, m = m' = 5, rank 1, n = 15, seed 0, width 5) this draws
+``--draws`` hidden layers and prints Hill's estimate ``1 / mean(log w_(i) - log w_(k))`` over the
+``k`` largest weights for ``k`` = 100, 1000, 10000. A pure power tail gives the same number at
+every ``k``; a lighter one (log-normal-like, a power with logarithmic factors) gives estimates
+that rise as ``k`` falls, so a small ``k``'s value is the one closest to the asymptotic index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.prior import resolve_prior
+from factorkit.models import DeepFactorization
+from factorkit.problems import make_sensing_problem
+
+BATCH = 65536
+
+
+def hill(log_weight: np.ndarray, k: int) -> float:
+    """Hill's estimate of the tail index from the ``k`` largest of ``exp(log_weight)``."""
+    top = np.sort(log_weight)[::-1]
+    return float(1.0 / np.mean(top[:k] - top[k]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=2**20)
+    parser.add_argument("--cells", nargs="+", default=["2:linear", "3:linear", "4:linear", "6:tanh"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    prior = resolve_prior("gaussian", problem)
+    print("| depth | activation | Hill k = 100 | k = 1000 | k = 10000 | seconds |")
+    print("|---|---|---:|---:|---:|---:|")
+    for cell in args.cells:
+        depth, activation = cell.split(":")
+        model = DeepFactorization(5, 5, 5, int(depth), activation)
+        integral = OutputLayerIntegral(problem, model, prior, 0.0)
+        hidden = HiddenLayers(model, prior)
+        generator = torch.Generator().manual_seed(0)
+        start = time.perf_counter()
+        log_weight = np.concatenate([
+            integral.analyse(hidden.gram(hidden.draw(BATCH, generator), BATCH)).log_weight
+            for _ in range(max(1, args.draws // BATCH))
+        ])  # fmt: skip
+        indices = " | ".join(f"{hill(log_weight, k):.2f}" for k in (100, 1000, 10000))
+        print(f"| {depth} | {activation} | {indices} | {time.perf_counter() - start:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

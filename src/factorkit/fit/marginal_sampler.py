@@ -107,11 +107,10 @@ def marginal_sample(
         ``target_ess``), pCN steps per temperature, and the acceptance rate the pCN step adapts to.
     check_effort : bool or None
         Tempered SMC only: also run half as many runs with ``EFFORT_FACTOR`` (4) times
-        ``mcmc_steps`` and compare
-        (:func:`factorkit.fit.weights.tempered_runs`); where the answer moved, warn and keep the
-        longer runs. ``None`` (default): at ``eps = 0``, where the weight is a density that deep
-        posteriors make hard to mix (the guide's "Deep eps = 0 posteriors"); ``extra['effort']``
-        records the comparison.
+        ``mcmc_steps`` and compare (:func:`factorkit.fit.weights.tempered_runs`); where the
+        answer moved, warn and keep the longer runs. ``None`` (default): at ``eps = 0``, where
+        the weight is a density that deep posteriors make hard to mix (the guide's "Deep eps = 0
+        posteriors"); ``extra['effort']`` records the comparison.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.

@@ -277,9 +277,11 @@ def test_tempered_smc_agrees_with_importance_sampling():
         problem, model, prior, method="importance", hidden_draws=2**17, target_ess=1e9,
         generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
+    # the runs as they are: the effort check (tests/test_weights.py) would only add longer runs
     smc = normalized_zero_sample(
-        problem, model, prior, method="smc", target_ess=400, generator=torch.Generator().manual_seed(1)
-    )
+        problem, model, prior, method="smc", target_ess=400, check_effort=False,
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
     assert smc["method"] == "smc"
     se = math.hypot(importance["log_volume_se"], smc["log_volume_se"])
     assert abs(importance["log_volume"] - smc["log_volume"]) < 4 * se

@@ -50,6 +50,7 @@ from factorkit.fit.weights import (
     kish_ess,
     log_mean_exp,
     normalized_weights,
+    run_record,
     systematic_resample,
     temper,
     tempered_runs,
@@ -143,6 +144,7 @@ def marginal_sample(
         raise TypeError(f"check_effort must be True, False or None, got {check_effort!r}")
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
+    check = eps == 0 if check_effort is None else check_effort
     prior = resolve_prior(prior, problem)
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
@@ -154,8 +156,7 @@ def marginal_sample(
         state = normalized_zero_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
-            target_acceptance=target_acceptance, check_effort=check_effort is not False,
-            generator=make_generator(seed, "cpu"),
+            target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
         )  # fmt: skip
         return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     integral = OutputLayerIntegral(problem64, model, prior, eps)
@@ -170,7 +171,6 @@ def marginal_sample(
             state = _importance(integral, hidden, target_ess, hidden_draws, n_samples, generator,
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
-            check = eps == 0 if check_effort is None else bool(check_effort)
             state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
                               generator, check)  # fmt: skip
     return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
@@ -325,9 +325,7 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
     )  # fmt: skip
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)
-    return {"gram": gram, "log_weight": value.numpy(), "log_volume": log_volume, "levels": levels,
-            "evaluations": evaluations, "distinct": int(torch.unique(value).numel()),
-            "mean_log_weight": float(value.double().mean())}  # fmt: skip
+    return {"gram": gram, "log_weight": value.numpy(), **run_record(value, log_volume, levels, evaluations)}
 
 
 def _tempered(

@@ -58,6 +58,7 @@ from factorkit.fit.weights import (
     kish_ess,
     log_mean_exp,
     normalized_weights,
+    run_record,
     systematic_resample,
     temper,
     tempered_runs,
@@ -495,9 +496,7 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
     )  # fmt: skip
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, generator)
-    return {"draws": _draws(target, v, rb), "log_volume": log_volume, "levels": levels,
-            "evaluations": evaluations, "distinct": int(torch.unique(value).numel()),
-            "mean_log_weight": float(value.double().mean())}  # fmt: skip
+    return {"draws": _draws(target, v, rb), **run_record(value, log_volume, levels, evaluations)}
 
 
 def _tempered(

@@ -15,6 +15,8 @@ from factorkit.fit.smc import effective_sample_size, pcn_moves, runs_to_add
 MAX_TEMPERATURES = 10_000
 # tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
 EFFORT_FACTOR = 4
+# what effort_change compares between runs (mean_log_weight where the runs report it)
+EFFORT_STATISTICS = ("log_volume", "rb", "mean_log_weight")
 
 
 def log_mean_exp(values: np.ndarray) -> float:
@@ -92,7 +94,7 @@ def tempered_runs(
             results, mcmc_steps = longer, EFFORT_FACTOR * mcmc_steps
             moved = ", ".join(
                 f"{key} {change[key][0]:.4g} -> {change[key][1]:.4g} ({change[key + '_z']:+.1f} se)"
-                for key in ("log_volume", "rb", "mean_log_weight")
+                for key in EFFORT_STATISTICS
                 if key in change
             )
             warnings.warn(
@@ -149,15 +151,11 @@ def effort_change(shorter: list[dict], longer: list[dict], z: float = 3.0) -> di
     errors (each from its runs' spread). Returns each statistic's two means and standardized
     difference (``<key>_z``), and ``moved``."""
     out, moved = {}, False
-    statistics = {
-        "log_volume": lambda r: r["log_volume"],
-        "rb": lambda r: float(r["draws"]["rb"].double().mean()),
-        "mean_log_weight": lambda r: r["mean_log_weight"],
-    }
-    for key, of in statistics.items():
-        if key not in shorter[0] and key != "rb":
-            continue
-        groups = [np.array([of(r) for r in group], dtype=np.float64) for group in (shorter, longer)]
+    runs = shorter + longer
+    for key in (k for k in EFFORT_STATISTICS if k == "rb" or all(k in r for r in runs)):
+        groups = [
+            np.array([_statistic(r, key) for r in group], dtype=np.float64) for group in (shorter, longer)
+        ]
         means = [float(g.mean()) for g in groups]
         se = (
             math.sqrt(sum(g.var(ddof=1) / g.size for g in groups))
@@ -169,6 +167,23 @@ def effort_change(shorter: list[dict], longer: list[dict], z: float = 3.0) -> di
         moved = moved or bool(abs(score) > z)
     out["moved"] = moved
     return out
+
+
+def _statistic(run: dict, key: str) -> float:
+    """One run's value of an :data:`EFFORT_STATISTICS` entry (``rb``: the mean over its draws)."""
+    return float(run["draws"]["rb"].double().mean()) if key == "rb" else float(run[key])
+
+
+def run_record(value: torch.Tensor, log_volume: float, levels: list, evaluations: int) -> dict:
+    """What :func:`tempered_runs` reads of one run besides its draws, from :func:`temper`'s
+    outputs (``value``: the final population's log-weights)."""
+    return {
+        "log_volume": log_volume,
+        "levels": levels,
+        "evaluations": evaluations,
+        "distinct": int(torch.unique(value).numel()),
+        "mean_log_weight": float(value.double().mean()),
+    }
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen):
@@ -221,6 +236,7 @@ __all__ = [
     "EFFORT_FACTOR",
     "MAX_TEMPERATURES",
     "effort_change",
+    "run_record",
     "kish_ess",
     "log_mean_exp",
     "next_temperature",

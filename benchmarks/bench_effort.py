@@ -11,7 +11,8 @@ activation; the paper's problem, m = m' = 5, rank 1, n = 15, seed 0, width 5) th
 the effort is the variable here), and prints the log density ``log p(h = y)`` and the posterior
 mean of ``L_gen``, each with its standard error from the runs' spread, and seconds. Runs that mix
 give the same answer at every step count; a column that still moves says the shorter runs are
-biased, whatever their spread says.
+biased, whatever their spread says. A cell whose ``eps = 0`` posterior does not exist
+(:func:`factorkit.fit.tail.interpolating_missing`) prints the reason instead.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ import torch
 
 from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.prior import resolve_prior
+from factorkit.fit.tail import interpolating_missing
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
 
+# Gaussian depth 4 linear, recorded here before factorkit.fit.tail, is refused now: its eps = 0
+# weight has an infinite mean (tail index 1), which is why its answer kept moving
 CELLS = [
     "gaussian:2:linear",
-    "gaussian:4:linear",
+    "gaussian:3:linear",
     "gaussian:6:tanh",
     "normalized_gaussian:2:linear",
 ]
@@ -48,6 +52,10 @@ def main() -> None:
         prior_name, depth, activation = cell.split(":")
         model = DeepFactorization(5, 5, 5, int(depth), activation)
         prior = resolve_prior(prior_name, problem)
+        missing = None if prior.normalize else interpolating_missing(problem, model, prior)
+        if missing is not None:
+            print(f"| {prior_name} | {depth} | {activation} | - | refused: {missing} | | |", flush=True)
+            continue
         for steps in args.steps:
             start = time.perf_counter()
             result = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", runs=args.runs,

@@ -1,17 +1,20 @@
 """How heavy is the eps = 0 weight's tail under the prior? Hill's estimate of its tail index.
 
-    python benchmarks/explore_weight_tail.py [--draws 1048576] [--cells 2:linear 3:linear ...]
+    python benchmarks/explore_weight_tail.py [--draws 1048576] [--cells 2:linear 3:linear:10:15:1 ...]
 
 At ``eps = 0`` (Gaussian prior) each prior draw of the hidden layers weighs
 ``w = N(y; 0, Sigma(F))`` and ``p(h = y) = E[w]``. If ``P(w > t)`` falls like ``t^-alpha``,
 importance sampling from the prior has infinite variance for ``alpha < 2`` and ``E[w]`` itself is
 infinite for ``alpha < 1``; either way the mass sits where the prior rarely goes, which is what
-makes tempered SMC's answer move with its effort (``bench_effort.py``). For each cell (depth,
-activation; the paper's problem, m = m' = 5, rank 1, n = 15, seed 0, width 5) this draws
-``--draws`` hidden layers and prints Hill's estimate ``1 / mean(log w_(i) - log w_(k))`` over the
-``k`` largest weights for ``k`` = 100, 1000, 10000. A pure power tail gives the same number at
-every ``k``; a lighter one (log-normal-like, a power with logarithmic factors) gives estimates
-that rise as ``k`` falls, so a small ``k``'s value is the one closest to the asymptotic index.
+makes tempered SMC's answer move with its effort (``bench_effort.py``). For each cell
+``depth:activation[:width[:n[:rank]]]`` (defaults: width 5, n = 15, rank 1; m = m' = 5, Gaussian
+sensing, seed 0) this draws ``--draws`` hidden layers and prints Hill's estimate
+``1 / mean(log w_(i) - log w_(k))`` over the ``k`` largest weights for ``k`` = 100, 1000, 10000,
+beside the index :func:`factorkit.fit.tail.weight_tail_index` counts for linear cells (and the
+stratum's rank that sets it). A pure power tail gives the same number at every ``k``; a lighter
+one (log-normal-like, a power with logarithmic factors) gives estimates that rise as ``k`` falls,
+so a small ``k``'s value is the one closest to the asymptotic index. The count is asymptotic:
+where it is large (a light tail), ``2^20`` draws only reach the body, and Hill's estimates sit below it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.prior import resolve_prior
+from factorkit.fit.tail import weight_tail_index
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
 
@@ -43,13 +47,17 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=["2:linear", "3:linear", "4:linear", "6:tanh"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
-    prior = resolve_prior("gaussian", problem)
-    print("| depth | activation | Hill k = 100 | k = 1000 | k = 10000 | seconds |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| depth | activation | width | n | rank | counted (stratum rank) | Hill k = 100 | k = 1000 "
+          "| k = 10000 | seconds |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in args.cells:
-        depth, activation = cell.split(":")
-        model = DeepFactorization(5, 5, 5, int(depth), activation)
+        depth, activation, *rest = cell.split(":")
+        width, n, rank = (list(map(int, rest)) + [5, 15, 1][len(rest) :])[:3]
+        problem = make_sensing_problem(5, 5, rank=rank, n=n, seed=0, dtype="float64")
+        prior = resolve_prior("gaussian", problem)
+        model = DeepFactorization(5, 5, width, int(depth), activation)
+        tail = weight_tail_index(problem, model, prior)
+        counted = "-" if tail is None else f"{tail.alpha:.2f} ({tail.rank})"
         integral = OutputLayerIntegral(problem, model, prior, 0.0)
         hidden = HiddenLayers(model, prior)
         generator = torch.Generator().manual_seed(0)
@@ -59,7 +67,9 @@ def main() -> None:
             for _ in range(max(1, args.draws // BATCH))
         ])  # fmt: skip
         indices = " | ".join(f"{hill(log_weight, k):.2f}" for k in (100, 1000, 10000))
-        print(f"| {depth} | {activation} | {indices} | {time.perf_counter() - start:.0f} |", flush=True)
+        seconds = time.perf_counter() - start
+        print(f"| {depth} | {activation} | {width} | {n} | {rank} | {counted} | {indices} | {seconds:.0f} |",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from factorkit.fit.marginal_sampler import kish_ess, marginal_sample, normalized
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import subset_simulation
+from factorkit.fit.tail import interpolating_missing
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -189,6 +190,9 @@ def auto_sample(
     why_not = applies(model, prior, eps)
     if eps == 0 and why_not is not None:
         raise ValueError(f"eps = 0 needs the marginal sampler, which does not apply here: {why_not}")
+    missing = interpolating_missing(problem, model, prior) if eps == 0 and not prior.normalize else None
+    if missing is not None:
+        raise ValueError(f"eps = 0: {missing}")
     start = time.perf_counter()
     smc_settings = {"n_particles": n_particles, "runs": runs, "mcmc_steps": mcmc_steps}
     marginal_evaluations = (

@@ -46,6 +46,7 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
+from factorkit.fit.tail import interpolating_missing, weight_tail_index
 from factorkit.fit.weights import (
     kish_ess,
     log_mean_exp,
@@ -93,7 +94,9 @@ def marginal_sample(
         reduction of :mod:`factorkit.fit.normalized`); :func:`factorkit.fit.marginal.applies`
         says why not elsewhere.
     eps : float
-        Threshold, ``>= 0``; ``0`` is the interpolating posterior (``A(W) = y`` exactly).
+        Threshold, ``>= 0``; ``0`` is the interpolating posterior (``A(W) = y`` exactly), refused
+        (``ValueError``) where :func:`factorkit.fit.tail.weight_tail_index` shows it does not
+        exist (its normalizing constant is infinite: deep narrow linear nets).
     method : {'auto', 'importance', 'smc'}
         How the hidden layers are sampled (module docstring); depth 1 needs neither (``'exact'``).
     n_samples : int
@@ -130,6 +133,9 @@ def marginal_sample(
         ``gen_loss_rb_se`` and interval ``gen_loss_rb_ci``, and ``ess_gen_loss``: the i.i.d.
         posterior draws that would estimate that mean as well; tempered SMC adds
         ``log_volume_runs``, ``temperatures`` and ``effort`` (``check_effort``'s comparison).
+        Unnormalized priors add ``tail_index``: the counted tail index of the ``eps = 0`` weight
+        under the prior (:mod:`factorkit.fit.tail`; ``nan`` where it is not counted; ``<= 2``:
+        importance weights of infinite variance).
     """
     eps = check_float("eps", eps, nonnegative=True)
     check_choice("method", method, METHODS)
@@ -159,6 +165,9 @@ def marginal_sample(
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
         )  # fmt: skip
         return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
+    tail = weight_tail_index(problem, model, prior)
+    if eps == 0 and tail is not None and not tail.exists:
+        raise ValueError(f"eps = 0: {interpolating_missing(problem, model, prior)}")
     integral = OutputLayerIntegral(problem64, model, prior, eps)
     hidden = HiddenLayers(model, prior)
     generator = make_generator(seed, "cpu")
@@ -173,7 +182,9 @@ def marginal_sample(
         if state is None:
             state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
                               generator, check)  # fmt: skip
-    return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
+    result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
+    result.extra["tail_index"] = math.nan if tail is None else tail.alpha
+    return result
 
 
 # ---------------------------------------------------------------------- the three ways

@@ -1,0 +1,137 @@
+"""Does the interpolating posterior exist? The tail of the ``eps = 0`` weight under the prior.
+
+At ``eps = 0`` a prior draw of the hidden layers weighs ``w(G) = N(y; 0, Sigma(G))``
+(:mod:`factorkit.fit.marginal`) and the interpolating posterior's normalizing constant is
+``E_G[w]``. ``w`` is unbounded where ``Sigma(G)`` loses rank with ``y`` still in its range, so
+whether ``E_G[w]`` is finite depends on how much prior mass lies near such ``G``. For linear hidden
+layers with a Gaussian prior, width ``k >= m'`` and generic (Gaussian) sensing, that mass is
+counted by exponents (up to logarithmic factors):
+
+* The rows of ``W = W_d F`` are i.i.d. ``N(0, s_d^2 G)``; if ``G`` (``m' x m'``) has ``j = m' - r``
+  eigenvalues of order ``lambda = s^2`` and ``r`` of order one, ``Sigma`` (``n x n``) has
+  ``a = n - m r`` eigenvalues of order ``lambda`` when ``n > m r``, and ``w ~ lambda^(-a/2)``
+  provided ``y`` lies within ``O(s)`` of the range in the limit: the row space of ``W*`` (rank
+  ``r*``) must lie within ``O(s)`` of the range of ``G``, ``r*(m' - r)`` conditions, each costing
+  a factor ``s`` of prior probability. So ``r* <= r < m'``.
+* ``F = W_{d-1} ... W_1`` has ``j`` singular values of order ``s`` when its ``d - 1`` factors share
+  them, ``j_1 + ... + j_{d-1} = j``; a factor's ``j_i`` small singular values cost ``s^(j_i^2)``
+  and, in a ``k x k`` factor, aligning them with the ``m'``-dimensional image they act on costs
+  ``s^(j_i (k - m'))`` (the first factor, ``k x m'``, pays the same ``s^(j_i (k - m' + j_i))`` as
+  Wishart's eigenvalue density). Depth spreads the cost: ``sum j_i^2`` is smallest for an even
+  split.
+
+So ``P(w > t)`` falls like ``t^(-alpha)`` with
+
+    alpha = min over r of [ (k - m') j + min sum j_i^2 + r* (m' - r) ] / (n - m r),
+
+``E_G[w]`` (the interpolating posterior) exists iff ``alpha > 1`` (at ``alpha = 1`` the
+divergence is logarithmic), and importance weights from the prior have finite variance iff
+``alpha > 2``. Where ``alpha <= 1`` the threshold posterior still exists at every ``eps > 0``, but
+as ``eps -> 0`` it concentrates on the strata with ``alpha_r < 1``, where ``W``'s rows lie in an
+``r``-dimensional space holding ``W*``'s and ``n > m r`` measurements leave one solution,
+``W = W*``: G&C's ``eps -> 0`` limit there is the truth (``L_gen -> 0``), not a posterior with a
+spread. The paper's problem (``m = m' = 5``, ``n = 15``, rank 1, ``k = 5``): ``alpha`` 2, 1.2, 1,
+0.8, 0.8 at depths 2 to 6; at ``k = 10`` every depth has ``alpha >= 3``. The guide's "Does the
+interpolating posterior exist?" compares these with Hill's estimates from prior draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from factorkit.fit.prior import Prior
+from factorkit.models.deep import DeepFactorization
+from factorkit.problems.sensing import SensingProblem
+
+
+@dataclass(frozen=True)
+class TailIndex:
+    """The tail index ``alpha`` of the ``eps = 0`` weight (``P(w > t) ~ t^-alpha``) and the
+    stratum that sets it: ``G`` of ``rank`` r, where ``vanishing`` eigenvalues of ``Sigma`` go to
+    zero and the prior pays ``s^cost`` to come within ``s`` of it (``alpha = cost / vanishing``).
+    ``alpha = inf`` (rank, vanishing and cost 0) where ``w`` is bounded."""
+
+    alpha: float
+    rank: int = 0
+    vanishing: int = 0
+    cost: int = 0
+
+    @property
+    def exists(self) -> bool:
+        """``E_G[w] < inf``: the interpolating posterior exists."""
+        return self.alpha > 1
+
+    @property
+    def finite_variance(self) -> bool:
+        """Importance weights from the prior have finite variance."""
+        return self.alpha > 2
+
+
+def spread_cost(small: int, factors: int) -> int:
+    """``min sum j_i^2`` over ``factors`` non-negative integers summing to ``small``."""
+    if factors < 1:
+        raise ValueError(f"factors must be >= 1, got {factors}")
+    share, extra = divmod(small, factors)
+    return share * share * (factors - extra) + (share + 1) ** 2 * extra
+
+
+def truth_rank(problem: SensingProblem) -> int:
+    """The rank of ``W*``: singular values above ``max(m, m')`` units of roundoff of its dtype
+    (relative to the largest; a float32 truth's rank-one matrix has float32-sized others)."""
+    truth = problem.W_star.detach().to("cpu")
+    tolerance = torch.finfo(truth.dtype).eps * max(truth.shape)
+    return int(torch.linalg.matrix_rank(truth.to(torch.float64), rtol=tolerance))
+
+
+def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
+    """``None`` where :func:`weight_tail_index` counts the tail, else why not (a sentence)."""
+    if prior.normalize or prior.base != "gaussian":
+        return f"the count is for the unnormalized Gaussian prior, the prior is {prior.name!r}"
+    if model.depth > 1 and not model.is_linear:
+        return "the count is for linear hidden layers (a non-linear F is not low rank where its layers are)"
+    if model.depth > 1 and model.width < model.m2:
+        return f"width {model.width} < m' = {model.m2}: G is singular for every draw"
+    if problem.kind != "gaussian":
+        return f"the count assumes generic (Gaussian) measurements, the problem's are {problem.kind!r}"
+    return None
+
+
+def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> TailIndex | None:
+    """The tail index of the ``eps = 0`` weight under the prior (module docstring), or ``None``
+    where the count does not apply (:func:`covered`)."""
+    if covered(problem, model, prior) is not None:
+        return None
+    if model.depth == 1:
+        return TailIndex(math.inf)
+    m, m2, n = model.m, model.m2, problem.n
+    excess, factors, target = model.width - m2, model.depth - 1, truth_rank(problem)
+    best = TailIndex(math.inf)
+    for rank in range(max(target, 0), m2):
+        vanishing = n - m * rank
+        if vanishing <= 0:
+            continue
+        small = m2 - rank
+        cost = excess * small + spread_cost(small, factors) + target * (m2 - rank)
+        if cost / vanishing < best.alpha:
+            best = TailIndex(cost / vanishing, rank, vanishing, cost)
+    return best
+
+
+def interpolating_missing(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
+    """``None`` unless the count shows the interpolating posterior does not exist; then why (a
+    sentence for an error message)."""
+    tail = weight_tail_index(problem, model, prior)
+    if tail is None or tail.exists:
+        return None
+    return (
+        f"the interpolating posterior does not exist here: E_F[N(y; 0, Sigma(F))] is infinite (the "
+        f"eps = 0 weight's tail index is {tail.alpha:.3g} <= 1, set by hidden layers of rank {tail.rank}, "
+        f"where {tail.vanishing} of Sigma's eigenvalues vanish). As eps -> 0 the G&C posterior "
+        f"concentrates there, on W = W* (L_gen -> 0); sample at an eps > 0 (factorkit.fit.tail)"
+    )
+
+
+__all__ = ["TailIndex", "covered", "interpolating_missing", "spread_cost", "truth_rank", "weight_tail_index"]

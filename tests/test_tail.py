@@ -1,0 +1,115 @@
+"""factorkit.fit.tail: the counted tail index of the eps = 0 weight, checked against the density
+itself (how fast it grows toward a stratum) and wired into the samplers (eps = 0 refused where the
+interpolating posterior does not exist). Hill's estimates from prior draws beside the count:
+``benchmarks/explore_weight_tail.py`` (recorded in benchmarks/README.md; too slow for the suite)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from factorkit.fit import sample_posterior
+from factorkit.fit.auto import auto_sample
+from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.prior import resolve_prior
+from factorkit.fit.tail import covered, spread_cost, truth_rank, weight_tail_index
+from factorkit.models import DeepFactorization
+from factorkit.problems import make_sensing_problem
+
+
+def problem_of(n=15, rank=1, dtype="float64", measurements="gaussian"):
+    return make_sensing_problem(5, 5, rank=rank, n=n, seed=0, dtype=dtype, measurements=measurements)
+
+
+def tail_of(problem, width, depth, activation="linear", prior="gaussian"):
+    model = DeepFactorization(5, 5, width, depth, activation)
+    return weight_tail_index(problem, model, resolve_prior(prior, problem))
+
+
+def test_spread_cost_is_the_smallest_sum_of_squares():
+    for small in range(7):
+        for factors in range(1, 5):
+            # brute force over every composition into `factors` non-negative parts
+            parts = [p for p in np.ndindex(*(small + 1,) * factors) if sum(p) == small]
+            assert spread_cost(small, factors) == min(sum(x * x for x in p) for p in parts)
+    with pytest.raises(ValueError, match="factors"):
+        spread_cost(3, 0)
+
+
+def test_the_papers_problem_counts_by_hand():
+    # m = m' = 5, n = 15, rank 1, k = 5: the rank-1 stratum (10 vanishing eigenvalues) costs
+    # 16 + 4, 8 + 4, 6 + 4, 4 + 4 at depths 2, 3, 4, 5 (j = 4 small values over d - 1 factors,
+    # plus 4 alignment conditions)
+    problem = problem_of()
+    expected = {2: 2.0, 3: 1.2, 4: 1.0, 5: 0.8, 6: 0.8}
+    for depth, alpha in expected.items():
+        tail = tail_of(problem, 5, depth)
+        assert (tail.alpha, tail.rank, tail.vanishing) == (alpha, 1, 10)
+    assert tail_of(problem, 5, 3).exists and not tail_of(problem, 5, 3).finite_variance
+    assert not tail_of(problem, 5, 4).exists  # alpha = 1: a logarithmic divergence
+    # width: each small value in a k x k factor also pays k - m' alignment conditions
+    assert tail_of(problem, 10, 4).alpha == 3.0 and tail_of(problem, 10, 6).alpha == 2.8
+    # width_rank2's problem: rank 2, n = 22; the rank-3 stratum sets it at width 5 (8 / 7)
+    tail = tail_of(problem_of(n=22, rank=2), 5, 2)
+    assert (tail.rank, tail.vanishing, tail.cost) == (3, 7, 8)
+    # depth 1 has no hidden layers, so the weight is one number
+    assert tail_of(problem, 5, 1).alpha == math.inf
+
+
+def test_the_density_grows_toward_a_stratum_as_counted():
+    # The count's premise, checked on the density the sampler computes: with G = P + lam (I - P),
+    # P the projection on an r-dimensional space holding W*'s row space, log N(y; 0, Sigma(G))
+    # grows like -(n - m r)/2 log lam; with the space turned away from W*'s rows it falls.
+    problem = problem_of()
+    model = DeepFactorization(5, 5, 5, 2)
+    integral = OutputLayerIntegral(problem, model, resolve_prior("gaussian", problem), 0.0)
+    row = torch.linalg.svd(problem.W_star).Vh[:1]  # W*'s row space (rank 1)
+    other = torch.linalg.qr(torch.cat([row, torch.eye(5, dtype=torch.float64)]).T).Q[:, 1:].T
+    for rank in (1, 2, 3):
+        basis = torch.cat([row, other[: rank - 1]])
+        projection = basis.T @ basis
+        lams = torch.tensor([1e-6, 1e-8], dtype=torch.float64)
+        grams = projection + lams[:, None, None] * (torch.eye(5, dtype=torch.float64) - projection)
+        log_w = integral.analyse(grams).log_weight
+        slope = (log_w[1] - log_w[0]) / math.log(1e-2)
+        # O(lam) corrections only: the slope is -a/2 to well within 1e-3
+        assert slope == pytest.approx(-(15 - 5 * rank) / 2, abs=1e-3)
+    turned = other[:1].T @ other[:1] + 1e-8 * (torch.eye(5, dtype=torch.float64) - other[:1].T @ other[:1])
+    assert integral.analyse(turned[None]).log_weight[0] < -1e6
+
+
+def test_what_the_count_covers():
+    problem = problem_of()
+    gaussian = resolve_prior("gaussian", problem)
+    assert covered(problem, DeepFactorization(5, 5, 5, 3, "tanh"), gaussian) is not None
+    assert covered(problem, DeepFactorization(5, 5, 4, 3), gaussian) is not None  # k < m'
+    assert covered(problem_of(measurements="completion"), DeepFactorization(5, 5, 5, 3), gaussian)
+    assert tail_of(problem, 5, 3, prior="normalized_gaussian") is None
+    assert tail_of(problem, 5, 3, activation="tanh") is None
+    # a float32 rank-1 truth has float32-sized other singular values: still rank 1
+    assert truth_rank(problem_of(dtype="float32")) == 1 == truth_rank(problem)
+    assert truth_rank(problem_of(n=22, rank=2, dtype="float32")) == 2
+
+
+def test_eps_zero_is_refused_where_the_interpolating_posterior_does_not_exist():
+    problem = problem_of(dtype="float32")
+    deep = DeepFactorization(5, 5, 5, 4)
+    for run in (
+        lambda: marginal_sample(problem, deep, eps=0.0),
+        lambda: auto_sample(problem, deep, eps=0.0),
+        lambda: sample_posterior(problem, deep, eps=0.0, sampler="marginal"),
+    ):
+        with pytest.raises(ValueError, match=r"does not exist.*tail index is 1 <= 1.*rank 1"):
+            run()
+    # above eps = 0 the threshold posterior exists: sampled, with the index recorded
+    result = marginal_sample(problem, deep, eps=0.05, method="importance", n_samples=50, target_ess=50)
+    assert result.extra["tail_index"] == 1.0
+    # where it exists the index is recorded beside the answer; nan where not counted
+    assert marginal_sample(problem, DeepFactorization(5, 5, 5, 2), eps=0.0).extra["tail_index"] == 2.0
+    tanh = marginal_sample(problem, DeepFactorization(5, 5, 5, 2, "tanh"), eps=0.05, method="importance",
+                           n_samples=50, target_ess=50)  # fmt: skip
+    assert math.isnan(tanh.extra["tail_index"])

@@ -3,13 +3,15 @@ check of :func:`tempered_runs`, on runs whose answers are planted, so what it mu
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
-from factorkit.fit.weights import EFFORT_FACTOR, effort_change, tempered_runs
+from factorkit.fit.weights import EFFORT_FACTOR, effort_change, singular_value_moves, tempered_runs
 
 PARTICLES = 50
 
@@ -83,3 +85,41 @@ def test_without_the_check_nothing_else_runs():
     state = tempered_runs(more, 8, 10.0, PARTICLES, 10)
     assert calls == [(8, 10)]
     assert state["effort"] == {"mcmc_steps": 10, "checks": [], "converged": True}
+
+
+def test_singular_value_moves_keep_their_target_and_reach_it():
+    # Target: standard normal latents times w^beta with log w = -lam ||u||^2 (exactly
+    # N(0, 1 / (1 + 2 lam)) per entry), from the prior's N(0, 1): only singular values differ
+    # between the two laws, so the moves alone must get there. Then a weight that also sees a
+    # direction (log w = -lam u_00^2, exactly u_00 ~ N(0, 1 / (1 + 2 lam))), started in its law:
+    # the moves must keep it (their Jacobian and prior terms are what is tested).
+    generator = torch.Generator().manual_seed(0)
+    count, lam = 2000, 0.7
+
+    def draw(shape, sd=1.0):
+        return sd * torch.randn(count, *shape, generator=generator, dtype=torch.float64)
+
+    def run(latent, log_weight_of, moves):
+        value, spread = log_weight_of(latent, None), 1.0
+        for _ in range(moves):
+            latent, value, spread, rate = singular_value_moves(
+                latent, value, log_weight_of, 1.0, spread, 0.3, generator
+            )
+        assert 0.1 < rate < 0.6
+        return latent
+
+    sd = 1 / math.sqrt(1 + 2 * lam)
+
+    def shrink(latent, _):
+        return -lam * sum(u.square().sum((1, 2)) for u in latent)
+
+    latent = run([draw((4, 3)), draw((3, 3))], shrink, 80)
+    for u in latent:
+        ours, exact = torch.linalg.svdvals(u), torch.linalg.svdvals(draw(u.shape[1:], sd))
+        for column in range(ours.shape[1]):
+            assert stats.ks_2samp(ours[:, column], exact[:, column]).pvalue > 1e-3
+    start = [draw((4, 3)), draw((3, 3))]
+    start[0][:, 0, 0] *= sd
+    (first, _) = run(start, lambda L, _: -lam * L[0][:, 0, 0].square(), 30)
+    assert stats.kstest(first[:, 0, 0].numpy() / sd, "norm").pvalue > 1e-3
+    assert stats.kstest(first[:, 1, 2].numpy(), "norm").pvalue > 1e-3

@@ -10,7 +10,8 @@ latents' law). :class:`HiddenLayers` is that map:
   per layer, ``m'(m'+1)/2`` latents whatever the width; the diagonal ``sqrt(chi^2_{k-i})`` is the
   chi-square quantile of ``Phi(u)`` (upper quantile of ``Phi(-u)`` for ``u > 0``, so neither tail
   loses digits), then ``G = R^T R`` with ``R = s_{d-1} B_{d-1} ... s_1 B_1``;
-* otherwise every hidden weight is a latent: ``s u`` (Gaussian layers) or ``s erf(u / sqrt 2)``
+* otherwise (or with ``bartlett=False``: matrix latents, which the tempered SMC's singular-value
+  move needs) every hidden weight is a latent: ``s u`` (Gaussian layers) or ``s erf(u / sqrt 2)``
   (uniform layers, exactly ``U(-s, s)``), pushed through the activation.
 """
 
@@ -31,13 +32,13 @@ WORK_FLOATS = 2**24  # floats of hidden-layer work space per batch of draws
 class HiddenLayers:
     """Standard-normal latents of the hidden layers of ``model`` under ``prior`` and their Gram."""
 
-    def __init__(self, model: DeepFactorization, prior: Prior):
+    def __init__(self, model: DeepFactorization, prior: Prior, bartlett: bool = True):
         self.model, self.prior = model, prior
         self.m2 = model.m2
         self.scales = prior.scales(model)[:-1]
         if model.depth == 1:
             self.kind, self.shapes = "identity", []
-        elif model.is_linear and prior.base == "gaussian" and model.width >= model.m2:
+        elif bartlett and model.is_linear and prior.base == "gaussian" and model.width >= model.m2:
             p = model.m2
             self.kind, self.shapes = "bartlett", [(p * (p + 1) // 2,)] * (model.depth - 1)
         else:

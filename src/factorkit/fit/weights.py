@@ -186,7 +186,58 @@ def run_record(value: torch.Tensor, log_volume: float, levels: list, evaluations
     }
 
 
-def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen):
+def singular_value_moves(latent, value, log_weight_of, beta, spread, target_acceptance, generator):
+    """One move of matrix latents (``P x r x c`` each) that scales one singular value of one of
+    them, both chosen uniformly per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its
+    singular vectors; the target is the standard normal law of the latents times ``w^beta``.
+
+    In singular-value coordinates Lebesgue measure on ``r x c`` matrices is
+    ``prod_{a<b} |s_a^2 - s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with
+    ``-t``: the singular vectors stay, and the same matrix and value are chosen with the same
+    probability) is accepted with ``beta (log w' - log w) - s_j^2 (e^2t - 1) / 2 + (1 + |r - c|) t
+    + sum_{a != j} log(|s_j'^2 - s_a^2| / |s_j^2 - s_a^2|)``. pCN moves every direction at once
+    and rarely shrinks one singular value of a layer far enough to reach where deep ``eps = 0``
+    posteriors sit (near a low-rank ``F``); this move walks the log of one directly. ``spread``
+    adapts as pCN's step does. One weight evaluation per particle. Returns the latents, values,
+    spread and acceptance rate."""
+    count = value.shape[0]
+    rows_of = torch.arange(count)
+    layer = torch.randint(len(latent), (count,), generator=generator)
+    t = spread * torch.randn(count, generator=generator, dtype=torch.float64)
+    log_q = torch.zeros(count, dtype=torch.float64)
+    proposal = []
+    for index, u in enumerate(latent):
+        _, rows, cols = u.shape
+        left, sv, right = torch.linalg.svd(u, full_matrices=False)
+        chosen = torch.randint(sv.shape[1], (count,), generator=generator)
+        here = layer == index
+        old = sv[rows_of, chosen]
+        new = old * torch.where(here, t, torch.zeros_like(t)).exp()
+        others = torch.ones_like(sv, dtype=torch.bool)
+        others[rows_of, chosen] = False
+        squares = sv.square()
+        gaps = torch.where(
+            others,
+            (new[:, None].square() - squares).abs().log() - (old[:, None].square() - squares).abs().log(),
+            torch.zeros_like(sv),
+        ).sum(1)
+        change = gaps + (1 + abs(rows - cols)) * t - old.square() * torch.expm1(2 * t) / 2
+        log_q = torch.where(here, change, log_q)
+        proposal.append(u + ((new - old)[:, None, None] * left[rows_of, :, chosen][:, :, None]
+                             * right[rows_of, chosen, :][:, None, :]))  # fmt: skip
+    log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
+    proposed = log_weight_of(proposal, None)
+    difference = torch.where(torch.isfinite(proposed), proposed - value, torch.full_like(proposed, -math.inf))
+    accept = log_u < beta * difference + log_q
+    latent = [torch.where(accept[:, None, None], v, u) for u, v in zip(latent, proposal, strict=True)]
+    value = torch.where(accept, proposed, value)
+    rate = float(accept.double().mean())
+    spread = min(max(spread * math.exp(3.0 * (rate - target_acceptance)), 1e-3), 3.0)
+    return latent, value, spread, rate
+
+
+def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
+           scale_moves: int = 0):  # fmt: skip
     """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
     rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
     keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
@@ -197,7 +248,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
     temperatures' mean incremental weights), the levels and the weight evaluations."""
     value = log_weight_of(latent, None)
     evaluations = n_particles
-    beta, log_volume, step = 0.0, 0.0, 0.5
+    beta, log_volume, step, spread = 0.0, 0.0, 0.5, 1.0
     levels = []
     while beta < 1.0:
         if not bool(torch.isfinite(value).any()):
@@ -228,6 +279,11 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
         moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
         latent, value, step, acceptance = moved
         evaluations += n_particles * mcmc_steps
+        for _ in range(scale_moves):
+            latent, value, spread, _ = singular_value_moves(
+                latent, value, log_weight_of, beta, spread, target_acceptance, generator
+            )
+        evaluations += n_particles * scale_moves
         levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
     return latent, value, log_volume, levels, evaluations
 

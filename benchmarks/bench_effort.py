@@ -5,9 +5,11 @@
 At ``eps = 0`` the hidden layers' weight is a density (``N(y; 0, Sigma(F))``, or the normalized
 prior's ``E_v |K|^{-1/2} Q_v^{-D/2}``), unbounded where ``F`` nears a low rank whose outputs meet
 ``y``; deep posteriors sit there, far in the prior's tails. For each cell (prior, depth,
-activation; the paper's problem, m = m' = 5, rank 1, n = 15, seed 0, width 5) this runs
+activation, optionally the rank of ``W*`` and ``n``; otherwise the paper's problem, m = m' = 5,
+rank 1, n = 15; seed 0, width 5) this runs
 :func:`factorkit.fit.marginal_sampler.marginal_sample` as tempered SMC with ``--runs`` runs of
-500 particles at each pCN step count per temperature in ``--steps`` (``check_effort=False``:
+500 particles at each step count per temperature in ``--steps`` (half of them singular-value
+moves where the latents are matrices; ``check_effort=False``:
 the effort is the variable here), and prints the log density ``log p(h = y)`` and the posterior
 mean of ``L_gen``, each with its standard error from the runs' spread, and seconds. Runs that mix
 give the same answer at every step count; a column that still moves says the shorter runs are
@@ -40,21 +42,23 @@ CELLS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", nargs="+", default=CELLS, help="prior:depth:activation")
+    parser.add_argument("--cells", nargs="+", default=CELLS, help="prior:depth:activation[:rank:n]")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 40, 160])
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
-    print("| prior | depth | activation | pCN steps | log p(h = y) | L_gen (posterior) | seconds |")
-    print("|---|---|---|---:|---|---|---:|")
+    print("| prior | depth | activation | rank, n | steps | log p(h = y) | L_gen (posterior) | seconds |")
+    print("|---|---|---|---|---:|---|---|---:|")
     for cell in args.cells:
-        prior_name, depth, activation = cell.split(":")
+        prior_name, depth, activation, *rest = cell.split(":")
+        rank, n = map(int, rest or (1, 15))
+        problem = make_sensing_problem(5, 5, rank=rank, n=n, seed=0, dtype="float64")
         model = DeepFactorization(5, 5, 5, int(depth), activation)
         prior = resolve_prior(prior_name, problem)
         missing = None if prior.normalize else interpolating_missing(problem, model, prior)
         if missing is not None:
-            print(f"| {prior_name} | {depth} | {activation} | - | refused: {missing} | | |", flush=True)
+            print(f"| {prior_name} | {depth} | {activation} | {rank}, {n} | - | refused: {missing} | | |",
+                  flush=True)  # fmt: skip
             continue
         for steps in args.steps:
             start = time.perf_counter()
@@ -65,10 +69,8 @@ def main() -> None:
             density = f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}"
             gen = f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}"
             seconds = time.perf_counter() - start
-            print(
-                f"| {prior_name} | {depth} | {activation} | {steps} | {density} | {gen} | {seconds:.0f} |",
-                flush=True,
-            )
+            cells = [prior_name, depth, activation, f"{rank}, {n}", steps, density, gen, f"{seconds:.0f}"]
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def paper_configs(
     interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold.
     Uniform priors have no such point (no exact reduction); normalized Gaussian priors have one
     at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 20-110 s a cell, and deep
-    ``eps = 0`` posteriors do not mix (their answers move with the pCN steps; the guide's "Deep
-    eps = 0 posteriors"), which also holds for the unnormalized depth figure's ``gc.eps = 0``."""
+    ``eps = 0`` posteriors do not mix (their answers move with the effort; the guide's "Deep
+    eps = 0 posteriors"). The unnormalized depth figure gets none either: at width 5 its linear
+    cells' interpolating posterior does not exist from depth 4 (:mod:`factorkit.fit.tail`)."""
     figures = list(FIGURES if figures is None else figures)
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:

@@ -245,8 +245,9 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
     ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws
     below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
     finite weight; ``scale_moves``: :func:`singular_value_moves` per temperature after the
-    ``mcmc_steps`` pCN moves (the latents must then be matrices). Returns the final ``latent``, their log-weights, ``log V`` (the product of the
-    temperatures' mean incremental weights), the levels and the weight evaluations."""
+    ``mcmc_steps`` pCN moves (the latents must then be matrices). Returns the final ``latent``,
+    their log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the
+    levels and the weight evaluations."""
     value = log_weight_of(latent, None)
     evaluations = n_particles
     beta, log_volume, step, spread = 0.0, 0.0, 0.5, 1.0

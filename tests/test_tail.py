@@ -85,11 +85,20 @@ def test_the_density_grows_toward_a_stratum_as_counted():
 def test_what_the_count_covers():
     problem = problem_of()
     gaussian = resolve_prior("gaussian", problem)
-    assert covered(problem, DeepFactorization(5, 5, 5, 3, "tanh"), gaussian) is not None
+    assert covered(problem, DeepFactorization(5, 5, 5, 3, "relu"), gaussian) is not None
+    assert covered(problem, DeepFactorization(5, 5, 5, 3, torch.sin), gaussian) is not None
     assert covered(problem, DeepFactorization(5, 5, 4, 3), gaussian) is not None  # k < m'
     assert covered(problem_of(measurements="completion"), DeepFactorization(5, 5, 5, 3), gaussian)
     assert tail_of(problem, 5, 3, prior="normalized_gaussian") is None
-    assert tail_of(problem, 5, 3, activation="tanh") is None
+    # tanh and leaky ReLU: F = s(W_1) has a positive density, so depth 2 counts as linear does;
+    # deeper, the last layer alone gives an upper bound (never "exists", "missing" where <= 1)
+    for activation in ("tanh", "leaky_relu"):
+        assert tail_of(problem, 5, 2, activation) == tail_of(problem, 5, 2)
+        deep = tail_of(problem, 5, 6, activation)
+        assert (deep.alpha, deep.upper, deep.exists, deep.missing) == (2.0, True, False, False)
+        assert tail_of(problem_of(n=24), 5, 4, activation).missing  # bound 0.5
+    assert not DeepFactorization(5, 5, 5, 2, "leaky_relu", negative_slope=0.0).is_linear
+    assert tail_of(problem, 5, 3, activation="relu") is None
     # a float32 rank-1 truth has float32-sized other singular values: still rank 1
     assert truth_rank(problem_of(dtype="float32")) == 1 == truth_rank(problem)
     assert truth_rank(problem_of(n=22, rank=2, dtype="float32")) == 2
@@ -110,6 +119,9 @@ def test_eps_zero_is_refused_where_the_interpolating_posterior_does_not_exist():
     assert result.extra["tail_index"] == 1.0
     # where it exists the index is recorded beside the answer; nan where not counted
     assert marginal_sample(problem, DeepFactorization(5, 5, 5, 2), eps=0.0).extra["tail_index"] == 2.0
-    tanh = marginal_sample(problem, DeepFactorization(5, 5, 5, 2, "tanh"), eps=0.05, method="importance",
+    relu = marginal_sample(problem, DeepFactorization(5, 5, 5, 2, "relu"), eps=0.05, method="importance",
                            n_samples=50, target_ess=50)  # fmt: skip
-    assert math.isnan(tanh.extra["tail_index"])
+    assert math.isnan(relu.extra["tail_index"])
+    # a bound at most 1 refuses too (tanh, depth 4, n = 24: at most 0.5)
+    with pytest.raises(ValueError, match=r"tail index is at most 0.5 <= 1"):
+        marginal_sample(problem_of(n=24), DeepFactorization(5, 5, 5, 4, "tanh"), eps=0.0)

@@ -134,8 +134,9 @@ def marginal_sample(
         posterior draws that would estimate that mean as well; tempered SMC adds
         ``log_volume_runs``, ``temperatures`` and ``effort`` (``check_effort``'s comparison).
         Unnormalized priors add ``tail_index``: the counted tail index of the ``eps = 0`` weight
-        under the prior (:mod:`factorkit.fit.tail`; ``nan`` where it is not counted; ``<= 2``:
-        importance weights of infinite variance).
+        under the prior (:mod:`factorkit.fit.tail`; ``nan`` where it is not counted, an upper
+        bound for tanh and leaky ReLU nets deeper than 2; ``<= 2``: importance weights of
+        infinite variance).
     """
     eps = check_float("eps", eps, nonnegative=True)
     check_choice("method", method, METHODS)

@@ -33,6 +33,14 @@ as ``eps -> 0`` it concentrates on the strata with ``alpha_r < 1``, where ``W``'
 spread. The paper's problem (``m = m' = 5``, ``n = 15``, rank 1, ``k = 5``): ``alpha`` 2, 1.2, 1,
 0.8, 0.8 at depths 2 to 6; at ``k = 10`` every depth has ``alpha >= 3``. The guide's "Does the
 interpolating posterior exist?" compares these with Hill's estimates from prior draws.
+
+Activations that are increasing bijections onto their range (tanh, leaky ReLU with a positive
+slope) give ``F = s(W_{d-1} X)`` a continuous positive density on the matrices of their range
+whenever ``X`` (the layer's input, ``X = I`` at depth 2) has full column rank, so the last hidden
+layer alone brings ``F`` within ``s`` of a stratum at the cost a depth-2 net pays: at depth 2 the
+count is the same as for linear layers, and deeper it is an upper bound (``upper``; whatever
+else the earlier layers do can only make the tail heavier). ReLU (exact zeros) and other
+callables are not counted.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from dataclasses import dataclass
 import torch
 
 from factorkit.fit.prior import Prior
-from factorkit.models.deep import DeepFactorization
+from factorkit.models.deep import DeepFactorization, activation_name
 from factorkit.problems.sensing import SensingProblem
 
 
@@ -58,16 +66,22 @@ class TailIndex:
     rank: int = 0
     vanishing: int = 0
     cost: int = 0
+    upper: bool = False  # alpha is an upper bound on the index (non-linear layers beyond depth 2)
 
     @property
     def exists(self) -> bool:
-        """``E_G[w] < inf``: the interpolating posterior exists."""
-        return self.alpha > 1
+        """``E_G[w] < inf`` is shown: the interpolating posterior exists (never for a bound)."""
+        return self.alpha > 1 and not self.upper
+
+    @property
+    def missing(self) -> bool:
+        """``E_G[w] = inf`` is shown: the interpolating posterior does not exist."""
+        return self.alpha <= 1
 
     @property
     def finite_variance(self) -> bool:
-        """Importance weights from the prior have finite variance."""
-        return self.alpha > 2
+        """Importance weights from the prior are shown to have finite variance."""
+        return self.alpha > 2 and not self.upper
 
 
 def spread_cost(small: int, factors: int) -> int:
@@ -90,13 +104,22 @@ def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> 
     """``None`` where :func:`weight_tail_index` counts the tail, else why not (a sentence)."""
     if prior.normalize or prior.base != "gaussian":
         return f"the count is for the unnormalized Gaussian prior, the prior is {prior.name!r}"
-    if model.depth > 1 and not model.is_linear:
-        return "the count is for linear hidden layers (a non-linear F is not low rank where its layers are)"
+    if model.depth > 1 and not (model.is_linear or bijective(model)):
+        return (
+            "the count is for linear, tanh or leaky ReLU hidden layers, not "
+            f"{activation_name(model.activation)!r} (F needs a positive density near low-rank matrices)"
+        )
     if model.depth > 1 and model.width < model.m2:
         return f"width {model.width} < m' = {model.m2}: G is singular for every draw"
     if problem.kind != "gaussian":
         return f"the count assumes generic (Gaussian) measurements, the problem's are {problem.kind!r}"
     return None
+
+
+def bijective(model: DeepFactorization) -> bool:
+    """The activation is an increasing bijection onto its range (module docstring)."""
+    name = model.activation if isinstance(model.activation, str) else None
+    return name == "tanh" or (name == "leaky_relu" and model.negative_slope > 0)
 
 
 def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> TailIndex | None:
@@ -107,8 +130,10 @@ def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: 
     if model.depth == 1:
         return TailIndex(math.inf)
     m, m2, n = model.m, model.m2, problem.n
-    excess, factors, target = model.width - m2, model.depth - 1, truth_rank(problem)
-    best = TailIndex(math.inf)
+    upper = not model.is_linear and model.depth > 2
+    # a non-linear net's small singular values come from its last hidden layer alone (a bound)
+    excess, factors, target = model.width - m2, 1 if upper else model.depth - 1, truth_rank(problem)
+    best = TailIndex(math.inf, upper=upper)
     for rank in range(max(target, 0), m2):
         vanishing = n - m * rank
         if vanishing <= 0:
@@ -116,7 +141,7 @@ def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: 
         small = m2 - rank
         cost = excess * small + spread_cost(small, factors) + target * (m2 - rank)
         if cost / vanishing < best.alpha:
-            best = TailIndex(cost / vanishing, rank, vanishing, cost)
+            best = TailIndex(cost / vanishing, rank, vanishing, cost, upper)
     return best
 
 
@@ -124,14 +149,23 @@ def interpolating_missing(problem: SensingProblem, model: DeepFactorization, pri
     """``None`` unless the count shows the interpolating posterior does not exist; then why (a
     sentence for an error message)."""
     tail = weight_tail_index(problem, model, prior)
-    if tail is None or tail.exists:
+    if tail is None or not tail.missing:
         return None
+    index = "at most " if tail.upper else ""
     return (
         f"the interpolating posterior does not exist here: E_F[N(y; 0, Sigma(F))] is infinite (the "
-        f"eps = 0 weight's tail index is {tail.alpha:.3g} <= 1, set by hidden layers of rank {tail.rank}, "
-        f"where {tail.vanishing} of Sigma's eigenvalues vanish). As eps -> 0 the G&C posterior "
+        f"eps = 0 weight's tail index is {index}{tail.alpha:.3g} <= 1, set by hidden layers of rank "
+        f"{tail.rank}, where {tail.vanishing} of Sigma's eigenvalues vanish). As eps -> 0 the G&C posterior "
         f"concentrates there, on W = W* (L_gen -> 0); sample at an eps > 0 (factorkit.fit.tail)"
     )
 
 
-__all__ = ["TailIndex", "covered", "interpolating_missing", "spread_cost", "truth_rank", "weight_tail_index"]
+__all__ = [
+    "TailIndex",
+    "bijective",
+    "covered",
+    "interpolating_missing",
+    "spread_cost",
+    "truth_rank",
+    "weight_tail_index",
+]

@@ -72,7 +72,7 @@ def test_converged_runs_are_pooled_without_a_warning():
 def test_an_answer_that_moves_with_effort_warns_and_keeps_only_the_longer_runs():
     # the bias halves the shortfall per doubling of the steps, like a chain still drifting
     more, calls = _sampler(lambda steps: -0.2 / steps)
-    with pytest.warns(RuntimeWarning, match="moved when its pCN steps per temperature went from 10 to 40"):
+    with pytest.warns(RuntimeWarning, match="moved when its moves per temperature went from 10 to 40"):
         state = tempered_runs(more, 8, 10.0, PARTICLES, 10, check_effort=True)
     assert not state["effort"]["converged"]
     assert state["effort"]["mcmc_steps"] == 10 * EFFORT_FACTOR

@@ -98,7 +98,7 @@ def tempered_runs(
                 if key in change
             )
             warnings.warn(
-                f"tempered SMC's answer moved when its pCN steps per temperature went from "
+                f"tempered SMC's answer moved when its moves per temperature went from "
                 f"{mcmc_steps // EFFORT_FACTOR} to {mcmc_steps} ({moved}; rb: the posterior mean of "
                 "L_gen): the runs have not mixed and the estimates are biased, even those of the "
                 "longer runs kept; see the guide's 'Deep eps = 0 posteriors'",

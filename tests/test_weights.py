@@ -123,3 +123,9 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
     (first, _) = run(start, lambda L, _: -lam * L[0][:, 0, 0].square(), 30)
     assert stats.kstest(first[:, 0, 0].numpy() / sd, "norm").pvalue > 1e-3
     assert stats.kstest(first[:, 1, 2].numpy(), "norm").pvalue > 1e-3
+    # ``layers``: only the first latents move, the others (the normalized sampler's directions) stay
+    held = draw((5,))
+    moved, kept = singular_value_moves(
+        [start[0], held], torch.zeros(count), lambda L, _: torch.zeros(count), 1.0, 1.0, 0.3, generator, 1
+    )[0]
+    assert torch.equal(kept, held) and not torch.equal(moved, start[0])

@@ -186,10 +186,13 @@ def run_record(value: torch.Tensor, log_volume: float, levels: list, evaluations
     }
 
 
-def singular_value_moves(latent, value, log_weight_of, beta, spread, target_acceptance, generator):
-    """One move of matrix latents (``P x r x c`` each) that scales one singular value of one of
-    them, both chosen uniformly per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its
-    singular vectors; the target is the standard normal law of the latents times ``w^beta``.
+def singular_value_moves(
+    latent, value, log_weight_of, beta, spread, target_acceptance, generator, layers=None
+):
+    """One move of matrix latents (``P x r x c`` each; the first ``layers`` of ``latent``, default
+    all, the others stay) that scales one singular value of one of them, both chosen uniformly
+    per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its singular vectors; the target is
+    the standard normal law of all the latents times ``w^beta``.
 
     In singular-value coordinates Lebesgue measure on ``r x c`` matrices is
     ``prod_{a<b} |s_a^2 - s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with
@@ -202,11 +205,12 @@ def singular_value_moves(latent, value, log_weight_of, beta, spread, target_acce
     spread and acceptance rate."""
     count = value.shape[0]
     rows_of = torch.arange(count)
-    layer = torch.randint(len(latent), (count,), generator=generator)
+    layers = len(latent) if layers is None else layers
+    layer = torch.randint(layers, (count,), generator=generator)
     t = spread * torch.randn(count, generator=generator, dtype=torch.float64)
     log_q = torch.zeros(count, dtype=torch.float64)
     proposal = []
-    for index, u in enumerate(latent):
+    for index, u in enumerate(latent[:layers]):
         _, rows, cols = u.shape
         left, sv, right = torch.linalg.svd(u, full_matrices=False)
         chosen = torch.randint(sv.shape[1], (count,), generator=generator)
@@ -225,11 +229,15 @@ def singular_value_moves(latent, value, log_weight_of, beta, spread, target_acce
         log_q = torch.where(here, change, log_q)
         proposal.append(u + ((new - old)[:, None, None] * left[rows_of, :, chosen][:, :, None]
                              * right[rows_of, chosen, :][:, None, :]))  # fmt: skip
+    proposal += latent[layers:]
     log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
     proposed = log_weight_of(proposal, None)
     difference = torch.where(torch.isfinite(proposed), proposed - value, torch.full_like(proposed, -math.inf))
     accept = log_u < beta * difference + log_q
-    latent = [torch.where(accept[:, None, None], v, u) for u, v in zip(latent, proposal, strict=True)]
+    latent = [
+        torch.where(accept[:, None, None], v, u) for u, v in zip(latent[:layers], proposal, strict=False)
+    ]
+    latent += proposal[layers:]  # unchanged
     value = torch.where(accept, proposed, value)
     rate = float(accept.double().mean())
     spread = min(max(spread * math.exp(3.0 * (rate - target_acceptance)), 1e-3), 3.0)
@@ -237,7 +245,7 @@ def singular_value_moves(latent, value, log_weight_of, beta, spread, target_acce
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
-           scale_moves: int = 0):  # fmt: skip
+           scale_moves: int = 0, scale_layers=None):  # fmt: skip
     """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
     rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
     keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
@@ -245,7 +253,8 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
     ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws
     below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
     finite weight; ``scale_moves``: :func:`singular_value_moves` per temperature after the
-    ``mcmc_steps`` pCN moves (the latents must then be matrices). Returns the final ``latent``,
+    ``mcmc_steps`` pCN moves, on the first ``scale_layers`` latents (default all; they must be
+    matrices). Returns the final ``latent``,
     their log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the
     levels and the weight evaluations."""
     value = log_weight_of(latent, None)
@@ -283,7 +292,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
         evaluations += n_particles * mcmc_steps
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, beta, spread, target_acceptance, generator
+                latent, value, log_weight_of, beta, spread, target_acceptance, generator, scale_layers
             )
         evaluations += n_particles * scale_moves
         levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})

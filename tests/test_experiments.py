@@ -432,6 +432,17 @@ def test_points_count_the_seeds_whose_effort_check_moved():
     by_width = {r["x"]: r for r in aggregate(rows)}
     assert by_width[5]["unmixed"] == 2 and by_width[10]["unmixed"] is None
     assert by_width[5]["valid_seeds"] == 3  # counted, not dropped
+    # figures mark such a point (a hollow square, its own legend entry, k/n), and only it
+    import matplotlib.pyplot as plt
+
+    from factorkit.experiments.plots import _draw_curve
+
+    fig, panel = plt.subplots()
+    _draw_curve(panel, aggregate(rows), "median", "width", "gc", "G&C", "tab:orange")
+    labels = panel.get_legend_handles_labels()[1]
+    assert labels.count("G&C sampler not mixed (answer moved with effort)") == 1
+    assert [t.get_text() for t in panel.texts] == ["2/3 unmixed"]
+    plt.close(fig)
 
 
 def test_a_row_records_the_effort_check_of_its_run():

@@ -125,3 +125,18 @@ def test_eps_zero_is_refused_where_the_interpolating_posterior_does_not_exist():
     # a bound at most 1 refuses too (tanh, depth 4, n = 24: at most 0.5)
     with pytest.raises(ValueError, match=r"tail index is at most 0.5 <= 1"):
         marginal_sample(problem_of(n=24), DeepFactorization(5, 5, 5, 4, "tanh"), eps=0.0)
+
+
+def test_a_study_refuses_such_a_cell_before_it_runs():
+    from factorkit.experiments import StudyConfig
+
+    raw = {
+        "name": "refuse", "seeds": 1, "problem": {"m": 5, "m2": 5, "n": 15},
+        "grid": {"width": [5, 10], "depth": [2, 4], "method": ["gc"], "eps": [0.0, 0.02]},
+        "gc": {"sampler": "marginal"},
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=r"gc.eps = 0 at width 5, depth 4, linear: the interpolating"):
+        StudyConfig.from_dict(raw)
+    # width 10 at depth 4 (alpha 3) and every eps > 0 are fine
+    assert len(StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "width": [10]}}).cells()) == 4
+    assert StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "eps": [0.02]}}).cells()

@@ -50,7 +50,9 @@ from pathlib import Path
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import LOSSES, OPTIMIZERS
 from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
-from factorkit.models.deep import ACTIVATIONS, INITS
+from factorkit.fit.prior import Prior
+from factorkit.fit.tail import count_tail_index, missing_reason
+from factorkit.models.deep import ACTIVATIONS, INITS, DeepFactorization
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
 METHODS = ("gd", "gc")
@@ -256,7 +258,23 @@ class StudyConfig:
             tuple(overrides),
         )
         config.validate()
+        config.check_interpolating()
         return config
+
+    def check_interpolating(self) -> None:
+        """Refuse, before anything runs, a G&C cell at ``eps = 0`` whose interpolating posterior
+        does not exist (:mod:`factorkit.fit.tail`), naming the cell."""
+        for cell in self.cells():
+            p = cell.params
+            if cell.method != "gc" or p["eps"] != 0 or p["prior"].startswith("normalized_"):
+                continue
+            model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
+            tail = count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
+            reason = missing_reason(tail)
+            if reason is not None:
+                raise ValueError(
+                    f"gc.eps = 0 at width {p['width']}, depth {p['depth']}, {p['activation']}: {reason}"
+                )
 
     @classmethod
     def from_stored(cls, raw: dict) -> StudyConfig:

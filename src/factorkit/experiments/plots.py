@@ -104,6 +104,8 @@ def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, l
     _mark_left_out(panel, points, centre, method)
     if method == "gd":
         _mark_unfitted(panel, shown, centre, line.get_color())
+    else:
+        _mark_unmixed(panel, shown, centre, line.get_color())
     cc_key = "cc_median" if style == "median" else "cc_mean"
     if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
         complete = [r for r in points if math.isfinite(r[cc_key])]
@@ -157,6 +159,24 @@ def _mark_unfitted(panel, points: list[dict], centre: str, color) -> None:
                       linewidths=2, zorder=6, label=label)  # fmt: skip
         panel.annotate(f"{r['unfitted']}/{r['valid_seeds']} unfit", (r["x"], r[centre]),
                        textcoords="offset points", xytext=(5, -11), fontsize=7, color=color)  # fmt: skip
+        label = ""  # one legend entry per curve
+
+
+def _mark_unmixed(panel, points: list[dict], centre: str, color) -> None:
+    """G&C points with seeds whose sampler's answer still moved with its effort (``unmixed``:
+    tempered SMC at ``eps = 0``, the guide's "Deep eps = 0 posteriors"): a hollow square with its
+    own legend entry and ``k/n`` seeds, so such a point is not read as converged (the seeds stay in
+    the point, counted, not dropped)."""
+    label = None
+    for r in points:
+        if not r.get("unmixed"):
+            continue
+        if label is None:
+            label = "G&C sampler not mixed (answer moved with effort)"
+        panel.scatter(r["x"], r[centre], marker="s", s=110, facecolors="none", edgecolors=color,
+                      linewidths=2, zorder=6, label=label)  # fmt: skip
+        panel.annotate(f"{r['unmixed']}/{r['valid_seeds']} unmixed", (r["x"], r[centre]),
+                       textcoords="offset points", xytext=(5, 5), fontsize=7, color=color)  # fmt: skip
         label = ""  # one legend entry per curve
 
 

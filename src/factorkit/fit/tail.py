@@ -102,6 +102,10 @@ def truth_rank(problem: SensingProblem) -> int:
 
 def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
     """``None`` where :func:`weight_tail_index` counts the tail, else why not (a sentence)."""
+    return _covered(problem.kind, model, prior)
+
+
+def _covered(kind: str, model: DeepFactorization, prior: Prior) -> str | None:
     if prior.normalize or prior.base != "gaussian":
         return f"the count is for the unnormalized Gaussian prior, the prior is {prior.name!r}"
     if model.depth > 1 and not (model.is_linear or bijective(model)):
@@ -111,8 +115,8 @@ def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> 
         )
     if model.depth > 1 and model.width < model.m2:
         return f"width {model.width} < m' = {model.m2}: G is singular for every draw"
-    if problem.kind != "gaussian":
-        return f"the count assumes generic (Gaussian) measurements, the problem's are {problem.kind!r}"
+    if kind != "gaussian":
+        return f"the count assumes generic (Gaussian) measurements, the problem's are {kind!r}"
     return None
 
 
@@ -127,12 +131,22 @@ def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: 
     where the count does not apply (:func:`covered`)."""
     if covered(problem, model, prior) is not None:
         return None
+    return count_tail_index(model, prior, problem.n, truth_rank(problem))
+
+
+def count_tail_index(
+    model: DeepFactorization, prior: Prior, n: int, rank: int, kind: str = "gaussian"
+) -> TailIndex | None:
+    """:func:`weight_tail_index` from the sizes alone: ``n`` measurements of kind ``kind`` of a
+    truth of rank ``rank`` (what a study's configuration knows before it draws a problem)."""
+    if _covered(kind, model, prior) is not None:
+        return None
     if model.depth == 1:
         return TailIndex(math.inf)
-    m, m2, n = model.m, model.m2, problem.n
+    m, m2 = model.m, model.m2
     upper = not model.is_linear and model.depth > 2
     # a non-linear net's small singular values come from its last hidden layer alone (a bound)
-    excess, factors, target = model.width - m2, 1 if upper else model.depth - 1, truth_rank(problem)
+    excess, factors, target = model.width - m2, 1 if upper else model.depth - 1, rank
     best = TailIndex(math.inf, upper=upper)
     for rank in range(max(target, 0), m2):
         vanishing = n - m * rank
@@ -148,7 +162,11 @@ def weight_tail_index(problem: SensingProblem, model: DeepFactorization, prior: 
 def interpolating_missing(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
     """``None`` unless the count shows the interpolating posterior does not exist; then why (a
     sentence for an error message)."""
-    tail = weight_tail_index(problem, model, prior)
+    return missing_reason(weight_tail_index(problem, model, prior))
+
+
+def missing_reason(tail: TailIndex | None) -> str | None:
+    """``None`` unless ``tail`` shows the interpolating posterior does not exist; then why."""
     if tail is None or not tail.missing:
         return None
     index = "at most " if tail.upper else ""
@@ -163,8 +181,10 @@ def interpolating_missing(problem: SensingProblem, model: DeepFactorization, pri
 __all__ = [
     "TailIndex",
     "bijective",
+    "count_tail_index",
     "covered",
     "interpolating_missing",
+    "missing_reason",
     "spread_cost",
     "truth_rank",
     "weight_tail_index",

@@ -122,6 +122,10 @@ def test_eps_zero_is_refused_where_the_interpolating_posterior_does_not_exist():
     relu = marginal_sample(problem, DeepFactorization(5, 5, 5, 2, "relu"), eps=0.05, method="importance",
                            n_samples=50, target_ess=50)  # fmt: skip
     assert math.isnan(relu.extra["tail_index"])
+    # a bound above 1 says nothing either way: sampled (tanh, depth 3: at most 2)
+    bound = marginal_sample(problem, DeepFactorization(5, 5, 5, 3, "tanh"), eps=0.0, method="importance",
+                            n_samples=50, target_ess=50, hidden_draws=4096)  # fmt: skip
+    assert bound.extra["tail_index"] == 2.0
     # a bound at most 1 refuses too (tanh, depth 4, n = 24: at most 0.5)
     with pytest.raises(ValueError, match=r"tail index is at most 0.5 <= 1"):
         marginal_sample(problem_of(n=24), DeepFactorization(5, 5, 5, 4, "tanh"), eps=0.0)

@@ -46,7 +46,7 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.tail import interpolating_missing, weight_tail_index
+from factorkit.fit.tail import missing_reason, weight_tail_index
 from factorkit.fit.weights import (
     kish_ess,
     log_mean_exp,
@@ -167,8 +167,9 @@ def marginal_sample(
         )  # fmt: skip
         return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     tail = weight_tail_index(problem, model, prior)
-    if eps == 0 and tail is not None and not tail.exists:
-        raise ValueError(f"eps = 0: {interpolating_missing(problem, model, prior)}")
+    missing = missing_reason(tail) if eps == 0 else None
+    if missing is not None:
+        raise ValueError(f"eps = 0: {missing}")
     integral = OutputLayerIntegral(problem64, model, prior, eps)
     hidden = HiddenLayers(model, prior)
     generator = make_generator(seed, "cpu")

@@ -44,6 +44,18 @@ class HiddenLayers:
         else:
             self.kind, self.shapes = "layers", model.layer_shapes()[:-1]
 
+    def for_moves(self) -> HiddenLayers:
+        """The latents tempered SMC moves: matrix latents (which the singular-value move needs)
+        in place of Bartlett's where they are not many more (width ``<= 2 m'``), else these."""
+        if self.kind == "bartlett" and self.model.width <= 2 * self.m2:
+            return HiddenLayers(self.model, self.prior, bartlett=False)
+        return self
+
+    @property
+    def matrices(self) -> int:
+        """How many of the latents are matrices (the hidden layers' weights), 0 otherwise."""
+        return len(self.shapes) if self.kind == "layers" else 0
+
     @property
     def size(self) -> int:
         """Latent numbers per draw."""

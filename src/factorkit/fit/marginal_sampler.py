@@ -182,11 +182,8 @@ def marginal_sample(
             state = _importance(integral, hidden, target_ess, hidden_draws, n_samples, generator,
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
-            # matrix latents for the singular-value move, where they are not many more than Bartlett's
-            if hidden.kind == "bartlett" and model.width <= 2 * model.m2:
-                hidden = HiddenLayers(model, prior, bartlett=False)
-            state = _tempered(integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator, check)  # fmt: skip
+            state = _tempered(integral, hidden.for_moves(), n_particles, runs, mcmc_steps, target_acceptance,
+                              target_ess, generator, check)  # fmt: skip
     result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     result.extra["tail_index"] = math.nan if tail is None else tail.alpha
     return result
@@ -329,19 +326,16 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
 
 
 def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
-    """One tempered SMC run over the hidden layers; its final population, log V and levels. With
-    matrix latents, half of the ``mcmc_steps`` moves per temperature are singular-value moves
-    (:func:`~factorkit.fit.weights.singular_value_moves`), the other half pCN's."""
-    scale = mcmc_steps // 2 if hidden.kind == "layers" else 0
+    """One tempered SMC run over the hidden layers; its final population, log V and levels (with
+    matrix latents, half of each temperature's moves are singular-value moves: :func:`temper`)."""
 
     def log_weight_of(latent: list[torch.Tensor], floor=None) -> torch.Tensor:
         return torch.from_numpy(integral.analyse(hidden.gram(latent, n_particles), floor=floor).log_weight)
 
-    pcn = mcmc_steps - scale
     latent, value, log_volume, levels, evaluations = temper(
-        log_weight_of, hidden.draw(n_particles, generator), n_particles, pcn, target_acceptance,
+        log_weight_of, hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance,
         generator, nothing=f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}",
-        screen=integral.eps > 0, scale_moves=scale,
+        screen=integral.eps > 0, matrices=hidden.matrices,
     )  # fmt: skip
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)

@@ -415,9 +415,7 @@ def normalized_zero_sample(
             state = _importance(target, hidden, target_ess, hidden_draws, n_samples, generator,
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
-            # matrix latents for the singular-value move, where they are not many more than Bartlett's
-            if hidden.kind == "bartlett" and model.width <= 2 * model.m2:
-                hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False), bartlett=False)
+            hidden = hidden.for_moves()
             state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
                               generator, check_effort)  # fmt: skip
     gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
@@ -486,20 +484,19 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
     """Tempered SMC over the hidden latents and their directions' latents together: the log-weight
     is :meth:`Directions.evaluate`'s (an unbiased estimate of the direction's integral, so the
     extended target's hidden-layer marginal is the posterior's). With matrix hidden latents, half
-    of each temperature's moves are singular-value moves of those
-    (:func:`~factorkit.fit.weights.singular_value_moves`), the directions' latents held."""
+    of each temperature's moves are singular-value moves of those, the directions' held
+    (:func:`~factorkit.fit.weights.temper`)."""
     directions = Directions(target)
     layers = len(hidden.shapes)
-    scale = mcmc_steps // 2 if hidden.kind == "layers" else 0
 
     def evaluate(latent: list[torch.Tensor]):
         return directions.evaluate(hidden.gram(latent[:layers], n_particles), latent[layers:])
 
     start = [*hidden.draw(n_particles, generator), *directions.draw(n_particles, generator)]
     latent, value, log_volume, levels, evaluations = temper(
-        lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps - scale,
+        lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps,
         target_acceptance, generator, nothing="no particle has a finite weight at eps = 0", screen=False,
-        scale_moves=scale, scale_layers=layers,
+        matrices=hidden.matrices,
     )  # fmt: skip
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, generator)

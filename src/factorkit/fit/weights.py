@@ -245,18 +245,20 @@ def singular_value_moves(
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
-           scale_moves: int = 0, scale_layers=None):  # fmt: skip
+           matrices: int = 0):  # fmt: skip
     """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
     rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
     keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
 
     ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws
     below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
-    finite weight; ``scale_moves``: :func:`singular_value_moves` per temperature after the
-    ``mcmc_steps`` pCN moves, on the first ``scale_layers`` latents (default all; they must be
-    matrices). Returns the final ``latent``,
-    their log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the
-    levels and the weight evaluations."""
+    finite weight; ``matrices``: how many of the first latents are matrices; where there are
+    any, half of the ``mcmc_steps`` moves per temperature are :func:`singular_value_moves` of
+    those (after the pCN moves), the other half pCN's. Returns the final ``latent``, their
+    log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the levels
+    and the weight evaluations."""
+    scale_moves = mcmc_steps // 2 if matrices else 0
+    mcmc_steps -= scale_moves
     value = log_weight_of(latent, None)
     evaluations = n_particles
     beta, log_volume, step, spread = 0.0, 0.0, 0.5, 1.0
@@ -292,7 +294,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
         evaluations += n_particles * mcmc_steps
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, beta, spread, target_acceptance, generator, scale_layers
+                latent, value, log_weight_of, beta, spread, target_acceptance, generator, matrices
             )
         evaluations += n_particles * scale_moves
         levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})

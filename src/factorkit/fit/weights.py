@@ -204,7 +204,6 @@ def singular_value_moves(
     adapts as pCN's step does. One weight evaluation per particle. Returns the latents, values,
     spread and acceptance rate."""
     count = value.shape[0]
-    rows_of = torch.arange(count)
     layers = len(latent) if layers is None else layers
     layer = torch.randint(layers, (count,), generator=generator)
     t = spread * torch.randn(count, generator=generator, dtype=torch.float64)
@@ -212,23 +211,26 @@ def singular_value_moves(
     proposal = []
     for index, u in enumerate(latent[:layers]):
         _, rows, cols = u.shape
-        left, sv, right = torch.linalg.svd(u, full_matrices=False)
-        chosen = torch.randint(sv.shape[1], (count,), generator=generator)
-        here = layer == index
-        old = sv[rows_of, chosen]
-        new = old * torch.where(here, t, torch.zeros_like(t)).exp()
+        chosen = torch.randint(min(rows, cols), (count,), generator=generator)
+        here = torch.nonzero(layer == index)[:, 0]  # the particles that move this matrix
+        left, sv, right = torch.linalg.svd(u[here], full_matrices=False)
+        at, pick, step = torch.arange(here.numel()), chosen[here], t[here]
+        old = sv[at, pick]
+        new = old * step.exp()
         others = torch.ones_like(sv, dtype=torch.bool)
-        others[rows_of, chosen] = False
+        others[at, pick] = False
         squares = sv.square()
         gaps = torch.where(
             others,
             (new[:, None].square() - squares).abs().log() - (old[:, None].square() - squares).abs().log(),
             torch.zeros_like(sv),
         ).sum(1)
-        change = gaps + (1 + abs(rows - cols)) * t - old.square() * torch.expm1(2 * t) / 2
-        log_q = torch.where(here, change, log_q)
-        proposal.append(u + ((new - old)[:, None, None] * left[rows_of, :, chosen][:, :, None]
-                             * right[rows_of, chosen, :][:, None, :]))  # fmt: skip
+        log_q[here] = gaps + (1 + abs(rows - cols)) * step - old.square() * torch.expm1(2 * step) / 2
+        # a rank-one change along the chosen singular pair, on the particles that chose it
+        rank_one = (new - old)[:, None, None] * left[at, :, pick][:, :, None] * right[at, pick, :][:, None, :]
+        moved = u.clone()
+        moved[here] += rank_one
+        proposal.append(moved)
     proposal += latent[layers:]
     log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
     proposed = log_weight_of(proposal, None)

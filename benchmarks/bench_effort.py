@@ -55,7 +55,7 @@ def main() -> None:
         problem = make_sensing_problem(5, 5, rank=rank, n=n, seed=0, dtype="float64")
         model = DeepFactorization(5, 5, 5, int(depth), activation)
         prior = resolve_prior(prior_name, problem)
-        missing = None if prior.normalize else interpolating_missing(problem, model, prior)
+        missing = interpolating_missing(problem, model, prior)
         if missing is not None:
             print(f"| {prior_name} | {depth} | {activation} | {rank}, {n} | - | refused: {missing} | | |",
                   flush=True)  # fmt: skip

@@ -16,21 +16,16 @@ of ``L_gen``, each with its standard error, beside the count.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
 
+from factorkit.fit.ball import log_ball_volume
 from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.tail import weight_tail_index
 from factorkit.models import DeepFactorization
 from factorkit.problems import make_sensing_problem
-
-
-def log_ball_volume(n: int, eps: float) -> float:
-    """``log`` of the volume of the ``n``-ball of radius ``sqrt(n eps)``."""
-    return (n / 2) * math.log(math.pi) - math.lgamma(n / 2 + 1) + (n / 2) * math.log(n * eps)
 
 
 def main() -> None:
@@ -52,7 +47,7 @@ def main() -> None:
             result = marginal_sample(problem, model, eps=eps, prior=prior, method="smc", runs=8,
                                      check_effort=False, seed=0, keep_samples=False)  # fmt: skip
             extra = result.extra
-            ratio = extra["log_volume"] - log_ball_volume(problem.n, eps)
+            ratio = extra["log_volume"] - log_ball_volume(problem.n, problem.n * eps)
             cells = [
                 str(depth), f"{tail.alpha:.2f}", f"{gamma:.2f}", f"{eps:g}",
                 f"{ratio:.2f} +- {extra['log_volume_se']:.2f}",

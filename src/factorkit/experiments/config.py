@@ -266,7 +266,7 @@ class StudyConfig:
         does not exist (:mod:`factorkit.fit.tail`), naming the cell."""
         for cell in self.cells():
             p = cell.params
-            if cell.method != "gc" or p["eps"] != 0 or p["prior"].startswith("normalized_"):
+            if cell.method != "gc" or p["eps"] != 0:
                 continue
             model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
             tail = count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])

@@ -190,7 +190,7 @@ def auto_sample(
     why_not = applies(model, prior, eps)
     if eps == 0 and why_not is not None:
         raise ValueError(f"eps = 0 needs the marginal sampler, which does not apply here: {why_not}")
-    missing = interpolating_missing(problem, model, prior) if eps == 0 and not prior.normalize else None
+    missing = interpolating_missing(problem, model, prior) if eps == 0 else None  # before any pilot
     if missing is not None:
         raise ValueError(f"eps = 0: {missing}")
     start = time.perf_counter()

@@ -95,3 +95,24 @@ def test_cost_stays_linear_in_the_terms_for_a_spread_spectrum():
     values /= values.max(1, keepdims=True)
     result = log_ball_probability(values, rng.normal(size=(20, 15)) * 0.5, 5.0)
     assert np.isfinite(result).all() and (result <= 0).all()
+
+
+def test_a_centre_far_out_along_a_tiny_eigenvalue_goes_to_the_contour():
+    """Eigenvalue spread 1e8 and ``t / (2 min lambda) = 1300``: few terms by the compact-spectrum
+    count, but with the centre outside the ball along the small eigenvalues Ruben's mixing
+    distribution sits at ``k ~ sum delta^2 / 2`` (1e6 and more) and the series never stops
+    (the RuntimeError tempered SMC met at eps 1e-6, depth 5). ``auto`` must see that and take the
+    contour; where Ruben still converges (the nearer centre) both agree to the rtol."""
+    from factorkit.fit.ball import log_ball_upper_bound, ruben_terms
+
+    values = np.logspace(-8, 0, 20)
+    normal = np.random.default_rng(0).normal(size=20)
+    near, far = 0.1 * normal, normal
+    with pytest.raises(RuntimeError, match="did not converge"):
+        log_ball_probability(values, far, 2.6e-5, method="ruben", max_terms=20_000)
+    value = log_ball_probability(values, far, 2.6e-5)[0]
+    bound = log_ball_upper_bound(values, far, 2.6e-5)[0]
+    assert bound - 20 < value <= bound  # Chernoff is a few nats above the truth
+    assert ruben_terms(values[None], (far**2)[None], np.array([2.6e-5]))[0] > 1e5
+    exact = log_ball_probability(values, near, 2.6e-5, method="ruben")[0]
+    assert log_ball_probability(values, near, 2.6e-5)[0] == pytest.approx(exact, rel=1e-10)

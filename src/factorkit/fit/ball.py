@@ -36,7 +36,7 @@ import numpy as np
 from scipy import special
 
 NULL_RTOL = 1e-10  # eigenvalues below this times the largest are the null space of Sigma
-RUBEN_TERMS = 2_000  # Ruben's series where it needs at most this many terms (t / (2 min lambda))
+RUBEN_TERMS = 2_000  # Ruben's series where it needs at most this many terms (:func:`ruben_terms`)
 
 
 def log_ball_volume(dim: int, radius2: float) -> float:
@@ -73,7 +73,7 @@ def log_ball_probability(
     ``RuntimeError`` past ``max_terms`` terms), ``'contour'`` (the Bromwich integral on the vertical
     line through the saddlepoint, geometric convergence to a relative ``rtol``; rows where it does
     not converge in 4e6 nodes go to Ruben, ``max_terms`` terms at most), or ``'auto'``: Ruben where
-    it needs at most :data:`RUBEN_TERMS` terms, the contour elsewhere (module docstring).
+    it needs at most :data:`RUBEN_TERMS` terms (:func:`ruben_terms`), the contour elsewhere.
     ``-inf`` where the ball misses the support.
     """
     if method not in ("auto", "ruben", "contour"):
@@ -95,9 +95,12 @@ def log_ball_probability(
         order = np.argsort(positive[rows], axis=-1)[:, -dim:]
         lam = np.take_along_axis(positive[rows], order, axis=-1)
         shift = np.take_along_axis(centre[rows], order, axis=-1)
-        # Ruben needs about t / (2 min lam) terms: cheap for a compact spectrum, hopeless for a spread one
-        terms = 0.5 * t[rows] / lam[:, 0]
-        ruben = terms <= RUBEN_TERMS if method == "auto" else np.full(rows.size, method == "ruben")
+        if method == "auto":  # the count's lower bound t / (2 min lam) first: it rules most rows out
+            ruben = 0.5 * t[rows] / lam[:, 0] <= RUBEN_TERMS
+            if ruben.any():
+                ruben[ruben] = ruben_terms(lam[ruben], shift[ruben] ** 2, t[rows[ruben]], rtol) <= RUBEN_TERMS
+        else:
+            ruben = np.full(rows.size, method == "ruben")
         if ruben.any():
             out[rows[ruben]] = _ruben(
                 lam[ruben], shift[ruben] ** 2 / lam[ruben], t[rows[ruben]], rtol, max_terms
@@ -110,6 +113,46 @@ def log_ball_probability(
                 value[slow] = _ruben(lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max_terms)
             out[rows[~ruben]] = value
     return out.reshape(shape)
+
+
+def ruben_terms(lam: np.ndarray, c2: np.ndarray, t: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """About how many terms Ruben's series takes, per row of positive ``lam`` (``c2 = lam delta^2``).
+
+    The series stops once ``P(chi^2_{N + 2K} <= t / beta)`` (``beta = min lam``) is below ``rtol``
+    times the probability itself. That CDF stays near 1 up to ``K ~ t / (2 beta)`` and then falls
+    like ``x^a e^-x / Gamma(a + 1)`` (``a = N/2 + K``, ``x = t / (2 beta)``): a compact spectrum
+    needs about ``t / (2 beta)`` terms, but a probability deep in the tail (a centre far outside
+    the ball along small eigenvalues) needs ``K`` far beyond that, as many as the series' own
+    mixing distribution puts its mass at (``sum delta^2 / 2``, ``1e8`` at an eigenvalue spread of
+    ``1e8``). The probability is read from Chernoff's bound (:func:`log_ball_upper_bound`, a few
+    nats above it), and ``K`` by bisection on the falling side of the CDF's leading term.
+    """
+    rows, dim = lam.shape
+    half_x = 0.5 * t / lam.min(axis=1)
+    inside = np.full(rows, -np.inf)  # the tail's log probability: 0 where t is past the mean
+    below = t < (lam + c2).sum(1)
+    if below.any():
+        s = saddlepoint(lam[below], c2[below], t[below])
+        K, _, _ = _cumulants(s, lam[below], c2[below])
+        inside[below] = np.minimum(K - s * t[below], 0.0)
+    inside = np.where(below, inside, 0.0)
+    target = inside + math.log(rtol)
+
+    def leading(a):  # log of the CDF's leading term, decreasing in a once a >= x
+        return a * np.log(half_x) - half_x - special.gammaln(a + 1)
+
+    lo = np.maximum(half_x, dim / 2)
+    hi = lo.copy()
+    for _ in range(60):  # doubling: the leading term falls below the target somewhere
+        grow = leading(hi) > target
+        if not grow.any():
+            break
+        hi = np.where(grow, 2 * hi + 1, hi)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        high = leading(mid) > target
+        lo, hi = np.where(high, mid, lo), np.where(high, hi, mid)
+    return np.maximum(hi - dim / 2, half_x)
 
 
 def log_ball_upper_bound(values: np.ndarray, centre: np.ndarray, radius2: float) -> np.ndarray:

@@ -5,6 +5,7 @@ interpolating posterior does not exist). Hill's estimates from prior draws besid
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from factorkit.fit import sample_posterior
 from factorkit.fit.auto import auto_sample
 from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.normalized import Directions, NormalizedInterpolation
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.tail import covered, spread_cost, truth_rank, weight_tail_index
 from factorkit.models import DeepFactorization
@@ -82,6 +84,51 @@ def test_the_density_grows_toward_a_stratum_as_counted():
     assert integral.analyse(turned[None]).log_weight[0] < -1e6
 
 
+def test_a_normalized_prior_counts_one_condition_more():
+    # W on the sphere of radius ||W*||: n - m r + 1 conditions near a rank-r stratum, so the
+    # paper's depth figures (normalized, k = 5) have alpha 20/11, 12/11, 10/11 at depths 2-4
+    problem = problem_of()
+    for depth, (alpha, rank, vanishing) in {
+        2: (20 / 11, 1, 11),
+        3: (12 / 11, 1, 11),
+        4: (10 / 11, 1, 11),
+    }.items():
+        tail = tail_of(problem, 5, depth, prior="normalized_gaussian")
+        assert (tail.alpha, tail.rank, tail.vanishing) == (pytest.approx(alpha), rank, vanishing)
+    assert tail_of(problem, 5, 3, prior="normalized_gaussian").exists
+    assert tail_of(problem, 5, 4, prior="normalized_gaussian").missing
+    # n = 10: the rank-1 stratum, 20 / 6 against the Gaussian prior's 20 / 5 (and the rank-2
+    # stratum, n = m r, now has one condition: 12 / 1, not the minimum)
+    assert tail_of(problem_of(n=10), 5, 2, prior="normalized_gaussian").alpha == pytest.approx(20 / 6)
+    assert tail_of(problem_of(n=10), 5, 2).alpha == 4.0
+
+
+@pytest.mark.parametrize("n, rank", [(15, 1), (15, 2), (10, 2)])
+def test_the_normalized_weight_grows_toward_a_stratum_as_counted(n, rank):
+    # The premise, on the weight factorkit.fit.normalized computes (its direction integral by
+    # importance sampling about the mode, 4096 directions): hidden layers F = F0 + s E with F0 of
+    # rank r holding W*'s row space; log p(h = y | F) grows like -(n - m r + 1) log s, one power
+    # more than the Gaussian prior's -(n - m r) (computed beside it, exactly)
+    problem = problem_of(n=n)
+    model = DeepFactorization(5, 5, 5, 2)
+    prior = resolve_prior("normalized_gaussian", problem)
+    directions = Directions(NormalizedInterpolation(problem, model, prior), count=4096)
+    gaussian = OutputLayerIntegral(problem, model, resolve_prior("gaussian", problem), 0.0)
+    generator = torch.Generator().manual_seed(3)
+    row = torch.linalg.svd(problem.W_star).Vh[:1]
+    F0 = torch.randn(5, rank, generator=generator, dtype=torch.float64) @ torch.cat(
+        [row, torch.randn(rank - 1, 5, generator=generator, dtype=torch.float64)]
+    )
+    E = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    grams = torch.stack([(F0 + s * E).T @ (F0 + s * E) for s in (1e-3, 1e-4)])
+    latent = directions.draw(2, torch.Generator().manual_seed(0))
+    normalized = directions.evaluate(grams, latent)[0]
+    unnormalized = gaussian.analyse(grams).log_weight
+    # O(s) corrections and the directions' Monte Carlo error (the proposal is near exact there)
+    assert (normalized[1] - normalized[0]) / math.log(10) == pytest.approx(n - 5 * rank + 1, abs=0.1)
+    assert (unnormalized[1] - unnormalized[0]) / math.log(10) == pytest.approx(n - 5 * rank, abs=0.1)
+
+
 def test_what_the_count_covers():
     problem = problem_of()
     gaussian = resolve_prior("gaussian", problem)
@@ -89,7 +136,13 @@ def test_what_the_count_covers():
     assert covered(problem, DeepFactorization(5, 5, 5, 3, torch.sin), gaussian) is not None
     assert covered(problem, DeepFactorization(5, 5, 4, 3), gaussian) is not None  # k < m'
     assert covered(problem_of(measurements="completion"), DeepFactorization(5, 5, 5, 3), gaussian)
-    assert tail_of(problem, 5, 3, prior="normalized_gaussian") is None
+    # a normalized prior is counted only with the truth on its sphere (target_norm = ||W*||)
+    normalized = resolve_prior("normalized_gaussian", problem)
+    assert covered(problem, DeepFactorization(5, 5, 5, 3), normalized) is None
+    off = dataclasses.replace(normalized, target_norm=2 * normalized.target_norm)
+    assert "target_norm" in covered(problem, DeepFactorization(5, 5, 5, 3), off)
+    assert weight_tail_index(problem, DeepFactorization(5, 5, 5, 3), off) is None
+    assert tail_of(problem, 5, 3, prior="uniform") is None
     # tanh and leaky ReLU: F = s(W_1) has a positive density, so depth 2 counts as linear does;
     # deeper, the last layer alone gives an upper bound (never "exists", "missing" where <= 1)
     for activation in ("tanh", "leaky_relu"):
@@ -129,6 +182,9 @@ def test_eps_zero_is_refused_where_the_interpolating_posterior_does_not_exist():
     # a bound at most 1 refuses too (tanh, depth 4, n = 24: at most 0.5)
     with pytest.raises(ValueError, match=r"tail index is at most 0.5 <= 1"):
         marginal_sample(problem_of(n=24), DeepFactorization(5, 5, 5, 4, "tanh"), eps=0.0)
+    # a normalized prior too (depth 4: 10/11), refused before its sampler starts
+    with pytest.raises(ValueError, match=r"does not exist.*tail index is 0.909 <= 1"):
+        marginal_sample(problem, deep, prior="normalized_gaussian", eps=0.0)
 
 
 def test_a_study_refuses_such_a_cell_before_it_runs():

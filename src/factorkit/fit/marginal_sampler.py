@@ -155,19 +155,23 @@ def marginal_sample(
     prior = resolve_prior(prior, problem)
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
+    tail = weight_tail_index(problem, model, prior)
+    missing = missing_reason(tail) if eps == 0 else None
     if prior.normalize:  # the interpolating posterior only (factorkit.fit.normalized)
         reason = applies(model, prior, eps)
         if reason is not None:
             raise ValueError(f"sampler='marginal' does not apply: {reason}")
+        if missing is not None:
+            raise ValueError(f"eps = 0: {missing}")
         start = time.perf_counter()
         state = normalized_zero_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
         )  # fmt: skip
-        return _result(problem, eps, state, keep_samples, time.perf_counter() - start)
-    tail = weight_tail_index(problem, model, prior)
-    missing = missing_reason(tail) if eps == 0 else None
+        result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
+        result.extra["tail_index"] = math.nan if tail is None else tail.alpha
+        return result
     if missing is not None:
         raise ValueError(f"eps = 0: {missing}")
     integral = OutputLayerIntegral(problem64, model, prior, eps)

@@ -34,6 +34,21 @@ spread. The paper's problem (``m = m' = 5``, ``n = 15``, rank 1, ``k = 5``): ``a
 0.8, 0.8 at depths 2 to 6; at ``k = 10`` every depth has ``alpha >= 3``. The guide's "Does the
 interpolating posterior exist?" compares these with Hill's estimates from prior draws.
 
+**Normalized priors** (``W = c G / ||G||_F``, ``c = ||W*||_F`` as :func:`~factorkit.fit.prior.resolve_prior`
+sets it; :mod:`factorkit.fit.normalized`) keep the same hidden layers, so the prior's cost of a
+stratum is the same; what changes is the count of vanishing directions. ``W`` lives on the sphere
+of radius ``c``: inside the range of a rank-``r`` ``G`` the ``n`` measurements and the norm leave
+``n - (m r - 1)`` conditions, one more than ``Sigma``'s ``n - m r`` vanishing eigenvalues (the
+truth, of norm ``c``, is the one solution there), so ``w ~ lambda^(-(n - m r + 1)/2)`` and
+
+    alpha = min over r of [ (k - m') j + min sum j_i^2 + r* (m' - r) ] / (n - m r + 1).
+
+(Measured: with hidden layers ``s`` away from a rank-``r`` stratum the normalized weight grows
+like ``s^-(n - m r + 1)`` where the unnormalized one grows like ``s^-(n - m r)``;
+``tests/test_tail.py``.) The paper's depth figures (normalized, ``k = 5``): ``alpha`` 20/11, 12/11,
+10/11 at depths 2 to 4: the interpolating posterior exists at depths 2 and 3 only. A target norm
+other than ``||W*||`` puts the truth off the sphere; that case is not counted.
+
 Activations that are increasing bijections onto their range (tanh, leaky ReLU with a positive
 slope) give ``F = s(W_{d-1} X)`` a continuous positive density on the matrices of their range
 whenever ``X`` (the layer's input, ``X = I`` at depth 2) has full column rank, so the last hidden
@@ -58,8 +73,10 @@ from factorkit.problems.sensing import SensingProblem
 @dataclass(frozen=True)
 class TailIndex:
     """The tail index ``alpha`` of the ``eps = 0`` weight (``P(w > t) ~ t^-alpha``) and the
-    stratum that sets it: ``G`` of ``rank`` r, where ``vanishing`` eigenvalues of ``Sigma`` go to
-    zero and the prior pays ``s^cost`` to come within ``s`` of it (``alpha = cost / vanishing``).
+    stratum that sets it: ``G`` of ``rank`` r, near which the weight grows like
+    ``lambda^(-vanishing / 2)`` (``vanishing`` eigenvalues of ``Sigma`` go to zero; one more
+    condition for a normalized prior) and the prior pays ``s^cost`` to come within ``s`` of it
+    (``alpha = cost / vanishing``).
     ``alpha = inf`` (rank, vanishing and cost 0) where ``w`` is bounded."""
 
     alpha: float
@@ -102,12 +119,20 @@ def truth_rank(problem: SensingProblem) -> int:
 
 def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
     """``None`` where :func:`weight_tail_index` counts the tail, else why not (a sentence)."""
+    if prior.normalize:
+        truth = float(problem.W_star.detach().to("cpu", torch.float64).norm())
+        # the norm the study resolves is the truth's own, computed in the problem's dtype
+        if abs(prior.target_norm - truth) > 1e3 * torch.finfo(problem.W_star.dtype).eps * truth:
+            return (
+                f"the count for a normalized prior assumes target_norm = ||W*|| = {truth:.6g}, "
+                f"got {prior.target_norm:.6g} (the truth off the prior's sphere)"
+            )
     return _covered(problem.kind, model, prior)
 
 
 def _covered(kind: str, model: DeepFactorization, prior: Prior) -> str | None:
-    if prior.normalize or prior.base != "gaussian":
-        return f"the count is for the unnormalized Gaussian prior, the prior is {prior.name!r}"
+    if prior.base != "gaussian":
+        return f"the count is for Gaussian priors (normalized or not), the prior is {prior.name!r}"
     if model.depth > 1 and not (model.is_linear or bijective(model)):
         return (
             "the count is for linear, tanh or leaky ReLU hidden layers, not "
@@ -138,7 +163,8 @@ def count_tail_index(
     model: DeepFactorization, prior: Prior, n: int, rank: int, kind: str = "gaussian"
 ) -> TailIndex | None:
     """:func:`weight_tail_index` from the sizes alone: ``n`` measurements of kind ``kind`` of a
-    truth of rank ``rank`` (what a study's configuration knows before it draws a problem)."""
+    truth of rank ``rank`` (what a study's configuration knows before it draws a problem; a
+    normalized prior's target norm is taken to be the truth's, as the study resolves it)."""
     if _covered(kind, model, prior) is not None:
         return None
     if model.depth == 1:
@@ -149,7 +175,7 @@ def count_tail_index(
     excess, factors, target = model.width - m2, 1 if upper else model.depth - 1, rank
     best = TailIndex(math.inf, upper=upper)
     for rank in range(max(target, 0), m2):
-        vanishing = n - m * rank
+        vanishing = n - m * rank + (1 if prior.normalize else 0)  # the sphere: one condition more
         if vanishing <= 0:
             continue
         small = m2 - rank
@@ -171,9 +197,9 @@ def missing_reason(tail: TailIndex | None) -> str | None:
         return None
     index = "at most " if tail.upper else ""
     return (
-        f"the interpolating posterior does not exist here: E_F[N(y; 0, Sigma(F))] is infinite (the "
-        f"eps = 0 weight's tail index is {index}{tail.alpha:.3g} <= 1, set by hidden layers of rank "
-        f"{tail.rank}, where {tail.vanishing} of Sigma's eigenvalues vanish). As eps -> 0 the G&C posterior "
+        f"the interpolating posterior does not exist here: the eps = 0 weight's mean over the prior "
+        f"is infinite (its tail index is {index}{tail.alpha:.3g} <= 1, set by hidden layers of rank "
+        f"{tail.rank}, near which it grows like lambda^-{tail.vanishing}/2). As eps -> 0 the G&C posterior "
         f"concentrates there, on W = W* (L_gen -> 0); sample at an eps > 0 (factorkit.fit.tail)"
     )
 

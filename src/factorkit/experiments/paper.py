@@ -67,10 +67,11 @@ def paper_configs(
     ``zero``: width figures with a Gaussian (not normalized) prior also get G&C at ``eps = 0``, the
     interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold.
     Uniform priors have no such point (no exact reduction); normalized Gaussian priors have one
-    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 20-110 s a cell, and deep
-    ``eps = 0`` posteriors do not mix (their answers move with the effort; the guide's "Deep
-    eps = 0 posteriors"). The unnormalized depth figure gets none either: at width 5 its linear
-    cells' interpolating posterior does not exist from depth 4 (:mod:`factorkit.fit.tail`)."""
+    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 20-110 s a cell, and at width
+    5 the interpolating posterior exists only at depths 2 and 3 (linear; depth 2 for tanh and
+    leaky ReLU, deeper unknown), from depth 4 its ``eps -> 0`` limit is ``W = W*``
+    (:mod:`factorkit.fit.tail`; a product grid cannot hold an ``eps = 0`` column for two
+    depths). The unnormalized depth figure gets none either, for the same reason from depth 4."""
     figures = list(FIGURES if figures is None else figures)
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:

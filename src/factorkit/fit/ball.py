@@ -129,13 +129,10 @@ def ruben_terms(lam: np.ndarray, c2: np.ndarray, t: np.ndarray, rtol: float = 1e
     """
     rows, dim = lam.shape
     half_x = 0.5 * t / lam.min(axis=1)
-    inside = np.full(rows, -np.inf)  # the tail's log probability: 0 where t is past the mean
+    inside = np.zeros(rows)  # the tail's log probability: 0 where t is past the mean
     below = t < (lam + c2).sum(1)
     if below.any():
-        s = saddlepoint(lam[below], c2[below], t[below])
-        K, _, _ = _cumulants(s, lam[below], c2[below])
-        inside[below] = np.minimum(K - s * t[below], 0.0)
-    inside = np.where(below, inside, 0.0)
+        inside[below] = _chernoff(lam[below], c2[below], t[below])
     target = inside + math.log(rtol)
 
     def leading(a):  # log of the CDF's leading term, decreasing in a once a >= x
@@ -171,10 +168,16 @@ def log_ball_upper_bound(values: np.ndarray, centre: np.ndarray, radius2: float)
         lam, c2r = positive[rows], c2[rows]
         # null eigenvalues (lam = 0, c2 = 0) add nothing to K: keep them as tiny positive ones
         lam = np.where(lam > 0, lam, 1e-300)
-        s = saddlepoint(lam, c2r, t[rows])
-        K, _, _ = _cumulants(s, lam, c2r)
-        out[rows] = np.minimum(K - s * t[rows], 0.0)
+        out[rows] = _chernoff(lam, c2r, t[rows])
     return out
+
+
+def _chernoff(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``min(K(s) - s t, 0)`` at the saddlepoint ``s < 0``: Chernoff's bound on ``log P(Q <= t)``
+    for rows below the mean."""
+    s = saddlepoint(lam, c2, t)
+    K, _, _ = _cumulants(s, lam, c2)
+    return np.minimum(K - s * t, 0.0)
 
 
 def _log_gammainc(a: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -143,6 +143,11 @@ def test_what_the_count_covers():
     assert "target_norm" in covered(problem, DeepFactorization(5, 5, 5, 3), off)
     assert weight_tail_index(problem, DeepFactorization(5, 5, 5, 3), off) is None
     assert tail_of(problem, 5, 3, prior="uniform") is None
+    # noisy measurements: y is no longer A(W*), the strata's premise; float32's own y is exact enough
+    from factorkit.problems.sensing import corrupt
+
+    assert "noisy" in covered(corrupt(problem, noise_std=0.01), DeepFactorization(5, 5, 5, 3), gaussian)
+    assert covered(problem_of(dtype="float32"), DeepFactorization(5, 5, 5, 3), gaussian) is None
     # tanh and leaky ReLU: F = s(W_1) has a positive density, so depth 2 counts as linear does;
     # deeper, the last layer alone gives an upper bound (never "exists", "missing" where <= 1)
     for activation in ("tanh", "leaky_relu"):
@@ -200,3 +205,5 @@ def test_a_study_refuses_such_a_cell_before_it_runs():
     # width 10 at depth 4 (alpha 3) and every eps > 0 are fine
     assert len(StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "width": [10]}}).cells()) == 4
     assert StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "eps": [0.02]}}).cells()
+    # noisy measurements are not counted: nothing to refuse
+    assert StudyConfig.from_dict({**raw, "problem": {**raw["problem"], "noise": 0.01}}).cells()

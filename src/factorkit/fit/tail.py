@@ -119,6 +119,12 @@ def truth_rank(problem: SensingProblem) -> int:
 
 def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
     """``None`` where :func:`weight_tail_index` counts the tail, else why not (a sentence)."""
+    truth = problem.W_star.detach().to("cpu", torch.float64)
+    y = problem.y.detach().to("cpu", torch.float64)
+    exact = problem.A.detach().to("cpu", torch.float64).reshape(problem.n, -1) @ truth.reshape(-1)
+    if (y - exact).norm() > 1e3 * torch.finfo(problem.y.dtype).eps * max(float(y.norm()), 1e-300):
+        # the strata draw their weight from y lying in A of a low-rank space holding W*'s rows
+        return "the count assumes y = A(W*) exactly; the problem's measurements are noisy or corrupted"
     if prior.normalize:
         truth = float(problem.W_star.detach().to("cpu", torch.float64).norm())
         # the norm the study resolves is the truth's own, computed in the problem's dtype

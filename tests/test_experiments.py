@@ -445,6 +445,38 @@ def test_points_count_the_seeds_whose_effort_check_moved():
     plt.close(fig)
 
 
+def test_depth_points_carry_the_counted_eps_zero_limit():
+    # the depth figures' setting (normalized prior, k = 5, m = m' = 5, n = 15, rank 1): the count
+    # gives 20/11, 12/11, 10/11, 10/11 at depths 2-5 (factorkit.fit.tail): an interpolating
+    # posterior at depths 2 and 3, G&C's eps -> 0 limit W = W* from depth 4
+    rows = []
+    for depth in (2, 3, 4, 5):
+        for row in _rows({(5, s): 0.02 for s in range(2)}):
+            row.update(depth=depth, m=5, m2=5, prior="normalized_gaussian", eps=0.0035)
+            rows.append(row)
+    by_depth = {r["x"]: r for r in aggregate(rows)}
+    assert [by_depth[d]["eps0_limit"] for d in (2, 3, 4, 5)] == ["posterior", "posterior", "W*", "W*"]
+    # noisy measurements are not counted; GD points carry nothing
+    noisy = [{**r, "settings": json.dumps({"noise": 0.01})} for r in rows]
+    assert {r["eps0_limit"] for r in aggregate(noisy)} == {None}
+    assert {r["eps0_limit"] for r in aggregate([{**r, "method": "gd"} for r in rows])} == {None}
+    # the figure: a triangle on L_gen = 0 at depths 4 and 5, one legend entry
+    import matplotlib.pyplot as plt
+
+    from factorkit.experiments.plots import _draw_curve
+
+    fig, panel = plt.subplots()
+    _draw_curve(panel, aggregate(rows), "median", "depth", "gc", "G&C", "tab:orange")
+    label = "G&C's eps -> 0 limit, counted: W = W* (L_gen = 0)"
+    labels = panel.get_legend_handles_labels()[1]
+    assert labels.count(label) == 1
+    from matplotlib.collections import PathCollection  # what scatter draws (fill_between is not one)
+
+    marks = [tuple(c.get_offsets()[0]) for c in panel.collections if isinstance(c, PathCollection)]
+    assert sorted(marks) == [(4.0, 0.0), (5.0, 0.0)]
+    plt.close(fig)
+
+
 def test_a_row_records_the_effort_check_of_its_run():
     from factorkit.experiments.run.jobs import gc_row
     from factorkit.fit.marginal_sampler import marginal_sample

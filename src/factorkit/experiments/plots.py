@@ -106,6 +106,7 @@ def _draw_curve(panel, points: list[dict], style: str, axis: str, method: str, l
         _mark_unfitted(panel, shown, centre, line.get_color())
     else:
         _mark_unmixed(panel, shown, centre, line.get_color())
+        _mark_truth_limit(panel, points, line.get_color())
     cc_key = "cc_median" if style == "median" else "cc_mean"
     if any(r["cc_seeds"] != r["valid_seeds"] for r in points):
         complete = [r for r in points if math.isfinite(r[cc_key])]
@@ -178,6 +179,21 @@ def _mark_unmixed(panel, points: list[dict], centre: str, color) -> None:
         panel.annotate(f"{r['unmixed']}/{r['valid_seeds']} unmixed", (r["x"], r[centre]),
                        textcoords="offset points", xytext=(5, 5), fontsize=7, color=color)  # fmt: skip
         label = ""  # one legend entry per curve
+
+
+def _mark_truth_limit(panel, points: list[dict], color) -> None:
+    """G&C points whose ``eps -> 0`` limit is counted to be the truth (``eps0_limit == 'W*'``: the
+    interpolating posterior does not exist there, :mod:`factorkit.fit.tail`): a triangle on the
+    ``L_gen = 0`` line at that x, one legend entry per panel. Drawn for ``gen_loss`` only (a log
+    scale has no 0); nothing was sampled for it, so it carries no band."""
+    label = "G&C's eps -> 0 limit, counted: W = W* (L_gen = 0)"
+    if label in panel.get_legend_handles_labels()[1]:
+        label = None
+    for r in points:
+        if r.get("eps0_limit") != "W*" or r.get("metric") != "gen_loss":
+            continue
+        panel.scatter(r["x"], 0.0, marker="v", s=60, color=color, zorder=6, clip_on=False, label=label)
+        label = None
 
 
 def _mark_left_out(panel, points: list[dict], centre: str, method: str) -> None:

@@ -74,7 +74,16 @@ def write_tables(directory: str | Path) -> tuple[Path, Path]:
     # the sampler columns where G&C ran; the limit studies' singular-value energy and RIP bound
     shown += [
         k
-        for k in ("ess_min", "samplers", "unmixed", "unfitted", "train_median", "rank1_energy", "rip_delta")
+        for k in (
+            "ess_min",
+            "samplers",
+            "unmixed",
+            "eps0_limit",
+            "unfitted",
+            "train_median",
+            "rank1_energy",
+            "rip_delta",
+        )  # fmt: skip
         if any(_present(r.get(k)) for r in records)
     ]
     lines = [
@@ -118,8 +127,8 @@ COMMAND_FILE = "command.txt"
 REPORT_COLUMNS = (
     "method", "activation", "prior", "eps", "x", "seeds", "valid_seeds", "median", "q25", "q75", "mean",
     "ci_low", "ci_high", "cc_seeds", "cc_median", "accepted_total", "ess_total", "ess_min", "samplers",
-    "unmixed", "seconds", "prior_gen_loss", "nuclear", "unfitted", "train_median", "fit_threshold",
-    "rank1_energy", "rip_delta",
+    "unmixed", "eps0_limit", "seconds", "prior_gen_loss", "nuclear", "unfitted", "train_median",
+    "fit_threshold", "rank1_energy", "rip_delta",
 )  # fmt: skip
 
 

@@ -119,6 +119,29 @@ def _fit_record(members: list[dict], gc_eps: float | None) -> dict:
     }
 
 
+def eps_zero_limit(row: dict) -> str | None:
+    """What G&C tends to at this row's settings as ``eps -> 0``, by the count of
+    :mod:`factorkit.fit.tail`: ``'W*'`` where the interpolating posterior does not exist (the
+    threshold posterior concentrates on the truth, ``L_gen -> 0``), ``'posterior'`` where it
+    exists (the ``eps = 0`` point a grid can hold), ``None`` where the count says neither (not
+    covered, a bound above 1, noisy measurements)."""
+    from factorkit.fit.prior import Prior
+    from factorkit.fit.tail import count_tail_index
+    from factorkit.models.deep import DeepFactorization
+
+    needed = ("m", "m2", "width", "depth", "activation", "prior", "n", "rank", "measurements")
+    if any(row.get(k) is None for k in needed):
+        return None
+    settings = json.loads(row["settings"]) if row.get("settings") else {}
+    if settings.get("noise") or row.get("outliers"):
+        return None
+    model = DeepFactorization(row["m"], row["m2"], row["width"], row["depth"], row["activation"])
+    tail = count_tail_index(model, Prior.from_name(row["prior"]), row["n"], row["rank"], row["measurements"])
+    if tail is None:
+        return None
+    return "W*" if tail.missing else "posterior" if tail.exists else None
+
+
 def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
     """One record per (curve, x): seeds, valid seeds, median/IQR, mean/CI of ``metric``, references.
 
@@ -128,7 +151,8 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
     valid seeds whose training loss stayed above it: a GD run that did not fit is not evidence
     about how fitted solutions generalize, and figures draw such points apart. G&C points whose
     runs checked their effort (tempered SMC at ``eps = 0``) carry ``unmixed``: the seeds whose
-    answer moved with 4x the pCN steps (biased; the guide's "Deep eps = 0 posteriors").
+    answer moved with 4x the pCN steps (biased; the guide's "Deep eps = 0 posteriors"), and
+    ``eps0_limit`` (:func:`eps_zero_limit`): where G&C's ``eps -> 0`` limit is counted to be ``W*``.
     """
     axis = sweep_axis(rows)
     keys = curve_keys(axis)
@@ -177,6 +201,7 @@ def aggregate(rows: list[dict], metric: str = "gen_loss") -> list[dict]:
         # G&C seeds whose tempered SMC answer moved when its effort was checked (eps = 0)
         efforts = [json.loads(r["effort"]) for r in members if r.get("effort")]
         record["unmixed"] = sum(not e.get("converged", True) for e in efforts) if efforts else None
+        record["eps0_limit"] = eps_zero_limit(members[0]) if label[0] == "gc" else None
         record["seconds"] = float(sum(r.get("wall_time") or 0 for r in members))
         if label[0] == "gd":
             record.update(_fit_record(members, gc_eps))

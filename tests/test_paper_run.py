@@ -41,6 +41,23 @@ def test_every_figure_at_its_published_threshold_with_the_auto_sampler():
         paper_configs(figures=["width", "wdith"])
 
 
+def test_depth_figures_get_eps_zero_where_the_interpolating_posterior_exists():
+    # zero_depth: the count of factorkit.fit.tail decides (width 5, normalized: 20/11, 12/11, 10/11
+    # at depths 2-4; tanh / leaky ReLU counted at depth 2 only); rank 2 (alpha 1 at depth 2),
+    # completion (not counted) and the uniform prior (no reduction) get none
+    zero = {}
+    for config in paper_configs(zero_depth=True):
+        if len(config.grid["depth"]) > 1:
+            cells = [c.params for c in config.cells() if c.method == "gc" and c.params["eps"] == 0]
+            zero[config.name] = sorted((p["depth"], p["activation"]) for p in cells)
+    expected = [(2, "leaky_relu"), (2, "linear"), (2, "tanh"), (3, "linear")]
+    assert zero["paper-depth"] == zero["paper-depth_unnormalized"] == zero["paper-depth_momentum"] == expected
+    assert zero["paper-depth_rank2"] == zero["paper-depth_completion"] == zero["paper-depth_uniform"] == []
+    # not by default; the width figures' eps = 0 points are the same either way
+    assert all(c.gc["eps0"] == "all" and 0.0 not in c.grid.get("eps", []) for c in paper_configs(
+        figures=["depth", "depth_unnormalized"]))  # fmt: skip
+
+
 def tiny(name: str, **gc) -> StudyConfig:
     raw = preset(name, "smoke").to_dict()
     raw["seeds"] = 2

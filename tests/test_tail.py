@@ -207,3 +207,14 @@ def test_a_study_refuses_such_a_cell_before_it_runs():
     assert StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "eps": [0.02]}}).cells()
     # noisy measurements are not counted: nothing to refuse
     assert StudyConfig.from_dict({**raw, "problem": {**raw["problem"], "noise": 0.01}}).cells()
+    # gc.eps0 = 'counted' keeps the eps = 0 cells where the posterior is shown to exist instead
+    counted = StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "depth": [2, 3, 4]}, "gc": {
+        "sampler": "marginal", "eps0": "counted"}})  # fmt: skip
+    zero = sorted((c.params["width"], c.params["depth"]) for c in counted.cells() if c.params["eps"] == 0)
+    assert zero == [(5, 2), (5, 3), (10, 2), (10, 3), (10, 4)]  # width 5, depth 4: alpha = 1
+    assert len([c for c in counted.cells() if c.params["eps"] > 0]) == 6
+    # it decides which cells exist, not how one runs: the kept cells' keys are unchanged
+    plain = StudyConfig.from_dict({**raw, "grid": {**raw["grid"], "width": [10], "depth": [2, 3, 4]}})
+    assert {c.key(0) for c in plain.cells()} <= {c.key(0) for c in counted.cells()}
+    with pytest.raises(ValueError, match="gc.eps0"):
+        StudyConfig.from_dict({**raw, "gc": {"sampler": "marginal", "eps0": "some"}})

@@ -12,7 +12,9 @@ from factorkit.cli.common import positive_float, positive_int
 from factorkit.cli.plot import add_output_options, write_outputs
 
 # the options of `study paper` with their defaults: any other value for another study is refused
-PAPER_OPTIONS = {"budget": None, "figures": None, "ess": 200, "seeds": None, "plan_only": False}
+PAPER_OPTIONS = {
+    "budget": None, "figures": None, "ess": 200, "seeds": None, "plan_only": False, "zero_depth": False,
+}  # fmt: skip
 
 
 def add_parser(commands) -> None:
@@ -39,6 +41,11 @@ def add_parser(commands) -> None:
     )
     study.add_argument("--seeds", type=positive_int, default=None, help="paper: seeds per point (default 8)")
     study.add_argument("--plan-only", action="store_true", help="paper: print the plan, run nothing")
+    study.add_argument(
+        "--zero-depth",
+        action="store_true",
+        help="paper: eps = 0 on the depth figures too, where the interpolating posterior exists (slow)",
+    )
     study.add_argument("--workers", type=positive_int, default=None, help="processes (default: cores)")
     study.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     study.add_argument("--no-plot", action="store_true", help="skip tables and figures")
@@ -114,7 +121,7 @@ def _run_paper(args) -> None:
         raise ValueError("'study paper' plans for local CPU processes: drop --executor/--scheduler/--device")
     scale = args.scale or "paper"
     figures = None if args.figures is None else [f.strip() for f in args.figures.split(",") if f.strip()]
-    configs = paper_configs(scale, figures, target_ess=args.ess, seeds=args.seeds)
+    configs = paper_configs(scale, figures, target_ess=args.ess, seeds=args.seeds, zero_depth=args.zero_depth)
     out = args.out or Path("runs") / ("paper" if scale == "paper" else f"paper-{scale}")
     out.mkdir(parents=True, exist_ok=True)
     plan = None

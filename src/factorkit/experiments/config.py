@@ -31,8 +31,13 @@ New keys: ``problem.pairing`` (``paired``: seed ``s`` is the same problem at eve
 ``fresh``: a new problem per (seed, width, depth), as the paper's code draws them),
 ``gc.layer_scaling`` (``fan_out``, the paper's, or ``fan_in``), ``gc.orientation`` (``model``,
 or ``transposed``: the paper's code's G&C draws, see :class:`~factorkit.fit.guess_check.Prior`),
-``gd.init`` (``gaussian`` or ``torch_linear``, the paper's code's start) and ``gd.momentum``
-(heavy-ball momentum of the normalized step).
+``gd.init`` (``gaussian`` or ``torch_linear``, the paper's code's start), ``gd.momentum``
+(heavy-ball momentum of the normalized step) and ``gc.eps0``: which ``eps = 0`` cells of the grid
+run. ``all`` (the default) runs every one and refuses the config where the count of
+:mod:`factorkit.fit.tail` shows the interpolating posterior does not exist; ``counted`` keeps
+only the cells where it shows that it exists (a depth axis crossing the line: depths 2-3 of the
+paper's depth figures, linear), the others' ``eps -> 0`` verdict being on their ``eps > 0``
+points (``eps0_limit``). It decides which cells exist, not how one runs: no run's key depends on it.
 
 Unknown keys are refused by name, so a typo cannot silently fall back to a default.
 """
@@ -68,6 +73,7 @@ PROBLEM_DEFAULTS = {
     "pairing": "paired",
 }
 PAIRINGS = ("paired", "fresh")
+EPS0 = ("all", "counted")
 ORIENTATIONS = ("model", "transposed")
 METRICS = ("gen_loss", "rel_error")
 GC_DEFAULTS = {
@@ -86,6 +92,7 @@ GC_DEFAULTS = {
     "layer_scaling": "fan_out",
     "orientation": "model",
     "target_ess": 200,
+    "eps0": "all",
 }
 GD_DEFAULTS = {
     "init_scale": 1e-3,
@@ -268,10 +275,7 @@ class StudyConfig:
             p = cell.params
             if cell.method != "gc" or p["eps"] != 0:
                 continue
-            model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
-            tail = count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
-            # noisy or corrupted measurements: not counted (the strata need y = A(W*))
-            reason = None if p.get("noise") or p.get("outliers") else missing_reason(tail)
+            reason = missing_reason(_tail(p))
             if reason is not None:
                 raise ValueError(
                     f"gc.eps = 0 at width {p['width']}, depth {p['depth']}, {p['activation']}: {reason}"
@@ -407,6 +411,7 @@ class StudyConfig:
         check_choice("problem.pairing", self.problem["pairing"], PAIRINGS)
         check_choice("gc.layer_scaling", self.gc["layer_scaling"], LAYER_SCALINGS)
         check_choice("gc.orientation", self.gc["orientation"], ORIENTATIONS)
+        check_choice("gc.eps0", self.gc["eps0"], EPS0)
         check_choice("gd.init", self.gd["init"], INITS)
         momentum = check_float("gd.momentum", self.gd["momentum"], nonnegative=True)
         if momentum >= 1:
@@ -456,11 +461,28 @@ class StudyConfig:
                 settings["lr"] = lr_for(settings["lr"], settings["loss"], settings["optimizer"])
             if settings["depth"] == 1:
                 settings["width"] = min(settings["m"], settings["m2"])  # unused at depth 1
+            if method == "gc" and settings["eps"] == 0 and gc["eps0"] == "counted" and not _exists(settings):
+                continue
             cell = Cell(method, tuple(sorted(settings.items())))
             if cell not in seen:
                 seen.add(cell)
                 cells.append(cell)
         return cells
+
+
+def _tail(p: dict):
+    """The counted tail index at a G&C cell's settings (``None`` where the count does not apply,
+    noisy or corrupted measurements included: the strata need ``y = A(W*)``)."""
+    if p.get("noise") or p.get("outliers"):
+        return None
+    model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
+    return count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
+
+
+def _exists(p: dict) -> bool:
+    """The count shows the interpolating posterior exists at these settings (``gc.eps0 = 'counted'``)."""
+    tail = _tail(p)
+    return tail is not None and tail.exists
 
 
 def _matches(value, wanted) -> bool:

@@ -60,7 +60,12 @@ GD_PROBE_STEPS = 50
 
 
 def paper_configs(
-    scale: str = "paper", figures=None, target_ess: int = 200, seeds: int | None = None, zero: bool = True
+    scale: str = "paper",
+    figures=None,
+    target_ess: int = 200,
+    seeds: int | None = None,
+    zero: bool = True,
+    zero_depth: bool = False,
 ) -> list[StudyConfig]:
     """The study config of every figure in ``figures`` (default all, in :data:`FIGURES` order).
 
@@ -71,7 +76,13 @@ def paper_configs(
     5 the interpolating posterior exists only at depths 2 and 3 (linear; depth 2 for tanh and
     leaky ReLU, deeper unknown), from depth 4 its ``eps -> 0`` limit is ``W = W*``
     (:mod:`factorkit.fit.tail`; a product grid cannot hold an ``eps = 0`` column for two
-    depths). The unnormalized depth figure gets none either, for the same reason from depth 4."""
+    depths). The unnormalized depth figure gets none either, for the same reason from depth 4.
+
+    ``zero_depth``: depth figures with a Gaussian output layer (normalized or not) get ``eps = 0``
+    too, at the cells where the count shows the interpolating posterior exists (``gc.eps0 =
+    'counted'``): depths 2 and 3 (linear) and 2 (tanh, leaky ReLU) at width 5; about 20-110 s a
+    run for the normalized prior, so not by default. Their other points carry the count's
+    verdict either way (``eps0_limit``; the triangles of the figures)."""
     figures = list(FIGURES if figures is None else figures)
     unknown = [f for f in figures if f not in FIGURES]
     if unknown:
@@ -86,6 +97,10 @@ def paper_configs(
         # depth the weights degenerate and tempered SMC takes 20-40 s a run: a study of its own)
         if zero and raw["gc"]["prior"] == "gaussian" and len(raw["grid"]["width"]) > 1:
             raw["grid"] = {**raw["grid"], "eps": [raw["gc"]["eps"], 0.0]}
+        gaussian = raw["gc"]["prior"] in ("gaussian", "normalized_gaussian")
+        if zero_depth and gaussian and len(raw["grid"]["depth"]) > 1:
+            raw["grid"] = {**raw["grid"], "eps": [raw["gc"]["eps"], 0.0]}
+            raw["gc"]["eps0"] = "counted"
         raw["name"] = f"paper-{name}" if scale == "paper" else f"paper-{name}-{scale}"
         if seeds is not None:
             raw["seeds"] = seeds

@@ -36,7 +36,8 @@ import numpy as np
 from scipy import special
 
 NULL_RTOL = 1e-10  # eigenvalues below this times the largest are the null space of Sigma
-RUBEN_TERMS = 2_000  # Ruben's series where it needs at most this many terms (:func:`ruben_terms`)
+RUBEN_TERMS = 2_000  # Ruben's series where it needs at most this many terms (t / (2 min lambda))
+RUBEN_CAP = 10_000  # under method='auto', rows Ruben has not finished in this many terms: the contour
 
 
 def log_ball_volume(dim: int, radius2: float) -> float:
@@ -72,8 +73,10 @@ def log_ball_probability(
     ``method``: ``'ruben'`` (Ruben's series to a relative error below ``rtol``, a rigorous bound;
     ``RuntimeError`` past ``max_terms`` terms), ``'contour'`` (the Bromwich integral on the vertical
     line through the saddlepoint, geometric convergence to a relative ``rtol``; rows where it does
-    not converge in 4e6 nodes go to Ruben, ``max_terms`` terms at most), or ``'auto'``: Ruben where
-    it needs at most :data:`RUBEN_TERMS` terms (:func:`ruben_terms`), the contour elsewhere.
+    not converge in 4e6 nodes go to Ruben, ``max_terms`` terms at most), or ``'auto'``: Ruben where it
+    needs at most :data:`RUBEN_TERMS` terms by ``t / (2 min lambda)``, the contour elsewhere and for
+    the rows Ruben has not finished in :data:`RUBEN_CAP` terms (a centre far out along small
+    eigenvalues puts the series' mass at ``k ~ sum delta^2 / 2``).
     ``-inf`` where the ball misses the support.
     """
     if method not in ("auto", "ruben", "contour"):
@@ -95,16 +98,22 @@ def log_ball_probability(
         order = np.argsort(positive[rows], axis=-1)[:, -dim:]
         lam = np.take_along_axis(positive[rows], order, axis=-1)
         shift = np.take_along_axis(centre[rows], order, axis=-1)
-        if method == "auto":  # the count's lower bound t / (2 min lam) first: it rules most rows out
+        # Ruben needs at least t / (2 min lam) terms: cheap for a compact spectrum, hopeless for a
+        # spread one. It can need far more (a centre far out along small eigenvalues puts its
+        # mixing distribution at k ~ sum delta^2 / 2): under 'auto' a row that has not converged
+        # in RUBEN_CAP terms goes to the contour instead
+        if method == "auto":
             ruben = 0.5 * t[rows] / lam[:, 0] <= RUBEN_TERMS
-            if ruben.any():
-                ruben[ruben] = ruben_terms(lam[ruben], shift[ruben] ** 2, t[rows[ruben]], rtol) <= RUBEN_TERMS
         else:
             ruben = np.full(rows.size, method == "ruben")
         if ruben.any():
-            out[rows[ruben]] = _ruben(
-                lam[ruben], shift[ruben] ** 2 / lam[ruben], t[rows[ruben]], rtol, max_terms
-            )
+            auto = method == "auto"
+            value = _ruben(
+                lam[ruben], shift[ruben] ** 2 / lam[ruben], t[rows[ruben]], rtol,
+                RUBEN_CAP if auto else max_terms, give_up=auto,
+            )  # fmt: skip
+            out[rows[ruben]] = value
+            ruben[np.flatnonzero(ruben)[np.isnan(value)]] = False
         if (~ruben).any():
             value = _contour(lam[~ruben], shift[~ruben] ** 2, t[rows[~ruben]], rtol)
             slow = np.isnan(value)
@@ -113,43 +122,6 @@ def log_ball_probability(
                 value[slow] = _ruben(lam[hard], shift[hard] ** 2 / lam[hard], t[rows[hard]], rtol, max_terms)
             out[rows[~ruben]] = value
     return out.reshape(shape)
-
-
-def ruben_terms(lam: np.ndarray, c2: np.ndarray, t: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
-    """About how many terms Ruben's series takes, per row of positive ``lam`` (``c2 = lam delta^2``).
-
-    The series stops once ``P(chi^2_{N + 2K} <= t / beta)`` (``beta = min lam``) is below ``rtol``
-    times the probability itself. That CDF stays near 1 up to ``K ~ t / (2 beta)`` and then falls
-    like ``x^a e^-x / Gamma(a + 1)`` (``a = N/2 + K``, ``x = t / (2 beta)``): a compact spectrum
-    needs about ``t / (2 beta)`` terms, but a probability deep in the tail (a centre far outside
-    the ball along small eigenvalues) needs ``K`` far beyond that, as many as the series' own
-    mixing distribution puts its mass at (``sum delta^2 / 2``, ``1e8`` at an eigenvalue spread of
-    ``1e8``). The probability is read from Chernoff's bound (:func:`log_ball_upper_bound`, a few
-    nats above it), and ``K`` by bisection on the falling side of the CDF's leading term.
-    """
-    rows, dim = lam.shape
-    half_x = 0.5 * t / lam.min(axis=1)
-    inside = np.zeros(rows)  # the tail's log probability: 0 where t is past the mean
-    below = t < (lam + c2).sum(1)
-    if below.any():
-        inside[below] = _chernoff(lam[below], c2[below], t[below])
-    target = inside + math.log(rtol)
-
-    def leading(a):  # log of the CDF's leading term, decreasing in a once a >= x
-        return a * np.log(half_x) - half_x - special.gammaln(a + 1)
-
-    lo = np.maximum(half_x, dim / 2)
-    hi = lo.copy()
-    for _ in range(60):  # doubling: the leading term falls below the target somewhere
-        grow = leading(hi) > target
-        if not grow.any():
-            break
-        hi = np.where(grow, 2 * hi + 1, hi)
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        high = leading(mid) > target
-        lo, hi = np.where(high, mid, lo), np.where(high, hi, mid)
-    return np.maximum(hi - dim / 2, half_x)
 
 
 def log_ball_upper_bound(values: np.ndarray, centre: np.ndarray, radius2: float) -> np.ndarray:
@@ -217,8 +189,11 @@ def _log_gammainc_run(first: float, count: int, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _ruben(lam: np.ndarray, delta2: np.ndarray, t: np.ndarray, rtol: float, max_terms: int) -> np.ndarray:
-    """``log P(sum_j lam_j (x_j + delta_j)^2 <= t)`` by Ruben's series, rows of positive ``lam``.
+def _ruben(
+    lam: np.ndarray, delta2: np.ndarray, t: np.ndarray, rtol: float, max_terms: int, give_up: bool = False
+) -> np.ndarray:
+    """``log P(sum_j lam_j (x_j + delta_j)^2 <= t)`` by Ruben's series, rows of positive ``lam``;
+    rows not finished in ``max_terms`` terms raise ``RuntimeError``, or are NaN with ``give_up``.
 
     The convolution ``k b_k = sum_r G_r b_{k-r}`` is kept as running sums per eigenvalue,
     ``S_j(k) = sum_r gamma_j^r b_{k-r}`` and ``T_j(k) = sum_r r gamma_j^(r-1) b_{k-r}``, which
@@ -278,6 +253,8 @@ def _ruben(lam: np.ndarray, delta2: np.ndarray, t: np.ndarray, rtol: float, max_
             gamma, weight = gamma[keep], weight[keep]
             if active.size == 0:
                 return np.minimum(result, 0.0)
+    if give_up:
+        return np.minimum(result, 0.0)  # NaN where not finished
     raise RuntimeError(
         f"Ruben's series did not converge in {max_terms} terms (eigenvalue spread "
         f"{float((lam.max(1) / lam.min(1)).max()):.3g}, t / beta up to {float(2 * half_x.max()):.3g})"

@@ -55,9 +55,8 @@ from pathlib import Path
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import LOSSES, OPTIMIZERS
 from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
-from factorkit.fit.prior import Prior
-from factorkit.fit.tail import count_tail_index, missing_reason
-from factorkit.models.deep import ACTIVATIONS, INITS, DeepFactorization
+from factorkit.fit.tail import missing_reason, settings_tail_index
+from factorkit.models.deep import ACTIVATIONS, INITS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
 
 METHODS = ("gd", "gc")
@@ -275,7 +274,7 @@ class StudyConfig:
             p = cell.params
             if cell.method != "gc" or p["eps"] != 0:
                 continue
-            reason = missing_reason(_tail(p))
+            reason = missing_reason(settings_tail_index(p))
             if reason is not None:
                 raise ValueError(
                     f"gc.eps = 0 at width {p['width']}, depth {p['depth']}, {p['activation']}: {reason}"
@@ -470,18 +469,9 @@ class StudyConfig:
         return cells
 
 
-def _tail(p: dict):
-    """The counted tail index at a G&C cell's settings (``None`` where the count does not apply,
-    noisy or corrupted measurements included: the strata need ``y = A(W*)``)."""
-    if p.get("noise") or p.get("outliers"):
-        return None
-    model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
-    return count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
-
-
 def _exists(p: dict) -> bool:
     """The count shows the interpolating posterior exists at these settings (``gc.eps0 = 'counted'``)."""
-    tail = _tail(p)
+    tail = settings_tail_index(p)
     return tail is not None and tail.exists
 
 

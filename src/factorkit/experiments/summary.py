@@ -125,18 +125,13 @@ def eps_zero_limit(row: dict) -> str | None:
     threshold posterior concentrates on the truth, ``L_gen -> 0``), ``'posterior'`` where it
     exists (the ``eps = 0`` point a grid can hold), ``None`` where the count says neither (not
     covered, a bound above 1, noisy measurements)."""
-    from factorkit.fit.prior import Prior
-    from factorkit.fit.tail import count_tail_index
-    from factorkit.models.deep import DeepFactorization
+    from factorkit.fit.tail import settings_tail_index
 
     needed = ("m", "m2", "width", "depth", "activation", "prior", "n", "rank", "measurements")
     if any(row.get(k) is None for k in needed):
         return None
     settings = json.loads(row["settings"]) if row.get("settings") else {}
-    if settings.get("noise") or row.get("outliers"):
-        return None
-    model = DeepFactorization(row["m"], row["m2"], row["width"], row["depth"], row["activation"])
-    tail = count_tail_index(model, Prior.from_name(row["prior"]), row["n"], row["rank"], row["measurements"])
+    tail = settings_tail_index({**row, "noise": settings.get("noise")})
     if tail is None:
         return None
     return "W*" if tail.missing else "posterior" if tail.exists else None

@@ -191,6 +191,18 @@ def count_tail_index(
     return best
 
 
+def settings_tail_index(settings) -> TailIndex | None:
+    """:func:`count_tail_index` at a study cell's settings (a mapping with ``m``, ``m2``, ``width``,
+    ``depth``, ``activation``, ``prior``, ``n``, ``rank``, ``measurements`` and, when present,
+    ``noise`` and ``outliers``): ``None`` where the count does not apply, noisy or corrupted
+    measurements included (the strata need ``y = A(W*)``)."""
+    if settings.get("noise") or settings.get("outliers"):
+        return None
+    p = settings
+    model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
+    return count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
+
+
 def interpolating_missing(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:
     """``None`` unless the count shows the interpolating posterior does not exist; then why (a
     sentence for an error message)."""
@@ -217,6 +229,7 @@ __all__ = [
     "covered",
     "interpolating_missing",
     "missing_reason",
+    "settings_tail_index",
     "spread_cost",
     "truth_rank",
     "weight_tail_index",

@@ -135,6 +135,8 @@ def test_cli_without_a_budget_runs_every_figure_unplanned(capsys, tmp_path):
 def test_paper_options_are_refused_for_other_studies(capsys):
     code, _, err = run(capsys, "study", "width", "--budget", "5", "--no-plot")
     assert code == 2 and "--budget applies to 'factorkit study paper' only" in err
+    code, _, err = run(capsys, "study", "width", "--zero-depth", "--no-plot")
+    assert code == 2 and "--zero-depth applies to 'factorkit study paper' only" in err
 
 
 def test_paper_cell_names_one_point_of_a_figure():

@@ -431,10 +431,16 @@ def main() -> None:
             continue
         figure = json.loads(completed.stdout.strip().splitlines()[-1])
         figure["seconds"] = time.perf_counter() - begun
+        figure["date"] = time.strftime("%Y-%m-%d")  # --only mixes runs of different days
         results["figures"][name] = figure
         print(f"{name}: {figure['quotes']} ({figure['seconds']:.0f} s)", flush=True)
-    results["machine"] = machine()
-    results["command"] = "python benchmarks/headline.py" + (" --authors DIR" if args.authors else "")
+    this = "python benchmarks/headline.py" + (" --authors DIR" if args.authors else "")
+    if args.only and "command" in results:  # the figures kept were measured by the earlier command
+        this = f"{results['command']}; then {this} --only {' '.join(args.only)}"
+        results["machine"] = {**machine(), "date": results.get("machine", {}).get("date")}
+    else:
+        results["machine"] = machine()
+    results["command"] = this
     results["seconds"] = time.perf_counter() - start if not args.only else results.get("seconds")
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"wrote {out} in {time.perf_counter() - start:.0f} s")

@@ -95,11 +95,12 @@ def paper_configs(
         raw["gc"] = {**raw["gc"], **PAPER_GC, "target_ess": int(target_ess)}
         # the output layer integrates out: eps = 0 too, on the width axis (about a second a run; at
         # depth the weights degenerate and tempered SMC takes 20-40 s a run: a study of its own)
-        if zero and raw["gc"]["prior"] == "gaussian" and len(raw["grid"]["width"]) > 1:
+        prior, by_depth = raw["gc"]["prior"], len(raw["grid"]["depth"]) > 1
+        width_zero = zero and prior == "gaussian" and len(raw["grid"]["width"]) > 1
+        depth_zero = zero_depth and prior in ("gaussian", "normalized_gaussian") and by_depth
+        if width_zero or depth_zero:
             raw["grid"] = {**raw["grid"], "eps": [raw["gc"]["eps"], 0.0]}
-        gaussian = raw["gc"]["prior"] in ("gaussian", "normalized_gaussian")
-        if zero_depth and gaussian and len(raw["grid"]["depth"]) > 1:
-            raw["grid"] = {**raw["grid"], "eps": [raw["gc"]["eps"], 0.0]}
+        if depth_zero:  # a depth axis crosses the line where the posterior stops existing
             raw["gc"]["eps0"] = "counted"
         raw["name"] = f"paper-{name}" if scale == "paper" else f"paper-{name}-{scale}"
         if seeds is not None:

@@ -88,6 +88,7 @@ def log_ball_probability(
     positive, centre, c0, rank = split_spectrum(values, centre)
     t = radius2 - c0
     out = np.full(values.shape[0], -np.inf)
+    auto = method == "auto"
     for dim in np.unique(rank):
         rows = np.flatnonzero((rank == dim) & (t > 0))
         if rows.size == 0:
@@ -102,12 +103,11 @@ def log_ball_probability(
         # spread one. It can need far more (a centre far out along small eigenvalues puts its
         # mixing distribution at k ~ sum delta^2 / 2): under 'auto' a row that has not converged
         # in RUBEN_CAP terms goes to the contour instead
-        if method == "auto":
+        if auto:
             ruben = 0.5 * t[rows] / lam[:, 0] <= RUBEN_TERMS
         else:
             ruben = np.full(rows.size, method == "ruben")
         if ruben.any():
-            auto = method == "auto"
             value = _ruben(
                 lam[ruben], shift[ruben] ** 2 / lam[ruben], t[rows[ruben]], rtol,
                 RUBEN_CAP if auto else max_terms, give_up=auto,
@@ -140,16 +140,10 @@ def log_ball_upper_bound(values: np.ndarray, centre: np.ndarray, radius2: float)
         lam, c2r = positive[rows], c2[rows]
         # null eigenvalues (lam = 0, c2 = 0) add nothing to K: keep them as tiny positive ones
         lam = np.where(lam > 0, lam, 1e-300)
-        out[rows] = _chernoff(lam, c2r, t[rows])
+        s = saddlepoint(lam, c2r, t[rows])
+        K, _, _ = _cumulants(s, lam, c2r)
+        out[rows] = np.minimum(K - s * t[rows], 0.0)
     return out
-
-
-def _chernoff(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``min(K(s) - s t, 0)`` at the saddlepoint ``s < 0``: Chernoff's bound on ``log P(Q <= t)``
-    for rows below the mean."""
-    s = saddlepoint(lam, c2, t)
-    K, _, _ = _cumulants(s, lam, c2)
-    return np.minimum(K - s * t, 0.0)
 
 
 def _log_gammainc(a: np.ndarray, x: np.ndarray) -> np.ndarray:

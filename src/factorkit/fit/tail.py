@@ -126,11 +126,11 @@ def covered(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> 
         # the strata draw their weight from y lying in A of a low-rank space holding W*'s rows
         return "the count assumes y = A(W*) exactly; the problem's measurements are noisy or corrupted"
     if prior.normalize:
-        truth = float(problem.W_star.detach().to("cpu", torch.float64).norm())
+        norm = float(truth.norm())
         # the norm the study resolves is the truth's own, computed in the problem's dtype
-        if abs(prior.target_norm - truth) > 1e3 * torch.finfo(problem.W_star.dtype).eps * truth:
+        if abs(prior.target_norm - norm) > 1e3 * torch.finfo(problem.W_star.dtype).eps * norm:
             return (
-                f"the count for a normalized prior assumes target_norm = ||W*|| = {truth:.6g}, "
+                f"the count for a normalized prior assumes target_norm = ||W*|| = {norm:.6g}, "
                 f"got {prior.target_norm:.6g} (the truth off the prior's sphere)"
             )
     return _covered(problem.kind, model, prior)
@@ -196,11 +196,11 @@ def settings_tail_index(settings) -> TailIndex | None:
     ``depth``, ``activation``, ``prior``, ``n``, ``rank``, ``measurements`` and, when present,
     ``noise`` and ``outliers``): ``None`` where the count does not apply, noisy or corrupted
     measurements included (the strata need ``y = A(W*)``)."""
-    if settings.get("noise") or settings.get("outliers"):
+    s = settings
+    if s.get("noise") or s.get("outliers"):
         return None
-    p = settings
-    model = DeepFactorization(p["m"], p["m2"], p["width"], p["depth"], p["activation"])
-    return count_tail_index(model, Prior.from_name(p["prior"]), p["n"], p["rank"], p["measurements"])
+    model = DeepFactorization(s["m"], s["m2"], s["width"], s["depth"], s["activation"])
+    return count_tail_index(model, Prior.from_name(s["prior"]), s["n"], s["rank"], s["measurements"])
 
 
 def interpolating_missing(problem: SensingProblem, model: DeepFactorization, prior: Prior) -> str | None:

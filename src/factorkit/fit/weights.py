@@ -231,15 +231,13 @@ def singular_value_moves(
         moved = u.clone()
         moved[here] += rank_one
         proposal.append(moved)
-    proposal += latent[layers:]
     log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
-    proposed = log_weight_of(proposal, None)
+    proposed = log_weight_of(proposal + latent[layers:], None)  # the other latents unchanged
     difference = torch.where(torch.isfinite(proposed), proposed - value, torch.full_like(proposed, -math.inf))
     accept = log_u < beta * difference + log_q
     latent = [
-        torch.where(accept[:, None, None], v, u) for u, v in zip(latent[:layers], proposal, strict=False)
-    ]
-    latent += proposal[layers:]  # unchanged
+        torch.where(accept[:, None, None], v, u) for u, v in zip(latent[:layers], proposal, strict=True)
+    ] + latent[layers:]
     value = torch.where(accept, proposed, value)
     rate = float(accept.double().mean())
     spread = min(max(spread * math.exp(3.0 * (rate - target_acceptance)), 1e-3), 3.0)

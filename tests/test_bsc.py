@@ -121,14 +121,33 @@ def test_non_finite_data_is_refused():
         BinarySparseCoding(2).fit(X)
 
 
-def test_the_e_step_in_small_blocks_gives_the_same_fit(monkeypatch):
+def test_the_e_step_in_small_blocks_gives_the_same_statistics_and_fit(monkeypatch):
+    import torch
+
     import factorkit.methods._bsc_em as module
 
-    # 300 samples: at 120 the blocked and the whole fit end at different optima (components up to
-    # 12 apart; rounding decides between near-equal starts), so the comparison would be of two fits
-    X, _, _ = bars(4, 300, seed=2)
-    whole = BinarySparseCoding(8, random_state=0).fit(X)
-    monkeypatch.setattr(module, "E_STEP_BYTES", 10_000)  # blocks of a few samples
-    blocked = BinarySparseCoding(8, random_state=0).fit(X)
-    np.testing.assert_allclose(blocked.components_, whole.components_, atol=1e-10)
-    assert blocked.noise_ == pytest.approx(whole.noise_, rel=1e-12)
+    # the E-step itself, whole and in blocks of a few samples, on parameters away from any fit
+    # (10 units, 8 preselected: the single-unit states outside the preselection are in play)
+    X, _, _ = bars(4, 120, seed=2)
+    X = torch.as_tensor(X, dtype=torch.float64)
+    W = torch.randn(10, X.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    local = module.local_states(8, 4).to(torch.float64)
+    whole, whole_means = module.e_step(X, W, 0.2, 0.7, 8, local, temperature=1.5)
+    monkeypatch.setattr(module, "E_STEP_BYTES", 10_000)
+    blocked, blocked_means = module.e_step(X, W, 0.2, 0.7, 8, local, temperature=1.5)
+    assert module.E_STEP_BYTES // (4 * (local.shape[0] + 10) * (X.shape[1] + 10) * 8) < 10  # many blocks
+    # per-sample values are computed the same way in either case; the sums over samples add
+    # blocks in another order: a float64 rounding tolerance
+    torch.testing.assert_close(blocked_means, whole_means, rtol=1e-12, atol=1e-13)
+    for key in ("ss", "xs"):
+        torch.testing.assert_close(blocked[key], whole[key], rtol=1e-12, atol=1e-10)
+    for key in ("active", "free_energy"):
+        assert blocked[key] == pytest.approx(whole[key], rel=1e-12)
+    # and the estimator takes the blocked path: three EM steps from the same start agree
+    monkeypatch.setattr(module, "E_STEP_BYTES", 2**28)
+    short = {"max_iter": 3, "random_state": 0}
+    whole_fit = BinarySparseCoding(8, **short).fit(X.numpy())
+    monkeypatch.setattr(module, "E_STEP_BYTES", 10_000)
+    blocked_fit = BinarySparseCoding(8, **short).fit(X.numpy())
+    np.testing.assert_allclose(blocked_fit.components_, whole_fit.components_, atol=1e-10)
+    assert blocked_fit.noise_ == pytest.approx(whole_fit.noise_, rel=1e-12)

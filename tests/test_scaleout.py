@@ -226,16 +226,16 @@ def test_study_survives_a_worker_killed_mid_study(tmp_path, dask_cluster):
 
 
 def test_killed_coordinator_loses_only_unfinished_shards(tmp_path):
-    config = {**GC_ONLY, "seeds": 1, "gc": {**GC_ONLY["gc"], "draws": 1_000_000}}
+    config = {**GC_ONLY, "seeds": 1, "gc": {**GC_ONLY["gc"], "draws": 400_000}}
     toml = tmp_path / "study.toml"
     toml.write_text(
         'name = "shards"\nseeds = 1\n[problem]\nm = 4\nm2 = 4\nn = 8\n'
         '[grid]\nwidth = [4, 12]\ndepth = [2]\nmethod = ["gc"]\n'
-        "[gc]\neps = 0.15\ndraws = 1000000\nchunk_size = 2000\nmin_accepted = 1\n"
+        "[gc]\neps = 0.15\ndraws = 400000\nchunk_size = 2000\nmin_accepted = 1\n"
     )
     out = tmp_path / "run"
     command = [sys.executable, "-m", "factorkit", "study", str(toml), "--out", str(out)]
-    command += ["--workers", "1", "--shard-draws", "50000", "--no-plot"]
+    command += ["--workers", "1", "--shard-draws", "20000", "--no-plot"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     database = out / "results.sqlite"
     deadline = time.monotonic() + 120
@@ -255,7 +255,7 @@ def test_killed_coordinator_loses_only_unfinished_shards(tmp_path):
         done = db.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
         finished_runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert finished_runs < 2 and done < 2 * 20  # killed mid-study
-    counts = run_study(StudyConfig.from_dict(config), out, workers=1, shard_draws=50_000, progress=False)
+    counts = run_study(StudyConfig.from_dict(config), out, workers=1, shard_draws=20_000, progress=False)
     assert counts["skipped"] == finished_runs
     assert counts["shards_skipped"] == done - 20 * finished_runs
     assert counts["shards_run"] == 2 * 20 - done  # every stored shard is kept, none is recomputed

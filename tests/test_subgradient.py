@@ -15,10 +15,12 @@ def corrupted():
 
 def test_l1_subgradient_recovers_truth_under_dense_outliers_where_l2_fails(corrupted):
     _, problem = corrupted
-    robust = subgradient_method(problem, 3, loss="l1", init_scale=1e-3, step=2.0, decay=0.997, steps=3000)
+    # 2000 steps reach ~1e-4 (3000 reach 5e-6)
+    robust = subgradient_method(problem, 3, loss="l1", init_scale=1e-3, step=2.0, decay=0.997, steps=2000)
     # l2 gradients are ~|r| times smaller than sign gradients: the baseline gets its own step,
-    # with which it recovers the clean problem exactly (checked below)
-    squared = subgradient_method(problem, 3, loss="l2", init_scale=1e-3, step=300.0, decay=0.999, steps=3000)
+    # with which it recovers the clean problem exactly in as many steps (checked below); here it
+    # stays at rel. error 3.6 (the same to 8 digits at 3000 steps)
+    squared = subgradient_method(problem, 3, loss="l2", init_scale=1e-3, step=300.0, decay=0.999, steps=1000)
     assert robust.rel_error < 1e-3
     assert squared.rel_error > 0.1
 
@@ -50,16 +52,17 @@ def test_l1_subgradient_is_agnostic_to_a_3x_overestimated_rank():
 
 def test_l1_subgradient_is_agnostic_to_an_overestimated_rank_at_m_30():
     """The claim above on a smaller problem (m = 30, rank 3, factor rank 9, n = 10 m r = 900,
-    30% outliers; about 5 s): l1 recovers to 5e-5, l2 stays at rel. error 3 on the corrupted
-    problem and recovers to 1e-8 on the clean one with the same settings (steps scaled to m)."""
+    30% outliers; about 3 s): l1 recovers to 1.4e-4 in 3000 steps (5e-5 in 5000), l2 stays at rel.
+    error 3 on the corrupted problem and recovers to 1e-8 on the clean one with the same settings
+    (1000 steps: the same errors to 8 digits as at 3000)."""
     m, r = 30, 3
     clean = make_sensing_problem(m, m, rank=r, n=10 * m * r, psd=True, seed=0, dtype="float64")
     problem = corrupt(clean, outliers=0.3, seed=1)
     robust = subgradient_method(
-        problem, 3 * r, init_scale=1e-8, step=2.0, decay=0.998, steps=5000, log_every=5000
+        problem, 3 * r, init_scale=1e-8, step=2.0, decay=0.998, steps=3000, log_every=3000
     )
     assert robust.rel_error < 1e-3
-    l2 = {"loss": "l2", "init_scale": 1e-8, "step": 150.0, "decay": 0.999, "steps": 3000, "log_every": 3000}
+    l2 = {"loss": "l2", "init_scale": 1e-8, "step": 150.0, "decay": 0.999, "steps": 1000, "log_every": 1000}
     assert subgradient_method(problem, 3 * r, **l2).rel_error > 0.1
     assert subgradient_method(clean, 3 * r, **l2).rel_error < 1e-6  # the same l2 run recovers clean data
 

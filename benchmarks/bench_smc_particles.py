@@ -5,7 +5,10 @@ run, ESS per run and per second (the ESS from the spread of the runs' means), an
 the runs' means with its standard error, so a difference between N = 500 and N = 2000 can be
 read against its noise.
 
-Run: ``python benchmarks/bench_smc_particles.py [--seed 11]``.
+Run: ``python benchmarks/bench_smc_particles.py [--seed 11]``. The bias check of one cell, with
+many runs so the standard errors are small (an adaptive-level SMC's bias falls like ``1/N``):
+``python benchmarks/bench_smc_particles.py --cells depth:6:tanh --populations 500x1024,2000x256,8000x64``
+(runs are made in groups of at most 64, one population each, so memory stays bounded).
 """
 
 from __future__ import annotations
@@ -34,21 +37,32 @@ POPULATIONS = [(500, 32), (2000, 16)]  # (particles, runs)
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--cells", help="figure:depth:activation, comma-separated (default: the seven)")
+    parser.add_argument("--populations", help="NxRUNS, comma-separated (default: 500x32,2000x16)")
+    parser.add_argument("--mcmc-steps", type=int, default=10, help="pCN steps per level (default 10)")
     args = parser.parse_args()
+    cells = CELLS
+    if args.cells:
+        cells = [(f, int(d), a) for f, d, a in (item.split(":") for item in args.cells.split(","))]
+    populations = POPULATIONS
+    if args.populations:
+        populations = [tuple(int(v) for v in item.split("x")) for item in args.populations.split(",")]
     torch.set_num_threads(1)
     print(
         "| figure | depth | activation | N | runs | s per run | ESS per run | ESS per s | mean L_gen (se) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for figure, depth, activation in CELLS:
+    for figure, depth, activation in cells:
         cell = paper_cell(figure, depth=depth, activation=activation)
         problem, model, prior = gc_setup(cell.params, 0, "cpu")
-        for particles, runs in POPULATIONS:
-            settings = {"n_particles": particles, "p0": 0.1, "mcmc_steps": 10, "max_levels": 500,
+        for particles, runs in populations:
+            settings = {"n_particles": particles, "p0": 0.1, "mcmc_steps": args.mcmc_steps, "max_levels": 500,
                         "target_acceptance": 0.3, "max_evaluations": 10**9}  # fmt: skip
             start = time.perf_counter()
-            results = smc._runs(problem, model, prior, cell.params["eps"], runs, settings,
-                                torch.Generator().manual_seed(args.seed), problem.dtype)  # fmt: skip
+            generator, results = torch.Generator().manual_seed(args.seed), []
+            for group in range(0, runs, 64):
+                results += smc._runs(problem, model, prior, cell.params["eps"], min(64, runs - group),
+                                     settings, generator, problem.dtype)  # fmt: skip
             seconds = time.perf_counter() - start
             ess = smc.effective_sample_size([r["gen"] for r in results], 0)
             means = torch.stack([r["gen"].double().mean() for r in results])

@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--cells", help="figure:depth:activation, comma-separated (default: the seven)")
     parser.add_argument("--populations", help="NxRUNS, comma-separated (default: 500x32,2000x16)")
     parser.add_argument("--mcmc-steps", type=int, default=10, help="pCN steps per level (default 10)")
+    parser.add_argument("--p0", type=float, default=0.1, help="fraction kept per level (default 0.1)")
     args = parser.parse_args()
     cells = CELLS
     if args.cells:
@@ -56,8 +57,8 @@ def main() -> None:
         cell = paper_cell(figure, depth=depth, activation=activation)
         problem, model, prior = gc_setup(cell.params, 0, "cpu")
         for particles, runs in populations:
-            settings = {"n_particles": particles, "p0": 0.1, "mcmc_steps": args.mcmc_steps, "max_levels": 500,
-                        "target_acceptance": 0.3, "max_evaluations": 10**9}  # fmt: skip
+            settings = {"n_particles": particles, "p0": args.p0, "mcmc_steps": args.mcmc_steps,
+                        "max_levels": 500, "target_acceptance": 0.3, "max_evaluations": 10**9}  # fmt: skip
             start = time.perf_counter()
             generator, results = torch.Generator().manual_seed(args.seed), []
             for group in range(0, runs, 64):

@@ -12,8 +12,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     threadpool_limits(1)  # NumPy's and SciPy's BLAS as well as torch's
     torch.set_num_threads(1)
-    # and the processes tests start (study pools, Dask workers, the command line) inherit it:
-    # with the machine's cores each they made the suite 6:05 instead of 5:12 on 2 cores
+    # and the processes tests start (study pools, Dask workers, the command line) inherit it: with
+    # the machine's cores each, the suite took 5:56-6:05 on 2 cores (two runs), with one 5:01-5:12
     os.environ["OMP_NUM_THREADS"] = "1"
 else:
     torch.set_num_threads(2)

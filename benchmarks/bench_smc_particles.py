@@ -6,7 +6,8 @@ the runs' means with its standard error, so a difference between N = 500 and N =
 read against its noise.
 
 Run: ``python benchmarks/bench_smc_particles.py [--seed 11]``. The bias check of one cell, with
-many runs so the standard errors are small (an adaptive-level SMC's bias falls like ``1/N``):
+many runs so the standard errors are small (a bias from too few particles or too few pCN steps
+a level shrinks as either grows; ``--mcmc-steps`` and ``--p0`` tell which):
 ``python benchmarks/bench_smc_particles.py --cells depth:6:tanh --populations 500x1024,2000x256,8000x64``
 (runs are made in groups of at most 64, one population each, so memory stays bounded).
 """

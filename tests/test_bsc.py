@@ -132,10 +132,17 @@ def test_the_e_step_in_small_blocks_gives_the_same_statistics_and_fit(monkeypatc
     X = torch.as_tensor(X, dtype=torch.float64)
     W = torch.randn(10, X.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     local = module.local_states(8, 4).to(torch.float64)
+    blocks = []
+    candidates = module.candidate_states
+    monkeypatch.setattr(
+        module, "candidate_states", lambda Xc, *rest: blocks.append(len(Xc)) or candidates(Xc, *rest)
+    )
     whole, whole_means = module.e_step(X, W, 0.2, 0.7, 8, local, temperature=1.5)
+    assert blocks == [120]
     monkeypatch.setattr(module, "E_STEP_BYTES", 10_000)
+    blocks.clear()
     blocked, blocked_means = module.e_step(X, W, 0.2, 0.7, 8, local, temperature=1.5)
-    assert module.E_STEP_BYTES // (4 * (local.shape[0] + 10) * (X.shape[1] + 10) * 8) < 10  # many blocks
+    assert len(blocks) > 10 and sum(blocks) == 120  # blocks of a few samples, every sample once
     # per-sample values are computed the same way in either case; the sums over samples add
     # blocks in another order: a float64 rounding tolerance
     torch.testing.assert_close(blocked_means, whole_means, rtol=1e-12, atol=1e-13)

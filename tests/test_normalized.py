@@ -277,7 +277,7 @@ def test_tempered_smc_agrees_with_importance_sampling():
     problem, prior = _small()
     model = DeepFactorization(2, 2, 3, 3, "tanh")
     importance = normalized_zero_sample(
-        problem, model, prior, method="importance", hidden_draws=2**15, target_ess=1e9,
+        problem, model, prior, method="importance", hidden_draws=2**17, target_ess=1e9,
         generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     # the runs as they are: the effort check (tests/test_weights.py) would only add longer runs

@@ -10,6 +10,8 @@ many runs so the standard errors are small (a bias from too few particles or too
 a level shrinks as either grows; ``--mcmc-steps`` and ``--p0`` tell which):
 ``python benchmarks/bench_smc_particles.py --cells depth:6:tanh --populations 500x1024,2000x256,8000x64``
 (runs are made in groups of at most 64, one population each, so memory stays bounded).
+Cells outside the paper: ``--set m=8,m2=8,n=30,width=20,eps=0.01`` changes those settings of every
+cell named by ``--cells`` (the problem is then built from them, seed 0).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> None:
     parser.add_argument("--populations", help="NxRUNS, comma-separated (default: 500x32,2000x16)")
     parser.add_argument("--mcmc-steps", type=int, default=10, help="pCN steps per level (default 10)")
     parser.add_argument("--p0", type=float, default=0.1, help="fraction kept per level (default 0.1)")
+    parser.add_argument("--set", default="", help="KEY=VALUE settings of every cell, comma-separated")
     args = parser.parse_args()
     cells = CELLS
     if args.cells:
@@ -49,21 +52,24 @@ def main() -> None:
     populations = POPULATIONS
     if args.populations:
         populations = [tuple(int(v) for v in item.split("x")) for item in args.populations.split(",")]
+    changes = dict(_setting(item) for item in args.set.split(",") if item)
     torch.set_num_threads(1)
     print(
         "| figure | depth | activation | N | runs | s per run | ESS per run | ESS per s | mean L_gen (se) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for figure, depth, activation in cells:
-        cell = paper_cell(figure, depth=depth, activation=activation)
-        problem, model, prior = gc_setup(cell.params, 0, "cpu")
+        # a cell outside the paper starts from the figure's first cell of that activation
+        cell = paper_cell(figure, activation=activation, **({} if changes else {"depth": depth}))
+        params = {**cell.params, "depth": depth, **changes}
+        problem, model, prior = gc_setup(params, 0, "cpu")
         for particles, runs in populations:
             settings = {"n_particles": particles, "p0": args.p0, "mcmc_steps": args.mcmc_steps,
                         "max_levels": 500, "target_acceptance": 0.3, "max_evaluations": 10**9}  # fmt: skip
             start = time.perf_counter()
             generator, results = torch.Generator().manual_seed(args.seed), []
             for group in range(0, runs, 64):
-                results += smc._runs(problem, model, prior, cell.params["eps"], min(64, runs - group),
+                results += smc._runs(problem, model, prior, params["eps"], min(64, runs - group),
                                      settings, generator, problem.dtype)  # fmt: skip
             seconds = time.perf_counter() - start
             ess = smc.effective_sample_size([r["gen"] for r in results], 0)
@@ -71,6 +77,17 @@ def main() -> None:
             mean, se = float(means.mean()), float(means.std() / runs**0.5)
             print(f"| {figure} | {depth} | {activation} | {particles} | {runs} | {seconds / runs:.3f} | "
                   f"{ess / runs:.1f} | {ess / seconds:.0f} | {mean:.4f} ({se:.4f}) |")  # fmt: skip
+
+
+def _setting(item: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value as an int, a float or a string, in that order."""
+    key, _, text = item.partition("=")
+    for kind in (int, float):
+        try:
+            return key, kind(text)
+        except ValueError:
+            pass
+    return key, text
 
 
 if __name__ == "__main__":

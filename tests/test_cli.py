@@ -1,3 +1,4 @@
+import inspect
 import json
 
 import pytest
@@ -91,6 +92,16 @@ def test_sample_smc_json_adds_volume_fields(capsys):
     for key in ("log_volume", "log_volume_se", "ess", "levels", "accepted", "evaluations", "gen_loss"):
         assert key in result
     assert result["log_volume"] < -5 and result["levels"] >= 2 and result["train_loss"] < 0.005
+
+
+def test_sample_defaults_are_the_samplers_own():
+    """The command line writes its defaults out (it builds its parser without importing torch):
+    they must be the library's."""
+    from factorkit.cli import build_parser
+    from factorkit.fit import smc
+
+    args = build_parser().parse_args(["sample"])
+    assert args.p0 == smc.P0 == inspect.signature(smc.subset_simulation).parameters["p0"].default
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def add_parser(commands) -> None:
     sample.add_argument(
         "--target-ess", type=positive_int, default=200, help="auto, marginal: effective sample size to reach"
     )
-    sample.add_argument("--p0", type=float, default=0.1, help="smc: fraction kept per level, in (0, 1)")
+    sample.add_argument("--p0", type=float, default=0.25, help="smc: fraction kept per level, in (0, 1)")
     sample.add_argument("--mcmc-steps", type=positive_int, default=10, help="smc: pCN steps per level")
     sample.add_argument(
         "--particles",

@@ -55,6 +55,7 @@ from pathlib import Path
 from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.gd import LOSSES, OPTIMIZERS
 from factorkit.fit.guess_check import BACKENDS, LAYER_SCALINGS, PRIORS, SAMPLERS
+from factorkit.fit.smc import P0
 from factorkit.fit.tail import missing_reason, settings_tail_index
 from factorkit.models.deep import ACTIVATIONS, INITS
 from factorkit.problems.sensing import MEASUREMENT_KINDS
@@ -84,7 +85,7 @@ GC_DEFAULTS = {
     "chunk_size": None,
     "backend": "auto",
     "sampler": "rejection",
-    "p0": 0.1,
+    "p0": P0,
     "mcmc_steps": 10,
     "particles": 2000,
     "runs": 4,

@@ -57,7 +57,8 @@ FIGURES = (
 # samples per second of p0 = 0.1, and without most of its upward bias in L_gen at depth (ten pCN
 # steps a level leave ten resampled copies too close together; four they spread): depth 9 leaky
 # ReLU 0.0325 against 0.0341, converged 0.0315-0.0322 (benchmarks/README.md, "The bias at the
-# paper's settings")
+# paper's settings"). Written out though it is now the library's default too (smc.P0): the paper's
+# run keys must not move with a default.
 PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 8, "p0": 0.25}
 # draws of the planner's own pilot per G&C cell (each run's pilot is auto's PILOT_DRAWS)
 PLANNING_PILOT_DRAWS = 2**15

@@ -31,7 +31,7 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.marginal_sampler import kish_ess, marginal_sample, normalized_weights
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.smc import subset_simulation
+from factorkit.fit.smc import P0, subset_simulation
 from factorkit.fit.tail import interpolating_missing
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
@@ -141,7 +141,7 @@ def auto_sample(
     pilot: int = PILOT_DRAWS,
     n_particles: int = 500,
     runs: int = 8,
-    p0: float = 0.1,
+    p0: float = P0,
     mcmc_steps: int = 10,
     chunk_size: int | None = None,
     backend: str = "auto",

@@ -1,5 +1,8 @@
 """Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends,
-and where each depth figure's G&C time went (per activation, shallow and deep cells).
+where each depth figure's G&C time went (per activation, shallow and deep cells), and what a unit
+of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
+SMC loss evaluation, pilots included: the exchange rate ``auto`` prices at
+``MARGINAL_DRAW_COST / SMC_EVALUATION_COST``).
 
 Run: ``python benchmarks/paper_tables.py runs/paper`` (after ``factorkit study paper``).
 """
@@ -66,8 +69,41 @@ def main() -> None:
             deep = sum(r["wall_time"] or 0 for r in mine if r["depth"] >= 7)
             shares.append(f"{activation} {100 * shallow / total:.0f}% / {100 * deep / total:.0f}%")
         print(f"| {f['figure']} | {total / 60:.1f} | {'; '.join(shares)} | {f.get('below_target', '')} |")
+    print()
+    print(_exchange_rates(rows_of, timing))
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
+
+
+def _exchange_rates(rows_of: dict, timing: dict) -> str:
+    """Per depth figure and depth: core-seconds per marginal draw and per SMC evaluation (each
+    sampler's runs pooled: total ``wall_time`` over total ``evaluations``), their ratio, and the
+    share of the figure's G&C time each sampler took."""
+    from factorkit.fit.auto import MARGINAL_DRAW_COST, SMC_EVALUATION_COST
+
+    lines = [
+        f"| figure | depth | marginal runs | us per marginal draw | SMC runs | us per SMC evaluation | ratio "
+        f"(auto prices {MARGINAL_DRAW_COST / SMC_EVALUATION_COST:.0f}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in timing["figures"]:
+        gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
+        if len({r["depth"] for r in gc}) < 2:
+            continue
+        for depth in sorted({r["depth"] for r in gc}):
+            cost = {}
+            for sampler in ("marginal", "smc"):
+                mine = [r for r in gc if r["depth"] == depth and r["sampler"] == sampler]
+                units = sum(r["evaluations"] or 0 for r in mine)
+                seconds = sum(r["wall_time"] or 0 for r in mine)
+                cost[sampler] = (len(mine), 1e6 * seconds / units if units else math.nan)
+            (m_runs, m_us), (s_runs, s_us) = cost["marginal"], cost["smc"]
+            if not m_runs:
+                continue  # depths the marginal sampler never ran are left out
+            ratio = m_us / s_us if s_runs else math.nan
+            cells = f"{m_runs} | {m_us:.0f} | {s_runs} | {s_us:.2f} | {ratio:.0f}"
+            lines.append(f"| {f['figure']} | {depth} | {cells} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

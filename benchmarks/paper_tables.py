@@ -82,8 +82,8 @@ def _exchange_rates(rows_of: dict, timing: dict) -> str:
     from factorkit.fit.auto import MARGINAL_DRAW_COST, SMC_EVALUATION_COST
 
     lines = [
-        f"| figure | depth | marginal runs | us per marginal draw | SMC runs | us per SMC evaluation | ratio "
-        f"(auto prices {MARGINAL_DRAW_COST / SMC_EVALUATION_COST:.0f}) |",
+        f"| figure | depth | marginal runs, core-s | us per marginal draw | SMC runs, core-s | us per SMC "
+        f"evaluation | ratio (auto prices {MARGINAL_DRAW_COST / SMC_EVALUATION_COST:.0f}) |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in timing["figures"]:
@@ -96,12 +96,12 @@ def _exchange_rates(rows_of: dict, timing: dict) -> str:
                 mine = [r for r in gc if r["depth"] == depth and r["sampler"] == sampler]
                 units = sum(r["evaluations"] or 0 for r in mine)
                 seconds = sum(r["wall_time"] or 0 for r in mine)
-                cost[sampler] = (len(mine), 1e6 * seconds / units if units else math.nan)
-            (m_runs, m_us), (s_runs, s_us) = cost["marginal"], cost["smc"]
+                cost[sampler] = (len(mine), seconds, 1e6 * seconds / units if units else math.nan)
+            (m_runs, m_s, m_us), (s_runs, s_s, s_us) = cost["marginal"], cost["smc"]
             if not m_runs:
                 continue  # depths the marginal sampler never ran are left out
             ratio = m_us / s_us if s_runs else math.nan
-            cells = f"{m_runs} | {m_us:.0f} | {s_runs} | {s_us:.2f} | {ratio:.0f}"
+            cells = f"{m_runs}, {m_s:.0f} | {m_us:.0f} | {s_runs}, {s_s:.0f} | {s_us:.2f} | {ratio:.0f}"
             lines.append(f"| {f['figure']} | {depth} | {cells} |")
     return "\n".join(lines)
 

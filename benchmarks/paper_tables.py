@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from factorkit.experiments.summary import aggregate, study_metric, study_rows, trend_tests
+from factorkit.fit.auto import MARGINAL_DRAW_COST, SMC_EVALUATION_COST
 
 
 def main() -> None:
@@ -57,10 +58,7 @@ def main() -> None:
     print()
     print("| figure | G&C core-min | share by activation, depths 2-6 / 7-10 | runs below the target ESS |")
     print("|---|---|---|---|")
-    for f in timing["figures"]:
-        gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
-        if len({r["depth"] for r in gc}) < 2:  # width figures: one depth
-            continue
+    for f, gc in _depth_figures(rows_of, timing):
         total = sum(r["wall_time"] or 0 for r in gc) or 1.0
         shares = []
         for activation in sorted({r["activation"] for r in gc}):
@@ -75,21 +73,24 @@ def main() -> None:
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
 
 
-def _exchange_rates(rows_of: dict, timing: dict) -> str:
-    """Per depth figure and depth: core-seconds per marginal draw and per SMC evaluation (each
-    sampler's runs pooled: total ``wall_time`` over total ``evaluations``), their ratio, and the
-    share of the figure's G&C time each sampler took."""
-    from factorkit.fit.auto import MARGINAL_DRAW_COST, SMC_EVALUATION_COST
+def _depth_figures(rows_of: dict, timing: dict):
+    """``(figure entry, its G&C rows)`` of every figure with a depth axis (width figures have one depth)."""
+    for f in timing["figures"]:
+        gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
+        if len({r["depth"] for r in gc}) > 1:
+            yield f, gc
 
+
+def _exchange_rates(rows_of: dict, timing: dict) -> str:
+    """Per depth figure and depth: each sampler's runs and core-seconds, the core-seconds per
+    marginal draw and per SMC evaluation (runs pooled: total ``wall_time`` over total
+    ``evaluations``, pilots included) and their ratio."""
     lines = [
         f"| figure | depth | marginal runs, core-s | us per marginal draw | SMC runs, core-s | us per SMC "
         f"evaluation | ratio (auto prices {MARGINAL_DRAW_COST / SMC_EVALUATION_COST:.0f}) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for f in timing["figures"]:
-        gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
-        if len({r["depth"] for r in gc}) < 2:
-            continue
+    for f, gc in _depth_figures(rows_of, timing):
         for depth in sorted({r["depth"] for r in gc}):
             cost = {}
             for sampler in ("marginal", "smc"):

@@ -116,3 +116,38 @@ def test_a_centre_far_out_along_a_tiny_eigenvalue_goes_to_the_contour():
     assert bound - 20 < value <= bound  # Chernoff is a few nats above the truth
     exact = log_ball_probability(values, near, 2.6e-5, method="ruben")[0]
     assert log_ball_probability(values, near, 2.6e-5)[0] == pytest.approx(exact, rel=1e-10)
+
+
+def test_the_contour_a_chunk_of_rows_at_a_time_is_every_row_at_once():
+    """``_contour`` splits its rows into chunks of ``CONTOUR_ROWS`` (its temporaries stay in cache);
+    each row's arithmetic is unchanged, so the values match the one-call layout to rounding (the
+    same operations per row; 1e-13 relative leaves room for a vectorized sum's order), and Ruben's
+    series, an independent method, agrees to the rtol."""
+    from factorkit.fit.ball import CONTOUR_ROWS, _contour, _contour_rows
+
+    rng = np.random.default_rng(3)
+    rows = 2 * CONTOUR_ROWS + 7
+    lam = np.sort(np.exp(rng.uniform(math.log(1e-3), 0, (rows, 6))), axis=1)
+    c2 = lam * rng.normal(size=(rows, 6)) ** 2
+    t = np.full(rows, 0.05)
+    chunked = _contour(lam, c2, t, 1e-12)
+    assert np.isfinite(chunked).all()
+    np.testing.assert_allclose(chunked, _contour_rows(lam, c2, t, 1e-12), rtol=1e-13)
+    ruben = log_ball_probability(lam[:5], np.sqrt(c2[:5]), 0.05, method="ruben")
+    np.testing.assert_allclose(chunked[:5], ruben, rtol=1e-9)
+
+
+def test_work_counts_what_each_method_did():
+    """``work`` counts passes of each method's inner loop over the eigenvalues: a compact spectrum
+    takes Ruben's series only (whole blocks of 64 terms, one row), a spread one with a far centre
+    the contour only (whole blocks of ``CONTOUR_BLOCK`` nodes); the counts add up across calls."""
+    from factorkit.fit.ball import CONTOUR_BLOCK
+
+    work = {}
+    log_ball_probability(np.linspace(0.5, 1.0, 4), np.zeros(4), 0.5, work=work)
+    assert set(work) == {"ruben", "blocks"} and work["ruben"] % (64 * 4) == 0 and work["ruben"] > 0
+    first = dict(work)
+    values = np.logspace(-8, 0, 20)
+    log_ball_probability(values, np.random.default_rng(0).normal(size=20), 2.6e-5, work=work)
+    assert work["ruben"] >= first["ruben"] and work["contour"] % (CONTOUR_BLOCK * 20) == 0
+    assert work["contour"] > 0 and work["blocks"] > first["blocks"]

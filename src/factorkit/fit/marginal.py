@@ -145,6 +145,10 @@ class OutputLayerIntegral:
         self.y = self.targets[: self.n]
         self.h_star = self.targets[self.n :]
         self.radius2 = self.n * eps
+        self.work = {"draws": 0, "exact": 0, "ruben": 0, "contour": 0, "blocks": 0}
+        """What this integral has computed: hidden-layer draws analysed, exact ball probabilities,
+        and their inner-loop passes (:func:`~factorkit.fit.ball.log_ball_probability`'s ``work``):
+        counts, so a cost model built on them is the same on every machine."""
 
     def covariance(self, gram: torch.Tensor) -> torch.Tensor:
         """``C = s_d^2 <O_a G, O_b>`` for every pair of functionals, per draw (``P, N, N``)."""
@@ -171,6 +175,7 @@ class OutputLayerIntegral:
         ``log_weight``: the draws' log-weights, already known (a resampled batch): not computed again.
         """
         gram = gram.to(torch.float64)
+        self.work["draws"] += gram.shape[0]
         cov = self.covariance(gram)
         analysis = Analysis(gram, cov, self.y, np.full(gram.shape[0], -np.inf))
         if log_weight is not None:
@@ -178,11 +183,17 @@ class OutputLayerIntegral:
         elif self.eps == 0:
             analysis.log_weight = self._density(analysis)
         elif floor is None:
-            analysis.log_weight = log_ball_probability(analysis.values, analysis.centre, self.radius2)
+            analysis.log_weight = self.log_ball(analysis.values, analysis.centre)
         else:
             analysis.bound = log_ball_upper_bound(analysis.values, analysis.centre, self.radius2)
             return self.reweigh(analysis, floor)
         return analysis
+
+    def log_ball(self, values: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """:func:`~factorkit.fit.ball.log_ball_probability` at this integral's radius, counted in
+        :attr:`work`."""
+        self.work["exact"] += values.shape[0]
+        return log_ball_probability(values, centre, self.radius2, work=self.work)
 
     def _density(self, analysis: Analysis) -> np.ndarray:
         """``log N(y; 0, Sigma_gg)`` per draw by a Cholesky factor (a tenth of an
@@ -218,9 +229,7 @@ class OutputLayerIntegral:
         wanted = analysis.bound >= floor
         analysis.log_weight = np.full(len(analysis.log_weight), -np.inf)
         if wanted.any():
-            analysis.log_weight[wanted] = log_ball_probability(
-                analysis.values[wanted], analysis.centre[wanted], self.radius2
-            )
+            analysis.log_weight[wanted] = self.log_ball(analysis.values[wanted], analysis.centre[wanted])
         analysis.screened = int((~wanted).sum())
         return analysis
 

@@ -40,7 +40,6 @@ import torch
 from scipy import stats
 
 from factorkit._validation import check_choice, check_float, check_int, make_generator
-from factorkit.fit.ball import log_ball_probability
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.normalized import normalized_zero_sample
@@ -190,6 +189,7 @@ def marginal_sample(
                               target_ess, generator, check)  # fmt: skip
     result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     result.extra["tail_index"] = math.nan if tail is None else tail.alpha
+    result.extra["work"] = dict(integral.work)
     return result
 
 
@@ -312,7 +312,7 @@ def _importance(
 def _reference(integral, analysis, top: int = 64) -> float:
     """The largest exact log-weight among the ``top`` draws with the largest Chernoff bounds."""
     order = np.argsort(-analysis.bound)[:top]
-    return float(log_ball_probability(analysis.values[order], analysis.centre[order], integral.radius2).max())
+    return float(integral.log_ball(analysis.values[order], analysis.centre[order]).max())
 
 
 def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray, generator) -> np.ndarray:

@@ -176,7 +176,7 @@ def _gc_cost(params: dict) -> float:
     import warnings
 
     from factorkit.experiments.run.jobs import gc_setup
-    from factorkit.fit.auto import MARGINAL_PILOT, PILOT_DRAWS, choose_sampler, marginal_cost
+    from factorkit.fit.auto import PILOT_DRAWS, choose_sampler, marginal_cost
     from factorkit.fit.guess_check import guess_and_check
     from factorkit.fit.marginal import applies
     from factorkit.fit.smc import MAX_RUNS_FACTOR, subset_simulation
@@ -185,16 +185,15 @@ def _gc_cost(params: dict) -> float:
     problem, model, prior = gc_setup(params, 0, "cpu")
     target, runs = params["target_ess"], params["runs"]
     smc_settings = {"p0": params["p0"], "mcmc_steps": params["mcmc_steps"]}
-    marginal = applies(model, prior) is None
-    marginal_evaluations, per_hidden_draw = math.nan, 0.0
-    if marginal:  # the marginal sampler's pilot, timed: seconds per hidden-layer draw
+    marginal = None
+    if applies(model, prior) is None:  # the marginal sampler's pilot, timed: this machine's speed
         start = time.perf_counter()
-        marginal_evaluations = marginal_cost(problem, model, prior, params["eps"], target_ess=target, seed=1,
-                                             n_particles=params["particles"], runs=runs,
-                                             mcmc_steps=params["mcmc_steps"])  # fmt: skip
-        per_hidden_draw = (time.perf_counter() - start) / MARGINAL_PILOT
+        marginal = marginal_cost(problem, model, prior, params["eps"], target_ess=target, seed=1,
+                                 n_particles=params["particles"], runs=runs,
+                                 mcmc_steps=params["mcmc_steps"])  # fmt: skip
+        marginal_pilot_seconds = time.perf_counter() - start
     if params["eps"] == 0:  # only the marginal sampler runs (the config checked that it applies)
-        return MARGINAL_PILOT * per_hidden_draw + _marginal_seconds(marginal_evaluations, per_hidden_draw)
+        return marginal_pilot_seconds + _marginal_seconds(marginal, marginal_pilot_seconds)
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
     pilot = guess_and_check(
@@ -208,15 +207,15 @@ def _gc_cost(params: dict) -> float:
         max_evaluations=params["draws"],
         n_particles=params["particles"],
         runs=runs,
-        marginal_evaluations=marginal_evaluations,
+        marginal_evaluations=math.nan if marginal is None else marginal.evaluations,
         **smc_settings,
     )
     # every run pays its own pilots first (PILOT_DRAWS prior draws; MARGINAL_PILOT hidden draws)
-    pilot_seconds = PILOT_DRAWS / rejection_rate + MARGINAL_PILOT * per_hidden_draw
+    pilot_seconds = PILOT_DRAWS / rejection_rate + (0.0 if marginal is None else marginal_pilot_seconds)
     if choice.sampler == "rejection":
         return pilot_seconds + choice.rejection_draws / rejection_rate
     if choice.sampler == "marginal":
-        return pilot_seconds + _marginal_seconds(marginal_evaluations, per_hidden_draw)
+        return pilot_seconds + _marginal_seconds(marginal, marginal_pilot_seconds)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -230,16 +229,15 @@ def _gc_cost(params: dict) -> float:
     return pilot_seconds + per_run * min(max(needed, runs), cap)
 
 
-def _marginal_seconds(evaluations: float, per_hidden_draw: float) -> float:
-    """Seconds of a marginal run that costs ``evaluations`` (auto's units: the hidden-layer draws
-    its target needs, :func:`~factorkit.fit.auto.marginal_cost`): never fewer than a first batch,
-    each draw analysed twice (the weights, the Rao-Blackwellized mean), plus the analyses of its
-    posterior draws of W (1,000 by default)."""
-    from factorkit.fit.auto import MARGINAL_DRAW_COST
+def _marginal_seconds(cost, pilot_seconds: float) -> float:
+    """Seconds of a marginal run on this machine: its predicted time on the reference machine
+    (:class:`~factorkit.fit.auto.MarginalCost`, never less than a first batch of hidden draws)
+    scaled by the pilot's measured over its predicted time."""
+    from factorkit.fit.auto import MARGINAL_PILOT
     from factorkit.fit.marginal_sampler import FIRST_BATCH
 
-    draws = max(1.25 * evaluations / MARGINAL_DRAW_COST, FIRST_BATCH)
-    return per_hidden_draw * (2 * draws + 1000)
+    floor = cost.pilot_microseconds * FIRST_BATCH / MARGINAL_PILOT
+    return pilot_seconds * max(cost.microseconds, floor) / max(cost.pilot_microseconds, 1e-9)
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:

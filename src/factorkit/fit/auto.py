@@ -4,15 +4,17 @@ Rejection is exact and i.i.d. but needs ``n / V(eps)`` draws for ``n`` samples; 
 (:func:`factorkit.fit.smc.subset_simulation`) is exact in distribution at any threshold and costs
 about ``runs * N * (1 + K * log V / log p0)`` evaluations, whatever ``V``. Where the output layer
 is Gaussian, :func:`factorkit.fit.marginal_sampler.marginal_sample` integrates it out: each
-hidden-layer draw costs about :data:`MARGINAL_DRAW_COST` loss evaluations (an eigen-decomposition
-and a ball probability; measured in ``benchmarks/bench_marginal.py``'s cells) and carries a
-smooth weight: wide nets at any eps, and eps = 0, are its ground; deep narrow ones, where the
-weights degenerate, often SMC's. A pilot of ``pilot`` prior draws (its own candidate stream, so
-the choice does not depend on the draws that end up in the sample) estimates ``V``, and a pilot of
+hidden-layer draw costs an eigen-decomposition and, where its weight can matter, a ball
+probability whose work grows with the spread of the spectrum (deep nets: hundreds of SMC
+evaluations' time a draw), and carries a smooth weight: wide nets at any eps, and eps = 0, are its
+ground; deep narrow ones, where the weights degenerate, often SMC's. A pilot of ``pilot`` prior
+draws (its own candidate stream, so the choice does not depend on the draws that end up in the
+sample) estimates ``V``, and a pilot of
 :data:`MARGINAL_PILOT` hidden-layer draws the effective samples per draw of the marginal sampler;
-the cheapest sampler in loss evaluations then runs until it holds ``target_ess`` effective samples
-or spends ``max_evaluations``. Costs are counted in evaluations, not seconds, so the choice is the
-same on every machine.
+the cheapest sampler then runs until it holds ``target_ess`` effective samples or spends
+``max_evaluations``. Costs are counted (evaluations, draws, terms of the ball probability's series
+and nodes of its contour, priced by constants fitted once on the reference machine:
+``benchmarks/bench_auto_prices.py``), not timed, so the choice is the same on every machine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, applies
-from factorkit.fit.marginal_sampler import kish_ess, marginal_sample, normalized_weights
+from factorkit.fit.marginal_sampler import first_analysis, kish_ess, marginal_sample, normalized_weights
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import P0, subset_simulation
@@ -44,10 +46,31 @@ SMC_EVALUATION_COST = 5.0
 through sequential pCN steps, rejection evaluates large reparametrized batches (measured 5x at
 depth 10 width 5 and 8-100x at depth 2 width 160, ``benchmarks/bench_marginal.py speed``; the
 low end is taken, so the choice leans to SMC only where it is clearly cheaper)."""
-MARGINAL_DRAW_COST = 150.0
-"""Loss evaluations one hidden-layer draw of the marginal sampler costs (its analysis: 40-80 us
-against 0.3-7 us per evaluation on the cells of ``benchmarks/marginal.py``; 150 is the small-width
-end, where evaluations are cheapest)."""
+SMC_PARAMETER_US = 0.0094
+"""Microseconds one SMC loss evaluation costs per weight of the model (one thread of the reference
+2-core machine; the pCN proposal's normal draws dominate): fitted on 24 cells of the paper's width
+and depth figures, widths 5-160, depths 2-10, each within 35% (``benchmarks/bench_auto_prices.py``)."""
+MARGINAL_DRAW_US = 60.0
+"""Microseconds of the marginal sampler per hidden-layer draw, its ball probabilities aside: the
+draw, its Gram matrix, the covariance of the measurements and its eigen-decomposition, the
+Chernoff bound, and the share of the posterior draws and Rao-Blackwellized means (same fit)."""
+MARGINAL_RUBEN_US = 0.012
+"""Microseconds per term of Ruben's series and eigenvalue (``OutputLayerIntegral.work['ruben']``)."""
+MARGINAL_CONTOUR_US = 0.06
+"""Microseconds per contour node and eigenvalue (``OutputLayerIntegral.work['contour']``)."""
+
+
+def smc_evaluation_us(model) -> float:
+    """Microseconds of one SMC loss evaluation of ``model`` on the reference machine."""
+    return SMC_PARAMETER_US * model.n_parameters()
+
+
+def marginal_us(draws: float, work: dict) -> float:
+    """Microseconds of ``draws`` hidden-layer draws of the marginal sampler on the reference machine,
+    given ``work`` per draw (``OutputLayerIntegral.work`` over the draws it counted)."""
+    return draws * (
+        MARGINAL_DRAW_US + MARGINAL_RUBEN_US * work["ruben"] + MARGINAL_CONTOUR_US * work["contour"]
+    )
 
 
 def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:
@@ -85,8 +108,9 @@ def choose_sampler(
     marginal_evaluations: float = math.nan,
 ) -> SamplerChoice:
     """The sampler expected to reach ``target_ess`` in the least time, counted in rejection's loss
-    evaluations (an SMC evaluation as :data:`SMC_EVALUATION_COST`, a marginal hidden-layer draw as
-    :data:`MARGINAL_DRAW_COST`: constants, so the choice is the same on every machine): rejection
+    evaluations (an SMC evaluation as :data:`SMC_EVALUATION_COST`, the marginal sampler as the SMC
+    evaluations that take as long, :class:`MarginalCost`: counts and constants, so the choice is
+    the same on every machine): rejection
     (``target_ess / V`` draws, only when the pilot accepted something and they fit in
     ``max_evaluations``), SMC, and the marginal sampler where it applies (``marginal_evaluations``
     not NaN; its effective samples counted by Kish's ESS of the hidden-layer weights, before the
@@ -110,24 +134,55 @@ def choose_sampler(
     )
 
 
+@dataclass(frozen=True)
+class MarginalCost:
+    """What the marginal sampler's pilot predicts (:func:`marginal_cost`)."""
+
+    method: str
+    """``'exact'`` (depth 1), ``'importance'`` or ``'tempered'`` (no pilot draw carried weight)."""
+    draws: float
+    """Hidden-layer draws the run analyses: what the target ESS needs by the pilot's ESS per draw,
+    or the tempered SMC's particles times its moves (ten temperatures assumed)."""
+    microseconds: float
+    """The run's time on the reference machine (:func:`marginal_us`; a tempered run's draws all
+    exact, at the pilot's work per exact probability)."""
+    evaluations: float
+    """The same in rejection evaluations, ``choose_sampler``'s unit: as many SMC evaluations of the
+    model as take that time (:func:`smc_evaluation_us`), times :data:`SMC_EVALUATION_COST`."""
+    pilot_microseconds: float
+    """The pilot's own time on the reference machine (a planner scales it to the machine at hand)."""
+
+
 def marginal_cost(
     problem, model, prior, eps: float, *, target_ess: float, n_particles: int, runs: int, mcmc_steps: int,
     seed: int,
-) -> float:  # fmt: skip
-    """Expected loss evaluations of :func:`~factorkit.fit.marginal_sampler.marginal_sample` from a
-    pilot of :data:`MARGINAL_PILOT` hidden-layer draws (its effective samples per draw); when no
-    pilot draw carries weight, the tempered SMC it falls back to (ten temperatures assumed)."""
+) -> MarginalCost:  # fmt: skip
+    """The expected cost of :func:`~factorkit.fit.marginal_sampler.marginal_sample`, from a pilot
+    of :data:`MARGINAL_PILOT` hidden-layer draws analysed as the sampler analyses its first batch
+    (:func:`~factorkit.fit.marginal_sampler.first_analysis`): its effective samples per draw give
+    the draws the target needs, its counted work per draw their price (:func:`marginal_us`). When no
+    pilot draw carries weight, the tempered SMC it falls back to. Counted, not timed: the same
+    choice on every machine."""
     hidden = HiddenLayers(model, prior)
+    smc_us = smc_evaluation_us(model)
     if hidden.kind == "identity":  # depth 1: exact, one analysis
-        return MARGINAL_DRAW_COST
+        us = marginal_us(1, {"ruben": 0, "contour": 0})
+        return MarginalCost("exact", 1.0, us, SMC_EVALUATION_COST * us / smc_us, us)
     integral = OutputLayerIntegral(problem.to(device="cpu", dtype=torch.float64), model, prior, eps)
     generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
     gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
-    log_weight = integral.analyse(gram).log_weight
+    log_weight = first_analysis(integral, gram).log_weight
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
+    per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
+    pilot_us = marginal_us(MARGINAL_PILOT, per_draw)
     if ess >= 2:
-        return MARGINAL_DRAW_COST * target_ess * MARGINAL_PILOT / ess
-    return MARGINAL_DRAW_COST * n_particles * runs * (1 + mcmc_steps * 10)
+        method, draws = "importance", target_ess * MARGINAL_PILOT / ess
+        us = marginal_us(draws, per_draw)
+    else:  # every move of every particle is an exact probability
+        method, draws = "tempered", float(n_particles * runs * (1 + mcmc_steps * 10))
+        exact = max(integral.work["exact"], 1)
+        us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
+    return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
 
 
 def auto_sample(
@@ -195,10 +250,11 @@ def auto_sample(
         raise ValueError(f"eps = 0: {missing}")
     start = time.perf_counter()
     smc_settings = {"n_particles": n_particles, "runs": runs, "mcmc_steps": mcmc_steps}
-    marginal_evaluations = (
-        math.nan if why_not is not None or prior.normalize  # normalized: eps = 0, no other choice
+    marginal = (
+        None if why_not is not None or prior.normalize  # normalized: eps = 0, no other choice
         else marginal_cost(problem, model, prior, eps, target_ess=target_ess, seed=seed, **smc_settings)
     )  # fmt: skip
+    marginal_evaluations = math.nan if marginal is None else marginal.evaluations
     trial = None
     if eps > 0:
         trial = guess_and_check(problem, model, eps=eps, prior=prior, max_evaluations=pilot,
@@ -234,6 +290,7 @@ def auto_sample(
         "rejection_draws": choice.rejection_draws if trial else math.inf,
         "smc_evaluations": choice.smc_evaluations,
         "marginal_evaluations": marginal_evaluations,
+        "marginal_method": None if marginal is None else marginal.method,
         "reason": choice.reason if trial else "eps = 0: only the marginal sampler reaches it",
         "marginal": why_not or "applies",
     }

@@ -41,7 +41,7 @@ from scipy import stats
 
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit.hidden import HiddenLayers
-from factorkit.fit.marginal import OutputLayerIntegral, applies
+from factorkit.fit.marginal import Analysis, OutputLayerIntegral, applies
 from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
@@ -246,10 +246,8 @@ def _importance(
             wanted = min(largest, max(FIRST_BATCH, math.ceil(1.25 * (target_ess - ess) * drawn / ess)))
         count = min(wanted, hidden_draws - drawn)
         gram = hidden.gram(hidden.draw(count, generator), count)
-        if integral.eps > 0 and not math.isfinite(best):
-            analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only
-            best = _reference(integral, analysis)
-            analysis = integral.reweigh(analysis, best - SCREEN_NATS)
+        if not math.isfinite(best):
+            analysis = first_analysis(integral, gram)
         else:
             analysis = integral.analyse(gram, floor=best - SCREEN_NATS if integral.eps > 0 else None)
         screened += analysis.screened
@@ -307,6 +305,17 @@ def _importance(
         "rb_se": rb_se,
         "prior_gen": (float(prior_gen.mean()), float(prior_gen.std(ddof=1) / math.sqrt(prior_gen.size))),
     }
+
+
+def first_analysis(integral: OutputLayerIntegral, gram: torch.Tensor) -> Analysis:
+    """A first batch of hidden-layer draws analysed as importance sampling does: at ``eps > 0`` the
+    Chernoff bound of every draw, then the exact log-weight of those whose bound comes within
+    :data:`SCREEN_NATS` of the best exact weight among the largest bounds (the others cannot
+    matter: ``-inf``); at ``eps = 0`` every draw's density."""
+    if integral.eps == 0:
+        return integral.analyse(gram)
+    analysis = integral.analyse(gram, floor=math.inf)  # eigen-decompositions and bounds only
+    return integral.reweigh(analysis, _reference(integral, analysis) - SCREEN_NATS)
 
 
 def _reference(integral, analysis, top: int = 64) -> float:

@@ -1,0 +1,107 @@
+"""The prices behind ``sampler='auto'`` (:mod:`factorkit.fit.auto`): what one SMC loss evaluation
+and the marginal sampler's counted work cost in microseconds, fitted on the paper's cells.
+
+``smc``: per cell, one ``subset_simulation`` call (8 runs, ``p0 = 0.25``, no ESS extension),
+microseconds per loss evaluation, against ``SMC_PARAMETER_US`` times the model's weights.
+``marginal``: per cell where the marginal sampler's pilot predicts importance sampling, one
+``marginal_sample`` run (target ESS 200), its seconds, hidden-layer draws and counted work
+(``extra['work']``); a non-negative least-squares fit of the seconds on draws, Ruben terms and
+contour nodes (relative errors), against the constants in ``auto.py``; then each cell's predicted
+time from the *pilot* (what ``auto`` sees) against the measured one.
+Cells: the unnormalized depth figure (width 5, depths 2-10, seeds 0-1; the marginal sampler's
+deep ground) and the width figures (rank 1, rank 2, completion; widths 5, 20, 160; eps 0.02).
+One thread.
+
+Run: ``python benchmarks/bench_auto_prices.py smc|marginal``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from factorkit.experiments.paper import paper_cell
+from factorkit.experiments.run.jobs import gc_setup
+from factorkit.fit import auto
+from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.smc import subset_simulation
+
+ACTIVATIONS = ("linear", "tanh", "leaky_relu")
+
+
+def _setup(figure: str, activation: str, change: dict, seed: int = 0):
+    params = {**paper_cell(figure, activation=activation).params, **change}
+    return params, *gc_setup(params, seed, "cpu")
+
+
+def smc() -> None:
+    cells = [("depth_unnormalized", {"depth": d}, a) for d in (2, 4, 6, 8, 10) for a in ACTIVATIONS[::2]]
+    cells += [("depth", {"depth": d}, a) for d in (2, 6, 10) for a in ("linear", "tanh")]
+    cells += [("width", {"width": w, "eps": 0.02}, a) for w in (5, 20, 80, 160) for a in ("linear", "tanh")]
+    print("| cell | weights | us per SMC evaluation | predicted | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for figure, change, activation in cells:
+        params, problem, model, prior = _setup(figure, activation, change)
+        start = time.perf_counter()
+        result = subset_simulation(problem, model, eps=params["eps"], prior=prior, p0=0.25, runs=8, seed=0,
+                                   keep_samples=False)  # fmt: skip
+        measured = (time.perf_counter() - start) / result.evaluations * 1e6
+        predicted = auto.smc_evaluation_us(model)
+        label = f"{figure} {activation} " + " ".join(f"{k} {v}" for k, v in change.items())
+        ratio = predicted / measured
+        print(f"| {label} | {model.n_parameters()} | {measured:.2f} | {predicted:.2f} | {ratio:.2f} |")
+
+
+def marginal() -> None:
+    cells = [("depth_unnormalized", {"depth": d}, a, s)
+             for s in (0, 1) for d in range(2, 11) for a in ACTIVATIONS]  # fmt: skip
+    cells += [(f, {"width": w, "eps": 0.02}, a, 0) for w in (5, 20, 160)
+              for f in ("width", "width_rank2", "width_completion") for a in ACTIVATIONS]  # fmt: skip
+    rows = []
+    for figure, change, activation, seed in cells:
+        params, problem, model, prior = _setup(figure, activation, change, seed)
+        cost = auto.marginal_cost(problem, model, prior, params["eps"], target_ess=200, n_particles=500,
+                                  runs=8, mcmc_steps=10, seed=seed)  # fmt: skip
+        label = f"{figure} {activation} " + " ".join(f"{k} {v}" for k, v in change.items()) + f" seed {seed}"
+        if cost.method != "importance":
+            print(f"skipped ({cost.method}): {label}", flush=True)
+            continue
+        start = time.perf_counter()
+        result = marginal_sample(problem, model, eps=params["eps"], prior=prior, target_ess=200, seed=seed,
+                                 keep_samples=False, method="importance", hidden_draws=400_000)  # fmt: skip
+        seconds = time.perf_counter() - start
+        smc_us = auto.smc_evaluation_us(model)
+        rows.append((label, seconds, result.evaluations, result.extra["work"], cost, smc_us))
+    features = np.array([[draws, work["ruben"], work["contour"]] for _, _, draws, work, _, _ in rows], float)
+    seconds = np.array([row[1] for row in rows])
+    fitted, _ = nnls(features / seconds[:, None], np.ones_like(seconds))
+    constants = np.array([auto.MARGINAL_DRAW_US, auto.MARGINAL_RUBEN_US, auto.MARGINAL_CONTOUR_US]) * 1e-6
+    print(f"\nfit (us): per draw {fitted[0] * 1e6:.1f}, per Ruben term and eigenvalue {fitted[1] * 1e6:.4f}, "
+          f"per contour node and eigenvalue {fitted[2] * 1e6:.4f}")  # fmt: skip
+    print(f"auto.py (us): {auto.MARGINAL_DRAW_US}, {auto.MARGINAL_RUBEN_US}, {auto.MARGINAL_CONTOUR_US}")
+    ratio_fit, ratio_constants = features @ fitted / seconds, features @ constants / seconds
+    print(f"predicted / measured from the run's own counts: fit {ratio_fit.min():.2f}-{ratio_fit.max():.2f}, "
+          f"auto.py's constants {ratio_constants.min():.2f}-{ratio_constants.max():.2f}\n")  # fmt: skip
+    print("| cell | seconds | draws (pilot's prediction) | predicted s from the pilot | ratio | "
+          "SMC evaluations as long |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, run_seconds, draws, _, cost, smc_us in rows:
+        predicted = cost.microseconds * 1e-6
+        print(f"| {label} | {run_seconds:.2f} | {draws} ({cost.draws:.0f}) | {predicted:.2f} | "
+              f"{predicted / run_seconds:.2f} | {run_seconds * 1e6 / smc_us:.3g} |")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=("smc", "marginal"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    {"smc": smc, "marginal": marginal}[args.part]()
+
+
+if __name__ == "__main__":
+    main()

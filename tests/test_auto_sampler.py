@@ -101,3 +101,58 @@ def test_eps_zero_only_where_the_output_layer_integrates_out():
     )
     direct = sample_posterior(problem, DeepFactorization(5, 5, 5, 1), eps=0.0, sampler="marginal", seed=1)
     assert direct.extra["log_density"] == result.extra["log_density"]
+
+
+def _deep_cell(depth: int = 6):
+    """The paper's problem (5 x 5, rank 1, n = 15) and a narrow net whose spectra spread with
+    depth: the ball probabilities need many Ruben terms and contour nodes."""
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    return problem, DeepFactorization(5, 5, 5, depth)
+
+
+def test_the_pilot_screens_only_draws_that_cannot_matter():
+    """The marginal pilot analyses its draws as the sampler's first batch does (Chernoff bounds,
+    exact probabilities only within SCREEN_NATS of the best): every draw it skips lies more than
+    SCREEN_NATS below the best exact weight, the others are the exact weights (the same
+    computation, row by row), and the ESS is the one every exact weight gives."""
+    import numpy as np
+
+    from factorkit.fit.hidden import HiddenLayers
+    from factorkit.fit.marginal import OutputLayerIntegral
+    from factorkit.fit.marginal_sampler import SCREEN_NATS, first_analysis, kish_ess, normalized_weights
+    from factorkit.fit.prior import resolve_prior
+
+    problem, model = _deep_cell()
+    prior = resolve_prior("gaussian", problem)
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(1024, torch.Generator().manual_seed(0)), 1024)
+    integral = OutputLayerIntegral(problem.to(dtype=torch.float64), model, prior, 0.01)
+    exact = integral.analyse(gram).log_weight
+    screened = first_analysis(integral, gram).log_weight
+    skipped = np.isneginf(screened)
+    assert 100 < skipped.sum() < 1024  # the screen does something, and keeps something
+    assert (exact[skipped] < exact.max() - SCREEN_NATS).all()
+    np.testing.assert_allclose(screened[~skipped], exact[~skipped], rtol=1e-12)
+    assert kish_ess(normalized_weights(screened)) == pytest.approx(kish_ess(normalized_weights(exact)), rel=1e-9)
+
+
+def test_marginal_cost_predicts_the_draws_and_the_work_of_the_run():
+    """The pilot's ESS per draw predicts the run's hidden draws, and its counted work per draw the
+    run's (within 2x: a pilot of 1,024 draws, and the run's screen rises with its best weight); the
+    price in rejection evaluations is the predicted time over SMC's time per evaluation."""
+    from factorkit.fit.auto import SMC_EVALUATION_COST, marginal_cost, marginal_us, smc_evaluation_us
+    from factorkit.fit.marginal_sampler import marginal_sample
+    from factorkit.fit.prior import resolve_prior
+
+    problem, model = _deep_cell()
+    cost = marginal_cost(problem, model, resolve_prior("gaussian", problem), 0.01, target_ess=200, n_particles=500, runs=8,
+                         mcmc_steps=10, seed=0)  # fmt: skip
+    run = marginal_sample(problem, model, eps=0.01, target_ess=200, seed=0, keep_samples=False)
+    assert cost.method == run.extra["method"] == "importance"
+    assert 0.5 < run.evaluations / cost.draws < 2
+    work = run.extra["work"]
+    predicted = cost.microseconds - marginal_us(cost.draws, {"ruben": 0, "contour": 0})  # the ball's share
+    actual = marginal_us(run.evaluations, {k: v / run.evaluations for k, v in work.items()})
+    actual -= marginal_us(run.evaluations, {"ruben": 0, "contour": 0})
+    assert work["contour"] > 0 and 0.5 < predicted / actual < 2
+    assert cost.evaluations == pytest.approx(SMC_EVALUATION_COST * cost.microseconds / smc_evaluation_us(model))

@@ -133,7 +133,8 @@ def test_the_pilot_screens_only_draws_that_cannot_matter():
     assert 100 < skipped.sum() < 1024  # the screen does something, and keeps something
     assert (exact[skipped] < exact.max() - SCREEN_NATS).all()
     np.testing.assert_allclose(screened[~skipped], exact[~skipped], rtol=1e-12)
-    assert kish_ess(normalized_weights(screened)) == pytest.approx(kish_ess(normalized_weights(exact)), rel=1e-9)
+    ess = kish_ess(normalized_weights(exact))
+    assert kish_ess(normalized_weights(screened)) == pytest.approx(ess, rel=1e-9)
 
 
 def test_marginal_cost_predicts_the_draws_and_the_work_of_the_run():
@@ -145,8 +146,9 @@ def test_marginal_cost_predicts_the_draws_and_the_work_of_the_run():
     from factorkit.fit.prior import resolve_prior
 
     problem, model = _deep_cell()
-    cost = marginal_cost(problem, model, resolve_prior("gaussian", problem), 0.01, target_ess=200, n_particles=500, runs=8,
-                         mcmc_steps=10, seed=0)  # fmt: skip
+    prior = resolve_prior("gaussian", problem)
+    cost = marginal_cost(problem, model, prior, 0.01, target_ess=200, n_particles=500, runs=8, mcmc_steps=10,
+                         seed=0)  # fmt: skip
     run = marginal_sample(problem, model, eps=0.01, target_ess=200, seed=0, keep_samples=False)
     assert cost.method == run.extra["method"] == "importance"
     assert 0.5 < run.evaluations / cost.draws < 2
@@ -155,4 +157,5 @@ def test_marginal_cost_predicts_the_draws_and_the_work_of_the_run():
     actual = marginal_us(run.evaluations, {k: v / run.evaluations for k, v in work.items()})
     actual -= marginal_us(run.evaluations, {"ruben": 0, "contour": 0})
     assert work["contour"] > 0 and 0.5 < predicted / actual < 2
-    assert cost.evaluations == pytest.approx(SMC_EVALUATION_COST * cost.microseconds / smc_evaluation_us(model))
+    price = SMC_EVALUATION_COST * cost.microseconds / smc_evaluation_us(model)
+    assert cost.evaluations == pytest.approx(price)

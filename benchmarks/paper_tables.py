@@ -1,8 +1,8 @@
 """Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends,
 where each depth figure's G&C time went (per activation, shallow and deep cells), and what a unit
 of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
-SMC loss evaluation, pilots included: the exchange rate ``auto`` prices at
-``MARGINAL_DRAW_COST / SMC_EVALUATION_COST``).
+SMC loss evaluation, pilots included: the exchange rate ``auto`` prices per cell from the marginal
+pilot's counted work, :class:`factorkit.fit.auto.MarginalCost`).
 
 Run: ``python benchmarks/paper_tables.py runs/paper`` (after ``factorkit study paper``).
 """
@@ -15,7 +15,6 @@ import math
 from pathlib import Path
 
 from factorkit.experiments.summary import aggregate, study_metric, study_rows, trend_tests
-from factorkit.fit.auto import MARGINAL_DRAW_COST, SMC_EVALUATION_COST
 
 
 def main() -> None:
@@ -86,8 +85,8 @@ def _exchange_rates(rows_of: dict, timing: dict) -> str:
     marginal draw and per SMC evaluation (runs pooled: total ``wall_time`` over total
     ``evaluations``, pilots included) and their ratio."""
     lines = [
-        f"| figure | depth | marginal runs, core-s | us per marginal draw | SMC runs, core-s | us per SMC "
-        f"evaluation | ratio (auto prices {MARGINAL_DRAW_COST / SMC_EVALUATION_COST:.0f}) |",
+        "| figure | depth | marginal runs, core-s | us per marginal draw | SMC runs, core-s | us per SMC "
+        "evaluation | ratio |",
         "|---|---|---|---|---|---|---|",
     ]
     for f, gc in _depth_figures(rows_of, timing):

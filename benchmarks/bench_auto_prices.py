@@ -3,7 +3,8 @@ and the marginal sampler's counted work cost in microseconds, fitted on the pape
 
 ``smc``: per cell, one ``subset_simulation`` call (8 runs, ``p0 = 0.25``, no ESS extension),
 microseconds per loss evaluation, against ``SMC_PARAMETER_US`` times the model's weights.
-``marginal``: per cell where the marginal sampler's pilot predicts importance sampling, one
+``marginal``: per cell where the marginal sampler's pilot predicts importance sampling (at most
+``MOST_DRAWS`` hidden draws), one
 ``marginal_sample`` run (target ESS 200), its seconds, hidden-layer draws and counted work
 (``extra['work']``); a non-negative least-squares fit of the seconds on draws, Ruben terms and
 contour nodes (relative errors), against the constants in ``auto.py``; then each cell's predicted
@@ -31,6 +32,7 @@ from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.smc import subset_simulation
 
 ACTIVATIONS = ("linear", "tanh", "leaky_relu")
+MOST_DRAWS = 60_000  # cells whose pilot predicts more are skipped (minutes a run; auto takes SMC there)
 
 
 def _setup(figure: str, activation: str, change: dict, seed: int = 0):
@@ -67,8 +69,8 @@ def marginal() -> None:
         cost = auto.marginal_cost(problem, model, prior, params["eps"], target_ess=200, n_particles=500,
                                   runs=8, mcmc_steps=10, seed=seed)  # fmt: skip
         label = f"{figure} {activation} " + " ".join(f"{k} {v}" for k, v in change.items()) + f" seed {seed}"
-        if cost.method != "importance":
-            print(f"skipped ({cost.method}): {label}", flush=True)
+        if cost.method != "importance" or cost.draws > MOST_DRAWS:
+            print(f"skipped ({cost.method}, {cost.draws:.3g} draws): {label}", flush=True)
             continue
         start = time.perf_counter()
         result = marginal_sample(problem, model, eps=params["eps"], prior=prior, target_ess=200, seed=seed,

@@ -6,9 +6,10 @@ microseconds per loss evaluation, against ``SMC_PARAMETER_US`` times the model's
 ``marginal``: per cell where the marginal sampler's pilot predicts importance sampling (at most
 ``MOST_DRAWS`` hidden draws), one
 ``marginal_sample`` run (target ESS 200), its seconds, hidden-layer draws and counted work
-(``extra['work']``); a non-negative least-squares fit of the seconds on draws, Ruben terms and
-contour nodes (relative errors), against the constants in ``auto.py``; then each cell's predicted
-time from the *pilot* (what ``auto`` sees) against the measured one.
+(``extra['work']``; at most three times the draws the pilot predicts, so a misprediction shows
+as a ratio near 3 without a run of minutes); a non-negative least-squares fit of the seconds on
+draws, Ruben terms and contour nodes (relative errors), against the constants in ``auto.py``;
+then each cell's predicted time from the *pilot* (what ``auto`` sees) against the measured one.
 Cells: the unnormalized depth figure (width 5, depths 2-10, seeds 0-1; the marginal sampler's
 deep ground) and the width figures (rank 1, rank 2, completion; widths 5, 20, 160; eps 0.02).
 One thread.
@@ -19,6 +20,7 @@ Run: ``python benchmarks/bench_auto_prices.py smc|marginal``.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -74,7 +76,8 @@ def marginal() -> None:
             continue
         start = time.perf_counter()
         result = marginal_sample(problem, model, eps=params["eps"], prior=prior, target_ess=200, seed=seed,
-                                 keep_samples=False, method="importance", hidden_draws=400_000)  # fmt: skip
+                                 keep_samples=False, method="importance",
+                                 hidden_draws=math.ceil(3 * cost.draws) + 1024)  # fmt: skip
         seconds = time.perf_counter() - start
         smc_us = auto.smc_evaluation_us(model)
         rows.append((label, seconds, result.evaluations, result.extra["work"], cost, smc_us))

@@ -276,8 +276,13 @@ def auto_sample(
                                  max_evaluations=max_evaluations, seed=seed, keep_samples=keep_samples,
                                  chunk_size=chunk_size, backend=backend, progress=False)  # fmt: skip
     elif choice.sampler == "marginal":
+        # the run is the one priced: importance sampling, where the pilot predicted it, does not
+        # fall back to tempered SMC (whose cost the choice did not weigh: 100x and more on deep
+        # leaky ReLU cells); it stops at its most hidden draws and warns if the ESS falls short
+        priced = eps > 0 and marginal is not None and marginal.method == "importance"
         result = marginal_sample(problem, model, eps=eps, prior=prior, target_ess=target_ess, seed=seed,
-                                 keep_samples=keep_samples, **smc_settings)  # fmt: skip
+                                 keep_samples=keep_samples, method="importance" if priced else "auto",
+                                 **smc_settings)  # fmt: skip
     else:
         result = subset_simulation(problem, model, eps=eps, prior=prior, p0=p0,
                                    max_evaluations=max_evaluations, seed=seed,

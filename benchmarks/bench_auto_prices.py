@@ -34,7 +34,7 @@ from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.smc import subset_simulation
 
 ACTIVATIONS = ("linear", "tanh", "leaky_relu")
-MOST_DRAWS = 60_000  # cells whose pilot predicts more are skipped (minutes a run; auto takes SMC there)
+MOST_DRAWS = 30_000  # cells whose pilot predicts more are skipped (minutes a run; auto takes SMC there)
 
 
 def _setup(figure: str, activation: str, change: dict, seed: int = 0):
@@ -74,6 +74,7 @@ def marginal() -> None:
         if cost.method != "importance" or cost.draws > MOST_DRAWS:
             print(f"skipped ({cost.method}, {cost.draws:.3g} draws): {label}", flush=True)
             continue
+        print(f"running: {label}", flush=True)
         start = time.perf_counter()
         result = marginal_sample(problem, model, eps=params["eps"], prior=prior, target_ess=200, seed=seed,
                                  keep_samples=False, method="importance",

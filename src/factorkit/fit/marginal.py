@@ -123,6 +123,10 @@ def eigen(sigma: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, torch.Tenso
     return values.clamp_min(0.0).numpy(), vectors, centre.numpy()
 
 
+PATIENT_ROUNDS = 64  # rounds of one proposal per waiting row before the proposals per round double
+PROPOSAL_BATCH = 2**16  # most proposals of one round, all waiting rows together
+MAX_BALL_PROPOSALS = 2**26  # proposals in all (seconds of work) before _tilted_rejection gives up
+
 CHOLESKY_RTOL = 1e-8
 """Pivots of ``Sigma_gg``'s Cholesky factor below this times its largest diagonal entry send a
 draw to the eigenvalue route of the ``eps = 0`` density (a margin of 100x over ``NULL_RTOL``)."""
@@ -267,7 +271,11 @@ class OutputLayerIntegral:
     def _tilted_rejection(lam, c, radius2, tilt, generator) -> torch.Tensor:
         """One exact draw per row of ``z ~ N(0, diag(lam))`` restricted to ``||z - c||^2 <= radius2``,
         by the tilted proposal of :meth:`ball_draws`; rows still waiting are proposed again
-        together (vectorized across rows)."""
+        together (vectorized across rows). A row still waiting after :data:`PATIENT_ROUNDS` rounds
+        gets twice as many proposals a round as the last (the first accepted in order is kept:
+        still exact), so a low acceptance costs few rounds; after :data:`MAX_BALL_PROPOSALS` in all
+        it raises ``RuntimeError`` instead of running on (the tilt's acceptance is about
+        ``P / Chernoff bound``, which a very spread spectrum can make astronomically small)."""
         null = lam <= 0
         precision = 1.0 / np.where(null, 1.0, lam) - 2.0 * tilt[:, None]
         mean = torch.from_numpy(np.where(null, 0.0, -2.0 * tilt[:, None] * c / precision))
@@ -275,16 +283,32 @@ class OutputLayerIntegral:
         c_t, r2, s = torch.from_numpy(c), torch.from_numpy(radius2), torch.from_numpy(tilt)
         out = torch.empty_like(mean)
         waiting = torch.arange(len(lam))
+        rounds = proposed = 0
+        per_row = 1
         while waiting.numel():
-            z = mean[waiting] + sd[waiting] * torch.randn(
-                waiting.numel(), mean.shape[1], generator=generator, dtype=torch.float64
+            if proposed >= MAX_BALL_PROPOSALS:
+                raise RuntimeError(
+                    f"drawing g inside the ball: {waiting.numel()} of {len(lam)} draws still waiting after "
+                    f"{proposed} tilted proposals (a spectrum so spread that Chernoff's bound lies far "
+                    f"above the ball's probability); sampler='smc' samples this posterior without it"
+                )
+            count = waiting.numel()
+            z = mean[waiting, None] + sd[waiting, None] * torch.randn(
+                count, per_row, mean.shape[1], generator=generator, dtype=torch.float64
             )
-            distance = ((z - c_t[waiting]) ** 2).sum(1)
-            u = torch.rand(waiting.numel(), generator=generator, dtype=torch.float64)
+            distance = ((z - c_t[waiting, None]) ** 2).sum(2)
+            u = torch.rand(count, per_row, generator=generator, dtype=torch.float64)
             # inside the ball, kept with probability exp(-s (d - t)) <= 1 (s <= 0, d <= t)
-            keep = (distance <= r2[waiting]) & (u.log() <= -s[waiting] * (distance - r2[waiting]))
-            out[waiting[keep]] = z[keep]
-            waiting = waiting[~keep]
+            bound = r2[waiting, None]
+            keep = (distance <= bound) & (u.log() <= -s[waiting, None] * (distance - bound))
+            done = keep.any(1)
+            first = keep.to(torch.int8).argmax(1)  # the first accepted proposal of each row
+            rows = done.nonzero().squeeze(1)
+            out[waiting[rows]] = z[rows, first[rows]]
+            waiting = waiting[~done]
+            rounds, proposed = rounds + 1, proposed + per_row * count
+            if rounds >= PATIENT_ROUNDS:
+                per_row = max(1, min(2 * per_row, PROPOSAL_BATCH // max(waiting.numel(), 1)))
         return out
 
     def ball_draws(

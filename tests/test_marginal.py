@@ -314,3 +314,36 @@ def test_reported_standard_errors_match_the_spread_across_seeds():
         values = np.array([r.extra[key] for r in runs])
         ratio = values.std(ddof=1) / np.mean([r.extra[se_key] for r in runs])
         assert 0.45 < ratio < 1.6, (key, ratio)
+
+
+def _far_ball(rows: int):
+    """``z ~ N(0, 1)`` in one dimension, restricted to ``|z - 3.5| <= 0.5``: a truncated normal
+    (probability 2.3e-4) whose tilted proposal accepts rarely enough to wait many rounds."""
+    from factorkit.fit.ball import saddlepoint
+
+    lam, c, radius2 = np.ones((rows, 1)), np.full((rows, 1), 3.5), np.full(rows, 0.25)
+    return lam, c, radius2, saddlepoint(lam, c**2, radius2)
+
+
+def test_ball_draws_stay_exact_when_the_proposals_per_round_grow(monkeypatch):
+    """Rows still waiting get more proposals a round, the first accepted kept: still the truncated
+    normal (KS against SciPy's, 4,000 draws), with the growth from the second round on."""
+    from factorkit.fit import marginal
+
+    monkeypatch.setattr(marginal, "PATIENT_ROUNDS", 1)
+    lam, c, radius2, tilt = _far_ball(4000)
+    z = OutputLayerIntegral._tilted_rejection(lam, c, radius2, tilt, torch.Generator().manual_seed(0))
+    truncated = stats.truncnorm(3.0, 4.0)  # (a, b) in standard units: [3.5 - 0.5, 3.5 + 0.5]
+    assert stats.kstest(z[:, 0].numpy(), truncated.cdf).pvalue > 1e-3
+    assert (z[:, 0] - 3.5).abs().max() <= 0.5
+
+
+def test_ball_draws_give_up_with_a_reason_instead_of_running_on(monkeypatch):
+    """A proposal budget spent with rows still waiting raises (it had hung for tens of minutes on
+    deep leaky ReLU draws whose tilted proposal accepted almost never)."""
+    from factorkit.fit import marginal
+
+    monkeypatch.setattr(marginal, "MAX_BALL_PROPOSALS", 200)
+    lam, c, radius2, tilt = _far_ball(100)
+    with pytest.raises(RuntimeError, match="still waiting after .* tilted proposals.*sampler='smc'"):
+        OutputLayerIntegral._tilted_rejection(lam, c, radius2, tilt, torch.Generator().manual_seed(0))

@@ -5,11 +5,13 @@ and the marginal sampler's counted work cost in microseconds, fitted on the pape
 microseconds per loss evaluation, against ``SMC_PARAMETER_US`` times the model's weights.
 ``marginal``: per cell where the marginal sampler's pilot predicts importance sampling (at most
 ``MOST_DRAWS`` hidden draws), one
-``marginal_sample`` run (target ESS 200), its seconds, hidden-layer draws and counted work
+``marginal_sample`` run (target ESS 200), its seconds, hidden-layer draws (at least a first
+batch of 1,024) and counted work
 (``extra['work']``; at most three times the draws the pilot predicts, so a misprediction shows
-as a ratio near 3 without a run of minutes); a non-negative least-squares fit of the seconds on
-draws, Ruben terms and contour nodes (relative errors), against the constants in ``auto.py``;
-then each cell's predicted time from the *pilot* (what ``auto`` sees) against the measured one.
+as a ratio near 3 without a run of minutes); a non-negative least-squares fit of the seconds on a
+constant (the posterior draws of ``W``), draws, Ruben terms and contour nodes (relative errors),
+against the constants in ``auto.py``; then each cell's predicted time from the *pilot* (what
+``auto`` sees) against the measured one.
 Cells: the unnormalized depth figure (width 5, depths 2-10, seeds 0-1; the marginal sampler's
 deep ground) and the width figures (rank 1, rank 2, completion; widths 5, 20, 160; eps 0.02).
 One thread.
@@ -30,7 +32,7 @@ from scipy.optimize import nnls
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit import auto
-from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.marginal_sampler import FIRST_BATCH, marginal_sample
 from factorkit.fit.smc import subset_simulation
 
 ACTIVATIONS = ("linear", "tanh", "leaky_relu")
@@ -86,13 +88,16 @@ def marginal() -> None:
         seconds = time.perf_counter() - start
         smc_us = auto.smc_evaluation_us(model)
         rows.append((label, seconds, result.evaluations, result.extra["work"], cost, smc_us))
-    features = np.array([[draws, work["ruben"], work["contour"]] for _, _, draws, work, _, _ in rows], float)
+    features = np.array([[1.0, max(draws, FIRST_BATCH), work["ruben"], work["contour"]]
+                         for _, _, draws, work, _, _ in rows])  # fmt: skip
     seconds = np.array([row[1] for row in rows])
     fitted, _ = nnls(features / seconds[:, None], np.ones_like(seconds))
-    constants = np.array([auto.MARGINAL_DRAW_US, auto.MARGINAL_RUBEN_US, auto.MARGINAL_CONTOUR_US]) * 1e-6
-    print(f"\nfit (us): per draw {fitted[0] * 1e6:.1f}, per Ruben term and eigenvalue {fitted[1] * 1e6:.4f}, "
-          f"per contour node and eigenvalue {fitted[2] * 1e6:.4f}")  # fmt: skip
-    print(f"auto.py (us): {auto.MARGINAL_DRAW_US}, {auto.MARGINAL_RUBEN_US}, {auto.MARGINAL_CONTOUR_US}")
+    constants = 1e-6 * np.array([auto.MARGINAL_RUN_US, auto.MARGINAL_DRAW_US, auto.MARGINAL_RUBEN_US,
+                                 auto.MARGINAL_CONTOUR_US])  # fmt: skip
+    run, draw, term, node = fitted * 1e6
+    print(f"\nfit (us): per run {run:.0f}, per draw {draw:.1f}, per Ruben term and eigenvalue {term:.4f}, "
+          f"per contour node and eigenvalue {node:.4f}")  # fmt: skip
+    print(f"auto.py (us): {', '.join(f'{c * 1e6:g}' for c in constants)}")
     ratio_fit, ratio_constants = features @ fitted / seconds, features @ constants / seconds
     print(f"predicted / measured from the run's own counts: fit {ratio_fit.min():.2f}-{ratio_fit.max():.2f}, "
           f"auto.py's constants {ratio_constants.min():.2f}-{ratio_constants.max():.2f}\n")  # fmt: skip

@@ -30,7 +30,13 @@ from factorkit._validation import check_choice, check_float, check_int
 from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, applies
-from factorkit.fit.marginal_sampler import first_analysis, kish_ess, marginal_sample, normalized_weights
+from factorkit.fit.marginal_sampler import (
+    FIRST_BATCH,
+    first_analysis,
+    kish_ess,
+    marginal_sample,
+    normalized_weights,
+)
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import P0, subset_simulation
@@ -50,13 +56,17 @@ SMC_PARAMETER_US = 0.0094
 """Microseconds one SMC loss evaluation costs per weight of the model (one thread of the reference
 2-core machine; the pCN proposal's normal draws dominate): fitted on 24 cells of the paper's width
 and depth figures, widths 5-160, depths 2-10, each within 35% (``benchmarks/bench_auto_prices.py``)."""
+MARGINAL_RUN_US = 100_000.0
+"""Microseconds of a marginal run whatever its draws: the posterior draws of ``W`` (a thousand
+exact draws of ``g`` in the ball and of ``W`` given it) (fitted with the three below on 62 cells
+of the unnormalized depth figure and the width figures, ``benchmarks/bench_auto_prices.py``)."""
 MARGINAL_DRAW_US = 60.0
-"""Microseconds of the marginal sampler per hidden-layer draw, its ball probabilities aside: the
-draw, its Gram matrix, the covariance of the measurements and its eigen-decomposition, the
-Chernoff bound, and the share of the posterior draws and Rao-Blackwellized means (same fit)."""
-MARGINAL_RUBEN_US = 0.012
+"""Microseconds per hidden-layer draw (at least a first batch of 1,024), its ball probabilities
+aside: the draw, its Gram matrix, the covariance of the measurements and its eigen-decomposition,
+the Chernoff bound, its Rao-Blackwellized conditional mean."""
+MARGINAL_RUBEN_US = 0.01
 """Microseconds per term of Ruben's series and eigenvalue (``OutputLayerIntegral.work['ruben']``)."""
-MARGINAL_CONTOUR_US = 0.06
+MARGINAL_CONTOUR_US = 0.035
 """Microseconds per contour node and eigenvalue (``OutputLayerIntegral.work['contour']``)."""
 
 
@@ -65,12 +75,12 @@ def smc_evaluation_us(model) -> float:
     return SMC_PARAMETER_US * model.n_parameters()
 
 
-def marginal_us(draws: float, work: dict) -> float:
-    """Microseconds of ``draws`` hidden-layer draws of the marginal sampler on the reference machine,
-    given ``work`` per draw (``OutputLayerIntegral.work`` over the draws it counted)."""
-    return draws * (
-        MARGINAL_DRAW_US + MARGINAL_RUBEN_US * work["ruben"] + MARGINAL_CONTOUR_US * work["contour"]
-    )
+def marginal_us(draws: float, work: dict, runs: int = 1) -> float:
+    """Microseconds of ``runs`` marginal runs of ``draws`` hidden-layer draws in all on the reference
+    machine (at least :data:`~factorkit.fit.marginal_sampler.FIRST_BATCH` a run), given ``work`` per
+    draw (``OutputLayerIntegral.work`` over the draws it counted)."""
+    balls = MARGINAL_RUBEN_US * work["ruben"] + MARGINAL_CONTOUR_US * work["contour"]
+    return runs * MARGINAL_RUN_US + max(draws, runs * FIRST_BATCH) * MARGINAL_DRAW_US + draws * balls
 
 
 def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:
@@ -166,7 +176,7 @@ def marginal_cost(
     hidden = HiddenLayers(model, prior)
     smc_us = smc_evaluation_us(model)
     if hidden.kind == "identity":  # depth 1: exact, one analysis
-        us = marginal_us(1, {"ruben": 0, "contour": 0})
+        us = MARGINAL_RUN_US  # one analysis, then the posterior draws
         return MarginalCost("exact", 1.0, us, SMC_EVALUATION_COST * us / smc_us, us)
     integral = OutputLayerIntegral(problem.to(device="cpu", dtype=torch.float64), model, prior, eps)
     generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
@@ -174,7 +184,7 @@ def marginal_cost(
     log_weight = first_analysis(integral, gram).log_weight
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
-    pilot_us = marginal_us(MARGINAL_PILOT, per_draw)
+    pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
     if ess >= 2:
         method, draws = "importance", target_ess * MARGINAL_PILOT / ess
         us = marginal_us(draws, per_draw)

@@ -56,17 +56,19 @@ SMC_PARAMETER_US = 0.0094
 """Microseconds one SMC loss evaluation costs per weight of the model (one thread of the reference
 2-core machine; the pCN proposal's normal draws dominate): fitted on 24 cells of the paper's width
 and depth figures, widths 5-160, depths 2-10, each within 35% (``benchmarks/bench_auto_prices.py``)."""
-MARGINAL_RUN_US = 100_000.0
+MARGINAL_RUN_US = 55_000.0
 """Microseconds of a marginal run whatever its draws: the posterior draws of ``W`` (a thousand
-exact draws of ``g`` in the ball and of ``W`` given it) (fitted with the three below on 62 cells
-of the unnormalized depth figure and the width figures, ``benchmarks/bench_auto_prices.py``)."""
-MARGINAL_DRAW_US = 60.0
+exact draws of ``g`` in the ball and of ``W`` given it). Fitted with the three below on the 71
+cells of the unnormalized depth figure and the width figures that the marginal sampler finishes in
+under 30,000 draws (``benchmarks/bench_auto_prices.py``: 54.5 ms, 81.6 us, 0.0155 us, 0.054 us;
+each run's time from its own counts within 0.59-1.30x)."""
+MARGINAL_DRAW_US = 80.0
 """Microseconds per hidden-layer draw (at least a first batch of 1,024), its ball probabilities
 aside: the draw, its Gram matrix, the covariance of the measurements and its eigen-decomposition,
 the Chernoff bound, its Rao-Blackwellized conditional mean."""
-MARGINAL_RUBEN_US = 0.01
+MARGINAL_RUBEN_US = 0.015
 """Microseconds per term of Ruben's series and eigenvalue (``OutputLayerIntegral.work['ruben']``)."""
-MARGINAL_CONTOUR_US = 0.035
+MARGINAL_CONTOUR_US = 0.055
 """Microseconds per contour node and eigenvalue (``OutputLayerIntegral.work['contour']``)."""
 
 
@@ -186,7 +188,8 @@ def marginal_cost(
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
     if ess >= 2:
-        method, draws = "importance", target_ess * MARGINAL_PILOT / ess
+        # a quarter more than the ESS per draw says: the sampler's batches ask for as much
+        method, draws = "importance", 1.25 * target_ess * MARGINAL_PILOT / ess
         us = marginal_us(draws, per_draw)
     else:  # every move of every particle is an exact probability
         method, draws = "tempered", float(n_particles * runs * (1 + mcmc_steps * 10))

@@ -9,12 +9,12 @@ probability whose work grows with the spread of the spectrum (deep nets: hundred
 evaluations' time a draw), and carries a smooth weight: wide nets at any eps, and eps = 0, are its
 ground; deep narrow ones, where the weights degenerate, often SMC's. A pilot of ``pilot`` prior
 draws (its own candidate stream, so the choice does not depend on the draws that end up in the
-sample) estimates ``V``, and a pilot of
-:data:`MARGINAL_PILOT` hidden-layer draws the effective samples per draw of the marginal sampler;
-the cheapest sampler then runs until it holds ``target_ess`` effective samples or spends
-``max_evaluations``. Costs are counted (evaluations, draws, terms of the ball probability's series
-and nodes of its contour, priced by constants fitted once on the reference machine:
-``benchmarks/bench_auto_prices.py``), not timed, so the choice is the same on every machine.
+sample) estimates ``V``, and a pilot of :data:`MARGINAL_PILOT` hidden-layer draws the effective
+samples per draw of the marginal sampler and its work per draw; the cheapest sampler then runs
+until it holds ``target_ess`` effective samples or spends ``max_evaluations``. Costs are counted
+(evaluations, draws, terms of the ball probability's series and nodes of its contour, priced by
+constants fitted once on the reference machine: ``benchmarks/bench_auto_prices.py``), not timed,
+so the choice is the same on every machine.
 """
 
 from __future__ import annotations
@@ -77,12 +77,12 @@ def smc_evaluation_us(model) -> float:
     return SMC_PARAMETER_US * model.n_parameters()
 
 
-def marginal_us(draws: float, work: dict, runs: int = 1) -> float:
-    """Microseconds of ``runs`` marginal runs of ``draws`` hidden-layer draws in all on the reference
-    machine (at least :data:`~factorkit.fit.marginal_sampler.FIRST_BATCH` a run), given ``work`` per
-    draw (``OutputLayerIntegral.work`` over the draws it counted)."""
+def marginal_us(draws: float, work: dict) -> float:
+    """Microseconds of a marginal run of ``draws`` hidden-layer draws on the reference machine (at
+    least :data:`~factorkit.fit.marginal_sampler.FIRST_BATCH`), given ``work`` per draw
+    (``OutputLayerIntegral.work`` over the draws it counted)."""
     balls = MARGINAL_RUBEN_US * work["ruben"] + MARGINAL_CONTOUR_US * work["contour"]
-    return runs * MARGINAL_RUN_US + max(draws, runs * FIRST_BATCH) * MARGINAL_DRAW_US + draws * balls
+    return MARGINAL_RUN_US + max(draws, FIRST_BATCH) * MARGINAL_DRAW_US + draws * balls
 
 
 def smc_cost(volume: float, n_particles: int, runs: int, p0: float, mcmc_steps: int) -> float:

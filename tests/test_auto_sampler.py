@@ -159,3 +159,29 @@ def test_marginal_cost_predicts_the_draws_and_the_work_of_the_run():
     assert work["contour"] > 0 and 0.5 < predicted / actual < 2
     price = SMC_EVALUATION_COST * cost.microseconds / smc_evaluation_us(model)
     assert cost.evaluations == pytest.approx(price)
+
+
+@pytest.mark.parametrize(("width", "depth", "sampler"), [(5, 8, "smc"), (5, 4, "smc"), (20, 2, "marginal"),
+                                                         (160, 2, "marginal")])  # fmt: skip
+def test_deep_narrow_cells_go_to_smc_and_wide_ones_to_the_marginal_sampler(width, depth, sampler):
+    """What the counted prices change: on deep narrow nets a marginal run costs 5-10x SMC's
+    evaluations' time (spread spectra: many series terms and contour nodes a draw; the constant
+    price before sent them to the marginal sampler), on wide ones a fraction of it. The margins
+    here are 2x and more, so a machine's rounding cannot flip them (the counts are integers of
+    work and the pilots are seeded)."""
+    from factorkit.fit.auto import SMC_EVALUATION_COST, choose_sampler, marginal_cost
+    from factorkit.fit.prior import resolve_prior
+
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    prior, model = resolve_prior("gaussian", problem), DeepFactorization(5, 5, width, depth)
+    cost = marginal_cost(problem, model, prior, 0.01, target_ess=200, n_particles=500, runs=8, mcmc_steps=10,
+                         seed=0)  # fmt: skip
+    pilot = guess_and_check(problem, model, eps=0.01, prior=prior, max_evaluations=2**16, seed=1,
+                            keep_samples=False, progress=False)  # fmt: skip
+    choice = choose_sampler(pilot.accepted, pilot.evaluations, target_ess=200, max_evaluations=10**8,
+                            n_particles=500, runs=8, p0=0.25, mcmc_steps=10,
+                            marginal_evaluations=cost.evaluations)  # fmt: skip
+    assert choice.sampler == sampler
+    smc = SMC_EVALUATION_COST * choice.smc_evaluations  # in rejection evaluations, as the choice
+    other, chosen = (smc, cost.evaluations) if sampler == "marginal" else (cost.evaluations, smc)
+    assert other > 2 * chosen

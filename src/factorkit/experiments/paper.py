@@ -185,7 +185,7 @@ def _gc_cost(params: dict) -> float:
     problem, model, prior = gc_setup(params, 0, "cpu")
     target, runs = params["target_ess"], params["runs"]
     smc_settings = {"p0": params["p0"], "mcmc_steps": params["mcmc_steps"]}
-    marginal = None
+    marginal, marginal_pilot_seconds = None, 0.0
     if applies(model, prior) is None:  # the marginal sampler's pilot, timed: this machine's speed
         start = time.perf_counter()
         marginal = marginal_cost(problem, model, prior, params["eps"], target_ess=target, seed=1,
@@ -211,7 +211,7 @@ def _gc_cost(params: dict) -> float:
         **smc_settings,
     )
     # every run pays its own pilots first (PILOT_DRAWS prior draws; MARGINAL_PILOT hidden draws)
-    pilot_seconds = PILOT_DRAWS / rejection_rate + (0.0 if marginal is None else marginal_pilot_seconds)
+    pilot_seconds = PILOT_DRAWS / rejection_rate + marginal_pilot_seconds
     if choice.sampler == "rejection":
         return pilot_seconds + choice.rejection_draws / rejection_rate
     if choice.sampler == "marginal":

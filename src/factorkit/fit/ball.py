@@ -38,8 +38,8 @@ from scipy import special
 NULL_RTOL = 1e-10  # eigenvalues below this times the largest are the null space of Sigma
 RUBEN_TERMS = 2_000  # Ruben's series where it needs at most this many terms (t / (2 min lambda))
 RUBEN_CAP = 10_000  # under method='auto', rows Ruben has not finished in this many terms: the contour
-# the contour's rows at a time and nodes per block: its temporaries stay in cache (3-4x faster than
-# every row at once in blocks of 256 nodes on the paper's deep cells: benchmarks/bench_contour.py)
+# the contour's rows at a time and nodes per block: its temporaries stay in cache (1.25-1.64x every
+# row at once in blocks of 256 nodes on the paper's deep cells: benchmarks/bench_contour.py)
 CONTOUR_ROWS = 256
 CONTOUR_BLOCK = 128
 

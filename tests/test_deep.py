@@ -100,6 +100,11 @@ def test_member_activations_select_each_members_own_function_and_gradient(names,
         value.pow(2).sum().backward()
         torch.testing.assert_close(out[p], value, rtol=0, atol=0)  # the same operation, selected
         torch.testing.assert_close(x.grad[p], alone.grad, rtol=0, atol=0)
+    # the written-out derivative (masks, whatever the forward's layout): the same elementwise
+    # kernels, though vectorized and scalar loops may round the last bit differently
+    eps = torch.finfo(torch.float64).eps
+    torch.testing.assert_close(mixed.backward(2 * out.detach(), x.detach(), out.detach()), x.grad,
+                               rtol=4 * eps, atol=0)  # fmt: skip
     with pytest.raises(ValueError, match="activation must be one of"):
         MemberActivations(["tanh", "sigmoid"])
     with pytest.raises(ValueError, match=f"must hold {len(names)} members"):
@@ -168,3 +173,63 @@ def test_mixed_depths_refuse_inconsistent_settings():
         own.deepen(weights, 2)
     with pytest.raises(ValueError, match="depth >= 2"):
         DeepFactorization(5, 5, 4, 1).deepen([torch.zeros(2, 5, 5)], 3)
+
+
+def _autograd_gradients(model, weights, weight_of_W):
+    leaves = [w.clone().requires_grad_() for w in weights]
+    (model.end_to_end(leaves) * weight_of_W).sum().backward()
+    return [leaf.grad for leaf in leaves]
+
+
+# float64 products by NumPy's stacked matmul (many small ones) or torch's bmm round alike to a few
+# units of the last place per product; through up to 4 layers of O(1) weights that stays below 1e-13
+HAND_TOLERANCE = {"rtol": 1e-11, "atol": 1e-13}
+
+
+@pytest.mark.parametrize("population", [3, 70])  # 70: the products go through NumPy's matmul
+@pytest.mark.parametrize("depth", [1, 2, 4])
+@pytest.mark.parametrize("activation", ["linear", "tanh", "relu", "leaky_relu"])
+def test_hand_backward_equals_autograd(activation, depth, population):
+    """The model's written-out backward pass against autograd through ``end_to_end``, for the
+    gradient of ``sum(C * W)`` (any ``C``: the gradient in ``W`` of any scalar loss)."""
+    model = DeepFactorization(4, 3, width=5, depth=depth, activation=activation)
+    generator = torch.Generator().manual_seed(depth)
+    weights = model.init_weights(population, 0.7, generator, dtype=torch.float64)
+    C = torch.randn(population, 4, 3, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        W, saved = model.forward(weights)
+    assert torch.equal(W, model.end_to_end(weights))  # the same operations
+    assert model.has_backward()
+    for ours, theirs in zip(
+        model.backward(weights, saved, C), _autograd_gradients(model, weights, C), strict=True
+    ):
+        torch.testing.assert_close(ours, theirs, **HAND_TOLERANCE)
+
+
+@pytest.mark.parametrize("population_factor", [1, 12])  # 6 or 72 members: masks, NumPy products
+def test_hand_backward_of_mixed_depths_and_activations_equals_autograd(population_factor):
+    from factorkit.models import MemberActivations, MixedDepths
+
+    depths = (2, 3, 5, 2, 4, 5) * population_factor
+    names = ("tanh", "leaky_relu", "linear", "leaky_relu", "tanh", "relu") * population_factor
+    model = MixedDepths(5, 5, 4, 5, MemberActivations(names), depths=depths)
+    generator = torch.Generator().manual_seed(3)
+    weights = model.init_weights(len(depths), 0.7, generator, dtype=torch.float64)
+    C = torch.randn(len(depths), 5, 5, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        _, saved = model.forward(weights)
+    for ours, theirs in zip(
+        model.backward(weights, saved, C), _autograd_gradients(model, weights, C), strict=True
+    ):
+        torch.testing.assert_close(ours, theirs, **HAND_TOLERANCE)
+
+
+def test_hand_backward_needs_named_activations():
+    from factorkit.models.deep import activation_backward
+
+    model = DeepFactorization(4, 3, width=5, depth=2, activation=torch.sin)
+    assert not model.has_backward()
+    with pytest.raises(TypeError, match="no hand-written derivative"):
+        activation_backward(torch.sin)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        activation_backward("sigmoid")

@@ -287,3 +287,30 @@ def test_torch_linear_start_and_trajectory_equal_the_papers_code():
         progress=False,
     )
     torch.testing.assert_close(result.W[0], net(torch.eye(5)).t().detach(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1"])
+def test_training_by_hand_follows_autograd(loss):
+    """``train_gd``'s written-out gradients (the model's backward pass, the problem's closed-form
+    gradient; or autograd through the loss alone where the problem has none, here a dense target)
+    against autograd through the whole net (the same activation as a callable, which has no
+    written-out derivative): the same float64 trajectories, to rounding."""
+    from factorkit.models import MemberActivations
+    from factorkit.problems.target import DenseTarget
+
+    problems = [make_sensing_problem(4, 3, 1, 8, seed=s, dtype="float64") for s in range(4)]
+    dense = DenseTarget(problems[0].W_star)
+    names = ["tanh", "tanh", "leaky_relu", "linear"]
+    kwargs = dict(
+        init_scale=0.3, lr=1e-2, max_steps=200, optimizer="group_rmsprop", loss=loss, progress=False
+    )
+    for problem in (ProblemBatch.of(problems), dense):
+        by_hand = train_gd(
+            problem, DeepFactorization(4, 3, 5, 3, MemberActivations(names)), seeds=[0, 1, 2, 3], **kwargs
+        )
+        through = DeepFactorization(4, 3, 5, 3, lambda x: MemberActivations(names)(x))
+        assert not through.has_backward()
+        autograd = train_gd(problem, through, seeds=[0, 1, 2, 3], **kwargs)
+        # 200 steps of rounding differences (sums in other orders) grow by the steps' sensitivity
+        torch.testing.assert_close(by_hand.W, autograd.W, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(by_hand.history_train, autograd.history_train, rtol=1e-9, atol=1e-14)

@@ -173,3 +173,25 @@ def test_restricted_isometry_matches_a_grid_search_over_unit_rank_one_matrices()
     low, high = restricted_isometry(problem)
     assert low == pytest.approx(float(values.min()), abs=1e-5)
     assert high == pytest.approx(float(values.max()), abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["l2", "l1"])
+@pytest.mark.parametrize("measurements", ["gaussian", "completion"])
+def test_closed_form_gradient_equals_autograd(measurements, loss):
+    """``losses_and_gradient``: the losses of ``losses`` and the gradient autograd gives of the
+    summed objective (L_train, or the mean absolute residual), one problem or one per member."""
+    problems = [make_sensing_problem(4, 3, 1, 7, measurements, seed=s, dtype="float64") for s in range(3)]
+    W = torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for problem in (problems[0], ProblemBatch.of(problems)):
+        leaf = W.clone().requires_grad_()
+        train, gen = problem.losses(leaf)
+        objective = problem.train_residuals(leaf).abs().mean(-1).sum() if loss == "l1" else train.sum()
+        objective.backward()
+        ours = problem.losses_and_gradient(W, loss)
+        # the same sums in another order (the gradient's product with the operator's transpose)
+        for value, reference in zip(ours, (train.detach(), gen.detach(), leaf.grad), strict=True):
+            torch.testing.assert_close(value, reference, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        problems[0].losses_and_gradient(W, "huber")
+    with pytest.raises(ValueError, match="W must have shape"):
+        ProblemBatch.of(problems).losses_and_gradient(W[:2])

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from factorkit._progress import progress as progress_reporter
+from factorkit._choices import LOSSES
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.models.deep import INITS, DeepFactorization
 from factorkit.optim.adafactor import Adafactor
@@ -41,7 +42,6 @@ ADAFACTOR_VARIANTS = {
     "adafactor_theory": {"relative_step": False, "eps_mode": "theory"},
 }
 OPTIMIZERS = ("gd", "group_rmsprop", *ADAFACTOR_VARIANTS, *TORCH_OPTIMIZERS)  # as factorkit._choices
-LOSSES = ("l2", "l1")
 
 
 @dataclass
@@ -213,18 +213,25 @@ def train_gd(
     masked = [(p, mask) for p, mask in zip(params, masks, strict=False) if mask is not None]
     history = _History(monitor)
     bar = progress_reporter(max_steps, "gd", "steps", enabled=progress)
+    # backpropagation written out where the model has its own backward pass (and, where the problem
+    # gives it, the loss's gradient in W in closed form): no autograd graph of the layers
+    by_hand = bool(getattr(model, "has_backward", lambda: False)())
     for step in range(max_steps + 1):
-        W = model.end_to_end(params)
-        train, gen = problem.losses(W)
+        if by_hand:
+            train, gen, grads = _hand_gradients(model, problem, params, loss)
+        else:
+            W = model.end_to_end(params)
+            train, gen = problem.losses(W)
         if step % log_every == 0 or step == max_steps:
             history.record(step, train, gen, params)
         if stops.all_done(step, train, params):
             break
-        opt.zero_grad(set_to_none=True)
-        if loss == "l1":
-            problem.train_residuals(W).abs().mean(-1).sum().backward()
+        if by_hand:
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g
         else:
-            train.sum().backward()
+            opt.zero_grad(set_to_none=True)
+            _objective(problem, W, train, loss).backward()
         for p, mask in masked:
             p.grad.mul_(mask)
         opt.step()
@@ -251,6 +258,31 @@ def train_gd(
         history_gen=torch.stack(history.gen),
         history_monitor=torch.stack(history.monitor) if history.monitor else None,
     )
+
+
+def _objective(problem, W: torch.Tensor, train: torch.Tensor, loss: str) -> torch.Tensor:
+    """The members' summed training objective: ``L_train``, or (``'l1'``) the mean absolute residual."""
+    return problem.train_residuals(W).abs().mean(-1).sum() if loss == "l1" else train.sum()
+
+
+def _hand_gradients(
+    model, problem, params, loss: str
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """``L_train``, ``L_gen`` and every layer's gradient of the objective by the model's own backward
+    pass (:meth:`~factorkit.models.DeepFactorization.backward`), from the gradient in ``W`` the
+    problem gives in closed form (``losses_and_gradient``) or autograd gives through the loss alone."""
+    with torch.no_grad():
+        W, saved = model.forward(params)
+    closed = getattr(problem, "losses_and_gradient", None)
+    if closed is not None:
+        with torch.no_grad():
+            train, gen, grad = closed(W, loss)
+    else:
+        W = W.detach().requires_grad_()
+        train, gen = problem.losses(W)
+        (grad,) = torch.autograd.grad(_objective(problem, W, train, loss), W)
+        train, gen = train.detach(), gen.detach()
+    return train, gen, model.backward(params, saved, grad)
 
 
 def _starting_params(model, problem, seed_list, init_scale: float, init: str, initial) -> list[torch.Tensor]:

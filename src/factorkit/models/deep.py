@@ -44,6 +44,36 @@ def get_activation(activation: str | Activation, negative_slope: float = 0.2) ->
     )
 
 
+def activation_backward(activation: str | Activation, negative_slope: float = 0.2):
+    """``backward(grad, x, y) -> grad * s'(x)`` for an activation name (``y = s(x)``), by the
+    kernels autograd itself runs for it (``tanh_backward``, ``leaky_relu_backward``,
+    ``threshold_backward``), so a hand-written backward pass computes autograd's values; ``None``
+    for ``'linear'`` (the gradient passes unchanged). Raises ``TypeError`` for a callable:
+    its derivative is unknown (train it through autograd)."""
+    if activation == "linear":
+        return None
+    if activation == "tanh":
+        return lambda grad, x, y: torch.ops.aten.tanh_backward(grad, y)
+    if activation == "relu":
+        return lambda grad, x, y: torch.ops.aten.threshold_backward(grad, y, 0)
+    if activation == "leaky_relu":
+        slope = check_float("negative_slope", negative_slope)
+        return lambda grad, x, y: torch.ops.aten.leaky_relu_backward(grad, x, slope, False)
+    if isinstance(activation, MemberActivations):
+        return activation.backward
+    if callable(activation):
+        raise TypeError(
+            f"no hand-written derivative for the callable activation {activation_name(activation)!r}"
+        )
+    get_activation(activation, negative_slope)  # an unknown name fails here, by name
+    raise AssertionError(activation)  # pragma: no cover - every name is handled above
+
+
+def has_backward(activation: str | Activation) -> bool:
+    """Whether :func:`activation_backward` knows this activation's derivative."""
+    return isinstance(activation, MemberActivations | str)
+
+
 # MemberActivations splits the population into runs of one activation (up to this many runs),
 # from this many elements on: below, a split and a concatenation cost more than the masks
 # (forward and backward of 2 or 3 activations, float64, one thread: 0.6-0.9x at 1200 elements,
@@ -79,6 +109,7 @@ class MemberActivations:
         self.names = tuple(names)
         self.negative_slope = negative_slope
         self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor]]] = {}
+        self._masks: dict[tuple[str, torch.device], torch.Tensor] = {}
         runs = [(name, len(list(group))) for name, group in itertools.groupby(self.names)]
         self._runs = (
             [(None if n == "linear" else get_activation(n, negative_slope), c) for n, c in runs]
@@ -94,8 +125,7 @@ class MemberActivations:
             for name in dict.fromkeys(self.names):
                 if name == "linear":
                     continue
-                mask = torch.tensor([n == name for n in self.names], device=device).reshape(-1, 1, 1)
-                groups.append((get_activation(name, self.negative_slope), mask))
+                groups.append((get_activation(name, self.negative_slope), self._mask(name, device)))
             self._groups[device] = groups
         return self._groups[device]
 
@@ -116,6 +146,29 @@ class MemberActivations:
         for function, mask in self._for(x.device):
             out = torch.where(mask, function(x), out)
         return out
+
+    def backward(self, grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``grad`` times each member's own activation's derivative at ``x`` (``y = self(x)``;
+        :func:`activation_backward`). Masks select, whatever the forward pass's layout: a split
+        of the gradient, the input and the output costs more than the masks here (the paper's
+        mixed-depth GD batches: 1.2x a step over splitting, measured by ``bench_gd_by_hand.py``'s
+        way of timing)."""
+        if len(set(self.names)) == 1:
+            backward = activation_backward(self.names[0], self.negative_slope)
+            return grad if backward is None else backward(grad, x, y)
+        out = grad
+        for name in dict.fromkeys(self.names):
+            backward = activation_backward(name, self.negative_slope)
+            if backward is not None:
+                out = torch.where(self._mask(name, x.device), backward(grad, x, y), out)
+        return out
+
+    def _mask(self, name: str, device: torch.device) -> torch.Tensor:
+        """The ``(P, 1, 1)`` mask of the members of activation ``name``."""
+        key = (name, device)
+        if key not in self._masks:
+            self._masks[key] = torch.tensor([n == name for n in self.names], device=device).reshape(-1, 1, 1)
+        return self._masks[key]
 
     def __getstate__(self) -> dict:
         return {"names": self.names, "negative_slope": self.negative_slope}
@@ -304,6 +357,14 @@ class DeepFactorization(GaussianInit):
         """The activation after each layer but the last (``depth - 1`` of them)."""
         return (self.act,) * (self.depth - 1)
 
+    def boundary_backwards(self) -> list:
+        """:func:`activation_backward` of each boundary's activation (``None``: linear)."""
+        return [activation_backward(self.activation, self.negative_slope)] * (self.depth - 1)
+
+    def has_backward(self) -> bool:
+        """Whether :meth:`backward` applies: every activation is a name (not a callable)."""
+        return has_backward(self.activation)
+
     def end_to_end(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """The end-to-end matrices ``(P, m, m')`` of a population of weights."""
         self.check_weights(weights)
@@ -312,6 +373,36 @@ class DeepFactorization(GaussianInit):
             # bmm, not @: the same product without matmul's broadcasting views (GD is dispatch-bound)
             product = batched_product(weight, act(product))
         return product
+
+    def forward(self, weights: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list]:
+        """:meth:`end_to_end` and what :meth:`backward` needs: each activation's input and output."""
+        self.check_weights(weights)
+        product, saved = weights[0], []
+        for weight, act in zip(weights[1:], self.boundary_activations(), strict=True):
+            output = act(product)
+            saved.append((product, output))
+            product = batched_product(weight, output)
+        return product, saved
+
+    @torch.no_grad()
+    def backward(
+        self, weights: Sequence[torch.Tensor], saved: list, grad: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """The gradients of every layer from ``grad``, that of a scalar function of the end-to-end
+        matrices (:meth:`forward`'s ``saved``): backpropagation written out, with the kernels
+        autograd runs (the products by :func:`batched_product`, the activations'
+        :func:`activation_backward`), without autograd's per-operation bookkeeping, which
+        dominates a GD step of the small nets of the paper. No gradient of ``weights`` is kept."""
+        grads: list[torch.Tensor] = [grad] * len(weights)
+        backwards = self.boundary_backwards()
+        for index in range(len(weights) - 1, 0, -1):
+            x, y = saved[index - 1]
+            grads[index] = batched_product(grad, y.mT)
+            grad = batched_product(weights[index].mT, grad)
+            if backwards[index - 1] is not None:
+                grad = backwards[index - 1](grad, x, y)
+        grads[0] = grad
+        return grads
 
 
 @dataclass(frozen=True)
@@ -355,6 +446,14 @@ class MixedDepths(DeepFactorization):
 
     def boundary_activations(self) -> Sequence[Activation]:
         return self._boundaries  # type: ignore[attr-defined]
+
+    def boundary_backwards(self) -> list:
+        return [
+            b.backward
+            if isinstance(b, MemberActivations)
+            else activation_backward(self.activation, self.negative_slope)
+            for b in self._boundaries  # type: ignore[attr-defined]
+        ]
 
     def check_weights(self, weights: Sequence[torch.Tensor]) -> int:
         population = super().check_weights(weights)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from factorkit._choices import MEASUREMENT_KINDS
+from factorkit._choices import LOSSES, MEASUREMENT_KINDS
 from factorkit._validation import (
     check_choice,
     check_finite_tensor,
@@ -67,6 +67,28 @@ def _evaluate(
     # mean over an empty complement (n = m m') is NaN: nothing is left to generalize to.
     gen = sq[..., n:].mean(-1) if sq.shape[-1] > n else torch.full_like(train, float("nan"))
     return train, gen
+
+
+def _evaluate_gradient(
+    flat: torch.Tensor, operator: torch.Tensor, targets: torch.Tensor, n: int, loss: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_evaluate` and the gradient in ``flat`` of the members' summed training objective:
+    ``L_train`` (``loss='l2'``: ``(2/n) r A^T``) or the mean absolute residual (``'l1'``: its
+    sub-gradient ``(1/n) sign(r) A^T``, zero where ``r = 0``, as autograd's), ``r`` the training
+    residuals, by one more product with the training part of ``operator``."""
+    if operator.dim() == 2:
+        residual = flat @ operator - targets
+    else:
+        residual = torch.bmm(flat.unsqueeze(1), operator).squeeze(1) - targets
+    sq = residual.square()
+    train = sq[..., :n].mean(-1)
+    gen = sq[..., n:].mean(-1) if sq.shape[-1] > n else torch.full_like(train, float("nan"))
+    coefficient = residual[..., :n] * (2.0 / n) if loss == "l2" else residual[..., :n].sign() / n
+    if operator.dim() == 2:
+        grad = coefficient @ operator[:, :n].mT
+    else:
+        grad = torch.bmm(coefficient.unsqueeze(1), operator[:, :, :n].mT).squeeze(1)
+    return train, gen, grad
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,6 +167,14 @@ class SensingProblem:
     def losses(self, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L_train, L_gen)`` for a batch ``W`` of shape ``(..., m, m')``, in one product."""
         return _evaluate(self._flat(W), self.operator, self.targets, self.n)
+
+    def losses_and_gradient(self, W: torch.Tensor, loss: str = "l2") -> tuple[torch.Tensor, ...]:
+        """``(L_train, L_gen, G)`` for a batch ``W`` of shape ``(..., m, m')``: ``G`` is the gradient
+        in ``W`` of the summed objective (``'l2'``: ``L_train``; ``'l1'``: the mean absolute
+        residual, its sub-gradient), in closed form: what autograd gives, without its graph."""
+        check_choice("loss", loss, LOSSES)
+        train, gen, grad = _evaluate_gradient(self._flat(W), self.operator, self.targets, self.n, loss)
+        return train, gen, grad.view_as(W)
 
     def train_loss(self, W: torch.Tensor) -> torch.Tensor:
         """``L_train(W) = mean_i (<A_i, W> - y_i)^2`` over the batch dimensions of ``W``."""
@@ -378,6 +408,14 @@ class ProblemBatch:
         if W.shape != self.W_star.shape:
             raise ValueError(f"W must have shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}")
         return _evaluate(W.flatten(1), self.operator, self.targets, self.n)
+
+    def losses_and_gradient(self, W: torch.Tensor, loss: str = "l2") -> tuple[torch.Tensor, ...]:
+        """Member-wise :meth:`SensingProblem.losses_and_gradient`."""
+        if W.shape != self.W_star.shape:
+            raise ValueError(f"W must have shape {tuple(self.W_star.shape)}, got {tuple(W.shape)}")
+        check_choice("loss", loss, LOSSES)
+        train, gen, grad = _evaluate_gradient(W.flatten(1), self.operator, self.targets, self.n, loss)
+        return train, gen, grad.view_as(W)
 
     def train_loss(self, W: torch.Tensor) -> torch.Tensor:
         return self.losses(W)[0]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from factorkit._progress import progress as progress_reporter
 from factorkit._choices import LOSSES
+from factorkit._progress import progress as progress_reporter
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.models.deep import INITS, DeepFactorization
 from factorkit.optim.adafactor import Adafactor

@@ -149,10 +149,10 @@ class MemberActivations:
 
     def backward(self, grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``grad`` times each member's own activation's derivative at ``x`` (``y = self(x)``;
-        :func:`activation_backward`). Masks select, whatever the forward pass's layout: a split
-        of the gradient, the input and the output costs more than the masks here (the paper's
-        mixed-depth GD batches: 1.2x a step over splitting, measured by ``bench_gd_by_hand.py``'s
-        way of timing)."""
+        :func:`activation_backward`). Masks select, whatever the forward pass's layout: splitting
+        the gradient, the input and the output costs more here (the paper's 192-member mixed-depth
+        GD batch: a step by hand 0.86x autograd's with splits in a throwaway timing, 1.27x with
+        masks in ``benchmarks/bench_gd_by_hand.py``)."""
         if len(set(self.names)) == 1:
             backward = activation_backward(self.names[0], self.negative_slope)
             return grad if backward is None else backward(grad, x, y)

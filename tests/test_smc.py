@@ -205,3 +205,41 @@ def test_runs_to_add_projects_the_missing_runs_within_its_bounds():
     assert runs_to_add(10.0, 126, 200, 8, 128) == 2  # the cap
     assert runs_to_add(10.0, 128, 200, 8, 128) == 0
     assert runs_to_add(0.0, 8, 200, 8, 128) == 8  # nothing to project from: a chunk
+    # fewer than 8 runs: the goal is raised (349 at 4 runs, 276 at 5) and projected at each count
+    assert runs_to_add(340.0, 4, 200, 8, 128) == 1  # 85 a run: 425 at 5 runs >= 1.1 * 276
+    assert runs_to_add(360.0, 4, 200, 8, 128) == 0
+    assert runs_to_add(120.0, 4, 200, 8, 128) == 4  # 30 a run: 240 at 8 >= 220, 210 at 7 < 1.1 * 215
+
+
+def test_projected_runs_end_where_runs_to_add_stops():
+    from factorkit.fit.smc import ess_goal, projected_runs
+
+    assert projected_runs(100.0, 200, 4, 128) == 4  # 400 >= 349 at once
+    assert projected_runs(60.0, 200, 4, 128) == 6  # 240 at 4 < 349; 6 runs: 360 >= 1.1 * 238
+    assert projected_runs(30.0, 200, 8, 128) == 8
+    assert projected_runs(5.0, 200, 8, 128) == 40  # 8 at a time until the estimate reaches 200
+    assert projected_runs(0.0, 200, 4, 128) == 128
+    for runs in (4, 6, 8):
+        done = projected_runs(30.0, 200, runs, 128)
+        assert 30.0 * done >= ess_goal(200, done)
+
+
+@pytest.mark.parametrize("runs", [3, 4, 6, 8])
+def test_ess_goal_keeps_the_eight_run_risk_of_stopping_short(runs):
+    """Brute force: independent runs, each of 500 particles that are 25 distinct normal draws
+    copied 20 times (as resampling copies them); the ESS estimate from the runs' spread reaches
+    ``ess_goal`` of a target twice the true ESS as often at 3-6 runs as it reaches the target
+    itself at 8: P(chi2_7 <= 3.5) = 0.165."""
+    from factorkit.fit.smc import effective_sample_size, ess_goal
+
+    reps, distinct, copies = 3000, 25, 20
+    generator = torch.Generator().manual_seed(runs)
+    values = torch.randn(reps, runs, distinct, generator=generator, dtype=torch.float64)
+    draws = values.repeat_interleave(copies, dim=2)
+    size = distinct * copies
+    # what the estimate estimates: E[within-run variance] / Var(run mean) per run
+    true_ess = runs * (distinct - 1) * size / (size - 1)
+    goal = ess_goal(2 * true_ess, runs)
+    hits = sum(effective_sample_size(list(rep), size) >= goal for rep in draws)
+    rate, se = hits / reps, (0.165 * 0.835 / reps) ** 0.5
+    assert abs(rate - 0.165) < 4 * se, (rate, goal)

@@ -51,15 +51,17 @@ FIGURES = (
     "width_momentum",
     "depth_momentum",
 )
-# SMC settings of the auto sampler in the paper run: 8 runs of 500 particles to start (the spread
-# of 8 runs makes the ESS estimate usable), more runs while the ESS is below the target; each level
+# SMC settings of the auto sampler in the paper run: 4 runs of 500 particles to start, more while
+# the ESS is below the target (raised while fewer than 8 runs make its estimate noisy, to the
+# 8-run risk of stopping short: smc.ess_goal; 8 first runs overshot the target 2-4x on most depth
+# cells; 4 first: less time for the same risk, benchmarks/bench_first_runs.py); each level
 # keeps a quarter of its particles (p0 = 0.25): on the depth figures' cells 1.3-1.5x the effective
 # samples per second of p0 = 0.1, and without most of its upward bias in L_gen at depth (ten pCN
 # steps a level leave ten resampled copies too close together; four they spread): depth 9 leaky
 # ReLU 0.0325 against 0.0341, converged 0.0315-0.0322 (benchmarks/README.md, "The bias at the
 # paper's settings"). Written out though it is now the library's default too (smc.P0): the paper's
 # run keys must not move with a default.
-PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 8, "p0": 0.25}
+PAPER_GC = {"sampler": "auto", "particles": 500, "runs": 4, "p0": 0.25}
 # draws of the planner's own pilot per G&C cell (each run's pilot is auto's PILOT_DRAWS)
 PLANNING_PILOT_DRAWS = 2**15
 GD_PROBE_STEPS = 50
@@ -179,7 +181,7 @@ def _gc_cost(params: dict) -> float:
     from factorkit.fit.auto import PILOT_DRAWS, choose_sampler, marginal_cost
     from factorkit.fit.guess_check import guess_and_check
     from factorkit.fit.marginal import applies
-    from factorkit.fit.smc import MAX_RUNS_FACTOR, subset_simulation
+    from factorkit.fit.smc import MAX_RUNS_FACTOR, REFERENCE_RUNS, projected_runs, subset_simulation
 
     torch.set_num_threads(1)
     problem, model, prior = gc_setup(params, 0, "cpu")
@@ -224,9 +226,8 @@ def _gc_cost(params: dict) -> float:
                                   keep_samples=False, **smc_settings)  # fmt: skip
     per_run = (time.perf_counter() - start) / 4
     ess_per_run = max(trial.extra["ess"], 1.0) / 4 if trial.reached_target else 0.0
-    cap = MAX_RUNS_FACTOR * runs
-    needed = math.ceil(1.1 * target / ess_per_run) if ess_per_run else cap  # as smc.runs_to_add adds
-    return pilot_seconds + per_run * min(max(needed, runs), cap)
+    cap = MAX_RUNS_FACTOR * max(runs, REFERENCE_RUNS)
+    return pilot_seconds + per_run * projected_runs(ess_per_run, target, runs, cap)
 
 
 def _marginal_seconds(cost, pilot_seconds: float) -> float:

@@ -39,7 +39,7 @@ from factorkit.fit.marginal_sampler import (
 )
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.smc import P0, subset_simulation
+from factorkit.fit.smc import P0, REFERENCE_RUNS, subset_simulation
 from factorkit.fit.tail import interpolating_missing
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
@@ -129,7 +129,9 @@ def choose_sampler(
     Rao-Blackwellization that makes each worth more: a choice that leans towards SMC)."""
     volume = accepted / draws if accepted else 3.0 / draws
     rejection_draws = target_ess / volume
-    smc_evaluations = smc_cost(volume, n_particles, runs, p0, mcmc_steps)
+    # priced at 8 runs at least, whatever the first batch: what the ESS target typically takes
+    # (fewer runs to start with only stop early where they already reach it)
+    smc_evaluations = smc_cost(volume, n_particles, max(runs, REFERENCE_RUNS), p0, mcmc_steps)
     costs = {"smc": SMC_EVALUATION_COST * smc_evaluations}  # in rejection evaluations
     if not math.isnan(marginal_evaluations):
         costs["marginal"] = marginal_evaluations
@@ -192,7 +194,7 @@ def marginal_cost(
         method, draws = "importance", 1.25 * target_ess * MARGINAL_PILOT / ess
         us = marginal_us(draws, per_draw)
     else:  # every move of every particle is an exact probability
-        method, draws = "tempered", float(n_particles * runs * (1 + mcmc_steps * 10))
+        method, draws = "tempered", float(n_particles * max(runs, REFERENCE_RUNS) * (1 + mcmc_steps * 10))
         exact = max(integral.work["exact"], 1)
         us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)

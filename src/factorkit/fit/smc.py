@@ -59,8 +59,13 @@ errors of it, where 0.1 is off by 2-5% on six of them (1.9-3.3 standard errors; 
 and tanh: incomplete mixing within a level) (``benchmarks/README.md``, "The bias at the paper's
 settings" and "The default level fraction")."""
 MIN_ACCEPTANCE = 0.05
-# the min_ess extension stops at this many times the initial runs unless max_runs says otherwise
+# the min_ess extension stops at this many times the initial runs (at least REFERENCE_RUNS)
+# unless max_runs says otherwise
 MAX_RUNS_FACTOR = 16
+REFERENCE_RUNS = 8
+"""Runs whose ESS estimate (7 degrees of freedom) the ESS target is read against as it stands:
+with fewer, :func:`ess_goal` raises the bar to the same risk of stopping short; runs are added at
+most this many at a time, and the extension's cap is :data:`MAX_RUNS_FACTOR` times this at least."""
 
 
 def _latent_to_W(model, prior, latent):
@@ -278,7 +283,8 @@ def subset_simulation(
     target_acceptance : float
         Acceptance rate the step size ``beta`` adapts to.
     runs : int
-        Independent runs; their spread gives ``log_volume_se`` and the effective sample size.
+        Independent runs to start with; their spread gives ``log_volume_se`` and the effective
+        sample size.
     max_evaluations : int
         Budget of loss evaluations per run; a run that spends it stops and says where it got.
     max_levels : int
@@ -287,11 +293,12 @@ def subset_simulation(
     keep_samples : bool
         Keep the final populations' end-to-end matrices.
     min_ess : float, optional
-        Add runs while the effective sample size is below ``min_ess`` (as many as the ESS per run
-        says are missing, at most ``runs`` at a time: :func:`runs_to_add`), up to ``max_runs``
-        runs (default ``16 * runs``) and ``total_evaluations`` evaluations in all (default
-        unbounded). Every run is independent, so the pooled sample stays exact; only when to stop
-        depends on the ESS seen so far.
+        Add runs while the effective sample size is below ``min_ess`` (raised where fewer than
+        8 runs make its estimate noisy: :func:`ess_goal`; as many as the ESS per run says are
+        missing, at most ``max(runs, 8)`` at a time: :func:`runs_to_add`), up to ``max_runs``
+        runs (default ``16 * max(runs, 8)``) and ``total_evaluations`` evaluations in all
+        (default unbounded). Every run is independent, so the pooled sample stays exact; only
+        when to stop depends on the ESS seen so far.
     max_runs, total_evaluations : int, optional
         Bounds of the ``min_ess`` extension.
 
@@ -317,7 +324,8 @@ def subset_simulation(
     max_levels = check_int("max_levels", max_levels)
     if min_ess is not None:
         min_ess = check_float("min_ess", min_ess, positive=True)
-    max_runs = MAX_RUNS_FACTOR * runs if max_runs is None else check_int("max_runs", max_runs)
+    chunk = max(runs, REFERENCE_RUNS)
+    max_runs = MAX_RUNS_FACTOR * chunk if max_runs is None else check_int("max_runs", max_runs)
     if total_evaluations is not None:
         total_evaluations = check_int("total_evaluations", total_evaluations)
     prior = resolve_prior(prior, problem)
@@ -340,7 +348,7 @@ def subset_simulation(
     results = more(runs)
     while min_ess is not None and all(r["reached"] for r in results):
         ess = effective_sample_size([r["gen"] for r in results], results[0]["distinct"])
-        count = runs_to_add(ess, len(results), min_ess, runs, max_runs)
+        count = runs_to_add(ess, len(results), min_ess, chunk, max_runs)
         spent = sum(r["evaluations"] for r in results)
         if not count or (
             total_evaluations is not None
@@ -351,16 +359,51 @@ def subset_simulation(
     return _pooled(results, problem, eps, n_particles, keep_samples, time.perf_counter() - start)
 
 
+def ess_goal(target: float, runs: int) -> float:
+    """The ESS estimate from ``runs`` independent runs that counts as reaching ``target``.
+
+    :func:`effective_sample_size` divides the within-run variance by the spread of the runs'
+    means, whose estimate has ``runs - 1`` degrees of freedom: where the true ESS is half the
+    target, the estimate still reaches it with probability ``P(chi2_{R-1} <= (R - 1) / 2)``, 0.165
+    at :data:`REFERENCE_RUNS` (8), the risk every study has run with. With fewer runs the goal is
+    raised until that risk is the same (``target * (R - 1) / (2 q)``, ``q`` the chi-square
+    quantile at 0.165: 1.60x the target at 4 runs, 1.25x at 5); with more it stays ``target``."""
+    if runs >= REFERENCE_RUNS:
+        return float(target)
+    from scipy.stats import chi2
+
+    dof = max(runs - 1, 1)
+    risk = chi2.cdf((REFERENCE_RUNS - 1) / 2, REFERENCE_RUNS - 1)
+    return float(target) * max(1.0, dof / (2 * chi2.ppf(risk, dof)))
+
+
 def runs_to_add(ess: float, done: int, target: float, chunk: int, cap: int) -> int:
     """How many independent runs to add to ``done`` runs whose pooled effective sample size is
-    ``ess``, towards ``target``: as many as ``ess / done`` per run says, 10% over (the estimate
-    is noisy), at most ``chunk`` at a time and ``cap`` in all; 0 once ``target`` or ``cap`` is
-    reached. Adding what is missing rather than ``chunk`` every time saves the overshoot of the
-    last chunk (the paper run's SMC cells had ended at a median ESS of 265-350 for a target of 200)."""
-    if ess >= target or done >= cap:
+    ``ess``, towards ``target``: 0 once the estimate reaches :func:`ess_goal` (the target, raised
+    where fewer than :data:`REFERENCE_RUNS` runs make the estimate noisier) or ``cap`` is reached;
+    else the fewest whose projected ESS (``ess / done`` a run) passes the goal at their count by
+    10% (the estimate is noisy), at most ``chunk`` at a time and ``cap`` in all. Adding what is
+    missing rather than ``chunk`` every time saves the overshoot of the last chunk (the paper
+    run's SMC cells had ended at a median ESS of 265-350 for a target of 200)."""
+    if done >= cap or ess >= ess_goal(target, done):
         return 0
-    needed = math.ceil(1.1 * target * done / ess) - done if ess > 0 else chunk
-    return max(1, min(needed, chunk, cap - done))
+    if ess <= 0:
+        return max(1, min(chunk, cap - done))
+    total = done + 1
+    while total < cap and ess / done * total < 1.1 * ess_goal(target, total):
+        total += 1
+    return max(1, min(total - done, chunk, cap - done))
+
+
+def projected_runs(ess_per_run: float, target: float, first: int, cap: int) -> int:
+    """The runs :func:`runs_to_add` ends at, ``first`` to start, where every run adds
+    ``ess_per_run`` (the planner's expectation; ``cap`` where a run adds nothing)."""
+    if ess_per_run <= 0:
+        return cap
+    done = first
+    while count := runs_to_add(ess_per_run * done, done, target, max(first, REFERENCE_RUNS), cap):
+        done += count
+    return done
 
 
 def _mixing_warnings(results: list[dict], n_particles: int) -> list[str]:

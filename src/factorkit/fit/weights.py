@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit.fit.smc import effective_sample_size, pcn_moves, runs_to_add
+from factorkit.fit.smc import MAX_RUNS_FACTOR, REFERENCE_RUNS, effective_sample_size, pcn_moves, runs_to_add
 
 MAX_TEMPERATURES = 10_000
 # tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
@@ -75,10 +75,10 @@ def tempered_runs(
     """Independent tempered SMC runs from ``more(count, mcmc_steps)`` (each a dict with ``draws``,
     ``log_volume``, ``levels``, ``evaluations``, ``distinct``): ``runs`` first, then as many as
     :func:`~factorkit.fit.smc.runs_to_add` says until the spread of their means of ``L_gen`` says
-    ``target_ess`` (at most 16 times ``runs``); pooled into a state.
+    ``target_ess`` (at most 16 times ``max(runs, 8)``); pooled into a state.
 
-    ``check_effort``: before adding runs, run half as many with ``EFFORT_FACTOR`` times the pCN
-    steps per temperature and compare (:func:`effort_change`); where the answer moved, warn, keep
+    ``check_effort``: before adding runs, run half as many (4 at least) with ``EFFORT_FACTOR`` times
+    the pCN steps per temperature and compare (:func:`effort_change`); where the answer moved, warn, keep
     only the longer runs and add runs at their steps (where it did not, both groups are pooled
     and runs are added at ``mcmc_steps``). Poorly mixing runs agree with each other
     and miss the same mass (they all start from the prior), so the spread between runs cannot see
@@ -87,7 +87,7 @@ def tempered_runs(
     results = more(runs, mcmc_steps)
     checks = []
     if check_effort:
-        longer = more(max(2, runs // 2), EFFORT_FACTOR * mcmc_steps)
+        longer = more(max(2, max(runs, REFERENCE_RUNS) // 2), EFFORT_FACTOR * mcmc_steps)
         change = effort_change(results, longer)
         checks.append({"mcmc_steps": [mcmc_steps, EFFORT_FACTOR * mcmc_steps], **change})
         if change["moved"]:
@@ -109,7 +109,8 @@ def tempered_runs(
             results += longer
     while True:
         ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles)
-        count = runs_to_add(ess, len(results), target_ess, runs, 16 * runs)
+        chunk = max(runs, REFERENCE_RUNS)
+        count = runs_to_add(ess, len(results), target_ess, chunk, MAX_RUNS_FACTOR * chunk)
         if not count:
             break
         results += more(count, mcmc_steps)

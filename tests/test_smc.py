@@ -182,17 +182,20 @@ def test_uniform_latent_map_is_exactly_uniform():
 
 
 def test_min_ess_adds_runs_until_reached():
+    from factorkit.fit.smc import MAX_RUNS_FACTOR, REFERENCE_RUNS, ess_goal
+
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
     model = DeepFactorization(5, 5, 5, 2)
     few = subset_simulation(problem, model, eps=0.01, prior="gaussian", n_particles=100, runs=2, seed=0,
                             keep_samples=False)  # fmt: skip
+    target = 5 * few.extra["ess"] + 50
     more = subset_simulation(problem, model, eps=0.01, prior="gaussian", n_particles=100, runs=2, seed=0,
-                             keep_samples=False, min_ess=5 * few.extra["ess"] + 50)  # fmt: skip
+                             keep_samples=False, min_ess=target)  # fmt: skip
     runs = len(more.extra["log_volume_runs"])
-    assert runs > 2 and runs % 2 == 0 and runs <= 32
+    assert 2 < runs <= MAX_RUNS_FACTOR * REFERENCE_RUNS  # added 8 at most at a time, 16 x 8 at most
     # the first runs are the same draws: extending never changes what was already sampled
     assert more.extra["log_volume_runs"][:2] == few.extra["log_volume_runs"]
-    assert more.extra["ess"] >= 5 * few.extra["ess"] + 50 or runs == 32
+    assert more.extra["ess"] >= ess_goal(target, runs) or runs == MAX_RUNS_FACTOR * REFERENCE_RUNS
 
 
 def test_runs_to_add_projects_the_missing_runs_within_its_bounds():

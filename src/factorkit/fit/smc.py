@@ -367,7 +367,7 @@ def ess_goal(target: float, runs: int) -> float:
     target, the estimate still reaches it with probability ``P(chi2_{R-1} <= (R - 1) / 2)``, 0.165
     at :data:`REFERENCE_RUNS` (8), the risk every study has run with. With fewer runs the goal is
     raised until that risk is the same (``target * (R - 1) / (2 q)``, ``q`` the chi-square
-    quantile at 0.165: 1.60x the target at 4 runs, 1.25x at 5); with more it stays ``target``."""
+    quantile at 0.165: 1.75x the target at 4 runs, 1.38x at 5); with more it stays ``target``."""
     if runs >= REFERENCE_RUNS:
         return float(target)
     from scipy.stats import chi2

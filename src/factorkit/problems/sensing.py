@@ -58,6 +58,13 @@ def _evaluate(
     ``flat`` is ``(..., q)``; ``operator`` is ``(q, K)`` shared by all candidates, or
     ``(P, q, K)`` with ``flat`` of shape ``(P, q)`` (one problem per population member).
     """
+    return _residual_losses(flat, operator, targets, n)[1:]
+
+
+def _residual_losses(
+    flat: torch.Tensor, operator: torch.Tensor, targets: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The residuals of every measurement and complement coordinate, and :func:`_evaluate`'s losses."""
     if operator.dim() == 2:
         residual = flat @ operator - targets
     else:
@@ -66,7 +73,7 @@ def _evaluate(
     train = sq[..., :n].mean(-1)
     # mean over an empty complement (n = m m') is NaN: nothing is left to generalize to.
     gen = sq[..., n:].mean(-1) if sq.shape[-1] > n else torch.full_like(train, float("nan"))
-    return train, gen
+    return residual, train, gen
 
 
 def _evaluate_gradient(
@@ -76,13 +83,7 @@ def _evaluate_gradient(
     ``L_train`` (``loss='l2'``: ``(2/n) r A^T``) or the mean absolute residual (``'l1'``: its
     sub-gradient ``(1/n) sign(r) A^T``, zero where ``r = 0``, as autograd's), ``r`` the training
     residuals, by one more product with the training part of ``operator``."""
-    if operator.dim() == 2:
-        residual = flat @ operator - targets
-    else:
-        residual = torch.bmm(flat.unsqueeze(1), operator).squeeze(1) - targets
-    sq = residual.square()
-    train = sq[..., :n].mean(-1)
-    gen = sq[..., n:].mean(-1) if sq.shape[-1] > n else torch.full_like(train, float("nan"))
+    residual, train, gen = _residual_losses(flat, operator, targets, n)
     coefficient = residual[..., :n] * (2.0 / n) if loss == "l2" else residual[..., :n].sign() / n
     if operator.dim() == 2:
         grad = coefficient @ operator[:, :n].mT

@@ -5,6 +5,7 @@ from factorkit.models.deep import (
     DeepFactorization,
     MemberActivations,
     MixedDepths,
+    activation_backward,
     activation_name,
     get_activation,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "MemberActivations",
     "MixedDepths",
     "SymmetricFactorization",
+    "activation_backward",
     "activation_name",
     "get_activation",
 ]

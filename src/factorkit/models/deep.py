@@ -358,7 +358,13 @@ class DeepFactorization(GaussianInit):
         return (self.act,) * (self.depth - 1)
 
     def boundary_backwards(self) -> list:
-        """:func:`activation_backward` of each boundary's activation (``None``: linear)."""
+        """:func:`activation_backward` of each boundary's activation (``None``: linear); built once
+        (a GD step asks for it every time)."""
+        if "_backwards" not in self.__dict__:
+            object.__setattr__(self, "_backwards", self._make_backwards())
+        return self._backwards  # type: ignore[attr-defined]
+
+    def _make_backwards(self) -> list:
         return [activation_backward(self.activation, self.negative_slope)] * (self.depth - 1)
 
     def has_backward(self) -> bool:
@@ -447,7 +453,7 @@ class MixedDepths(DeepFactorization):
     def boundary_activations(self) -> Sequence[Activation]:
         return self._boundaries  # type: ignore[attr-defined]
 
-    def boundary_backwards(self) -> list:
+    def _make_backwards(self) -> list:
         return [
             b.backward
             if isinstance(b, MemberActivations)

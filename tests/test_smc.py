@@ -97,7 +97,7 @@ def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
     # SMC's standard error comes from its 8 runs' spread (7 degrees of freedom): the difference
     # over it is Student-t, not normal; 3 normal standard errors failed one random stream in ~20
     # at 4 runs (seen with the pCN move drawing all layers in one call, a change not kept; seeds
-    # 2-7 of these cases at 8 runs gave z in -1.6..+1.9). The t quantile at 1e-3 two-sided keeps false
+    # 2-7 of these cases at 8 runs gave z in -2.2..+2.0). The t quantile at 1e-3 two-sided keeps false
     # failures at 0.1% a case; a bias of 0.11 nats (5.4 combined standard errors) still fails
     assert abs(log_r - log_s) < stats.t.ppf(1 - 0.5e-3, 7) * math.hypot(se_r, se_s)
 

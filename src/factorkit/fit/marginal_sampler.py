@@ -106,10 +106,11 @@ def marginal_sample(
         Most hidden-layer draws of importance sampling.
     n_particles, runs, mcmc_steps, target_acceptance
         Tempered SMC: population per run, independent runs to start with (more are added, as
-        many as the ESS per run says are missing, up to 16 times as many, while the ESS is below
-        ``target_ess``), pCN steps per temperature, and the acceptance rate the pCN step adapts to.
+        many as the ESS per run says are missing, up to 16 times ``max(runs, 8)``, while the ESS
+        is below ``target_ess``, raised with fewer than 8 runs: :func:`factorkit.fit.smc.ess_goal`),
+        pCN steps per temperature, and the acceptance rate the pCN step adapts to.
     check_effort : bool or None
-        Tempered SMC only: also run half as many runs with ``EFFORT_FACTOR`` (4) times
+        Tempered SMC only: also run half as many runs (4 at least) with ``EFFORT_FACTOR`` (4) times
         ``mcmc_steps`` and compare (:func:`factorkit.fit.weights.tempered_runs`); where the
         answer moved, warn and keep the longer runs. ``None`` (default): at ``eps = 0``, where
         the weight is a density that deep posteriors make hard to mix (the guide's "Deep eps = 0

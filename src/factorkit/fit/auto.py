@@ -235,8 +235,10 @@ def auto_sample(
     pilot : int
         Prior draws of the pilot estimate of ``V(eps)``.
     n_particles, runs, p0, mcmc_steps
-        SMC settings (:func:`~factorkit.fit.smc.subset_simulation`); runs are added ``runs`` at a
-        time until the ESS reaches ``target_ess``.
+        SMC settings (:func:`~factorkit.fit.smc.subset_simulation`): ``runs`` to start with, more
+        added (up to ``max(runs, 8)`` at a time) until the ESS reaches ``target_ess`` (raised while
+        fewer than 8 runs make its estimate noisy: :func:`~factorkit.fit.smc.ess_goal`); SMC is
+        priced at 8 runs at least.
     chunk_size, backend
         Rejection settings.
     seed : int

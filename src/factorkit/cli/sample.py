@@ -48,7 +48,12 @@ def add_parser(commands) -> None:
         default=2000,
         help="smc (and marginal's tempered SMC): population per run",
     )
-    sample.add_argument("--runs", type=positive_int, default=4, help="smc: independent runs (error bars)")
+    sample.add_argument(
+        "--runs",
+        type=positive_int,
+        default=4,
+        help="smc: independent runs (error bars); auto, marginal: runs to start with (more to the ESS target)",
+    )
     sample.add_argument(
         "--backend", choices=BACKENDS, default="auto", help="prior draws: auto (reparametrized where exact)"
     )

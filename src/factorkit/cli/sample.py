@@ -52,7 +52,7 @@ def add_parser(commands) -> None:
         "--runs",
         type=positive_int,
         default=4,
-        help="smc: independent runs (error bars); auto, marginal: runs to start with (more to the ESS target)",
+        help="smc: independent runs (error bars); auto, marginal: runs to start with (more to reach the ESS)",
     )
     sample.add_argument(
         "--backend", choices=BACKENDS, default="auto", help="prior draws: auto (reparametrized where exact)"

@@ -172,7 +172,7 @@ def _gc_cost(params: dict) -> float:
     A timed rejection pilot gives ``V(eps)`` and the rejection cost; where SMC is the cheaper
     choice (:func:`~factorkit.fit.auto.choose_sampler`, as the run will decide), a timed SMC of 4
     runs gives the seconds per run and the ESS per run, hence how many runs the ESS target takes
-    (the auto sampler adds what the ESS per run says is missing, up to ``MAX_RUNS_FACTOR * runs``): deep
+    (the auto sampler adds what the ESS per run says is missing, up to ``smc.extension_bounds``): deep
     leaky-ReLU cells measured 20x the evaluations of the level count alone.
     """
     import warnings
@@ -181,7 +181,7 @@ def _gc_cost(params: dict) -> float:
     from factorkit.fit.auto import PILOT_DRAWS, choose_sampler, marginal_cost
     from factorkit.fit.guess_check import guess_and_check
     from factorkit.fit.marginal import applies
-    from factorkit.fit.smc import MAX_RUNS_FACTOR, REFERENCE_RUNS, projected_runs, subset_simulation
+    from factorkit.fit.smc import extension_bounds, projected_runs, subset_simulation
 
     torch.set_num_threads(1)
     problem, model, prior = gc_setup(params, 0, "cpu")
@@ -226,8 +226,7 @@ def _gc_cost(params: dict) -> float:
                                   keep_samples=False, **smc_settings)  # fmt: skip
     per_run = (time.perf_counter() - start) / 4
     ess_per_run = max(trial.extra["ess"], 1.0) / 4 if trial.reached_target else 0.0
-    cap = MAX_RUNS_FACTOR * max(runs, REFERENCE_RUNS)
-    return pilot_seconds + per_run * projected_runs(ess_per_run, target, runs, cap)
+    return pilot_seconds + per_run * projected_runs(ess_per_run, target, runs, extension_bounds(runs)[1])
 
 
 def _marginal_seconds(cost, pilot_seconds: float) -> float:

@@ -324,8 +324,8 @@ def subset_simulation(
     max_levels = check_int("max_levels", max_levels)
     if min_ess is not None:
         min_ess = check_float("min_ess", min_ess, positive=True)
-    chunk = max(runs, REFERENCE_RUNS)
-    max_runs = MAX_RUNS_FACTOR * chunk if max_runs is None else check_int("max_runs", max_runs)
+    chunk, cap = extension_bounds(runs)
+    max_runs = cap if max_runs is None else check_int("max_runs", max_runs)
     if total_evaluations is not None:
         total_evaluations = check_int("total_evaluations", total_evaluations)
     prior = resolve_prior(prior, problem)
@@ -357,6 +357,13 @@ def subset_simulation(
             break
         results += more(count)
     return _pooled(results, problem, eps, n_particles, keep_samples, time.perf_counter() - start)
+
+
+def extension_bounds(runs: int) -> tuple[int, int]:
+    """Runs :func:`runs_to_add` may add at a time, and in all, to ``runs`` first runs: ``max(runs,
+    8)`` and :data:`MAX_RUNS_FACTOR` times that (the same whatever a smaller first batch)."""
+    chunk = max(runs, REFERENCE_RUNS)
+    return chunk, MAX_RUNS_FACTOR * chunk
 
 
 def ess_goal(target: float, runs: int) -> float:
@@ -401,7 +408,7 @@ def projected_runs(ess_per_run: float, target: float, first: int, cap: int) -> i
     if ess_per_run <= 0:
         return cap
     done = first
-    while count := runs_to_add(ess_per_run * done, done, target, max(first, REFERENCE_RUNS), cap):
+    while count := runs_to_add(ess_per_run * done, done, target, extension_bounds(first)[0], cap):
         done += count
     return done
 

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit.fit.smc import MAX_RUNS_FACTOR, REFERENCE_RUNS, effective_sample_size, pcn_moves, runs_to_add
+from factorkit.fit.smc import effective_sample_size, extension_bounds, pcn_moves, runs_to_add
 
 MAX_TEMPERATURES = 10_000
 # tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
@@ -84,10 +84,11 @@ def tempered_runs(
     and miss the same mass (they all start from the prior), so the spread between runs cannot see
     it; more effort can. The state's ``effort`` records the comparison, the steps of the runs
     added after it and ``converged`` (the answer did not move)."""
+    chunk, cap = extension_bounds(runs)
     results = more(runs, mcmc_steps)
     checks = []
     if check_effort:
-        longer = more(max(2, max(runs, REFERENCE_RUNS) // 2), EFFORT_FACTOR * mcmc_steps)
+        longer = more(chunk // 2, EFFORT_FACTOR * mcmc_steps)
         change = effort_change(results, longer)
         checks.append({"mcmc_steps": [mcmc_steps, EFFORT_FACTOR * mcmc_steps], **change})
         if change["moved"]:
@@ -109,8 +110,7 @@ def tempered_runs(
             results += longer
     while True:
         ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles)
-        chunk = max(runs, REFERENCE_RUNS)
-        count = runs_to_add(ess, len(results), target_ess, chunk, MAX_RUNS_FACTOR * chunk)
+        count = runs_to_add(ess, len(results), target_ess, chunk, cap)
         if not count:
             break
         results += more(count, mcmc_steps)

@@ -110,6 +110,12 @@ class MemberActivations:
         self.negative_slope = negative_slope
         self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor]]] = {}
         self._masks: dict[tuple[str, torch.device], torch.Tensor] = {}
+        # each distinct non-linear name with its derivative, built once (a GD step asks every time)
+        self._backwards = [
+            (name, backward)
+            for name in dict.fromkeys(self.names)
+            if (backward := activation_backward(name, negative_slope)) is not None
+        ]
         runs = [(name, len(list(group))) for name, group in itertools.groupby(self.names)]
         self._runs = (
             [(None if n == "linear" else get_activation(n, negative_slope), c) for n, c in runs]
@@ -153,14 +159,11 @@ class MemberActivations:
         the gradient, the input and the output costs more here (the paper's 192-member mixed-depth
         GD batch: a step by hand 0.86x autograd's with splits in a throwaway timing, 1.27x with
         masks in ``benchmarks/bench_gd_by_hand.py``)."""
-        if len(set(self.names)) == 1:
-            backward = activation_backward(self.names[0], self.negative_slope)
-            return grad if backward is None else backward(grad, x, y)
+        if self._runs is not None and len(self._runs) == 1:  # one name: no selection
+            return self._backwards[0][1](grad, x, y) if self._backwards else grad
         out = grad
-        for name in dict.fromkeys(self.names):
-            backward = activation_backward(name, self.negative_slope)
-            if backward is not None:
-                out = torch.where(self._mask(name, x.device), backward(grad, x, y), out)
+        for name, backward in self._backwards:
+            out = torch.where(self._mask(name, x.device), backward(grad, x, y), out)
         return out
 
     def _mask(self, name: str, device: torch.device) -> torch.Tensor:

@@ -3,6 +3,9 @@ the eigen-decomposition route, on the paper's width-5 problems (rank 1, n = 15; 
 500 hidden-layer draws of a tanh net of depth 2 per call, both in this process on one thread,
 best of 20; the largest relative difference of the two log densities is printed (at the
 worst-conditioned draw, condition number ~1e7 at n = 22: about ten times that times float64's eps).
+A second table times the covariances themselves (every draw's ``C``, ``N x N``): one product of
+``G``'s upper triangle with a precomputed basis against the two products used where that basis
+would be too large, and prints their largest relative difference.
 
 Run: ``python benchmarks/bench_marginal_density.py``.
 """
@@ -16,6 +19,7 @@ import torch
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
+from factorkit.fit import marginal
 from factorkit.fit.ball import log_gaussian_density
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, eigen
@@ -53,12 +57,38 @@ def compare(figure: str) -> str:
     return f"| {figure} | {integral.n} | {times} | {relative:.1e} |"
 
 
+def covariances(figure: str, draws: int) -> str:
+    cell = paper_cell(figure, width=5, activation="tanh", eps=0)
+    problem, model, prior = gc_setup(cell.params, 0, "cpu")
+    problem = problem.to(dtype=torch.float64)
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(0)), draws).double()
+    one = OutputLayerIntegral(problem, model, prior, 0.0)
+    limit, marginal.COVARIANCE_BASIS_LIMIT = marginal.COVARIANCE_BASIS_LIMIT, 0
+    try:
+        two = OutputLayerIntegral(problem, model, prior, 0.0)
+        t_two = best(lambda: two.covariance(gram))
+        reference = two.covariance(gram)
+    finally:
+        marginal.COVARIANCE_BASIS_LIMIT = limit
+    t_one = best(lambda: one.covariance(gram))
+    relative = float((one.covariance(gram) - reference).abs().max() / reference.abs().max())
+    times = f"{t_two:.2f} | {t_one:.2f} | {t_two / t_one:.1f}x"
+    return f"| {figure} | {one.functionals.shape[0]} | {draws} | {times} | {relative:.1e} |"
+
+
 def main() -> None:
     torch.set_num_threads(1)
     print("| figure | n | eigen route ms | Cholesky route ms | speed-up | max relative difference |")
     print("|---|---|---|---|---|---|")
     for figure in ("width", "width_rank2"):
         print(compare(figure))
+    print()
+    print("| figure | N | draws | two products ms | one product ms | speed-up | max relative difference |")
+    print("|---|---|---|---|---|---|---|")
+    for figure in ("width", "width_rank2"):
+        for draws in (500, 2000):
+            print(covariances(figure, draws))
 
 
 if __name__ == "__main__":

@@ -265,6 +265,31 @@ def test_eps_zero_density_by_cholesky_equals_the_eigenvalue_formula():
     assert (np.abs(analysis.log_weight - eigen) <= bound).all()
 
 
+@pytest.mark.parametrize("kind", ["gaussian", "completion"])
+def test_covariance_by_one_product_equals_its_definition(monkeypatch, kind):
+    """``C_ab = s_d^2 <O_a G, O_b>`` from ``G``'s upper triangle times a precomputed basis equals
+    the definition summed entry by entry, and the two-product route taken where the basis would be
+    too large. Different summation orders of the same float64 terms: the difference is bounded by
+    the number of terms times eps times the sum of their magnitudes."""
+    problem = problem_of(kind)
+    model = DeepFactorization(5, 5, 7, 3, "tanh")
+    prior = resolve_prior("gaussian", problem)
+    integral = OutputLayerIntegral(problem, model, prior, 0.0)
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(40, torch.Generator().manual_seed(2)), 40).double()
+    O = integral.functionals
+    terms = torch.einsum("ard,pdc,brc->pabrc", O, gram, O).reshape(40, O.shape[0], O.shape[0], -1)
+    definition = integral.scale**2 * terms.sum(-1)
+    bound = 4 * terms.shape[-1] * torch.finfo(torch.float64).eps * integral.scale**2 * terms.abs().sum(-1)
+    one_product = integral.covariance(gram)
+    assert integral._basis is not None  # the one-product route was taken
+    assert ((one_product - definition).abs() <= bound).all()
+    monkeypatch.setattr("factorkit.fit.marginal.COVARIANCE_BASIS_LIMIT", 0)
+    two_products = OutputLayerIntegral(problem, model, prior, 0.0)
+    assert ((two_products.covariance(gram) - definition).abs() <= bound).all()
+    assert two_products._basis is None
+
+
 # ---------------------------------------------------------------------- bad input
 def test_priors_the_reduction_does_not_cover_are_refused_by_name():
     problem = problem_of()

@@ -32,6 +32,7 @@ from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.marginal_sampler import (
     FIRST_BATCH,
+    HIDDEN_DRAWS,
     first_analysis,
     kish_ess,
     marginal_sample,
@@ -39,8 +40,9 @@ from factorkit.fit.marginal_sampler import (
 )
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
-from factorkit.fit.smc import P0, REFERENCE_RUNS, subset_simulation
-from factorkit.fit.tail import interpolating_missing
+from factorkit.fit.smc import P0, REFERENCE_RUNS, extension_bounds, subset_simulation
+from factorkit.fit.tail import interpolating_missing, weight_tail_index
+from factorkit.fit.weights import EFFORT_FACTOR
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -153,10 +155,13 @@ class MarginalCost:
     """What the marginal sampler's pilot predicts (:func:`marginal_cost`)."""
 
     method: str
-    """``'exact'`` (depth 1), ``'importance'`` or ``'tempered'`` (no pilot draw carried weight)."""
+    """``'exact'`` (depth 1), ``'importance'`` or ``'tempered'`` (no pilot draw carried weight, or
+    importance would need more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS` draws
+    and hands over, as the sampler does)."""
     draws: float
-    """Hidden-layer draws the run analyses: what the target ESS needs by the pilot's ESS per draw,
-    or the tempered SMC's particles times its moves (ten temperatures assumed)."""
+    """Hidden-layer draws the run analyses: what the target ESS needs by the pilot's ESS per draw
+    (and, at ``eps = 0``, the weight's tail index: :func:`ess_growth`), or the tempered SMC's
+    particles times its moves (ten temperatures assumed; at ``eps = 0`` with its effort check)."""
     microseconds: float
     """The run's time on the reference machine (:func:`marginal_us`; a tempered run's draws all
     exact, at the pilot's work per exact probability)."""
@@ -167,6 +172,27 @@ class MarginalCost:
     """The pilot's own time on the reference machine (a planner scales it to the machine at hand)."""
 
 
+def ess_growth(alpha: float) -> float:
+    """The power of the draws that Kish's ESS of i.i.d. weights with tail index ``alpha``
+    (``P(w > t) ~ t^-alpha``) grows as: 1 for ``alpha >= 2`` (finite variance), ``2 - 2 / alpha``
+    for ``1 < alpha < 2`` (the sum of the weights grows as the draws, the sum of their squares as
+    the largest square, ``draws^(2 / alpha)``), 0 at ``alpha <= 1`` (no finite mean: it never
+    settles)."""
+    if alpha >= 2:
+        return 1.0
+    return max(2.0 - 2.0 / alpha, 0.0)
+
+
+def tempered_draws(n_particles: int, runs: int, mcmc_steps: int, check_effort: bool) -> float:
+    """Hidden-layer draws of the marginal sampler's tempered SMC, ten temperatures assumed:
+    ``max(runs, 8)`` runs, and with ``check_effort`` (its default at ``eps = 0``) the check's half
+    chunk of runs at :data:`~factorkit.fit.weights.EFFORT_FACTOR` times the moves
+    (:func:`~factorkit.fit.weights.tempered_runs`). Runs added beyond these are not priced."""
+    per_run = n_particles * (1 + mcmc_steps * 10)
+    check = extension_bounds(runs)[0] // 2 * n_particles * (1 + EFFORT_FACTOR * mcmc_steps * 10)
+    return float(max(runs, REFERENCE_RUNS) * per_run + (check if check_effort else 0))
+
+
 def marginal_cost(
     problem, model, prior, eps: float, *, target_ess: float, n_particles: int, runs: int, mcmc_steps: int,
     seed: int,
@@ -174,9 +200,13 @@ def marginal_cost(
     """The expected cost of :func:`~factorkit.fit.marginal_sampler.marginal_sample`, from a pilot
     of :data:`MARGINAL_PILOT` hidden-layer draws analysed as the sampler analyses its first batch
     (:func:`~factorkit.fit.marginal_sampler.first_analysis`): its effective samples per draw give
-    the draws the target needs, its counted work per draw their price (:func:`marginal_us`). When no
-    pilot draw carries weight, the tempered SMC it falls back to. Counted, not timed: the same
-    choice on every machine."""
+    the draws the target needs, its counted work per draw their price (:func:`marginal_us`). At
+    ``eps = 0`` the weight may have infinite variance (its tail index ``alpha < 2``,
+    :func:`~factorkit.fit.tail.weight_tail_index`): the ESS then grows slower than the draws
+    (:func:`ess_growth`), and where that needs more than the sampler's most draws, or no pilot draw
+    carries weight, the run is priced as the tempered SMC it hands over to, with the effort check
+    that runs at ``eps = 0`` (:func:`tempered_draws`). Counted, not timed: the same choice on every
+    machine."""
     hidden = HiddenLayers(model, prior)
     smc_us = smc_evaluation_us(model)
     if hidden.kind == "identity":  # depth 1: exact, one analysis
@@ -189,12 +219,16 @@ def marginal_cost(
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
-    if ess >= 2:
+    tail = weight_tail_index(problem, model, prior) if eps == 0 else None
+    growth = 1.0 if tail is None else ess_growth(tail.alpha)
+    draws = math.inf
+    if ess >= 2 and growth > 0:
         # a quarter more than the ESS per draw says: the sampler's batches ask for as much
-        method, draws = "importance", 1.25 * target_ess * MARGINAL_PILOT / ess
-        us = marginal_us(draws, per_draw)
+        draws = MARGINAL_PILOT * (1.25 * target_ess / ess) ** (1.0 / growth)
+    if draws <= HIDDEN_DRAWS:
+        method, us = "importance", marginal_us(draws, per_draw)
     else:  # every move of every particle is an exact probability
-        method, draws = "tempered", float(n_particles * max(runs, REFERENCE_RUNS) * (1 + mcmc_steps * 10))
+        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort=eps == 0)
         exact = max(integral.work["exact"], 1)
         us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)

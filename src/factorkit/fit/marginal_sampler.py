@@ -63,6 +63,8 @@ METHODS = ("auto", "importance", "smc")
 # computed: together they weigh less than draws * e^-50 (2e-22 per draw) of the total
 SCREEN_NATS = 50.0
 FIRST_BATCH = 1024
+HIDDEN_DRAWS = 2**18
+"""Most hidden-layer draws of importance sampling (``marginal_sample``'s ``hidden_draws``)."""
 
 
 def marginal_sample(
@@ -74,7 +76,7 @@ def marginal_sample(
     method: str = "auto",
     n_samples: int = 1000,
     target_ess: float = 200,
-    hidden_draws: int = 2**18,
+    hidden_draws: int = HIDDEN_DRAWS,
     n_particles: int = 500,
     runs: int = 8,
     mcmc_steps: int = 10,

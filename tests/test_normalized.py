@@ -208,6 +208,25 @@ def test_the_direction_mode_beats_every_random_direction_in_ten_dimensions():
         assert float(q_star) <= float((c0[i] + 2 * v @ b[i] + ((v @ P[i]) * v).sum(1)).min())
 
 
+def test_the_mode_finder_stops_where_forty_newton_steps_would_be(monkeypatch):
+    """Newton on the secular equation stops once no draw's step exceeds a few float64 eps of its
+    spectrum's scale; the mode is then that of all forty steps to rounding (a few eps relative:
+    the steps left were at rounding level), on 300 prior draws of a depth-3 leaky ReLU net."""
+    from factorkit.fit import normalized
+
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    prior = resolve_prior("normalized_gaussian", problem)
+    model = DeepFactorization(5, 5, 5, 3, "leaky_relu")
+    target = NormalizedInterpolation(problem, model, prior)
+    P, b, _, _ = _dense_quadratic(target, _prior_grams(model, prior, 300, torch.Generator().manual_seed(4)))
+    early = Directions._mode(P, b)
+    monkeypatch.setattr(normalized, "MODE_TOLERANCE", -1.0)  # never settled: all forty steps
+    full = Directions._mode(P, b)
+    scale = torch.linalg.eigvalsh(P)[:, -1]
+    assert bool(((early[1] - full[1]).abs() <= 64 * torch.finfo(torch.float64).eps * scale).all())
+    torch.testing.assert_close(early[0], full[0], rtol=0, atol=1e-10)
+
+
 # linear (10 s) in the slow set: the reduction sees the activation only through G = F^T F (one
 # code path for all), so the default suite's whole-prior check is tanh's, beside depth 1's closed
 # form (linear) and the fixed hidden layer's rejection (leaky ReLU)

@@ -1,6 +1,7 @@
 """`factorkit study paper`: the figures' configs, shared runs computed once, planning, resuming."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -149,3 +150,24 @@ def test_paper_cell_names_one_point_of_a_figure():
     assert paper_cell("width", width=5, activation="tanh", eps=0).params["eps"] == 0
     with pytest.raises(ValueError, match="figure 'depth' has no gc cell with"):
         paper_cell("depth", depth=11)
+
+
+def test_the_planner_prices_the_normalized_eps_zero_cells():
+    """``--zero-depth --plan-only`` priced the depth figure's ``eps = 0`` cells through the Gaussian
+    reduction's pilot, which does not apply to a normalized prior, and crashed (AttributeError on
+    None). Now ``normalized_cost`` prices them: the paper's depth-2 linear cell is tempered SMC
+    (its ``method='auto'`` run hands over, as seed 0 does), at the effort-checked draws."""
+    from factorkit.experiments.paper import _gc_cost
+    from factorkit.experiments.run.jobs import gc_setup
+    from factorkit.fit.auto import normalized_cost, tempered_draws
+
+    (config,) = paper_configs(figures=["depth"], zero_depth=True)
+    cell = next(c for c in config.cells() if c.method == "gc" and c.params["eps"] == 0
+                and c.params["depth"] == 2 and c.params["activation"] == "linear")  # fmt: skip
+    seconds = _gc_cost(cell.params)
+    assert math.isfinite(seconds) and seconds > 0
+    problem, model, prior = gc_setup(cell.params, 0, "cpu")
+    settings = {"target_ess": 200, "n_particles": 500, "runs": 4, "mcmc_steps": 10, "seed": 1}
+    cost = normalized_cost(problem, model, prior, **settings)
+    assert cost.method == "tempered"
+    assert any(cost.draws == tempered_draws(500, 4, 10, True, t) for t in range(2, 12))

@@ -178,7 +178,7 @@ def _gc_cost(params: dict) -> float:
     import warnings
 
     from factorkit.experiments.run.jobs import gc_setup
-    from factorkit.fit.auto import PILOT_DRAWS, choose_sampler, marginal_cost
+    from factorkit.fit.auto import PILOT_DRAWS, choose_sampler, marginal_cost, normalized_cost
     from factorkit.fit.guess_check import guess_and_check
     from factorkit.fit.marginal import applies
     from factorkit.fit.smc import extension_bounds, projected_runs, subset_simulation
@@ -195,6 +195,12 @@ def _gc_cost(params: dict) -> float:
                                  mcmc_steps=params["mcmc_steps"])  # fmt: skip
         marginal_pilot_seconds = time.perf_counter() - start
     if params["eps"] == 0:  # only the marginal sampler runs (the config checked that it applies)
+        if marginal is None:  # a normalized prior: its own reduction (factorkit.fit.normalized)
+            start = time.perf_counter()
+            marginal = normalized_cost(problem, model, prior, target_ess=target, seed=1,
+                                       n_particles=params["particles"], runs=runs,
+                                       mcmc_steps=params["mcmc_steps"])  # fmt: skip
+            marginal_pilot_seconds = time.perf_counter() - start
         return marginal_pilot_seconds + _marginal_seconds(marginal, marginal_pilot_seconds)
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}

@@ -42,7 +42,7 @@ from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import P0, REFERENCE_RUNS, extension_bounds, subset_simulation
 from factorkit.fit.tail import interpolating_missing, weight_tail_index
-from factorkit.fit.weights import EFFORT_FACTOR
+from factorkit.fit.weights import EFFORT_FACTOR, expected_temperatures
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -155,13 +155,13 @@ class MarginalCost:
     """What the marginal sampler's pilot predicts (:func:`marginal_cost`)."""
 
     method: str
-    """``'exact'`` (depth 1), ``'importance'`` or ``'tempered'`` (no pilot draw carried weight, or
-    importance would need more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS` draws
-    and hands over, as the sampler does)."""
+    """``'exact'`` (depth 1), ``'importance'`` or ``'tempered'`` (no pilot draw carried weight,
+    importance would need more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS` draws, or
+    at ``eps = 0`` the weight's variance is infinite: the sampler goes to tempered SMC then)."""
     draws: float
-    """Hidden-layer draws the run analyses: what the target ESS needs by the pilot's ESS per draw
-    (and, at ``eps = 0``, the weight's tail index: :func:`ess_growth`), or the tempered SMC's
-    particles times its moves (ten temperatures assumed; at ``eps = 0`` with its effort check)."""
+    """Hidden-layer draws the run analyses: what the target ESS needs by the pilot's ESS per draw,
+    or the tempered SMC's particles times its moves (:func:`planned_temperatures`; at ``eps = 0``
+    with its effort check)."""
     microseconds: float
     """The run's time on the reference machine (:func:`marginal_us`; a tempered run's draws all
     exact, at the pilot's work per exact probability)."""
@@ -172,25 +172,33 @@ class MarginalCost:
     """The pilot's own time on the reference machine (a planner scales it to the machine at hand)."""
 
 
-def ess_growth(alpha: float) -> float:
-    """The power of the draws that Kish's ESS of i.i.d. weights with tail index ``alpha``
-    (``P(w > t) ~ t^-alpha``) grows as: 1 for ``alpha >= 2`` (finite variance), ``2 - 2 / alpha``
-    for ``1 < alpha < 2`` (the sum of the weights grows as the draws, the sum of their squares as
-    the largest square, ``draws^(2 / alpha)``), 0 at ``alpha <= 1`` (no finite mean: it never
-    settles)."""
-    if alpha >= 2:
-        return 1.0
-    return max(2.0 - 2.0 / alpha, 0.0)
+def _infinite_variance(problem, model, prior, eps: float) -> bool:
+    """Whether the sampler skips importance sampling (``method='auto'`` at ``eps = 0`` where the
+    weight's counted tail index is below 2: :func:`~factorkit.fit.marginal_sampler.marginal_sample`)."""
+    if eps != 0:
+        return False
+    tail = weight_tail_index(problem, model, prior)
+    return tail is not None and tail.infinite_variance
 
 
-def tempered_draws(n_particles: int, runs: int, mcmc_steps: int, check_effort: bool) -> float:
-    """Hidden-layer draws of the marginal sampler's tempered SMC, ten temperatures assumed:
-    ``max(runs, 8)`` runs, and with ``check_effort`` (its default at ``eps = 0``) the check's half
-    chunk of runs at :data:`~factorkit.fit.weights.EFFORT_FACTOR` times the moves
+def tempered_draws(
+    n_particles: int, runs: int, mcmc_steps: int, check_effort: bool, temperatures: int = 10
+) -> float:
+    """Hidden-layer draws of the marginal sampler's tempered SMC over ``temperatures``
+    temperatures: ``max(runs, 8)`` runs, and with ``check_effort`` (its default at ``eps = 0``)
+    the check's half chunk of runs at :data:`~factorkit.fit.weights.EFFORT_FACTOR` times the moves
     (:func:`~factorkit.fit.weights.tempered_runs`). Runs added beyond these are not priced."""
-    per_run = n_particles * (1 + mcmc_steps * 10)
-    check = extension_bounds(runs)[0] // 2 * n_particles * (1 + EFFORT_FACTOR * mcmc_steps * 10)
+    per_run = n_particles * (1 + mcmc_steps * temperatures)
+    check = extension_bounds(runs)[0] // 2 * n_particles * (1 + EFFORT_FACTOR * mcmc_steps * temperatures)
     return float(max(runs, REFERENCE_RUNS) * per_run + (check if check_effort else 0))
+
+
+def planned_temperatures(log_weight, ess: float) -> int:
+    """The temperatures a tempered run is priced at: :func:`~factorkit.fit.weights.expected_temperatures`
+    of the pilot's log-weights plus one (measured: the runs took 5-7 where it says 4-5, the pilot's
+    draws under-representing the tails that set the last temperatures), or ten where no pilot draw
+    carried weight (``ess < 2``: nothing to read the schedule from)."""
+    return expected_temperatures(log_weight) + 1 if ess >= 2 else 10
 
 
 def marginal_cost(
@@ -200,13 +208,12 @@ def marginal_cost(
     """The expected cost of :func:`~factorkit.fit.marginal_sampler.marginal_sample`, from a pilot
     of :data:`MARGINAL_PILOT` hidden-layer draws analysed as the sampler analyses its first batch
     (:func:`~factorkit.fit.marginal_sampler.first_analysis`): its effective samples per draw give
-    the draws the target needs, its counted work per draw their price (:func:`marginal_us`). At
-    ``eps = 0`` the weight may have infinite variance (its tail index ``alpha < 2``,
-    :func:`~factorkit.fit.tail.weight_tail_index`): the ESS then grows slower than the draws
-    (:func:`ess_growth`), and where that needs more than the sampler's most draws, or no pilot draw
-    carries weight, the run is priced as the tempered SMC it hands over to, with the effort check
-    that runs at ``eps = 0`` (:func:`tempered_draws`). Counted, not timed: the same choice on every
-    machine."""
+    the draws the target needs, its counted work per draw their price (:func:`marginal_us`). Where
+    that needs more than the sampler's most draws, where no pilot draw carries weight, and at
+    ``eps = 0`` where the weight's variance is infinite (its counted tail index below 2: the
+    sampler skips importance sampling there), the run is priced as tempered SMC
+    (:func:`tempered_draws`, over :func:`planned_temperatures`; at ``eps = 0`` with its effort
+    check). Counted, not timed: the same choice on every machine."""
     hidden = HiddenLayers(model, prior)
     smc_us = smc_evaluation_us(model)
     if hidden.kind == "identity":  # depth 1: exact, one analysis
@@ -219,18 +226,64 @@ def marginal_cost(
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
-    tail = weight_tail_index(problem, model, prior) if eps == 0 else None
-    growth = 1.0 if tail is None else ess_growth(tail.alpha)
     draws = math.inf
-    if ess >= 2 and growth > 0:
+    if ess >= 2 and not _infinite_variance(problem, model, prior, eps):
         # a quarter more than the ESS per draw says: the sampler's batches ask for as much
-        draws = MARGINAL_PILOT * (1.25 * target_ess / ess) ** (1.0 / growth)
+        draws = 1.25 * target_ess * MARGINAL_PILOT / ess
     if draws <= HIDDEN_DRAWS:
         method, us = "importance", marginal_us(draws, per_draw)
     else:  # every move of every particle is an exact probability
-        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort=eps == 0)
+        temperatures = planned_temperatures(log_weight, ess)
+        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, eps == 0, temperatures)
         exact = max(integral.work["exact"], 1)
         us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
+    return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
+
+
+NORMALIZED_DRAW_US = 25.0
+"""Microseconds of :class:`~factorkit.fit.normalized.Directions`' estimate for one hidden-layer
+draw (its 64 directions) on the reference machine, one thread: 12.4 ms per 500 draws of the depth
+figure's depth-2 linear net (``normalized_cost``)."""
+NORMALIZED_MOVE_US = 56.0
+"""Microseconds of one weight evaluation inside the normalized sampler's tempered SMC (the
+estimate, the pCN proposals of the directions' latents, the singular-value moves): 22.5 s for
+402,000 evaluations on the same cell, seed 0 (``normalized_cost``)."""
+
+
+def normalized_cost(
+    problem, model, prior, *, target_ess: float, n_particles: int, runs: int, mcmc_steps: int, seed: int
+) -> MarginalCost:
+    """The expected cost of the normalized prior's ``eps = 0`` sampler
+    (:func:`~factorkit.fit.normalized.normalized_zero_sample`, ``method='auto'``), priced as
+    :func:`marginal_cost` prices the Gaussian reduction: a pilot of :data:`MARGINAL_PILOT` hidden
+    draws weighed by :class:`~factorkit.fit.normalized.Directions`, their ESS per draw for
+    importance sampling, and tempered SMC with its effort check (:func:`tempered_draws`) where that
+    needs more than its most draws or the weight's variance is infinite; the times per draw and
+    per tempered evaluation are :data:`NORMALIZED_DRAW_US` and :data:`NORMALIZED_MOVE_US`.
+    ``evaluations`` is in ``choose_sampler``'s unit."""
+    from factorkit.fit.normalized import Directions, NormalizedInterpolation
+
+    hidden = HiddenLayers(model, replace(prior, normalize=False))
+    smc_us = smc_evaluation_us(model)
+    pilot_us = MARGINAL_PILOT * NORMALIZED_DRAW_US
+    if hidden.kind == "identity":  # depth 1: every direction weighs the same
+        price = SMC_EVALUATION_COST * MARGINAL_RUN_US / smc_us
+        return MarginalCost("exact", 1.0, MARGINAL_RUN_US, price, pilot_us)
+    target = NormalizedInterpolation(problem.to(device="cpu", dtype=torch.float64), model, prior)
+    directions = Directions(target)
+    generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
+    gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
+    log_weight = directions.evaluate(gram, directions.draw(MARGINAL_PILOT, generator))[0]
+    ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
+    draws = math.inf
+    if ess >= 2 and not _infinite_variance(problem, model, prior, 0.0):
+        draws = 1.25 * target_ess * MARGINAL_PILOT / ess
+    if draws <= HIDDEN_DRAWS:
+        method, us = "importance", MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US
+    else:
+        temperatures = planned_temperatures(log_weight, ess)
+        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, True, temperatures)
+        us = MARGINAL_RUN_US + draws * NORMALIZED_MOVE_US
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
 
 

@@ -22,11 +22,13 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   :func:`~factorkit.fit.smc.subset_simulation`.
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
-``hidden_draws``, SMC otherwise. Every posterior draw ``W`` is then completed exactly (a ball draw
-of ``g``, Matheron's rule for ``W``), its ``L_gen`` computed exactly, and the Rao-Blackwellized
-``E[L_gen | G, g]`` (closed form) gives the reported posterior mean (``extra['gen_loss_rb']``):
-importance sampling averages it over *every* weighted hidden draw (one exact ``g`` each), with no
-resampling noise and the self-normalized estimator's standard error.
+``hidden_draws``, SMC otherwise; at ``eps = 0`` it goes to SMC directly where the weight's counted
+tail index is below 2 (:attr:`~factorkit.fit.tail.TailIndex.infinite_variance`: importance weights
+whose ESS stalls and whose error bars do not hold). Every posterior draw ``W`` is then completed
+exactly (a ball draw of ``g``, Matheron's rule for ``W``), its ``L_gen`` computed exactly, and the
+Rao-Blackwellized ``E[L_gen | G, g]`` (closed form) gives the reported posterior mean
+(``extra['gen_loss_rb']``): importance sampling averages it over *every* weighted hidden draw (one
+exact ``g`` each), with no resampling noise and the self-normalized estimator's standard error.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def marginal_sample(
     problem64 = problem.to(device="cpu", dtype=torch.float64)
     tail = weight_tail_index(problem, model, prior)
     missing = missing_reason(tail) if eps == 0 else None
+    if method == "auto" and eps == 0 and tail is not None and tail.infinite_variance:
+        method = "smc"  # importance weights of infinite variance: straight to tempered SMC
     if prior.normalize:  # the interpolating posterior only (factorkit.fit.normalized)
         reason = applies(model, prior, eps)
         if reason is not None:

@@ -100,6 +100,14 @@ class TailIndex:
         """Importance weights from the prior are shown to have finite variance."""
         return self.alpha > 2 and not self.upper
 
+    @property
+    def infinite_variance(self) -> bool:
+        """Importance weights from the prior are shown to have an infinite variance that grows as a
+        power (``alpha < 2``; a bound below 2 shows it too): their Kish ESS does not grow as the
+        draws and their error bars do not hold. At ``alpha = 2`` the variance diverges only
+        logarithmically, and that is left to importance sampling."""
+        return self.alpha < 2
+
 
 def spread_cost(small: int, factors: int) -> int:
     """``min sum j_i^2`` over ``factors`` non-negative integers summing to ``small``."""

@@ -69,6 +69,41 @@ def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> fl
     return beta + max(low, 1e-12)
 
 
+def expected_temperatures(log_weight: np.ndarray, fraction: float = 0.5) -> int:
+    """How many temperatures :func:`temper` takes from ``0`` to ``1`` if its moves left a population
+    distributed as each tempered target, estimated from prior draws' ``log_weight``: at ``beta``
+    the tempered target ``prior * w^beta`` is these draws weighted by ``w^beta``, and the next
+    temperature the largest ``beta + d`` whose incremental weights ``w^d`` keep Kish's ESS at
+    ``fraction`` of the population there, ``(sum w^(beta+d))^2 / (sum w^beta sum w^(beta+2d))``
+    (:func:`next_temperature` on a population that is a sample of the target). The draws' own
+    ESS under the later targets is small, so this is a planning figure, not a bound."""
+    finite = np.isfinite(log_weight)
+    if not finite.any():
+        return 0
+    ell = np.asarray(log_weight, dtype=np.float64)[finite]
+    ell = ell - ell.max()
+
+    def log_sum(power: float) -> float:
+        scaled = power * ell
+        top = scaled.max()
+        return float(top + np.log(np.exp(scaled - top).sum()))
+
+    def kept(beta: float, step: float) -> float:
+        return math.exp(2 * log_sum(beta + step) - log_sum(beta) - log_sum(beta + 2 * step))
+
+    beta, count = 0.0, 0
+    while beta < 1.0 and count < MAX_TEMPERATURES:
+        count += 1
+        if kept(beta, 1.0 - beta) >= fraction:
+            break
+        low, high = 0.0, 1.0 - beta
+        for _ in range(60):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if kept(beta, middle) >= fraction else (low, middle)
+        beta += max(low, 1e-12)
+    return count
+
+
 def tempered_runs(
     more, runs: int, target_ess: float, n_particles: int, mcmc_steps: int, check_effort: bool = False
 ) -> dict:
@@ -304,6 +339,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
 
 __all__ = [
     "EFFORT_FACTOR",
+    "expected_temperatures",
     "MAX_TEMPERATURES",
     "effort_change",
     "run_record",

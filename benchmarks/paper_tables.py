@@ -33,27 +33,32 @@ def main() -> None:
               f"{f['gc_core_s'] / 60:.1f} | {f['gd_runs']} | {f['gd_core_s'] / 60:.1f} | "
               f"{f['evaluations']:.2e} |")  # fmt: skip
     print()
+    # G&C at the published threshold; its eps = 0 curve (where the figure has one) in a column of its own
     print("| figure | activation | G&C L_gen (first -> last point) | G&C Page p | GD L_gen (first -> last) | "
-          "GD Page p | G&C ESS per point (min) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "GD Page p | G&C ESS per point (min) | G&C at eps = 0 (first -> last) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for f in timing["figures"]:
         rows = rows_of[f["figure"]]
         metric = study_metric(args.folder / f["figure"])
         records = aggregate(rows, metric)
-        tests = {(t["method"], t["activation"]): t for t in trend_tests(rows, metric)}
+        published = max(f["eps"])
+        tests = {(t["method"], t["activation"], t["eps"]): t for t in trend_tests(rows, metric)}
         for activation in sorted({r["activation"] for r in records}):
             cells = {}
-            for method in ("gc", "gd"):
-                mine = [r for r in records if r["method"] == method and r["activation"] == activation]
+            for method, eps in (("gc", published), ("gd", None), ("gc", 0.0)):
+                mine = [r for r in records if r["method"] == method and r["activation"] == activation
+                        and (method == "gd" or r["eps"] == eps)]  # fmt: skip
                 points = sorted(mine, key=lambda r: r["x"])
-                test = tests.get((method, activation), {})
+                test = tests.get((method, activation, eps), {})
                 page = test.get("page_p")
                 trend = f"{points[0]['median']:.3f} -> {points[-1]['median']:.3f}" if points else ""
-                cells[method] = (trend, "" if page is None or math.isnan(page) else f"{page:.1e}")
-                if method == "gc":
+                cells[method, eps] = (trend, "" if page is None or math.isnan(page) else f"{page:.1e}")
+                if (method, eps) == ("gc", published):
                     ess = min((r["ess_total"] or 0) for r in points) if points else float("nan")
-            (gc_trend, gc_p), (gd_trend, gd_p) = cells["gc"], cells["gd"]
-            print(f"| {f['figure']} | {activation} | {gc_trend} | {gc_p} | {gd_trend} | {gd_p} | {ess:.0f} |")
+            (gc_trend, gc_p), (gd_trend, gd_p) = cells["gc", published], cells["gd", None]
+            zero = cells["gc", 0.0][0] if published > 0 else ""
+            print(f"| {f['figure']} | {activation} | {gc_trend} | {gc_p} | {gd_trend} | {gd_p} | {ess:.0f} "
+                  f"| {zero} |")  # fmt: skip
     print()
     print("| figure | G&C core-min | share by activation, depths 2-6 / 7-10 | runs below the target ESS |")
     print("|---|---|---|---|")

@@ -201,6 +201,31 @@ def planned_temperatures(log_weight, ess: float) -> int:
     return expected_temperatures(log_weight) + 1 if ess >= 2 else 10
 
 
+def _planned_run(
+    log_weight,
+    heavy: bool,
+    *,
+    target_ess: float,
+    n_particles: int,
+    runs: int,
+    mcmc_steps: int,
+    check_effort: bool,
+) -> tuple[str, float]:
+    """The way and the hidden-layer draws a marginal run is priced at, from its pilot's
+    ``log_weight`` (:data:`MARGINAL_PILOT` draws): importance sampling for a quarter more draws
+    than the pilot's ESS per draw says the target needs (the sampler's batches ask for as much),
+    unless that is more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS`, no pilot draw
+    carries weight, or the weights are ``heavy`` (infinite variance: the sampler skips importance
+    sampling); tempered SMC otherwise (:func:`tempered_draws` over :func:`planned_temperatures`)."""
+    ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
+    if ess >= 2 and not heavy:
+        draws = 1.25 * target_ess * MARGINAL_PILOT / ess
+        if draws <= HIDDEN_DRAWS:
+            return "importance", draws
+    temperatures = planned_temperatures(log_weight, ess)
+    return "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort, temperatures)
+
+
 def marginal_cost(
     problem, model, prior, eps: float, *, target_ess: float, n_particles: int, runs: int, mcmc_steps: int,
     seed: int,
@@ -223,18 +248,15 @@ def marginal_cost(
     generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
     gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
     log_weight = first_analysis(integral, gram).log_weight
-    ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
-    draws = math.inf
-    if ess >= 2 and not _infinite_variance(problem, model, prior, eps):
-        # a quarter more than the ESS per draw says: the sampler's batches ask for as much
-        draws = 1.25 * target_ess * MARGINAL_PILOT / ess
-    if draws <= HIDDEN_DRAWS:
-        method, us = "importance", marginal_us(draws, per_draw)
+    method, draws = _planned_run(
+        log_weight, _infinite_variance(problem, model, prior, eps), target_ess=target_ess,
+        n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
+    )  # fmt: skip
+    if method == "importance":
+        us = marginal_us(draws, per_draw)
     else:  # every move of every particle is an exact probability
-        temperatures = planned_temperatures(log_weight, ess)
-        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, eps == 0, temperatures)
         exact = max(integral.work["exact"], 1)
         us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
@@ -274,15 +296,13 @@ def normalized_cost(
     generator = torch.Generator().manual_seed(seed + PILOT_SEED_OFFSET)
     gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
     log_weight = directions.evaluate(gram, directions.draw(MARGINAL_PILOT, generator))[0]
-    ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
-    draws = math.inf
-    if ess >= 2 and not _infinite_variance(problem, model, prior, 0.0):
-        draws = 1.25 * target_ess * MARGINAL_PILOT / ess
-    if draws <= HIDDEN_DRAWS:
-        method, us = "importance", MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US
+    method, draws = _planned_run(
+        log_weight, _infinite_variance(problem, model, prior, 0.0), target_ess=target_ess,
+        n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=True,
+    )  # fmt: skip
+    if method == "importance":
+        us = MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US
     else:
-        temperatures = planned_temperatures(log_weight, ess)
-        method, draws = "tempered", tempered_draws(n_particles, runs, mcmc_steps, True, temperatures)
         us = MARGINAL_RUN_US + draws * NORMALIZED_MOVE_US
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
 

@@ -153,7 +153,8 @@ class OutputLayerIntegral:
         self.y = self.targets[: self.n]
         self.h_star = self.targets[self.n :]
         self.radius2 = self.n * eps
-        self._basis = None  # built on first use (covariance)
+        # the covariances' one-product basis, where it is small enough (covariance)
+        self._basis = self._covariance_basis() if self._basis_size() <= COVARIANCE_BASIS_LIMIT else None
         self.work = {"draws": 0, "exact": 0, "ruben": 0, "contour": 0, "blocks": 0}
         """What this integral has computed: hidden-layer draws analysed, exact ball probabilities,
         and their inner-loop passes (:func:`~factorkit.fit.ball.log_ball_probability`'s ``work``):
@@ -165,10 +166,8 @@ class OutputLayerIntegral:
         ``C`` is linear in ``G``: ``C_ab = sum_{d <= c} G_dc T_dc,ab`` with ``T_dc = O^T_a O_b``'s
         ``(d, c)`` and ``(c, d)`` entries summed (``G`` is symmetric). Where that basis is small
         (:data:`COVARIANCE_BASIS_LIMIT` numbers) ``C`` is one matrix product of ``G``'s upper
-        triangle with it: 10-13x the two products below at ``N = 25``, ``m = m' = 5``
+        triangle with it: 4-6x the two products below (3.9-6.0x over two runs) at ``N = 25``, ``m = m' = 5``
         (``benchmarks/bench_marginal_density.py``)."""
-        if self._basis is None and self._basis_size() <= COVARIANCE_BASIS_LIMIT:
-            self._basis = self._covariance_basis()
         if self._basis is not None:
             upper, basis = self._basis
             count = self.functionals.shape[0]

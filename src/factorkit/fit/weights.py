@@ -83,13 +83,12 @@ def expected_temperatures(log_weight: np.ndarray, fraction: float = 0.5) -> int:
     ell = np.asarray(log_weight, dtype=np.float64)[finite]
     ell = ell - ell.max()
 
-    def log_sum(power: float) -> float:
-        scaled = power * ell
-        top = scaled.max()
-        return float(top + np.log(np.exp(scaled - top).sum()))
-
-    def kept(beta: float, step: float) -> float:
-        return math.exp(2 * log_sum(beta + step) - log_sum(beta) - log_sum(beta + 2 * step))
+    def kept(beta: float, step: float) -> float:  # the draws' count cancels: means, not sums
+        return math.exp(
+            2 * log_mean_exp((beta + step) * ell)
+            - log_mean_exp(beta * ell)
+            - log_mean_exp((beta + 2 * step) * ell)
+        )
 
     beta, count = 0.0, 0
     while beta < 1.0 and count < MAX_TEMPERATURES:

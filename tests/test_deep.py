@@ -53,27 +53,6 @@ def test_bad_model_arguments():
         model.end_to_end([torch.zeros(1, 3, 2), torch.zeros(2, 2, 3)])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_batched_product_matches_bmm_and_keeps_gradients(dtype):
-    """The NumPy path for many small products equals ``torch.bmm`` to rounding (a sum of 5
-    products: 5 ulps of the largest term bounds any reordering); a product that needs a gradient
-    stays on torch and the gradient flows."""
-    from factorkit.models.deep import SMALL_PRODUCT_BATCH, batched_product
-
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(SMALL_PRODUCT_BATCH * 4, 5, 5, generator=g, dtype=dtype)
-    b = torch.randn(SMALL_PRODUCT_BATCH * 4, 5, 3, generator=g, dtype=dtype)
-    fast, reference = batched_product(a, b), torch.bmm(a, b)
-    bound = 5 * torch.finfo(dtype).eps * (a.abs() @ b.abs())
-    assert fast.dtype == dtype and fast.shape == reference.shape
-    assert bool(((fast - reference).abs() <= bound).all())
-    a.requires_grad_()
-    out = batched_product(a, b)
-    assert out.grad_fn is not None
-    out.sum().backward()
-    torch.testing.assert_close(a.grad, b.sum(2).unsqueeze(1).expand_as(a), rtol=0, atol=0)
-
-
 @pytest.mark.parametrize("block", [(3, 4), (40, 20)])  # below and above SLICED_ELEMENTS in all
 @pytest.mark.parametrize(
     "names",

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from scipy import special
 
+from factorkit._kernels import batched_product
 from factorkit.fit.prior import Prior
-from factorkit.models.deep import DeepFactorization, batched_product
+from factorkit.models.deep import DeepFactorization
 
 WORK_FLOATS = 2**24  # floats of hidden-layer work space per batch of draws
 

@@ -42,6 +42,7 @@ import warnings
 
 import torch
 
+from factorkit._kernels import copy_rows
 from factorkit._memory import check_memory
 from factorkit._validation import check_float, check_int, make_generator
 from factorkit.fit.prior import resolve_prior
@@ -113,7 +114,7 @@ def pcn_moves(latent, value, accepts, beta, steps: int, target_acceptance: float
         ]
         accept, proposal_value = accepts(proposal, value)
         for u, v in zip(latent, proposal, strict=True):
-            u[accept] = v[accept]
+            copy_rows(u, v, accept)
         value = torch.where(accept, proposal_value, value)
         rates = accept.reshape(groups, size).double().mean(1).cpu()
         accepted_total += rates

@@ -13,11 +13,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from factorkit._choices import ACTIVATIONS
+from factorkit._kernels import batched_product, tanh
 from factorkit._validation import check_choice, check_float, check_int
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -38,7 +38,7 @@ def get_activation(activation: str | Activation, negative_slope: float = 0.2) ->
         slope = check_float("negative_slope", negative_slope)
         return lambda x: F.leaky_relu(x, slope)
     if activation == "tanh":
-        return torch.tanh
+        return tanh  # torch.tanh's values, through NumPy where no gradient is needed (factorkit._kernels)
     raise ValueError(
         f"activation must be one of {', '.join(map(repr, ACTIVATIONS))} or a callable; got {activation!r}"
     )
@@ -188,29 +188,6 @@ def activation_name(activation: str | Activation) -> str:
 
 
 INITS = ("gaussian", "torch_linear")
-# torch's CPU bmm loops over the batch with a per-matrix kernel below this many multiply-adds per
-# product (m * k * n): 150 ns per 5 x 5 product, where NumPy's stacked matmul takes 45 (3.3-4.8x
-# measured in float32 and float64 at 500 to 32k products; above it the two are within 25%)
-SMALL_PRODUCT = 400
-SMALL_PRODUCT_BATCH = 64
-
-
-def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.bmm(a, b)``, through NumPy's stacked matmul for many small CPU products that need
-    no gradient (the prior draws of G&C and SMC: the same products, rounded alike to the last bit
-    or two, 3-5x faster); ``torch.bmm`` everywhere else (autograd, CUDA, large matrices)."""
-    if (
-        a.device.type == "cpu"
-        and a.shape[0] >= SMALL_PRODUCT_BATCH
-        and a.shape[1] * a.shape[2] * b.shape[2] < SMALL_PRODUCT
-        and a.dtype == b.dtype
-        and a.dtype in (torch.float32, torch.float64)
-        and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-    ):
-        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
-    return torch.bmm(a, b)
-
-
 class GaussianInit:
     """Small random initialisation for any model with ``layer_shapes()``."""
 

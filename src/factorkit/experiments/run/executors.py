@@ -65,25 +65,37 @@ def _keep_freed_memory() -> bool:
 def run_task(job: Job, study: str, device: str = "cpu", threads: int | None = None):
     """Worker entry point (process pool or Dask): ``('rows', [row, ...])`` or ``('shard', payload)``.
 
-    ``threads`` (Dask workers): torch threads per task, and glibc's allocator is told to keep freed
-    buffers (see :func:`_keep_freed_memory`).
+    ``threads`` (Dask workers): torch threads (and NumPy's BLAS threads) per task, and glibc's
+    allocator is told to keep freed buffers (see :func:`_keep_freed_memory`).
     """
     if threads is not None:
         torch.set_num_threads(threads)
+        _limit_blas(threads)
         _keep_freed_memory()
     if job.shard is not None:
         return "shard", jobs.run_shard(job, study, device)
     return "rows", jobs.run_job(job, study, device)
 
 
+def _limit_blas(threads: int) -> None:
+    """NumPy's BLAS to ``threads`` threads, as torch's (a worker's cores are the pool's to share)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        return
+    threadpool_limits(threads, user_api="blas")
+
+
 def init_worker(parent: int | None = None) -> None:
-    """A pool worker: one torch thread, and it exits when the study process that started it dies.
+    """A pool worker: one torch thread and one BLAS thread for NumPy (whose stacked products the
+    deep models use: ``factorkit._kernels``), and it exits when the study process that started it dies.
 
     On Linux the kernel sends SIGKILL when the parent exits (``prctl(PR_SET_PDEATHSIG)``); a
     watchdog thread also polls the parent's pid, for other systems and for a parent killed before
     the call took effect.
     """
     torch.set_num_threads(1)
+    _limit_blas(1)
     if parent is None:
         return
     try:

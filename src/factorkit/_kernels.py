@@ -1,0 +1,82 @@
+"""CPU kernels for the many small tensors of the deep models: batched products, ``tanh`` and row
+selection through NumPy where torch's CPU kernels are slower.
+
+The paper's GD batches, G&C prior draws and SMC populations are thousands of tiny matrices
+(``5 x 5`` to ``5 x 160``). On the CPU, torch's ``bmm`` loops over such a batch with a per-matrix
+kernel, and its float32 ``tanh`` is not vectorized in the builds measured here; NumPy's stacked
+``matmul`` and its SIMD ``tanh`` compute the same values (the products to rounding, summed in
+another order; ``tanh`` within 1.4 float32 ulps of the correctly rounded value, torch's 0.5) in
+a fraction of the time (``python benchmarks/bench_kernels.py``: 2-10x on the products, 3-8x on
+``tanh``). NumPy only sees tensors that need no gradient (``torch.from_numpy`` and
+``Tensor.numpy`` share memory, nothing is copied); autograd, CUDA and other dtypes keep torch's
+kernels, and so does every call while :data:`NUMPY_KERNELS` is off (the benchmarks' baseline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+NUMPY_KERNELS = True
+"""Whether the kernels below may route through NumPy (:func:`torch_kernels` turns it off)."""
+SMALL_PRODUCT_BATCH = 64
+"""Batches below this many products stay with ``torch.bmm`` (one call's overhead either way)."""
+_DTYPES = (torch.float32, torch.float64)
+
+
+@contextlib.contextmanager
+def torch_kernels():
+    """Within the block every kernel here is torch's own: the baseline the benchmarks time against."""
+    global NUMPY_KERNELS
+    saved, NUMPY_KERNELS = NUMPY_KERNELS, False
+    try:
+        yield
+    finally:
+        NUMPY_KERNELS = saved
+
+
+def numpy_path(*tensors: torch.Tensor) -> bool:
+    """Whether ``tensors`` may go through NumPy: on the CPU, one float dtype, no gradient needed."""
+    first = tensors[0]
+    return (
+        NUMPY_KERNELS
+        and first.device.type == "cpu"
+        and first.dtype in _DTYPES
+        and all(t.dtype == first.dtype and t.device.type == "cpu" for t in tensors)
+        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    )
+
+
+def _transposed(matrix: torch.Tensor) -> bool:
+    """A transposed view (its last two axes column-major): ``torch.bmm`` multiplies by it as fast
+    as NumPy or faster (it passes the transpose to BLAS; NumPy copies or loops)."""
+    return not matrix.is_contiguous() and matrix.mT.is_contiguous()
+
+
+def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.bmm(a, b)``; through NumPy's stacked matmul for batches of at least
+    :data:`SMALL_PRODUCT_BATCH` CPU products that need no gradient, unless ``b`` is a transposed
+    view (measured: 1.8-10x faster for every other layout of the paper's shapes, torch 1.0-1.7x
+    faster with a transposed ``b``; ``benchmarks/bench_kernels.py``)."""
+    if a.shape[0] >= SMALL_PRODUCT_BATCH and not _transposed(b) and numpy_path(a, b):
+        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
+    return torch.bmm(a, b)
+
+
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``torch.tanh(x)``, by NumPy's vectorized ``tanh`` where :func:`numpy_path` allows."""
+    if numpy_path(x):
+        return torch.from_numpy(np.tanh(x.detach().numpy()))
+    return torch.tanh(x)
+
+
+def copy_rows(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) -> None:
+    """``target[rows] = source[rows]`` in place (``rows`` a boolean mask of the leading axis): the
+    accepted proposals of an MCMC step, copied exactly."""
+    if numpy_path(target, source) and not target.requires_grad:
+        keep = rows.cpu().numpy()
+        target.numpy()[keep] = source.detach().numpy()[keep]
+    else:
+        target[rows] = source[rows]

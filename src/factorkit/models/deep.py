@@ -188,6 +188,8 @@ def activation_name(activation: str | Activation) -> str:
 
 
 INITS = ("gaussian", "torch_linear")
+
+
 class GaussianInit:
     """Small random initialisation for any model with ``layer_shapes()``."""
 

@@ -1,6 +1,7 @@
 """Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends,
-where each depth figure's G&C time went (per activation, shallow and deep cells), and what a unit
-of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
+where each depth figure's G&C time went (per activation, shallow and deep cells), what a lower ESS
+target would have saved (the SMC rows rerun in projection to the target by their own ESS per run),
+and what a unit of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
 SMC loss evaluation, pilots included: the exchange rate ``auto`` prices per cell from the marginal
 pilot's counted work, :class:`factorkit.fit.auto.MarginalCost`).
 
@@ -14,7 +15,11 @@ import json
 import math
 from pathlib import Path
 
+from factorkit.experiments.paper import PAPER_GC
 from factorkit.experiments.summary import aggregate, study_metric, study_rows, trend_tests
+from factorkit.fit.smc import extension_bounds, projected_runs
+
+TARGETS = (200, 100, 50)
 
 
 def main() -> None:
@@ -72,6 +77,8 @@ def main() -> None:
             shares.append(f"{activation} {100 * shallow / total:.0f}% / {100 * deep / total:.0f}%")
         print(f"| {f['figure']} | {total / 60:.1f} | {'; '.join(shares)} | {f.get('below_target', '')} |")
     print()
+    print(_lower_targets(rows_of, timing))
+    print()
     print(_exchange_rates(rows_of, timing))
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
@@ -83,6 +90,56 @@ def _depth_figures(rows_of: dict, timing: dict):
         gc = [r for r in rows_of[f["figure"]] if r["method"] == "gc"]
         if len({r["depth"] for r in gc}) > 1:
             yield f, gc
+
+
+def _lower_targets(rows_of: dict, timing: dict) -> str:
+    """G&C core-minutes and the Monte Carlo share of each point's variance had SMC stopped at a
+    lower ESS target: every SMC row (``eps > 0``) rerun in projection with its own ESS per run
+    (:func:`~factorkit.fit.smc.projected_runs` from the paper's first runs to its cap, each run
+    costing its mean time), its interval's variance scaled by the ESS ratio; the other rows as
+    measured. The share: the mean over seeds of the rows' Monte Carlo variances (each from its 95%
+    interval) over the seeds' variance of ``L_gen``, per point; median, 90th percentile, largest."""
+    first, particles = PAPER_GC["runs"], PAPER_GC["particles"]
+    cap = extension_bounds(first)[1]
+    seconds = dict.fromkeys(TARGETS, 0.0)
+    points: dict = {}
+    seen = set()
+    for f in timing["figures"]:
+        for r in rows_of[f["figure"]]:
+            if r["method"] != "gc" or r["status"] != "ok" or r["key"] in seen:
+                continue  # a row two figures share counts once
+            seen.add(r["key"])
+            low, high = r["gen_loss_ci_low"], r["gen_loss_ci_high"]
+            variance = ((high - low) / 3.92) ** 2 if low is not None and high is not None else math.nan
+            for target in TARGETS:
+                time, ess = r["wall_time"] or 0.0, r["ess"] or math.nan
+                if r["sampler"] == "smc" and r["eps"] > 0 and r["accepted"]:
+                    runs = max(1, round(r["accepted"] / particles))
+                    planned = projected_runs(ess / runs, target, first, cap)
+                    time, ess = time * planned / runs, ess / runs * planned
+                seconds[target] += time
+                cell = (f["figure"], r["width"], r["depth"], r["activation"], r["eps"], target)
+                points.setdefault(cell, []).append((r["gen_loss"], variance * (r["ess"] or math.nan) / ess))
+    lines = [
+        "| SMC's ESS target | G&C core-min | Monte Carlo share of a point's variance: median, 90%, largest |",
+        "|---|---|---|",
+    ]
+    for target in TARGETS:
+        shares = []
+        for (*_, t), values in points.items():
+            losses = [v[0] for v in values]
+            if t != target or len(losses) < 3:
+                continue
+            mean = sum(losses) / len(losses)
+            spread = sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)
+            share = sum(v[1] for v in values) / len(values) / spread if spread > 0 else math.nan
+            if not math.isnan(share):
+                shares.append(share)
+        shares.sort()
+        quantile = lambda q: shares[min(len(shares) - 1, int(q * len(shares)))]  # noqa: B023, E731
+        lines.append(f"| {target} | {seconds[target] / 60:.1f} | {quantile(0.5):.3f}, {quantile(0.9):.3f}, "
+                     f"{shares[-1]:.2f} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _exchange_rates(rows_of: dict, timing: dict) -> str:

@@ -5,9 +5,9 @@
 One torch thread (a study's pool worker), everything in this process, each pair interleaved and
 the best of ``--repeats`` kept; the baseline is torch's own kernels (``torch_kernels()``):
 
-1. the kernels alone: batched products in the three layouts the deep models use (a forward
-   product, and the backward pass's transposed ``a`` and transposed ``b``), ``tanh``, and the
-   accepted rows of a pCN step;
+1. the kernels alone: a layer's product ``W H`` and the backward pass's ``W^T G`` (a transposed
+   left factor) and ``G H^T`` (a transposed right factor, which ``batched_product`` leaves to
+   torch: NumPy is called directly there to show why), ``tanh``, and the accepted rows of a pCN step;
 2. SMC: four runs of 500 particles (``subset_simulation``) on depth-figure cells;
 3. G&C prior draws: the ``auto`` sampler's rejection pilot (``2^16`` draws) on width-figure cells;
 4. GD: every GD batch of ``study paper`` as the runner builds it (``--steps`` steps), and the
@@ -20,6 +20,7 @@ import argparse
 import time
 import warnings
 
+import numpy as np
 import torch
 
 from factorkit._kernels import batched_product, copy_rows, tanh, torch_kernels
@@ -71,15 +72,21 @@ def kernels(repeats: int) -> None:
     calls = 200
     for dtype in (torch.float32, torch.float64):
         for batch, m, k, n in PRODUCT_SHAPES:
-            a = torch.randn(batch, m, k, generator=g, dtype=dtype)
-            b = torch.randn(batch, k, n, generator=g, dtype=dtype)
+            # the forward product W H of a layer and its two backward products: W^T G (a transposed
+            # a) and G H^T (a transposed b), G the gradient in the product (m x n)
+            weight = torch.randn(batch, m, k, generator=g, dtype=dtype)
+            hidden = torch.randn(batch, k, n, generator=g, dtype=dtype)
+            gradient = torch.randn(batch, m, n, generator=g, dtype=dtype)
             layouts = {
-                "forward a b": (a, b),
-                "transposed a": (a.mT.contiguous().mT, b),
-                "transposed b (torch both ways)": (a, b.mT.contiguous().mT),
+                "forward W H": (weight, hidden),
+                "backward W^T G": (weight.mT, gradient),
+                "backward G H^T, NumPy forced": (gradient, hidden.mT),
             }
             for name, (x, y) in layouts.items():
-                times = best_pair(repeat(lambda x=x, y=y: batched_product(x, y), calls), repeats)
+                # batched_product keeps torch for a transposed b: NumPy is called directly there,
+                # to show why (the NumPy column of that row is not a route the library takes)
+                product = _forced_numpy if "forced" in name else batched_product
+                times = best_pair(repeat(lambda x=x, y=y, f=product: f(x, y), calls), repeats)
                 _row(f"product, {name}", f"{batch} x ({m}, {k}, {n})", dtype, times, calls)
         for shape in [(500, 5, 5), (4000, 5, 5), (72, 160, 5)]:
             x = torch.randn(*shape, generator=g, dtype=dtype)
@@ -89,6 +96,15 @@ def kernels(repeats: int) -> None:
         rows = torch.rand(4000, generator=g) < 0.3
         times = best_pair(repeat(lambda t=target, s=source, r=rows: copy_rows(t, s, r), calls), repeats)
         _row("accepted rows", "4000 x 5 x 5, 30%", dtype, times, calls)
+
+
+def _forced_numpy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """NumPy's stacked matmul whatever the layout (torch's bmm inside ``torch_kernels()``)."""
+    from factorkit import _kernels
+
+    if not _kernels.NUMPY_KERNELS:
+        return torch.bmm(a, b)
+    return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
 
 
 def _row(kernel: str, shape: str, dtype, times: dict, calls: int) -> None:

@@ -6,8 +6,8 @@ The paper's GD batches, G&C prior draws and SMC populations are thousands of tin
 kernel, and its float32 ``tanh`` is not vectorized in the builds measured here; NumPy's stacked
 ``matmul`` and its SIMD ``tanh`` compute the same values (the products to rounding, summed in
 another order; ``tanh`` within 1.4 float32 ulps of the correctly rounded value, torch's 0.5) in
-a fraction of the time (``python benchmarks/bench_kernels.py``: 2-10x on the products, 3-8x on
-``tanh``). NumPy only sees tensors that need no gradient (``torch.from_numpy`` and
+a fraction of the time (``python benchmarks/bench_kernels.py``: 1.6-12x on the products it
+routes, 2.5-6x on ``tanh``). NumPy only sees tensors that need no gradient (``torch.from_numpy`` and
 ``Tensor.numpy`` share memory, nothing is copied); autograd, CUDA and other dtypes keep torch's
 kernels, and so does every call while :data:`NUMPY_KERNELS` is off (the benchmarks' baseline).
 """
@@ -50,16 +50,16 @@ def numpy_path(*tensors: torch.Tensor) -> bool:
 
 
 def _transposed(matrix: torch.Tensor) -> bool:
-    """A transposed view (its last two axes column-major): ``torch.bmm`` multiplies by it as fast
-    as NumPy or faster (it passes the transpose to BLAS; NumPy copies or loops)."""
+    """A transposed view (its last two axes column-major), as the backward pass's ``G H^T``: there
+    ``torch.bmm`` is as fast as NumPy or faster in float32 (it hands the transpose to BLAS)."""
     return not matrix.is_contiguous() and matrix.mT.is_contiguous()
 
 
 def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``torch.bmm(a, b)``; through NumPy's stacked matmul for batches of at least
     :data:`SMALL_PRODUCT_BATCH` CPU products that need no gradient, unless ``b`` is a transposed
-    view (measured: 1.8-10x faster for every other layout of the paper's shapes, torch 1.0-1.7x
-    faster with a transposed ``b``; ``benchmarks/bench_kernels.py``)."""
+    view (``benchmarks/bench_kernels.py``: a layer's product and the backward's ``W^T G`` 1.6-12x
+    faster on the paper's shapes; the backward's ``G H^T`` 0.6-1.1x in float32, left to torch)."""
     if a.shape[0] >= SMALL_PRODUCT_BATCH and not _transposed(b) and numpy_path(a, b):
         return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
     return torch.bmm(a, b)

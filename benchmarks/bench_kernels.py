@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 import torch
 
+from factorkit import _kernels
 from factorkit._kernels import batched_product, copy_rows, tanh, torch_kernels
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup, gd_batch
@@ -100,8 +101,6 @@ def kernels(repeats: int) -> None:
 
 def _forced_numpy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """NumPy's stacked matmul whatever the layout (torch's bmm inside ``torch_kernels()``)."""
-    from factorkit import _kernels
-
     if not _kernels.NUMPY_KERNELS:
         return torch.bmm(a, b)
     return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))

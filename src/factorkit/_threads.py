@@ -77,6 +77,12 @@ def blas_threads(limit: int | None):
         yield
 
 
+def cap_blas_threads(limit: int) -> None:
+    """Cap the BLAS pools (NumPy's, SciPy's) at ``limit`` threads for the rest of the process: a
+    pool worker's set-up, beside ``torch.set_num_threads`` (:func:`blas_threads` for one block)."""
+    _blas_controller().limit(limits=limit, user_api="blas")
+
+
 @contextlib.contextmanager
 def threads_for(work: float):
     """Run the block with :func:`thread_count` ``(work)`` torch threads (and BLAS threads capped

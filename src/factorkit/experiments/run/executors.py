@@ -18,6 +18,7 @@ from multiprocessing import get_context
 import torch
 
 from factorkit._choices import EXECUTORS
+from factorkit._threads import cap_blas_threads
 from factorkit._validation import check_choice, check_int
 from factorkit.experiments.run import jobs
 from factorkit.experiments.run.jobs import Job
@@ -70,20 +71,11 @@ def run_task(job: Job, study: str, device: str = "cpu", threads: int | None = No
     """
     if threads is not None:
         torch.set_num_threads(threads)
-        _limit_blas(threads)
+        cap_blas_threads(threads)
         _keep_freed_memory()
     if job.shard is not None:
         return "shard", jobs.run_shard(job, study, device)
     return "rows", jobs.run_job(job, study, device)
-
-
-def _limit_blas(threads: int) -> None:
-    """NumPy's BLAS to ``threads`` threads, as torch's (a worker's cores are the pool's to share)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return
-    threadpool_limits(threads, user_api="blas")
 
 
 def init_worker(parent: int | None = None) -> None:
@@ -95,7 +87,7 @@ def init_worker(parent: int | None = None) -> None:
     the call took effect.
     """
     torch.set_num_threads(1)
-    _limit_blas(1)
+    cap_blas_threads(1)
     if parent is None:
         return
     try:

@@ -58,6 +58,7 @@ COLUMNS = {
     "ess": "REAL",
     "log_density": "REAL",
     "weight_spread": "REAL",
+    "pareto_k": "REAL",
     "volume_curve": "TEXT",
     "pilot": "TEXT",
     "effort": "TEXT",

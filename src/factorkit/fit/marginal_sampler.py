@@ -49,9 +49,11 @@ from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.tail import missing_reason, weight_tail_index
 from factorkit.fit.weights import (
+    heavy_tail_checked,
     kish_ess,
     log_mean_exp,
     normalized_weights,
+    pareto_k,
     run_record,
     systematic_resample,
     temper,
@@ -281,6 +283,9 @@ def _importance(
         warnings.warn(
             f"importance sampling reached an ESS of {ess:.1f} < target_ess = {target_ess:g} "
             f"with hidden_draws = {drawn}", RuntimeWarning, stacklevel=3)  # fmt: skip
+    shape = pareto_k(log_weight)
+    if not heavy_tail_checked(shape, give_up, drawn):
+        return None
     grams = torch.cat(grams)
     weights = normalized_weights(log_weight)
     rows = systematic_resample(weights, n_samples, generator)
@@ -308,6 +313,7 @@ def _importance(
         "kish_ess": ess,
         "evaluations": drawn,
         "weight_spread": float(weights.max()),
+        "pareto_k": shape,
         "rb": rb,
         "rb_se": rb_se,
         "prior_gen": (float(prior_gen.mean()), float(prior_gen.std(ddof=1) / math.sqrt(prior_gen.size))),
@@ -403,6 +409,7 @@ def _result(problem, eps: float, state, keep_samples: bool, wall_time: float) ->
         "hidden_draws": state["evaluations"],
         "kish_ess": state.get("kish_ess", ess),  # of the hidden-layer weights, not capped
         "screened": state.get("screened", 0),
+        "pareto_k": state.get("pareto_k", math.nan),  # importance sampling's weights only
     }
     if eps == 0:
         extra["log_density"] = state["log_volume"]

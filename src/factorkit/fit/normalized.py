@@ -55,9 +55,11 @@ from factorkit.fit.marginal import OutputLayerIntegral
 from factorkit.fit.marginal import normalized_applies as applies
 from factorkit.fit.prior import Prior
 from factorkit.fit.weights import (
+    heavy_tail_checked,
     kish_ess,
     log_mean_exp,
     normalized_weights,
+    pareto_k,
     run_record,
     systematic_resample,
     temper,
@@ -466,6 +468,9 @@ def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, 
         if give_up and ess / drawn * hidden_draws < target_ess:
             return None
     log_weight = np.concatenate(log_weights)
+    shape = pareto_k(log_weight)
+    if not heavy_tail_checked(shape, give_up, drawn):
+        return None
     v, rb_all = torch.cat(chosen), torch.cat(rbs).numpy()
     weights = normalized_weights(log_weight)
     raw = np.exp(log_weight - log_weight.max())
@@ -482,6 +487,7 @@ def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, 
         "kish_ess": ess,
         "evaluations": drawn,
         "weight_spread": float(weights.max()),
+        "pareto_k": shape,
         "rb": rb,
         "rb_se": math.sqrt(float((weights**2 * (rb_all - rb) ** 2).sum())),
     }

@@ -8,7 +8,8 @@ For the width figure's depth-2 cells at ``eps = 0`` (widths 5 and 10, three acti
 (``method='importance'``, ESS target 200) and prints the Pareto shape ``k`` of its weights
 (:func:`factorkit.fit.weights.pareto_k`: the weights' tail falls like ``t^(-1/k)``), Kish's ESS,
 the draws it took and its Rao-Blackwellized posterior mean of ``L_gen`` with its standard error.
-Where ``k`` exceeds PSIS's 0.7 (:data:`~factorkit.fit.weights.PARETO_K_RELIABLE`) the cell is
+Where ``k`` exceeds PSIS's 0.7 (:data:`~factorkit.fit.weights.PARETO_K_LIMIT`, above which ``auto``
+hands the run over to tempered SMC) the cell is
 also sampled by tempered SMC with ``--steps`` pCN steps per temperature (8 runs of 500, no effort
 check), and the difference of the two means is printed in units of their combined standard error:
 where the weights' tail is heavy, do the importance estimates still hold? The counted tail index
@@ -28,7 +29,7 @@ import torch
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.marginal_sampler import marginal_sample
-from factorkit.fit.weights import PARETO_K_RELIABLE
+from factorkit.fit.weights import PARETO_K_LIMIT
 
 
 def main() -> None:
@@ -52,15 +53,16 @@ def main() -> None:
                                       keep_samples=False)  # fmt: skip
                 seconds = time.perf_counter() - start
                 e = run.extra
+                mean = f"{e['gen_loss_rb']:.4f} ({e['gen_loss_rb_se']:.4f})"
                 row = (f"| {width} | {activation} | {seed} | {e['pareto_k']:.2f} | {e['kish_ess']:.0f} | "
-                       f"{e['hidden_draws']} | {e['gen_loss_rb']:.4f} ({e['gen_loss_rb_se']:.4f}) |")  # fmt: skip
-                if not e["pareto_k"] > PARETO_K_RELIABLE:
+                       f"{e['hidden_draws']} | {mean} |")  # fmt: skip
+                if not e["pareto_k"] > PARETO_K_LIMIT:
                     print(f"{row} | | {seconds:.1f} / |", flush=True)
                     continue
                 start = time.perf_counter()
-                ref = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", mcmc_steps=args.steps,
-                                      runs=8, target_ess=1, check_effort=False, seed=100 + seed,
-                                      keep_samples=False).extra  # fmt: skip
+                ref = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc",
+                                      mcmc_steps=args.steps, runs=8, target_ess=1, check_effort=False,
+                                      seed=100 + seed, keep_samples=False).extra  # fmt: skip
                 smc_seconds = time.perf_counter() - start
                 se = math.hypot(e["gen_loss_rb_se"], ref["gen_loss_rb_se"])
                 z = (e["gen_loss_rb"] - ref["gen_loss_rb"]) / se

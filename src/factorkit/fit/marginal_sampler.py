@@ -22,7 +22,9 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   :func:`~factorkit.fit.smc.subset_simulation`.
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
-``hidden_draws``, SMC otherwise; at ``eps = 0`` it goes to SMC directly where the weight's counted
+``hidden_draws``, SMC otherwise, and hands a finished importance run over to SMC where its weights'
+Pareto shape is above :data:`~factorkit.fit.weights.PARETO_K_LIMIT` (0.7: a tail too heavy for its
+estimate to be trusted); at ``eps = 0`` it goes to SMC directly where the weight's counted
 tail index is below 2 (:attr:`~factorkit.fit.tail.TailIndex.infinite_variance`: importance weights
 whose ESS stalls and whose error bars do not hold). Every posterior draw ``W`` is then completed
 exactly (a ball draw of ``g``, Matheron's rule for ``W``), its ``L_gen`` computed exactly, and the
@@ -134,8 +136,10 @@ def marginal_sample(
         the limit of ``V(eps)`` over the volume of the ball of radius ``sqrt(n eps)``), ``ess``
         (Kish's, of the hidden-layer weights, capped at ``n_samples``; SMC: between runs) and
         ``kish_ess`` (not capped), ``weight_spread`` (the largest normalized weight: ``1 / draws``
-        when flat, 1 when one draw carries everything), ``gen_loss_rb`` (the posterior mean of
-        ``L_gen``, Rao-Blackwellized over every weighted draw), its standard error
+        when flat, 1 when one draw carries everything), ``pareto_k`` (importance sampling: the
+        Pareto shape of the weights' tail, :func:`~factorkit.fit.weights.pareto_k`; ``nan``
+        otherwise), ``gen_loss_rb`` (the posterior mean of ``L_gen``, Rao-Blackwellized over every
+        weighted draw), its standard error
         ``gen_loss_rb_se`` and interval ``gen_loss_rb_ci``, and ``ess_gen_loss``: the i.i.d.
         posterior draws that would estimate that mean as well; tempered SMC adds
         ``log_volume_runs``, ``temperatures`` and ``effort`` (``check_effort``'s comparison).

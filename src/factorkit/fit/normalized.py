@@ -412,7 +412,8 @@ def normalized_zero_sample(
     direction kept per draw, in proportion to its weight); ``'smc'`` tempers that log-weight over
     the standard-normal latents of the hidden layers and of the directions with the pCN moves of
     the other samplers; ``'auto'`` starts importance sampling and hands over to SMC as soon as
-    its ESS so far projects less than ``target_ess`` within ``hidden_draws``."""
+    its ESS so far projects less than ``target_ess`` within ``hidden_draws``, or where its
+    finished run's weights have a Pareto shape above :data:`~factorkit.fit.weights.PARETO_K_LIMIT`."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     if hidden.kind == "identity":

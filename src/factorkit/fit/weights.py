@@ -45,8 +45,8 @@ PARETO_K_LIMIT = 0.7
 Above it the self-normalized estimate converges too slowly to trust whatever its ESS says
 (Vehtari et al., "Pareto smoothed importance sampling", JMLR 25, 2024), and on the paper's cells
 it shows: ``python benchmarks/bench_pareto_k.py`` (the width figure's ``eps = 0`` cells, widths 5
-and 10, seeds 0-3) found shapes 0.05-0.63 at width 10 but leaky ReLU's, 0.60-0.97 at width 5
-(counted tail index 2), and where the shape was above 0.7, the importance estimate of ``L_gen``
+and 10, seeds 0-3) found shapes 0.05-0.63 at width 10 (one leaky ReLU seed 0.75), 0.60-0.97 at
+width 5 (counted tail index 2), and where the shape was above 0.7, the importance estimate of ``L_gen``
 2.0-2.7 standard errors from long tempered SMC runs in 4 of 9 cells (higher in 3: the far tail
 missed), within 1.4 in the others. ``method='auto'`` hands such a run over to tempered SMC; an
 explicit ``method='importance'`` warns."""

@@ -1,6 +1,8 @@
 """Markdown tables of a `factorkit study paper` folder: time per figure, ESS per point, trends,
 where each depth figure's G&C time went (per activation, shallow and deep cells), what a lower ESS
 target would have saved (the SMC rows rerun in projection to the target by their own ESS per run),
+how each figure's ``eps = 0`` rows were sampled (importance runs kept with the largest Pareto
+shape of their weights, tempered runs and the effort checks that saw their answer move),
 and what a unit of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
 SMC loss evaluation, pilots included: the exchange rate ``auto`` prices per cell from the marginal
 pilot's counted work, :class:`factorkit.fit.auto.MarginalCost`).
@@ -77,11 +79,31 @@ def main() -> None:
             shares.append(f"{activation} {100 * shallow / total:.0f}% / {100 * deep / total:.0f}%")
         print(f"| {f['figure']} | {total / 60:.1f} | {'; '.join(shares)} | {f.get('below_target', '')} |")
     print()
+    print(_eps_zero_rows(rows_of, timing))
+    print()
     print(_lower_targets(rows_of, timing))
     print()
     print(_exchange_rates(rows_of, timing))
     if timing.get("wall_seconds"):
         print(f"\nlast run's wall time: {timing['wall_seconds'] / 60:.1f} min")
+
+
+def _eps_zero_rows(rows_of: dict, timing: dict) -> str:
+    """Per figure with ``eps = 0`` G&C rows: how many, the importance-sampled ones (a ``pareto_k``)
+    with their largest Pareto shape, and the tempered ones (an ``effort`` record) with the count
+    whose effort check saw the answer move."""
+    lines = ["| figure | eps = 0 rows | importance (largest Pareto k) | tempered | moved with the effort |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for f in timing["figures"]:
+        zero = [r for r in rows_of[f["figure"]] if r["method"] == "gc" and r["eps"] == 0]
+        if not zero:
+            continue
+        shapes = [r["pareto_k"] for r in zero if r.get("pareto_k") is not None]
+        tempered = [json.loads(r["effort"]) for r in zero if r.get("effort")]
+        moved = sum(any(check.get("moved") for check in e.get("checks", [])) for e in tempered)
+        largest = f" ({max(shapes):.2f})" if shapes else ""
+        lines.append(f"| {f['figure']} | {len(zero)} | {len(shapes)}{largest} | {len(tempered)} | {moved} |")
+    return "\n".join(lines)
 
 
 def _depth_figures(rows_of: dict, timing: dict):

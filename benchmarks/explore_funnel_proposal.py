@@ -84,10 +84,9 @@ class FunnelProposal:
             return (c - math.log(s) - F.square() / (2 * s * s)).sum((1, 2))
         if self.activation == "tanh":
             inside = (F.abs() < 1).all(2).all(1)
-            G = F.clamp(-1 + 1e-15, 1 - 1e-15)
-            out = (c - math.log(s) - torch.atanh(G).square() / (2 * s * s) - torch.log1p(-G.square())).sum(
-                (1, 2)
-            )
+            clamped = F.clamp(-1 + 1e-15, 1 - 1e-15)
+            out = (c - math.log(s) - torch.atanh(clamped).square() / (2 * s * s)
+                   - torch.log1p(-clamped.square())).sum((1, 2))  # fmt: skip
             return torch.where(inside, out, torch.full_like(out, -math.inf))
         scale = torch.where(F > 0, torch.full_like(F, s), torch.full_like(F, SLOPE * s))
         return (c - torch.log(scale) - F.square() / (2 * scale.square())).sum((1, 2))

@@ -213,7 +213,7 @@ def gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
         "log_volume_se": summary["log_volume_se"] if finite else None,
         "log_density": result.extra.get("log_density"),
         "weight_spread": result.extra.get("weight_spread"),
-        "pareto_k": _finite_or_none(result.extra.get("pareto_k")),
+        "pareto_k": result.extra.get("pareto_k"),  # nan (not importance sampling) is stored as NULL
         "ess": summary["ess"] if smc else result.accepted,
         "volume_curve": json.dumps(curve) if curve else None,
         "pilot": json.dumps(result.extra["pilot"]) if "pilot" in result.extra else None,
@@ -233,11 +233,6 @@ def gc_row(base: dict, params: dict, result: GuessCheckResult) -> dict:
         "prior_gen_loss": result.prior_gen_loss_mean,
         "wall_time": result.wall_time,
     }
-
-
-def _finite_or_none(value) -> float | None:
-    """``value`` as a float for the store, ``None`` where it is missing or not finite."""
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def rank1_energy(W: torch.Tensor | None) -> float | None:

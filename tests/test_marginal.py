@@ -129,14 +129,14 @@ def test_agrees_with_subset_simulation_at_a_small_threshold():
     assert rb_low <= high and low <= rb_high
 
 
-@pytest.mark.parametrize("eps", [0.01, 0.0])
-def test_importance_sampling_and_tempered_smc_agree(eps):
+@pytest.mark.parametrize("eps, path", [(0.01, None), (0.0, "noise"), (0.0, "power")])
+def test_importance_sampling_and_tempered_smc_agree(eps, path):
     problem = problem_of()
     model = DeepFactorization(5, 5, 5, 2)
     importance = marginal_sample(problem, model, eps=eps, method="importance", target_ess=400, seed=7)
     # the runs as they are at eps = 0 too: the effort check (tests/test_weights.py) would only add longer runs
     smc = marginal_sample(
-        problem, model, eps=eps, method="smc", n_particles=300, runs=6, seed=8, check_effort=False
+        problem, model, eps=eps, method="smc", n_particles=300, runs=6, seed=8, check_effort=False, path=path
     )
     assert importance.extra["method"] == "importance" and smc.extra["method"] == "smc"
     key = "log_density" if eps == 0 else "log_volume"

@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
+from factorkit.fit.smc import effective_sample_size
 from factorkit.fit.weights import EFFORT_FACTOR, effort_change, singular_value_moves, tempered_runs
 
 PARTICLES = 50
@@ -85,6 +86,40 @@ def test_without_the_check_nothing_else_runs():
     state = tempered_runs(more, 8, 10.0, PARTICLES, 10)
     assert calls == [(8, 10)]
     assert state["effort"] == {"mcmc_steps": 10, "checks": [], "converged": True}
+
+
+def test_runs_are_pooled_by_their_normalizing_constants():
+    """Runs that found more of the mass (a larger ``Z_r``) weigh more: ``log V = log mean Z_r``, the
+    posterior mean ``sum Z_r m_r / sum Z_r``, its ESS the ratio estimator's, and the draws
+    resampled to the same weights (systematic: each run's count within one of its share)."""
+    rng = np.random.default_rng(3)
+    log_volumes = np.array([1.0, 2.5, 0.0, 1.7])
+    runs = []
+    for index, log_volume in enumerate(log_volumes):
+        rb = torch.from_numpy(0.01 * index + 0.001 * rng.standard_normal(PARTICLES))
+        draws = {key: rb.clone() for key in ("W", "train", "gen", "rb")}
+        draws["W"] = torch.full((PARTICLES,), float(index))  # which run a pooled draw came from
+        runs.append({"draws": draws, "log_volume": log_volume, "levels": [{"acceptance": 0.3}],
+                     "evaluations": 1, "distinct": PARTICLES})  # fmt: skip
+    state = tempered_runs(lambda count, steps: runs[:count], 4, 1e-9, PARTICLES, 10,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    z = np.exp(log_volumes)
+    weights = z / z.sum()
+    means = np.array([float(r["draws"]["rb"].mean()) for r in runs])
+    assert state["log_volume"] == pytest.approx(math.log(z.mean()), rel=1e-12)
+    assert state["log_volume_se"] == pytest.approx(z.std(ddof=1) / 2 / z.mean(), rel=1e-12)
+    assert state["rb"] == pytest.approx(float((weights * means).sum()), rel=1e-12)
+    np.testing.assert_allclose(state["run_weights"], weights, rtol=1e-12)
+    counts = np.bincount(state["draws"]["W"].long().numpy(), minlength=4)
+    assert counts.sum() == 4 * PARTICLES and np.all(np.abs(counts - weights * 4 * PARTICLES) <= 1)
+    spread = 4 / 3 * float((weights**2 * (means - (weights * means).sum()) ** 2).sum())
+    within = float(sum(w * r["draws"]["rb"].var() for w, r in zip(weights, runs, strict=True)))
+    assert state["ess"] == pytest.approx(within / spread, rel=1e-10)
+    # equal weights: the plain formula (runs * within / between)
+    groups = [r["draws"]["rb"] for r in runs]
+    assert effective_sample_size(groups, PARTICLES, np.full(4, 0.25)) == pytest.approx(
+        effective_sample_size(groups, PARTICLES), rel=1e-12
+    )
 
 
 def test_singular_value_moves_keep_their_target_and_reach_it():

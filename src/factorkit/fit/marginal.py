@@ -41,10 +41,10 @@ import torch
 from factorkit.fit.ball import (
     log_ball_probability,
     log_ball_upper_bound,
-    log_gaussian_density,
     saddlepoint,
     split_spectrum,
 )
+from factorkit.fit.noise_path import log_noisy_density
 from factorkit.fit.prior import Prior
 from factorkit.models.deep import DeepFactorization, activation_name
 from factorkit.problems.sensing import SensingProblem
@@ -231,14 +231,17 @@ class OutputLayerIntegral:
         self.work["exact"] += values.shape[0]
         return log_ball_probability(values, centre, self.radius2, work=self.work)
 
-    def _density(self, analysis: Analysis) -> np.ndarray:
-        """``log N(y; 0, Sigma_gg)`` per draw by a Cholesky factor (a tenth of an
+    def _density(self, analysis: Analysis, noise: float = 0.0) -> np.ndarray:
+        """``log N(y; 0, Sigma_gg + noise I)`` per draw by a Cholesky factor (a tenth of an
         eigen-decomposition's time at n = 22); draws whose factor fails or has a pivot below
         :data:`CHOLESKY_RTOL` of the largest diagonal entry go through the eigenvalues
-        (:func:`~factorkit.fit.ball.log_gaussian_density`: a singular ``Sigma`` exactly). Where the
-        two could differ, ``Sigma`` is within ``NULL_RTOL`` of singular and the weight is ~0 both ways."""
+        (:func:`~factorkit.fit.noise_path.log_noisy_density`: a singular ``Sigma`` exactly). Where
+        the two could differ, ``Sigma`` is within ``NULL_RTOL`` of singular and the weight is ~0 both
+        ways. ``noise``: the measurement noise of :mod:`factorkit.fit.noise_path` (0: the ``eps = 0``
+        weight)."""
         n = self.n
-        sigma = analysis.cov[:, :n, :n]
+        plain = analysis.cov[:, :n, :n]
+        sigma = plain + noise * torch.eye(n, dtype=plain.dtype) if noise else plain
         factor, info = torch.linalg.cholesky_ex(sigma)
         pivots = factor.diagonal(dim1=1, dim2=2).square()
         scale = sigma.diagonal(dim1=1, dim2=2).amax(1)
@@ -254,10 +257,28 @@ class OutputLayerIntegral:
             out[good.numpy()] = (
                 -0.5 * (n * math.log(2 * math.pi) + logdet + white.square().sum((1, 2)))
             ).numpy()
-        if not everyone:
-            values, _, centre = eigen(sigma[~good], self.y)
-            out[(~good).numpy()] = log_gaussian_density(values, centre)
+        if not everyone:  # Sigma's own eigenvalues, shifted by the noise: no null space then
+            values, _, centre = eigen(plain[~good], self.y)
+            out[(~good).numpy()] = log_noisy_density(values, centre, noise)
         return out
+
+    def log_noisy_density(self, gram: torch.Tensor, noise: float) -> np.ndarray:
+        """``log N(y; 0, Sigma_gg + noise I)`` per hidden-layer draw (``eps = 0`` only; ``noise = 0``
+        is the weight itself): the targets of :func:`~factorkit.fit.noise_path.anneal_noise`."""
+        if self.eps != 0:
+            raise ValueError(
+                f"the noise path targets the eps = 0 posterior, this integral has eps = {self.eps}"
+            )
+        gram = gram.to(torch.float64)
+        self.work["draws"] += gram.shape[0]
+        analysis = Analysis(gram, self.covariance(gram), self.y, np.full(gram.shape[0], -np.inf))
+        return self._density(analysis, noise)
+
+    def sigma_spectrum(self, gram: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, centre)`` of ``Sigma_gg`` per hidden-layer draw (:func:`eigen`)."""
+        gram = gram.to(torch.float64)
+        values, _, centre = eigen(self.covariance(gram)[:, : self.n, : self.n], self.y)
+        return values, centre
 
     def reweigh(self, analysis: Analysis, floor: np.ndarray | float) -> Analysis:
         """``analysis`` (with its Chernoff bounds) weighed at a new ``floor``: the exact log-weight

@@ -46,6 +46,7 @@ from scipy import stats
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import Analysis, OutputLayerIntegral, applies
+from factorkit.fit.noise_path import anneal_noise
 from factorkit.fit.normalized import normalized_zero_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
@@ -65,6 +66,7 @@ from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
 METHODS = ("auto", "importance", "smc")
+PATHS = ("noise", "power")
 # hidden-layer draws whose Chernoff bound lies this many nats below the largest weight are not
 # computed: together they weigh less than draws * e^-50 (2e-22 per draw) of the total
 SCREEN_NATS = 50.0
@@ -88,6 +90,7 @@ def marginal_sample(
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
     check_effort: bool | None = None,
+    path: str | None = None,
     seed: int | torch.Generator = 0,
     keep_samples: bool = True,
 ) -> GuessCheckResult:
@@ -123,6 +126,13 @@ def marginal_sample(
         answer moved, warn and keep the longer runs. ``None`` (default): at ``eps = 0``, where
         the weight is a density that deep posteriors make hard to mix (the guide's "Deep eps = 0
         posteriors"); ``extra['effort']`` records the comparison.
+    path : {'noise', 'power'} or None
+        Tempered SMC's sequence of targets: ``'power'`` raises the weight to a power ``beta``
+        from 0 to 1; ``'noise'`` (``eps = 0``, unnormalized priors only) adds Gaussian measurement
+        noise of a variance that falls to 0 (:mod:`factorkit.fit.noise_path`: it follows
+        posteriors whose mass spreads over many decades of the weight, where tempering stays
+        shallow). ``None`` (default): ``'noise'`` at ``eps = 0`` with an unnormalized prior, ``'power'``
+        elsewhere.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.
@@ -162,7 +172,16 @@ def marginal_sample(
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     check = eps == 0 if check_effort is None else check_effort
+    if path is not None:
+        check_choice("path", path, PATHS)
     prior = resolve_prior(prior, problem)
+    if path == "noise" and (eps != 0 or prior.normalize):
+        raise ValueError(
+            f"path='noise' anneals the measurement noise to the eps = 0 posterior of an unnormalized "
+            f"prior; got eps = {eps:g} and a {'normalized' if prior.normalize else 'unnormalized'} "
+            "prior (use path='power')"
+        )
+    path = path or ("noise" if eps == 0 and not prior.normalize else "power")
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
     tail = weight_tail_index(problem, model, prior)
@@ -199,7 +218,7 @@ def marginal_sample(
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
             state = _tempered(integral, hidden.for_moves(), n_particles, runs, mcmc_steps, target_acceptance,
-                              target_ess, generator, check)  # fmt: skip
+                              target_ess, generator, check, path)  # fmt: skip
     result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     result.extra["tail_index"] = math.nan if tail is None else tail.alpha
     result.extra["work"] = dict(integral.work)
@@ -355,9 +374,27 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
     return out
 
 
-def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
-    """One tempered SMC run over the hidden layers; its final population, log V and levels (with
-    matrix latents, half of each temperature's moves are singular-value moves: :func:`temper`)."""
+def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path) -> dict:
+    """One SMC run over the hidden layers; its final population, log V and levels (with matrix
+    latents, half of each level's moves are singular-value moves). ``path``: ``'power'`` tempers
+    the weight (:func:`~factorkit.fit.weights.temper`), ``'noise'`` (``eps = 0``) anneals the
+    measurement noise (:func:`~factorkit.fit.noise_path.anneal_noise`)."""
+    if path == "noise":
+
+        def density_at(latent: list[torch.Tensor], noise: float) -> torch.Tensor:
+            return torch.from_numpy(integral.log_noisy_density(hidden.gram(latent, n_particles), noise))
+
+        latent, value, log_volume, levels, evaluations = anneal_noise(
+            density_at, lambda latent: integral.sigma_spectrum(hidden.gram(latent, n_particles)),
+            hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance, generator,
+            matrices=hidden.matrices,
+        )  # fmt: skip
+        gram = hidden.gram(latent, n_particles)
+        return {
+            "gram": gram,
+            "log_weight": value.numpy(),
+            **run_record(value, log_volume, levels, evaluations),
+        }
 
     def log_weight_of(latent: list[torch.Tensor], floor=None) -> torch.Tensor:
         return torch.from_numpy(integral.analyse(hidden.gram(latent, n_particles), floor=floor).log_weight)
@@ -373,17 +410,18 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
 
 
 def _tempered(
-    integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort
-) -> dict:
+    integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort,
+    path="power",
+) -> dict:  # fmt: skip
     def more(count, steps):
         out = []
         for _ in range(count):
-            run = _tempered_run(integral, hidden, n_particles, steps, target_acceptance, generator)
+            run = _tempered_run(integral, hidden, n_particles, steps, target_acceptance, generator, path)
             run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator, run["log_weight"])
             out.append(run)
         return out
 
-    state = tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort)
+    state = tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort, generator)
     prior = integral.prior_gen_loss(integral.analyse(hidden.gram(hidden.draw(n_particles, generator),
                                                                  n_particles)))  # fmt: skip
     state["prior_gen"] = (float(prior.mean()), float(prior.std() / math.sqrt(prior.numel())))

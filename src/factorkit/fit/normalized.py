@@ -524,7 +524,7 @@ def _tempered(
         return [_tempered_run(target, hidden, n_particles, steps, target_acceptance, generator)
                 for _ in range(count)]  # fmt: skip
 
-    return tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort)
+    return tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort, generator)
 
 
 __all__ = [

@@ -473,17 +473,29 @@ def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_sam
     )
 
 
-def effective_sample_size(groups: list[torch.Tensor], distinct: int) -> float:
+def effective_sample_size(groups: list[torch.Tensor], distinct: int, run_weights=None) -> float:
     """ESS of the pooled mean of ``L_gen`` from the spread of independent runs' means.
 
-    ``ESS = sigma^2 / Var(run mean) * runs`` with ``sigma^2`` the pooled within-run variance;
-    with one run, the count of distinct final particles stands in (an upper bound).
+    ``ESS = sigma^2 / Var(pooled mean)`` with ``sigma^2`` the pooled within-run variance and
+    ``Var(pooled mean) = R / (R - 1) sum_r v_r^2 (m_r - m)^2`` over the runs' means ``m_r``, pooled
+    as ``m = sum_r v_r m_r`` with normalized ``run_weights`` ``v_r`` (default equal: then
+    ``sigma^2 R / Var(run mean)``; weighted by the runs' normalizing constants, the delta method's
+    variance of the ratio estimator); with one run, the count of distinct final particles stands
+    in (an upper bound).
     """
     if len(groups) < 2:
         return float(distinct)
+    runs, total = len(groups), sum(g.numel() for g in groups)
     means = torch.stack([g.double().mean() for g in groups])
-    within = torch.stack([g.double().var() for g in groups]).mean()
-    between = means.var()
-    if float(between) == 0.0:
-        return float(sum(g.numel() for g in groups))
-    return float(min(within / between * len(groups), sum(g.numel() for g in groups)))
+    variances = torch.stack([g.double().var() for g in groups])
+    if run_weights is None:
+        within, between = variances.mean(), means.var()
+        if float(between) == 0.0:
+            return float(total)
+        return float(min(within / between * runs, total))
+    v = torch.as_tensor(run_weights, dtype=torch.float64)
+    within = (v * variances).sum()
+    spread = runs / (runs - 1) * (v.square() * (means - (v * means).sum()).square()).sum()
+    if float(spread) == 0.0:
+        return float(total)
+    return float(min(within / spread, total))

@@ -168,12 +168,22 @@ def expected_temperatures(log_weight: np.ndarray, fraction: float = 0.5) -> int:
 
 
 def tempered_runs(
-    more, runs: int, target_ess: float, n_particles: int, mcmc_steps: int, check_effort: bool = False
-) -> dict:
+    more, runs: int, target_ess: float, n_particles: int, mcmc_steps: int, check_effort: bool = False,
+    generator: torch.Generator | None = None,
+) -> dict:  # fmt: skip
     """Independent tempered SMC runs from ``more(count, mcmc_steps)`` (each a dict with ``draws``,
     ``log_volume``, ``levels``, ``evaluations``, ``distinct``): ``runs`` first, then as many as
     :func:`~factorkit.fit.smc.runs_to_add` says until the spread of their means of ``L_gen`` says
     ``target_ess`` (at most 16 times ``max(runs, 8)``); pooled into a state.
+
+    The runs are pooled by their normalizing constants: each run's ``Z_r = exp(log_volume)`` is an
+    unbiased estimate and ``Z_r`` times its particle average one of ``Z E[f]``, so ``log V`` is
+    ``log mean Z_r`` and the posterior mean of ``L_gen`` is ``sum Z_r m_r / sum Z_r`` over the
+    runs' means ``m_r``: consistent as runs are added, where the plain mean of ``m_r`` keeps each
+    run's finite-population bias, which a heavy-tailed posterior makes large (runs that find its
+    deep mass weigh more, as they should: ``benchmarks/bench_noise_path.py``). The ESS is the
+    ratio estimator's (:func:`~factorkit.fit.smc.effective_sample_size` with the runs' weights);
+    the draws are resampled to the same weights (``generator``).
 
     ``check_effort``: before adding runs, run half as many (4 at least) with ``EFFORT_FACTOR`` times
     the pCN steps per temperature and compare (:func:`effort_change`); where the answer moved, warn, keep
@@ -206,33 +216,43 @@ def tempered_runs(
             )
         else:
             results += longer
+
+    def run_weights(results):
+        return normalized_weights(np.array([r["log_volume"] for r in results]))
+
     while True:
-        ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles)
+        ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles, run_weights(results))
         count = runs_to_add(ess, len(results), target_ess, chunk, cap)
         if not count:
             break
         results += more(count, mcmc_steps)
     log_volumes = np.array([r["log_volume"] for r in results])
+    weights = run_weights(results)
     rb_groups = [r["draws"]["rb"] for r in results]
-    ess = effective_sample_size(rb_groups, results[0]["distinct"])
-    rb_all = torch.cat(rb_groups)
+    ess = effective_sample_size(rb_groups, results[0]["distinct"], weights)
+    means = np.array([float(g.double().mean()) for g in rb_groups])
+    rb = float((weights * means).sum())
+    # the posterior variance of L_gen given the pooled posterior: the runs' weighted variances
+    # about the pooled mean
+    spread = sum(
+        w * float((g.double() - rb).square().mean()) for w, g in zip(weights, rb_groups, strict=True)
+    )
     low = min(level["acceptance"] for r in results for level in r["levels"])
     if low < 0.05:
         warnings.warn(f"pCN acceptance fell to {low:.3f} at some temperature: chains mixed poorly",
                       RuntimeWarning, stacklevel=4)  # fmt: skip
     return {
         "method": "smc",
-        "draws": {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")},
-        "log_volume": float(log_volumes.mean()),
-        "log_volume_se": float(log_volumes.std(ddof=1) / math.sqrt(len(results)))
-        if len(results) > 1
-        else math.nan,
+        "draws": _pooled_draws(results, weights, generator),
+        "log_volume": log_mean_exp(log_volumes),
+        "log_volume_se": _log_mean_se(log_volumes),
         "log_volume_runs": log_volumes.tolist(),
+        "run_weights": weights.tolist(),
         "ess": float(ess),
         "evaluations": sum(r["evaluations"] for r in results),
         "weight_spread": float("nan"),
-        "rb": float(rb_all.mean()),
-        "rb_se": float(rb_all.std()) / math.sqrt(max(ess, 1.0)),
+        "rb": rb,
+        "rb_se": math.sqrt(spread / max(ess, 1.0)),
         "temperatures": [len(r["levels"]) for r in results],
         "effort": {
             "mcmc_steps": mcmc_steps,
@@ -240,6 +260,28 @@ def tempered_runs(
             "converged": not checks or not checks[-1]["moved"],
         },  # fmt: skip
     }
+
+
+def _log_mean_se(log_values: np.ndarray) -> float:
+    """The standard error of ``log mean exp(log_values)`` by the delta method (the runs' spread of
+    ``exp(log_values)`` over their mean, over ``sqrt(runs)``); NaN for one run."""
+    if log_values.size < 2:
+        return math.nan
+    scaled = np.exp(log_values - log_values.max())
+    return float(scaled.std(ddof=1) / math.sqrt(scaled.size) / scaled.mean())
+
+
+def _pooled_draws(results: list[dict], weights: np.ndarray, generator) -> dict:
+    """The runs' draws as one posterior sample of the same size: every draw of run ``r`` weighs
+    ``weights[r]`` over its draws, systematically resampled (``generator``; without one the draws
+    are concatenated as they are, each run's share its size)."""
+    draws = {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")}
+    if generator is None:
+        return draws
+    sizes = np.array([r["draws"]["rb"].numel() for r in results])
+    per_draw = np.repeat(weights / sizes, sizes)
+    index = torch.from_numpy(systematic_resample(per_draw / per_draw.sum(), int(sizes.sum()), generator))
+    return {key: value[index] for key, value in draws.items()}
 
 
 def effort_change(shorter: list[dict], longer: list[dict], z: float = 3.0) -> dict:

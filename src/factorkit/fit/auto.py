@@ -33,6 +33,7 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.marginal_sampler import (
     FIRST_BATCH,
     HIDDEN_DRAWS,
+    default_path,
     first_analysis,
     kish_ess,
     marginal_sample,
@@ -267,7 +268,8 @@ def marginal_cost(
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
     method, draws = _planned_run(
         log_weight, _infinite_variance(problem, model, prior, eps), target_ess=target_ess,
-        n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0, noise=eps == 0,
+        n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
+        noise=default_path(eps, prior, weight_tail_index(problem, model, prior)) == "noise",
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)

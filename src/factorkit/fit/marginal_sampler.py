@@ -131,8 +131,9 @@ def marginal_sample(
         from 0 to 1; ``'noise'`` (``eps = 0``, unnormalized priors only) adds Gaussian measurement
         noise of a variance that falls to 0 (:mod:`factorkit.fit.noise_path`: it follows
         posteriors whose mass spreads over many decades of the weight, where tempering stays
-        shallow). ``None`` (default): ``'noise'`` at ``eps = 0`` with an unnormalized prior, ``'power'``
-        elsewhere.
+        shallow). ``None`` (default): :func:`default_path`, ``'noise'`` at ``eps = 0`` with an
+        unnormalized prior where the weight's counted tail index is below 2 or not counted,
+        ``'power'`` elsewhere.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.
@@ -181,10 +182,10 @@ def marginal_sample(
             f"prior; got eps = {eps:g} and a {'normalized' if prior.normalize else 'unnormalized'} "
             "prior (use path='power')"
         )
-    path = path or ("noise" if eps == 0 and not prior.normalize else "power")
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
     tail = weight_tail_index(problem, model, prior)
+    path = path or default_path(eps, prior, tail)
     missing = missing_reason(tail) if eps == 0 else None
     if method == "auto" and eps == 0 and tail is not None and tail.infinite_variance:
         method = "smc"  # importance weights of infinite variance: straight to tempered SMC
@@ -372,6 +373,18 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
         g = integral.sample_g(analysis, local, generator)
         out[chunk] = integral.conditional_gen_loss(analysis, local, g).numpy()
     return out
+
+
+def default_path(eps: float, prior, tail) -> str:
+    """``path=None``'s choice: the noise path at ``eps = 0`` for an unnormalized prior unless the
+    weight's counted tail index is 2 or more (``tail``: :func:`~factorkit.fit.tail.weight_tail_index`,
+    ``None`` where not counted, which takes the noise path). Below 2 the posterior's mass spreads
+    over decades of the weight's depth and tempering stays shallow; at 2 and above both paths give
+    the same answer and tempering takes a fifth of the levels (``benchmarks/bench_noise_path.py``:
+    the width figure's width-5 cell, 3.0 levels a run against 15.9)."""
+    if eps != 0 or prior.normalize:
+        return "power"
+    return "noise" if tail is None or tail.alpha < 2 else "power"
 
 
 def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path) -> dict:

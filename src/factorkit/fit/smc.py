@@ -480,22 +480,23 @@ def effective_sample_size(groups: list[torch.Tensor], distinct: int, run_weights
     ``Var(pooled mean) = R / (R - 1) sum_r v_r^2 (m_r - m)^2`` over the runs' means ``m_r``, pooled
     as ``m = sum_r v_r m_r`` with normalized ``run_weights`` ``v_r`` (default equal: then
     ``sigma^2 R / Var(run mean)``; weighted by the runs' normalizing constants, the delta method's
-    variance of the ratio estimator); with one run, the count of distinct final particles stands
-    in (an upper bound).
+    variance of the ratio estimator). Weighted, it is capped at the equal-weight figure times
+    Kish's share of the runs the weights leave, ``(sum v)^2 / sum v^2 / R``: where one run carries
+    nearly all the weight the delta method sees no spread at all, and the pool is worth one run.
+    With one run, the count of distinct final particles stands in (an upper bound).
     """
     if len(groups) < 2:
         return float(distinct)
     runs, total = len(groups), sum(g.numel() for g in groups)
     means = torch.stack([g.double().mean() for g in groups])
     variances = torch.stack([g.double().var() for g in groups])
+    within, between = variances.mean(), means.var()
+    plain = float(total) if float(between) == 0.0 else float(min(within / between * runs, total))
     if run_weights is None:
-        within, between = variances.mean(), means.var()
-        if float(between) == 0.0:
-            return float(total)
-        return float(min(within / between * runs, total))
+        return plain
     v = torch.as_tensor(run_weights, dtype=torch.float64)
     within = (v * variances).sum()
     spread = runs / (runs - 1) * (v.square() * (means - (v * means).sum()).square()).sum()
-    if float(spread) == 0.0:
-        return float(total)
-    return float(min(within / spread, total))
+    weighted = float(total) if float(spread) == 0.0 else float(min(within / spread, total))
+    share = float(v.sum() ** 2 / v.square().sum()) / runs
+    return min(weighted, plain * share)

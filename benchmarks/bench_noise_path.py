@@ -15,9 +15,8 @@ its tail heavy (``width_rank2`` linear, tanh and leaky ReLU, counted tail index 
 ``L_gen`` with their standard errors, the levels per run and the seconds.
 
 ``defaults``: the same cells through ``marginal_sample`` with its defaults (``method='auto'``, the
-effort check), tempering the weight (``path='power'``, the sampler before the noise path) and with
-the default path (:func:`~factorkit.fit.marginal_sampler.default_path`): what the study gets, and
-whether the effort check saw the answer move.
+effort check), tempering the weight (``path='power'``, the default and what the study gets) and
+along the noise path: the answers, the time, and whether the effort check saw the answer move.
 
 One torch thread; every figure of a row from the same process.
 """
@@ -35,9 +34,8 @@ from scipy import integrate, stats
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
-from factorkit.fit.marginal_sampler import default_path, marginal_sample
+from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.noise_path import anneal_noise
-from factorkit.fit.tail import weight_tail_index
 from factorkit.fit.weights import temper
 
 CELLS = [
@@ -139,7 +137,7 @@ def defaults() -> None:
            "L_gen (se)", "ESS", "seconds")  # fmt: skip
     for figure, activation in CELLS:
         problem, model, prior = _cell(figure, activation)
-        for path in ("power", None):
+        for path in ("power", "noise"):
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -150,8 +148,7 @@ def defaults() -> None:
             effort = extra.get("effort", {})
             moved = any(check["moved"] for check in effort.get("checks", []))
             runs = len(extra.get("temperatures", [])) or "-"
-            chosen = path or f"default: {default_path(0.0, prior, weight_tail_index(problem, model, prior))}"
-            row(figure, activation, chosen, f"{extra['method']} {runs}", effort.get("mcmc_steps", "-"),
+            row(figure, activation, path, f"{extra['method']} {runs}", effort.get("mcmc_steps", "-"),
                 "yes" if moved else "no", *_answer(extra), f"{extra['ess']:.0f}",
                 f"{time.perf_counter() - start:.1f}")  # fmt: skip
 

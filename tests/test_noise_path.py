@@ -188,15 +188,15 @@ def test_a_run_on_a_funnel_matches_quadrature():
     assert abs(pooled - deep) <= 4 * se
 
 
-def test_marginal_sample_takes_the_noise_path_at_eps_zero_and_refuses_it_elsewhere():
+def test_marginal_sample_takes_the_noise_path_on_request_and_refuses_it_elsewhere():
     problem = make_sensing_problem(5, 5, rank=2, n=12, seed=3, dtype="float64")
     model = DeepFactorization(5, 5, 5, 2)
-    run = marginal_sample(problem, model, eps=0.0, method="smc", runs=2, n_particles=50, target_ess=1,
-                          check_effort=False, seed=0, keep_samples=False)  # fmt: skip
-    # the noise path's runs have more levels than the ratio's decades
+    options = dict(method="smc", runs=2, n_particles=50, target_ess=1e-9, check_effort=False, seed=0,
+                   keep_samples=False)  # fmt: skip
+    run = marginal_sample(problem, model, eps=0.0, path="noise", **options)
+    # the noise path's runs have more levels than the ratio's decades; tempering (the default) far fewer
     assert min(run.extra["temperatures"]) >= round(math.log(1 / NOISE_FLOOR) / math.log(NOISE_RATIO))
-    power = marginal_sample(problem, model, eps=0.0, method="smc", runs=2, n_particles=50, target_ess=1,
-                            check_effort=False, seed=0, keep_samples=False, path="power")  # fmt: skip
+    power = marginal_sample(problem, model, eps=0.0, **options)
     assert max(power.extra["temperatures"]) < min(run.extra["temperatures"])
     with pytest.raises(ValueError, match="path='noise'.*eps = 0.01"):
         marginal_sample(problem, model, eps=0.01, path="noise")

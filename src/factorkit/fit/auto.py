@@ -33,13 +33,11 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.marginal_sampler import (
     FIRST_BATCH,
     HIDDEN_DRAWS,
-    default_path,
     first_analysis,
     kish_ess,
     marginal_sample,
     normalized_weights,
 )
-from factorkit.fit.noise_path import LEVEL_COST, PLANNED_LEVELS
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import P0, REFERENCE_RUNS, extension_bounds, subset_simulation
@@ -184,22 +182,14 @@ def _infinite_variance(problem, model, prior, eps: float) -> bool:
 
 
 def tempered_draws(
-    n_particles: int, runs: int, mcmc_steps: int, check_effort: bool, temperatures: int = 10,
-    per_level: float = 0.0,
-) -> float:  # fmt: skip
+    n_particles: int, runs: int, mcmc_steps: int, check_effort: bool, temperatures: int = 10
+) -> float:
     """Hidden-layer draws of the marginal sampler's tempered SMC over ``temperatures``
-    temperatures (or noise levels): ``max(runs, 8)`` runs, and with ``check_effort`` (its default
-    at ``eps = 0``) the check's half chunk of runs at :data:`~factorkit.fit.weights.EFFORT_FACTOR`
-    times the moves (:func:`~factorkit.fit.weights.tempered_runs`); ``per_level``: evaluations a
-    level costs besides its moves (the noise path's, :data:`~factorkit.fit.noise_path.LEVEL_COST`).
-    Runs added beyond these are not priced."""
-    per_run = n_particles * (1 + (mcmc_steps + per_level) * temperatures)
-    check = (
-        extension_bounds(runs)[0]
-        // 2
-        * n_particles
-        * (1 + (EFFORT_FACTOR * mcmc_steps + per_level) * temperatures)
-    )
+    temperatures: ``max(runs, 8)`` runs, and with ``check_effort`` (its default at ``eps = 0``)
+    the check's half chunk of runs at :data:`~factorkit.fit.weights.EFFORT_FACTOR` times the moves
+    (:func:`~factorkit.fit.weights.tempered_runs`). Runs added beyond these are not priced."""
+    per_run = n_particles * (1 + mcmc_steps * temperatures)
+    check = extension_bounds(runs)[0] // 2 * n_particles * (1 + EFFORT_FACTOR * mcmc_steps * temperatures)
     return float(max(runs, REFERENCE_RUNS) * per_run + (check if check_effort else 0))
 
 
@@ -220,24 +210,18 @@ def _planned_run(
     runs: int,
     mcmc_steps: int,
     check_effort: bool,
-    noise: bool = False,
 ) -> tuple[str, float]:
     """The way and the hidden-layer draws a marginal run is priced at, from its pilot's
     ``log_weight`` (:data:`MARGINAL_PILOT` draws): importance sampling for a quarter more draws
     than the pilot's ESS per draw says the target needs (the sampler's batches ask for as much),
     unless that is more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS`, no pilot draw
     carries weight, or the weights are ``heavy`` (infinite variance: the sampler skips importance
-    sampling); tempered SMC otherwise (:func:`tempered_draws` over :func:`planned_temperatures`,
-    or with ``noise`` over the noise path's :data:`~factorkit.fit.noise_path.PLANNED_LEVELS`)."""
+    sampling); tempered SMC otherwise (:func:`tempered_draws` over :func:`planned_temperatures`)."""
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     if ess >= 2 and not heavy:
         draws = 1.25 * target_ess * MARGINAL_PILOT / ess
         if draws <= HIDDEN_DRAWS:
             return "importance", draws
-    if noise:
-        return "tempered", tempered_draws(
-            n_particles, runs, mcmc_steps, check_effort, PLANNED_LEVELS, LEVEL_COST
-        )
     temperatures = planned_temperatures(log_weight, ess)
     return "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort, temperatures)
 
@@ -269,7 +253,6 @@ def marginal_cost(
     method, draws = _planned_run(
         log_weight, _infinite_variance(problem, model, prior, eps), target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
-        noise=default_path(eps, prior, weight_tail_index(problem, model, prior)) == "noise",
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)

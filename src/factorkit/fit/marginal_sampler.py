@@ -90,7 +90,7 @@ def marginal_sample(
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
     check_effort: bool | None = None,
-    path: str | None = None,
+    path: str = "power",
     seed: int | torch.Generator = 0,
     keep_samples: bool = True,
 ) -> GuessCheckResult:
@@ -126,14 +126,15 @@ def marginal_sample(
         answer moved, warn and keep the longer runs. ``None`` (default): at ``eps = 0``, where
         the weight is a density that deep posteriors make hard to mix (the guide's "Deep eps = 0
         posteriors"); ``extra['effort']`` records the comparison.
-    path : {'noise', 'power'} or None
-        Tempered SMC's sequence of targets: ``'power'`` raises the weight to a power ``beta``
-        from 0 to 1; ``'noise'`` (``eps = 0``, unnormalized priors only) adds Gaussian measurement
-        noise of a variance that falls to 0 (:mod:`factorkit.fit.noise_path`: it follows
-        posteriors whose mass spreads over many decades of the weight, where tempering stays
-        shallow). ``None`` (default): :func:`default_path`, ``'noise'`` at ``eps = 0`` with an
-        unnormalized prior where the weight's counted tail index is below 2 or not counted,
-        ``'power'`` elsewhere.
+    path : {'power', 'noise'}
+        Tempered SMC's sequence of targets. ``'power'`` (default) raises the weight to a power
+        ``beta`` from 0 to 1. ``'noise'`` (``eps = 0``, unnormalized priors) adds Gaussian
+        measurement noise whose variance falls a decade a level to 0
+        (:mod:`factorkit.fit.noise_path`): where the weight's tail index is below 2 the
+        posterior's mass spreads over decades of the weight's depth, and this path follows it
+        further for the same moves a level, at about three times the levels a run
+        (``benchmarks/bench_noise_path.py``). Not the default: per second it wins on some cells
+        and not on others, and the study's ``eps = 0`` rows would cost several times more.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.
@@ -173,8 +174,7 @@ def marginal_sample(
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     check = eps == 0 if check_effort is None else check_effort
-    if path is not None:
-        check_choice("path", path, PATHS)
+    check_choice("path", path, PATHS)
     prior = resolve_prior(prior, problem)
     if path == "noise" and (eps != 0 or prior.normalize):
         raise ValueError(
@@ -185,7 +185,6 @@ def marginal_sample(
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
     tail = weight_tail_index(problem, model, prior)
-    path = path or default_path(eps, prior, tail)
     missing = missing_reason(tail) if eps == 0 else None
     if method == "auto" and eps == 0 and tail is not None and tail.infinite_variance:
         method = "smc"  # importance weights of infinite variance: straight to tempered SMC
@@ -373,18 +372,6 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
         g = integral.sample_g(analysis, local, generator)
         out[chunk] = integral.conditional_gen_loss(analysis, local, g).numpy()
     return out
-
-
-def default_path(eps: float, prior, tail) -> str:
-    """``path=None``'s choice: the noise path at ``eps = 0`` for an unnormalized prior unless the
-    weight's counted tail index is 2 or more (``tail``: :func:`~factorkit.fit.tail.weight_tail_index`,
-    ``None`` where not counted, which takes the noise path). Below 2 the posterior's mass spreads
-    over decades of the weight's depth and tempering stays shallow; at 2 and above both paths give
-    the same answer and tempering takes a fifth of the levels (``benchmarks/bench_noise_path.py``:
-    the width figure's width-5 cell, 3.0 levels a run against 15.9)."""
-    if eps != 0 or prior.normalize:
-        return "power"
-    return "noise" if tail is None or tail.alpha < 2 else "power"
 
 
 def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path) -> dict:

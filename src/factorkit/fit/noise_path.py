@@ -58,15 +58,6 @@ NOISE_FLOOR = 1e-14
 eigenvalues): deeper than ``CHOLESKY_RTOL`` and close to ``NULL_RTOL``, where the weight itself
 is computed by the eigenvalues (:mod:`factorkit.fit.marginal`)."""
 
-PLANNED_LEVELS = 18
-"""The levels a run is priced at (:mod:`factorkit.fit.auto`): the ratio's 15 from the start to the
-floor, the jump to 0, and the two more the ESS rule added on the width figures' width-5 cells
-(``benchmarks/bench_noise_path.py``: 17-19 a run)."""
-LEVEL_COST = 4.0
-"""Weight evaluations a level costs besides its moves, in the price: the new level's weights (one)
-and ``Sigma``'s eigen-decompositions for the next noise (2.6 evaluations' time: 15 ms against
-5.8 ms per 500 draws at ``n = 22``)."""
-
 
 def log_noisy_density(values: np.ndarray, centre: np.ndarray, noise: float) -> np.ndarray:
     """``log N(y; 0, Sigma + noise I)`` per row from ``Sigma``'s eigenvalues and ``centre = U^T y``
@@ -170,8 +161,6 @@ def anneal_noise(log_density_at, spectrum_of, latent, n_particles, mcmc_steps, t
 
 
 __all__ = [
-    "LEVEL_COST",
-    "PLANNED_LEVELS",
     "NOISE_FLOOR",
     "NOISE_RATIO",
     "NOISE_START",

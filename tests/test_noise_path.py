@@ -198,6 +198,9 @@ def test_marginal_sample_takes_the_noise_path_on_request_and_refuses_it_elsewher
     assert min(run.extra["temperatures"]) >= round(math.log(1 / NOISE_FLOOR) / math.log(NOISE_RATIO))
     power = marginal_sample(problem, model, eps=0.0, **options)
     assert max(power.extra["temperatures"]) < min(run.extra["temperatures"])
+    # the runs' shares of the pool are their normalizing constants' (tempered_runs)
+    shares = np.exp(np.array(run.extra["log_volume_runs"]) - max(run.extra["log_volume_runs"]))
+    np.testing.assert_allclose(run.extra["run_weights"], shares / shares.sum(), rtol=1e-12)
     with pytest.raises(ValueError, match="path='noise'.*eps = 0.01"):
         marginal_sample(problem, model, eps=0.01, path="noise")
     with pytest.raises(ValueError, match="path"):

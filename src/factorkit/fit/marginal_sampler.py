@@ -16,10 +16,12 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   the target ``prior(u) * P(accept | G(u))^beta`` walks from ``beta = 0`` to ``1``, each step
   chosen so the incremental weights keep an ESS of half the population, then systematic
   resampling and ``mcmc_steps`` pCN moves accepted by the Metropolis test on
-  ``beta * (log P' - log P)`` (reversible for the tempered target, Cotter et al. 2013). ``log V``
-  is the sum of the log mean incremental weights, averaged over runs (standard error from their
-  spread); the ESS is that of the pooled mean of ``L_gen`` from the runs' spread, as for
-  :func:`~factorkit.fit.smc.subset_simulation`.
+  ``beta * (log P' - log P)`` (reversible for the tempered target, Cotter et al. 2013). Each run's
+  ``log V`` is the sum of the log mean incremental weights; the runs are pooled by those
+  normalizing constants (:func:`~factorkit.fit.weights.tempered_runs`: ``log mean V_r``, the
+  ratio estimator of the posterior mean, its ESS from the runs' spread). At ``eps = 0``,
+  ``path='noise'`` replaces the powers of the weight by measurement noise annealed to 0
+  (:mod:`factorkit.fit.noise_path`).
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
 ``hidden_draws``, SMC otherwise, and hands a finished importance run over to SMC where its weights'
@@ -154,7 +156,8 @@ def marginal_sample(
         weighted draw), its standard error
         ``gen_loss_rb_se`` and interval ``gen_loss_rb_ci``, and ``ess_gen_loss``: the i.i.d.
         posterior draws that would estimate that mean as well; tempered SMC adds
-        ``log_volume_runs``, ``temperatures`` and ``effort`` (``check_effort``'s comparison).
+        ``log_volume_runs``, ``run_weights`` (each run's share of the pool: its normalizing
+        constant's), ``temperatures`` (levels per run) and ``effort`` (``check_effort``'s comparison).
         Unnormalized priors add ``tail_index``: the counted tail index of the ``eps = 0`` weight
         under the prior (:mod:`factorkit.fit.tail`; ``nan`` where it is not counted, an upper
         bound for tanh and leaky ReLU nets deeper than 2; ``<= 2``: importance weights of
@@ -459,7 +462,7 @@ def _result(problem, eps: float, state, keep_samples: bool, wall_time: float) ->
         extra["log_volume"], extra["log_volume_se"] = -math.inf, 0.0
     else:
         extra["log_volume"], extra["log_volume_se"] = state["log_volume"], state["log_volume_se"]
-    for key in ("log_volume_runs", "temperatures", "effort"):
+    for key in ("log_volume_runs", "run_weights", "temperatures", "effort"):
         if key in state:
             extra[key] = state[key]
     return GuessCheckResult(

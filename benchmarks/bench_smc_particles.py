@@ -3,7 +3,8 @@ posterior mean of L_gen at N = 500 (32 runs) against N = 2000 (16 runs), seed 0'
 one population of runs (``smc._runs``), one thread. Prints one row per (cell, N): seconds per
 run, ESS per run and per second (the ESS from the spread of the runs' means), and the mean of
 the runs' means with its standard error, so a difference between N = 500 and N = 2000 can be
-read against its noise.
+read against its noise; last, the runs' means pooled by their normalizing constants (the marginal
+samplers' pooling) with the delta method's standard error.
 
 Run: ``python benchmarks/bench_smc_particles.py [--seed 11]``. The bias check of one cell, with
 many runs so the standard errors are small (a bias from too few particles or too few pCN steps
@@ -55,9 +56,10 @@ def main() -> None:
     changes = dict(_setting(item) for item in args.set.split(",") if item)
     torch.set_num_threads(1)
     print(
-        "| figure | depth | activation | N | runs | s per run | ESS per run | ESS per s | mean L_gen (se) |"
+        "| figure | depth | activation | N | runs | s per run | ESS per run | ESS per s | mean L_gen (se) "
+        "| pooled by Z (se) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for figure, depth, activation in cells:
         # a cell outside the paper starts from the figure's first cell of that activation
         cell = paper_cell(figure, activation=activation, **({} if changes else {"depth": depth}))
@@ -75,8 +77,21 @@ def main() -> None:
             ess = smc.effective_sample_size([r["gen"] for r in results], 0)
             means = torch.stack([r["gen"].double().mean() for r in results])
             mean, se = float(means.mean()), float(means.std() / runs**0.5)
+            by_z, by_z_se = _pooled_by_constants(means, [r["log_volume"] for r in results])
             print(f"| {figure} | {depth} | {activation} | {particles} | {runs} | {seconds / runs:.3f} | "
-                  f"{ess / runs:.1f} | {ess / seconds:.0f} | {mean:.4f} ({se:.4f}) |")  # fmt: skip
+                  f"{ess / runs:.1f} | {ess / seconds:.0f} | {mean:.4f} ({se:.4f}) | "
+                  f"{by_z:.4f} ({by_z_se:.4f}) |")  # fmt: skip
+
+
+def _pooled_by_constants(means: torch.Tensor, log_volumes: list[float]) -> tuple[float, float]:
+    """The runs' means pooled by their normalizing constants (the ratio estimator the marginal
+    samplers' tempered runs use, ``factorkit.fit.weights.tempered_runs``) and its delta-method
+    standard error: whether that pooling removes a run-level bias the plain mean keeps."""
+    logs = torch.tensor(log_volumes, dtype=torch.float64)
+    v = torch.softmax(logs, 0)
+    pooled = float((v * means).sum())
+    runs = len(log_volumes)
+    return pooled, float((runs / (runs - 1) * (v.square() * (means - pooled).square()).sum()).sqrt())
 
 
 def _setting(item: str) -> tuple[str, object]:

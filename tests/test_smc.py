@@ -203,6 +203,35 @@ def test_min_ess_adds_runs_until_reached():
     assert more.extra["ess"] >= ess_goal(target, runs) or runs == MAX_RUNS_FACTOR * REFERENCE_RUNS
 
 
+def test_runs_are_pooled_by_their_normalizing_constants():
+    """``log V = log mean V_r`` (delta-method se), each run's share of the draws its ``V_r``'s
+    (systematic resampling: within one draw of it), the draws' mean the ratio estimator's."""
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
+    model = DeepFactorization(5, 5, 5, 2, "tanh")
+    result = subset_simulation(problem, model, eps=0.02, prior="gaussian", n_particles=100, runs=6, seed=3)
+    logs = np.array(result.extra["log_volume_runs"])
+    z = np.exp(logs - logs.max())
+    assert result.extra["log_volume"] == pytest.approx(logs.max() + math.log(z.mean()), rel=1e-12)
+    assert result.extra["log_volume_se"] == pytest.approx(z.std(ddof=1) / math.sqrt(6) / z.mean(), rel=1e-12)
+    weights = z / z.sum()
+    np.testing.assert_allclose(result.extra["run_weights"], weights, rtol=1e-12)
+    assert result.accepted == 600
+    # planted runs: each run's share of the pooled draws is its weight's, within one draw
+    from factorkit.fit.smc import _pooled
+
+    log_volumes = [-3.0, -1.5, -2.2, -4.0]
+    runs = [
+        {"gen": torch.full((50,), float(index)), "train": torch.zeros(50), "W": torch.zeros(50, 5, 5),
+         "log_volume": v, "reached": True, "distinct": 50, "prior_gen": torch.ones(50), "message": "",
+         "levels": [{"acceptance": 0.5}], "evaluations": 1}
+        for index, v in enumerate(log_volumes)
+    ]  # fmt: skip
+    pooled = _pooled(runs, problem, 0.02, 50, True, 0.0, torch.Generator().manual_seed(0))
+    share = np.exp(log_volumes) / np.exp(log_volumes).sum()
+    counts = np.bincount(pooled.accepted_gen_loss.long().numpy(), minlength=4)
+    assert counts.sum() == 200 and np.all(np.abs(counts - 200 * share) <= 1)
+
+
 def test_runs_to_add_projects_the_missing_runs_within_its_bounds():
     from factorkit.fit.smc import runs_to_add
 

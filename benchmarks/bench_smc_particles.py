@@ -4,7 +4,8 @@ one population of runs (``smc._runs``), one thread. Prints one row per (cell, N)
 run, ESS per run and per second (the ESS from the spread of the runs' means), and the mean of
 the runs' means with its standard error, so a difference between N = 500 and N = 2000 can be
 read against its noise; last, the runs' means pooled by their normalizing constants (the marginal
-samplers' pooling) with the delta method's standard error.
+samplers' pooling) with the delta method's standard error, and the ESS per second of that pooled
+mean (``smc.effective_sample_size`` with the runs' weights: what ``subset_simulation`` reports).
 
 Run: ``python benchmarks/bench_smc_particles.py [--seed 11]``. The bias check of one cell, with
 many runs so the standard errors are small (a bias from too few particles or too few pCN steps
@@ -57,9 +58,9 @@ def main() -> None:
     torch.set_num_threads(1)
     print(
         "| figure | depth | activation | N | runs | s per run | ESS per run | ESS per s | mean L_gen (se) "
-        "| pooled by Z (se) |"
+        "| pooled by Z (se) | pooled ESS per s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for figure, depth, activation in cells:
         # a cell outside the paper starts from the figure's first cell of that activation
         cell = paper_cell(figure, activation=activation, **({} if changes else {"depth": depth}))
@@ -77,10 +78,13 @@ def main() -> None:
             ess = smc.effective_sample_size([r["gen"] for r in results], 0)
             means = torch.stack([r["gen"].double().mean() for r in results])
             mean, se = float(means.mean()), float(means.std() / runs**0.5)
-            by_z, by_z_se = _pooled_by_constants(means, [r["log_volume"] for r in results])
+            log_volumes = [r["log_volume"] for r in results]
+            by_z, by_z_se = _pooled_by_constants(means, log_volumes)
+            weights = torch.softmax(torch.tensor(log_volumes, dtype=torch.float64), 0)
+            pooled_ess = smc.effective_sample_size([r["gen"] for r in results], 0, weights)
             print(f"| {figure} | {depth} | {activation} | {particles} | {runs} | {seconds / runs:.3f} | "
                   f"{ess / runs:.1f} | {ess / seconds:.0f} | {mean:.4f} ({se:.4f}) | "
-                  f"{by_z:.4f} ({by_z_se:.4f}) |")  # fmt: skip
+                  f"{by_z:.4f} ({by_z_se:.4f}) | {pooled_ess / seconds:.0f} |")  # fmt: skip
 
 
 def _pooled_by_constants(means: torch.Tensor, log_volumes: list[float]) -> tuple[float, float]:

@@ -16,7 +16,8 @@ Cells: the unnormalized depth figure (width 5, depths 2-10, seeds 0-1; the margi
 deep ground) and the width figures (rank 1, rank 2, completion; widths 5, 20, 160; eps 0.02).
 One thread.
 
-Run: ``python benchmarks/bench_auto_prices.py smc|marginal``.
+Run: ``python benchmarks/bench_auto_prices.py smc|marginal`` (``smc --moves joint``: SMC's former
+pCN kernel, every layer at once).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit import auto
 from factorkit.fit.marginal_sampler import FIRST_BATCH, marginal_sample
-from factorkit.fit.smc import subset_simulation
+from factorkit.fit.smc import MOVES, subset_simulation
 
 ACTIVATIONS = ("linear", "tanh", "leaky_relu")
 MOST_DRAWS = 30_000  # cells whose pilot predicts more are skipped (minutes a run; auto takes SMC there)
@@ -44,7 +45,7 @@ def _setup(figure: str, activation: str, change: dict, seed: int = 0):
     return params, *gc_setup(params, seed, "cpu")
 
 
-def smc() -> None:
+def smc(moves: str) -> None:
     cells = [("depth_unnormalized", {"depth": d}, a) for d in (2, 4, 6, 8, 10) for a in ACTIVATIONS[::2]]
     cells += [("depth", {"depth": d}, a) for d in (2, 6, 10) for a in ("linear", "tanh")]
     cells += [("width", {"width": w, "eps": 0.02}, a) for w in (5, 20, 80, 160) for a in ("linear", "tanh")]
@@ -54,7 +55,7 @@ def smc() -> None:
         params, problem, model, prior = _setup(figure, activation, change)
         start = time.perf_counter()
         result = subset_simulation(problem, model, eps=params["eps"], prior=prior, p0=0.25, runs=8, seed=0,
-                                   keep_samples=False)  # fmt: skip
+                                   keep_samples=False, moves=moves)  # fmt: skip
         measured = (time.perf_counter() - start) / result.evaluations * 1e6
         predicted = auto.smc_evaluation_us(model)
         label = f"{figure} {activation} " + " ".join(f"{k} {v}" for k, v in change.items())
@@ -113,9 +114,13 @@ def marginal() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("part", choices=("smc", "marginal"))
+    parser.add_argument("--moves", default=MOVES, help=f"smc: the pCN kernel (default {MOVES!r})")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    {"smc": smc, "marginal": marginal}[args.part]()
+    if args.part == "smc":
+        smc(args.moves)
+    else:
+        marginal()
 
 
 if __name__ == "__main__":

@@ -134,9 +134,20 @@ def test_importance_sampling_and_tempered_smc_agree(eps, path):
     problem = problem_of()
     model = DeepFactorization(5, 5, 5, 2)
     importance = marginal_sample(problem, model, eps=eps, method="importance", target_ess=400, seed=7)
-    # the runs as they are at eps = 0 too: the effort check (tests/test_weights.py) would only add longer runs
+    # the runs as they are at eps = 0 too: the effort check (tests/test_weights.py) only adds longer runs.
+    # The noise path needs more particles: at 300 its pooled mean sat 1.5% low over twelve seeds
+    # (z against a 16,000-particle reference down to -3.3 with its own ESS), at 1,000 within 1.5 se
+    particles = 1000 if path == "noise" else 300
     smc = marginal_sample(
-        problem, model, eps=eps, method="smc", n_particles=300, runs=6, seed=8, check_effort=False, path=path
+        problem,
+        model,
+        eps=eps,
+        method="smc",
+        n_particles=particles,
+        runs=6,
+        seed=8,
+        check_effort=False,
+        path=path,
     )
     assert importance.extra["method"] == "importance" and smc.extra["method"] == "smc"
     key = "log_density" if eps == 0 else "log_volume"

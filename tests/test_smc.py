@@ -8,7 +8,7 @@ from scipy import stats
 
 from factorkit.fit.auto import sample_posterior
 from factorkit.fit.guess_check import Prior
-from factorkit.fit.smc import subset_simulation
+from factorkit.fit.smc import pcn_layer_moves, subset_simulation
 from factorkit.models import DeepFactorization
 from factorkit.problems import SensingProblem, make_sensing_problem
 
@@ -50,17 +50,20 @@ def ks_effective(a: np.ndarray, b: np.ndarray, b_effective: float) -> float:
 
 
 @pytest.mark.parametrize(
-    ("model", "prior", "eps"),
+    ("model", "prior", "eps", "moves"),
     [
-        (DeepFactorization(5, 5, 5, 2), "gaussian", 0.05),
-        (DeepFactorization(5, 5, 5, 4), "normalized_gaussian", 0.02),
-        (DeepFactorization(5, 5, 20, 2, "tanh"), "gaussian", 0.06),
+        (DeepFactorization(5, 5, 5, 2), "gaussian", 0.05, "layers"),
+        (DeepFactorization(5, 5, 5, 4), "normalized_gaussian", 0.02, "layers"),
+        (DeepFactorization(5, 5, 20, 2, "tanh"), "gaussian", 0.06, "layers"),
         # uniform layers as erf of Gaussian latents: the same pCN move, exact for U(-s, s)
-        (DeepFactorization(5, 5, 5, 2), "uniform", 0.05),
-        (DeepFactorization(5, 5, 5, 4, "tanh"), "normalized_uniform", 0.02),
+        (DeepFactorization(5, 5, 5, 2), "uniform", 0.05, "layers"),
+        (DeepFactorization(5, 5, 5, 4, "tanh"), "normalized_uniform", 0.02, "layers"),
+        # the joint kernel (every layer at once, one step size) on a deep and a uniform case
+        (DeepFactorization(5, 5, 5, 4), "normalized_gaussian", 0.02, "joint"),
+        (DeepFactorization(5, 5, 5, 2), "uniform", 0.05, "joint"),
     ],
 )
-def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
+def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps, moves):
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
     rejection = sample_posterior(
         problem,
@@ -83,6 +86,7 @@ def test_agrees_with_rejection_where_rejection_is_feasible(model, prior, eps):
         runs=8,
         seed=2,
         keep_samples=False,
+        moves=moves,
     )
     assert rejection.acceptance_rate >= 1e-3
     p_value = ks_effective(
@@ -162,12 +166,54 @@ def test_budget_exhaustion_says_how_far_it_got():
         ({"eps": 0.0}, ValueError, "eps must be > 0"),
         ({"mcmc_steps": 0}, ValueError, "mcmc_steps must be >= 1"),
         ({"n_particles": 1}, ValueError, "n_particles must be >= 2"),
+        ({"moves": "gibbs"}, ValueError, "moves must be one of \\('joint', 'layers'\\), got 'gibbs'"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
     arguments = {"eps": 0.1, "prior": "gaussian", **kwargs}
     with pytest.raises(error, match=match):
         subset_simulation(make_sensing_problem(), DeepFactorization(5, 5, 5, 2), **arguments)
+
+
+def test_layer_moves_scan_the_layers_in_turn_each_with_its_own_step():
+    # three layers, two groups; a move of layer 1 is always refused, the others always accepted:
+    # layer 1 must stay as it was and its step shrink by exp(-3 * 0.3) a move, the others grow
+    generator = torch.Generator().manual_seed(0)
+    latent = [torch.randn(8, 2, 2, dtype=torch.float64, generator=generator) for _ in range(3)]
+    frozen = latent[1].clone()
+
+    def accepts(proposal, value):
+        return (proposal[1] == frozen).flatten(1).all(1), value
+
+    steps, start = 7, 2  # layers 2, 0, 1, 2, 0, 1, 2
+    moved, _, betas, rate = pcn_layer_moves(
+        latent, torch.zeros(8, dtype=torch.float64), accepts, torch.full((2, 3), 0.5), steps, 0.3,
+        generator, groups=2, start=start,
+    )  # fmt: skip
+    assert torch.equal(moved[1], frozen)
+    assert not torch.equal(moved[0], latent[0]) and not torch.equal(moved[2], latent[2])
+    # accepted moves grow the step 2x a move, clamped at 0.999; the refused layer's moved twice
+    expected = torch.tensor([0.999, 0.5 * math.exp(-0.9 * 2), 0.999], dtype=torch.float64)
+    torch.testing.assert_close(betas, expected.expand(2, 3), rtol=1e-12, atol=0)
+    torch.testing.assert_close(rate, torch.full((2,), 5 / 7, dtype=torch.float64))
+
+
+def test_layer_moves_keep_the_standard_normal():
+    # unconstrained, every move is accepted: the scan must leave N(0, 1) invariant in every layer
+    # (a kernel that shrank or inflated a layer would move its variance by far more than the
+    # 5 standard errors allowed: sd of a sample variance is sqrt(2 / n), n = 4 * 20000)
+    generator = torch.Generator().manual_seed(1)
+    latent = [torch.randn(20000, 2, 2, dtype=torch.float64, generator=generator) for _ in range(3)]
+
+    def accepts(proposal, value):
+        return torch.ones(value.shape, dtype=torch.bool), value
+
+    moved, *_ = pcn_layer_moves(latent, torch.zeros(20000, dtype=torch.float64), accepts,
+                                torch.full((1, 3), 0.9), 30, 0.3, generator)  # fmt: skip
+    for u in moved:
+        n = u.numel()
+        assert abs(float(u.mean())) < 5 / math.sqrt(n)
+        assert abs(float(u.var()) - 1) < 5 * math.sqrt(2 / n)
 
 
 def test_unknown_sampler_name():

@@ -49,15 +49,22 @@ from factorkit.problems.sensing import SensingProblem
 PILOT_SEED_OFFSET = 7_000_001
 PILOT_DRAWS = 2**16
 MARGINAL_PILOT = 1024
-SMC_EVALUATION_COST = 5.0
+SMC_EVALUATION_COST = 2.3
 """Rejection evaluations one SMC loss evaluation costs in seconds: SMC moves small populations
 through sequential pCN steps, rejection evaluates large reparametrized batches (measured 5x at
-depth 10 width 5 and 8-100x at depth 2 width 160, ``benchmarks/bench_marginal.py speed``; the
-low end is taken, so the choice leans to SMC only where it is clearly cheaper)."""
-SMC_PARAMETER_US = 0.0094
+depth 10 width 5 and 8-100x at depth 2 width 160 with the joint pCN kernel,
+``benchmarks/bench_marginal.py speed``; the low end is taken, so the choice leans to SMC only where
+it is clearly cheaper). The layer-by-layer kernel (``smc.MOVES``) costs 0.44-0.47x the joint one
+per evaluation at depth 10 width 5 (``benchmarks/bench_auto_prices.py smc`` with and without
+``--moves joint``, one session): 5 x 0.46."""
+SMC_PARAMETER_US = 0.0031
 """Microseconds one SMC loss evaluation costs per weight of the model (one thread of the reference
-2-core machine; the pCN proposal's normal draws dominate): fitted on 24 cells of the paper's width
-and depth figures, widths 5-160, depths 2-10, each within 35% (``benchmarks/bench_auto_prices.py``)."""
+2-core machine): the forward product and the loss. With :data:`SMC_LAYER_US`, fitted on 24 cells of
+the paper's width and depth figures, widths 5-160, depths 2-10, each within 0.78-1.19x
+(``benchmarks/bench_auto_prices.py smc``)."""
+SMC_LAYER_US = 0.0051
+"""Microseconds one SMC loss evaluation costs per weight of the layer it moves (a layer's share of
+the weights on average): the pCN proposal's normal draws and arithmetic (:data:`SMC_PARAMETER_US`)."""
 MARGINAL_RUN_US = 55_000.0
 """Microseconds of a marginal run whatever its draws: the posterior draws of ``W`` (a thousand
 exact draws of ``g`` in the ball and of ``W`` given it). Fitted with the three below on the 71
@@ -76,7 +83,8 @@ MARGINAL_CONTOUR_US = 0.055
 
 def smc_evaluation_us(model) -> float:
     """Microseconds of one SMC loss evaluation of ``model`` on the reference machine."""
-    return SMC_PARAMETER_US * model.n_parameters()
+    weights = model.n_parameters()
+    return SMC_PARAMETER_US * weights + SMC_LAYER_US * weights / model.depth
 
 
 def marginal_us(draws: float, work: dict) -> float:
@@ -430,7 +438,7 @@ def auto_sample(
 # every sampler (a study cell, the command line) pass the chosen one what it takes
 SAMPLER_OPTIONS = {
     "rejection": ("n_samples", "max_evaluations", "chunk_size", "backend", "progress"),
-    "smc": ("n_particles", "p0", "mcmc_steps", "runs"),
+    "smc": ("n_particles", "p0", "mcmc_steps", "runs", "moves"),
     "marginal": ("n_samples", "target_ess", "n_particles", "runs", "mcmc_steps", "method", "hidden_draws"),
     "auto": (
         "n_particles",

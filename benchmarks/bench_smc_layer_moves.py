@@ -23,6 +23,7 @@ import argparse
 import time
 
 import torch
+from bench_smc_particles import _setting  # KEY=VALUE parsing; the script's folder is on sys.path
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
@@ -99,17 +100,6 @@ def main() -> None:
             print(f"| {figure} | {depth} | {activation} | {moves} | {seconds / runs:.3f} | "
                   f"{evaluations:,.0f} | {ess / runs:.1f} | {ess / seconds:.0f} | {pooled:.4f} ({se:.4f}) | "
                   f"{log_v:.2f} | {ratio} |", flush=True)  # fmt: skip
-
-
-def _setting(item: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with the value as an int, a float or a string, in that order."""
-    key, _, text = item.partition("=")
-    for kind in (int, float):
-        try:
-            return key, kind(text)
-        except ValueError:
-            pass
-    return key, text
 
 
 if __name__ == "__main__":

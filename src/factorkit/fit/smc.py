@@ -14,8 +14,8 @@ an adaptive ladder ``eps_1 > eps_2 > ... > eps``:
    ``L_train(u') < eps_t``. The proposal is reversible w.r.t. the Gaussian prior, so the kernel
    leaves the prior restricted to ``{L_train < eps_t}`` invariant (Cotter, Roberts, Stuart &
    White, Stat. Sci. 28, 2013); ``beta`` adapts to a target acceptance rate between steps. By
-   default a step moves one layer, the layers in turn, each with its own ``beta`` (a systematic
-   scan of exact block moves, exact too: ``moves='layers'``; ``'joint'`` moves all at once);
+   default a step moves one layer, the layers in turn, each with its own ``beta``
+   (``moves='layers'``: each block move is exact, so the scan is; ``'joint'`` moves all at once);
 4. repeat from 2 until ``eps_t = eps``.
 
 The final population samples ``P(w | L_train(w) < eps)`` and ``prod_t f_t`` estimates ``V(eps)``
@@ -353,7 +353,7 @@ def subset_simulation(
     p0 : float
         Fraction of the population kept at each level, in (0, 1) (default :data:`P0`, 0.25).
     mcmc_steps : int
-        pCN steps per particle and level.
+        pCN steps per particle and level (each moves one layer with ``moves='layers'``).
     target_acceptance : float
         Acceptance rate the step size ``beta`` adapts to.
     runs : int

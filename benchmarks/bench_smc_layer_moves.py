@@ -23,11 +23,12 @@ import argparse
 import time
 
 import torch
-from bench_smc_particles import _setting  # KEY=VALUE parsing; the script's folder is on sys.path
+from bench_smc_particles import _pooled_by_constants, _setting  # the script's folder is on sys.path
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit import smc
+from factorkit.fit.weights import log_mean_exp
 
 CELLS = [
     ("depth", 2, "linear"),
@@ -86,14 +87,11 @@ def main() -> None:
                 results += smc._runs(problem, model, prior, params["eps"], min(64, args.runs - group),
                                      settings, generator, problem.dtype)  # fmt: skip
             seconds = time.perf_counter() - start
-            weights = smc.run_weights(results)
-            ess = smc.effective_sample_size([r["gen"] for r in results], 0, weights)
+            ess = smc.effective_sample_size([r["gen"] for r in results], 0, smc.run_weights(results))
             means = torch.stack([r["gen"].double().mean() for r in results])
-            pooled = float((weights * means).sum())
-            runs = len(results)
-            se = float((runs / (runs - 1) * (weights.square() * (means - pooled).square()).sum()).sqrt())
-            logs = torch.tensor([r["log_volume"] for r in results], dtype=torch.float64)
-            log_v = float(torch.logsumexp(logs, 0) - torch.log(torch.tensor(float(runs))))
+            log_volumes = [r["log_volume"] for r in results]
+            pooled, se = _pooled_by_constants(means, log_volumes)
+            log_v, runs = log_mean_exp(log_volumes), len(results)
             evaluations = sum(r["evaluations"] for r in results) / runs
             rates[moves] = ess / seconds
             ratio = f"{rates['layers'] / rates['joint']:.2f}" if moves == "layers" else ""

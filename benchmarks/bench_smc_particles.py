@@ -80,8 +80,7 @@ def main() -> None:
             mean, se = float(means.mean()), float(means.std() / runs**0.5)
             log_volumes = [r["log_volume"] for r in results]
             by_z, by_z_se = _pooled_by_constants(means, log_volumes)
-            weights = torch.softmax(torch.tensor(log_volumes, dtype=torch.float64), 0)
-            pooled_ess = smc.effective_sample_size([r["gen"] for r in results], 0, weights)
+            pooled_ess = smc.effective_sample_size([r["gen"] for r in results], 0, smc.run_weights(results))
             print(f"| {figure} | {depth} | {activation} | {particles} | {runs} | {seconds / runs:.3f} | "
                   f"{ess / runs:.1f} | {ess / seconds:.0f} | {mean:.4f} ({se:.4f}) | "
                   f"{by_z:.4f} ({by_z_se:.4f}) | {pooled_ess / seconds:.0f} |")  # fmt: skip

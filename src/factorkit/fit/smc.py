@@ -42,11 +42,13 @@ import math
 import time
 import warnings
 
+import numpy as np
 import torch
 
 from factorkit._kernels import copy_rows
 from factorkit._memory import check_memory
-from factorkit._validation import check_float, check_int, make_generator
+from factorkit._validation import check_choice, check_float, check_int, make_generator
+from factorkit.fit._pooling import log_mean_exp, log_mean_se, pooled_index
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.models.deep import DeepFactorization
@@ -93,6 +95,32 @@ def stratified_resample(alive: torch.Tensor, n_particles: int, generator) -> tor
     return torch.cat([repeats, alive[order[: n_particles - repeats.numel()]]])
 
 
+def _pcn_step(latent, blocks, value, accepts, betas, target_acceptance: float, generator, groups: int):
+    """One pCN move of the latents numbered ``blocks`` (the others held), one step size a group
+    (``betas``: ``groups`` values, float64), in place on ``latent``. Returns the particles' values,
+    the groups' acceptance rates and their adapted steps."""
+    size = latent[0].shape[0] // groups
+    if groups == 1:  # one step for all: scalars
+        step, keep = float(betas[0]), math.sqrt(1 - float(betas[0]) ** 2)
+    else:
+        step = betas.to(latent[0].device, latent[0].dtype).repeat_interleave(size).reshape(-1, 1, 1)
+        keep = (1 - step.square()).sqrt()
+    proposal = list(latent)
+    for block in blocks:
+        u = latent[block]
+        proposal[block] = (
+            torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
+            .mul_(step)
+            .add_(keep * u)
+        )
+    accept, proposal_value = accepts(proposal, value)
+    for block in blocks:
+        copy_rows(latent[block], proposal[block], accept)
+    value = torch.where(accept, proposal_value, value)
+    rates = accept.reshape(groups, size).double().mean(1).cpu()
+    return value, rates, (betas * torch.exp(3.0 * (rates - target_acceptance))).clamp(1e-8, 0.999)
+
+
 def pcn_moves(latent, value, accepts, beta, steps: int, target_acceptance: float, generator, groups: int = 1):
     """``steps`` preconditioned Crank-Nicolson moves ``sqrt(1 - beta^2) u + beta xi`` of Gaussian
     latents (invariant for the standard normal prior), each kept where ``accepts(proposal)`` says so.
@@ -109,28 +137,14 @@ def pcn_moves(latent, value, accepts, beta, steps: int, target_acceptance: float
     """
     scalar = not isinstance(beta, torch.Tensor)
     betas = torch.as_tensor([beta] if scalar else beta, dtype=torch.float64)
-    size = latent[0].shape[0] // groups
     accepted_total = torch.zeros(groups, dtype=torch.float64)
     latent = [u.clone() for u in latent]  # moved in place below
+    every = range(len(latent))
     for _ in range(steps):
-        if groups == 1:  # one step for all: scalars
-            step, keep = float(betas[0]), math.sqrt(1 - float(betas[0]) ** 2)
-        else:
-            step = betas.to(latent[0].device, latent[0].dtype).repeat_interleave(size).reshape(-1, 1, 1)
-            keep = (1 - step.square()).sqrt()
-        proposal = [
-            torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
-            .mul_(step)
-            .add_(keep * u)
-            for u in latent
-        ]
-        accept, proposal_value = accepts(proposal, value)
-        for u, v in zip(latent, proposal, strict=True):
-            copy_rows(u, v, accept)
-        value = torch.where(accept, proposal_value, value)
-        rates = accept.reshape(groups, size).double().mean(1).cpu()
+        value, rates, betas = _pcn_step(
+            latent, every, value, accepts, betas, target_acceptance, generator, groups
+        )
         accepted_total += rates
-        betas = (betas * torch.exp(3.0 * (rates - target_acceptance))).clamp(1e-8, 0.999)
     rate = accepted_total / max(steps, 1)
     if scalar:
         return latent, value, float(betas[0]), float(rate[0])
@@ -159,29 +173,14 @@ def pcn_layer_moves(
     """
     layers = len(latent)
     betas = torch.as_tensor(betas, dtype=torch.float64).reshape(groups, layers).clone()
-    size = latent[0].shape[0] // groups
     accepted_total = torch.zeros(groups, dtype=torch.float64)
     latent = [u.clone() for u in latent]  # moved in place below
     for index in range(steps):
         layer = (start + index) % layers
-        u = latent[layer]
-        if groups == 1:
-            step, keep = float(betas[0, layer]), math.sqrt(1 - float(betas[0, layer]) ** 2)
-        else:
-            step = betas[:, layer].to(u.device, u.dtype).repeat_interleave(size).reshape(-1, 1, 1)
-            keep = (1 - step.square()).sqrt()
-        moved = (
-            torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
-            .mul_(step)
-            .add_(keep * u)
+        value, rates, betas[:, layer] = _pcn_step(
+            latent, (layer,), value, accepts, betas[:, layer], target_acceptance, generator, groups
         )
-        proposal = latent[:layer] + [moved] + latent[layer + 1 :]
-        accept, proposal_value = accepts(proposal, value)
-        copy_rows(u, moved, accept)
-        value = torch.where(accept, proposal_value, value)
-        rates = accept.reshape(groups, size).double().mean(1).cpu()
         accepted_total += rates
-        betas[:, layer] = (betas[:, layer] * torch.exp(3.0 * (rates - target_acceptance))).clamp(1e-8, 0.999)
     return latent, value, betas, accepted_total / max(steps, 1)
 
 
@@ -400,8 +399,7 @@ def subset_simulation(
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     runs = check_int("runs", runs)
-    if moves not in MOVE_KINDS:
-        raise ValueError(f"moves must be one of {MOVE_KINDS}, got {moves!r}")
+    check_choice("moves", moves, MOVE_KINDS)
     max_evaluations = check_int("max_evaluations", max_evaluations)
     max_levels = check_int("max_levels", max_levels)
     if min_ess is not None:
@@ -445,16 +443,6 @@ def subset_simulation(
 def run_weights(results: list[dict]) -> torch.Tensor:
     """Each run's share of the pool: its normalizing constant ``exp(log_volume)`` over their sum."""
     return torch.softmax(torch.tensor([r["log_volume"] for r in results], dtype=torch.float64), 0)
-
-
-def _systematic(weights: torch.Tensor, count: int, generator) -> torch.Tensor:
-    """``count`` indices by systematic resampling of normalized ``weights`` (one uniform offset from
-    ``generator``, on its device)."""
-    offset = float(torch.rand(1, generator=generator, dtype=torch.float64, device=generator.device))
-    points = (offset + torch.arange(count, dtype=torch.float64)) / count
-    cumulative = torch.cumsum(weights, 0)
-    cumulative[-1] = 1.0
-    return torch.searchsorted(cumulative, points, right=True).clamp(max=weights.numel() - 1)
 
 
 def extension_bounds(runs: int) -> tuple[int, int]:
@@ -524,12 +512,13 @@ def _mixing_warnings(results: list[dict], n_particles: int) -> list[str]:
 
 
 def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_samples: bool, wall_time: float,
-            generator=None):  # fmt: skip
+            generator):  # fmt: skip
     """The runs pooled into one :class:`GuessCheckResult` by their normalizing constants, as the
     marginal samplers' tempered runs are (:func:`~factorkit.fit.weights.tempered_runs`): ``log V``
     is ``log mean V_r`` with the delta method's standard error, the ESS the ratio estimator's
     (:func:`effective_sample_size` with the runs' weights), and the final populations resampled to
-    the runs' weights (systematic, ``generator``), so the draws' mean is the ratio estimator's.
+    the runs' weights (systematic, ``generator``: :func:`~factorkit.fit._pooling.pooled_index`), so
+    the draws' mean is the ratio estimator's.
     Each run's ``V_r`` is an (asymptotically) unbiased estimate and its particles' mean of
     ``L_gen`` is not: at the paper's deep cells the plain mean of the runs' means kept a bias
     the pooling by ``V_r`` takes away (``benchmarks/bench_smc_particles.py``'s last column: depth 6
@@ -537,15 +526,7 @@ def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_sam
     runs = len(results)
     reached = all(r["reached"] for r in results)
     log_volumes = [r["log_volume"] for r in results]
-    top = max(log_volumes)
-    scaled = [math.exp(v - top) for v in log_volumes]
-    mean_scaled = sum(scaled) / runs
-    log_volume = top + math.log(mean_scaled) if mean_scaled > 0 else -math.inf
-    log_volume_se = (
-        math.sqrt(sum((v - mean_scaled) ** 2 for v in scaled) / (runs - 1) / runs) / mean_scaled
-        if runs > 1 and mean_scaled > 0
-        else float("nan")
-    )
+    log_volume, log_volume_se = log_mean_exp(log_volumes), log_mean_se(log_volumes)
     weights = run_weights(results)
     ess = (
         effective_sample_size([r["gen"] for r in results], results[0]["distinct"], weights)
@@ -561,10 +542,9 @@ def _pooled(results: list[dict], problem, eps: float, n_particles: int, keep_sam
     gen = torch.cat([r["gen"] for r in results]) if reached else empty
     samples = torch.cat([r["W"] for r in results]) if reached else empty.reshape(0, *problem.shape)
     train = torch.cat([r["train"] for r in results]) if reached else empty
-    if reached and generator is not None and runs > 1:
-        sizes = torch.tensor([r["gen"].numel() for r in results], dtype=torch.float64)
-        per_draw = torch.repeat_interleave(weights / sizes, sizes.long())
-        index = _systematic(per_draw / per_draw.sum(), gen.numel(), generator).to(gen.device)
+    if reached and runs > 1:
+        index = pooled_index(np.array([r["gen"].numel() for r in results]), weights.numpy(), generator)
+        index = index.to(gen.device)
         gen, train, samples = gen[index], train[index], samples[index]
     return GuessCheckResult(
         eps=eps,

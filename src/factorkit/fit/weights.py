@@ -10,22 +10,14 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit.fit.smc import effective_sample_size, extension_bounds, pcn_moves, runs_to_add
+from factorkit.fit._pooling import log_mean_exp, log_mean_se, pooled_index, systematic_resample
+from factorkit.fit.smc import effective_sample_size, extension_bounds, pcn_moves, run_weights, runs_to_add
 
 MAX_TEMPERATURES = 10_000
 # tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
 EFFORT_FACTOR = 4
 # what effort_change compares between runs (mean_log_weight where the runs report it)
 EFFORT_STATISTICS = ("log_volume", "rb", "mean_log_weight")
-
-
-def log_mean_exp(values: np.ndarray) -> float:
-    """``log mean exp(values)`` without overflow (``-inf`` when every value is)."""
-    values = np.asarray(values, dtype=np.float64)
-    top = values.max() if values.size else -np.inf
-    if not np.isfinite(top):
-        return float(top)
-    return float(top + np.log(np.mean(np.exp(values - top))))
 
 
 def normalized_weights(log_weight: np.ndarray) -> np.ndarray:
@@ -102,17 +94,6 @@ def heavy_tail_checked(shape: float, give_up: bool, drawn: int) -> bool:
         RuntimeWarning, stacklevel=4,
     )  # fmt: skip
     return True
-
-
-def systematic_resample(weights: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
-    """``count`` indices drawn by systematic resampling of normalized ``weights``: one uniform
-    offset, points ``(offset + i) / count``; each index appears ``floor`` or ``ceil`` of
-    ``count * w`` times (unbiased, the least resampling noise of the standard schemes)."""
-    offset = float(torch.rand(1, generator=generator, dtype=torch.float64))
-    points = (offset + np.arange(count)) / count
-    cumulative = np.cumsum(weights)
-    cumulative[-1] = 1.0
-    return np.searchsorted(cumulative, points, side="right").clip(0, weights.size - 1)
 
 
 def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
@@ -217,9 +198,6 @@ def tempered_runs(
         else:
             results += longer
 
-    def run_weights(results):
-        return normalized_weights(np.array([r["log_volume"] for r in results]))
-
     while True:
         ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles, run_weights(results))
         count = runs_to_add(ess, len(results), target_ess, chunk, cap)
@@ -227,7 +205,7 @@ def tempered_runs(
             break
         results += more(count, mcmc_steps)
     log_volumes = np.array([r["log_volume"] for r in results])
-    weights = run_weights(results)
+    weights = run_weights(results).numpy()
     rb_groups = [r["draws"]["rb"] for r in results]
     ess = effective_sample_size(rb_groups, results[0]["distinct"], weights)
     means = np.array([float(g.double().mean()) for g in rb_groups])
@@ -245,7 +223,7 @@ def tempered_runs(
         "method": "smc",
         "draws": _pooled_draws(results, weights, generator),
         "log_volume": log_mean_exp(log_volumes),
-        "log_volume_se": _log_mean_se(log_volumes),
+        "log_volume_se": log_mean_se(log_volumes),
         "log_volume_runs": log_volumes.tolist(),
         "run_weights": weights.tolist(),
         "ess": float(ess),
@@ -262,15 +240,6 @@ def tempered_runs(
     }
 
 
-def _log_mean_se(log_values: np.ndarray) -> float:
-    """The standard error of ``log mean exp(log_values)`` by the delta method (the runs' spread of
-    ``exp(log_values)`` over their mean, over ``sqrt(runs)``); NaN for one run."""
-    if log_values.size < 2:
-        return math.nan
-    scaled = np.exp(log_values - log_values.max())
-    return float(scaled.std(ddof=1) / math.sqrt(scaled.size) / scaled.mean())
-
-
 def _pooled_draws(results: list[dict], weights: np.ndarray, generator) -> dict:
     """The runs' draws as one posterior sample of the same size: every draw of run ``r`` weighs
     ``weights[r]`` over its draws, systematically resampled (``generator``; without one the draws
@@ -278,9 +247,7 @@ def _pooled_draws(results: list[dict], weights: np.ndarray, generator) -> dict:
     draws = {key: torch.cat([r["draws"][key] for r in results]) for key in ("W", "train", "gen", "rb")}
     if generator is None:
         return draws
-    sizes = np.array([r["draws"]["rb"].numel() for r in results])
-    per_draw = np.repeat(weights / sizes, sizes)
-    index = torch.from_numpy(systematic_resample(per_draw / per_draw.sum(), int(sizes.sum()), generator))
+    index = pooled_index(np.array([r["draws"]["rb"].numel() for r in results]), weights, generator)
     return {key: value[index] for key, value in draws.items()}
 
 

@@ -26,7 +26,7 @@ from scipy import stats
 from factorkit.fit.ball import log_ball_volume, log_gaussian_density
 from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.hidden import HiddenLayers, gram_of_weights
-from factorkit.fit.marginal import OutputLayerIntegral, applies
+from factorkit.fit.marginal import KroneckerDensity, OutputLayerIntegral, applies, eigen
 from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.prior import Prior, resolve_prior
 from factorkit.fit.smc import subset_simulation
@@ -274,6 +274,57 @@ def test_eps_zero_density_by_cholesky_equals_the_eigenvalue_formula():
     assert np.isfinite(eigen).all() and (kappa < 1e6).all()
     bound = 10 * kappa * np.finfo(np.float64).eps * (1 + np.abs(eigen))
     assert (np.abs(analysis.log_weight - eigen) <= bound).all()
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "completion"])
+@pytest.mark.parametrize("n", [15, 22, 25])
+def test_eps_zero_density_without_sigma_equals_the_eigenvalue_formula(kind, n):
+    """:class:`KroneckerDensity` (one Cholesky factor of ``G = F^T F`` and one of ``k x k``, no
+    ``Sigma``) against the eigenvalues of ``Sigma_gg`` built from its definition, taken by any
+    route or forced: ``k = m m' - n`` of 10, 3 and 0 complement coordinates. Rounding enters both
+    through ``G``'s and ``Sigma``'s conditioning, so ``kappa`` is the larger condition number;
+    ``kappa`` times float64's eps, relative, bounds the difference (measured 1e-10 to 6e-8)."""
+    problem = problem_of(kind, n=n)
+    model = DeepFactorization(5, 5, 5, 2, "tanh")
+    prior = resolve_prior("gaussian", problem)
+    integral = OutputLayerIntegral(problem, model, prior, 0.0)
+    assert (integral.kronecker is not None) == (2 * (25 - n) <= n)  # taken where it is faster
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(300, torch.Generator().manual_seed(5)), 300).double()
+    values, _, centre = eigen(integral.covariance(gram)[:, :n, :n], integral.y)
+    reference = log_gaussian_density(values, centre)
+    forced, good = KroneckerDensity(integral.functionals, integral.y, integral.scale).log_density(gram)
+    assert bool(good.all())
+    gram_values = torch.linalg.eigvalsh(gram).numpy()
+    kappa = np.maximum(values.max(1) / values.min(1), gram_values.max(1) / gram_values.min(1))
+    bound = 10 * kappa * np.finfo(np.float64).eps * (1 + np.abs(reference))
+    assert (np.abs(forced - reference) <= bound).all()
+    assert (np.abs(integral.analyse(gram).log_weight - reference) <= bound).all()
+
+
+def test_eps_zero_density_without_sigma_leaves_singular_draws_to_sigma():
+    """Where ``G`` is singular (ReLU at width 2: rank 2) :class:`KroneckerDensity` has no factor;
+    those draws go to ``Sigma``'s route, here ``y`` off its range (``m rank G = 10 < n = 22``):
+    no density. Mixed with full-rank draws, each keeps its own route's value."""
+    problem = problem_of(n=22)
+    prior = resolve_prior("gaussian", problem)
+    narrow = DeepFactorization(5, 5, 2, 2, "relu")
+    integral = OutputLayerIntegral(problem, narrow, prior, 0.0)
+    assert integral.kronecker is not None
+    generator = torch.Generator().manual_seed(3)
+    hidden = HiddenLayers(narrow, prior)
+    singular = hidden.gram(hidden.draw(50, generator), 50).double()
+    _, good = integral.kronecker.log_density(singular)
+    assert not bool(good.any())
+    wide = HiddenLayers(DeepFactorization(5, 5, 5, 2, "tanh"), prior)
+    regular = wide.gram(wide.draw(50, generator), 50).double()
+    mixed = torch.cat([singular, regular])[torch.randperm(100, generator=generator)]
+    weight = integral.analyse(mixed).log_weight
+    alone = integral.kronecker.log_density(mixed)[0]
+    is_singular = torch.linalg.eigvalsh(mixed)[:, 0] < 1e-12 * torch.linalg.eigvalsh(mixed)[:, -1]
+    assert int(is_singular.sum()) == 50
+    assert np.isneginf(weight[is_singular.numpy()]).all()
+    assert np.array_equal(weight[~is_singular.numpy()], alone[~is_singular.numpy()])
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "completion"])

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from factorkit.fit.hidden import HiddenLayers
-from factorkit.fit.marginal import OutputLayerIntegral
+from factorkit.fit.marginal import OutputLayerIntegral, split_whitened, stacked_columns
 from factorkit.fit.marginal import normalized_applies as applies
 from factorkit.fit.prior import Prior
 from factorkit.fit.weights import (
@@ -209,9 +209,7 @@ class Directions:
         self.m, self.m2, self.k, self.D = m, m2, target.k, target.D
         rows = target.basis.reshape(self.k, m, m2)
         # the right-hand sides of the whitening: every basis row B_a^T, then x0^T (m' x (k m + m))
-        self.rhs = torch.cat(
-            [rows.transpose(1, 2).permute(1, 0, 2).reshape(m2, self.k * m), target.x_measured.T], 1
-        )
+        self.rhs = stacked_columns(rows, target.x_measured)
         p = self.k - 1
         self.log_t = (
             math.lgamma((dof + p) / 2) - math.lgamma(dof / 2) - p / 2 * math.log(dof * math.pi)
@@ -227,11 +225,10 @@ class Directions:
         return [torch.randn(n, *shape, generator=generator, dtype=torch.float64) for shape in self.shapes]
 
     def _quadratic(self, gram: torch.Tensor):
-        count, k, m, m2 = len(gram), self.k, self.m, self.m2
+        count, k, m = len(gram), self.k, self.m
         root, log_det_M, failed = _root(gram.to(torch.float64))
         white = _solve_root(root, failed, self.rhs.expand(count, -1, -1)) / math.sqrt(self.target.scale2)
-        basis = white[:, :, : k * m].reshape(count, m2, k, m).permute(0, 2, 1, 3).reshape(count, k, m2 * m)
-        x0 = white[:, :, k * m :].reshape(count, m2 * m)
+        basis, x0 = split_whitened(white, k, m)
         P = basis @ basis.transpose(1, 2)
         b = (basis @ x0[..., None])[..., 0]
         return P, b, x0.square().sum(1), self.target.log_det_K(log_det_M)

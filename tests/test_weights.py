@@ -12,7 +12,13 @@ import torch
 from scipy import stats
 
 from factorkit.fit.smc import effective_sample_size
-from factorkit.fit.weights import EFFORT_FACTOR, effort_change, singular_value_moves, tempered_runs
+from factorkit.fit.weights import (
+    EFFORT_FACTOR,
+    effort_change,
+    singular_pairs,
+    singular_value_moves,
+    tempered_runs,
+)
 
 PARTICLES = 50
 
@@ -167,6 +173,37 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
         [start[0], held], torch.zeros(count), lambda L, _: torch.zeros(count), 1.0, 1.0, 0.3, generator, 1
     )[0]
     assert torch.equal(kept, held) and not torch.equal(moved, start[0])
+
+
+@pytest.mark.parametrize("shape", [(5, 5), (7, 3), (3, 7)])
+def test_singular_pairs_are_those_of_the_construction(shape):
+    """``U diag(s) V^T`` with known, separated singular values (one of them 1e-7 of the largest,
+    below ``SINGULAR_RTOL``: the SVD's path where picked): every value, and the picked pair's rank-one product
+    ``l r^T`` (free of the pair's sign), against the construction. A squared value carries an
+    absolute error of eps times the largest squared, a vector eps times the largest over the
+    smaller of its value and its gap to the others: 100 times that bounds both."""
+    generator = torch.Generator().manual_seed(0)
+    count, (rows, cols) = 400, shape
+    q = min(rows, cols)
+    exact = torch.tensor([4.0, 2.0, 1.0, 0.5, 1e-7][: q - 1] + [1e-7], dtype=torch.float64)
+    exact = exact.expand(count, q)
+
+    def orthonormal(size):
+        return torch.linalg.qr(torch.randn(count, size, q, generator=generator, dtype=torch.float64))[0]
+
+    U, V = orthonormal(rows), orthonormal(cols)
+    u = U @ torch.diag_embed(exact) @ V.transpose(1, 2)
+    pick = torch.randint(q, (count,), generator=generator)
+    sv, left, right = singular_pairs(u, pick)
+    eps = torch.finfo(torch.float64).eps
+    assert (sv.square() - exact.square()).abs().max() <= 100 * eps * 4.0**2  # what the move uses
+    at = torch.arange(count)
+    want = U[at, :, pick][:, :, None] * V[at, :, pick][:, None, :]
+    got = left[:, :, None] * right[:, None, :]
+    gap = torch.tensor([2.0, 1.0, 0.5, 0.5, 1e-7][: q - 1] + [1e-7], dtype=torch.float64)[pick]
+    # the tiny value comes from the SVD, whose vector error is eps times the largest over its gap
+    assert ((got - want).abs().amax((1, 2)) <= 100 * eps * 4.0 / gap).all()
+    assert (pick == q - 1).any()
 
 
 @pytest.mark.parametrize("scale", [0.3, 0.01, 1e-4])

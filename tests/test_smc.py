@@ -8,7 +8,7 @@ from scipy import stats
 
 from factorkit.fit.auto import sample_posterior
 from factorkit.fit.guess_check import Prior
-from factorkit.fit.smc import pcn_layer_moves, subset_simulation
+from factorkit.fit.smc import ForwardCache, pcn_layer_moves, subset_simulation
 from factorkit.models import DeepFactorization
 from factorkit.problems import SensingProblem, make_sensing_problem
 
@@ -214,6 +214,50 @@ def test_layer_moves_keep_the_standard_normal():
         n = u.numel()
         assert abs(float(u.mean())) < 5 / math.sqrt(n)
         assert abs(float(u.var()) - 1) < 5 * math.sqrt(2 / n)
+
+
+@pytest.mark.parametrize(
+    ("activation", "base", "normalize"), [("leaky_relu", "gaussian", True), ("tanh", "uniform", False)]
+)
+def test_forward_cache_equals_the_whole_forward_pass(activation, base, normalize):
+    """:class:`ForwardCache` through a scan of proposals (some rows accepted, some not) and
+    resamplings equals ``prior.from_normal`` and ``model.end_to_end`` of the current latents, and
+    each proposal's matrices those of its latents. The same float32 operations on the same inputs:
+    equal up to the summation order a BLAS build may pick per batch, so within a few eps of the
+    matrices' scale (equal to the bit here)."""
+    model = DeepFactorization(5, 5, 5, 4, activation)
+    prior = Prior(base=base, normalize=normalize)
+    generator = torch.Generator().manual_seed(0)
+    latent = [torch.randn(300, r, c, generator=generator) for r, c in model.layer_shapes()]
+    cache = ForwardCache(model, prior, latent)
+
+    def whole(latent):
+        return model.end_to_end(prior.from_normal(model, latent))
+
+    tolerance = 16 * torch.finfo(torch.float32).eps
+    for step in range(11):
+        layer = step % model.depth
+        u = torch.randn(latent[layer].shape, generator=generator)
+        W, pending = cache.propose(layer, u)
+        proposal = [*latent[:layer], u, *latent[layer + 1 :]]
+        assert torch.allclose(W, whole(proposal), rtol=tolerance, atol=tolerance * float(W.abs().max()))
+        accept = torch.rand(300, generator=generator) < 0.4
+        cache.commit(pending, accept)
+        latent[layer] = torch.where(accept[:, None, None], u, latent[layer])
+        if step % 4 == 3:  # a resampling
+            index = torch.randint(300, (300,), generator=generator)
+            cache.select(index)
+            latent = [v[index] for v in latent]
+        reference = prior.from_normal(model, latent)
+        assert all(torch.equal(a, b) for a, b in zip(cache.weights, reference, strict=True))
+        assert cache.products[0] is cache.weights[0]
+        last = model.end_to_end(cache.weights)
+        assert torch.allclose(last, whole(latent), rtol=tolerance, atol=tolerance * float(last.abs().max()))
+        expected = reference[0]
+        for j in range(1, model.depth - 1):  # every kept product is its layers' own
+            expected = reference[j] @ model.boundary_activations()[j - 1](expected)
+            kept = cache.products[j]
+            assert torch.allclose(kept, expected, rtol=tolerance, atol=tolerance * float(kept.abs().max()))
 
 
 def test_unknown_sampler_name():

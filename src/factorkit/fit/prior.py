@@ -122,10 +122,17 @@ class Prior:
         Gaussian prior, ``s_j erf(u / sqrt(2))`` (``s_j (2 Phi(u) - 1)``, exactly ``U(-s_j, s_j)``)
         for a uniform one. Samplers that move ``u`` by a Gaussian-reversible kernel (SMC's pCN
         steps) sample this prior exactly, whatever its base."""
-        scales = self.scales(model)
+        return [self._from_normal(s, u) for s, u in zip(self.scales(model), latent, strict=True)]
+
+    def layer_from_normal(self, model: DeepFactorization, index: int, u: torch.Tensor) -> torch.Tensor:
+        """Layer ``index``'s weights from its latent ``u``: :meth:`from_normal` of that layer alone
+        (the same operations, so the same numbers)."""
+        return self._from_normal(self.scales(model)[index], u)
+
+    def _from_normal(self, scale: float, u: torch.Tensor) -> torch.Tensor:
         if self.base == "gaussian":
-            return [s * u for s, u in zip(scales, latent, strict=True)]
-        return [s * torch.special.erf(u * (1 / math.sqrt(2))) for s, u in zip(scales, latent, strict=True)]
+            return scale * u
+        return scale * torch.special.erf(u * (1 / math.sqrt(2)))
 
     def finish(self, W: torch.Tensor) -> torch.Tensor:
         """Apply the normalization (if any) to end-to-end draws ``(..., m, m')``."""

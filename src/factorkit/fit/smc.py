@@ -45,11 +45,11 @@ import warnings
 import numpy as np
 import torch
 
-from factorkit._kernels import copy_rows
+from factorkit._kernels import batched_product, copy_rows
 from factorkit._memory import check_memory
 from factorkit._validation import check_choice, check_float, check_int, make_generator
 from factorkit.fit._pooling import log_mean_exp, log_mean_se, pooled_index
-from factorkit.fit.prior import resolve_prior
+from factorkit.fit.prior import Prior, resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
@@ -85,6 +85,61 @@ most this many at a time, and the extension's cap is :data:`MAX_RUNS_FACTOR` tim
 
 def _latent_to_W(model, prior, latent):
     return prior.finish(model.end_to_end(prior.from_normal(model, latent)))
+
+
+FORWARD_CACHE = True
+"""Whether SMC's layer moves evaluate through :class:`ForwardCache` (``False``: a whole forward pass
+a move, the same numbers: ``benchmarks/bench_forward_cache.py``'s baseline)."""
+
+
+class ForwardCache:
+    """The population's layer weights and partial products ``p_1 = W_1``, ``p_j = W_j s(p_{j-1})``
+    (``j < d``; ``p_d = W`` is computed for the loss, not kept) for its current latents, so that a
+    move of one layer recomputes that layer's
+    weights and the products from it on: over a scan about half of a forward pass, and one layer's
+    prior map (the uniform prior's ``erf``) instead of all. The same operations on the same inputs
+    as ``prior.from_normal`` and ``model.end_to_end`` (``benchmarks/bench_forward_cache.py``).
+    :meth:`propose` evaluates a new latent for one layer, :meth:`commit` keeps it on the accepted
+    rows, :meth:`select` follows a resampling."""
+
+    def __init__(self, model: DeepFactorization, prior: Prior, latent: list[torch.Tensor]):
+        self.model, self.prior = model, prior
+        self.activations = model.boundary_activations()
+        self.weights = prior.from_normal(model, latent)
+        self.products = self._chain(0, self.weights[0])[:-1]  # p_d is read by no move: not kept
+
+    def _chain(self, layer: int, weight: torch.Tensor) -> list[torch.Tensor]:
+        """The partial products from ``layer`` on, with ``weight`` in that layer's place."""
+        if layer == 0:
+            product = weight
+        else:
+            product = batched_product(weight, self.activations[layer - 1](self.products[layer - 1]))
+        chain = [product]
+        for index in range(layer + 1, len(self.weights)):
+            product = batched_product(self.weights[index], self.activations[index - 1](product))
+            chain.append(product)
+        return chain
+
+    def propose(self, layer: int, u: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        """The end-to-end matrices (before ``prior.finish``) with layer ``layer``'s latent set to
+        ``u``, and what :meth:`commit` needs to keep them."""
+        weight = self.prior.layer_from_normal(self.model, layer, u)
+        chain = self._chain(layer, weight)
+        return chain[-1], (layer, weight, chain)
+
+    def commit(self, pending: tuple, accept: torch.Tensor) -> None:
+        """Keep :meth:`propose`'s layer and products on the rows where ``accept`` holds."""
+        layer, weight, chain = pending
+        copy_rows(self.weights[layer], weight, accept)
+        for index in range(max(layer, 1), len(self.products)):  # p_1 is W_1 itself, copied above
+            copy_rows(self.products[index], chain[index - layer], accept)
+
+    def select(self, index: torch.Tensor) -> None:
+        """Follow the population to its rows ``index`` (a resampling, runs leaving)."""
+        self.weights = [w.index_select(0, index) for w in self.weights]
+        self.products = [p.index_select(0, index) for p in self.products]
+        if self.products:
+            self.products[0] = self.weights[0]  # p_1 is W_1 itself
 
 
 def stratified_resample(alive: torch.Tensor, n_particles: int, generator) -> torch.Tensor:
@@ -161,6 +216,7 @@ def pcn_layer_moves(
     generator,
     groups: int = 1,
     start: int = 0,
+    by_layer: bool = False,
 ):
     """``steps`` pCN moves of one layer each, the layers in turn from ``start`` (a systematic scan),
     each layer with its own step: ``betas`` is a ``(groups, layers)`` tensor. Every move is the
@@ -168,8 +224,9 @@ def pcn_layer_moves(
     the standard normal prior restricted to the accepted set, so the scan is too. A layer's step
     adapts only from its own moves' acceptance: one step for all layers must suit the most
     sensitive one, here each layer moves as far as its own constraint allows. A move draws normals
-    for one layer only, so it costs less than a joint one. Returns the moved latents, their values,
-    the adapted steps and the mean acceptance rate per group.
+    for one layer only, so it costs less than a joint one. ``by_layer``: ``accepts`` takes the
+    moved layer's index as a third argument (:class:`ForwardCache` evaluates from it on). Returns
+    the moved latents, their values, the adapted steps and the mean acceptance rate per group.
     """
     layers = len(latent)
     betas = torch.as_tensor(betas, dtype=torch.float64).reshape(groups, layers).clone()
@@ -177,8 +234,9 @@ def pcn_layer_moves(
     latent = [u.clone() for u in latent]  # moved in place below
     for index in range(steps):
         layer = (start + index) % layers
+        test = (lambda proposal, value, layer=layer: accepts(proposal, value, layer)) if by_layer else accepts
         value, rates, betas[:, layer] = _pcn_step(
-            latent, (layer,), value, accepts, betas[:, layer], target_acceptance, generator, groups
+            latent, (layer,), value, test, betas[:, layer], target_acceptance, generator, groups
         )
         accepted_total += rates
     return latent, value, betas, accepted_total / max(steps, 1)
@@ -207,6 +265,7 @@ def _runs(problem, model, prior, eps, count, settings: dict, generator, dtype) -
     ]  # fmt: skip
     active = list(range(count))  # the runs in the population, in row order
     layerwise = settings.get("moves", MOVES) == "layers"
+    cache = ForwardCache(model, prior, latent) if layerwise and FORWARD_CACHE else None
     layers = len(latent)
     betas = torch.full((count, layers) if layerwise else (count,), 0.5, dtype=torch.float64)
     sweep = 0  # where the layer scan goes on at the next level
@@ -218,18 +277,26 @@ def _runs(problem, model, prior, eps, count, settings: dict, generator, dtype) -
         if not moving:
             break
         index = torch.cat(rows)
-        latent, train = [u[index] for u in latent], train[index]
+        latent, train = [u.index_select(0, index) for u in latent], train[index]
+        if cache is not None:
+            cache.select(index)
         level = torch.tensor(thresholds, dtype=train.dtype, device=device).repeat_interleave(n_particles)
 
-        def below(proposal, _value, level=level):
-            proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
-            return proposal_train < level, proposal_train
+        def below(proposal, _value, layer=None, level=level):
+            if layer is None:
+                proposal_train = problem.train_loss(end_to_end(proposal))  # L_gen is not needed here
+                return proposal_train < level, proposal_train
+            W, pending = cache.propose(layer, proposal[layer])
+            proposal_train = problem.train_loss(prior.finish(W))
+            accept = proposal_train < level
+            cache.commit(pending, accept)
+            return accept, proposal_train
 
         moved = [active[slot] for slot in moving]
         if layerwise:
             latent, train, betas[moved], acceptance = pcn_layer_moves(
                 latent, train, below, betas[moved], settings["mcmc_steps"], settings["target_acceptance"],
-                generator, groups=len(moved), start=sweep,
+                generator, groups=len(moved), start=sweep, by_layer=cache is not None,
             )  # fmt: skip
             sweep = (sweep + settings["mcmc_steps"]) % layers
         else:
@@ -246,7 +313,9 @@ def _runs(problem, model, prior, eps, count, settings: dict, generator, dtype) -
         if going:
             kept = [position for position, run_index in enumerate(moved) if run_index in going]
             index = torch.cat([torch.arange(n_particles, device=device) + p * n_particles for p in kept])
-            latent, train = [u[index] for u in latent], train[index]
+            latent, train = [u.index_select(0, index) for u in latent], train[index]
+            if cache is not None:
+                cache.select(index)
         active = [run_index for run_index in moved if run_index in going]
     return runs
 

@@ -13,21 +13,11 @@ Run: ``python benchmarks/bench_singular_pairs.py``.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
+from bench_marginal_density import best  # the script's folder is on sys.path
 
 from factorkit.fit.weights import SINGULAR_RTOL, singular_pairs
-
-
-def best(function, repeats: int = 20) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
 
 
 def main() -> None:

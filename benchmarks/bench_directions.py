@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from factorkit.experiments.paper import paper_configs
+from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import run_gc
 from factorkit.fit import normalized
 
@@ -42,18 +42,10 @@ def seeds_of(text: str) -> list[int]:
 
 def run(cells: list[str], counts: list[int], seeds: list[int], out: str) -> None:
     torch.set_num_threads(1)
-    (config,) = paper_configs(figures=["depth"], zero_depth=True)
     with open(out, "a") as sink:
         for cell_name in cells:
             depth, activation = cell_name.split(":")
-            (cell,) = [
-                c
-                for c in config.cells()
-                if c.method == "gc"
-                and c.params["depth"] == int(depth)
-                and c.params["activation"] == activation
-                and c.params["eps"] == 0.0
-            ]
+            cell = paper_cell("depth", zero_depth=True, depth=int(depth), activation=activation, eps=0.0)
             for seed in seeds:
                 for count in counts if seed % 2 == 0 else counts[::-1]:
                     normalized.DIRECTIONS = count

@@ -22,6 +22,7 @@ import time
 from types import SimpleNamespace
 
 import torch
+from bench_directions import seeds_of  # the script's folder is on sys.path
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import run_gc
@@ -55,8 +56,7 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=CELLS, help="figure:depth:activation")
     parser.add_argument("--seeds", default="0-3")
     args = parser.parse_args()
-    first, _, last = args.seeds.partition("-")
-    seeds = list(range(int(first), int(last or first) + 1))
+    seeds = seeds_of(args.seeds)
     torch.set_num_threads(1)
     print("| cell | samplers | whole forward s | cached s | speed-up | rows equal |")
     print("|---|---|---|---|---|---|")

@@ -9,7 +9,7 @@ import torch
 
 from factorkit.cli import main
 from factorkit.experiments.config import StudyConfig
-from factorkit.experiments.paper import FIGURES, paper_configs
+from factorkit.experiments.paper import FIGURES, paper_cell, paper_configs
 from factorkit.experiments.presets import preset
 from factorkit.experiments.run import Job, run_job, run_studies
 from factorkit.experiments.run.plan import gd_jobs as _gd_jobs
@@ -161,9 +161,7 @@ def test_the_planner_prices_the_normalized_eps_zero_cells():
     from factorkit.experiments.run.jobs import gc_setup
     from factorkit.fit.auto import normalized_cost, tempered_draws
 
-    (config,) = paper_configs(figures=["depth"], zero_depth=True)
-    cell = next(c for c in config.cells() if c.method == "gc" and c.params["eps"] == 0
-                and c.params["depth"] == 2 and c.params["activation"] == "linear")  # fmt: skip
+    cell = paper_cell("depth", zero_depth=True, eps=0, depth=2, activation="linear")
     seconds = _gc_cost(cell.params)
     assert math.isfinite(seconds) and seconds > 0
     problem, model, prior = gc_setup(cell.params, 0, "cpu")

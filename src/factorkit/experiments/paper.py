@@ -117,11 +117,12 @@ def paper_configs(
     return configs
 
 
-def paper_cell(figure: str, method: str = "gc", **settings) -> Cell:
-    """The cell of ``figure`` (one of :data:`FIGURES`, as :func:`paper_configs` builds it) for
-    ``method`` whose settings hold ``settings`` (``depth=6, activation='tanh'``), the first in
-    grid order where several do: the benchmarks' way to name one point of a figure."""
-    (config,) = paper_configs(figures=[figure])
+def paper_cell(figure: str, method: str = "gc", zero_depth: bool = False, **settings) -> Cell:
+    """The cell of ``figure`` (one of :data:`FIGURES`, as :func:`paper_configs` builds it, with
+    ``zero_depth``'s ``eps = 0`` points where asked) for ``method`` whose settings hold ``settings``
+    (``depth=6, activation='tanh'``), the first in grid order where several do: the benchmarks' way
+    to name one point of a figure."""
+    (config,) = paper_configs(figures=[figure], zero_depth=zero_depth)
     for cell in config.cells():
         if cell.method == method and all(cell.params.get(k) == v for k, v in settings.items()):
             return cell

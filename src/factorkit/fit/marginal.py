@@ -352,7 +352,9 @@ class OutputLayerIntegral:
             out, good = self.kronecker.log_density(analysis.gram)
             if not bool(good.all()):  # the covariances of the others only
                 rest = ~good
-                subset = Analysis(analysis.gram[rest], self.covariance, self.y, out[rest.numpy()])
+                subset = Analysis(
+                    analysis.gram[rest], self.covariance, self.y, np.full(int(rest.sum()), -np.inf)
+                )
                 out[rest.numpy()] = self._density(subset, route="sigma")
             return out
         n = self.n

@@ -206,7 +206,7 @@ class Directions:
     def __init__(self, target: NormalizedInterpolation, count: int | None = None, dof: int = 1):
         self.target, self.count, self.dof = target, DIRECTIONS if count is None else count, dof
         m, m2 = target.problem.shape
-        self.m, self.m2, self.k, self.D = m, m2, target.k, target.D
+        self.m, self.k, self.D = m, target.k, target.D
         rows = target.basis.reshape(self.k, m, m2)
         # the right-hand sides of the whitening: every basis row B_a^T, then x0^T (m' x (k m + m))
         self.rhs = stacked_columns(rows, target.x_measured)

@@ -14,10 +14,11 @@ from scipy import stats
 from factorkit.fit.smc import effective_sample_size
 from factorkit.fit.weights import (
     EFFORT_FACTOR,
+    SingularCache,
     effort_change,
-    singular_pairs,
     singular_value_moves,
     tempered_runs,
+    thin_svd,
 )
 
 PARTICLES = 50
@@ -144,10 +145,11 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
         return sd * torch.randn(count, *shape, generator=generator, dtype=torch.float64)
 
     def run(latent, log_weight_of, moves):
-        value, spread = log_weight_of(latent, None), 1.0
+        # one SingularCache over all the moves, as a block of tempered SMC's moves shares one
+        value, spread, cache = log_weight_of(latent, None), 1.0, SingularCache()
         for _ in range(moves):
             latent, value, spread, rate = singular_value_moves(
-                latent, value, log_weight_of, 1.0, spread, 0.3, generator
+                latent, value, log_weight_of, 1.0, spread, 0.3, generator, cache=cache
             )
         assert 0.1 < rate < 0.6
         return latent
@@ -176,34 +178,69 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
 
 
 @pytest.mark.parametrize("shape", [(5, 5), (7, 3), (3, 7)])
-def test_singular_pairs_are_those_of_the_construction(shape):
-    """``U diag(s) V^T`` with known, separated singular values (one of them 1e-7 of the largest,
-    below ``SINGULAR_RTOL``: the SVD's path where picked): every value, and the picked pair's rank-one product
-    ``l r^T`` (free of the pair's sign), against the construction. A squared value carries an
-    absolute error of eps times the largest squared, a vector eps times the largest over the
-    smaller of its value and its gap to the others: 100 times that bounds both."""
+def test_thin_svd_is_that_of_the_construction(shape):
+    """``U diag(s) V^T`` with known, separated singular values (in half the matrices one of them is
+    1e-7 of the largest, below ``SINGULAR_RTOL``: the SVD's path): every value, and every pair's
+    rank-one product ``l r^T`` (free of the pair's sign), against the construction. A squared
+    value carries an absolute error of eps times the largest squared, a vector eps times the
+    largest over the smaller of its value and its gap to the others: 100 times that bounds both."""
     generator = torch.Generator().manual_seed(0)
     count, (rows, cols) = 400, shape
     q = min(rows, cols)
-    exact = torch.tensor([4.0, 2.0, 1.0, 0.5, 1e-7][: q - 1] + [1e-7], dtype=torch.float64)
-    exact = exact.expand(count, q)
+    exact = torch.tensor([4.0, 2.0, 1.0, 0.5][: q - 1] + [0.25], dtype=torch.float64).repeat(count, 1)
+    exact[::2, -1] = 1e-7
+    gap = torch.tensor([2.0, 1.0, 0.5, 0.25][: q - 1] + [0.25], dtype=torch.float64).repeat(count, 1)
+    gap[::2, -1] = 1e-7  # the tiny value's gap (and the one above it keeps its own)
+    gap = torch.minimum(gap, exact)
 
     def orthonormal(size):
         return torch.linalg.qr(torch.randn(count, size, q, generator=generator, dtype=torch.float64))[0]
 
     U, V = orthonormal(rows), orthonormal(cols)
     u = U @ torch.diag_embed(exact) @ V.transpose(1, 2)
-    pick = torch.randint(q, (count,), generator=generator)
-    sv, left, right = singular_pairs(u, pick)
+    sv, left, right = thin_svd(u)
     eps = torch.finfo(torch.float64).eps
     assert (sv.square() - exact.square()).abs().max() <= 100 * eps * 4.0**2  # what the move uses
-    at = torch.arange(count)
-    want = U[at, :, pick][:, :, None] * V[at, :, pick][:, None, :]
-    got = left[:, :, None] * right[:, None, :]
-    gap = torch.tensor([2.0, 1.0, 0.5, 0.5, 1e-7][: q - 1] + [1e-7], dtype=torch.float64)[pick]
-    # the tiny value comes from the SVD, whose vector error is eps times the largest over its gap
-    assert ((got - want).abs().amax((1, 2)) <= 100 * eps * 4.0 / gap).all()
-    assert (pick == q - 1).any()
+    for j in range(q):
+        want = U[:, :, j, None] * V[:, None, :, j]
+        got = left[:, :, j, None] * right[:, None, :, j]
+        # the tiny value's vectors come from the SVD: eps times the largest over its gap
+        assert ((got - want).abs().amax((1, 2)) <= 100 * eps * 4.0 / gap[:, j]).all()
+
+
+def test_singular_cache_follows_the_moves():
+    """Through a block of moves whose accepted changes rescale one value each, the cache's
+    decompositions stay those of the current latents: they rebuild each matrix to rounding and
+    their values are its singular values (the cache never decomposes a matrix twice, so a missed
+    update would leave the old value). Width-5 and width-160-like shapes, two layers."""
+    generator = torch.Generator().manual_seed(1)
+    count = 300
+    latent = [
+        torch.randn(count, *shape, generator=generator, dtype=torch.float64) for shape in ((5, 5), (16, 3))
+    ]
+    target = torch.randn(count, 5, 5, generator=generator, dtype=torch.float64)
+
+    def log_weight_of(latent, _):
+        return -((latent[0] - target).square().sum((1, 2)) + latent[1].square().sum((1, 2)))
+
+    value, spread, cache, rates = log_weight_of(latent, None), 1.0, SingularCache(), []
+    for _ in range(20):
+        latent, value, spread, rate = singular_value_moves(
+            latent, value, log_weight_of, 1.0, spread, 0.3, generator, cache=cache
+        )
+        rates.append(rate)
+    assert 0.05 < np.mean(rates) < 0.9  # moves were accepted and rejected
+    eps = torch.finfo(torch.float64).eps
+    everyone = torch.arange(count)
+    for index, u in enumerate(latent):
+        sv, left, right = cache.triples(index, u, everyone)
+        largest = torch.linalg.svdvals(u)
+        rebuilt = left @ torch.diag_embed(sv) @ right.transpose(1, 2)
+        # 20 rank-one updates, each exact to a few eps of the largest value
+        assert ((rebuilt - u).abs().amax((1, 2)) <= 1e3 * eps * largest[:, 0]).all()
+        assert torch.allclose(
+            sv.sort(1, descending=True).values, largest, rtol=0, atol=1e3 * eps * float(largest.max())
+        )
 
 
 @pytest.mark.parametrize("scale", [0.3, 0.01, 1e-4])

@@ -42,6 +42,7 @@ from factorkit.fit.weights import (
     kish_ess,
     log_mean_exp,
     normalized_weights,
+    singular_cache,
     singular_value_moves,
     systematic_resample,
 )
@@ -139,9 +140,10 @@ def anneal_noise(log_density_at, spectrum_of, latent, n_particles, mcmc_steps, t
         latent, value, step, acceptance = pcn_moves(
             latent, value, metropolis, step, pcn_steps, target_acceptance, generator
         )
+        cache = singular_cache()  # the block of scale moves shares one decomposition per matrix
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, 1.0, spread, target_acceptance, generator, matrices
+                latent, value, log_weight_of, 1.0, spread, target_acceptance, generator, matrices, cache
             )
         evaluations += n_particles * mcmc_steps
         levels.append({"noise": noise, "log_volume": log_volume, "acceptance": acceptance, "step": step})

@@ -295,40 +295,77 @@ def run_record(value: torch.Tensor, log_volume: float, levels: list, evaluations
 
 
 SINGULAR_RTOL = 1e-4
-"""Picked singular values below this times the largest are found by an SVD (:func:`singular_pairs`)."""
+"""Matrices with a singular value below this times their largest are decomposed by an SVD
+(:func:`thin_svd`)."""
+SINGULAR_CACHE = True
+"""Whether :func:`temper` and the noise path share one :class:`SingularCache` across each block
+of consecutive singular-value moves (off: a fresh decomposition every move, the benchmarks'
+baseline)."""
 
 
-def singular_pairs(u: torch.Tensor, pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(values, left, right)``: every singular value of each matrix of ``u`` (``P x r x c``,
-    descending) and its ``pick``-th left and right singular vectors (``P x r``, ``P x c``).
+def thin_svd(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(values, left, right)``: each matrix of ``u`` (``P x r x c``) as ``left diag(values)
+    right^T``, ``q = min(r, c)`` values (descending), ``left`` ``P x r x q``, ``right`` ``P x c x q``.
 
     From the eigen-decomposition of the smaller Gram matrix (``u^T u`` or ``u u^T``), the other
-    vector as ``u v / s``: 1.9-3.1x an SVD (``benchmarks/bench_singular_pairs.py``). A squared
-    singular value carries an absolute error of float64's eps times the largest squared, so where
-    the picked one lies below :data:`SINGULAR_RTOL` of the largest (its vector's error would reach
-    ``eps / SINGULAR_RTOL^2``), an SVD gives it instead."""
+    vectors as ``u v / s``: 1.9-3.1x an SVD where one pair is read
+    (``benchmarks/bench_singular_pairs.py``). A squared singular value carries an absolute error
+    of float64's eps times the largest squared, so a matrix with a value below
+    :data:`SINGULAR_RTOL` of its largest (that value's vectors would carry errors up to
+    ``eps / SINGULAR_RTOL^2``) is decomposed by an SVD instead."""
     count, rows, cols = u.shape
     tall = rows >= cols
     values, vectors = torch.linalg.eigh(u.transpose(1, 2) @ u if tall else u @ u.transpose(1, 2))
     sv = values.flip(1).clamp_min(0.0).sqrt()
-    at = torch.arange(count)
-    side = vectors[at, :, values.shape[1] - 1 - pick]
-    picked = sv[at, pick]
-    other = (u @ side[..., None] if tall else u.transpose(1, 2) @ side[..., None])[..., 0]
-    other = other / picked.clamp_min(torch.finfo(u.dtype).tiny)[:, None]
+    side = vectors.flip(2)
+    other = (u @ side if tall else u.transpose(1, 2) @ side) / sv.clamp_min(torch.finfo(u.dtype).tiny)[
+        :, None, :
+    ]
     left, right = (other, side) if tall else (side, other)
-    poor = picked <= SINGULAR_RTOL * sv[:, 0]
+    poor = sv[:, -1] <= SINGULAR_RTOL * sv[:, 0]
     if bool(poor.any()):
         exact_left, exact_sv, exact_right = torch.linalg.svd(u[poor], full_matrices=False)
-        rows_at, index = torch.arange(int(poor.sum())), pick[poor]
-        sv[poor] = exact_sv
-        left[poor] = exact_left[rows_at, :, index]
-        right[poor] = exact_right[rows_at, index, :]
+        sv[poor], left[poor], right[poor] = exact_sv, exact_left, exact_right.transpose(1, 2)
     return sv, left, right
 
 
+class SingularCache:
+    """Thin SVDs (:func:`thin_svd`) of the matrix latents, per particle and layer, made when a
+    particle's matrix is first picked and then kept up to date by the accepted moves: a
+    singular-value move keeps the singular vectors and changes one value, so the new matrix's
+    decomposition is the old one with that value replaced. A block of ``M`` consecutive moves
+    then decomposes each matrix at most once instead of about ``M / layers`` times
+    (``benchmarks/bench_singular_pairs.py``, second table). Valid while only
+    :func:`singular_value_moves` changes the latents: one cache per block."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, list[torch.Tensor]] = {}  # layer -> [values, left, right, known]
+
+    def triples(self, index: int, u: torch.Tensor, here: torch.Tensor):
+        """``(values, left, right)`` of the matrices ``u[here]`` of latent ``index``."""
+        if index not in self.parts:
+            count, rows, cols = u.shape
+            q = min(rows, cols)
+            self.parts[index] = [
+                u.new_empty(count, q),
+                u.new_empty(count, rows, q),
+                u.new_empty(count, cols, q),
+                torch.zeros(count, dtype=torch.bool),
+            ]
+        values, left, right, known = self.parts[index]
+        need = here[~known[here]]
+        if need.numel():
+            values[need], left[need], right[need] = thin_svd(u[need])
+            known[need] = True
+        return values[here], left[here], right[here]
+
+    def accept(self, index: int, rows: torch.Tensor, pick: torch.Tensor, new: torch.Tensor) -> None:
+        """The matrices ``rows`` of latent ``index`` had their ``pick``-th value set to ``new``."""
+        self.parts[index][0][rows, pick] = new
+
+
 def singular_value_moves(
-    latent, value, log_weight_of, beta, spread, target_acceptance, generator, layers=None
+    latent, value, log_weight_of, beta, spread, target_acceptance, generator, layers=None, cache=None
 ):
     """One move of matrix latents (``P x r x c`` each; the first ``layers`` of ``latent``, default
     all, the others stay) that scales one singular value of one of them, both chosen uniformly
@@ -342,20 +379,23 @@ def singular_value_moves(
     + sum_{a != j} log(|s_j'^2 - s_a^2| / |s_j^2 - s_a^2|)``. pCN moves every direction at once
     and rarely shrinks one singular value of a layer far enough to reach where deep ``eps = 0``
     posteriors sit (near a low-rank ``F``); this move walks the log of one directly. ``spread``
-    adapts as pCN's step does. One weight evaluation per particle. Returns the latents, values,
-    spread and acceptance rate."""
+    adapts as pCN's step does. One weight evaluation per particle. ``cache``: a
+    :class:`SingularCache` the caller keeps across consecutive moves (default: a fresh one, every
+    matrix decomposed). Returns the latents, values, spread and acceptance rate."""
     count = value.shape[0]
     layers = len(latent) if layers is None else layers
+    cache = SingularCache() if cache is None else cache
     layer = torch.randint(layers, (count,), generator=generator)
     t = spread * torch.randn(count, generator=generator, dtype=torch.float64)
     log_q = torch.zeros(count, dtype=torch.float64)
-    proposal = []
+    proposal, changes = [], []
     for index, u in enumerate(latent[:layers]):
         _, rows, cols = u.shape
         chosen = torch.randint(min(rows, cols), (count,), generator=generator)
         here = torch.nonzero(layer == index)[:, 0]  # the particles that move this matrix
         at, pick, step = torch.arange(here.numel()), chosen[here], t[here]
-        sv, left, right = singular_pairs(u[here], pick)
+        sv, left_all, right_all = cache.triples(index, u, here)
+        left, right = left_all[at, :, pick], right_all[at, :, pick]
         old = sv[at, pick]
         new = old * step.exp()
         others = torch.ones_like(sv, dtype=torch.bool)
@@ -372,10 +412,14 @@ def singular_value_moves(
         moved = u.clone()
         moved[here] += rank_one
         proposal.append(moved)
+        changes.append((here, pick, new))
     log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
     proposed = log_weight_of(proposal + latent[layers:], None)  # the other latents unchanged
     difference = torch.where(torch.isfinite(proposed), proposed - value, torch.full_like(proposed, -math.inf))
     accept = log_u < beta * difference + log_q
+    for index, (here, pick, new) in enumerate(changes):
+        taken = accept[here]
+        cache.accept(index, here[taken], pick[taken], new[taken])
     latent = [
         torch.where(accept[:, None, None], v, u) for u, v in zip(latent[:layers], proposal, strict=True)
     ] + latent[layers:]
@@ -383,6 +427,12 @@ def singular_value_moves(
     rate = float(accept.double().mean())
     spread = min(max(spread * math.exp(3.0 * (rate - target_acceptance)), 1e-3), 3.0)
     return latent, value, spread, rate
+
+
+def singular_cache() -> SingularCache | None:
+    """One block's :class:`SingularCache`, or ``None`` (a fresh decomposition every move) while
+    :data:`SINGULAR_CACHE` is off."""
+    return SingularCache() if SINGULAR_CACHE else None
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
@@ -433,9 +483,10 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
         moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
         latent, value, step, acceptance = moved
         evaluations += n_particles * mcmc_steps
+        cache = singular_cache()  # the block of scale moves shares one decomposition per matrix
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, beta, spread, target_acceptance, generator, matrices
+                latent, value, log_weight_of, beta, spread, target_acceptance, generator, matrices, cache
             )
         evaluations += n_particles * scale_moves
         levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
@@ -452,7 +503,9 @@ __all__ = [
     "effort_change",
     "run_record",
     "kish_ess",
+    "SingularCache",
     "singular_value_moves",
+    "thin_svd",
     "log_mean_exp",
     "next_temperature",
     "normalized_weights",

@@ -84,6 +84,22 @@ def test_member_activations_select_each_members_own_function_and_gradient(names,
     eps = torch.finfo(torch.float64).eps
     torch.testing.assert_close(mixed.backward(2 * out.detach(), x.detach(), out.detach()), x.grad,
                                rtol=4 * eps, atol=0)  # fmt: skip
+    # and the selection itself is exact: member p's entries are its own derivative's, computed
+    # by the same kernel on the same values (lerp with weights 0 and 1 or where's masks alike)
+    from factorkit.models import deep
+    from factorkit.models.deep import activation_backward
+
+    g, xd, yd = 2 * out.detach(), x.detach(), out.detach()
+    for lerp in (True, False):
+        saved, deep.SELECT_BY_LERP = deep.SELECT_BY_LERP, lerp
+        try:
+            selected = mixed.backward(g, xd, yd)
+        finally:
+            deep.SELECT_BY_LERP = saved
+        for name in set(names):
+            own = g if name == "linear" else activation_backward(name)(g, xd, yd)
+            members = [p for p, n in enumerate(names) if n == name]
+            assert torch.equal(selected[members], own[members])
     with pytest.raises(ValueError, match="activation must be one of"):
         MemberActivations(["tanh", "sigmoid"])
     with pytest.raises(ValueError, match=f"must hold {len(names)} members"):

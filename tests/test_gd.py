@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -314,3 +316,38 @@ def test_training_by_hand_follows_autograd(loss):
         # 200 steps of rounding differences (sums in other orders) grow by the steps' sensitivity
         torch.testing.assert_close(by_hand.W, autograd.W, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(by_hand.history_train, autograd.history_train, rtol=1e-9, atol=1e-14)
+
+
+def test_bare_optimizer_step_is_the_same_update_and_keeps_hooks():
+    """``train_gd`` calls GroupRMSprop's update without ``torch.optim``'s wrapper only where nothing
+    needs the wrapper: the same weights to the last bit as through ``step()`` (the same function),
+    and a registered global step hook still runs every step (the wrapper is kept then)."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from factorkit.fit import gd
+
+    problems = ProblemBatch.of([make_sensing_problem(4, 3, 1, 8, seed=s) for s in range(3)])
+    model = DeepFactorization(4, 3, 5, 2, "tanh")
+    kwargs = dict(
+        seeds=[0, 1, 2], init_scale=0.3, lr=1e-2, max_steps=50, optimizer="group_rmsprop", progress=False
+    )
+    bare = train_gd(problems, model, **kwargs)
+    saved, gd.BARE_STEP = gd.BARE_STEP, False
+    try:
+        wrapped = train_gd(problems, model, **kwargs)
+    finally:
+        gd.BARE_STEP = saved
+    assert all(torch.equal(a, b) for a, b in zip(bare.weights, wrapped.weights, strict=True))
+    calls = []
+    handle = register_optimizer_step_pre_hook(lambda *_: calls.append(1))
+    try:
+        hooked = train_gd(problems, model, **kwargs)
+    finally:
+        handle.remove()
+    assert len(calls) == 50 and all(
+        torch.equal(a, b) for a, b in zip(bare.weights, hooked.weights, strict=True)
+    )
+    # a learning-rate schedule checks that step() ran: the wrapper is kept, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_gd(problems, model, **{**kwargs, "lr_decay": 0.99})

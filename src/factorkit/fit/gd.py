@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch.optim import optimizer as torch_optimizer
 
 from factorkit._choices import LOSSES
 from factorkit._progress import progress as progress_reporter
@@ -224,6 +225,7 @@ def train_gd(
     # backpropagation written out where the model has its own backward pass (and, where the problem
     # gives it, the loss's gradient in W in closed form): no autograd graph of the layers
     by_hand = bool(getattr(model, "has_backward", lambda: False)())
+    step_optimizer = _bare_step(opt, schedule)
     for step in range(max_steps + 1):
         if by_hand:
             train, gen, grads = _hand_gradients(model, problem, params, loss)
@@ -242,7 +244,7 @@ def train_gd(
             _objective(problem, W, train, loss).backward()
         for p, mask in masked:
             p.grad.mul_(mask)
-        opt.step()
+        step_optimizer()
         if schedule is not None:
             schedule.step()
         stops.hold(params)
@@ -266,6 +268,30 @@ def train_gd(
         history_gen=torch.stack(history.gen),
         history_monitor=torch.stack(history.monitor) if history.monitor else None,
     )
+
+
+BARE_STEP = True
+"""Whether :func:`train_gd` calls factorkit's own optimizers' update without ``torch.optim``'s
+per-call wrapper where nothing needs it (:func:`_bare_step`; off: the benchmarks' baseline)."""
+
+
+def _bare_step(opt, schedule) -> Callable[[], object]:
+    """``opt.step``, or the update it wraps: ``torch.optim`` runs every ``step()`` inside a wrapper
+    that opens a profiler range and calls the registered step hooks (about 40 us a call here, 5-6%
+    of the paper's GD steps: ``benchmarks/bench_gd_step.py``). Taken only for an optimizer with its
+    own ``_apply_update`` (:class:`~factorkit.optim.GroupRMSprop`), no learning-rate schedule (which
+    checks that ``step()`` ran) and no step hook registered, on it or globally: the same update,
+    nothing observable lost."""
+    apply = getattr(opt, "_apply_update", None)
+    hooks = [
+        getattr(torch_optimizer, "_global_optimizer_pre_hooks", None),
+        getattr(torch_optimizer, "_global_optimizer_post_hooks", None),
+        getattr(opt, "_optimizer_step_pre_hooks", None),
+        getattr(opt, "_optimizer_step_post_hooks", None),
+    ]
+    if BARE_STEP and apply is not None and schedule is None and all(h is not None and not h for h in hooks):
+        return apply
+    return opt.step
 
 
 def _objective(problem, W: torch.Tensor, train: torch.Tensor, loss: str) -> torch.Tensor:

@@ -80,6 +80,15 @@ def has_backward(activation: str | Activation) -> bool:
 # 1.2x at 2400, 2-3x from 10k)
 SLICED_RUNS = 16
 SLICED_ELEMENTS = 2048
+SELECT_BY_LERP = True
+"""Whether :meth:`MemberActivations.backward` selects each member's derivative by ``torch.lerp``
+with weights 0 and 1 rather than ``torch.where`` with a boolean mask (off: the benchmarks'
+baseline). Both are exact selections of finite values: ATen's lerp computes ``start + w (end -
+start)`` for ``w < 1/2`` and ``end - (1 - w) (end - start)`` otherwise, so a weight of 0 or 1
+returns ``start`` or ``end`` itself (a member whose gradient is already infinite gets NaN, not
+the infinity: its run has diverged either way); ``where`` with a broadcast mask is the slower kernel on the
+CPU (16 against 5 us on a ``216 x 20 x 5`` float32 population here;
+``benchmarks/bench_gd_step.py``)."""
 
 
 class MemberActivations:
@@ -109,7 +118,7 @@ class MemberActivations:
         self.names = tuple(names)
         self.negative_slope = negative_slope
         self._groups: dict[torch.device, list[tuple[Activation, torch.Tensor]]] = {}
-        self._masks: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self._masks: dict[tuple, torch.Tensor] = {}  # boolean masks and their float weights
         # each distinct non-linear name with its derivative, built once (a GD step asks every time)
         self._backwards = [
             (name, backward)
@@ -163,8 +172,18 @@ class MemberActivations:
             return self._backwards[0][1](grad, x, y) if self._backwards else grad
         out = grad
         for name, backward in self._backwards:
-            out = torch.where(self._mask(name, x.device), backward(grad, x, y), out)
+            if SELECT_BY_LERP:
+                out = torch.lerp(out, backward(grad, x, y), self._weight(name, grad))
+            else:
+                out = torch.where(self._mask(name, x.device), backward(grad, x, y), out)
         return out
+
+    def _weight(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """:meth:`_mask` as ``like``'s floats: 1 for the members of ``name``, 0 for the others."""
+        key = (name, like.device, like.dtype)
+        if key not in self._masks:
+            self._masks[key] = self._mask(name, like.device).to(like.dtype)
+        return self._masks[key]
 
     def _mask(self, name: str, device: torch.device) -> torch.Tensor:
         """The ``(P, 1, 1)`` mask of the members of activation ``name``."""

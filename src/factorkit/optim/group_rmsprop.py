@@ -72,6 +72,14 @@ class GroupRMSprop(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._apply_update()
+        return loss
+
+    @torch.no_grad()
+    def _apply_update(self) -> None:
+        """The step itself, from the gradients in place: what :meth:`step` runs inside
+        ``torch.optim``'s per-call wrapper (its hooks and profiler label), and what
+        :func:`factorkit.fit.train_gd` calls directly where no hook is registered."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -118,7 +126,6 @@ class GroupRMSprop(torch.optim.Optimizer):
                 torch._foreach_addcmul_(params, directions, scales, value=-1)
             else:
                 torch._foreach_addcmul_(params, directions, [step_size] * len(params), value=-1)
-        return loss
 
 
 def _check_momentum(momentum, population_axis: bool):

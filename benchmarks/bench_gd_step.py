@@ -1,0 +1,93 @@
+"""Two overheads of a GD step on the paper run's own GD batches (``factorkit study paper``).
+
+* ``torch.optim``'s wrapper: every ``optimizer.step()`` runs inside a profiler range and the step
+  hooks' loops; :func:`factorkit.fit.gd.train_gd` calls GroupRMSprop's update directly where no
+  hook or schedule needs the wrapper (``factorkit.fit.gd.BARE_STEP``).
+* the selection of each member's activation derivative in a mixed batch: ``torch.lerp`` with
+  0/1 weights instead of ``torch.where`` (``factorkit.models.deep.SELECT_BY_LERP``).
+
+Every GD job of the paper (``gd_jobs`` over all figures' GD cells, as the runner batches them) is
+run ``--steps`` steps with both off (the baseline, as before) and both on, one torch thread as in a
+study's pool worker, interleaved, best of ``--repeats``; each job's final weights must be equal to
+the last bit both ways (the same operations on the same values: the selection is exact for finite
+values, the update the same function). Each job's seconds per step times its steps give the
+paper's GD core-minutes each way.
+
+Run: ``python benchmarks/bench_gd_step.py [--steps 300] [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+from bench_gd_by_hand import paper_gd_cells  # the script's folder is on sys.path
+
+from factorkit.experiments.run.jobs import gd_batch
+from factorkit.experiments.run.plan import gd_jobs
+from factorkit.fit import gd
+from factorkit.fit.gd import train_gd
+from factorkit.models import deep
+
+WAYS = ("before", "now")
+
+
+@contextlib.contextmanager
+def way(name: str):
+    saved = gd.BARE_STEP, deep.SELECT_BY_LERP
+    gd.BARE_STEP = deep.SELECT_BY_LERP = name == "now"
+    try:
+        yield
+    finally:
+        gd.BARE_STEP, deep.SELECT_BY_LERP = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    totals = dict.fromkeys(WAYS, 0.0)
+    print(
+        "| members | width | depths | activations | steps | before ms/step | now ms/step | speed-up | equal |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for job in gd_jobs(paper_gd_cells()):
+        members, arguments = gd_batch(job, "cpu")
+        problem, model = arguments.pop("problem"), arguments.pop("model")
+        settings = {**arguments, "max_steps": args.steps, "eps_train": None}
+        best, final = dict.fromkeys(WAYS, float("inf")), {}
+        for name in WAYS:  # warm-up: one-off costs out of the timing
+            with way(name):
+                train_gd(problem, model, **{**settings, "max_steps": 3})
+        for _ in range(args.repeats):
+            for name in WAYS:
+                with way(name):
+                    start = time.perf_counter()
+                    result = train_gd(problem, model, **settings)
+                    best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
+                final[name] = result.weights
+        equal = all(torch.equal(a, b) for a, b in zip(final["before"], final["now"], strict=True))
+        steps = job.cell.params["steps"]
+        for name in WAYS:
+            totals[name] += best[name] * steps
+        depths = getattr(model, "depths", None)
+        shown = f"{min(depths)}-{max(depths)}" if depths else str(model.depth)
+        names = getattr(model.activation, "names", [model.activation])
+        print(
+            f"| {len(members)} | {model.width} | {shown} | {len(set(names))} | {steps} | "
+            f"{best['before'] * 1e3:.3f} | {best['now'] * 1e3:.3f} | {best['before'] / best['now']:.2f}x "
+            f"| {'yes' if equal else 'NO'} |",
+            flush=True,
+        )
+    print(
+        f"\nthe paper's GD, core-minutes: before {totals['before'] / 60:.2f}, now {totals['now'] / 60:.2f} "
+        f"({totals['before'] / totals['now']:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -40,13 +40,15 @@ def torch_kernels():
 def numpy_path(*tensors: torch.Tensor) -> bool:
     """Whether ``tensors`` may go through NumPy: on the CPU, one float dtype, no gradient needed."""
     first = tensors[0]
-    return (
-        NUMPY_KERNELS
-        and first.device.type == "cpu"
-        and first.dtype in _DTYPES
-        and all(t.dtype == first.dtype and t.device.type == "cpu" for t in tensors)
-        and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-    )
+    dtype = first.dtype
+    if not (NUMPY_KERNELS and dtype in _DTYPES and all(t.is_cpu and t.dtype is dtype for t in tensors)):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    """``t``'s memory as a NumPy array (a tensor that requires a gradient is detached first)."""
+    return (t.detach() if t.requires_grad else t).numpy()
 
 
 def _transposed(matrix: torch.Tensor) -> bool:
@@ -60,15 +62,27 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     :data:`SMALL_PRODUCT_BATCH` CPU products that need no gradient, unless ``b`` is a transposed
     view (``benchmarks/bench_kernels.py``: a layer's product and the backward's ``W^T G`` 1.6-12x
     faster on the paper's shapes; the backward's ``G H^T`` 0.6-1.1x in float32, left to torch)."""
-    if a.shape[0] >= SMALL_PRODUCT_BATCH and not _transposed(b) and numpy_path(a, b):
-        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
+    # the checks of numpy_path written out for two tensors: this runs some 30 times a GD step of
+    # the paper's deep nets, where the general form's overhead was ~7% of the step
+    dtype = a.dtype
+    if (
+        NUMPY_KERNELS
+        and a.shape[0] >= SMALL_PRODUCT_BATCH
+        and dtype in _DTYPES
+        and b.dtype is dtype
+        and a.is_cpu
+        and b.is_cpu
+        and not ((a.requires_grad or b.requires_grad) and torch.is_grad_enabled())
+        and not _transposed(b)
+    ):
+        return torch.from_numpy(np.matmul(_array(a), _array(b)))
     return torch.bmm(a, b)
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
     """``torch.tanh(x)``, by NumPy's vectorized ``tanh`` where :func:`numpy_path` allows."""
     if numpy_path(x):
-        return torch.from_numpy(np.tanh(x.detach().numpy()))
+        return torch.from_numpy(np.tanh(_array(x)))
     return torch.tanh(x)
 
 

@@ -22,7 +22,12 @@ difference, and a run's temperatures (hence its evaluations) may differ. Printed
 per weight evaluation each way (one process, one torch thread, alternating which goes first) and
 the ratio, with each way's mean ``log V`` over its runs.
 
-Run: ``python benchmarks/bench_singular_pairs.py [--runs 8]``.
+With ``--law``, a third table instead: the two ways as samplers, on the unmixed cells where the
+paper run's rows differ most (``width_rank2`` width 5 ``eps = 0``: leaky ReLU seed 6 at 10 moves,
+128 runs a way; tanh seed 4 at 40 moves, 64 runs), each way from its own seed: the runs' ``log V``
+as two samples (two-sample KS) and each way's pooled posterior mean of ``L_gen``.
+
+Run: ``python benchmarks/bench_singular_pairs.py [--runs 8] [--law]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 import numpy as np
 import torch
 from bench_marginal_density import best  # the script's folder is on sys.path
+from scipy import stats
 
 from factorkit.experiments.paper import paper_cell
 from factorkit.experiments.run.jobs import gc_setup
@@ -101,11 +107,44 @@ def blocks(runs: int) -> None:
             )
 
 
+def law() -> None:
+    print(
+        "| cell | moves | runs a way | KS p (runs' log V) | log V mean, sd (no cache) | (cache) "
+        "| rb (no cache) | rb (cache) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for activation, seed, steps, runs in (("leaky_relu", 6, 10, 128), ("tanh", 4, 40, 64)):
+        cell = paper_cell("width_rank2", width=5, eps=0.0, activation=activation)
+        problem, model, prior = gc_setup(cell.params, seed, "cpu")
+        out = {}
+        for cache, stream in ((False, 1), (True, 2)):
+            weights.SINGULAR_CACHE = cache
+            try:
+                result = marginal_sample(
+                    problem, model, eps=0.0, prior=prior, method="smc", runs=runs, mcmc_steps=steps,
+                    check_effort=False, target_ess=1.0, seed=1000 * stream + seed, keep_samples=False,
+                )  # fmt: skip
+            finally:
+                weights.SINGULAR_CACHE = True
+            out[cache] = (np.array(result.extra["log_volume_runs"]), result.extra["gen_loss_rb"])
+        p = stats.ks_2samp(out[False][0], out[True][0]).pvalue
+        summary = [f"{v[0].mean():.2f}, {v[0].std():.2f}" for v in (out[False], out[True])]
+        print(
+            f"| width_rank2 width 5 {activation} seed {seed} | {steps} | {runs} | {p:.2f} | {summary[0]} "
+            f"| {summary[1]} | {out[False][1]:.4f} | {out[True][1]:.4f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--law", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.law:
+        law()
+        return
     decompositions()
     blocks(args.runs)
 

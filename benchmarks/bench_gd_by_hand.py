@@ -62,18 +62,29 @@ def paper_gd_cells() -> list:
     return cells
 
 
-def main() -> None:
+def paper_gd_batches():
+    """Every GD job of the paper as the runner batches it: ``(job, members, problem, model,
+    train_gd's other arguments)``."""
+    for job in gd_jobs(paper_gd_cells()):
+        members, arguments = gd_batch(job, "cpu")
+        yield job, members, arguments.pop("problem"), arguments.pop("model"), arguments
+
+
+def timing_arguments() -> argparse.Namespace:
+    """``--steps`` and ``--repeats`` of the GD step benchmarks (one torch thread, as a pool worker)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
     torch.set_num_threads(1)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = timing_arguments()
     totals = dict.fromkeys(WAYS, 0.0)
     print("| members | width | depths | steps | autograd ms/step | layers | by hand | by hand speed-up |")
     print("|---|---|---|---|---|---|---|---|")
-    for job in gd_jobs(paper_gd_cells()):
-        members, arguments = gd_batch(job, "cpu")
-        problem, model = arguments.pop("problem"), arguments.pop("model")
+    for job, members, problem, model, arguments in paper_gd_batches():
         best = dict.fromkeys(WAYS, float("inf"))
         for name in WAYS:  # warm-up: one-off costs out of the timing
             with way(name):

@@ -24,17 +24,14 @@ Run: ``python benchmarks/bench_gd_step.py [--steps 300] [--repeats 3]``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 
 import numpy as np
 import torch
-from bench_gd_by_hand import paper_gd_cells  # the script's folder is on sys.path
+from bench_gd_by_hand import paper_gd_batches, timing_arguments  # the script's folder is on sys.path
 
 from factorkit import _kernels
-from factorkit.experiments.run.jobs import gd_batch
-from factorkit.experiments.run.plan import gd_jobs
 from factorkit.fit import gd
 from factorkit.fit.gd import train_gd
 from factorkit.models import deep
@@ -87,19 +84,13 @@ def dispatch() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+    args = timing_arguments()
     totals = dict.fromkeys(WAYS, 0.0)
     print(
         "| members | width | depths | activations | steps | before ms/step | now ms/step | speed-up | equal |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for job in gd_jobs(paper_gd_cells()):
-        members, arguments = gd_batch(job, "cpu")
-        problem, model = arguments.pop("problem"), arguments.pop("model")
+    for job, members, problem, model, arguments in paper_gd_batches():
         settings = {**arguments, "max_steps": args.steps, "eps_train": None}
         best, final = dict.fromkeys(WAYS, float("inf")), {}
         for name in WAYS:  # warm-up: one-off costs out of the timing

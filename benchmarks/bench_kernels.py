@@ -26,8 +26,7 @@ import torch
 from factorkit import _kernels
 from factorkit._kernels import batched_product, copy_rows, tanh, torch_kernels
 from factorkit.experiments.paper import paper_cell
-from factorkit.experiments.run.jobs import gc_setup, gd_batch
-from factorkit.experiments.run.plan import gd_jobs
+from factorkit.experiments.run.jobs import gc_setup
 from factorkit.fit.auto import PILOT_DRAWS
 from factorkit.fit.gd import train_gd
 from factorkit.fit.guess_check import guess_and_check
@@ -158,14 +157,12 @@ def _sampler_row(name: str, figure: str, settings: dict, times: dict) -> None:
 
 
 def gd(repeats: int, steps: int) -> None:
-    from bench_gd_by_hand import paper_gd_cells
+    from bench_gd_by_hand import paper_gd_batches
 
     print("| members | width | depths | steps | torch ms/step | NumPy routes ms/step | speed-up |")
     print("|---|---|---|---|---|---|---|")
     totals = dict.fromkeys(WAYS, 0.0)
-    for job in gd_jobs(paper_gd_cells()):
-        members, arguments = gd_batch(job, "cpu")
-        problem, model = arguments.pop("problem"), arguments.pop("model")
+    for job, members, problem, model, arguments in paper_gd_batches():
         options = {**arguments, "eps_train": None, "progress": False}
         train_gd(problem, model, **{**options, "max_steps": 3})  # one-off costs out of the timing
         times = best_pair(lambda: train_gd(problem, model, **{**options, "max_steps": steps}), repeats)  # noqa: B023

@@ -14,10 +14,10 @@ values, the update the same function). Each job's seconds per step times its ste
 paper's GD core-minutes each way.
 
 Last, the dispatch of :func:`factorkit._kernels.batched_product` (about 30 calls a step of the
-paper's deep nets): its checks written out for two tensors against the general ``numpy_path``
-form it had before (re-stated here as the baseline), on a ``144 x 5 x 5`` product whose left
-factor requires a gradient, under ``no_grad`` as the written-out backward pass runs it; both
-return the same values.
+paper's deep nets): ``numpy_path``'s checks written out for one or two tensors against the
+general form over any number of tensors it had before (re-stated here as the baseline), on a
+``144 x 5 x 5`` product whose left factor requires a gradient, under ``no_grad`` as the
+written-out backward pass runs it; both return the same values.
 
 Run: ``python benchmarks/bench_gd_step.py [--steps 300] [--repeats 3]``.
 """

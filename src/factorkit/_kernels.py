@@ -37,13 +37,21 @@ def torch_kernels():
         NUMPY_KERNELS = saved
 
 
-def numpy_path(*tensors: torch.Tensor) -> bool:
-    """Whether ``tensors`` may go through NumPy: on the CPU, one float dtype, no gradient needed."""
-    first = tensors[0]
-    dtype = first.dtype
-    if not (NUMPY_KERNELS and dtype in _DTYPES and all(t.is_cpu and t.dtype is dtype for t in tensors)):
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+def numpy_path(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
+    """Whether ``a`` (and ``b``) may go through NumPy: on the CPU, one float dtype, no gradient
+    needed. Written out for one or two tensors, no loop: :func:`batched_product` asks about 30
+    times a GD step of the paper's deep nets, where a general form's overhead was ~7% of the step
+    (``benchmarks/bench_gd_step.py``, last line)."""
+    b = a if b is None else b
+    dtype = a.dtype
+    return (
+        NUMPY_KERNELS
+        and dtype in _DTYPES
+        and b.dtype is dtype
+        and a.is_cpu
+        and b.is_cpu
+        and not ((a.requires_grad or b.requires_grad) and torch.is_grad_enabled())
+    )
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -62,19 +70,7 @@ def batched_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     :data:`SMALL_PRODUCT_BATCH` CPU products that need no gradient, unless ``b`` is a transposed
     view (``benchmarks/bench_kernels.py``: a layer's product and the backward's ``W^T G`` 1.6-12x
     faster on the paper's shapes; the backward's ``G H^T`` 0.6-1.1x in float32, left to torch)."""
-    # the checks of numpy_path written out for two tensors: this runs some 30 times a GD step of
-    # the paper's deep nets, where the general form's overhead was ~7% of the step
-    dtype = a.dtype
-    if (
-        NUMPY_KERNELS
-        and a.shape[0] >= SMALL_PRODUCT_BATCH
-        and dtype in _DTYPES
-        and b.dtype is dtype
-        and a.is_cpu
-        and b.is_cpu
-        and not ((a.requires_grad or b.requires_grad) and torch.is_grad_enabled())
-        and not _transposed(b)
-    ):
+    if a.shape[0] >= SMALL_PRODUCT_BATCH and numpy_path(a, b) and not _transposed(b):
         return torch.from_numpy(np.matmul(_array(a), _array(b)))
     return torch.bmm(a, b)
 
@@ -91,6 +87,6 @@ def copy_rows(target: torch.Tensor, source: torch.Tensor, rows: torch.Tensor) ->
     accepted proposals of an MCMC step, copied exactly."""
     if numpy_path(target, source) and not target.requires_grad:
         keep = rows.cpu().numpy()
-        target.numpy()[keep] = source.detach().numpy()[keep]
+        target.numpy()[keep] = _array(source)[keep]
     else:
         target[rows] = source[rows]

@@ -308,19 +308,17 @@ def thin_svd(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     right^T``, ``q = min(r, c)`` values (descending), ``left`` ``P x r x q``, ``right`` ``P x c x q``.
 
     From the eigen-decomposition of the smaller Gram matrix (``u^T u`` or ``u u^T``), the other
-    vectors as ``u v / s``: 1.9-3.1x an SVD where one pair is read
-    (``benchmarks/bench_singular_pairs.py``). A squared singular value carries an absolute error
-    of float64's eps times the largest squared, so a matrix with a value below
-    :data:`SINGULAR_RTOL` of its largest (that value's vectors would carry errors up to
-    ``eps / SINGULAR_RTOL^2``) is decomposed by an SVD instead."""
+    vectors as ``u v / s``: 1.4-1.8x an SVD (``benchmarks/bench_singular_pairs.py``). A squared
+    singular value carries an absolute error of float64's eps times the largest squared, so a
+    matrix with a value below :data:`SINGULAR_RTOL` of its largest (that value's vectors would
+    carry errors up to ``eps / SINGULAR_RTOL^2``) is decomposed by an SVD instead."""
     count, rows, cols = u.shape
     tall = rows >= cols
     values, vectors = torch.linalg.eigh(u.transpose(1, 2) @ u if tall else u @ u.transpose(1, 2))
     sv = values.flip(1).clamp_min(0.0).sqrt()
     side = vectors.flip(2)
-    other = (u @ side if tall else u.transpose(1, 2) @ side) / sv.clamp_min(torch.finfo(u.dtype).tiny)[
-        :, None, :
-    ]
+    scale = sv.clamp_min(torch.finfo(u.dtype).tiny)[:, None, :]  # each column by its value
+    other = (u @ side if tall else u.transpose(1, 2) @ side) / scale
     left, right = (other, side) if tall else (side, other)
     poor = sv[:, -1] <= SINGULAR_RTOL * sv[:, 0]
     if bool(poor.any()):

@@ -86,8 +86,8 @@ with weights 0 and 1 rather than ``torch.where`` with a boolean mask (off: the b
 baseline). Both are exact selections of finite values: ATen's lerp computes ``start + w (end -
 start)`` for ``w < 1/2`` and ``end - (1 - w) (end - start)`` otherwise, so a weight of 0 or 1
 returns ``start`` or ``end`` itself (a member whose gradient is already infinite gets NaN, not
-the infinity: its run has diverged either way); ``where`` with a broadcast mask is the slower kernel on the
-CPU (16 against 5 us on a ``216 x 20 x 5`` float32 population here;
+the infinity: its run has diverged either way). ``where`` with a broadcast mask is the slower
+kernel on the CPU (16 against 5 us on a ``216 x 20 x 5`` float32 population here;
 ``benchmarks/bench_gd_step.py``)."""
 
 

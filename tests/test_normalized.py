@@ -217,11 +217,11 @@ def test_the_sphere_integral_is_adaptive_quadrature_on_the_circle(D):
             v = np.array([math.cos(angle), math.sin(angle)])
             return c0 + 2 * bn @ v + v @ Pn @ v
 
-        arcs = np.linspace(0, 2 * math.pi, 65)
-
         def integral(f):
+            arcs = np.linspace(0, 2 * math.pi, 65)
             return sum(
-                quad(f, a, z, epsabs=0, epsrel=1e-13, limit=200)[0] for a, z in zip(arcs[:-1], arcs[1:])
+                quad(f, a, z, epsabs=0, epsrel=1e-13, limit=200)[0]
+                for a, z in zip(arcs[:-1], arcs[1:], strict=True)
             )
 
         reference = integral(lambda t: Q(t) ** (-D / 2))

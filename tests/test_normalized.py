@@ -202,11 +202,14 @@ def _circle_problem(generator, spread: float):
 
 
 @pytest.mark.parametrize("D", [3, 8, 25])
-def test_the_sphere_integral_is_adaptive_quadrature_on_the_circle(D):
+def test_the_sphere_integral_is_adaptive_quadrature_on_the_circle(D, monkeypatch):
     """k = 2: ``int Q_v^{-D/2}`` over the circle and the direction's mean by scipy's adaptive
     quadrature (on 64 arcs, 1e-13 relative); the contour formula agrees to 1e-10, spectra from
-    one to five decades of spread (its trapezoid rule reaches rounding level at the default step)."""
+    one to five decades of spread (its trapezoid rule reaches rounding level at the default step);
+    the fallback line through 0 to 1e-8."""
     from scipy.integrate import quad
+
+    from factorkit.fit import normalized
 
     generator = torch.Generator().manual_seed(D)
     for spread in (0.0, 2.0, 5.0):
@@ -229,13 +232,27 @@ def test_the_sphere_integral_is_adaptive_quadrature_on_the_circle(D):
             integral(lambda t, f=f: f(t) * Q(t) ** (-D / 2)) / reference for f in (math.cos, math.sin)
         ]
         values, vectors = torch.linalg.eigh(P[None])
-        log_I, mean = sphere_integral(
-            values, vectors, b[None], torch.tensor([c0], dtype=torch.float64), D, mean=True
-        )
+        c0_t = torch.tensor([c0], dtype=torch.float64)
+        expected = torch.tensor(mean_reference, dtype=torch.float64)
+        log_I, mean = sphere_integral(values, vectors, b[None], c0_t, D, mean=True)
         assert float(log_I[0]) == pytest.approx(math.log(reference), abs=1e-10)
-        torch.testing.assert_close(
-            mean[0], torch.tensor(mean_reference, dtype=torch.float64), rtol=0, atol=1e-10
-        )
+        torch.testing.assert_close(mean[0], expected, rtol=0, atol=1e-10)
+        # the fallback: the line through 0 (valid for every row, more cancellation) where the
+        # saddle's line is refused
+        real, calls = normalized._on_the_line, []
+
+        def refused_first(*args, real=real, calls=calls):
+            log, moment, valid = real(*args)
+            if not calls:
+                calls.append(1)
+                valid = torch.zeros_like(valid)
+            return log, moment, valid
+
+        monkeypatch.setattr(normalized, "_on_the_line", refused_first)
+        log_I0, mean0 = sphere_integral(values, vectors, b[None], c0_t, D, mean=True)
+        monkeypatch.setattr(normalized, "_on_the_line", real)
+        assert calls and float(log_I0[0]) == pytest.approx(math.log(reference), abs=1e-8)
+        torch.testing.assert_close(mean0[0], expected, rtol=0, atol=1e-8)
 
 
 def test_the_sphere_integral_is_monte_carlo_on_s4_and_needs_no_exact_mode():

@@ -64,6 +64,7 @@ from factorkit.fit.weights import (
     systematic_resample,
     temper,
     tempered_runs,
+    thin_svd,
 )
 from factorkit.problems.sensing import SensingProblem
 
@@ -71,8 +72,9 @@ from factorkit.problems.sensing import SensingProblem
 BATCH = 1024
 # Newton steps on the secular equation of the direction's mode (quadratic convergence from the
 # left: 40 leaves it at rounding level from any start the bound gives); they stop earlier once no
-# draw's step exceeds MODE_TOLERANCE times its P's largest eigenvalue (13-15 steps on the paper's
-# depth cells). The mode only centres the proposal: the weights are exact for any centre.
+# draw's step exceeds MODE_TOLERANCE times its gap to P's lowest eigenvalue plus |lam|. The mode
+# only centres the directions' proposal (their weights are exact for any centre); the contour of
+# sphere_integral needs lam itself (its Q_lam is the minimum only at the root).
 MODE_ITERATIONS = 40
 MODE_TOLERANCE = 4 * torch.finfo(torch.float64).eps
 # directions per hidden draw (Directions)
@@ -214,8 +216,8 @@ class Directions:
         self.log_t = (
             math.lgamma((dof + p) / 2) - math.lgamma(dof / 2) - p / 2 * math.log(dof * math.pi)
         )  # the t density's constant
-        log_sphere = math.log(2) + self.k / 2 * math.log(math.pi) - math.lgamma(self.k / 2)
-        self.constant = target.constant - log_sphere + math.log(2)  # 2: the sign's probability
+        self.log_sphere = math.log(2) + self.k / 2 * math.log(math.pi) - math.lgamma(self.k / 2)
+        self.constant = target.constant - self.log_sphere + math.log(2)  # 2: the sign's probability
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -273,6 +275,35 @@ class Directions:
         log_weight = torch.logsumexp(inner, 1) - math.log(self.count)
         return log_weight.numpy(), inner, v
 
+    def _integral(self, gram: torch.Tensor, mean: bool = False):
+        """:func:`sphere_integral` of the direction's weight given ``F`` (its least-squares form),
+        and ``log |K|``."""
+        count, k, m = len(gram), self.k, self.m
+        root, log_det_M, failed = _root(gram.to(torch.float64))
+        white = _solve_root(root, failed, self.rhs.expand(count, -1, -1)) / math.sqrt(self.target.scale2)
+        basis, x0 = split_whitened(white, k, m)
+        out = sphere_integral(None, None, None, None, self.D, mean, least_squares=(basis, x0))
+        return out, self.target.log_det_K(log_det_M)
+
+    def exact_log_weight(self, gram: torch.Tensor) -> torch.Tensor:
+        """``log p(h = y | F)`` per hidden draw with the direction integrated in closed form
+        (:func:`sphere_integral`): what :meth:`evaluate`'s mean weight estimates."""
+        log_I, log_det = self._integral(gram)
+        return self.target.constant - 0.5 * log_det + log_I - self.log_sphere
+
+    def draw_given(self, gram: torch.Tensor, exact: torch.Tensor, generator: torch.Generator):
+        """A direction for each hidden draw of a population that samples the hidden layers'
+        posterior, and each draw's correction weight: ``count`` directions from the proposal, one
+        kept in proportion to its weight, and the ratio of their mean weight to the exact one
+        (``exact``: :meth:`exact_log_weight`). The ratio has mean 1 given ``F``, and the kept
+        direction weighed by it is an exact draw of ``v`` given ``F``: ``E[ratio 1{v in A}] =
+        P(v in A | F)`` (the same argument as :meth:`pick`'s). Returns the directions and the
+        ratios (a population resampled by them samples ``(F, v)``)."""
+        log_weight, inner, v = self.evaluate(gram, self.draw(len(gram), generator))
+        share = torch.softmax(inner, 1)
+        index = torch.multinomial(share, 1, generator=generator)[:, 0]
+        return v[torch.arange(len(v)), index], np.exp(log_weight - exact.numpy())
+
     def pick(self, inner: torch.Tensor, v: torch.Tensor, gram: torch.Tensor, generator: torch.Generator):
         """One direction per hidden draw in proportion to its weight (with the hidden draw's
         weight, the mean of these, that is an exact draw of ``(F, v)``), and each draw's exact
@@ -286,22 +317,23 @@ class Directions:
         affine in the direction (``|v| = 1``), and :func:`sphere_integral` gives the direction's
         mean under its weight ``Q_v^{-D/2}``. (The directions' weighted mean, used before, is a
         ratio estimator: biased at 64 directions, and far off where they miss the weight's mass.)"""
-        P, b, c0, _ = self._quadratic(gram)
-        values, vectors = torch.linalg.eigh(P)
-        _, mean = sphere_integral(values, vectors, b, c0, self.D, mean=True)
+        (_, mean), _ = self._integral(gram, mean=True)
         target = self.target
         h_star = target.h_star.to(torch.float64)
         return (target.rho**2 + float(h_star.square().sum()) - 2 * target.rho * (mean @ h_star)) / self.k
 
 
-def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor):
+def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor | None,
+                  c: torch.Tensor | None = None, margin: torch.Tensor | None = None):  # fmt: skip
     """The minimiser ``v*`` of ``v^T P v + 2 b.v`` on the unit sphere and its multiplier ``lam``
     (``P = vectors diag(values) vectors^T``): :meth:`Directions._mode`, also returning ``b`` in
-    ``P``'s eigenbasis."""
-    c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
+    ``P``'s eigenbasis (``c``: given so, ``b`` unused). ``lam`` stays ``margin`` below the lowest
+    eigenvalue (default ``1e-14`` of the largest: the absolute accuracy of ``eigh``'s values)."""
+    if c is None:
+        c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
     lowest, scale = values[:, 0], values[:, -1].abs()
     # |(P - lam)^{-1} b| <= 1 here: at or left of the root
-    ceiling = lowest - 1e-14 * scale
+    ceiling = lowest - (1e-14 * scale if margin is None else margin)
     lam = ceiling - c.norm(dim=1)
     for _ in range(MODE_ITERATIONS):
         gap = values - lam[:, None]
@@ -309,7 +341,10 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor):
         step = (s2.rsqrt() - 1) / (s3 * s2.pow(-1.5))
         # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
         moved = torch.where(s2 > 0, torch.minimum(lam + step, ceiling), ceiling)
-        settled = bool(((moved - lam).abs() <= MODE_TOLERANCE * scale).all())
+        # settled once no step exceeds rounding of the gap to the spectrum (which sets v*'s
+        # accuracy) or of lam itself; not of the largest eigenvalue: spectra span 15 decades on
+        # nearly singular F, where that stopped Newton with |v*| = 0.58
+        settled = bool(((moved - lam).abs() <= MODE_TOLERANCE * ((lowest - moved).abs() + moved.abs())).all())
         lam = moved
         if settled:
             break
@@ -322,11 +357,14 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor):
 
 CONTOUR_STEP = 0.2
 """Trapezoid step of :func:`sphere_integral`'s contour in ``t`` (``y = sigma sinh t``)."""
-SADDLE_ITERATIONS = 36  # bisection steps for the contour's abscissa (any point of the strip is exact)
+SADDLE_ITERATIONS = 16
+"""Bisection steps for the contour's abscissa in ``asinh`` space (any point of the strip is exact;
+near the saddle there is no cancellation: 12 already give every digit on the paper's draws)."""
 
 
-def sphere_integral(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor, c0: torch.Tensor, D: int,
-                    mean: bool = False):  # fmt: skip
+def sphere_integral(values: torch.Tensor | None, vectors: torch.Tensor | None, b: torch.Tensor | None,
+                    c0: torch.Tensor | None, D: int, mean: bool = False,
+                    least_squares: tuple | None = None):  # fmt: skip
     """``log I`` per row, ``I = int_{S^{k-1}} Q_v^{-D/2} dsigma(v)`` over the unit sphere with
     ``Q_v = c0 + 2 b.v + v^T P v`` positive on it (``P = vectors diag(values) vectors^T``), by one
     contour integral; with ``mean``, also ``E[v]`` under the density ``Q_v^{-D/2} / I``.
@@ -348,19 +386,40 @@ def sphere_integral(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor
     D - k``; ``E[v_j] I`` is the same integral with the factor ``mu_j p_j / (p_j - phi)``. The line
     crosses the real axis at the saddle point of the integrand between the roots of ``h``
     (bisection), where it is real, positive and largest, so the trapezoid rule in ``y = sigma sinh
-    t`` (``sigma`` the saddle's width) converges geometrically without cancellation. Exact up to
+    t`` (``sigma`` the saddle's width) converges geometrically without cancellation. Where
+    ``P = basis basis^T``, ``b = basis x0`` and ``c0 = |x0|^2`` (a whitened least-squares problem:
+    :class:`Directions`), ``least_squares = (basis, x0)`` takes ``P``'s spectrum from the SVD of
+    ``basis`` and ``Q_lam`` as ``|x0 + basis^T v_lam|^2 + lam (1 - |v_lam|^2)``, a residual (the
+    other arguments are then unused): ``eigh(P)`` and ``c0 + lam - b^T (P - lam)^{-1} b`` lose every
+    digit where ``F`` is nearly singular (``P``'s eigenvalues to 1e15: measured ``Q < 0``). Exact up to
     the rule's error (``tests/test_normalized.py`` holds it to quadrature on the circle and to
     Monte Carlo on the sphere); no random numbers.
     """
-    values, b, c0 = values.to(torch.float64), b.to(torch.float64), c0.to(torch.float64)
-    vectors = vectors.to(torch.float64)
+    if least_squares is None:
+        values, b, c0 = values.to(torch.float64), b.to(torch.float64), c0.to(torch.float64)
+        vectors = vectors.to(torch.float64)
+        _, lam, c = _trust_region(values, vectors, b)
+        p = values - lam[:, None]
+        mu = -c / p
+        Q = c0 + lam - (c.square() / p).sum(1)
+    else:
+        # P = U S^2 U^T from basis's singular values (an SVD where they spread: its small values
+        # to eps S_max S_min, not eigh's eps S^2_max; weights.thin_svd), b = U S (V^T x0), and
+        # Q_lam = |x0 + basis^T v_lam|^2 + lam (1 - |v_lam|^2)
+        basis, x0 = (x.to(torch.float64) for x in least_squares)
+        S, vectors, right = (x.flip(-1) for x in thin_svd(basis))  # ascending, as eigh's
+        values = S.square()
+        margin = 8 * torch.finfo(torch.float64).eps * S[:, -1] * S[:, 0] + 1e-300
+        c = S * (x0[:, None, :] @ right)[:, 0]
+        _, lam, c = _trust_region(values, vectors, None, c=c, margin=margin)
+        p = values - lam[:, None]
+        mu = -c / p
+        v_lam = (vectors @ mu[..., None])[..., 0]
+        residual = x0 + (v_lam[:, None, :] @ basis)[:, 0]
+        Q = residual.square().sum(1) + lam * (1 - mu.square().sum(1))
     k = values.shape[1]
     n = D - k
     power = n / 2 + 1
-    _, lam, c = _trust_region(values, vectors, b)
-    p = values - lam[:, None]
-    mu = -c / p
-    Q = c0 + lam - (c.square() / p).sum(1)
     weight = mu.square() * p  # mu_j^2 p_j
 
     def derivatives(phi):
@@ -371,24 +430,74 @@ def sphere_integral(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor
         h1 = -(a0 - 1) - phi * a1
         return h, h1, gap, a1
 
-    # the saddle: d/dphi log F = 0 between the roots of h (F -> inf at both); left of it the
-    # derivative is negative or h <= 0 with phi < 0
-    lo = -4 * (Q.abs() + weight.sum(1)) - 1.0
-    hi = p[:, 0].clone()
+    def slope_and_curvature(phi):
+        h, h1, gap, a1 = derivatives(phi)
+        inverse = 1 / gap
+        h2 = -2 * a1 - 2 * phi * (weight * inverse**3).sum(1)
+        slope = 0.5 * inverse.sum(1) - power * h1 / h
+        curvature = 0.5 * inverse.square().sum(1) - power * (h2 * h - h1.square()) / h.square()
+        return h, slope, curvature, gap
+
+    # the saddle: d/dphi log F = 0 between the roots of h (F -> inf at both, log F convex there);
+    # left of it the slope is negative, or h <= 0 with phi < 0. Bisection in x = asinh(phi / s0):
+    # relative precision far from 0 and absolute near it, whatever the spectrum's scales
+    s0 = 1e-3 * torch.minimum(Q.abs(), p[:, 0]).clamp_min(1e-300)
+    lo = torch.asinh((-4 * (Q.abs() + weight.sum(1)) - 1.0) / s0)
+    hi = torch.asinh(p[:, 0] / s0)
     for _ in range(SADDLE_ITERATIONS):
         mid = (lo + hi) / 2
-        h, h1, gap, _ = derivatives(mid)
-        slope = 0.5 * (1 / gap).sum(1) - power * h1 / h
-        right = torch.where(h > 0, slope < 0, mid < 0)
+        phi = s0 * torch.sinh(mid)
+        h, h1, gap, _ = derivatives(phi)
+        slope = 0.5 * gap.reciprocal().sum(1) - power * h1 / h
+        right = torch.where(h > 0, slope < 0, phi < 0)
         lo, hi = torch.where(right, mid, lo), torch.where(right, hi, mid)
-    centre = (lo + hi) / 2
-    h, h1, gap, a1 = derivatives(centre)
-    h2 = -2 * a1 - centre * 2 * (weight / gap**3).sum(1)
-    curvature = 0.5 * (1 / gap.square()).sum(1) - power * (h2 * h - h1.square()) / h.square()
+    centre = s0 * torch.sinh((lo + hi) / 2)
+    line = (p, weight, mu, Q, power, D)
+    log_I, moment, valid = _on_the_line(*line, centre, slope_and_curvature(centre)[2], CONTOUR_STEP, mean)
+    if not bool(valid.all()):  # the line through 0 is always in the strip (Re h(i y) >= Q > 0)
+        rows = (~valid).nonzero().squeeze(1)
+        zero = torch.zeros(len(rows), dtype=torch.float64)
+        sub = tuple(x[rows] if isinstance(x, torch.Tensor) else x for x in line)
+        curvature = _on_zero_line_curvature(sub)
+        again = _on_the_line(*sub, zero, curvature, CONTOUR_STEP / 2, mean)
+        if not bool(again[2].all()):
+            raise FloatingPointError("sphere_integral: the contour integral lost its precision on some rows")
+        log_I[rows] = again[0]
+        if mean:
+            moment[rows] = again[1]
+    constant = (
+        math.log(2) + k / 2 * math.log(math.pi) + math.lgamma(power) - math.lgamma(D / 2) - math.log(math.pi)
+    )
+    log_I = log_I + constant
+    if not mean:
+        return log_I
+    return log_I, (vectors @ moment[..., None])[..., 0]
+
+
+CANCELLATION_LIMIT = 1e3
+"""Largest ratio of the integral of ``|F|`` to that of ``Re F`` on the line accepted from the saddle
+(about 1 there); a row above it, or whose ``h`` leaves the right half-plane on the line, is done
+again on the line through 0 (always valid, more cancellation, a finer rule)."""
+
+
+def _on_zero_line_curvature(line) -> torch.Tensor:
+    """``d^2 log F / dphi^2`` at ``phi = 0`` (the line through 0's width)."""
+    p, weight, _, Q, power, _ = line
+    a1 = (weight / p.square()).sum(1)  # h(0) = Q, h'(0) = 1 - sum w / p, h''(0) = -2 a1
+    h1 = 1 - (weight / p).sum(1)
+    return 0.5 * (1 / p.square()).sum(1) - power * (-2 * a1 * Q - h1.square()) / Q.square()
+
+
+def _on_the_line(p, weight, mu, Q, power, D, centre, curvature, step, mean):
+    """:func:`sphere_integral`'s line integral through ``centre`` (without its constant): ``log``
+    of it, the direction's mean in ``P``'s eigenbasis (or ``None``) and whether each row is
+    trustworthy (``h`` in the right half-plane at every node, no cancellation beyond
+    :data:`CANCELLATION_LIMIT`, a finite positive value)."""
+    gap = p - centre[:, None]
     sigma = curvature.clamp_min(1e-300).rsqrt()
     reach = torch.maximum(gap.amax(1), centre.abs()).maximum(sigma) * 10 ** (1 + 40 / D)
-    steps = int(math.ceil(float(torch.asinh(reach / sigma).amax()) / CONTOUR_STEP)) + 1
-    t = torch.arange(steps, dtype=torch.float64) * CONTOUR_STEP
+    steps = int(math.ceil(float(torch.asinh(reach / sigma).amax()) / step)) + 1
+    t = torch.arange(steps, dtype=torch.float64) * step
     y = sigma[:, None] * torch.sinh(t)  # rows x nodes
     jacobian = sigma[:, None] * torch.cosh(t)
     # on the line phi = centre + i y, with a_j = p_j - centre > 0 and r_j = a_j^2 + y^2:
@@ -404,20 +513,23 @@ def sphere_integral(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor
     log_F = torch.complex(log_modulus, angle) - power * torch.log(h_phi)
     top = log_F.real[:, :1]  # the saddle: the largest modulus on the line
     F = torch.exp(log_F - top)
-    rule = torch.full((steps,), CONTOUR_STEP, dtype=torch.float64)
+    rule = torch.full((steps,), step, dtype=torch.float64)
     rule[0] /= 2  # the integrand is even in t: the trapezoid over the whole line
     measure = jacobian * rule
     total = (F.real * measure).sum(1)
-    constant = (
-        math.log(2) + k / 2 * math.log(math.pi) + math.lgamma(power) - math.lgamma(D / 2) - math.log(math.pi)
+    valid = (
+        (h_phi.real > 0).all(1)
+        & (total > 0)
+        & torch.isfinite(total)
+        & ((F.abs() * measure).sum(1) <= CANCELLATION_LIMIT * total)
     )
-    log_I = top[:, 0] + total.log() + constant
+    log_I = top[:, 0] + total.clamp_min(1e-300).log()
     if not mean:
-        return log_I
+        return log_I, None, valid
     # Re(F mu_j p_j (a_j + i y) / r_j)
     scaled = (mu * p)[:, None, :] * inverse_r
     moment = ((F.real * measure)[..., None] * scaled * a - (F.imag * measure * y)[..., None] * scaled).sum(1)
-    return log_I, (vectors @ (moment / total[:, None])[..., None])[..., 0]
+    return log_I, moment / total[:, None], valid
 
 
 def _root(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -607,14 +719,39 @@ def _importance(target, hidden, target_ess, hidden_draws, n_samples, generator, 
     }
 
 
+EXACT_WEIGHT = True
+"""Whether tempered SMC weighs the hidden layers by the direction integral in closed form
+(:meth:`Directions.exact_log_weight`: the latents are the hidden layers' alone and the target is
+smooth) rather than by the 64 directions' estimate (the hidden layers' and the directions' latents
+together: the pseudo-marginal target before 2026-12-07, whose estimate falls short by more than a
+factor e on 6% of the paper's prior draws, ``benchmarks/bench_direction_integral.py``)."""
+
+
 def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
-    """Tempered SMC over the hidden latents and their directions' latents together: the log-weight
-    is :meth:`Directions.evaluate`'s (an unbiased estimate of the direction's integral, so the
-    extended target's hidden-layer marginal is the posterior's). With matrix hidden latents, half
-    of each temperature's moves are singular-value moves of those, the directions' held
-    (:func:`~factorkit.fit.weights.temper`)."""
+    """Tempered SMC over the hidden latents toward ``p(h = y | F)``, exact
+    (:meth:`Directions.exact_log_weight`), then one direction per particle with its correction
+    weight (:meth:`Directions.draw_given`) and a resampling by those: an exact draw of ``(F, v)``.
+    With matrix hidden latents, half of each temperature's moves are singular-value moves of
+    those (:func:`~factorkit.fit.weights.temper`). ``direction_ess``: Kish's share of the
+    correction weights (1: the directions fit every particle).
+    With ``EXACT_WEIGHT`` off: over the hidden latents and the directions' latents together, the
+    log-weight :meth:`Directions.evaluate`'s (an unbiased estimate of the direction's integral, so
+    the extended target's hidden-layer marginal is the posterior's)."""
     directions = Directions(target)
     layers = len(hidden.shapes)
+    if EXACT_WEIGHT:
+        latent, value, log_volume, levels, evaluations = temper(
+            lambda latent, floor: directions.exact_log_weight(hidden.gram(latent, n_particles)),
+            hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance, generator,
+            nothing="no particle has a finite weight at eps = 0", screen=False, matrices=hidden.matrices,
+        )  # fmt: skip
+        gram = hidden.gram(latent, n_particles)
+        v, correction = directions.draw_given(gram, value, generator)
+        shares = normalized_weights(np.log(correction))
+        rows = torch.from_numpy(systematic_resample(shares, n_particles, generator))
+        record = run_record(value[rows], log_volume, levels, evaluations + n_particles)
+        record["direction_ess"] = kish_ess(shares) / n_particles
+        return {"draws": _draws(target, v[rows], directions.conditional_gen_loss(gram[rows])), **record}
 
     def evaluate(latent: list[torch.Tensor]):
         return directions.evaluate(hidden.gram(latent[:layers], n_particles), latent[layers:])
@@ -633,11 +770,20 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
 def _tempered(
     target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort
 ) -> dict:
-    def more(count, steps):
-        return [_tempered_run(target, hidden, n_particles, steps, target_acceptance, generator)
-                for _ in range(count)]  # fmt: skip
+    fits = []
 
-    return tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort, generator)
+    def more(count, steps):
+        made = [
+            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator)
+            for _ in range(count)
+        ]
+        fits.extend(run["direction_ess"] for run in made if "direction_ess" in run)
+        return made
+
+    state = tempered_runs(more, runs, target_ess, n_particles, mcmc_steps, check_effort, generator)
+    if fits:  # the worst run's share of effective correction weights
+        state["direction_ess"] = min(fits)
+    return state
 
 
 __all__ = [

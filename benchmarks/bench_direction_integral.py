@@ -1,0 +1,197 @@
+"""The normalized ``eps = 0`` posterior's direction integral given the hidden layers: the contour
+formula (:func:`factorkit.fit.normalized.sphere_integral`, deterministic) against the 64-direction
+importance estimate the sampler moves with (:class:`factorkit.fit.normalized.Directions`).
+
+    python benchmarks/bench_direction_integral.py [--cell depth:2:linear] [--seed 0]
+        [--draws 500] [--runs 32 12] [--steps 10 40]
+    python benchmarks/bench_direction_integral.py --rows depth:2:linear depth:3:linear [--row-seeds 0 1]
+
+Three tables on one cell of the depth figure (normalized Gaussian prior, width 5, ``eps = 0``),
+one torch thread:
+
+1. **Accuracy and cost** of the contour per trapezoid step (``normalized.CONTOUR_STEP``) on
+   ``--draws`` prior draws of the hidden layers: the largest difference in ``log I`` and in the
+   direction's mean from a step of 0.05, and milliseconds per call, beside one call of
+   ``Directions.evaluate`` on the same draws.
+2. **Where the estimate misses**: the directions' log-weight (the log of the mean of 64 weights,
+   averaged over 50 independent sets in the linear domain: 3,200 directions a draw) against the
+   contour's exact ``log p(h = y | F)``, over the same draws: the median and the largest shortfall,
+   and the share of draws more than 1 (a factor e) below.
+3. **Tempered SMC with either weight** (500 particles, the study's temperature rule and moves;
+   ``--runs`` runs at each of ``--steps`` moves a temperature): with the exact weight the
+   latents are the hidden layers' alone (the direction integrated out), with the estimate they
+   are the hidden layers' and 64 directions' (the sampler's extended target). Per row: seconds
+   a run, the pooled ``log p(h = y)`` (``log mean`` over runs) with the runs' standard error, the
+   pooled posterior mean of ``L_gen`` (each draw's exact conditional mean, pooled by the runs'
+   constants) and its ESS per second.
+4. ``--rows``: the study's own ``eps = 0`` rows of those cells (``study paper --zero-depth``'s
+   job: the effort check and the added runs included), with each weight: seconds, ``log p(h =
+   y)``, the posterior mean of ``L_gen``, the ESS and the moves a temperature the effort check
+   settled on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from factorkit.experiments.paper import paper_cell
+from factorkit.experiments.run.jobs import gc_setup
+from factorkit.fit import normalized
+from factorkit.fit.hidden import HiddenLayers
+from factorkit.fit.smc import effective_sample_size
+from factorkit.fit.weights import log_mean_exp, log_mean_se, run_weights, temper
+
+
+def setup(cell: str, seed: int):
+    figure, depth, activation = cell.split(":")
+    spec = paper_cell(figure, activation=activation, depth=int(depth), zero_depth=True)
+    problem, model, prior = gc_setup({**spec.params, "depth": int(depth), "eps": 0.0}, seed, "cpu")
+    target = normalized.NormalizedInterpolation(problem, model, prior)
+    hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
+    return target, hidden, normalized.Directions(target)
+
+
+def exact_log_weight(target, directions, gram: torch.Tensor) -> torch.Tensor:
+    """``log p(h = y | F)`` with the direction integrated by the contour (what the directions'
+    mean weight estimates)."""
+    return directions.exact_log_weight(gram)
+
+
+def accuracy(target, directions, gram) -> None:
+    P, b, c0, _ = directions._quadratic(gram)
+    values, vectors = torch.linalg.eigh(P)  # the plain form: the paper's prior draws are benign
+    print("| step | max |log I - ref| | max |E v - ref| | ms a call |")
+    print("|---|---|---|---|")
+    kept, reference = normalized.CONTOUR_STEP, None
+    try:
+        for step in (0.05, 0.1, 0.2, 0.3, 0.4):
+            normalized.CONTOUR_STEP = step
+            normalized.sphere_integral(values, vectors, b, c0, target.D, mean=True)  # warm
+            start = time.perf_counter()
+            log_I, mean = normalized.sphere_integral(values, vectors, b, c0, target.D, mean=True)
+            ms = (time.perf_counter() - start) * 1e3
+            reference = reference or (log_I, mean)
+            print(f"| {step} | {float((log_I - reference[0]).abs().max()):.1e} | "
+                  f"{float((mean - reference[1]).abs().max()):.1e} | {ms:.1f} |")  # fmt: skip
+    finally:
+        normalized.CONTOUR_STEP = kept
+    generator = torch.Generator().manual_seed(1)
+    start = time.perf_counter()
+    directions.evaluate(gram, directions.draw(len(gram), generator))
+    print(
+        f"\nDirections.evaluate on the same {len(gram)} draws: {(time.perf_counter() - start) * 1e3:.1f} ms\n"
+    )
+
+
+def shortfall(target, directions, gram) -> None:
+    generator = torch.Generator().manual_seed(2)
+    sets = torch.stack(
+        [
+            torch.from_numpy(directions.evaluate(gram, directions.draw(len(gram), generator))[0])
+            for _ in range(50)
+        ]
+    )
+    estimate = torch.logsumexp(sets, 0) - math.log(len(sets))
+    gap = exact_log_weight(target, directions, gram) - estimate
+    share = float((gap > 1).double().mean())
+    print(f"directions' log-weight (3,200 directions a draw) below the contour's: "
+          f"median {float(gap.median()):.3f}, largest {float(gap.max()):.2f}, above 1 on {share:.1%} "
+          f"of {len(gram)} draws; largest excess {float(-gap.min()):.3f}\n")  # fmt: skip
+
+
+def tempered(target, hidden, directions, runs: int, steps: int, seed: int) -> None:
+    moving = hidden.for_moves()
+    n = 500
+    generator = torch.Generator().manual_seed(seed)
+    for kind in ("exact", "directions"):
+        constants, rbs = [], []
+        start = time.perf_counter()
+        for _ in range(runs):
+            if kind == "exact":
+                latent, _, log_volume, _, _ = temper(
+                    lambda latent, floor: exact_log_weight(target, directions, moving.gram(latent, n)),
+                    moving.draw(n, generator), n, steps, 0.3, generator, nothing="no finite weight",
+                    screen=False, matrices=moving.matrices,
+                )  # fmt: skip
+                rb = directions.conditional_gen_loss(moving.gram(latent, n))
+            else:  # the pseudo-marginal target (normalized.EXACT_WEIGHT off)
+                kept, normalized.EXACT_WEIGHT = normalized.EXACT_WEIGHT, False
+                try:
+                    run = normalized._tempered_run(target, moving, n, steps, 0.3, generator)
+                finally:
+                    normalized.EXACT_WEIGHT = kept
+                log_volume, rb = run["log_volume"], run["draws"]["rb"]
+            constants.append({"log_volume": log_volume})
+            rbs.append(rb)
+        seconds = time.perf_counter() - start
+        weights = run_weights(constants)
+        ess = effective_sample_size(rbs, n, weights)
+        pooled = float((weights * torch.stack([r.double().mean() for r in rbs])).sum())
+        logs = np.array([c["log_volume"] for c in constants])
+        print(f"| {kind} | {steps} | {runs} | {seconds / runs:.2f} | {log_mean_exp(logs):.3f} +- "
+              f"{log_mean_se(logs):.3f} | {pooled:.5f} | {ess / seconds:.1f} |", flush=True)  # fmt: skip
+
+
+def study_rows(cells: list[str], seeds: list[int]) -> None:
+    """The depth figure's ``eps = 0`` rows as ``study paper --zero-depth`` runs them (the runner's
+    job, the effort check and the added runs included), with each weight."""
+    from factorkit.experiments.run.jobs import Job, run_gc
+
+    print("| cell | seed | weight | s | log p(h = y) | L_gen | ESS | moves a temperature |")
+    print("|---|---|---|---|---|---|---|---|")
+    kept = normalized.EXACT_WEIGHT
+    try:
+        for cell in cells:
+            figure, depth, activation = cell.split(":")
+            spec = paper_cell(figure, zero_depth=True, depth=int(depth), activation=activation, eps=0)
+            for seed in seeds:
+                for exact in (True, False):
+                    normalized.EXACT_WEIGHT = exact
+                    start = time.perf_counter()
+                    row = run_gc(Job(spec, (seed,)), "bench", "cpu")[0]
+                    effort = json.loads(row.get("effort") or "{}")
+                    seconds, weight = time.perf_counter() - start, "exact" if exact else "directions"
+                    print(f"| {cell} | {seed} | {weight} | {seconds:.1f} | {row['log_density']:.3f} | "
+                          f"{row['gen_loss']:.5f} | {row['ess']:.0f} | {effort.get('mcmc_steps')} |",
+                          flush=True)  # fmt: skip
+    finally:
+        normalized.EXACT_WEIGHT = kept
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cell", default="depth:2:linear", help="figure:depth:activation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=500)
+    parser.add_argument("--runs", type=int, nargs="+", default=[32, 12])
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 40])
+    parser.add_argument("--rows", nargs="*", metavar="FIGURE:DEPTH:ACTIVATION",
+                        help="only the study's rows of these cells (table 4), seeds --row-seeds")  # fmt: skip
+    parser.add_argument("--row-seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    if args.rows:
+        study_rows(args.rows, args.row_seeds)
+        return
+    target, hidden, directions = setup(args.cell, args.seed)
+    gram = hidden.gram(hidden.draw(args.draws, torch.Generator().manual_seed(0)), args.draws)
+    print(f"cell {args.cell}, seed {args.seed}: k = {target.k}, D = {target.D}\n")
+    accuracy(target, directions, gram)
+    shortfall(target, directions, gram)
+    print("| weight | steps | runs | s a run | log p(h = y) | L_gen | ESS per s |")
+    print("|---|---|---|---|---|---|---|")
+    for runs, steps in zip(args.runs, args.steps, strict=True):
+        tempered(target, hidden, directions, runs, steps, args.seed + 1)
+
+
+if __name__ == "__main__":
+    main()

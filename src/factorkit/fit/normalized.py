@@ -342,8 +342,8 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor |
         # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
         moved = torch.where(s2 > 0, torch.minimum(lam + step, ceiling), ceiling)
         # settled once no step exceeds rounding of the gap to the spectrum (which sets v*'s
-        # accuracy) or of lam itself; not of the largest eigenvalue: spectra span 15 decades on
-        # nearly singular F, where that stopped Newton with |v*| = 0.58
+        # accuracy) or of lam itself, not of the largest eigenvalue: on nearly singular F the
+        # spectrum spans 15 decades
         settled = bool(((moved - lam).abs() <= MODE_TOLERANCE * ((lowest - moved).abs() + moved.abs())).all())
         lam = moved
         if settled:

@@ -226,14 +226,18 @@ class Directions:
     def draw(self, n: int, generator: torch.Generator) -> list[torch.Tensor]:
         return [torch.randn(n, *shape, generator=generator, dtype=torch.float64) for shape in self.shapes]
 
-    def _quadratic(self, gram: torch.Tensor):
-        count, k, m = len(gram), self.k, self.m
+    def _whitened(self, gram: torch.Tensor):
+        """``(basis, x0, log |K|)``: the complement basis and ``A^+ y / rho`` whitened by
+        ``s^2 F^T F``, so that ``Q_v = |x0 + basis^T v|^2``."""
         root, log_det_M, failed = _root(gram.to(torch.float64))
-        white = _solve_root(root, failed, self.rhs.expand(count, -1, -1)) / math.sqrt(self.target.scale2)
-        basis, x0 = split_whitened(white, k, m)
+        white = _solve_root(root, failed, self.rhs.expand(len(gram), -1, -1)) / math.sqrt(self.target.scale2)
+        return (*split_whitened(white, self.k, self.m), self.target.log_det_K(log_det_M))
+
+    def _quadratic(self, gram: torch.Tensor):
+        basis, x0, log_det = self._whitened(gram)
         P = basis @ basis.transpose(1, 2)
         b = (basis @ x0[..., None])[..., 0]
-        return P, b, x0.square().sum(1), self.target.log_det_K(log_det_M)
+        return P, b, x0.square().sum(1), log_det
 
     @staticmethod
     def _mode(P: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,14 +280,10 @@ class Directions:
         return log_weight.numpy(), inner, v
 
     def _integral(self, gram: torch.Tensor, mean: bool = False):
-        """:func:`sphere_integral` of the direction's weight given ``F`` (its least-squares form),
-        and ``log |K|``."""
-        count, k, m = len(gram), self.k, self.m
-        root, log_det_M, failed = _root(gram.to(torch.float64))
-        white = _solve_root(root, failed, self.rhs.expand(count, -1, -1)) / math.sqrt(self.target.scale2)
-        basis, x0 = split_whitened(white, k, m)
-        out = sphere_integral(None, None, None, None, self.D, mean, least_squares=(basis, x0))
-        return out, self.target.log_det_K(log_det_M)
+        """:func:`sphere_integral_least_squares` of the direction's weight given ``F``, and
+        ``log |K|``."""
+        basis, x0, log_det = self._whitened(gram)
+        return sphere_integral_least_squares(basis, x0, self.D, mean), log_det
 
     def exact_log_weight(self, gram: torch.Tensor) -> torch.Tensor:
         """``log p(h = y | F)`` per hidden draw with the direction integrated in closed form
@@ -362,9 +362,8 @@ SADDLE_ITERATIONS = 16
 near the saddle there is no cancellation: 12 already give every digit on the paper's draws)."""
 
 
-def sphere_integral(values: torch.Tensor | None, vectors: torch.Tensor | None, b: torch.Tensor | None,
-                    c0: torch.Tensor | None, D: int, mean: bool = False,
-                    least_squares: tuple | None = None):  # fmt: skip
+def sphere_integral(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor, c0: torch.Tensor, D: int,
+                    mean: bool = False):  # fmt: skip
     """``log I`` per row, ``I = int_{S^{k-1}} Q_v^{-D/2} dsigma(v)`` over the unit sphere with
     ``Q_v = c0 + 2 b.v + v^T P v`` positive on it (``P = vectors diag(values) vectors^T``), by one
     contour integral; with ``mean``, also ``E[v]`` under the density ``Q_v^{-D/2} / I``.
@@ -386,58 +385,63 @@ def sphere_integral(values: torch.Tensor | None, vectors: torch.Tensor | None, b
     D - k``; ``E[v_j] I`` is the same integral with the factor ``mu_j p_j / (p_j - phi)``. The line
     crosses the real axis at the saddle point of the integrand between the roots of ``h``
     (bisection), where it is real, positive and largest, so the trapezoid rule in ``y = sigma sinh
-    t`` (``sigma`` the saddle's width) converges geometrically without cancellation. Where
-    ``P = basis basis^T``, ``b = basis x0`` and ``c0 = |x0|^2`` (a whitened least-squares problem:
-    :class:`Directions`), ``least_squares = (basis, x0)`` takes ``P``'s spectrum from the SVD of
-    ``basis`` and ``Q_lam`` as ``|x0 + basis^T v_lam|^2 + lam (1 - |v_lam|^2)``, a residual (the
-    other arguments are then unused): ``eigh(P)`` and ``c0 + lam - b^T (P - lam)^{-1} b`` lose every
-    digit where ``F`` is nearly singular (``P``'s eigenvalues to 1e15: measured ``Q < 0``). Exact up to
-    the rule's error (``tests/test_normalized.py`` holds it to quadrature on the circle and to
-    Monte Carlo on the sphere); no random numbers.
+    t`` (``sigma`` the saddle's width) converges geometrically without cancellation. For a
+    whitened least-squares problem (``P = basis basis^T``, ``b = basis x0``, ``c0 = |x0|^2``), use
+    :func:`sphere_integral_least_squares`. Exact up to the rule's error (``tests/test_normalized.py``
+    holds it to quadrature on the circle and to Monte Carlo on the sphere); no random numbers.
     """
-    if least_squares is None:
-        values, b, c0 = values.to(torch.float64), b.to(torch.float64), c0.to(torch.float64)
-        vectors = vectors.to(torch.float64)
-        _, lam, c = _trust_region(values, vectors, b)
-        p = values - lam[:, None]
-        mu = -c / p
-        Q = c0 + lam - (c.square() / p).sum(1)
-    else:
-        # P = U S^2 U^T from basis's singular values (an SVD where they spread: its small values
-        # to eps S_max S_min, not eigh's eps S^2_max; weights.thin_svd), b = U S (V^T x0), and
-        # Q_lam = |x0 + basis^T v_lam|^2 + lam (1 - |v_lam|^2)
-        basis, x0 = (x.to(torch.float64) for x in least_squares)
-        S, vectors, right = (x.flip(-1) for x in thin_svd(basis))  # ascending, as eigh's
-        values = S.square()
-        margin = 8 * torch.finfo(torch.float64).eps * S[:, -1] * S[:, 0] + 1e-300
-        c = S * (x0[:, None, :] @ right)[:, 0]
-        _, lam, c = _trust_region(values, vectors, None, c=c, margin=margin)
-        p = values - lam[:, None]
-        mu = -c / p
-        v_lam = (vectors @ mu[..., None])[..., 0]
-        residual = x0 + (v_lam[:, None, :] @ basis)[:, 0]
-        Q = residual.square().sum(1) + lam * (1 - mu.square().sum(1))
-    k = values.shape[1]
-    n = D - k
-    power = n / 2 + 1
+    values, vectors, b = values.to(torch.float64), vectors.to(torch.float64), b.to(torch.float64)
+    _, lam, c = _trust_region(values, vectors, b)
+    p = values - lam[:, None]
+    Q = c0.to(torch.float64) + lam - (c.square() / p).sum(1)
+    return _sphere_contour(vectors, p, -c / p, Q, D, mean)
+
+
+def sphere_integral_least_squares(basis: torch.Tensor, x0: torch.Tensor, D: int, mean: bool = False):
+    """:func:`sphere_integral` for ``Q_v = |x0 + basis^T v|^2`` (``P = basis basis^T``, ``b = basis
+    x0``, ``c0 = |x0|^2``), stable where ``basis`` is nearly singular. ``P``'s spectrum comes from the
+    singular values of ``basis`` (:func:`~factorkit.fit.weights.thin_svd`: an SVD where they
+    spread, its small values to ``eps S_max S_min``, not ``eigh(P)``'s ``eps S_max^2``), ``b`` in
+    its eigenbasis as ``S (V^T x0)``, and ``Q_lam`` as ``|x0 + basis^T v_lam|^2 + lam (1 -
+    |v_lam|^2)``, a residual: ``eigh(P)`` and ``c0 + lam - b^T (P - lam)^{-1} b`` lose every digit
+    where ``F`` is nearly singular (``P``'s eigenvalues to 1e15: measured ``Q < 0``)."""
+    basis, x0 = basis.to(torch.float64), x0.to(torch.float64)
+    S, vectors, right = (x.flip(-1) for x in thin_svd(basis))  # ascending, as eigh's
+    values = S.square()
+    margin = 8 * torch.finfo(torch.float64).eps * S[:, -1] * S[:, 0] + 1e-300
+    c = S * (x0[:, None, :] @ right)[:, 0]
+    _, lam, c = _trust_region(values, vectors, None, c=c, margin=margin)
+    p = values - lam[:, None]
+    mu = -c / p
+    v_lam = (vectors @ mu[..., None])[..., 0]
+    residual = x0 + (v_lam[:, None, :] @ basis)[:, 0]
+    Q = residual.square().sum(1) + lam * (1 - mu.square().sum(1))
+    return _sphere_contour(vectors, p, mu, Q, D, mean)
+
+
+def _derivatives(p, weight, Q, phi):
+    """``h``, ``h'``, the gaps ``p_j - phi`` and ``sum_j w_j / (p_j - phi)^2`` at real ``phi``
+    (``w_j = mu_j^2 p_j``; ``h(phi) = Q - phi (sum_j w_j / (p_j - phi) - 1)``)."""
+    gap = p - phi[:, None]
+    a0 = (weight / gap).sum(1)
+    a1 = (weight / gap.square()).sum(1)
+    return Q - phi * (a0 - 1), -(a0 - 1) - phi * a1, gap, a1
+
+
+def _curvature(p, weight, Q, power, phi):
+    """``d^2 log F / dphi^2`` at real ``phi``: the width of the line through ``phi``."""
+    h, h1, gap, a1 = _derivatives(p, weight, Q, phi)
+    inverse = 1 / gap
+    h2 = -2 * a1 - 2 * phi * (weight * inverse**3).sum(1)
+    return 0.5 * inverse.square().sum(1) - power * (h2 * h - h1.square()) / h.square()
+
+
+def _sphere_contour(vectors, p, mu, Q, D, mean):
+    """The contour integral of :func:`sphere_integral` given ``P``'s eigenvectors, the eigenvalues
+    ``p`` of ``P - lam``, the centre ``mu`` in that eigenbasis and ``Q_lam``."""
+    k = p.shape[1]
+    power = (D - k) / 2 + 1
     weight = mu.square() * p  # mu_j^2 p_j
-
-    def derivatives(phi):
-        gap = p - phi[:, None]
-        a0 = (weight / gap).sum(1)
-        a1 = (weight / gap.square()).sum(1)
-        h = Q - phi * (a0 - 1)
-        h1 = -(a0 - 1) - phi * a1
-        return h, h1, gap, a1
-
-    def slope_and_curvature(phi):
-        h, h1, gap, a1 = derivatives(phi)
-        inverse = 1 / gap
-        h2 = -2 * a1 - 2 * phi * (weight * inverse**3).sum(1)
-        slope = 0.5 * inverse.sum(1) - power * h1 / h
-        curvature = 0.5 * inverse.square().sum(1) - power * (h2 * h - h1.square()) / h.square()
-        return h, slope, curvature, gap
-
     # the saddle: d/dphi log F = 0 between the roots of h (F -> inf at both, log F convex there);
     # left of it the slope is negative, or h <= 0 with phi < 0. Bisection in x = asinh(phi / s0):
     # relative precision far from 0 and absolute near it, whatever the spectrum's scales
@@ -447,18 +451,19 @@ def sphere_integral(values: torch.Tensor | None, vectors: torch.Tensor | None, b
     for _ in range(SADDLE_ITERATIONS):
         mid = (lo + hi) / 2
         phi = s0 * torch.sinh(mid)
-        h, h1, gap, _ = derivatives(phi)
+        h, h1, gap, _ = _derivatives(p, weight, Q, phi)
         slope = 0.5 * gap.reciprocal().sum(1) - power * h1 / h
         right = torch.where(h > 0, slope < 0, phi < 0)
         lo, hi = torch.where(right, mid, lo), torch.where(right, hi, mid)
     centre = s0 * torch.sinh((lo + hi) / 2)
     line = (p, weight, mu, Q, power, D)
-    log_I, moment, valid = _on_the_line(*line, centre, slope_and_curvature(centre)[2], CONTOUR_STEP, mean)
+    curvature = _curvature(p, weight, Q, power, centre)
+    log_I, moment, valid = _on_the_line(*line, centre, curvature, CONTOUR_STEP, mean)
     if not bool(valid.all()):  # the line through 0 is always in the strip (Re h(i y) >= Q > 0)
         rows = (~valid).nonzero().squeeze(1)
         zero = torch.zeros(len(rows), dtype=torch.float64)
         sub = tuple(x[rows] if isinstance(x, torch.Tensor) else x for x in line)
-        curvature = _on_zero_line_curvature(sub)
+        curvature = _curvature(sub[0], sub[1], sub[3], power, zero)
         again = _on_the_line(*sub, zero, curvature, CONTOUR_STEP / 2, mean)
         if not bool(again[2].all()):
             raise FloatingPointError("sphere_integral: the contour integral lost its precision on some rows")
@@ -478,14 +483,6 @@ CANCELLATION_LIMIT = 1e3
 """Largest ratio of the integral of ``|F|`` to that of ``Re F`` on the line accepted from the saddle
 (about 1 there); a row above it, or whose ``h`` leaves the right half-plane on the line, is done
 again on the line through 0 (always valid, more cancellation, a finer rule)."""
-
-
-def _on_zero_line_curvature(line) -> torch.Tensor:
-    """``d^2 log F / dphi^2`` at ``phi = 0`` (the line through 0's width)."""
-    p, weight, _, Q, power, _ = line
-    a1 = (weight / p.square()).sum(1)  # h(0) = Q, h'(0) = 1 - sum w / p, h''(0) = -2 a1
-    h1 = 1 - (weight / p).sum(1)
-    return 0.5 * (1 / p.square()).sum(1) - power * (-2 * a1 * Q - h1.square()) / Q.square()
 
 
 def _on_the_line(p, weight, mu, Q, power, D, centre, curvature, step, mean):
@@ -793,4 +790,6 @@ __all__ = [
     "dense_log_weights",
     "depth_one_log_density",
     "normalized_zero_sample",
+    "sphere_integral",
+    "sphere_integral_least_squares",
 ]

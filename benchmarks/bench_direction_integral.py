@@ -60,12 +60,6 @@ def setup(cell: str, seed: int):
     return target, hidden, normalized.Directions(target)
 
 
-def exact_log_weight(target, directions, gram: torch.Tensor) -> torch.Tensor:
-    """``log p(h = y | F)`` with the direction integrated by the contour (what the directions'
-    mean weight estimates)."""
-    return directions.exact_log_weight(gram)
-
-
 def accuracy(target, directions, gram) -> None:
     P, b, c0, _ = directions._quadratic(gram)
     values, vectors = torch.linalg.eigh(P)  # the plain form: the paper's prior draws are benign
@@ -151,10 +145,10 @@ def shortfall(target, directions, gram) -> None:
         ]
     )
     estimate = torch.logsumexp(sets, 0) - math.log(len(sets))
-    gap = exact_log_weight(target, directions, gram) - estimate
+    gap = directions.exact_log_weight(gram) - estimate
     for i in gap.argsort(descending=True)[:4].tolist():
         estimate, se = projected_normal(directions, gram[i : i + 1])
-        log_I = float(exact_log_weight(target, directions, gram[i : i + 1])[0])
+        log_I = float(directions.exact_log_weight(gram[i : i + 1])[0])
         print(f"draw {i}: contour {log_I:.3f}, directions {log_I - float(gap[i]):.3f}, "
               f"projected-normal importance {estimate:.3f} +- {se:.3f}")  # fmt: skip
     share = float((gap > 1).double().mean())
@@ -173,7 +167,7 @@ def tempered(target, hidden, directions, runs: int, steps: int, seed: int) -> No
         for _ in range(runs):
             if kind == "exact":
                 latent, _, log_volume, _, _ = temper(
-                    lambda latent, floor: exact_log_weight(target, directions, moving.gram(latent, n)),
+                    lambda latent, floor: directions.exact_log_weight(moving.gram(latent, n)),
                     moving.draw(n, generator), n, steps, 0.3, generator, nothing="no finite weight",
                     screen=False, matrices=moving.matrices,
                 )  # fmt: skip

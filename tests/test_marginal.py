@@ -434,3 +434,64 @@ def test_ball_draws_give_up_with_a_reason_instead_of_running_on(monkeypatch):
     lam, c, radius2, tilt = _far_ball(100)
     with pytest.raises(RuntimeError, match="still waiting after .* tilted proposals.*sampler='smc'"):
         OutputLayerIntegral._tilted_rejection(lam, c, radius2, tilt, torch.Generator().manual_seed(0))
+
+
+def _mp_log_density(integral, F, digits=60):
+    """``log N(y; 0, Sigma_gg)`` for hidden factor ``F`` (``G = F^T F``) in ``digits``-digit
+    arithmetic from the definition ``Sigma_ij = s^2 <A_i G, A_j>``: the reference float64 cannot
+    fake (it forms neither ``G`` nor ``Sigma`` in float64)."""
+    import mpmath
+
+    with mpmath.workdps(digits):
+        n = integral.n
+        A = [mpmath.matrix(a.tolist()) for a in integral.functionals[:n].numpy()]
+        Fm = mpmath.matrix(F.numpy().tolist())
+        G = Fm.T * Fm
+        AG = [a * G for a in A]
+        s2 = mpmath.mpf(integral.scale) ** 2
+        rows, cols = A[0].rows, A[0].cols
+        S = mpmath.matrix(n, n)
+        for i in range(n):
+            for j in range(i, n):
+                S[i, j] = S[j, i] = s2 * mpmath.fsum(
+                    AG[i][r, c] * A[j][r, c] for r in range(rows) for c in range(cols)
+                )
+        L = mpmath.cholesky(S)
+        white = mpmath.inverse(L) * mpmath.matrix(integral.y.numpy().tolist())
+        log_det = 2 * mpmath.fsum(mpmath.log(L[i, i]) for i in range(n))
+        return float(-0.5 * (n * mpmath.log(2 * mpmath.pi) + log_det + mpmath.fsum(w**2 for w in white)))
+
+
+def test_eps_zero_density_near_the_interpolants_stratum_against_60_digits():
+    """Hidden factors ``F`` whose singular value along a direction ``u`` off ``W*``'s row space
+    falls to ``sigma``: ``y`` stays in the range of the limit ``Sigma`` (rank 2 truth, ``n = 22``:
+    the ``width_rank2`` cells' geometry), so the weight grows without bound, like ``sigma^-2``
+    (``2 ln 10`` a decade). The float64 weight from ``G`` (the Kronecker route, then Sigma's
+    eigenvalues below ``CHOLESKY_RTOL``) equals 60-digit arithmetic to 1e-8 down to ``sigma =
+    1e-4`` (``G``'s eigenvalues 8 decades apart; measured 1e-13 there). Below ``sigma ~ 1e-5``
+    ``G`` no longer carries the small eigenvalue in float64 and the weight reads ``-inf``: a region
+    whose prior mass falls like ``sigma^5``, so its posterior share like ``sigma^3`` (~1e-15)."""
+    problem = make_sensing_problem(5, 5, rank=2, n=22, seed=0, dtype="float64")
+    integral = OutputLayerIntegral(
+        problem, DeepFactorization(5, 5, 5, 2, "linear"), resolve_prior("gaussian", problem), 0.0
+    )
+    assert integral.kronecker is not None
+    _, _, right = torch.linalg.svd(problem.W_star)
+    generator = torch.Generator().manual_seed(0)
+    F0 = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    u = right[2:].T @ torch.randn(3, generator=generator, dtype=torch.float64)
+    u = u / u.norm()
+    values, references, bounds = [], [], []
+    for sigma in (1e-1, 1e-2, 1e-3, 1e-4):
+        F = F0 - (1 - sigma) * (F0 @ u)[:, None] * u[None, :]  # F u scaled by sigma
+        G = F.T @ F
+        values.append(float(integral.log_noisy_density(G[None], 0.0)[0]))
+        references.append(_mp_log_density(integral, F))
+        bounds.append(10 * float(torch.linalg.cond(G)) * np.finfo(np.float64).eps)
+    assert (np.abs(np.subtract(values, references)) <= bounds).all()
+    F = F0 - (1 - 1e-6) * (F0 @ u)[:, None] * u[None, :]
+    # the limit, recorded: a route from F itself (not built) would lift it; this line goes then
+    assert np.isneginf(integral.log_noisy_density((F.T @ F)[None], 0.0)[0])
+    slopes = np.diff(references)
+    assert slopes[-1] == pytest.approx(2 * math.log(10), abs=0.05)  # sigma^-2
+    assert (slopes > 3.5).all()

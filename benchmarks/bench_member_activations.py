@@ -4,7 +4,8 @@ A GD batch of the paper run mixes activations (linear, tanh, leaky ReLU: one per
 :class:`~factorkit.models.MemberActivations`). ``masks`` applies every activation to the whole
 population and selects each member's by a mask (the kernel before; its backward is two more
 full selections per activation); ``slices`` splits the population, ordered by activation, into
-its runs of one activation and concatenates (the kernel now). The study's own batches of the
+its runs of one activation and concatenates; ``both`` splits the backward pass as well (from
+``SLICED_BACKWARD_ELEMENTS``: the wide batches). The study's own batches of the
 named figures (``gd_batch``: members, starts, problems), ``--steps`` group-RMSprop steps, float64,
 one torch thread as in a pool worker, best of three (alternating which goes first); the last
 column says whether the two runs' end-to-end matrices are bit for bit the same (each member's
@@ -35,19 +36,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    columns = "figure | members | width | depth | kernel | masks ms/step | slices ms/step | speed-up | same W"
+    columns = (
+        "figure | members | width | depth | kernel | masks ms/step | slices ms/step | both ms/step | "
+        "slices / masks | both / slices | same W"
+    )
     print(f"| {columns} |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    sliced = deep.SLICED_RUNS
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    sliced, backward = deep.SLICED_RUNS, deep.SLICED_BACKWARD_ELEMENTS
+    # masks: every activation on the whole population (SLICED_RUNS 0); slices: the forward pass
+    # split, the backward by masks; both: the backward split too (from SLICED_BACKWARD_ELEMENTS)
+    kernels = (("masks", 0, backward), ("slices", sliced, float("inf")), ("both", sliced, backward))
     for figure in args.figures.split(","):
         (config,) = paper_configs(figures=[figure])
         cells = [(cell, config.seeds) for cell in config.cells() if cell.method == "gd"]
         for job in gd_jobs(cells):
             best, results = {}, {}
             for repeat in range(3):
-                order = (("masks", 0), ("slices", sliced))
-                for name, runs in order if repeat % 2 == 0 else order[::-1]:
-                    deep.SLICED_RUNS = runs  # 0: every batch of two or more activations by masks
+                for name, runs, elements in kernels if repeat % 2 == 0 else kernels[::-1]:
+                    deep.SLICED_RUNS, deep.SLICED_BACKWARD_ELEMENTS = runs, elements
                     members, arguments = gd_batch(job, "cpu")
                     problem, model = arguments.pop("problem"), arguments.pop("model")
                     arguments["max_steps"] = args.steps
@@ -55,16 +61,18 @@ def main() -> None:
                     results[name] = train_gd(problem, model, **arguments)
                     seconds = (time.perf_counter() - start) / args.steps
                     best[name] = min(best.get(name, float("inf")), seconds)
-            deep.SLICED_RUNS = sliced
-            same = bool(torch.equal(results["masks"].W, results["slices"].W))
-            ratio = best["masks"] / best["slices"]
-            times = f"{1e3 * best['masks']:.2f} | {1e3 * best['slices']:.2f}"
+            deep.SLICED_RUNS, deep.SLICED_BACKWARD_ELEMENTS = sliced, backward
+            same = all(torch.equal(results["masks"].W, results[name].W) for name in ("slices", "both"))
+            times = " | ".join(f"{1e3 * best[name]:.2f}" for name, _, _ in kernels)
+            ratios = f"{best['masks'] / best['slices']:.2f}x | {best['slices'] / best['both']:.2f}x"
             mixed = len({cell.params["activation"] for cell, _ in members}) > 1 or model.depth > min(
                 cell.params["depth"] for cell, _ in members
             )
-            split = mixed and len(members) * model.width * model.m2 >= deep.SLICED_ELEMENTS
-            shape = f"{len(members)} | {model.width} | {model.depth} | {'split' if split else 'same kernel'}"
-            print(f"| {figure} | {shape} | {times} | {ratio:.2f}x | {same} |")
+            size = len(members) * model.width * model.m2
+            kernel = "same kernel" if not mixed or size < deep.SLICED_ELEMENTS else "split"
+            kernel += ", backward split" if mixed and size >= backward else ""
+            shape = f"{len(members)} | {model.width} | {model.depth} | {kernel}"
+            print(f"| {figure} | {shape} | {times} | {ratios} | {same} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def test_bad_model_arguments():
         model.end_to_end([torch.zeros(1, 3, 2), torch.zeros(2, 2, 3)])
 
 
-@pytest.mark.parametrize("block", [(3, 4), (40, 20)])  # below and above SLICED_ELEMENTS in all
+# below and above SLICED_ELEMENTS in all, and above SLICED_BACKWARD_ELEMENTS with the 5 runs
+@pytest.mark.parametrize("block", [(3, 4), (40, 20), (80, 50)])
 @pytest.mark.parametrize(
     "names",
     [
@@ -64,13 +65,14 @@ def test_bad_model_arguments():
 )
 def test_member_activations_select_each_members_own_function_and_gradient(names, block):
     from factorkit.models import MemberActivations
-    from factorkit.models.deep import SLICED_ELEMENTS, SLICED_RUNS
+    from factorkit.models.deep import SLICED_BACKWARD_ELEMENTS, SLICED_ELEMENTS, SLICED_RUNS
 
     mixed = MemberActivations(names)
     assert (mixed._runs is None) == (len(names) > SLICED_RUNS)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(len(names), *block, generator=generator, dtype=torch.float64, requires_grad=True)
-    assert (x.numel() >= SLICED_ELEMENTS) == (block == (40, 20))
+    assert (x.numel() >= SLICED_ELEMENTS) == (block != (3, 4))
+    assert (x.numel() >= SLICED_BACKWARD_ELEMENTS) == (block == (80, 50) and len(names) > 3)
     out = mixed(x)
     out.pow(2).sum().backward()
     for p, name in enumerate(names):

@@ -89,3 +89,35 @@ def test_group_rmsprop_momentum_per_member_equals_separate_runs():
         GroupRMSprop([torch.zeros(2, 1, requires_grad=True)], population_axis=True, momentum=[0.1, 1.0])
     with pytest.raises(ValueError, match="population_axis=True"):
         GroupRMSprop([torch.zeros(2, 1, requires_grad=True)], momentum=[0.1, 0.2])
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (20, 10)])  # one concatenation / a dot product per parameter
+def test_group_rmsprop_members_of_wide_and_narrow_layers_train_as_they_do_apart(shape):
+    """Each member's squared gradient norm sums its own entries over every parameter, by
+    whichever route the layers' size picks (``BMM_ELEMENTS``): a population of three trains as
+    three runs alone. The two sides sum the same squares in different orders: at most ``N`` float64
+    eps relative in a norm of ``N = 2 r c`` squares, half of it in the step, over five steps."""
+    from factorkit.optim.group_rmsprop import BMM_ELEMENTS
+
+    rows, cols = shape
+    assert (rows * cols >= BMM_ELEMENTS) == (shape == (20, 10))
+    generator = torch.Generator().manual_seed(0)
+    starts = [torch.randn(3, rows, cols, generator=generator, dtype=torch.float64),
+              torch.randn(3, cols, rows, generator=generator, dtype=torch.float64)]  # fmt: skip
+    goal = torch.randn(3, rows, rows, generator=generator, dtype=torch.float64)
+
+    def train(weights, target, population):
+        params = [w.clone().requires_grad_() for w in weights]
+        opt = GroupRMSprop(params, lr=0.05, population_axis=population)
+        for _ in range(5):
+            opt.zero_grad()
+            (params[0] @ params[1] - target).pow(2).sum().backward()
+            opt.step()
+        return [p.detach() for p in params]
+
+    together = train(starts, goal, True)
+    tolerance = 5 * 2 * rows * cols * torch.finfo(torch.float64).eps
+    for member in range(3):
+        alone = train([w[member] for w in starts], goal[member], False)
+        for batched, single in zip(together, alone, strict=True):
+            torch.testing.assert_close(batched[member], single, rtol=tolerance, atol=tolerance)

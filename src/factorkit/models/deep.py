@@ -80,6 +80,12 @@ def has_backward(activation: str | Activation) -> bool:
 # 1.2x at 2400, 2-3x from 10k)
 SLICED_RUNS = 16
 SLICED_ELEMENTS = 2048
+SLICED_BACKWARD_ELEMENTS = 16384
+"""From this many elements :meth:`MemberActivations.backward` splits too (each run's derivative on
+its own members, one concatenation) instead of every derivative on the whole population and a
+selection each: the wide width-figure GD batches (``benchmarks/bench_member_activations.py``,
+``bench_gd_kernels.py``: 1.1-1.4x a step on the figures' own batches); below it (the
+mixed-depth batches, ``192 x 5 x 5``) the masks stay as fast or faster."""
 SELECT_BY_LERP = True
 """Whether :meth:`MemberActivations.backward` selects each member's derivative by ``torch.lerp``
 with weights 0 and 1 rather than ``torch.where`` with a boolean mask (off: the benchmarks'
@@ -131,6 +137,7 @@ class MemberActivations:
             if len(runs) <= SLICED_RUNS
             else None
         )
+        self._run_backwards = [(activation_backward(n, negative_slope), c) for n, c in runs]
 
     def _for(self, device: torch.device) -> list[tuple[Activation, torch.Tensor]]:
         """Each non-linear activation with the mask of its members (two or more names: one name
@@ -164,12 +171,17 @@ class MemberActivations:
 
     def backward(self, grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``grad`` times each member's own activation's derivative at ``x`` (``y = self(x)``;
-        :func:`activation_backward`). Masks select, whatever the forward pass's layout: splitting
-        the gradient, the input and the output costs more here (the paper's 192-member mixed-depth
-        GD batch: a step by hand 0.86x autograd's with splits in a throwaway timing, 1.27x with
-        masks in ``benchmarks/bench_gd_by_hand.py``)."""
+        :func:`activation_backward`). Split by runs like the forward pass from
+        :data:`SLICED_BACKWARD_ELEMENTS`; below, masks select: splitting the gradient, the input
+        and the output costs more there (the paper's 192-member mixed-depth GD batch: a step by
+        hand 0.86x autograd's with splits in a throwaway timing, 1.27x with masks in
+        ``benchmarks/bench_gd_by_hand.py``)."""
         if self._runs is not None and len(self._runs) == 1:  # one name: no selection
             return self._backwards[0][1](grad, x, y) if self._backwards else grad
+        if self._runs is not None and grad.numel() >= SLICED_BACKWARD_ELEMENTS:
+            sizes = [count for _, count in self._run_backwards]
+            parts = zip(self._run_backwards, grad.split(sizes), x.split(sizes), y.split(sizes), strict=True)
+            return torch.cat([g if f is None else f(g, a, b) for (f, _), g, a, b in parts])
         out = grad
         for name, backward in self._backwards:
             if SELECT_BY_LERP:

@@ -87,8 +87,7 @@ class GroupRMSprop(torch.optim.Optimizer):
             batched = group["population_axis"]
             grads = [p.grad for p in params]
             if batched:
-                # one concatenation instead of a square and a sum per parameter: fewer dispatches
-                squared = torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1).square().sum(1)
+                squared = _member_squared_norms(grads)
             else:
                 squared = sum(g.square().sum() for g in grads)
             state = self.state[params[0]]
@@ -145,3 +144,26 @@ def _check_momentum(momentum, population_axis: bool):
     if momentum >= 1.0:
         raise ValueError(f"momentum must be < 1, got {momentum}")
     return momentum
+
+
+BMM_ELEMENTS = 128
+"""Per-member gradient entries per parameter from which :func:`_member_squared_norms` takes one
+batched dot product per parameter instead of one concatenation, square and sum: the paper run's
+wide width-figure GD batches (``80 x 5`` and ``160 x 5`` layers) step 1.07-1.14x faster with the
+activations' split backward pass (``benchmarks/bench_gd_kernels.py``); many small layers (the
+mixed-depth batches, ``5 x 5``) keep the concatenation, fewer dispatches."""
+
+
+def _member_squared_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Each member's squared gradient norm summed over ``grads`` (first axis: the member). Wide
+    layers: a batched dot product of each flattened gradient with itself (no copy, no squared
+    temporary); many small layers: one concatenation, square and sum (fewer dispatches)."""
+    count = grads[0].shape[0]
+    if sum(g[0].numel() for g in grads) < BMM_ELEMENTS * len(grads):
+        return torch.cat([g.reshape(count, -1) for g in grads], 1).square().sum(1)
+    total = None
+    for g in grads:
+        flat = g.reshape(count, 1, -1)
+        part = torch.bmm(flat, flat.transpose(1, 2)).reshape(count)
+        total = part if total is None else total + part
+    return total

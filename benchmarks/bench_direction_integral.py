@@ -5,6 +5,7 @@ importance estimate the sampler moves with (:class:`factorkit.fit.normalized.Dir
     python benchmarks/bench_direction_integral.py [--cell depth:2:linear] [--seed 0]
         [--draws 500] [--runs 32 12] [--steps 10 40]
     python benchmarks/bench_direction_integral.py --rows depth:2:linear depth:3:linear [--row-seeds 0 1]
+    python benchmarks/bench_direction_integral.py --contour-only [--cell depth:3:linear]
 
 Three tables on one cell of the depth figure (normalized Gaussian prior, width 5, ``eps = 0``),
 one torch thread:
@@ -12,7 +13,8 @@ one torch thread:
 1. **Accuracy and cost** of the contour per trapezoid step (``normalized.CONTOUR_STEP``) on
    ``--draws`` prior draws of the hidden layers: the largest difference in ``log I`` and in the
    direction's mean from a step of 0.05, and milliseconds per call, beside one call of
-   ``Directions.evaluate`` on the same draws.
+   ``Directions.evaluate`` on the same draws; then ``exact_log_weight`` with each row of the
+   contour to its own reach and every row to the farthest (``normalized.ROW_REACH``).
 2. **Where the estimate misses**: the directions' log-weight (the log of the mean of 64 weights,
    averaged over 50 independent sets in the linear domain: 3,200 directions a draw) against the
    contour's exact ``log p(h = y | F)``, over the same draws: the median and the largest shortfall,
@@ -84,6 +86,27 @@ def accuracy(target, directions, gram) -> None:
     print(
         f"\nDirections.evaluate on the same {len(gram)} draws: {(time.perf_counter() - start) * 1e3:.1f} ms\n"
     )
+    row_reach(directions, gram)
+
+
+def row_reach(directions, gram, repeats: int = 5) -> None:
+    """``Directions.exact_log_weight`` with each row of the contour to its own reach against every
+    row to the population's farthest (``normalized.ROW_REACH``): best of ``repeats``, interleaved,
+    and the largest difference in the log-weight."""
+    best, values = {}, {}
+    try:
+        for repeat in range(repeats):
+            for flag in (False, True) if repeat % 2 == 0 else (True, False):
+                normalized.ROW_REACH = flag
+                start = time.perf_counter()
+                values[flag] = directions.exact_log_weight(gram)
+                best[flag] = min(best.get(flag, math.inf), time.perf_counter() - start)
+    finally:
+        normalized.ROW_REACH = True
+    difference = float((values[True] - values[False]).abs().max())
+    print(f"exact_log_weight on {len(gram)} draws: every row to the farthest reach "
+          f"{best[False] * 1e3:.1f} ms, each row to its own {best[True] * 1e3:.1f} ms "
+          f"({best[False] / best[True]:.2f}x); largest difference {difference:.1e}\n")  # fmt: skip
 
 
 def projected_normal(directions, gram, draws: int = 400_000, nu: float = 4.0, uniform: float = 0.1):
@@ -226,6 +249,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", metavar="FIGURE:DEPTH:ACTIVATION",
                         help="only the study's rows of these cells (table 4), seeds --row-seeds")  # fmt: skip
     parser.add_argument("--row-seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--contour-only", action="store_true", help="table 1 alone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -236,6 +260,8 @@ def main() -> None:
     gram = hidden.gram(hidden.draw(args.draws, torch.Generator().manual_seed(0)), args.draws)
     print(f"cell {args.cell}, seed {args.seed}: k = {target.k}, D = {target.D}\n")
     accuracy(target, directions, gram)
+    if args.contour_only:
+        return
     shortfall(target, directions, gram)
     print("| weight | steps | runs | s a run | log p(h = y) | L_gen | ESS per s |")
     print("|---|---|---|---|---|---|---|")

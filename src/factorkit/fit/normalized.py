@@ -498,6 +498,8 @@ def _on_the_line(p, weight, mu, Q, power, D, centre, curvature, step, mean):
     reach = torch.maximum(gap.amax(1), centre.abs()).maximum(sigma) * 10 ** (1 + 40 / D)
     nodes = torch.ceil(torch.asinh(reach / sigma) / step).long() + 1
     nodes = (nodes + NODE_GROUP - 1) // NODE_GROUP * NODE_GROUP
+    if not ROW_REACH:
+        nodes = nodes.amax().expand_as(nodes)
     counts = nodes.unique()
     if len(counts) == 1:
         return _line_rows(gap, sigma, p, weight, mu, Q, power, centre, int(counts[0]), step, mean)
@@ -528,6 +530,9 @@ def _on_the_line(p, weight, mu, Q, power, D, centre, curvature, step, mean):
 NODE_GROUP = 16
 """Rows of :func:`_on_the_line` whose node counts round up to the same multiple of this are
 integrated together (one tensor pass a group; rows keep their own reach to this rounding)."""
+ROW_REACH = True
+"""Whether each row of :func:`_on_the_line` stops at its own reach (off: every row runs as far as
+the population's farthest, as before 2026-12-07; the benchmarks' baseline)."""
 
 
 def _line_rows(gap, sigma, p, weight, mu, Q, power, centre, steps, step, mean):

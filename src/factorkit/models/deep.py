@@ -84,7 +84,7 @@ SLICED_BACKWARD_ELEMENTS = 16384
 """From this many elements :meth:`MemberActivations.backward` splits too (each run's derivative on
 its own members, one concatenation) instead of every derivative on the whole population and a
 selection each: the wide width-figure GD batches (``benchmarks/bench_member_activations.py``,
-``bench_gd_kernels.py``: 1.1-1.4x a step on the figures' own batches); below it (the
+``bench_gd_kernels.py``: 1.02-1.39x a step on the figures' own batches); below it (the
 mixed-depth batches, ``192 x 5 x 5``) the masks stay as fast or faster."""
 SELECT_BY_LERP = True
 """Whether :meth:`MemberActivations.backward` selects each member's derivative by ``torch.lerp``

@@ -276,8 +276,12 @@ draw (its 64 directions) on the reference machine, one thread: 12.4 ms per 500 d
 figure's depth-2 linear net (``normalized_cost``)."""
 NORMALIZED_MOVE_US = 56.0
 """Microseconds of one weight evaluation inside the normalized sampler's tempered SMC (the
-estimate, the pCN proposals of the directions' latents, the singular-value moves): 22.5 s for
-402,000 evaluations on the same cell, seed 0 (``normalized_cost``)."""
+singular-value and pCN moves of the hidden latents with their weights): 22.5 s for 402,000
+evaluations on the same cell, seed 0, with the 64 directions' estimate (``normalized_cost``); with
+the exact weight (:meth:`~factorkit.fit.normalized.Directions.exact_log_weight`, 2026-12-07) 62 us
+over the 32 rows of ``study paper --zero-depth`` (50-80 by row) on a machine then 1.02-1.27x
+slower than the reference, so the constant stands. Runs added beyond the first ``runs`` and the
+effort check are not priced (:func:`tempered_draws`)."""
 
 
 def normalized_cost(

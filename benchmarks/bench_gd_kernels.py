@@ -24,6 +24,7 @@ import argparse
 import time
 
 import torch
+from bench_gd_by_hand import paper_gd_cells  # a sibling: the script's folder is on the path
 
 import factorkit.models.deep as deep
 import factorkit.optim.group_rmsprop as group_rmsprop
@@ -31,23 +32,18 @@ from factorkit.experiments.run.jobs import gd_batch
 from factorkit.experiments.run.plan import gd_jobs
 from factorkit.fit.gd import train_gd
 
-try:  # run as a script from the repository root or as a module
-    from bench_gd_by_hand import paper_gd_cells
-except ImportError:  # pragma: no cover
-    from benchmarks.bench_gd_by_hand import paper_gd_cells
-
 
 def concatenated_norms(grads: list[torch.Tensor]) -> torch.Tensor:
     """The kernel before: one concatenation, square and sum for every population."""
     return torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1).square().sum(1)
 
 
+NORMS, BACKWARD = group_rmsprop._member_squared_norms, deep.SLICED_BACKWARD_ELEMENTS  # the kernels now
+
+
 def settings(after: bool) -> None:
     group_rmsprop._member_squared_norms = NORMS if after else concatenated_norms
     deep.SLICED_BACKWARD_ELEMENTS = BACKWARD if after else float("inf")
-
-
-NORMS, BACKWARD = group_rmsprop._member_squared_norms, deep.SLICED_BACKWARD_ELEMENTS
 
 
 def main() -> None:

@@ -501,26 +501,15 @@ def _on_the_line(p, weight, mu, Q, power, D, centre, curvature, step, mean):
     if not ROW_REACH:
         nodes = nodes.amax().expand_as(nodes)
     counts = nodes.unique()
+    per_row = (gap, sigma, p, weight, mu, Q, centre)
     if len(counts) == 1:
-        return _line_rows(gap, sigma, p, weight, mu, Q, power, centre, int(counts[0]), step, mean)
+        return _line_rows(*per_row, power, int(counts[0]), step, mean)
     log_I = torch.empty(len(p), dtype=torch.float64)
     valid = torch.empty(len(p), dtype=torch.bool)
     moment = torch.empty(p.shape, dtype=torch.float64) if mean else None
     for count in counts.tolist():
         rows = (nodes == count).nonzero().squeeze(1)
-        part = _line_rows(
-            gap[rows],
-            sigma[rows],
-            p[rows],
-            weight[rows],
-            mu[rows],
-            Q[rows],
-            power,
-            centre[rows],
-            count,
-            step,
-            mean,
-        )
+        part = _line_rows(*(x[rows] for x in per_row), power, count, step, mean)
         log_I[rows], valid[rows] = part[0], part[2]
         if mean:
             moment[rows] = part[1]
@@ -535,7 +524,7 @@ ROW_REACH = True
 the population's farthest, as before 2026-12-07; the benchmarks' baseline)."""
 
 
-def _line_rows(gap, sigma, p, weight, mu, Q, power, centre, steps, step, mean):
+def _line_rows(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
     """:func:`_on_the_line` for rows that share a node count ``steps``."""
     t = torch.arange(steps, dtype=torch.float64) * step
     y = sigma[:, None] * torch.sinh(t)  # rows x nodes

@@ -152,3 +152,81 @@ def test_work_counts_what_each_method_did():
     log_ball_probability(values, np.random.default_rng(0).normal(size=20), 2.6e-5, work=work)
     assert work["ruben"] >= first["ruben"] and work["contour"] % (CONTOUR_BLOCK * 20) == 0
     assert work["contour"] > 0 and work["blocks"] > first["blocks"]
+
+
+# One draw of Sigma_gg's spectrum from the unnormalized depth figure's leaky ReLU, depth 6, seed 0
+# (eigenvalues, centre U^T y; radius2 0.15): K'(s) holds near 1 for |s| up to ~50 and then falls,
+# so Newton on log K'(-e^w) from that plateau overshot to s ~ -6e11 and back, within the bracket,
+# for all of its 100 steps. The contour then ran on a line far from the saddlepoint, lost every
+# digit, and reported P = 1 for a probability of exp(-1875.7): the heaviest weight of all.
+PLATEAU_VALUES = np.array([
+    1.1145099610100002e-06, 1.4433871582987316e-06, 4.3033827925209003e-06, 9.3232556423809488e-06,
+    3.6165394589066767e-05, 8.8182201762208520e-05, 2.2625337768092887e-04, 4.8820928555660183e-04,
+    5.0515581553965943e-04, 7.0433905761307762e-04, 2.1722615346028789e-03, 3.2893504778582984e-03,
+    7.3840118876414354e-03, 1.0513118431345718e-02, 1.4091182809139386e-02,
+])  # fmt: skip
+PLATEAU_CENTRE = np.array([
+    -0.011274515188578332, -0.24614823131997987, 0.03273221040643125, -0.17235381888077175,
+    0.41329948139014894, -0.5561182878367875, -0.18167821737390738, 0.3278777974621363,
+    0.2089858845930457, -0.42865329709393096, 0.32245346119777585, 0.011282166167189356,
+    0.05990137310167916, 0.06498681999540595, 0.008022876987032648,
+])  # fmt: skip
+
+
+def _spread_rows(rows: int, seed: int):
+    """Spectra spread over up to eight decades with centres of either size: Newton's hard cases."""
+    rng = np.random.default_rng(seed)
+    lam = np.sort(np.exp(rng.uniform(math.log(1e-8), 0, (rows, 15))), axis=1)
+    centre = rng.normal(size=(rows, 15)) * rng.choice([0.03, 0.3, 1.0], size=(rows, 1))
+    t = np.full(rows, 0.15)
+    keep = t < (lam + centre**2).sum(1)  # below the mean: a saddlepoint s < 0 exists
+    return lam[keep], centre[keep], t[keep]
+
+
+def test_the_saddlepoint_solves_its_equation_where_newton_alone_oscillates():
+    """``K'(s) = t`` to 1e-12 relative on the plateau row and on 2,000 spread rows, and the root is
+    the one a plain bisection on ``s`` (an independent solver, 200 halvings) finds."""
+    from factorkit.fit.ball import _cumulants, saddlepoint
+
+    lam, centre, t = _spread_rows(2000, 0)
+    lam = np.vstack([PLATEAU_VALUES, lam])
+    c2 = np.vstack([PLATEAU_CENTRE, centre]) ** 2
+    t = np.concatenate([[0.15], t])
+    s = saddlepoint(lam, c2, t)
+    _, K1, _ = _cumulants(s, lam, c2)
+    np.testing.assert_allclose(K1, t, rtol=1e-12)
+    lo, hi = np.full(len(t), -1e12), np.zeros(len(t))  # K' decreases as s falls: bisection on s
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        above = _cumulants(mid, lam, c2)[1] > t
+        hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+    np.testing.assert_allclose(s, 0.5 * (lo + hi), rtol=1e-9)
+
+
+def test_the_plateau_row_has_the_probability_rubens_series_gives():
+    """The contour through the right saddlepoint equals Ruben's series (an independent method, no
+    saddlepoint in it) on the plateau row, and both lie a few nats under Chernoff's bound."""
+    from factorkit.fit.ball import log_ball_upper_bound
+
+    ruben = log_ball_probability(PLATEAU_VALUES, PLATEAU_CENTRE, 0.15, method="ruben")[0]
+    contour = log_ball_probability(PLATEAU_VALUES, PLATEAU_CENTRE, 0.15, method="contour")[0]
+    bound = log_ball_upper_bound(PLATEAU_VALUES, PLATEAU_CENTRE, 0.15)[0]
+    assert contour == pytest.approx(ruben, rel=1e-10)
+    assert bound - 10 < ruben < bound < -1800  # P ~ exp(-1875.7), not 1
+
+
+def test_a_row_whose_saddlepoint_is_not_found_is_left_to_ruben(monkeypatch):
+    """Should the root finder ever miss, the contour does not run on a wrong line: the row comes
+    back NaN from the contour and ``log_ball_probability`` finishes it by Ruben's series."""
+    from factorkit.fit import ball
+
+    lam, centre, t = _spread_rows(50, 1)
+    lam, centre = lam[:, -6:], centre[:, -6:]  # the six largest, scaled to 1 at most: Ruben is quick
+    lam, centre = lam / lam[:, -1:], centre / np.sqrt(lam[:, -1:])
+    keep = 0.15 < (lam + centre**2).sum(1)
+    lam, centre = lam[keep], centre[keep]
+    exact = log_ball_probability(lam, centre, 0.15, method="ruben")
+    solver = ball.saddlepoint
+    monkeypatch.setattr(ball, "saddlepoint", lambda lam, c2, t: 1e3 * solver(lam, c2, t))
+    assert np.isnan(ball._contour_rows(lam, centre**2, np.full(len(lam), 0.15), 1e-12)).all()
+    np.testing.assert_allclose(log_ball_probability(lam, centre, 0.15, method="contour"), exact, rtol=1e-10)

@@ -42,6 +42,7 @@ RUBEN_CAP = 10_000  # under method='auto', rows Ruben has not finished in this m
 # row at once in blocks of 256 nodes on the paper's deep cells: benchmarks/bench_contour.py)
 CONTOUR_ROWS = 256
 CONTOUR_BLOCK = 128
+SADDLE_RTOL = 1e-8  # the contour's line: K'(-mu) within this of t, or the row is left to Ruben
 
 
 def log_ball_volume(dim: int, radius2: float) -> float:
@@ -287,13 +288,20 @@ def _cumulants(s, lam: np.ndarray, c2: np.ndarray):
 def saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The root ``s < 0`` of ``K'(s) = t`` for rows below the mean (``t < K'(0)``).
 
-    ``log K'(-e^w)`` decreases in ``w`` and is close to linear (``K'(s) ~ r / (2|s|)`` far out), so
-    Newton's method on it converges in a few steps; a bracket kept alongside takes a bisection step
-    whenever Newton would leave it (at most 100 steps in all: machine precision)."""
+    ``log K'(-e^w)`` decreases in ``w`` and is close to linear far out (``K'(s) ~ r / (2|s|)``),
+    so Newton's method on it usually converges in a few steps. It need not: where the centre's
+    terms ``c2 / (1 - 2 s lam)^2`` hold ``K'`` on a plateau before it falls, Newton from the plateau
+    overshoots far past the root and back again, each step inside the bracket (found on deep leaky
+    ReLU draws: 100 steps alternating between ``s = -52`` and ``-6e11``). So the bracket kept
+    alongside takes a bisection step whenever Newton would leave it *or* would move further than
+    half the step before last (Numerical Recipes' ``rtsafe``): never slower than bisection on
+    ``w`` in ``[-700, 700]``, machine precision within 100 steps."""
     rows = lam.shape[0]
     lo, hi = np.full(rows, -700.0), np.full(rows, 700.0)  # bracket on w = log(-s): exp stays finite
     w = np.log(np.maximum(0.5 * lam.shape[1], 0.5) / t)
     log_t = np.log(t)
+    step_before = np.full(rows, hi - lo)  # the step before last (the bracket's width to begin with)
+    step = step_before.copy()
     for _ in range(100):
         s = -np.exp(w)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -302,11 +310,15 @@ def saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
         lo = np.where(f > 0, w, lo)
         hi = np.where(f > 0, hi, w)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            proposal = w - f / (s * K2 / K1)  # Newton: f / f'(w), f' = s K'' / K' < 0
-        outside = (proposal <= lo) | (proposal >= hi) | ~np.isfinite(proposal)
+            newton = -f / (s * K2 / K1)  # Newton's step: -f / f'(w), f' = s K'' / K' < 0
+        proposal = w + newton
+        bisect = (
+            (proposal <= lo) | (proposal >= hi) | ~np.isfinite(proposal) | (np.abs(newton) > 0.5 * np.abs(step_before))
+        )
         previous = w
-        w = np.where(outside, 0.5 * (lo + hi), proposal)
-        if np.all(np.abs(w - previous) <= 1e-14 * np.maximum(1.0, np.abs(w))):
+        w = np.where(bisect, 0.5 * (lo + hi), proposal)
+        step_before, step = step, w - previous
+        if np.all((np.abs(step) <= 1e-14 * np.maximum(1.0, np.abs(w))) | (f == 0)):
             break
     return -np.exp(w)
 
@@ -358,14 +370,20 @@ def _contour_rows(
     rows, dim = lam.shape
     lower = t < (lam + c2).sum(1)
     s_hat = np.zeros(rows)
+    solved = np.ones(rows, dtype=bool)
     if lower.any():
         s_hat[lower] = saddlepoint(lam[lower], c2[lower], t[lower])
+        # the line must pass through the saddlepoint: elsewhere the integrand's peak can lie
+        # hundreds of thousands of nats above P and the sum lose every digit. A row whose root was
+        # not found stays NaN (the caller's Ruben takes it), as does one whose sum is not positive
+        _, K1, _ = _cumulants(s_hat[lower], lam[lower], c2[lower])
+        solved[lower] = np.abs(K1 / t[lower] - 1.0) <= SADDLE_RTOL
     mu = np.maximum(np.where(lower, -s_hat, 0.0), 2.0 / t)
     K, _, _ = _cumulants(-mu, lam, c2)
     peak = K + mu * t - np.log(mu)  # log of the integrand at u = 0
     h = 2 * np.pi * mu / (math.log(1.0 / rtol) + 10.0 + mu * t)
     total = np.zeros(rows)
-    active = np.arange(rows)
+    active = np.flatnonzero(solved)
     log_result = np.full(rows, np.nan)
     k0 = 0
     while active.size:
@@ -392,9 +410,10 @@ def _contour_rows(
         done = modulus * U / (0.5 * passed) <= 1e-2 * rtol * np.abs(total[active])
         if done.any():
             value = total[active[done]] / np.pi
-            log_result[active[done]] = (
-                np.log(np.maximum(value, 1e-300)) + peak[active[done]] - np.log(mu[active[done]])
-            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_result[active[done]] = np.where(
+                    value > 0, np.log(value) + peak[active[done]] - np.log(mu[active[done]]), np.nan
+                )
             active = active[~done]
         k0 += block
         if k0 >= max_nodes:  # NaN: not converged (too few eigenvalues to make the integrand decay)

@@ -172,6 +172,22 @@ PLATEAU_CENTRE = np.array([
     0.05990137310167916, 0.06498681999540595, 0.008022876987032648,
 ])  # fmt: skip
 
+# Another, from the study's run of that figure: Newton reached f = 0 exactly (the root to the last
+# bit) while other rows of its batch still ran; the first safeguarded loop then read the proposal
+# on its own bracket end as "outside" and bisected away from the root (s = -555 for -6170)
+EXACT_ROOT_VALUES = np.array([
+    8.2875238960459145e-09, 1.5564464942210958e-08, 1.2221409243495838e-07, 4.4424959597846846e-07,
+    5.5950196867881278e-07, 4.8802817835679011e-06, 1.7391396061445457e-05, 3.0386167413319383e-05,
+    6.8872442018067792e-05, 7.3871219840237267e-05, 6.8565306413006350e-04, 1.1172832775898224e-03,
+    1.7652565593302284e-03, 2.3029666076916388e-03, 3.0428785344939089e-03,
+])  # fmt: skip
+EXACT_ROOT_CENTRE = np.array([
+    0.029037514757290273, -0.036972531424754984, -0.1295660693482295, -0.24970748052268543,
+    0.04872040866320093, 0.24436887344354583, -0.03480959168080275, 0.012273107875898095,
+    0.13031927427656154, -0.15800915113217268, 0.17125076570077657, 0.09557910139272034,
+    0.3122341323212761, 0.09418388707831847, -0.4723061046178819,
+])  # fmt: skip
+
 
 def _spread_rows(rows: int, seed: int):
     """Spectra spread over up to eight decades with centres of either size: Newton's hard cases."""
@@ -184,14 +200,15 @@ def _spread_rows(rows: int, seed: int):
 
 
 def test_the_saddlepoint_solves_its_equation_where_newton_alone_oscillates():
-    """``K'(s) = t`` to 1e-12 relative on the plateau row and on 2,000 spread rows, and the root is
-    the one a plain bisection on ``s`` (an independent solver, 200 halvings) finds."""
+    """``K'(s) = t`` to 1e-12 relative on the two rows above and 1,909 spread rows, all in one
+    call, and the root is the one a plain bisection on ``s`` (an independent solver, 200 halvings)
+    finds; the exact-root row again on its own."""
     from factorkit.fit.ball import _cumulants, saddlepoint
 
     lam, centre, t = _spread_rows(2000, 0)
-    lam = np.vstack([PLATEAU_VALUES, lam])
-    c2 = np.vstack([PLATEAU_CENTRE, centre]) ** 2
-    t = np.concatenate([[0.15], t])
+    lam = np.vstack([PLATEAU_VALUES, EXACT_ROOT_VALUES, lam])
+    c2 = np.vstack([PLATEAU_CENTRE, EXACT_ROOT_CENTRE, centre]) ** 2
+    t = np.concatenate([[0.15, 0.15], t])
     s = saddlepoint(lam, c2, t)
     _, K1, _ = _cumulants(s, lam, c2)
     np.testing.assert_allclose(K1, t, rtol=1e-12)
@@ -201,6 +218,9 @@ def test_the_saddlepoint_solves_its_equation_where_newton_alone_oscillates():
         above = _cumulants(mid, lam, c2)[1] > t
         hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
     np.testing.assert_allclose(s, 0.5 * (lo + hi), rtol=1e-9)
+    # alone, the exact-root row is the last of its call to converge (as it was in the study)
+    alone = saddlepoint(EXACT_ROOT_VALUES[None], EXACT_ROOT_CENTRE[None] ** 2, np.array([0.15]))
+    assert alone[0] == pytest.approx(s[1], rel=1e-12)
 
 
 def test_the_plateau_row_has_the_probability_rubens_series_gives():

@@ -307,19 +307,24 @@ def saddlepoint(lam: np.ndarray, c2: np.ndarray, t: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             _, K1, K2 = _cumulants(s, lam, c2)
             f = np.log(K1) - log_t  # > 0: s too large (w too small)
-        lo = np.where(f > 0, w, lo)
-        hi = np.where(f > 0, hi, w)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             newton = -f / (s * K2 / K1)  # Newton's step: -f / f'(w), f' = s K'' / K' < 0
+        # a row whose step is below w's rounding has its root (f = 0 included) and stays put: were
+        # it to test its proposal against a bracket end it sits on, it would bisect away from it
+        done = np.abs(newton) <= 1e-14 * np.maximum(1.0, np.abs(w))
+        if done.all():
+            break
+        lo = np.where(f > 0, w, lo)
+        hi = np.where(f < 0, w, hi)
         proposal = w + newton
         bisect = (
-            (proposal <= lo) | (proposal >= hi) | ~np.isfinite(proposal) | (np.abs(newton) > 0.5 * np.abs(step_before))
+            (proposal <= lo)
+            | (proposal >= hi)
+            | ~np.isfinite(proposal)
+            | (np.abs(newton) > 0.5 * np.abs(step_before))
         )
         previous = w
-        w = np.where(bisect, 0.5 * (lo + hi), proposal)
+        w = np.where(done, w, np.where(bisect, 0.5 * (lo + hi), proposal))
         step_before, step = step, w - previous
-        if np.all((np.abs(step) <= 1e-14 * np.maximum(1.0, np.abs(w))) | (f == 0)):
-            break
     return -np.exp(w)
 
 

@@ -13,12 +13,14 @@ draws of the hidden layers, the spectrum of ``Sigma_gg`` and the centre ``U^T y`
   the prior draws (minimum, median) and weighted by the draws' posterior weights ``P`` (the draws
   the sampler resamples and then draws ``g`` for).
 
-``--sample``: the importance sampler on the three deep leaky ReLU cells whose runs failed before.
 ``--width``: the width figures' cells instead (rank 1, rank 2, completion; widths 5, 20, 80, 160;
-eps 0.02).
+eps 0.02). ``--sample``: the importance sampler on the three deep leaky ReLU cells whose runs
+failed before, beside SMC. ``--ruben``: the contour against Ruben's series, an independent method,
+on the depth and width figures' prior draws at three thresholds.
 
 Run: ``python benchmarks/explore_ball_saddlepoint.py [--width] [--draws N]`` (about 3 minutes, one
-thread).
+thread); ``--sample`` about 2 minutes; ``--ruben --draws 256`` about half an hour (the series runs
+row by row, up to 20,000 terms).
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ def main() -> None:
     parser.add_argument("--former", default="50b6c9b", help="the revision whose ball.py to compare")
     parser.add_argument("--width", action="store_true", help="the width figures' cells at eps 0.02 instead")
     parser.add_argument("--sample", action="store_true", help="the importance runs on the cells that failed")
+    parser.add_argument("--ruben", action="store_true", help="the contour against Ruben's series instead")
     args = parser.parse_args()
     if args.sample:
         return sample()
+    if args.ruben:
+        return against_ruben(args.draws)
     former = former_module(args.former)
     torch.set_num_threads(1)
     print("| cell | rows the former code got wrong | largest former log P on them (true) | "
@@ -101,6 +106,45 @@ def main() -> None:
             print(f"| {figure} {label} {activation} | {wrong.sum()} / {args.draws} | {worst} | "
                   f"{np.abs(K1 / tb - 1).max():.1e} | {acceptance.min():.4f} | {np.median(acceptance):.3f} | "
                   f"{(weight * acceptance).sum() / weight.sum():.3f} |", flush=True)  # fmt: skip
+
+
+def against_ruben(draws: int, max_terms: int = 20_000) -> None:
+    """The contour against Ruben's series (an independent method: no saddlepoint in it) on
+    ``draws`` prior draws of each cell of the unnormalized depth figure (depths 2-10, seed 0) and
+    the width figures (widths 5 and 20), at the published eps, 1e-3 and 1e-5: rows where the
+    series converges in ``max_terms`` terms, the largest difference in ``log P`` relative to
+    ``max(1, |log P|)``, and rows where the contour is not finite but the series is."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    cells = [("depth_unnormalized", {"depth": d}) for d in range(2, 11)]
+    cells += [(f, {"width": w}) for f in ("width", "width_rank2", "width_completion") for w in (5, 20)]
+    print("| cell | eps | Ruben converged | largest difference | contour not finite |")
+    print("|---|---:|---:|---:|---:|")
+    for figure, change in cells:
+        for activation in ("linear", "tanh", "leaky_relu"):
+            params = {**paper_cell(figure, activation=activation).params, **change}
+            problem, model, prior = gc_setup(params, 0, "cpu")
+            hidden = HiddenLayers(model, prior)
+            gram = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(1)), draws)
+            for eps in (params["eps"], 1e-3, 1e-5):
+                integral = OutputLayerIntegral(problem, model, prior, eps)
+                values, centre = integral.sigma_spectrum(gram)
+                contour = log_ball_probability(values, centre, integral.radius2, method="contour")
+                ruben = np.full(draws, np.nan)
+                for i in range(draws):  # one row at a time: a row the series cannot finish raises
+                    try:
+                        row = slice(i, i + 1)
+                        ruben[i] = log_ball_probability(values[row], centre[row], integral.radius2,
+                                                        method="ruben", max_terms=max_terms)[0]  # fmt: skip
+                    except RuntimeError:
+                        pass
+                both = np.isfinite(ruben) & np.isfinite(contour)
+                gap = np.abs(contour[both] - ruben[both]) / np.maximum(1.0, np.abs(ruben[both]))
+                label = " ".join(f"{key} {value}" for key, value in change.items())
+                print(f"| {figure} {label} {activation} | {eps:g} | {both.sum()} / {draws} | "
+                      f"{gap.max() if gap.size else float('nan'):.1e} | "
+                      f"{(np.isfinite(ruben) & ~np.isfinite(contour)).sum()} |", flush=True)  # fmt: skip
 
 
 def sample() -> None:

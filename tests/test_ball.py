@@ -173,8 +173,9 @@ PLATEAU_CENTRE = np.array([
 ])  # fmt: skip
 
 # Another, from the study's run of that figure: Newton reached f = 0 exactly (the root to the last
-# bit) while other rows of its batch still ran; the first safeguarded loop then read the proposal
-# on its own bracket end as "outside" and bisected away from the root (s = -555 for -6170)
+# bit), this row the last of its call to converge; the first safeguarded loop then read the
+# proposal on its own bracket end as "outside", bisected away from the root (s = -555 for -6170)
+# and stopped there
 EXACT_ROOT_VALUES = np.array([
     8.2875238960459145e-09, 1.5564464942210958e-08, 1.2221409243495838e-07, 4.4424959597846846e-07,
     5.5950196867881278e-07, 4.8802817835679011e-06, 1.7391396061445457e-05, 3.0386167413319383e-05,

@@ -2,7 +2,8 @@
 where each depth figure's G&C time went (per activation, shallow and deep cells), what a lower ESS
 target would have saved (the SMC rows rerun in projection to the target by their own ESS per run),
 how each figure's ``eps = 0`` rows were sampled (importance runs kept with the largest Pareto
-shape of their weights, tempered runs and the effort checks that saw their answer move),
+shape of their weights, tempered runs and the effort checks that saw their answer move, and the
+loss evaluations the tempered rows spent on their first runs, the effort check and added runs),
 and what a unit of each G&C sampler cost per depth (seconds per marginal hidden-layer draw against seconds per
 SMC loss evaluation, pilots included: the exchange rate ``auto`` prices per cell from the marginal
 pilot's counted work, :class:`factorkit.fit.auto.MarginalCost`).
@@ -92,8 +93,9 @@ def _eps_zero_rows(rows_of: dict, timing: dict) -> str:
     """Per figure with ``eps = 0`` G&C rows: how many, the importance-sampled ones (a ``pareto_k``)
     with their largest Pareto shape, and the tempered ones (an ``effort`` record) with the count
     whose effort check saw the answer move."""
-    lines = ["| figure | eps = 0 rows | importance (largest Pareto k) | tempered | moved with the effort |",
-             "|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| figure | eps = 0 rows | importance (largest Pareto k) | tempered | moved with the effort | "
+             "tempered evaluations: first runs / check / added (millions) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for f in timing["figures"]:
         zero = [r for r in rows_of[f["figure"]] if r["method"] == "gc" and r["eps"] == 0]
         if not zero:
@@ -102,7 +104,13 @@ def _eps_zero_rows(rows_of: dict, timing: dict) -> str:
         tempered = [json.loads(r["effort"]) for r in zero if r.get("effort")]
         moved = sum(any(check.get("moved") for check in e.get("checks", [])) for e in tempered)
         largest = f" ({max(shapes):.2f})" if shapes else ""
-        lines.append(f"| {f['figure']} | {len(zero)} | {len(shapes)}{largest} | {len(tempered)} | {moved} |")
+        spent = " / ".join(
+            f"{sum(e.get('phases', {}).get(phase, {}).get('evaluations', 0) for e in tempered) / 1e6:.2f}"
+            for phase in ("first", "check", "added")
+        )  # runs stored before 2026-12-07 (twentieth session) have no phases: 0
+        lines.append(
+            f"| {f['figure']} | {len(zero)} | {len(shapes)}{largest} | {len(tempered)} | {moved} | {spent} |"
+        )
     return "\n".join(lines)
 
 

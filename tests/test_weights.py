@@ -86,13 +86,20 @@ def test_an_answer_that_moves_with_effort_warns_and_keeps_only_the_longer_runs()
     assert state["effort"]["mcmc_steps"] == 10 * EFFORT_FACTOR
     assert all(steps == 10 * EFFORT_FACTOR for _, steps in calls[1:])  # runs added at the longer steps
     assert state["rb"] == pytest.approx(0.05 - 0.2 / 40, abs=0.002)  # the longer runs' answer only
+    # what each phase spent, the first runs included though their answer was dropped: every call
+    phases = state["effort"]["phases"]
+    assert [phases[k]["runs"] for k in ("first", "check")] == [8, 4]
+    assert phases["added"]["runs"] == sum(count for count, _ in calls[2:])
+    spent = sum(count * steps * PARTICLES for count, steps in calls)  # a fake run's evaluations
+    assert sum(p["evaluations"] for p in phases.values()) == spent
 
 
 def test_without_the_check_nothing_else_runs():
     more, calls = _sampler(lambda steps: -0.2 / steps)
     state = tempered_runs(more, 8, 10.0, PARTICLES, 10)
     assert calls == [(8, 10)]
-    assert state["effort"] == {"mcmc_steps": 10, "checks": [], "converged": True}
+    phases = {"first": {"runs": 8, "evaluations": 8 * 10 * PARTICLES}, "added": {"runs": 0, "evaluations": 0}}
+    assert state["effort"] == {"mcmc_steps": 10, "checks": [], "converged": True, "phases": phases}
 
 
 def test_runs_are_pooled_by_their_normalizing_constants():

@@ -172,12 +172,15 @@ def tempered_runs(
     and runs are added at ``mcmc_steps``). Poorly mixing runs agree with each other
     and miss the same mass (they all start from the prior), so the spread between runs cannot see
     it; more effort can. The state's ``effort`` records the comparison, the steps of the runs
-    added after it and ``converged`` (the answer did not move)."""
+    added after it, ``converged`` (the answer did not move) and ``phases``: the runs and loss
+    evaluations spent on the first runs, on the check's (kept or not) and on the runs added."""
     chunk, cap = extension_bounds(runs)
     results = more(runs, mcmc_steps)
     checks = []
+    phases = {"first": _tally(results)}
     if check_effort:
         longer = more(chunk // 2, EFFORT_FACTOR * mcmc_steps)
+        phases["check"] = _tally(longer)
         change = effort_change(results, longer)
         checks.append({"mcmc_steps": [mcmc_steps, EFFORT_FACTOR * mcmc_steps], **change})
         if change["moved"]:
@@ -198,12 +201,16 @@ def tempered_runs(
         else:
             results += longer
 
+    added = []
     while True:
         ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles, run_weights(results))
         count = runs_to_add(ess, len(results), target_ess, chunk, cap)
         if not count:
             break
-        results += more(count, mcmc_steps)
+        made = more(count, mcmc_steps)
+        added += made
+        results += made
+    phases["added"] = _tally(added)
     log_volumes = np.array([r["log_volume"] for r in results])
     weights = run_weights(results).numpy()
     rb_groups = [r["draws"]["rb"] for r in results]
@@ -236,8 +243,14 @@ def tempered_runs(
             "mcmc_steps": mcmc_steps,
             "checks": checks,
             "converged": not checks or not checks[-1]["moved"],
+            "phases": phases,
         },  # fmt: skip
     }
+
+
+def _tally(runs: list[dict]) -> dict:
+    """Runs and their loss evaluations: what one phase of :func:`tempered_runs` spent."""
+    return {"runs": len(runs), "evaluations": int(sum(r["evaluations"] for r in runs))}
 
 
 def _pooled_draws(results: list[dict], weights: np.ndarray, generator) -> dict:

@@ -55,6 +55,17 @@ def former_module(revision: str):
     return module
 
 
+def prior_spectra(figure: str, change: dict, activation: str, draws: int, seed: int):
+    """A cell of ``figure`` (its paper settings with ``change``; problem seed 0): its settings,
+    problem, model and prior, and the Gram matrices of ``draws`` prior draws of its hidden layers
+    (``seed``)."""
+    params = {**paper_cell(figure, activation=activation).params, **change}
+    problem, model, prior = gc_setup(params, 0, "cpu")
+    hidden = HiddenLayers(model, prior)
+    gram = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(seed)), draws)
+    return params, problem, model, prior, gram
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=2048)
@@ -79,11 +90,8 @@ def main() -> None:
         changes = [("depth_unnormalized", {"depth": depth}) for depth in range(2, 11)]
     for figure, change in changes:
         for activation in ("linear", "tanh", "leaky_relu"):
-            params = {**paper_cell(figure, activation=activation).params, **change}
-            problem, model, prior = gc_setup(params, 0, "cpu")
+            params, problem, model, prior, gram = prior_spectra(figure, change, activation, args.draws, 0)
             integral = OutputLayerIntegral(problem, model, prior, params["eps"])
-            hidden = HiddenLayers(model, prior)
-            gram = hidden.gram(hidden.draw(args.draws, torch.Generator().manual_seed(0)), args.draws)
             values, centre = integral.sigma_spectrum(gram)
             log_p = log_ball_probability(values, centre, integral.radius2)
             positive, inside, c0, _ = split_spectrum(values, centre)
@@ -123,10 +131,7 @@ def against_ruben(draws: int, max_terms: int = 20_000) -> None:
     print("|---|---:|---:|---:|---:|")
     for figure, change in cells:
         for activation in ("linear", "tanh", "leaky_relu"):
-            params = {**paper_cell(figure, activation=activation).params, **change}
-            problem, model, prior = gc_setup(params, 0, "cpu")
-            hidden = HiddenLayers(model, prior)
-            gram = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(1)), draws)
+            params, problem, model, prior, gram = prior_spectra(figure, change, activation, draws, 1)
             for eps in (params["eps"], 1e-3, 1e-5):
                 integral = OutputLayerIntegral(problem, model, prior, eps)
                 values, centre = integral.sigma_spectrum(gram)

@@ -16,8 +16,16 @@ Cells: the unnormalized depth figure (width 5, depths 2-10, seeds 0-1; the margi
 deep ground) and the width figures (rank 1, rank 2, completion; widths 5, 20, 160; eps 0.02).
 One thread.
 
-Run: ``python benchmarks/bench_auto_prices.py smc|marginal`` (``smc --moves joint``: SMC's former
-pCN kernel, every layer at once).
+``probe``: the planner's machine probe (:func:`factorkit.experiments.paper.probe_us`) beside
+tempered ``eps = 0`` rows of the two marginal samplers, as the study runs them (the normalized
+prior's depth-2 linear cell of the depth figure, ``width_rank2``'s width-5 linear and tanh cells;
+seeds 0-1): each row's microseconds per evaluation against ``NORMALIZED_MOVE_US`` /
+``MARGINAL_MOVE_US``, and the probe's reference figure those constants imply (the probe's
+measurement times the constant over the rows' measured price), which is
+``PROBE_REFERENCE_US``. Run two at once to load both cores as a study does.
+
+Run: ``python benchmarks/bench_auto_prices.py smc|marginal|probe`` (``smc --moves joint``: SMC's
+former pCN kernel, every layer at once).
 """
 
 from __future__ import annotations
@@ -111,14 +119,62 @@ def marginal() -> None:
               f"{predicted / run_seconds:.2f} | {run_seconds * 1e6 / smc_us:.3g} |")  # fmt: skip
 
 
+def probe() -> None:
+    import warnings
+
+    from factorkit.experiments.paper import PROBE_REFERENCE_US, probe_us
+    from factorkit.experiments.run.jobs import GC_SEED_OFFSET, gc_options
+    from factorkit.fit import sample_posterior
+
+    before = probe_us()
+    rows = {"normalized": [], "gaussian": []}
+    for figure, key, value, activation, kind in [
+        ("depth", "depth", 2, "linear", "normalized"),
+        ("width_rank2", "width", 5, "linear", "gaussian"),
+        ("width_rank2", "width", 5, "tanh", "gaussian"),
+    ]:
+        cell = paper_cell(figure, zero_depth=True, eps=0, activation=activation, **{key: value})
+        for seed in (0, 1):
+            problem, model, prior = gc_setup(cell.params, seed, "cpu")
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                result = sample_posterior(problem, model, eps=0.0, prior=prior, sampler="auto",
+                                          seed=seed + GC_SEED_OFFSET, keep_samples=True,
+                                          **gc_options(cell.params))  # fmt: skip
+            us = (time.perf_counter() - start) / result.evaluations * 1e6
+            rows[kind].append(us)
+            print(
+                f"{figure} {activation} {key} {value} seed {seed}: {result.evaluations:,} evaluations, "
+                f"{us:.2f} us each",
+                flush=True,
+            )
+    after = probe_us()
+    constants = {"normalized": auto.NORMALIZED_MOVE_US, "gaussian": auto.MARGINAL_MOVE_US}
+    print(
+        "| weight | probe us per draw (before, after) | rows' us per evaluation | constant | "
+        "implied probe reference | PROBE_REFERENCE_US |"
+    )
+    print("|---|---|---|---|---|---|")
+    for index, kind in enumerate(("normalized", "gaussian")):
+        measured = sum(rows[kind]) / len(rows[kind])
+        probe_mean = (before[index] + after[index]) / 2
+        print(
+            f"| {kind} | {before[index]:.2f}, {after[index]:.2f} | {measured:.2f} | {constants[kind]} | "
+            f"{probe_mean * constants[kind] / measured:.2f} | {PROBE_REFERENCE_US[index]} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=("smc", "marginal"))
+    parser.add_argument("part", choices=("smc", "marginal", "probe"))
     parser.add_argument("--moves", default=MOVES, help=f"smc: the pCN kernel (default {MOVES!r})")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "smc":
         smc(args.moves)
+    elif args.part == "probe":
+        probe()
     else:
         marginal()
 

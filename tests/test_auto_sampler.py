@@ -193,6 +193,7 @@ def test_marginal_cost_prices_the_hand_over_at_eps_zero_where_the_weight_has_inf
     stalls: the importance stage alone gives up on this problem) and runs tempered SMC with its
     effort check (four runs at four times the moves); the price is that. At ``eps > 0`` the weight
     is a probability (bounded) and importance sampling is priced as before."""
+    from factorkit.fit import auto
     from factorkit.fit.auto import marginal_cost, tempered_draws
     from factorkit.fit.hidden import HiddenLayers
     from factorkit.fit.marginal import OutputLayerIntegral
@@ -212,6 +213,9 @@ def test_marginal_cost_prices_the_hand_over_at_eps_zero_where_the_weight_has_inf
     planned = [t for t in range(1, 20) if cost.draws == tempered_draws(500, 4, 10, True, t)]
     assert planned and 4 <= planned[0] <= 8
     assert cost.draws == 8 * 500 * (1 + 10 * planned[0]) + 4 * 500 * (1 + 40 * planned[0])
+    # each move is a Gaussian density at eps = 0, priced per move, not per importance draw (which
+    # carries the posterior draws' work: 80 us, 5-15x these rows' measured time)
+    assert cost.microseconds == pytest.approx(auto.MARGINAL_RUN_US + cost.draws * auto.MARGINAL_MOVE_US)
     integral = OutputLayerIntegral(problem, model, prior, 0.0)
     hidden = HiddenLayers(model, prior)
     generator = torch.Generator().manual_seed(0)

@@ -152,6 +152,37 @@ def test_paper_cell_names_one_point_of_a_figure():
         paper_cell("depth", depth=11)
 
 
+def test_the_planner_scales_marginal_prices_by_the_machine_probe(monkeypatch):
+    """A marginal run's planned seconds are its reference-machine price times the machine factor
+    (the geometric mean of the probe's two ratios to its reference figures), not the pilot's
+    measured over predicted time: the pilots do other work than the runs were priced on, which
+    planned the normalized ``eps = 0`` rows 2.5-3x too long and the Gaussian ones 3-20x too
+    short (``--zero-depth --plan-only``: 76 min planned for a 22-31 min run)."""
+    from factorkit.experiments import paper
+    from factorkit.fit.auto import MARGINAL_PILOT, MarginalCost
+    from factorkit.fit.marginal_sampler import FIRST_BATCH
+
+    reference = paper.PROBE_REFERENCE_US
+    monkeypatch.setattr(paper, "_FACTOR", [])
+    monkeypatch.setattr(paper, "probe_us", lambda: (2 * reference[0], 8 * reference[1]))
+    assert paper.machine_factor() == pytest.approx(4.0)  # sqrt(2 * 8)
+    cost = MarginalCost("tempered", 6e5, 3.6e6, 0.0, 1e4)
+    assert paper._marginal_seconds(cost) == pytest.approx(4 * 3.6)
+    # never less than a first batch of hidden draws at the pilot's price per draw
+    small = MarginalCost("importance", 10.0, 1.0, 0.0, 1e4)
+    assert paper._marginal_seconds(small) == pytest.approx(4 * 1e4 * FIRST_BATCH / MARGINAL_PILOT * 1e-6)
+
+
+def test_the_machine_probe_times_both_weights():
+    """:func:`probe_us` times the normalized and the Gaussian ``eps = 0`` weights: two positive
+    figures per draw, the normalized integral the dearer by far (a contour per draw against a
+    Cholesky factor; 47 and 2.7 us on the reference machine)."""
+    from factorkit.experiments.paper import probe_us
+
+    normalized, gaussian = probe_us(draws=64, repeats=1)
+    assert 0 < gaussian < normalized < math.inf
+
+
 def test_the_planner_prices_the_normalized_eps_zero_cells():
     """``--zero-depth --plan-only`` priced the depth figure's ``eps = 0`` cells through the Gaussian
     reduction's pilot, which does not apply to a normalized prior, and crashed (AttributeError on

@@ -202,7 +202,7 @@ def _gc_cost(params: dict) -> float:
                                        n_particles=params["particles"], runs=runs,
                                        mcmc_steps=params["mcmc_steps"])  # fmt: skip
             marginal_pilot_seconds = time.perf_counter() - start
-        return marginal_pilot_seconds + _marginal_seconds(marginal, marginal_pilot_seconds)
+        return marginal_pilot_seconds + _marginal_seconds(marginal)
     start = time.perf_counter()
     options = {"keep_samples": False, "progress": False, "backend": params["backend"], "seed": 1}
     pilot = guess_and_check(
@@ -224,7 +224,7 @@ def _gc_cost(params: dict) -> float:
     if choice.sampler == "rejection":
         return pilot_seconds + choice.rejection_draws / rejection_rate
     if choice.sampler == "marginal":
-        return pilot_seconds + _marginal_seconds(marginal, marginal_pilot_seconds)
+        return pilot_seconds + _marginal_seconds(marginal)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -236,15 +236,77 @@ def _gc_cost(params: dict) -> float:
     return pilot_seconds + per_run * projected_runs(ess_per_run, target, runs, extension_bounds(runs)[1])
 
 
-def _marginal_seconds(cost, pilot_seconds: float) -> float:
+def _marginal_seconds(cost) -> float:
     """Seconds of a marginal run on this machine: its predicted time on the reference machine
     (:class:`~factorkit.fit.auto.MarginalCost`, never less than a first batch of hidden draws)
-    scaled by the pilot's measured over its predicted time."""
+    times :func:`machine_factor`.
+
+    Until 2026-12-07 the factor was the pilot's measured time over its predicted one, but the
+    pilots do other work than the runs' prices were fitted on (the normalized pilot's 64
+    directions a draw took 2.5-3x its predicted time, the Gaussian one's analysis 0.05-0.35x the
+    importance draws' price): the normalized ``eps = 0`` rows were planned 2.5-3x too long and the
+    Gaussian ones 3-20x too short."""
     from factorkit.fit.auto import MARGINAL_PILOT
     from factorkit.fit.marginal_sampler import FIRST_BATCH
 
     floor = cost.pilot_microseconds * FIRST_BATCH / MARGINAL_PILOT
-    return pilot_seconds * max(cost.microseconds, floor) / max(cost.pilot_microseconds, 1e-9)
+    return max(cost.microseconds, floor) * 1e-6 * machine_factor()
+
+
+PROBE_DRAWS = 500
+PROBE_REFERENCE_US = (47.0, 2.7)
+"""Microseconds per draw of :func:`probe_us`'s two weights on the reference machine: what the
+probe reads on a machine where tempered ``eps = 0`` rows take ``NORMALIZED_MOVE_US`` and
+``MARGINAL_MOVE_US`` per evaluation (``python benchmarks/bench_auto_prices.py probe``, two at once
+as a study loads both cores, 2026-12-07: 48.6 / 45.7 and 2.66 / 2.80)."""
+_FACTOR: list[float] = []
+
+
+def probe_us(draws: int = PROBE_DRAWS, repeats: int = 5) -> tuple[float, float]:
+    """Microseconds per draw, best of ``repeats`` after one untimed pass (the first pass of a
+    process runs up to 1.5x slower), of the two weights the marginal samplers'
+    tempered runs spend their time on: the normalized prior's exact direction integral
+    (:meth:`~factorkit.fit.normalized.Directions.exact_log_weight`, the depth figure's depth-2
+    linear cell) and the Gaussian reduction's ``eps = 0`` analysis
+    (:meth:`~factorkit.fit.marginal.OutputLayerIntegral.analyse`, ``width_rank2``'s width-5 linear
+    cell), each on ``draws`` seeded prior draws of the hidden layers (seed 0's problems)."""
+    import dataclasses
+
+    from factorkit.experiments.run.jobs import gc_setup
+    from factorkit.fit.hidden import HiddenLayers
+    from factorkit.fit.marginal import OutputLayerIntegral
+    from factorkit.fit.normalized import Directions, NormalizedInterpolation
+
+    problem, model, prior = gc_setup(paper_cell("depth", zero_depth=True, eps=0, depth=2,
+                                                activation="linear").params, 0, "cpu")  # fmt: skip
+    hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
+    directions = Directions(NormalizedInterpolation(problem.to(dtype=torch.float64), model, prior))
+    normalized = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(0)), draws)
+    problem, model, prior = gc_setup(paper_cell("width_rank2", zero_depth=True, eps=0, width=5,
+                                                activation="linear").params, 0, "cpu")  # fmt: skip
+    hidden = HiddenLayers(model, prior)
+    integral = OutputLayerIntegral(problem.to(dtype=torch.float64), model, prior, 0.0)
+    gaussian = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(0)), draws)
+    best = [math.inf, math.inf]
+    for rep in range(repeats + 1):
+        for index, work in enumerate((lambda: directions.exact_log_weight(normalized),
+                                      lambda: integral.analyse(gaussian))):  # fmt: skip
+            start = time.perf_counter()
+            work()
+            if rep:  # the first pass warms up
+                best[index] = min(best[index], time.perf_counter() - start)
+    return best[0] / draws * 1e6, best[1] / draws * 1e6
+
+
+def machine_factor() -> float:
+    """This machine's time for the marginal samplers' work over the reference machine's (the
+    geometric mean of :func:`probe_us`'s two ratios to :data:`PROBE_REFERENCE_US`), measured once
+    per process."""
+    if not _FACTOR:
+        measured = probe_us()
+        ratios = [m / r for m, r in zip(measured, PROBE_REFERENCE_US, strict=True)]
+        _FACTOR.append(math.sqrt(ratios[0] * ratios[1]))
+    return _FACTOR[0]
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:

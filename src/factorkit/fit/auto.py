@@ -264,10 +264,23 @@ def marginal_cost(
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)
+    elif eps == 0:  # every move of every particle is a Gaussian density: no ball probability
+        us = MARGINAL_RUN_US + draws * MARGINAL_MOVE_US
     else:  # every move of every particle is an exact probability
         exact = max(integral.work["exact"], 1)
         us = marginal_us(draws, {name: count / exact for name, count in integral.work.items()})
     return MarginalCost(method, draws, us, SMC_EVALUATION_COST * us / smc_us, pilot_us)
+
+
+MARGINAL_MOVE_US = 6.0
+"""Microseconds of one weight evaluation inside the marginal sampler's tempered SMC at ``eps = 0``
+(the moves of the hidden latents and the log density ``log N(y; 0, Sigma(F))`` of each; no ball
+probability to count): 6.0 us pooled over the 115 tempered ``eps = 0`` rows of ``study paper
+--zero-depth`` (widths 5 and 10; median 6.8, 4.3-10.3 by row; 2026-12-07, twenty-first
+session). It replaced the importance sampler's price per draw (:data:`MARGINAL_DRAW_US`, 80 us:
+that draw carries the posterior draws' work, which a tempered move does not), which priced
+these rows 5-15x above their measured time. ``eps > 0`` moves keep the counted price (each is
+an exact ball probability)."""
 
 
 NORMALIZED_DRAW_US = 25.0

@@ -283,10 +283,14 @@ these rows 5-15x above their measured time. ``eps > 0`` moves keep the counted p
 an exact ball probability)."""
 
 
-NORMALIZED_DRAW_US = 25.0
-"""Microseconds of :class:`~factorkit.fit.normalized.Directions`' estimate for one hidden-layer
-draw (its 64 directions) on the reference machine, one thread: 12.4 ms per 500 draws of the depth
-figure's depth-2 linear net (``normalized_cost``)."""
+NORMALIZED_DRAW_US = 55.0
+"""Microseconds of one hidden-layer draw weighed by :class:`~factorkit.fit.normalized.Directions`'
+estimate (the draw, its Gram matrix, its 64 directions drawn and evaluated) on the reference
+machine, one thread: 49.8-60.2 us on 1,024 draws of the depth figure's depth-2 linear net, best of
+five, scaled by the planner's probe (``paper.probe_us``) read before and after (2026-12-07,
+twenty-first session). It had been 25.0, timed on the estimate without the draws and before the
+estimate's later changes; the pilot's own time (``pilot_microseconds``) is this times its 1,024
+draws."""
 NORMALIZED_MOVE_US = 56.0
 """Microseconds of one weight evaluation inside the normalized sampler's tempered SMC (the
 singular-value and pCN moves of the hidden latents with their weights): 22.5 s for 402,000

@@ -405,7 +405,8 @@ def plan_paper(
     plan = Plan(chosen, deferred, estimates, planning, workers, expected, minimum)
     lines = [f"planned in {planning:.0f} s on {workers} worker(s): a rejection pilot, a timed marginal "
              "pilot where the output layer integrates out (and where SMC wins, a 4-run SMC) of every "
-             "unfinished G&C cell, timed steps of every GD batch"]  # fmt: skip
+             "unfinished G&C cell, timed steps of every GD batch, marginal runs at this machine's "
+             "speed by a probe"]  # fmt: skip
     for config in configs:
         e = estimates[config.name]
         state = "run" if config.name in chosen else "deferred"

@@ -177,7 +177,8 @@ class MarginalCost:
     """The same in rejection evaluations, ``choose_sampler``'s unit: as many SMC evaluations of the
     model as take that time (:func:`smc_evaluation_us`), times :data:`SMC_EVALUATION_COST`."""
     pilot_microseconds: float
-    """The pilot's own time on the reference machine (a planner scales it to the machine at hand)."""
+    """The pilot's own time on the reference machine (the planner's floor for a run: a first batch
+    of draws at the pilot's price per draw)."""
 
 
 def _infinite_variance(problem, model, prior, eps: float) -> bool:

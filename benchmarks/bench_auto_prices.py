@@ -123,8 +123,7 @@ def probe() -> None:
     import warnings
 
     from factorkit.experiments.paper import PROBE_REFERENCE_US, probe_us
-    from factorkit.experiments.run.jobs import GC_SEED_OFFSET, gc_options
-    from factorkit.fit import sample_posterior
+    from factorkit.experiments.run.jobs import Job, run_gc
 
     before = probe_us()
     rows = {"normalized": [], "gaussian": []}
@@ -135,17 +134,13 @@ def probe() -> None:
     ]:
         cell = paper_cell(figure, zero_depth=True, eps=0, activation=activation, **{key: value})
         for seed in (0, 1):
-            problem, model, prior = gc_setup(cell.params, seed, "cpu")
-            start = time.perf_counter()
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # the study's own row (its wall time: the sampler's call)
                 warnings.simplefilter("ignore", RuntimeWarning)
-                result = sample_posterior(problem, model, eps=0.0, prior=prior, sampler="auto",
-                                          seed=seed + GC_SEED_OFFSET, keep_samples=True,
-                                          **gc_options(cell.params))  # fmt: skip
-            us = (time.perf_counter() - start) / result.evaluations * 1e6
+                (row,) = run_gc(Job(cell, (seed,)), "probe", "cpu")
+            us = row["wall_time"] / row["evaluations"] * 1e6
             rows[kind].append(us)
             print(
-                f"{figure} {activation} {key} {value} seed {seed}: {result.evaluations:,} evaluations, "
+                f"{figure} {activation} {key} {value} seed {seed}: {row['evaluations']:,} evaluations, "
                 f"{us:.2f} us each",
                 flush=True,
             )

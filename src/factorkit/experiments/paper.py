@@ -22,6 +22,7 @@ is resumable: a rerun skips finished rows, and a later, larger budget adds the d
 from __future__ import annotations
 
 import copy
+import functools
 import html
 import json
 import math
@@ -259,7 +260,6 @@ PROBE_REFERENCE_US = (47.0, 2.7)
 probe reads on a machine where tempered ``eps = 0`` rows take ``NORMALIZED_MOVE_US`` and
 ``MARGINAL_MOVE_US`` per evaluation (``python benchmarks/bench_auto_prices.py probe``, two at once
 as a study loads both cores, 2026-12-07: 48.6 / 45.7 and 2.66 / 2.80)."""
-_FACTOR: list[float] = []
 
 
 def probe_us(draws: int = PROBE_DRAWS, repeats: int = 5) -> tuple[float, float]:
@@ -298,15 +298,13 @@ def probe_us(draws: int = PROBE_DRAWS, repeats: int = 5) -> tuple[float, float]:
     return best[0] / draws * 1e6, best[1] / draws * 1e6
 
 
+@functools.cache
 def machine_factor() -> float:
     """This machine's time for the marginal samplers' work over the reference machine's (the
     geometric mean of :func:`probe_us`'s two ratios to :data:`PROBE_REFERENCE_US`), measured once
     per process."""
-    if not _FACTOR:
-        measured = probe_us()
-        ratios = [m / r for m, r in zip(measured, PROBE_REFERENCE_US, strict=True)]
-        _FACTOR.append(math.sqrt(ratios[0] * ratios[1]))
-    return _FACTOR[0]
+    ratios = [m / r for m, r in zip(probe_us(), PROBE_REFERENCE_US, strict=True)]
+    return math.sqrt(ratios[0] * ratios[1])
 
 
 def _gc_costs(params_list: list[dict], workers: int) -> list[float]:

@@ -6,6 +6,7 @@ importance estimate the sampler moves with (:class:`factorkit.fit.normalized.Dir
         [--draws 500] [--runs 32 12] [--steps 10 40]
     python benchmarks/bench_direction_integral.py --rows depth:2:linear depth:3:linear [--row-seeds 0 1]
     python benchmarks/bench_direction_integral.py --contour-only [--cell depth:3:linear]
+    python benchmarks/bench_direction_integral.py --kernels depth:2:linear depth:3:linear [--row-seeds 0 1]
 
 Three tables on one cell of the depth figure (normalized Gaussian prior, width 5, ``eps = 0``),
 one torch thread:
@@ -31,6 +32,8 @@ one torch thread:
    job: the effort check and the added runs included), with each weight: seconds, ``log p(h =
    y)``, the posterior mean of ``L_gen``, the ESS and the moves a temperature the effort check
    settled on.
+5. ``--kernels``: the exact weight with NumPy's kernels (the default) against torch's
+   (``torch_kernels()``), per draw and on the study's rows (:func:`kernels`).
 """
 
 from __future__ import annotations
@@ -239,6 +242,49 @@ def study_rows(cells: list[str], seeds: list[int]) -> None:
         normalized.EXACT_WEIGHT = kept
 
 
+def kernels(cells: list[str], seeds: list[int], draws: int, repeats: int = 5) -> None:
+    """The exact weight through NumPy (the default) against torch's kernels
+    (``factorkit._kernels.torch_kernels()``: the contour's nodes and the mode's Newton steps), one
+    process, interleaved: ``exact_log_weight`` and ``conditional_gen_loss`` on ``draws`` prior draws,
+    best of ``repeats``, with the largest differences; then the study's own ``eps = 0`` row of each
+    cell and seed each way (the same seeded run: the same evaluations and answers where the
+    rounding flips no accept decision)."""
+    import contextlib
+
+    from factorkit._kernels import torch_kernels
+    from factorkit.experiments.run.jobs import Job, run_gc
+
+    print("| cell | us a draw, torch | us a draw, NumPy | ratio | max diff log w | max rel diff E[L_gen] |")
+    print("|---|---|---|---|---|---|")
+    for cell in cells:
+        _, hidden, directions = setup(cell, 0)
+        gram = hidden.gram(hidden.draw(draws, torch.Generator().manual_seed(0)), draws)
+        best, values = {}, {}
+        for repeat in range(repeats + 1):
+            for numpy in (True, False) if repeat % 2 else (False, True):
+                with contextlib.nullcontext() if numpy else torch_kernels():
+                    start = time.perf_counter()
+                    values[numpy] = (directions.exact_log_weight(gram), directions.conditional_gen_loss(gram))
+                    if repeat:  # the first pass warms up
+                        best[numpy] = min(best.get(numpy, math.inf), time.perf_counter() - start)
+        log_w = float((values[True][0] - values[False][0]).abs().max())
+        gen = float(((values[True][1] - values[False][1]) / values[False][1]).abs().max())
+        print(f"| {cell} | {best[False] / draws * 1e6:.1f} | {best[True] / draws * 1e6:.1f} | "
+              f"{best[False] / best[True]:.2f} | {log_w:.1e} | {gen:.1e} |", flush=True)  # fmt: skip
+    print("\n| cell | seed | kernels | s | evaluations | log p(h = y) | L_gen | ESS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for cell in cells:
+        figure, depth, activation = cell.split(":")
+        spec = paper_cell(figure, zero_depth=True, depth=int(depth), activation=activation, eps=0)
+        for seed in seeds:
+            for numpy in (True, False):
+                with contextlib.nullcontext() if numpy else torch_kernels():
+                    (row,) = run_gc(Job(spec, (seed,)), "bench", "cpu")
+                print(f"| {cell} | {seed} | {'NumPy' if numpy else 'torch'} | {row['wall_time']:.1f} | "
+                      f"{row['evaluations']:,} | {row['log_density']:.4f} | {row['gen_loss']:.5f} | "
+                      f"{row['ess']:.0f} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cell", default="depth:2:linear", help="figure:depth:activation")
@@ -250,9 +296,15 @@ def main() -> None:
                         help="only the study's rows of these cells (table 4), seeds --row-seeds")  # fmt: skip
     parser.add_argument("--row-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--contour-only", action="store_true", help="table 1 alone")
+    parser.add_argument("--kernels", nargs="*", metavar="FIGURE:DEPTH:ACTIVATION",
+                        help="only NumPy's kernels against torch's on these cells (table 5), rows of "
+                             "seeds --row-seeds")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", RuntimeWarning)
+    if args.kernels:
+        kernels(args.kernels, args.row_seeds, args.draws)
+        return
     if args.rows:
         study_rows(args.rows, args.row_seeds)
         return

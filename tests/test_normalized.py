@@ -360,6 +360,42 @@ def test_the_mode_finder_stops_where_forty_newton_steps_would_be(monkeypatch):
     torch.testing.assert_close(early[0], full[0], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("depth, activation", [(3, "leaky_relu"), (5, "linear")])
+def test_the_numpy_and_torch_kernels_give_one_direction_integral(depth, activation):
+    """The contour and the mode's Newton steps run through NumPy by default and through torch
+    inside ``torch_kernels()`` (the benchmarks' baseline): the same arithmetic, summed in another
+    order, so ``log I``, its pieces and the direction's mean agree to rounding, on 300 prior draws
+    whose ``F`` spans many decades at depth 5 (the least-squares route's SVD). The tolerance:
+    a few hundred float64 eps of ``|log I|``, the contour's ~100 nodes and the secular equation's
+    steps each rounding differently (measured: 4e-14 on values of 30-60)."""
+    from factorkit._kernels import torch_kernels
+
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    prior = resolve_prior("normalized_gaussian", problem)
+    model = DeepFactorization(5, 5, 5, depth, activation)
+    directions = Directions(NormalizedInterpolation(problem, model, prior))
+    gram = _prior_grams(model, prior, 300, torch.Generator().manual_seed(6))
+    fast = (directions.exact_log_weight(gram), directions.conditional_gen_loss(gram))
+    with torch_kernels():
+        slow = (directions.exact_log_weight(gram), directions.conditional_gen_loss(gram))
+    eps = torch.finfo(torch.float64).eps
+    assert bool(torch.isfinite(fast[0]).all())
+    assert bool(((fast[0] - slow[0]).abs() <= 256 * eps * slow[0].abs().clamp_min(1)).all())
+    torch.testing.assert_close(fast[1], slow[1], rtol=256 * eps, atol=0)
+    # the mode alone, on the plain quadratic (the importance sampler's route): its multiplier and
+    # the minimum
+    P, b, _, _ = _dense_quadratic(directions.target, gram)
+    v_fast, lam_fast = Directions._mode(P, b)
+    with torch_kernels():
+        v_slow, lam_slow = Directions._mode(P, b)
+    scale = torch.linalg.eigvalsh(P)[:, -1]
+    assert bool(((lam_fast - lam_slow).abs() <= 64 * eps * scale).all())
+    # the objective there (v* itself moves by ~|b| |d lam| / gap^2 where the gap to P's lowest
+    # eigenvalue is tiny: 1e-8 at depth 5)
+    objective = [((v[:, None, :] @ P)[:, 0] * v).sum(1) + 2 * (b * v).sum(1) for v in (v_fast, v_slow)]
+    assert bool(((objective[0] - objective[1]).abs() <= 64 * eps * (scale + b.norm(dim=1))).all())
+
+
 # linear (10 s) in the slow set: the reduction sees the activation only through G = F^T F (one
 # code path for all), so the default suite's whole-prior check is tanh's, beside depth 1's closed
 # form (linear) and the fixed hidden layer's rejection (leaky ReLU)

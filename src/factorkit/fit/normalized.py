@@ -50,6 +50,7 @@ import math
 import numpy as np
 import torch
 
+from factorkit import _kernels
 from factorkit.fit.hidden import HiddenLayers
 from factorkit.fit.marginal import OutputLayerIntegral, split_whitened, stacked_columns
 from factorkit.fit.marginal import normalized_applies as applies
@@ -331,28 +332,41 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor |
     eigenvalue (default ``1e-14`` of the largest: the absolute accuracy of ``eigh``'s values)."""
     if c is None:
         c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
-    lowest, scale = values[:, 0], values[:, -1].abs()
+    # the same arithmetic in NumPy where the kernels allow: ~15 Newton steps of a dozen small
+    # operations each, where torch's per-call overhead was most of the time
+    numpy = _kernels.NUMPY_KERNELS and values.is_cpu
+    xp = np if numpy else torch
+    if numpy:
+        values, vectors, c = values.numpy(), vectors.numpy(), c.numpy()
+        margin = None if margin is None else margin.numpy()
+    lowest, scale = values[:, 0], abs(values[:, -1])
     # |(P - lam)^{-1} b| <= 1 here: at or left of the root
     ceiling = lowest - (1e-14 * scale if margin is None else margin)
-    lam = ceiling - c.norm(dim=1)
-    for _ in range(MODE_ITERATIONS):
-        gap = values - lam[:, None]
-        s2, s3 = (c.square() / gap.square()).sum(1), (c.square() / gap**3).sum(1)
-        step = (s2.rsqrt() - 1) / (s3 * s2.pow(-1.5))
-        # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
-        moved = torch.where(s2 > 0, torch.minimum(lam + step, ceiling), ceiling)
-        # settled once no step exceeds rounding of the gap to the spectrum (which sets v*'s
-        # accuracy) or of lam itself, not of the largest eigenvalue: on nearly singular F the
-        # spectrum spans 15 decades
-        settled = bool(((moved - lam).abs() <= MODE_TOLERANCE * ((lowest - moved).abs() + moved.abs())).all())
-        lam = moved
-        if settled:
-            break
+    c2 = c * c
+    lam = ceiling - xp.sqrt(c2.sum(1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(MODE_ITERATIONS):
+            gap = values - lam[:, None]
+            s2, s3 = (c2 / (gap * gap)).sum(1), (c2 / gap**3).sum(1)
+            step = (1 / xp.sqrt(s2) - 1) / (s3 * s2**-1.5)
+            # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
+            moved = xp.where(s2 > 0, xp.minimum(lam + step, ceiling), ceiling)
+            # settled once no step exceeds rounding of the gap to the spectrum (which sets v*'s
+            # accuracy) or of lam itself, not of the largest eigenvalue: on nearly singular F the
+            # spectrum spans 15 decades
+            settled = bool((abs(moved - lam) <= MODE_TOLERANCE * (abs(lowest - moved) + abs(moved))).all())
+            lam = moved
+            if settled:
+                break
     d = -c / (values - lam[:, None])
-    short = d.norm(dim=1) < 1  # the hard case: made up along the lowest eigenvector
-    d[:, 0] = torch.where(short, d[:, 0] + (1 - d.norm(dim=1).square().clamp(max=1)).sqrt(), d[:, 0])
+    length2 = (d * d).sum(1)
+    # the hard case: made up along the lowest eigenvector
+    d[:, 0] = xp.where(length2 < 1, d[:, 0] + xp.sqrt(1 - xp.clip(length2, None, 1)), d[:, 0])
     v = (vectors @ d[..., None])[..., 0]
-    return v / v.norm(dim=1, keepdim=True), lam, c
+    v = v / xp.sqrt((v * v).sum(1))[:, None]
+    if numpy:
+        return torch.from_numpy(v), torch.from_numpy(lam), torch.from_numpy(c)
+    return v, lam, c
 
 
 CONTOUR_STEP = 0.2
@@ -525,7 +539,64 @@ the population's farthest, as before 2026-12-07; the benchmarks' baseline)."""
 
 
 def _line_rows(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
-    """:func:`_on_the_line` for rows that share a node count ``steps``."""
+    """:func:`_on_the_line` for rows that share a node count ``steps``: by :func:`_line_rows_numpy`
+    where :data:`factorkit._kernels.NUMPY_KERNELS` allows (the same arithmetic), else by torch."""
+    if _kernels.NUMPY_KERNELS:
+        return _line_rows_numpy(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
+    return _line_rows_torch(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
+
+
+def _line_rows_numpy(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
+    """:func:`_line_rows_torch` in NumPy, in real arithmetic throughout: ``log h`` as ``log |h|`` and
+    ``atan2`` (``h`` in the right half-plane on a valid row, so that is the principal branch torch's
+    complex logarithm takes), ``F`` as its modulus times ``cos`` and ``sin`` of its phase, the
+    spectrum on the first axis (its sums add whole slabs) and the sums weighted by it as
+    ``einsum``. NumPy's ``log`` and ``arctan`` on float64 ran 5x torch's on the machine measured,
+    and torch's complex logarithm ~100 ns an entry (``python benchmarks/bench_direction_integral.py
+    --kernels``)."""
+    gap, sigma, p, weight, mu, Q, centre = (x.numpy() for x in (gap, sigma, p, weight, mu, Q, centre))
+    t = np.arange(steps, dtype=np.float64) * step
+    y = sigma[:, None] * np.sinh(t)  # rows x nodes
+    jacobian = sigma[:, None] * np.cosh(t)
+    a = np.ascontiguousarray(gap.T)[:, :, None]  # spectrum x rows x 1
+    r = a * a + y * y  # spectrum x rows x nodes
+    inverse_r = 1 / r
+    log_modulus = -0.25 * np.log(r, out=r).sum(0)
+    quotient = np.divide(y, a, out=r)
+    angle = 0.5 * np.arctan(quotient, out=quotient).sum(0)
+    s_real = np.einsum("krn,rk->rn", inverse_r, weight * gap) - 1
+    s_imag = y * np.einsum("krn,rk->rn", inverse_r, weight)
+    # h = Q - (centre + i y) (s_real + i s_imag)
+    h_real = Q[:, None] - (centre[:, None] * s_real - y * s_imag)
+    h_imag = -(centre[:, None] * s_imag + y * s_real)
+    log_F = log_modulus - power * np.log(np.hypot(h_real, h_imag))
+    phase = angle - power * np.arctan2(h_imag, h_real)
+    top = log_F[:, :1]  # the saddle: the largest modulus on the line
+    modulus = np.exp(log_F - top)
+    F_real = modulus * np.cos(phase)
+    rule = np.full(steps, step)
+    rule[0] /= 2  # the integrand is even in t: the trapezoid over the whole line
+    measure = jacobian * rule
+    total = (F_real * measure).sum(1)
+    with np.errstate(invalid="ignore"):
+        valid = (
+            (h_real > 0).all(1)
+            & (total > 0)
+            & np.isfinite(total)
+            & ((modulus * measure).sum(1) <= CANCELLATION_LIMIT * total)
+        )
+    log_I = top[:, 0] + np.log(np.maximum(total, 1e-300))
+    if not mean:
+        return torch.from_numpy(log_I), None, torch.from_numpy(valid)
+    # Re(F mu_j p_j (a_j + i y) / r_j), summed over the nodes
+    real_part = gap * np.einsum("rn,krn->rk", F_real * measure, inverse_r)
+    imag_part = np.einsum("rn,krn->rk", modulus * np.sin(phase) * measure * y, inverse_r)
+    moment = (mu * p) * (real_part - imag_part)
+    return torch.from_numpy(log_I), torch.from_numpy(moment / total[:, None]), torch.from_numpy(valid)
+
+
+def _line_rows_torch(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
+    """:func:`_on_the_line` for rows that share a node count ``steps``, by torch's kernels."""
     t = torch.arange(steps, dtype=torch.float64) * step
     y = sigma[:, None] * torch.sinh(t)  # rows x nodes
     jacobian = sigma[:, None] * torch.cosh(t)

@@ -438,7 +438,7 @@ def _derivatives(p, weight, Q, phi):
     (``w_j = mu_j^2 p_j``; ``h(phi) = Q - phi (sum_j w_j / (p_j - phi) - 1)``)."""
     gap = p - phi[:, None]
     a0 = (weight / gap).sum(1)
-    a1 = (weight / gap.square()).sum(1)
+    a1 = (weight / (gap * gap)).sum(1)
     return Q - phi * (a0 - 1), -(a0 - 1) - phi * a1, gap, a1
 
 
@@ -459,17 +459,24 @@ def _sphere_contour(vectors, p, mu, Q, D, mean):
     # the saddle: d/dphi log F = 0 between the roots of h (F -> inf at both, log F convex there);
     # left of it the slope is negative, or h <= 0 with phi < 0. Bisection in x = asinh(phi / s0):
     # relative precision far from 0 and absolute near it, whatever the spectrum's scales
-    s0 = 1e-3 * torch.minimum(Q.abs(), p[:, 0]).clamp_min(1e-300)
-    lo = torch.asinh((-4 * (Q.abs() + weight.sum(1)) - 1.0) / s0)
-    hi = torch.asinh(p[:, 0] / s0)
-    for _ in range(SADDLE_ITERATIONS):
-        mid = (lo + hi) / 2
-        phi = s0 * torch.sinh(mid)
-        h, h1, gap, _ = _derivatives(p, weight, Q, phi)
-        slope = 0.5 * gap.reciprocal().sum(1) - power * h1 / h
-        right = torch.where(h > 0, slope < 0, phi < 0)
-        lo, hi = torch.where(right, mid, lo), torch.where(right, hi, mid)
-    centre = s0 * torch.sinh((lo + hi) / 2)
+    # (in NumPy where the kernels allow: 16 steps of small operations, as _trust_region's)
+    numpy = _kernels.NUMPY_KERNELS and p.is_cpu
+    xp = np if numpy else torch
+    pp, ww, QQ = (p.numpy(), weight.numpy(), Q.numpy()) if numpy else (p, weight, Q)
+    s0 = 1e-3 * xp.clip(xp.minimum(abs(QQ), pp[:, 0]), 1e-300, None)
+    lo = xp.arcsinh((-4 * (abs(QQ) + ww.sum(1)) - 1.0) / s0)
+    hi = xp.arcsinh(pp[:, 0] / s0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for _ in range(SADDLE_ITERATIONS):
+            mid = (lo + hi) / 2
+            phi = s0 * xp.sinh(mid)
+            h, h1, gap, _ = _derivatives(pp, ww, QQ, phi)
+            slope = 0.5 * (1 / gap).sum(1) - power * h1 / h
+            right = xp.where(h > 0, slope < 0, phi < 0)
+            lo, hi = xp.where(right, mid, lo), xp.where(right, hi, mid)
+    centre = s0 * xp.sinh((lo + hi) / 2)
+    if numpy:
+        centre = torch.from_numpy(centre)
     line = (p, weight, mu, Q, power, D)
     curvature = _curvature(p, weight, Q, power, centre)
     log_I, moment, valid = _on_the_line(*line, centre, curvature, CONTOUR_STEP, mean)

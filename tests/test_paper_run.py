@@ -179,7 +179,7 @@ def test_the_planner_scales_marginal_prices_by_the_machine_probe(monkeypatch):
 def test_the_machine_probe_times_both_weights():
     """:func:`probe_us` times the normalized and the Gaussian ``eps = 0`` weights: two positive
     figures per draw, the normalized integral the dearer by far (a contour per draw against a
-    Cholesky factor; 47 and 2.7 us on the reference machine)."""
+    Cholesky factor; 39 and 2.7 us on the reference machine)."""
     from factorkit.experiments.paper import probe_us
 
     normalized, gaussian = probe_us(draws=64, repeats=1)

@@ -255,11 +255,13 @@ def _marginal_seconds(cost) -> float:
 
 
 PROBE_DRAWS = 500
-PROBE_REFERENCE_US = (47.0, 2.7)
+PROBE_REFERENCE_US = (39.0, 2.7)
 """Microseconds per draw of :func:`probe_us`'s two weights on the reference machine: what the
 probe reads on a machine where tempered ``eps = 0`` rows take ``NORMALIZED_MOVE_US`` and
 ``MARGINAL_MOVE_US`` per evaluation (``python benchmarks/bench_auto_prices.py probe``, two at once
-as a study loads both cores, 2026-12-07: 48.6 / 45.7 and 2.66 / 2.80)."""
+as a study loads both cores, 2026-12-07: 48.6 / 45.7 and 2.66 / 2.80; the normalized figure again
+once its weight ran through NumPy's kernels, twenty-second session: 35.3 / 43.4 with
+``NORMALIZED_MOVE_US`` at 47)."""
 
 
 def probe_us(draws: int = PROBE_DRAWS, repeats: int = 5) -> tuple[float, float]:

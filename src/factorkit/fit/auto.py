@@ -292,14 +292,17 @@ five, scaled by the planner's probe (``paper.probe_us``) read before and after (
 twenty-first session). It had been 25.0, timed on the estimate without the draws and before the
 estimate's later changes; the pilot's own time (``pilot_microseconds``) is this times its 1,024
 draws."""
-NORMALIZED_MOVE_US = 56.0
+NORMALIZED_MOVE_US = 47.0
 """Microseconds of one weight evaluation inside the normalized sampler's tempered SMC (the
 singular-value and pCN moves of the hidden latents with their weights): 22.5 s for 402,000
 evaluations on the same cell, seed 0, with the 64 directions' estimate (``normalized_cost``); with
 the exact weight (:meth:`~factorkit.fit.normalized.Directions.exact_log_weight`, 2026-12-07) 62 us
 over the 32 rows of ``study paper --zero-depth`` (50-80 by row) on a machine then 1.02-1.27x
-slower than the reference, so the constant stands. Runs added beyond the first ``runs`` and the
-effort check are not priced (:func:`tempered_draws`)."""
+slower than the reference, so the constant stood at 56. With that weight through NumPy (twenty-second
+session) the study's depth-2 linear rows took 42.8-43.6 us against the twenty-first session's
+51.9 on the same machine, two at once (``python benchmarks/bench_auto_prices.py probe``): 56 times
+their ratio. Runs added beyond the first ``runs`` and the effort check are not priced
+(:func:`tempered_draws`)."""
 
 
 def normalized_cost(

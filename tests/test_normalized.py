@@ -391,9 +391,11 @@ def test_the_numpy_and_torch_kernels_give_one_direction_integral(depth, activati
     scale = torch.linalg.eigvalsh(P)[:, -1]
     assert bool(((lam_fast - lam_slow).abs() <= 64 * eps * scale).all())
     # the objective there (v* itself moves by ~|b| |d lam| / gap^2 where the gap to P's lowest
-    # eigenvalue is tiny: 1e-8 at depth 5)
+    # eigenvalue is tiny: 2e-8 at depth 5, where this P, from K's dense inverse, spans 1e12 and
+    # its lowest eigenvalue rounds below zero; the minimum moves by 1e-13 of the spectrum's scale
+    # there, measured, against ~1e-15 on the well-conditioned draws; 1e-11 leaves other BLAS room)
     objective = [((v[:, None, :] @ P)[:, 0] * v).sum(1) + 2 * (b * v).sum(1) for v in (v_fast, v_slow)]
-    assert bool(((objective[0] - objective[1]).abs() <= 64 * eps * (scale + b.norm(dim=1))).all())
+    assert bool(((objective[0] - objective[1]).abs() <= 1e-11 * (scale + b.norm(dim=1))).all())
 
 
 # linear (10 s) in the slow set: the reduction sees the activation only through G = F^T F (one

@@ -347,8 +347,11 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor |
     with np.errstate(divide="ignore", invalid="ignore"):
         for _ in range(MODE_ITERATIONS):
             gap = values - lam[:, None]
-            s2, s3 = (c2 / (gap * gap)).sum(1), (c2 / gap**3).sum(1)
-            step = (1 / xp.sqrt(s2) - 1) / (s3 * s2**-1.5)
+            inverse = 1 / gap
+            terms = c2 * inverse * inverse
+            s2, s3 = terms.sum(1), (terms * inverse).sum(1)
+            root = 1 / xp.sqrt(s2)  # products, no powers: a general power was most of a step
+            step = (root - 1) / (s3 * root * root * root)
             # b = 0 (s2 = 0): no root, the hard case below; the step is never finite there
             moved = xp.where(s2 > 0, xp.minimum(lam + step, ceiling), ceiling)
             # settled once no step exceeds rounding of the gap to the spectrum (which sets v*'s

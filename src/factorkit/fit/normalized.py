@@ -550,8 +550,9 @@ the population's farthest, as before 2026-12-07; the benchmarks' baseline)."""
 
 def _line_rows(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
     """:func:`_on_the_line` for rows that share a node count ``steps``: by :func:`_line_rows_numpy`
-    where :data:`factorkit._kernels.NUMPY_KERNELS` allows (the same arithmetic), else by torch."""
-    if _kernels.NUMPY_KERNELS:
+    where :data:`factorkit._kernels.NUMPY_KERNELS` allows and the rows are on the CPU (the same
+    arithmetic), else by torch."""
+    if _kernels.NUMPY_KERNELS and p.is_cpu:
         return _line_rows_numpy(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
     return _line_rows_torch(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
 

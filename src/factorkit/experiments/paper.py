@@ -81,7 +81,7 @@ def paper_configs(
     ``zero``: width figures with a Gaussian (not normalized) prior also get G&C at ``eps = 0``, the
     interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold.
     Uniform priors have no such point (no exact reduction); normalized Gaussian priors have one
-    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 20-110 s a cell, and at width
+    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 13-210 s a run (median 24 s), and at width
     5 the interpolating posterior exists only at depths 2 and 3 (linear; depth 2 for tanh and
     leaky ReLU, deeper unknown), from depth 4 its ``eps -> 0`` limit is ``W = W*``
     (:mod:`factorkit.fit.tail`; a product grid cannot hold an ``eps = 0`` column for two
@@ -89,7 +89,7 @@ def paper_configs(
 
     ``zero_depth``: depth figures with a Gaussian output layer (normalized or not) get ``eps = 0``
     too, at the cells where the count shows the interpolating posterior exists (``gc.eps0 =
-    'counted'``): depths 2 and 3 (linear) and 2 (tanh, leaky ReLU) at width 5; about 20-110 s a
+    'counted'``): depths 2 and 3 (linear) and 2 (tanh, leaky ReLU) at width 5; about 13-210 s a
     run for the normalized prior, so not by default. Their other points carry the count's
     verdict either way (``eps0_limit``; the triangles of the figures)."""
     figures = list(FIGURES if figures is None else figures)

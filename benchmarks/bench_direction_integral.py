@@ -32,7 +32,8 @@ one torch thread:
    job: the effort check and the added runs included), with each weight: seconds, ``log p(h =
    y)``, the posterior mean of ``L_gen``, the ESS and the moves a temperature the effort check
    settled on.
-5. ``--kernels``: the exact weight with NumPy's kernels (the default) against torch's
+5. ``--kernels``: the contour's transcendental functions per entry, torch's against NumPy's
+   (:func:`elementwise`), then the exact weight with NumPy's kernels (the default) against torch's
    (``torch_kernels()``), per draw and on the study's rows (:func:`kernels`).
 """
 
@@ -56,10 +57,14 @@ from factorkit.fit.smc import effective_sample_size
 from factorkit.fit.weights import log_mean_exp, log_mean_se, run_weights, temper
 
 
-def setup(cell: str, seed: int):
+def zero_cell(cell: str):
+    """The study's ``eps = 0`` cell named ``figure:depth:activation``."""
     figure, depth, activation = cell.split(":")
-    spec = paper_cell(figure, activation=activation, depth=int(depth), zero_depth=True)
-    problem, model, prior = gc_setup({**spec.params, "depth": int(depth), "eps": 0.0}, seed, "cpu")
+    return paper_cell(figure, zero_depth=True, depth=int(depth), activation=activation, eps=0)
+
+
+def setup(cell: str, seed: int):
+    problem, model, prior = gc_setup(zero_cell(cell).params, seed, "cpu")
     target = normalized.NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     return target, hidden, normalized.Directions(target)
@@ -226,8 +231,7 @@ def study_rows(cells: list[str], seeds: list[int]) -> None:
     kept = normalized.EXACT_WEIGHT
     try:
         for cell in cells:
-            figure, depth, activation = cell.split(":")
-            spec = paper_cell(figure, zero_depth=True, depth=int(depth), activation=activation, eps=0)
+            spec = zero_cell(cell)
             for seed in seeds:
                 for exact in (True, False):
                     normalized.EXACT_WEIGHT = exact
@@ -242,6 +246,33 @@ def study_rows(cells: list[str], seeds: list[int]) -> None:
         normalized.EXACT_WEIGHT = kept
 
 
+def elementwise(repeats: int) -> None:
+    """Nanoseconds an entry of the contour's transcendental functions, torch's against NumPy's, on
+    arrays of its size (500 rows, 80 nodes, 10 eigenvalues; the complex logarithm on one entry a
+    node), float64, best of ``repeats``."""
+    generator = np.random.default_rng(0)
+    real = generator.uniform(0.01, 30.0, 500 * 80 * 10)
+    plane = real[: 500 * 80] + 1j * generator.uniform(-30.0, 30.0, 500 * 80)
+    pairs = [
+        ("log", torch.log, np.log, real),
+        ("atan", torch.atan, np.arctan, real),
+        ("complex log", torch.log, np.log, plane),
+    ]
+    print("| function | entries | ns an entry, torch | ns an entry, NumPy | ratio |")
+    print("|---|---|---|---|---|")
+    for name, torch_f, numpy_f, values in pairs:
+        tensor, best = torch.from_numpy(values), {}
+        for repeat in range(repeats + 1):
+            for kind, function, argument in (("torch", torch_f, tensor), ("numpy", numpy_f, values)):
+                start = time.perf_counter()
+                function(argument)
+                if repeat:  # the first pass warms up
+                    best[kind] = min(best.get(kind, math.inf), time.perf_counter() - start)
+        print(f"| {name} | {len(values):,} | {best['torch'] / len(values) * 1e9:.2f} | "
+              f"{best['numpy'] / len(values) * 1e9:.2f} | {best['torch'] / best['numpy']:.1f} |")  # fmt: skip
+    print()
+
+
 def kernels(cells: list[str], seeds: list[int], draws: int, repeats: int = 5) -> None:
     """The exact weight through NumPy (the default) against torch's kernels
     (``factorkit._kernels.torch_kernels()``: the contour's nodes and the mode's Newton steps), one
@@ -254,6 +285,7 @@ def kernels(cells: list[str], seeds: list[int], draws: int, repeats: int = 5) ->
     from factorkit._kernels import torch_kernels
     from factorkit.experiments.run.jobs import Job, run_gc
 
+    elementwise(repeats)
     print("| cell | us a draw, torch | us a draw, NumPy | ratio | max diff log w | max rel diff E[L_gen] |")
     print("|---|---|---|---|---|---|")
     for cell in cells:
@@ -274,8 +306,7 @@ def kernels(cells: list[str], seeds: list[int], draws: int, repeats: int = 5) ->
     print("\n| cell | seed | kernels | s | evaluations | log p(h = y) | L_gen | ESS |")
     print("|---|---|---|---|---|---|---|---|")
     for cell in cells:
-        figure, depth, activation = cell.split(":")
-        spec = paper_cell(figure, zero_depth=True, depth=int(depth), activation=activation, eps=0)
+        spec = zero_cell(cell)
         for seed in seeds:
             for numpy in (True, False):
                 with contextlib.nullcontext() if numpy else torch_kernels():

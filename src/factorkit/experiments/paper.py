@@ -81,9 +81,9 @@ def paper_configs(
     ``zero``: width figures with a Gaussian (not normalized) prior also get G&C at ``eps = 0``, the
     interpolating posterior (:mod:`factorkit.fit.marginal_sampler`), beside the published threshold.
     Uniform priors have no such point (no exact reduction); normalized Gaussian priors have one
-    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 13-210 s a run (median 24 s), and at width
-    5 the interpolating posterior exists only at depths 2 and 3 (linear; depth 2 for tanh and
-    leaky ReLU, deeper unknown), from depth 4 its ``eps -> 0`` limit is ``W = W*``
+    at ``eps = 0`` (:mod:`factorkit.fit.normalized`), not run here: 13-210 s a run (median 24
+    s), and at width 5 the interpolating posterior exists only at depths 2 and 3 (linear; depth 2
+    for tanh and leaky ReLU, deeper unknown), from depth 4 its ``eps -> 0`` limit is ``W = W*``
     (:mod:`factorkit.fit.tail`; a product grid cannot hold an ``eps = 0`` column for two
     depths). The unnormalized depth figure gets none either, for the same reason from depth 4.
 

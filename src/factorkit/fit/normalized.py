@@ -334,7 +334,7 @@ def _trust_region(values: torch.Tensor, vectors: torch.Tensor, b: torch.Tensor |
         c = (vectors.transpose(1, 2) @ b[..., None])[..., 0]
     # the same arithmetic in NumPy where the kernels allow: ~15 Newton steps of a dozen small
     # operations each, where torch's per-call overhead was most of the time
-    numpy = _kernels.NUMPY_KERNELS and values.is_cpu
+    numpy = _kernels.numpy_path(values)
     xp = np if numpy else torch
     if numpy:
         values, vectors, c = values.numpy(), vectors.numpy(), c.numpy()
@@ -463,7 +463,7 @@ def _sphere_contour(vectors, p, mu, Q, D, mean):
     # left of it the slope is negative, or h <= 0 with phi < 0. Bisection in x = asinh(phi / s0):
     # relative precision far from 0 and absolute near it, whatever the spectrum's scales
     # (in NumPy where the kernels allow: 16 steps of small operations, as _trust_region's)
-    numpy = _kernels.NUMPY_KERNELS and p.is_cpu
+    numpy = _kernels.numpy_path(p)
     xp = np if numpy else torch
     pp, ww, QQ = (p.numpy(), weight.numpy(), Q.numpy()) if numpy else (p, weight, Q)
     s0 = 1e-3 * xp.clip(xp.minimum(abs(QQ), pp[:, 0]), 1e-300, None)
@@ -550,9 +550,8 @@ the population's farthest, as before 2026-12-07; the benchmarks' baseline)."""
 
 def _line_rows(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean):
     """:func:`_on_the_line` for rows that share a node count ``steps``: by :func:`_line_rows_numpy`
-    where :data:`factorkit._kernels.NUMPY_KERNELS` allows and the rows are on the CPU (the same
-    arithmetic), else by torch."""
-    if _kernels.NUMPY_KERNELS and p.is_cpu:
+    where :func:`factorkit._kernels.numpy_path` allows (the same arithmetic), else by torch."""
+    if _kernels.numpy_path(p):
         return _line_rows_numpy(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
     return _line_rows_torch(gap, sigma, p, weight, mu, Q, centre, power, steps, step, mean)
 
@@ -562,9 +561,9 @@ def _line_rows_numpy(gap, sigma, p, weight, mu, Q, centre, power, steps, step, m
     ``atan2`` (``h`` in the right half-plane on a valid row, so that is the principal branch torch's
     complex logarithm takes), ``F`` as its modulus times ``cos`` and ``sin`` of its phase, the
     spectrum on the first axis (its sums add whole slabs) and the sums weighted by it as
-    ``einsum``. NumPy's ``log`` and ``arctan`` on float64 ran 5x torch's on the machine measured,
-    and torch's complex logarithm ~100 ns an entry (``python benchmarks/bench_direction_integral.py
-    --kernels``)."""
+    ``einsum``. Torch's float64 ``log`` and ``atan`` and its complex logarithm are several times
+    NumPy's per entry on the machines measured (``python benchmarks/bench_direction_integral.py
+    --kernels``, its first table)."""
     gap, sigma, p, weight, mu, Q, centre = (x.numpy() for x in (gap, sigma, p, weight, mu, Q, centre))
     t = np.arange(steps, dtype=np.float64) * step
     y = sigma[:, None] * np.sinh(t)  # rows x nodes

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from factorkit.fit.smc import effective_sample_size
+from factorkit.fit.smc import effective_sample_size, extension_bounds
 from factorkit.fit.weights import (
     EFFORT_FACTOR,
     SingularCache,
@@ -74,7 +74,54 @@ def test_converged_runs_are_pooled_without_a_warning():
         state = tempered_runs(more, 8, 10.0, PARTICLES, 10, check_effort=True)
     assert calls[:2] == [(8, 10), (4, 10 * EFFORT_FACTOR)]
     assert state["effort"]["converged"] and state["effort"]["mcmc_steps"] == 10
+    short, long = state["effort"]["checks"][0]["ess_per_evaluation"]
+    assert short > long  # equally good runs: the shorter ones are the cheaper samples
     assert len(state["log_volume_runs"]) == 12  # both groups kept
+
+
+def test_converged_runs_are_added_where_effective_samples_are_cheaper():
+    # The same answer at both efforts (the check does not fire), but the shorter runs' constants
+    # scatter by 2 in log Z and their means with them, as in a heavy cell: the pooled ESS of four
+    # longer runs is worth more than four times that of eight short ones, so runs are added at
+    # the longer steps. (The test above has the reverse: equal runs, the short ones cheaper.)
+    rng = np.random.default_rng(5)
+    calls = []
+
+    def more(count, steps):
+        calls.append((count, steps))
+        heavy = steps == 10
+        out = []
+        for _ in range(count):
+            rb = torch.from_numpy(0.05 + (0.01 if heavy else 0.0005) * rng.standard_normal()
+                                  + 0.01 * rng.standard_normal(PARTICLES))  # fmt: skip
+            out.append({
+                "draws": {key: rb.clone() for key in ("W", "train", "gen", "rb")},
+                "log_volume": 3.0 + (2.0 if heavy else 0.1) * rng.standard_normal(),
+                "mean_log_weight": 20.0 + 0.5 * rng.standard_normal(),
+                "levels": [{"acceptance": 0.3}],
+                "evaluations": steps * PARTICLES,
+                "distinct": PARTICLES,
+            })  # fmt: skip
+        return out
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = tempered_runs(more, 8, 100.0, PARTICLES, 10, check_effort=True)
+    check = state["effort"]["checks"][0]
+    assert not check["moved"]
+    short, long = check["ess_per_evaluation"]
+    assert long > short
+    assert state["effort"]["converged"] and state["effort"]["mcmc_steps"] == 10 * EFFORT_FACTOR
+    assert len(calls) > 2 and all(steps == 10 * EFFORT_FACTOR for _, steps in calls[1:])
+    # a target out of reach: the longer runs added stop where the shorter ones' cap would have,
+    # in evaluations (the 12 runs so far, then a quarter of the cap's remaining runs)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = tempered_runs(more, 8, 1e9, PARTICLES, 10, check_effort=True)
+    cap = extension_bounds(8)[1]
+    assert state["effort"]["mcmc_steps"] == 10 * EFFORT_FACTOR
+    assert len(state["log_volume_runs"]) == 12 + (cap - 12) // EFFORT_FACTOR
 
 
 def test_an_answer_that_moves_with_effort_warns_and_keeps_only_the_longer_runs():

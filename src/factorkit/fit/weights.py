@@ -169,7 +169,10 @@ def tempered_runs(
     ``check_effort``: before adding runs, run half as many (4 at least) with ``EFFORT_FACTOR`` times
     the pCN steps per temperature and compare (:func:`effort_change`); where the answer moved, warn, keep
     only the longer runs and add runs at their steps (where it did not, both groups are pooled
-    and runs are added at ``mcmc_steps``). Poorly mixing runs agree with each other
+    and runs are added at the steps of the group whose pooled ESS per loss evaluation was the
+    higher: in heavy cells the shorter runs' normalizing constants scatter so much that a few
+    longer runs buy more effective samples than many short ones; longer runs added there stop at
+    the evaluations the cap of shorter runs would have allowed). Poorly mixing runs agree with each other
     and miss the same mass (they all start from the prior), so the spread between runs cannot see
     it; more effort can. The state's ``effort`` records the comparison, the steps of the runs
     added after it, ``converged`` (the answer did not move) and ``phases``: the runs and loss
@@ -199,7 +202,12 @@ def tempered_runs(
                 stacklevel=4,
             )
         else:
+            rates = [_ess_per_evaluation(group, n_particles) for group in (results, longer)]
+            checks[-1]["ess_per_evaluation"] = rates
             results += longer
+            if rates[1] > rates[0]:  # within the evaluations the shorter runs' cap would have spent
+                mcmc_steps = EFFORT_FACTOR * mcmc_steps
+                cap = len(results) + max(cap - len(results), 0) // EFFORT_FACTOR
 
     added = []
     while True:
@@ -246,6 +254,14 @@ def tempered_runs(
             "phases": phases,
         },  # fmt: skip
     }
+
+
+def _ess_per_evaluation(runs: list[dict], n_particles: int) -> float:
+    """The pooled effective sample size of ``runs`` (as :func:`tempered_runs` pools them) per loss
+    evaluation they spent: what a run added at their moves per temperature is expected to buy."""
+    groups = [r["draws"]["rb"] for r in runs]
+    ess = effective_sample_size(groups, n_particles, run_weights(runs))
+    return float(ess) / max(sum(r["evaluations"] for r in runs), 1)
 
 
 def _tally(runs: list[dict]) -> dict:

@@ -125,9 +125,10 @@ def marginal_sample(
     check_effort : bool or None
         Tempered SMC only: also run half as many runs (4 at least) with ``EFFORT_FACTOR`` (4) times
         ``mcmc_steps`` and compare (:func:`factorkit.fit.weights.tempered_runs`); where the
-        answer moved, warn and keep the longer runs. ``None`` (default): at ``eps = 0``, where
-        the weight is a density that deep posteriors make hard to mix (the guide's "Deep eps = 0
-        posteriors"); ``extra['effort']`` records the comparison.
+        answer moved, warn and keep the longer runs; where it did not, keep both and add runs at
+        the steps whose runs bought more effective samples per evaluation. ``None`` (default):
+        at ``eps = 0``, where the weight is a density that deep posteriors make hard to mix (the
+        guide's "Deep eps = 0 posteriors"); ``extra['effort']`` records the comparison.
     path : {'power', 'noise'}
         Tempered SMC's sequence of targets. ``'power'`` (default) raises the weight to a power
         ``beta`` from 0 to 1. ``'noise'`` (``eps = 0``, unnormalized priors) adds Gaussian

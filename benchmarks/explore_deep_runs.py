@@ -150,11 +150,10 @@ def prior_draws(total: int) -> None:
             for _ in range(max(total // batch, 1))
         ])  # fmt: skip
         running = []
-        count = batch
-        while count <= log_weight.size:
+        counts = [batch * 4**i for i in range(20) if batch * 4**i < log_weight.size] + [log_weight.size]
+        for count in counts:
             head = log_weight[:count]
             running.append(f"{count}: {head.max() + math.log(np.exp(head - head.max()).mean()):.2f}")
-            count *= 4
         print(f"stream {stream}: {log_weight.size} prior draws, log p by count {'; '.join(running)}; "
               f"largest log-weights {', '.join(f'{v:.2f}' for v in np.sort(log_weight)[-3:])} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip

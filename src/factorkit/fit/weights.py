@@ -211,7 +211,7 @@ def tempered_runs(
 
     added = []
     while True:
-        ess = effective_sample_size([r["draws"]["rb"] for r in results], n_particles, run_weights(results))
+        ess = _pooled_ess(results, n_particles)
         count = runs_to_add(ess, len(results), target_ess, chunk, cap)
         if not count:
             break
@@ -256,12 +256,15 @@ def tempered_runs(
     }
 
 
+def _pooled_ess(runs: list[dict], n_particles: int) -> float:
+    """The ESS of ``runs``' posterior mean of ``L_gen`` pooled by their normalizing constants."""
+    return effective_sample_size([r["draws"]["rb"] for r in runs], n_particles, run_weights(runs))
+
+
 def _ess_per_evaluation(runs: list[dict], n_particles: int) -> float:
-    """The pooled effective sample size of ``runs`` (as :func:`tempered_runs` pools them) per loss
-    evaluation they spent: what a run added at their moves per temperature is expected to buy."""
-    groups = [r["draws"]["rb"] for r in runs]
-    ess = effective_sample_size(groups, n_particles, run_weights(runs))
-    return float(ess) / max(sum(r["evaluations"] for r in runs), 1)
+    """:func:`_pooled_ess` of ``runs`` per loss evaluation they spent: what a run added at their
+    moves per temperature is expected to buy."""
+    return float(_pooled_ess(runs, n_particles)) / max(_tally(runs)["evaluations"], 1)
 
 
 def _tally(runs: list[dict]) -> dict:

@@ -1,6 +1,7 @@
 """Deep eps = 0 posteriors: does the marginal samplers' tempered SMC give the same answer with more moves?
 
     python benchmarks/bench_effort.py [--cells gaussian:2:linear ...] [--steps 10 40 160] [--runs 8]
+        [--fraction 0.5]
 
 At ``eps = 0`` the hidden layers' weight is a density (``N(y; 0, Sigma(F))``, or the normalized
 prior's ``E_v |K|^{-1/2} Q_v^{-D/2}``), unbounded where ``F`` nears a low rank whose outputs meet
@@ -11,7 +12,9 @@ rank 1, n = 15; seed 0, width 5) this runs
 500 particles at each step count per temperature in ``--steps`` (half of them singular-value
 moves where the latents are matrices; ``check_effort=False``:
 the effort is the variable here), and prints the log density ``log p(h = y)`` and the posterior
-mean of ``L_gen``, each with its standard error from the runs' spread, and seconds. Runs that mix
+mean of ``L_gen``, each with its standard error from the runs' spread, the weight evaluations and
+seconds. ``--fraction``: the share of the ESS each temperature (or noise level) keeps
+(:data:`factorkit.fit.weights.TEMPER_FRACTION`, default 0.5). Runs that mix
 give the same answer at every step count; a column that still moves says the shorter runs are
 biased, whatever their spread says. A cell whose ``eps = 0`` posterior does not exist
 (:func:`factorkit.fit.tail.interpolating_missing`) prints the reason instead.
@@ -24,6 +27,7 @@ import time
 
 import torch
 
+from factorkit.fit import weights
 from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.tail import interpolating_missing
@@ -45,10 +49,14 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=CELLS, help="prior:depth:activation[:rank:n]")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 40, 160])
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--fraction", type=float, default=weights.TEMPER_FRACTION,
+                        help="ESS share each temperature or noise level keeps")  # fmt: skip
     args = parser.parse_args()
+    weights.TEMPER_FRACTION = args.fraction
     torch.set_num_threads(1)
-    print("| prior | depth | activation | rank, n | steps | log p(h = y) | L_gen (posterior) | seconds |")
-    print("|---|---|---|---|---:|---|---|---:|")
+    header = ["prior", "depth", "activation", "rank, n", "steps", "log p(h = y)", "L_gen (posterior)"]
+    print("| " + " | ".join([*header, "evaluations", "seconds"]) + " |")
+    print("|---|---|---|---|---:|---|---|---:|---:|")
     for cell in args.cells:
         prior_name, depth, activation, *rest = cell.split(":")
         rank, n = map(int, rest or (1, 15))
@@ -57,7 +65,7 @@ def main() -> None:
         prior = resolve_prior(prior_name, problem)
         missing = interpolating_missing(problem, model, prior)
         if missing is not None:
-            print(f"| {prior_name} | {depth} | {activation} | {rank}, {n} | - | refused: {missing} | | |",
+            print(f"| {prior_name} | {depth} | {activation} | {rank}, {n} | - | refused: {missing} | | | |",
                   flush=True)  # fmt: skip
             continue
         for steps in args.steps:
@@ -69,7 +77,8 @@ def main() -> None:
             density = f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}"
             gen = f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}"
             seconds = time.perf_counter() - start
-            cells = [prior_name, depth, activation, f"{rank}, {n}", steps, density, gen, f"{seconds:.0f}"]
+            cells = [prior_name, depth, activation, f"{rank}, {n}", steps, density, gen,
+                     f"{result.evaluations:.3g}", f"{seconds:.0f}"]  # fmt: skip
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

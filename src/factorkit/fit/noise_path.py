@@ -35,6 +35,7 @@ import math
 import numpy as np
 import torch
 
+from factorkit.fit import weights
 from factorkit.fit.ball import log_gaussian_density
 from factorkit.fit.smc import pcn_moves
 from factorkit.fit.weights import (
@@ -150,7 +151,7 @@ def anneal_noise(log_density_at, spectrum_of, latent, n_particles, mcmc_steps, t
         if noise == 0:
             return latent, value, log_volume, levels, evaluations
         values, centre = spectrum_of(latent)
-        following = next_noise(values, centre, value.numpy(), noise, floor)
+        following = next_noise(values, centre, value.numpy(), noise, floor, weights.TEMPER_FRACTION)
         new = log_density_at(latent, following)
         evaluations += n_particles
         increment = (new - value).numpy()

@@ -96,6 +96,14 @@ def heavy_tail_checked(shape: float, give_up: bool, drawn: int) -> bool:
     return True
 
 
+TEMPER_FRACTION = 0.5
+"""The share of Kish's ESS the incremental weights of each temperature (:func:`temper`) or noise
+level (:func:`~factorkit.fit.noise_path.anneal_noise`) keep. Finer steps (0.8: 1.8x the
+temperatures) bought about twice the bias reduction per evaluation on the heaviest normalized
+``eps = 0`` cell and nothing on converged cells or the noise path (``bench_effort.py
+--fraction``; the marginal guide's "Deep eps = 0 posteriors")."""
+
+
 def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
     """The next temperature: the largest ``b <= 1`` whose incremental weights
     ``exp((b - beta) log_weight)`` keep Kish's ESS at ``fraction`` of the population (bisection)."""
@@ -114,14 +122,16 @@ def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> fl
     return beta + max(low, 1e-12)
 
 
-def expected_temperatures(log_weight: np.ndarray, fraction: float = 0.5) -> int:
+def expected_temperatures(log_weight: np.ndarray, fraction: float | None = None) -> int:
     """How many temperatures :func:`temper` takes from ``0`` to ``1`` if its moves left a population
     distributed as each tempered target, estimated from prior draws' ``log_weight``: at ``beta``
     the tempered target ``prior * w^beta`` is these draws weighted by ``w^beta``, and the next
     temperature the largest ``beta + d`` whose incremental weights ``w^d`` keep Kish's ESS at
     ``fraction`` of the population there, ``(sum w^(beta+d))^2 / (sum w^beta sum w^(beta+2d))``
     (:func:`next_temperature` on a population that is a sample of the target). The draws' own
-    ESS under the later targets is small, so this is a planning figure, not a bound."""
+    ESS under the later targets is small, so this is a planning figure, not a bound. ``fraction``
+    defaults to :data:`TEMPER_FRACTION`, :func:`temper`'s."""
+    fraction = TEMPER_FRACTION if fraction is None else fraction
     finite = np.isfinite(log_weight)
     if not finite.any():
         return 0
@@ -492,7 +502,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
                 f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
             )
         ell = value.numpy()
-        following = next_temperature(ell, beta, 0.5)
+        following = next_temperature(ell, beta, TEMPER_FRACTION)
         increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
         log_volume += log_mean_exp(increment)
         index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
@@ -538,6 +548,7 @@ __all__ = [
     "thin_svd",
     "log_mean_exp",
     "next_temperature",
+    "TEMPER_FRACTION",
     "normalized_weights",
     "systematic_resample",
     "temper",

@@ -1,7 +1,7 @@
 """Deep eps = 0 posteriors: does the marginal samplers' tempered SMC give the same answer with more moves?
 
     python benchmarks/bench_effort.py [--cells gaussian:2:linear ...] [--steps 10 40 160] [--runs 8]
-        [--fraction 0.5]
+        [--fraction F]
 
 At ``eps = 0`` the hidden layers' weight is a density (``N(y; 0, Sigma(F))``, or the normalized
 prior's ``E_v |K|^{-1/2} Q_v^{-D/2}``), unbounded where ``F`` nears a low rank whose outputs meet
@@ -13,8 +13,10 @@ rank 1, n = 15; seed 0, width 5) this runs
 moves where the latents are matrices; ``check_effort=False``:
 the effort is the variable here), and prints the log density ``log p(h = y)`` and the posterior
 mean of ``L_gen``, each with its standard error from the runs' spread, the weight evaluations and
-seconds. ``--fraction``: the share of the ESS each temperature (or noise level) keeps
-(:data:`factorkit.fit.weights.TEMPER_FRACTION`, default 0.5). Runs that mix
+seconds. ``--fraction``: the share of the ESS every temperature and noise level keeps (default
+the samplers' own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
+:data:`~factorkit.fit.weights.HEAVY_TEMPER_FRACTION`, 0.8, where
+:func:`~factorkit.fit.weights.heavy_fraction` says). Runs that mix
 give the same answer at every step count; a column that still moves says the shorter runs are
 biased, whatever their spread says. A cell whose ``eps = 0`` posterior does not exist
 (:func:`factorkit.fit.tail.interpolating_missing`) prints the reason instead.
@@ -49,10 +51,11 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=CELLS, help="prior:depth:activation[:rank:n]")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 40, 160])
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--fraction", type=float, default=weights.TEMPER_FRACTION,
-                        help="ESS share each temperature or noise level keeps")  # fmt: skip
+    parser.add_argument("--fraction", type=float, default=None,
+                        help="ESS share of every temperature and noise level")  # fmt: skip
     args = parser.parse_args()
-    weights.TEMPER_FRACTION = args.fraction
+    if args.fraction is not None:
+        weights.TEMPER_FRACTION = weights.HEAVY_TEMPER_FRACTION = args.fraction
     torch.set_num_threads(1)
     header = ["prior", "depth", "activation", "rank, n", "steps", "log p(h = y)", "L_gen (posterior)"]
     print("| " + " | ".join([*header, "evaluations", "seconds"]) + " |")

@@ -496,6 +496,33 @@ def test_marginal_sample_takes_normalized_priors_at_eps_zero_only():
         marginal_sample(problem, model, eps=0.01, prior="normalized_gaussian")
 
 
+def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
+    """Where the counted tail index is below ``HEAVY_TAIL_ALPHA`` (the paper's depth-3 linear cell:
+    12/11) every temperature keeps ``HEAVY_TEMPER_FRACTION`` of the ESS, elsewhere (depth 2: 20/11)
+    ``TEMPER_FRACTION``: the fraction each call of ``next_temperature`` got, through the sampler's
+    own path."""
+    from factorkit.fit import weights
+
+    seen = []
+    plain = weights.next_temperature
+
+    def spy(log_weight, beta, fraction):
+        seen.append(fraction)
+        return plain(log_weight, beta, fraction)
+
+    monkeypatch.setattr(weights, "next_temperature", spy)
+    problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
+    for depth, heavy in [(3, True), (2, False)]:
+        seen.clear()
+        result = marginal_sample(
+            problem, DeepFactorization(5, 5, 5, depth, "linear"), eps=0.0, prior="normalized_gaussian",
+            method="smc", runs=1, n_particles=40, mcmc_steps=2, target_ess=1, check_effort=False, seed=0,
+        )  # fmt: skip
+        assert (result.extra["tail_index"] < weights.HEAVY_TAIL_ALPHA) == heavy
+        want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION
+        assert seen and set(seen) == {want}
+
+
 def test_what_the_reduction_does_not_cover_is_refused_by_name():
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0)
     gaussian = resolve_prior("normalized_gaussian", problem)

@@ -297,13 +297,14 @@ def test_singular_cache_follows_the_moves():
         )
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.8])
 @pytest.mark.parametrize("scale", [0.3, 0.01, 1e-4])
-def test_expected_temperatures_follow_the_exact_schedule_of_a_gaussian_weight(scale):
+def test_expected_temperatures_follow_the_exact_schedule_of_a_gaussian_weight(scale, fraction):
     """Prior ``N(0, 1)`` and ``log w = -x^2 / (2 scale^2)``: the tempered target at ``beta`` is
     ``N(0, 1 / a)``, ``a = 1 + beta / scale^2``, and the increment ``w^d`` keeps the ESS fraction
     ``a sqrt(a + 2e) / ((a + e) sqrt(a))``, ``e = d / scale^2``, in closed form. The schedule that
-    keeps half at every step, by bisection on that, against the estimate from 200,000 prior draws:
-    the same count (a temperature more or fewer where the last step falls near 1)."""
+    keeps ``fraction`` at every step, by bisection on that, against the estimate from 200,000 prior
+    draws: the same count (a temperature more or fewer where the last step falls near 1)."""
     from factorkit.fit.weights import expected_temperatures
 
     def kept(beta, step):
@@ -313,15 +314,15 @@ def test_expected_temperatures_follow_the_exact_schedule_of_a_gaussian_weight(sc
     beta, exact = 0.0, 0
     while beta < 1.0:
         exact += 1
-        if kept(beta, 1 - beta) >= 0.5:
+        if kept(beta, 1 - beta) >= fraction:
             break
         low, high = 0.0, 1 - beta
         for _ in range(80):
             middle = (low + high) / 2
-            low, high = (middle, high) if kept(beta, middle) >= 0.5 else (low, middle)
+            low, high = (middle, high) if kept(beta, middle) >= fraction else (low, middle)
         beta += low
     x = np.random.default_rng(0).standard_normal(200_000)
-    estimate = expected_temperatures(-(x**2) / (2 * scale**2))
+    estimate = expected_temperatures(-(x**2) / (2 * scale**2), None if fraction == 0.5 else fraction)
     assert exact >= 1 and abs(estimate - exact) <= 1
     assert expected_temperatures(np.full(5, -np.inf)) == 0
 

@@ -54,6 +54,7 @@ from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.tail import missing_reason, weight_tail_index
 from factorkit.fit.weights import (
+    heavy_fraction,
     heavy_tail_checked,
     kish_ess,
     log_mean_exp,
@@ -203,6 +204,7 @@ def marginal_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
+            fraction=heavy_fraction(None if tail is None else tail.alpha),
         )  # fmt: skip
         result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
         result.extra["tail_index"] = math.nan if tail is None else tail.alpha

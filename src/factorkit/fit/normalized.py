@@ -736,6 +736,7 @@ def normalized_zero_sample(
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
     check_effort: bool = True,
+    fraction: float | None = None,
     generator: torch.Generator,
 ) -> dict:
     """The interpolating posterior of a normalized Gaussian prior: the ``state`` the marginal
@@ -748,7 +749,10 @@ def normalized_zero_sample(
     the standard-normal latents of the hidden layers and of the directions with the pCN moves of
     the other samplers; ``'auto'`` starts importance sampling and hands over to SMC as soon as
     its ESS so far projects less than ``target_ess`` within ``hidden_draws``, or where its
-    finished run's weights have a Pareto shape above :data:`~factorkit.fit.weights.PARETO_K_LIMIT`."""
+    finished run's weights have a Pareto shape above :data:`~factorkit.fit.weights.PARETO_K_LIMIT`.
+    ``fraction``: the ESS share each temperature keeps (default
+    :data:`~factorkit.fit.weights.TEMPER_FRACTION`; the caller passes
+    :func:`~factorkit.fit.weights.heavy_fraction` of the weight's counted tail index)."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     if hidden.kind == "identity":
@@ -762,7 +766,7 @@ def normalized_zero_sample(
         if state is None:
             hidden = hidden.for_moves()
             state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator, check_effort)  # fmt: skip
+                              generator, check_effort, fraction)  # fmt: skip
     gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
     prior_gen = target.prior_gen_loss(gram, generator)
     state["prior_gen"] = (float(prior_gen.mean()), float(prior_gen.std() / math.sqrt(PRIOR_DRAWS)))
@@ -837,7 +841,9 @@ together: the pseudo-marginal target before 2026-12-07, whose estimate falls sho
 factor e on 6% of the paper's prior draws, ``benchmarks/bench_direction_integral.py``)."""
 
 
-def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, generator) -> dict:
+def _tempered_run(
+    target, hidden, n_particles, mcmc_steps, target_acceptance, generator, fraction=None
+) -> dict:
     """Tempered SMC over the hidden latents toward ``p(h = y | F)``, exact
     (:meth:`Directions.exact_log_weight`), then one direction per particle with its correction
     weight (:meth:`Directions.draw_given`) and a resampling by those: an exact draw of ``(F, v)``.
@@ -854,6 +860,7 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
             lambda latent, floor: directions.exact_log_weight(hidden.gram(latent, n_particles)),
             hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance, generator,
             nothing="no particle has a finite weight at eps = 0", screen=False, matrices=hidden.matrices,
+            fraction=fraction,
         )  # fmt: skip
         gram = hidden.gram(latent, n_particles)
         v, correction = directions.draw_given(gram, value, generator)
@@ -870,7 +877,7 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
     latent, value, log_volume, levels, evaluations = temper(
         lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps,
         target_acceptance, generator, nothing="no particle has a finite weight at eps = 0", screen=False,
-        matrices=hidden.matrices,
+        matrices=hidden.matrices, fraction=fraction,
     )  # fmt: skip
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, hidden.gram(latent[:layers], n_particles), generator)
@@ -878,13 +885,22 @@ def _tempered_run(target, hidden, n_particles, mcmc_steps, target_acceptance, ge
 
 
 def _tempered(
-    target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort
+    target,
+    hidden,
+    n_particles,
+    runs,
+    mcmc_steps,
+    target_acceptance,
+    target_ess,
+    generator,
+    check_effort,
+    fraction=None,
 ) -> dict:
     fits = []
 
     def more(count, steps):
         made = [
-            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator)
+            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator, fraction)
             for _ in range(count)
         ]
         fits.extend(run["direction_ess"] for run in made if "direction_ess" in run)

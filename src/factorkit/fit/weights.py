@@ -98,10 +98,26 @@ def heavy_tail_checked(shape: float, give_up: bool, drawn: int) -> bool:
 
 TEMPER_FRACTION = 0.5
 """The share of Kish's ESS the incremental weights of each temperature (:func:`temper`) or noise
-level (:func:`~factorkit.fit.noise_path.anneal_noise`) keep. Finer steps (0.8: 1.8x the
-temperatures) bought about twice the bias reduction per evaluation on the heaviest normalized
-``eps = 0`` cell and nothing on converged cells or the noise path (``bench_effort.py
---fraction``; the marginal guide's "Deep eps = 0 posteriors")."""
+level (:func:`~factorkit.fit.noise_path.anneal_noise`) keep."""
+HEAVY_TEMPER_FRACTION = 0.8
+""":data:`TEMPER_FRACTION` of the normalized prior's ``eps = 0`` tempering where the weight's
+counted tail index ``alpha`` is below :data:`HEAVY_TAIL_ALPHA` (:func:`heavy_fraction`): about
+1.8x the temperatures. On the paper's depth-3 linear cell (``alpha = 12/11``) 10 moves a
+temperature at 0.8 gave the answer of 40 at 0.5 for 0.45x the evaluations, and 40 at 0.8 that of
+160 at 0.5 for 0.44x; on the depth-2 cell (``alpha = 20/11``, nearly settled at 10 moves) and on
+the Gaussian prior's noise path, no gain per evaluation (``bench_effort.py --fraction``; the
+marginal guide's "Deep eps = 0 posteriors")."""
+HEAVY_TAIL_ALPHA = 1.5
+"""Where the counted tail index of the ``eps = 0`` weight is below this, the posterior's own
+log-weight has a long exponential tail: a prior tail ``P(w > t) ~ t^-alpha`` makes the posterior's
+``P(log w > s) ~ exp(-(alpha - 1) s)``, ``1 / (alpha - 1)`` nats a decade of ``e`` (11 at
+``alpha = 12/11``, 1.2 at 20/11), which tempering has to cross."""
+
+
+def heavy_fraction(alpha: float | None) -> float | None:
+    """:data:`HEAVY_TEMPER_FRACTION` where the counted tail index ``alpha`` (``None``: not counted)
+    is below :data:`HEAVY_TAIL_ALPHA`, else ``None`` (:data:`TEMPER_FRACTION`)."""
+    return HEAVY_TEMPER_FRACTION if alpha is not None and alpha < HEAVY_TAIL_ALPHA else None
 
 
 def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
@@ -476,7 +492,7 @@ def singular_cache() -> SingularCache | None:
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
-           matrices: int = 0):  # fmt: skip
+           matrices: int = 0, fraction: float | None = None):  # fmt: skip
     """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
     rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
     keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
@@ -485,11 +501,13 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
     below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
     finite weight; ``matrices``: how many of the first latents are matrices; where there are
     any, half of the ``mcmc_steps`` moves per temperature are :func:`singular_value_moves` of
-    those (after the pCN moves), the other half pCN's. Returns the final ``latent``, their
+    those (after the pCN moves), the other half pCN's; ``fraction``: the ESS share each temperature
+    keeps (default :data:`TEMPER_FRACTION`). Returns the final ``latent``, their
     log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the levels
     and the weight evaluations."""
     scale_moves = mcmc_steps // 2 if matrices else 0
     mcmc_steps -= scale_moves
+    fraction = TEMPER_FRACTION if fraction is None else fraction
     value = log_weight_of(latent, None)
     evaluations = n_particles
     beta, log_volume, step, spread = 0.0, 0.0, 0.5, 1.0
@@ -502,7 +520,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
                 f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
             )
         ell = value.numpy()
-        following = next_temperature(ell, beta, TEMPER_FRACTION)
+        following = next_temperature(ell, beta, fraction)
         increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
         log_volume += log_mean_exp(increment)
         index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
@@ -548,6 +566,9 @@ __all__ = [
     "thin_svd",
     "log_mean_exp",
     "next_temperature",
+    "HEAVY_TAIL_ALPHA",
+    "HEAVY_TEMPER_FRACTION",
+    "heavy_fraction",
     "TEMPER_FRACTION",
     "normalized_weights",
     "systematic_resample",

@@ -46,6 +46,19 @@ CELLS = [
 ]
 
 
+def effort_run(problem, model, prior, steps: int, runs: int):
+    """One row's run: tempered SMC at ``eps = 0``, ``runs`` runs at ``steps`` moves a temperature,
+    no effort check, seed 3. Returns the result, ``log p`` and ``L_gen`` with their standard
+    errors as text, and the seconds."""
+    start = time.perf_counter()
+    result = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", runs=runs, target_ess=1,
+                             mcmc_steps=steps, check_effort=False, seed=3, keep_samples=False)  # fmt: skip
+    extra = result.extra
+    density = f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}"
+    gen = f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}"
+    return result, density, gen, time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", default=CELLS, help="prior:depth:activation[:rank:n]")
@@ -72,14 +85,7 @@ def main() -> None:
                   flush=True)  # fmt: skip
             continue
         for steps in args.steps:
-            start = time.perf_counter()
-            result = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", runs=args.runs,
-                                     target_ess=1, mcmc_steps=steps, check_effort=False, seed=3,
-                                     keep_samples=False)  # fmt: skip
-            extra = result.extra
-            density = f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}"
-            gen = f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}"
-            seconds = time.perf_counter() - start
+            result, density, gen, seconds = effort_run(problem, model, prior, steps, args.runs)
             cells = [prior_name, depth, activation, f"{rank}, {n}", steps, density, gen,
                      f"{result.evaluations:.3g}", f"{seconds:.0f}"]  # fmt: skip
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 
 import numpy as np
 import torch
+from bench_effort import effort_run  # a sibling: the script's folder is on sys.path
 
 from factorkit.fit import normalized, weights
-from factorkit.fit.marginal_sampler import marginal_sample
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.smc import pcn_moves
 from factorkit.models import DeepFactorization
@@ -130,16 +129,9 @@ def main() -> None:
     )
     print("|---:|---:|---|---|---:|---|---:|")
     for steps in args.steps:
-        start = time.perf_counter()
-        result = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", runs=args.runs,
-                                 target_ess=1, mcmc_steps=steps, check_effort=False, seed=3,
-                                 keep_samples=False)  # fmt: skip
-        extra = result.extra
-        cells = [
-            args.depth, steps, f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}",
-            f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}", f"{result.evaluations:.3g}",
-            ", ".join(map(str, extra["temperatures"][:4])), f"{time.perf_counter() - start:.0f}",
-        ]  # fmt: skip
+        result, density, gen, seconds = effort_run(problem, model, prior, steps, args.runs)
+        levels = ", ".join(map(str, result.extra["temperatures"][:4]))
+        cells = [args.depth, steps, density, gen, f"{result.evaluations:.3g}", levels, f"{seconds:.0f}"]
         print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

@@ -337,7 +337,7 @@ def normalized_cost(
     method, draws = _planned_run(
         log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=True,
-        fraction=heavy_fraction(None if tail is None else tail.alpha),
+        fraction=heavy_fraction(tail),
     )  # fmt: skip
     if method == "importance":
         us = MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US

@@ -204,7 +204,7 @@ def marginal_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
-            fraction=heavy_fraction(None if tail is None else tail.alpha),
+            fraction=heavy_fraction(tail),
         )  # fmt: skip
         result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
         result.extra["tail_index"] = math.nan if tail is None else tail.alpha

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from factorkit.fit._pooling import log_mean_exp, log_mean_se, pooled_index, systematic_resample
 from factorkit.fit.smc import effective_sample_size, extension_bounds, pcn_moves, run_weights, runs_to_add
+
+if TYPE_CHECKING:
+    from factorkit.fit.tail import TailIndex
 
 MAX_TEMPERATURES = 10_000
 # tempered_runs' effort check: the pCN steps of its longer runs, as a multiple
@@ -103,7 +107,7 @@ HEAVY_TEMPER_FRACTION = 0.8
 """:data:`TEMPER_FRACTION` of the normalized prior's ``eps = 0`` tempering where the weight's
 counted tail index ``alpha`` is below :data:`HEAVY_TAIL_ALPHA` (:func:`heavy_fraction`): about
 1.8x the temperatures. On the paper's depth-3 linear cell (``alpha = 12/11``) 10 moves a
-temperature at 0.8 gave the answer of 40 at 0.5 for 0.45x the evaluations, and 40 at 0.8 that of
+temperature at 0.8 gave the answer of 40 at 0.5 for 0.42x the evaluations, and 40 at 0.8 that of
 160 at 0.5 for 0.44x; on the depth-2 cell (``alpha = 20/11``, nearly settled at 10 moves) and on
 the Gaussian prior's noise path, no gain per evaluation (``bench_effort.py --fraction``; the
 marginal guide's "Deep eps = 0 posteriors")."""
@@ -114,10 +118,11 @@ log-weight has a long exponential tail: a prior tail ``P(w > t) ~ t^-alpha`` mak
 ``alpha = 12/11``, 1.2 at 20/11), which tempering has to cross."""
 
 
-def heavy_fraction(alpha: float | None) -> float | None:
-    """:data:`HEAVY_TEMPER_FRACTION` where the counted tail index ``alpha`` (``None``: not counted)
-    is below :data:`HEAVY_TAIL_ALPHA`, else ``None`` (:data:`TEMPER_FRACTION`)."""
-    return HEAVY_TEMPER_FRACTION if alpha is not None and alpha < HEAVY_TAIL_ALPHA else None
+def heavy_fraction(tail: TailIndex | None) -> float | None:
+    """:data:`HEAVY_TEMPER_FRACTION` where the counted tail index ``tail.alpha`` (``tail`` from
+    :func:`~factorkit.fit.tail.weight_tail_index`; ``None``: not counted) is below
+    :data:`HEAVY_TAIL_ALPHA`, else ``None`` (:data:`TEMPER_FRACTION`)."""
+    return HEAVY_TEMPER_FRACTION if tail is not None and tail.alpha < HEAVY_TAIL_ALPHA else None
 
 
 def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:

@@ -1,25 +1,25 @@
 """Deep eps = 0 posteriors: does the marginal samplers' tempered SMC give the same answer with more moves?
 
     python benchmarks/bench_effort.py [--cells gaussian:2:linear ...] [--steps 10 40 160] [--runs 8]
-        [--fraction F]
+        [--fraction F] [--path auto|power|capped|noise]
 
 At ``eps = 0`` the hidden layers' weight is a density (``N(y; 0, Sigma(F))``, or the normalized
 prior's ``E_v |K|^{-1/2} Q_v^{-D/2}``), unbounded where ``F`` nears a low rank whose outputs meet
-``y``; deep posteriors sit there, far in the prior's tails. For each cell (prior, depth,
-activation, optionally the rank of ``W*`` and ``n``; otherwise the paper's problem, m = m' = 5,
-rank 1, n = 15; seed 0, width 5) this runs
-:func:`factorkit.fit.marginal_sampler.marginal_sample` as tempered SMC with ``--runs`` runs of
-500 particles at each step count per temperature in ``--steps`` (half of them singular-value
-moves where the latents are matrices; ``check_effort=False``:
-the effort is the variable here), and prints the log density ``log p(h = y)`` and the posterior
-mean of ``L_gen``, each with its standard error from the runs' spread, the weight evaluations and
-seconds. ``--fraction``: the share of the ESS every temperature and noise level keeps (default
-the samplers' own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
+``y``; deep posteriors sit there, far in the prior's tails. For each cell (prior, depth, activation,
+optionally the rank of ``W*`` and ``n``; otherwise the paper's problem, m = m' = 5, rank 1, n = 15;
+seed 0, width 5) this runs :func:`factorkit.fit.marginal_sampler.marginal_sample` as tempered SMC
+with ``--runs`` runs of 500 particles at each step count per temperature in ``--steps`` (half of
+them singular-value moves where the latents are matrices; ``check_effort=False``: the effort is the
+variable here; ``--path``: the runs' targets, default the sampler's own, ``'capped'`` at ``eps = 0``
+since 2026-12-07; the rows before it are ``--path power``), and prints the log density ``log p(h =
+y)`` and the posterior mean of ``L_gen``, each with its standard error from the runs' spread, the
+weight evaluations and seconds. ``--fraction``: the share of the ESS every temperature and noise
+level keeps (default the samplers' own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
 :data:`~factorkit.fit.weights.HEAVY_TEMPER_FRACTION`, 0.8, where
-:func:`~factorkit.fit.weights.heavy_fraction` says). Runs that mix
-give the same answer at every step count; a column that still moves says the shorter runs are
-biased, whatever their spread says. A cell whose ``eps = 0`` posterior does not exist
-(:func:`factorkit.fit.tail.interpolating_missing`) prints the reason instead.
+:func:`~factorkit.fit.weights.heavy_fraction` says). Runs that mix give the same answer at every
+step count; a column that still moves says the shorter runs are biased, whatever their spread says.
+A cell whose ``eps = 0`` posterior does not exist (:func:`factorkit.fit.tail.interpolating_missing`)
+prints the reason instead.
 """
 
 from __future__ import annotations
@@ -46,13 +46,14 @@ CELLS = [
 ]
 
 
-def effort_run(problem, model, prior, steps: int, runs: int):
-    """One row's run: tempered SMC at ``eps = 0``, ``runs`` runs at ``steps`` moves a temperature,
-    no effort check, seed 3. Returns the result, ``log p`` and ``L_gen`` with their standard
-    errors as text, and the seconds."""
+def effort_run(problem, model, prior, steps: int, runs: int, path: str = "auto"):
+    """One row's run: tempered SMC at ``eps = 0`` along ``path``, ``runs`` runs at ``steps`` moves
+    a level, no effort check, seed 3. Returns the result, ``log p`` and ``L_gen`` with their
+    standard errors as text, and the seconds."""
     start = time.perf_counter()
     result = marginal_sample(problem, model, eps=0.0, prior=prior, method="smc", runs=runs, target_ess=1,
-                             mcmc_steps=steps, check_effort=False, seed=3, keep_samples=False)  # fmt: skip
+                             mcmc_steps=steps, check_effort=False, path=path, seed=3,
+                             keep_samples=False)  # fmt: skip
     extra = result.extra
     density = f"{extra['log_density']:.3f} +- {extra['log_density_se']:.3f}"
     gen = f"{extra['gen_loss_rb']:.4f} +- {extra['gen_loss_rb_se']:.4f}"
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--fraction", type=float, default=None,
                         help="ESS share of every temperature and noise level")  # fmt: skip
+    parser.add_argument("--path", choices=["auto", "power", "capped", "noise"], default="auto",
+                        help="the tempered runs' targets (marginal_sample's path)")  # fmt: skip
     args = parser.parse_args()
     if args.fraction is not None:
         weights.TEMPER_FRACTION = weights.HEAVY_TEMPER_FRACTION = args.fraction
@@ -85,7 +88,7 @@ def main() -> None:
                   flush=True)  # fmt: skip
             continue
         for steps in args.steps:
-            result, density, gen, seconds = effort_run(problem, model, prior, steps, args.runs)
+            result, density, gen, seconds = effort_run(problem, model, prior, steps, args.runs, args.path)
             cells = [prior_name, depth, activation, f"{rank}, {n}", steps, density, gen,
                      f"{result.evaluations:.3g}", f"{seconds:.0f}"]  # fmt: skip
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)

@@ -153,7 +153,9 @@ def test_agrees_with_subset_simulation_at_a_small_threshold():
     assert rb_low <= high and low <= rb_high
 
 
-@pytest.mark.parametrize("eps, path", [(0.01, "power"), (0.0, "power"), (0.0, "noise")])
+@pytest.mark.parametrize(
+    "eps, path", [(0.01, "power"), (0.01, "capped"), (0.0, "power"), (0.0, "capped"), (0.0, "noise")]
+)
 def test_importance_sampling_and_tempered_smc_agree(eps, path):
     problem = problem_of()
     model = DeepFactorization(5, 5, 5, 2)

@@ -463,7 +463,8 @@ def test_on_the_paper_problem_eps_zero_continues_the_smc_curve():
     assert state["rb"] < seen[1e-4][2] + 4 * math.hypot(state["rb_se"], seen[1e-4][3])
 
 
-def test_tempered_smc_agrees_with_importance_sampling():
+@pytest.mark.parametrize("path", ["capped", "power"])
+def test_tempered_smc_agrees_with_importance_sampling(path):
     problem, prior = _small()
     model = DeepFactorization(2, 2, 3, 3, "tanh")
     importance = normalized_zero_sample(
@@ -472,7 +473,7 @@ def test_tempered_smc_agrees_with_importance_sampling():
     )  # fmt: skip
     # the runs as they are: the effort check (tests/test_weights.py) would only add longer runs
     smc = normalized_zero_sample(
-        problem, model, prior, method="smc", target_ess=400, check_effort=False,
+        problem, model, prior, method="smc", target_ess=400, check_effort=False, path=path,
         generator=torch.Generator().manual_seed(1),
     )  # fmt: skip
     assert smc["method"] == "smc"
@@ -500,27 +501,41 @@ def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
     """Where the counted tail index is below ``HEAVY_TAIL_ALPHA`` (the paper's depth-3 linear cell:
     12/11) every temperature keeps ``HEAVY_TEMPER_FRACTION`` of the ESS, elsewhere (depth 2: 20/11)
     ``TEMPER_FRACTION``: the fraction each call of ``next_temperature`` got, through the sampler's
-    own path."""
+    own path, ``path='power'``. The capped path (the default at ``eps = 0``) keeps
+    ``TEMPER_FRACTION`` at every level of either cell, and never tempers."""
     from factorkit.fit import weights
 
-    seen = []
-    plain = weights.next_temperature
+    seen = {"power": [], "capped": []}
+    plain_temperature, plain_cap = weights.next_temperature, weights.next_cap
 
-    def spy(log_weight, beta, fraction):
-        seen.append(fraction)
-        return plain(log_weight, beta, fraction)
+    def spy_temperature(log_weight, beta, fraction):
+        seen["power"].append(fraction)
+        return plain_temperature(log_weight, beta, fraction)
 
-    monkeypatch.setattr(weights, "next_temperature", spy)
+    def spy_cap(log_weight, cap, fraction):
+        seen["capped"].append(fraction)
+        return plain_cap(log_weight, cap, fraction)
+
+    monkeypatch.setattr(weights, "next_temperature", spy_temperature)
+    monkeypatch.setattr(weights, "next_cap", spy_cap)
     problem = make_sensing_problem(5, 5, rank=1, n=15, seed=0, dtype="float64")
     for depth, heavy in [(3, True), (2, False)]:
-        seen.clear()
-        result = marginal_sample(
-            problem, DeepFactorization(5, 5, 5, depth, "linear"), eps=0.0, prior="normalized_gaussian",
-            method="smc", runs=1, n_particles=40, mcmc_steps=2, target_ess=1, check_effort=False, seed=0,
-        )  # fmt: skip
-        assert (result.extra["tail_index"] < weights.HEAVY_TAIL_ALPHA) == heavy
-        want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION
-        assert seen and set(seen) == {want}
+        for path in ("power", "auto"):
+            for calls in seen.values():
+                calls.clear()
+            result = marginal_sample(
+                problem, DeepFactorization(5, 5, 5, depth, "linear"), eps=0.0, prior="normalized_gaussian",
+                method="smc", runs=1, n_particles=40, mcmc_steps=2, target_ess=1, check_effort=False,
+                path=path, seed=0,
+            )  # fmt: skip
+            assert (result.extra["tail_index"] < weights.HEAVY_TAIL_ALPHA) == heavy
+            if path == "power":
+                want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION
+                assert seen["power"] and set(seen["power"]) == {want} and not seen["capped"]
+            else:
+                assert result.extra["path"] == "capped"
+                assert seen["capped"] and set(seen["capped"]) == {weights.TEMPER_FRACTION}
+                assert not seen["power"]
 
 
 def test_what_the_reduction_does_not_cover_is_refused_by_name():

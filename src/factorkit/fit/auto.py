@@ -37,12 +37,13 @@ from factorkit.fit.marginal_sampler import (
     kish_ess,
     marginal_sample,
     normalized_weights,
+    resolve_path,
 )
 from factorkit.fit.prior import resolve_prior
 from factorkit.fit.result import GuessCheckResult
 from factorkit.fit.smc import P0, REFERENCE_RUNS, extension_bounds, subset_simulation
 from factorkit.fit.tail import interpolating_missing, weight_tail_index
-from factorkit.fit.weights import EFFORT_FACTOR, expected_temperatures, heavy_fraction
+from factorkit.fit.weights import EFFORT_FACTOR, expected_caps, expected_temperatures
 from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
@@ -202,13 +203,17 @@ def tempered_draws(
     return float(max(runs, REFERENCE_RUNS) * per_run + (check if check_effort else 0))
 
 
-def planned_temperatures(log_weight, ess: float, fraction: float | None = None) -> int:
-    """The temperatures a tempered run is priced at: :func:`~factorkit.fit.weights.expected_temperatures`
-    of the pilot's log-weights plus one (measured: the runs took 5-7 where it says 4-5, the pilot's
-    draws under-representing the tails that set the last temperatures), or ten where no pilot draw
+def planned_temperatures(log_weight, ess: float, fraction: float | None = None, path: str = "power") -> int:
+    """The levels a tempered run is priced at: :func:`~factorkit.fit.weights.expected_temperatures`
+    (``path='power'``) or :func:`~factorkit.fit.weights.expected_caps` (``'capped'``) of the pilot's
+    log-weights plus one (measured: the runs took 5-7 where it says 4-5, the pilot's draws
+    under-representing the tails that set the last temperatures), or ten where no pilot draw
     carried weight (``ess < 2``: nothing to read the schedule from). ``fraction``: the run's ESS share
-    a temperature (default :data:`~factorkit.fit.weights.TEMPER_FRACTION`)."""
-    return expected_temperatures(log_weight, fraction) + 1 if ess >= 2 else 10
+    a level (default :data:`~factorkit.fit.weights.TEMPER_FRACTION`)."""
+    if ess < 2:
+        return 10
+    schedule = expected_caps if path == "capped" else expected_temperatures
+    return schedule(log_weight, fraction) + 1
 
 
 def _planned_run(
@@ -221,6 +226,7 @@ def _planned_run(
     mcmc_steps: int,
     check_effort: bool,
     fraction: float | None = None,
+    path: str = "power",
 ) -> tuple[str, float]:
     """The way and the hidden-layer draws a marginal run is priced at, from its pilot's
     ``log_weight`` (:data:`MARGINAL_PILOT` draws): importance sampling for a quarter more draws
@@ -228,13 +234,13 @@ def _planned_run(
     unless that is more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS`, no pilot draw
     carries weight, or the weights are ``heavy`` (infinite variance: the sampler skips importance
     sampling); tempered SMC otherwise (:func:`tempered_draws` over :func:`planned_temperatures` at
-    ``fraction``)."""
+    ``fraction`` along ``path``)."""
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     if ess >= 2 and not heavy:
         draws = 1.25 * target_ess * MARGINAL_PILOT / ess
         if draws <= HIDDEN_DRAWS:
             return "importance", draws
-    temperatures = planned_temperatures(log_weight, ess, fraction)
+    temperatures = planned_temperatures(log_weight, ess, fraction, path)
     return "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort, temperatures)
 
 
@@ -265,6 +271,7 @@ def marginal_cost(
     method, draws = _planned_run(
         log_weight, _infinite_variance(problem, model, prior, eps), target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
+        path=resolve_path("auto", eps),
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)
@@ -316,8 +323,8 @@ def normalized_cost(
     :func:`marginal_cost` prices the Gaussian reduction: a pilot of :data:`MARGINAL_PILOT` hidden
     draws weighed by :class:`~factorkit.fit.normalized.Directions`, their ESS per draw for
     importance sampling, and tempered SMC with its effort check (:func:`tempered_draws`) where that
-    needs more than its most draws or the weight's variance is infinite (at the sampler's
-    :func:`~factorkit.fit.weights.heavy_fraction`); the times per draw and
+    needs more than its most draws or the weight's variance is infinite (along the sampler's
+    default path, :func:`~factorkit.fit.marginal_sampler.resolve_path`); the times per draw and
     per tempered evaluation are :data:`NORMALIZED_DRAW_US` and :data:`NORMALIZED_MOVE_US`.
     ``evaluations`` is in ``choose_sampler``'s unit."""
     from factorkit.fit.normalized import Directions, NormalizedInterpolation
@@ -337,7 +344,7 @@ def normalized_cost(
     method, draws = _planned_run(
         log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=True,
-        fraction=heavy_fraction(tail),
+        path=resolve_path("auto", 0.0),
     )  # fmt: skip
     if method == "importance":
         us = MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US

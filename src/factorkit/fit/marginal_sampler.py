@@ -20,8 +20,9 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   ``log V`` is the sum of the log mean incremental weights; the runs are pooled by those
   normalizing constants (:func:`~factorkit.fit.weights.tempered_runs`: ``log mean V_r``, the
   ratio estimator of the posterior mean, its ESS from the runs' spread). At ``eps = 0``,
-  ``path='noise'`` replaces the powers of the weight by measurement noise annealed to 0
-  (:mod:`factorkit.fit.noise_path`).
+  ``path='capped'`` (the default at ``eps = 0``) walks ``prior * min(w, e^cap)`` instead, ``cap``
+  rising from ``-inf`` to ``+inf``; ``path='noise'`` replaces the powers of the weight by
+  measurement noise annealed to 0 (:mod:`factorkit.fit.noise_path`).
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
 ``hidden_draws``, SMC otherwise, and hands a finished importance run over to SMC where its weights'
@@ -69,7 +70,18 @@ from factorkit.models.deep import DeepFactorization
 from factorkit.problems.sensing import SensingProblem
 
 METHODS = ("auto", "importance", "smc")
-PATHS = ("noise", "power")
+PATHS = ("auto", "capped", "noise", "power")
+
+
+def resolve_path(path: str, eps: float) -> str:
+    """The tempered runs' path ``marginal_sample`` takes for ``path`` (``'auto'``: ``'capped'`` at
+    ``eps = 0``, ``'power'`` above; any other name as given)."""
+    check_choice("path", path, PATHS)
+    if path != "auto":
+        return path
+    return "capped" if eps == 0 else "power"
+
+
 # hidden-layer draws whose Chernoff bound lies this many nats below the largest weight are not
 # computed: together they weigh less than draws * e^-50 (2e-22 per draw) of the total
 SCREEN_NATS = 50.0
@@ -93,7 +105,7 @@ def marginal_sample(
     mcmc_steps: int = 10,
     target_acceptance: float = 0.3,
     check_effort: bool | None = None,
-    path: str = "power",
+    path: str = "auto",
     seed: int | torch.Generator = 0,
     keep_samples: bool = True,
 ) -> GuessCheckResult:
@@ -130,10 +142,17 @@ def marginal_sample(
         the steps whose runs bought more effective samples per evaluation. ``None`` (default):
         at ``eps = 0``, where the weight is a density that deep posteriors make hard to mix (the
         guide's "Deep eps = 0 posteriors"); ``extra['effort']`` records the comparison.
-    path : {'power', 'noise'}
-        Tempered SMC's sequence of targets. ``'power'`` (default) raises the weight to a power
-        ``beta`` from 0 to 1. ``'noise'`` (``eps = 0``, unnormalized priors) adds Gaussian
-        measurement noise whose variance falls a decade a level to 0
+    path : {'auto', 'capped', 'power', 'noise'}
+        Tempered SMC's sequence of targets. ``'power'`` raises the weight to a power ``beta`` from
+        0 to 1. ``'capped'`` caps it, ``prior * min(w, e^cap)`` with ``cap`` rising from ``-inf``
+        to ``+inf`` (:class:`~factorkit.fit.weights.Capped`): every target is flat above its cap,
+        so the particles reach the deep strata of a long-tailed weight early (any ``eps``, any
+        prior the sampler covers). ``'auto'`` (default): ``'capped'`` at ``eps = 0``, where on
+        every cell of ``benchmarks/bench_effort.py`` its 10 moves a level gave the answer of 160
+        moves of the power path or moved past it, with fewer levels (the marginal guide's "The
+        capped path"); ``'power'`` at ``eps > 0``, where it was not measured. ``'noise'``
+        (``eps = 0``, unnormalized priors) adds Gaussian measurement noise whose variance falls a
+        decade a level to 0
         (:mod:`factorkit.fit.noise_path`): where the weight's tail index is below 2 the
         posterior's mass spreads over decades of the weight's depth, and this path follows it
         further for the same moves a level, at about three times the levels a run
@@ -179,13 +198,13 @@ def marginal_sample(
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     check = eps == 0 if check_effort is None else check_effort
-    check_choice("path", path, PATHS)
+    path = resolve_path(path, eps)
     prior = resolve_prior(prior, problem)
     if path == "noise" and (eps != 0 or prior.normalize):
         raise ValueError(
             f"path='noise' anneals the measurement noise to the eps = 0 posterior of an unnormalized "
             f"prior; got eps = {eps:g} and a {'normalized' if prior.normalize else 'unnormalized'} "
-            "prior (use path='power')"
+            "prior (use path='power' or 'capped')"
         )
     model.check_fits(problem.shape)
     problem64 = problem.to(device="cpu", dtype=torch.float64)
@@ -204,10 +223,11 @@ def marginal_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
-            fraction=heavy_fraction(tail),
+            fraction=heavy_fraction(tail) if path == "power" else None, path=path,
         )  # fmt: skip
         result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
         result.extra["tail_index"] = math.nan if tail is None else tail.alpha
+        result.extra["path"] = path
         return result
     if missing is not None:
         raise ValueError(f"eps = 0: {missing}")
@@ -227,6 +247,7 @@ def marginal_sample(
                               target_ess, generator, check, path)  # fmt: skip
     result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     result.extra["tail_index"] = math.nan if tail is None else tail.alpha
+    result.extra["path"] = path
     result.extra["work"] = dict(integral.work)
     return result
 
@@ -383,8 +404,8 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
 def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path) -> dict:
     """One SMC run over the hidden layers; its final population, log V and levels (with matrix
     latents, half of each level's moves are singular-value moves). ``path``: ``'power'`` tempers
-    the weight (:func:`~factorkit.fit.weights.temper`), ``'noise'`` (``eps = 0``) anneals the
-    measurement noise (:func:`~factorkit.fit.noise_path.anneal_noise`)."""
+    the weight and ``'capped'`` caps it (:func:`~factorkit.fit.weights.temper`), ``'noise'``
+    (``eps = 0``) anneals the measurement noise (:func:`~factorkit.fit.noise_path.anneal_noise`)."""
     if path == "noise":
 
         def density_at(latent: list[torch.Tensor], noise: float) -> torch.Tensor:
@@ -408,7 +429,7 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
     latent, value, log_volume, levels, evaluations = temper(
         log_weight_of, hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance,
         generator, nothing=f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}",
-        screen=integral.eps > 0, matrices=hidden.matrices,
+        screen=integral.eps > 0, matrices=hidden.matrices, path=path,
     )  # fmt: skip
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)

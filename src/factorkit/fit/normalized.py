@@ -737,6 +737,7 @@ def normalized_zero_sample(
     target_acceptance: float = 0.3,
     check_effort: bool = True,
     fraction: float | None = None,
+    path: str = "power",
     generator: torch.Generator,
 ) -> dict:
     """The interpolating posterior of a normalized Gaussian prior: the ``state`` the marginal
@@ -752,7 +753,8 @@ def normalized_zero_sample(
     finished run's weights have a Pareto shape above :data:`~factorkit.fit.weights.PARETO_K_LIMIT`.
     ``fraction``: the ESS share each temperature keeps (default
     :data:`~factorkit.fit.weights.TEMPER_FRACTION`; the caller passes
-    :func:`~factorkit.fit.weights.heavy_fraction` of the weight's counted tail index)."""
+    :func:`~factorkit.fit.weights.heavy_fraction` of the weight's counted tail index); ``path``:
+    the tempering's targets (:func:`~factorkit.fit.weights.temper`: ``'power'`` or ``'capped'``)."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     if hidden.kind == "identity":
@@ -766,7 +768,7 @@ def normalized_zero_sample(
         if state is None:
             hidden = hidden.for_moves()
             state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator, check_effort, fraction)  # fmt: skip
+                              generator, check_effort, fraction, path)  # fmt: skip
     gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
     prior_gen = target.prior_gen_loss(gram, generator)
     state["prior_gen"] = (float(prior_gen.mean()), float(prior_gen.std() / math.sqrt(PRIOR_DRAWS)))
@@ -842,7 +844,7 @@ factor e on 6% of the paper's prior draws, ``benchmarks/bench_direction_integral
 
 
 def _tempered_run(
-    target, hidden, n_particles, mcmc_steps, target_acceptance, generator, fraction=None
+    target, hidden, n_particles, mcmc_steps, target_acceptance, generator, fraction=None, path="power"
 ) -> dict:
     """Tempered SMC over the hidden latents toward ``p(h = y | F)``, exact
     (:meth:`Directions.exact_log_weight`), then one direction per particle with its correction
@@ -860,7 +862,7 @@ def _tempered_run(
             lambda latent, floor: directions.exact_log_weight(hidden.gram(latent, n_particles)),
             hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance, generator,
             nothing="no particle has a finite weight at eps = 0", screen=False, matrices=hidden.matrices,
-            fraction=fraction,
+            fraction=fraction, path=path,
         )  # fmt: skip
         gram = hidden.gram(latent, n_particles)
         v, correction = directions.draw_given(gram, value, generator)
@@ -877,7 +879,7 @@ def _tempered_run(
     latent, value, log_volume, levels, evaluations = temper(
         lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps,
         target_acceptance, generator, nothing="no particle has a finite weight at eps = 0", screen=False,
-        matrices=hidden.matrices, fraction=fraction,
+        matrices=hidden.matrices, fraction=fraction, path=path,
     )  # fmt: skip
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, hidden.gram(latent[:layers], n_particles), generator)
@@ -895,12 +897,13 @@ def _tempered(
     generator,
     check_effort,
     fraction=None,
+    path="power",
 ) -> dict:
     fits = []
 
     def more(count, steps):
         made = [
-            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator, fraction)
+            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator, fraction, path)
             for _ in range(count)
         ]
         fits.extend(run["direction_ess"] for run in made if "direction_ess" in run)

@@ -1,9 +1,11 @@
 """Weights and tempering shared by the marginal samplers (:mod:`factorkit.fit.marginal_sampler`,
 :mod:`factorkit.fit.normalized`): log-mean-exp, normalized weights, Kish's ESS, systematic
-resampling, the next temperature of a tempered SMC run, and the pooling of independent runs."""
+resampling, the levels of a tempered SMC run (powers of the weight, or the weight capped), and the
+pooling of independent runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import TYPE_CHECKING
@@ -426,24 +428,26 @@ class SingularCache:
 
 
 def singular_value_moves(
-    latent, value, log_weight_of, beta, spread, target_acceptance, generator, layers=None, cache=None
+    latent, value, log_weight_of, level, spread, target_acceptance, generator, layers=None, cache=None
 ):
     """One move of matrix latents (``P x r x c`` each; the first ``layers`` of ``latent``, default
     all, the others stay) that scales one singular value of one of them, both chosen uniformly
     per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its singular vectors; the target is
-    the standard normal law of all the latents times ``w^beta``.
+    the standard normal law of all the latents times ``w^beta`` (``level`` a float ``beta``, or a
+    :class:`Power` or :class:`Capped` level: then that level's target).
 
-    In singular-value coordinates Lebesgue measure on ``r x c`` matrices is
-    ``prod_{a<b} |s_a^2 - s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with
-    ``-t``: the singular vectors stay, and the same matrix and value are chosen with the same
-    probability) is accepted with ``beta (log w' - log w) - s_j^2 (e^2t - 1) / 2 + (1 + |r - c|) t
-    + sum_{a != j} log(|s_j'^2 - s_a^2| / |s_j^2 - s_a^2|)``. pCN moves every direction at once
-    and rarely shrinks one singular value of a layer far enough to reach where deep ``eps = 0``
+    In singular-value coordinates Lebesgue measure on ``r x c`` matrices is ``prod_{a<b} |s_a^2 -
+    s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with ``-t``: the singular
+    vectors stay, and the same matrix and value are chosen with the same probability) is accepted
+    with the level's log ratio (``beta (log w' - log w)``) plus ``- s_j^2 (e^2t - 1) / 2 + (1 + |r -
+    c|) t + sum_{a != j} log(|s_j'^2 - s_a^2| / |s_j^2 - s_a^2|)``. pCN moves every direction at
+    once and rarely shrinks one singular value of a layer far enough to reach where deep ``eps = 0``
     posteriors sit (near a low-rank ``F``); this move walks the log of one directly. ``spread``
     adapts as pCN's step does. One weight evaluation per particle. ``cache``: a
     :class:`SingularCache` the caller keeps across consecutive moves (default: a fresh one, every
     matrix decomposed). Returns the latents, values, spread and acceptance rate."""
     count = value.shape[0]
+    level = Power(float(level)) if isinstance(level, (int, float)) else level
     layers = len(latent) if layers is None else layers
     cache = SingularCache() if cache is None else cache
     layer = torch.randint(layers, (count,), generator=generator)
@@ -476,8 +480,7 @@ def singular_value_moves(
         changes.append((here, pick, new))
     log_u = torch.rand(count, generator=generator, dtype=torch.float64).log()
     proposed = log_weight_of(proposal + latent[layers:], None)  # the other latents unchanged
-    difference = torch.where(torch.isfinite(proposed), proposed - value, torch.full_like(proposed, -math.inf))
-    accept = log_u < beta * difference + log_q
+    accept = log_u < level.log_ratio(proposed, value) + log_q
     for index, (here, pick, new) in enumerate(changes):
         taken = accept[here]
         cache.accept(index, here[taken], pick[taken], new[taken])
@@ -496,52 +499,189 @@ def singular_cache() -> SingularCache | None:
     return SingularCache() if SINGULAR_CACHE else None
 
 
-def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
-           matrices: int = 0, fraction: float | None = None):  # fmt: skip
-    """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
-    rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: temperatures that
-    keep half the population's ESS, systematic resampling, pCN moves with a Metropolis test.
+TEMPER_PATHS = ("capped", "power")
+"""The sequences of targets :func:`temper` walks from the prior to ``prior * w``."""
 
-    ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws
-    below it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a
-    finite weight; ``matrices``: how many of the first latents are matrices; where there are
-    any, half of the ``mcmc_steps`` moves per temperature are :func:`singular_value_moves` of
-    those (after the pCN moves), the other half pCN's; ``fraction``: the ESS share each temperature
-    keeps (default :data:`TEMPER_FRACTION`). Returns the final ``latent``, their
-    log-weights, ``log V`` (the product of the temperatures' mean incremental weights), the levels
-    and the weight evaluations."""
+
+@dataclasses.dataclass(frozen=True)
+class Power:
+    """The tempered target ``prior * w^beta`` (``beta`` from 0 to 1): the power path."""
+
+    beta: float
+
+    @property
+    def last(self) -> bool:
+        return self.beta >= 1.0
+
+    def following(self, log_weight: np.ndarray, fraction: float) -> Power:
+        return Power(next_temperature(log_weight, self.beta, fraction))
+
+    def increment(self, log_weight: np.ndarray, following: Power) -> np.ndarray:
+        """The log incremental weights ``(beta' - beta) log w`` (``-inf`` where ``w = 0``)."""
+        return np.where(np.isfinite(log_weight), (following.beta - self.beta) * log_weight, -np.inf)
+
+    def log_ratio(self, proposed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """The target's log ratio for a move from log-weight ``current`` to ``proposed``."""
+        difference = torch.where(
+            torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
+        )
+        return self.beta * difference
+
+    def floor(self, current: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
+        """The log-weight a proposal must exceed for the Metropolis test ``log_u < log_ratio``."""
+        return current + log_u / self.beta
+
+    def record(self) -> dict:
+        return {"beta": self.beta}
+
+
+@dataclasses.dataclass(frozen=True)
+class Capped:
+    """The target ``prior * min(w, e^cap)`` (``cap`` from ``-inf``, the prior, to ``+inf``,
+    ``prior * w``): the capped path.
+
+    Every target is proper (``min(w, e^cap) <= e^cap``), and above its cap it is the prior itself,
+    so the particles spread over the whole set ``{w >= e^cap}`` at once, deep strata included;
+    a power ``w^beta`` instead keeps the deepest part of a long-tailed weight out of sight until
+    ``beta`` is near 1 (the marginal guide's "Deep eps = 0 posteriors"). The incremental weights
+    ``min(w, e^cap') / min(w, e^cap)`` are exact, so a run is SMC along another path: unbiased in
+    ``V`` and consistent in the posterior as every SMC sampler is."""
+
+    cap: float
+
+    @property
+    def last(self) -> bool:
+        return self.cap == math.inf
+
+    def following(self, log_weight: np.ndarray, fraction: float) -> Capped:
+        return Capped(next_cap(log_weight, self.cap, fraction))
+
+    def increment(self, log_weight: np.ndarray, following: Capped) -> np.ndarray:
+        """The log incremental weights ``min(log w, cap') - min(log w, cap)`` (``-inf`` where ``w = 0``;
+        from the prior, ``cap = -inf``, the first term alone)."""
+        return _cap_increment(log_weight, self.cap, following.cap)
+
+    def log_ratio(self, proposed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """The target's log ratio for a move from log-weight ``current`` to ``proposed``."""
+        return torch.where(
+            torch.isfinite(proposed),
+            proposed.clamp(max=self.cap) - current.clamp(max=self.cap),
+            torch.full_like(proposed, -math.inf),
+        )
+
+    def floor(self, current: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
+        """The log-weight a proposal must exceed for the Metropolis test ``log_u < log_ratio``
+        (below the cap, so exceeding it is the capped test's condition)."""
+        return current.clamp(max=self.cap) + log_u
+
+    def record(self) -> dict:
+        return {"cap": self.cap}
+
+
+def _cap_increment(log_weight: np.ndarray, cap: float, following: float) -> np.ndarray:
+    finite = np.isfinite(log_weight)
+    base = np.minimum(log_weight, cap) if cap > -math.inf else 0.0
+    return np.where(finite, np.minimum(log_weight, following) - base, -np.inf)
+
+
+def next_cap(log_weight: np.ndarray, cap: float, fraction: float) -> float:
+    """The next level of the capped path: the largest ``cap' > cap`` (``inf`` where the uncapped
+    weight does) whose incremental weights ``min(w, e^cap') / min(w, e^cap)`` keep Kish's ESS at
+    ``fraction`` of the population (bisection on ``log_weight``'s range)."""
+    finite = np.isfinite(log_weight)
+
+    def ess(following: float) -> float:
+        return kish_ess(normalized_weights(_cap_increment(log_weight, cap, following))) / log_weight.size
+
+    if ess(math.inf) >= fraction:
+        return math.inf
+    low, high = max(cap, float(log_weight[finite].min())), float(log_weight[finite].max())
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if ess(middle) >= fraction else (low, middle)
+    return low
+
+
+def expected_caps(log_weight: np.ndarray, fraction: float | None = None) -> int:
+    """How many levels the capped path (:class:`Capped`) takes from the prior to ``prior * w`` if
+    its moves left each population distributed as its target, estimated from prior draws'
+    ``log_weight`` as :func:`expected_temperatures` does for the power path: at ``cap`` the
+    target is these draws weighted by ``a = min(w, e^cap)``, and the increment ``b / a``
+    (``b = min(w, e^cap')``) keeps the ESS fraction ``(mean b)^2 / (mean a * mean(b^2 / a))``."""
+    fraction = TEMPER_FRACTION if fraction is None else fraction
+    finite = np.isfinite(log_weight)
+    if not finite.any():
+        return 0
+    ell = np.asarray(log_weight, dtype=np.float64)[finite]
+    ell = ell - ell.max()
+
+    def kept(cap: float, following: float) -> float:
+        a = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
+        b = np.minimum(ell, following)
+        return math.exp(2 * log_mean_exp(b) - log_mean_exp(a) - log_mean_exp(2 * b - a))
+
+    cap, count = -math.inf, 0
+    while cap < math.inf and count < MAX_TEMPERATURES:
+        count += 1
+        if kept(cap, math.inf) >= fraction:
+            break
+        low, high = max(cap, float(ell.min())), 0.0
+        for _ in range(60):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if kept(cap, middle) >= fraction else (low, middle)
+        if low <= cap:  # no level keeps the fraction: the schedule is stuck (an empty tail)
+            break
+        cap = low
+    return count
+
+
+def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
+           matrices: int = 0, fraction: float | None = None, path: str = "power"):  # fmt: skip
+    """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
+    rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: levels that keep
+    ``fraction`` of the population's ESS, systematic resampling, pCN moves with a Metropolis test.
+
+    ``path``: ``'power'`` walks the targets ``prior * w^beta`` (:class:`Power`), ``'capped'`` the
+    targets ``prior * min(w, e^cap)`` (:class:`Capped`). ``screen``: pass each proposal the floor
+    its log-weight must reach to be accepted (draws below it may come back ``-inf`` uncomputed);
+    ``nothing``: the error when no particle has a finite weight; ``matrices``: how many of the
+    first latents are matrices; where there are any, half of the ``mcmc_steps`` moves per level
+    are :func:`singular_value_moves` of those (after the pCN moves), the other half pCN's;
+    ``fraction``: the ESS share each level keeps (default :data:`TEMPER_FRACTION`). Returns the
+    final ``latent``, their log-weights (uncapped), ``log V`` (the sum of the levels' log mean
+    incremental weights), the levels (each with its ``beta`` or ``cap``) and the weight
+    evaluations."""
+    if path not in TEMPER_PATHS:
+        raise ValueError(f"path must be one of {TEMPER_PATHS}, got {path!r}")
     scale_moves = mcmc_steps // 2 if matrices else 0
     mcmc_steps -= scale_moves
     fraction = TEMPER_FRACTION if fraction is None else fraction
     value = log_weight_of(latent, None)
     evaluations = n_particles
-    beta, log_volume, step, spread = 0.0, 0.0, 0.5, 1.0
+    level = Power(0.0) if path == "power" else Capped(-math.inf)
+    log_volume, step, spread = 0.0, 0.5, 1.0
     levels = []
-    while beta < 1.0:
+    while not level.last:
         if not bool(torch.isfinite(value).any()):
             raise RuntimeError(nothing)
         if len(levels) >= MAX_TEMPERATURES:
-            raise RuntimeError(
-                f"tempering did not reach beta = 1 in {MAX_TEMPERATURES} steps (beta = {beta:.3g})"
-            )
+            message = f"tempering did not reach its last level in {MAX_TEMPERATURES} steps ({level})"
+            raise RuntimeError(message)
         ell = value.numpy()
-        following = next_temperature(ell, beta, fraction)
-        increment = np.where(np.isfinite(ell), (following - beta) * ell, -np.inf)
+        following = level.following(ell, fraction)
+        increment = level.increment(ell, following)
         log_volume += log_mean_exp(increment)
         index = torch.from_numpy(systematic_resample(normalized_weights(increment), n_particles, generator))
         latent = [u[index] for u in latent]
         value = value[index]
-        beta = following
+        level = following
 
-        def metropolis(proposal, current, beta=beta):
-            # accept iff beta (log w' - log w) > log u: with ``screen``, a proposal whose bound is
-            # below that cannot be accepted and need not be computed
+        def metropolis(proposal, current, level=level):
+            # with ``screen``, a proposal whose bound is below the floor cannot be accepted and
+            # need not be computed
             log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
-            proposed = log_weight_of(proposal, (current + log_u / beta).numpy() if screen else None)
-            difference = torch.where(
-                torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
-            )
-            return log_u < beta * difference, proposed
+            proposed = log_weight_of(proposal, level.floor(current, log_u).numpy() if screen else None)
+            return log_u < level.log_ratio(proposed, current), proposed
 
         moved = pcn_moves(latent, value, metropolis, step, mcmc_steps, target_acceptance, generator)
         latent, value, step, acceptance = moved
@@ -549,15 +689,20 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
         cache = singular_cache()  # the block of scale moves shares one decomposition per matrix
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, beta, spread, target_acceptance, generator, matrices, cache
+                latent, value, log_weight_of, level, spread, target_acceptance, generator, matrices, cache
             )
         evaluations += n_particles * scale_moves
-        levels.append({"beta": beta, "log_volume": log_volume, "acceptance": acceptance, "step": step})
+        levels.append({**level.record(), "log_volume": log_volume, "acceptance": acceptance, "step": step})
     return latent, value, log_volume, levels, evaluations
 
 
 __all__ = [
+    "Capped",
     "EFFORT_FACTOR",
+    "Power",
+    "TEMPER_PATHS",
+    "expected_caps",
+    "next_cap",
     "PARETO_K_LIMIT",
     "heavy_tail_checked",
     "pareto_k",

@@ -27,7 +27,7 @@ from factorkit.fit.ball import log_ball_volume, log_gaussian_density
 from factorkit.fit.guess_check import guess_and_check
 from factorkit.fit.hidden import HiddenLayers, gram_of_weights
 from factorkit.fit.marginal import KroneckerDensity, OutputLayerIntegral, applies, eigen
-from factorkit.fit.marginal_sampler import marginal_sample
+from factorkit.fit.marginal_sampler import marginal_sample, resolve_path
 from factorkit.fit.prior import Prior, resolve_prior
 from factorkit.fit.smc import subset_simulation
 from factorkit.models.deep import DeepFactorization
@@ -181,6 +181,30 @@ def test_importance_sampling_and_tempered_smc_agree(eps, path):
     assert within(importance.extra[key], importance.extra[se_key], smc.extra[key], smc.extra[se_key])
     ks = stats.ks_2samp(importance.accepted_gen_loss.numpy(), smc.accepted_gen_loss.numpy())
     assert ks.pvalue > 1e-3
+
+
+def test_the_default_path_caps_where_the_weight_is_heavy_at_eps_zero_only():
+    from factorkit.fit.tail import TailIndex, weight_tail_index
+    from factorkit.fit.weights import HEAVY_TAIL_ALPHA
+
+    heavy, light = TailIndex(HEAVY_TAIL_ALPHA * 0.99), TailIndex(HEAVY_TAIL_ALPHA)
+    assert resolve_path("auto", 0.0, heavy) == "capped"
+    assert resolve_path("auto", 0.0, light) == resolve_path("auto", 0.0, None) == "power"
+    assert resolve_path("auto", 1e-3, heavy) == "power"
+    for name in ("capped", "power", "noise"):
+        assert resolve_path(name, 0.0, light) == name
+    with pytest.raises(ValueError, match="path"):
+        resolve_path("powers", 0.0, heavy)
+    # through the sampler: width_rank2's width-5 cell (8/7) caps, the rank-1 problem's (2) does not
+    for rank, n, want in [(2, 22, "capped"), (1, 15, "power")]:
+        problem = make_sensing_problem(5, 5, rank=rank, n=n, seed=0, dtype="float64")
+        model = DeepFactorization(5, 5, 5, 2)
+        assert (weight_tail_index(problem, model, resolve_prior("gaussian", problem)).alpha < 1.5) == (
+            want == "capped"
+        )
+        result = marginal_sample(problem, model, eps=0.0, method="smc", runs=1, n_particles=50, mcmc_steps=2,
+                                 target_ess=1, check_effort=False, seed=0, keep_samples=False)  # fmt: skip
+        assert result.extra["path"] == want
 
 
 def test_eps_zero_is_the_limit_of_small_eps():

@@ -501,8 +501,9 @@ def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
     """Where the counted tail index is below ``HEAVY_TAIL_ALPHA`` (the paper's depth-3 linear cell:
     12/11) every temperature keeps ``HEAVY_TEMPER_FRACTION`` of the ESS, elsewhere (depth 2: 20/11)
     ``TEMPER_FRACTION``: the fraction each call of ``next_temperature`` got, through the sampler's
-    own path, ``path='power'``. The capped path (the default at ``eps = 0``) keeps
-    ``TEMPER_FRACTION`` at every level of either cell, and never tempers."""
+    own path, ``path='power'``. By default (``path='auto'``) the heavy cell takes the capped path,
+    which keeps ``TEMPER_FRACTION`` at every level and never tempers, and the other the power
+    path at ``TEMPER_FRACTION``."""
     from factorkit.fit import weights
 
     seen = {"power": [], "capped": []}
@@ -529,13 +530,14 @@ def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
                 path=path, seed=0,
             )  # fmt: skip
             assert (result.extra["tail_index"] < weights.HEAVY_TAIL_ALPHA) == heavy
-            if path == "power":
-                want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION
-                assert seen["power"] and set(seen["power"]) == {want} and not seen["capped"]
-            else:
+            if path == "auto" and heavy:
                 assert result.extra["path"] == "capped"
                 assert seen["capped"] and set(seen["capped"]) == {weights.TEMPER_FRACTION}
                 assert not seen["power"]
+            else:
+                assert result.extra["path"] == "power"
+                want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION
+                assert seen["power"] and set(seen["power"]) == {want} and not seen["capped"]
 
 
 def test_what_the_reduction_does_not_cover_is_refused_by_name():

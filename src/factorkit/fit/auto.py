@@ -182,13 +182,12 @@ class MarginalCost:
     of draws at the pilot's price per draw)."""
 
 
-def _infinite_variance(problem, model, prior, eps: float) -> bool:
-    """Whether the sampler skips importance sampling (``method='auto'`` at ``eps = 0`` where the
-    weight's counted tail index is below 2: :func:`~factorkit.fit.marginal_sampler.marginal_sample`)."""
-    if eps != 0:
-        return False
-    tail = weight_tail_index(problem, model, prior)
-    return tail is not None and tail.infinite_variance
+def _eps_zero_tail(problem, model, prior, eps: float):
+    """The ``eps = 0`` weight's counted tail index (:func:`~factorkit.fit.tail.weight_tail_index`;
+    ``None`` at ``eps > 0`` or where not counted): where it says the variance is infinite the
+    sampler skips importance sampling (``method='auto'``), and it picks the tempered runs' path
+    (:func:`~factorkit.fit.marginal_sampler.resolve_path`)."""
+    return weight_tail_index(problem, model, prior) if eps == 0 else None
 
 
 def tempered_draws(
@@ -268,10 +267,11 @@ def marginal_cost(
     log_weight = first_analysis(integral, gram).log_weight
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
+    tail = _eps_zero_tail(problem, model, prior, eps)
     method, draws = _planned_run(
-        log_weight, _infinite_variance(problem, model, prior, eps), target_ess=target_ess,
+        log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
-        path=resolve_path("auto", eps),
+        path=resolve_path("auto", eps, tail),
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)
@@ -344,7 +344,7 @@ def normalized_cost(
     method, draws = _planned_run(
         log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=True,
-        path=resolve_path("auto", 0.0),
+        path=resolve_path("auto", 0.0, tail),
     )  # fmt: skip
     if method == "importance":
         us = MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US

@@ -15,14 +15,14 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   tempered SMC runs over the hidden layers' latents (:class:`~factorkit.fit.hidden.HiddenLayers`):
   the target ``prior(u) * P(accept | G(u))^beta`` walks from ``beta = 0`` to ``1``, each step
   chosen so the incremental weights keep an ESS of half the population, then systematic
-  resampling and ``mcmc_steps`` pCN moves accepted by the Metropolis test on
-  ``beta * (log P' - log P)`` (reversible for the tempered target, Cotter et al. 2013). Each run's
-  ``log V`` is the sum of the log mean incremental weights; the runs are pooled by those
-  normalizing constants (:func:`~factorkit.fit.weights.tempered_runs`: ``log mean V_r``, the
-  ratio estimator of the posterior mean, its ESS from the runs' spread). At ``eps = 0``,
-  ``path='capped'`` (the default at ``eps = 0``) walks ``prior * min(w, e^cap)`` instead, ``cap``
-  rising from ``-inf`` to ``+inf``; ``path='noise'`` replaces the powers of the weight by
-  measurement noise annealed to 0 (:mod:`factorkit.fit.noise_path`).
+  resampling and ``mcmc_steps`` pCN moves accepted by the Metropolis test on ``beta * (log P' - log
+  P)`` (reversible for the tempered target, Cotter et al. 2013). Each run's ``log V`` is the sum of
+  the log mean incremental weights; the runs are pooled by those normalizing constants
+  (:func:`~factorkit.fit.weights.tempered_runs`: ``log mean V_r``, the ratio estimator of the
+  posterior mean, its ESS from the runs' spread). At ``eps = 0``, ``path='capped'`` (the default at
+  ``eps = 0`` where the weight's counted tail index is below 1.5) walks ``prior * min(w, e^cap)``
+  instead, ``cap`` rising from ``-inf`` to ``+inf``; ``path='noise'`` replaces the powers of the
+  weight by measurement noise annealed to 0 (:mod:`factorkit.fit.noise_path`).
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
 ``hidden_draws``, SMC otherwise, and hands a finished importance run over to SMC where its weights'
@@ -150,20 +150,19 @@ def marginal_sample(
         Tempered SMC's sequence of targets. ``'power'`` raises the weight to a power ``beta`` from
         0 to 1. ``'capped'`` caps it, ``prior * min(w, e^cap)`` with ``cap`` rising from ``-inf``
         to ``+inf`` (:class:`~factorkit.fit.weights.Capped`): every target is flat above its cap,
-        so the particles reach the deep strata of a long-tailed weight early (any ``eps``, any
-        prior the sampler covers). ``'auto'`` (default): ``'capped'`` at ``eps = 0`` where the
-        weight's counted tail index is below :data:`~factorkit.fit.weights.HEAVY_TAIL_ALPHA`
-        (1.5), ``'power'`` elsewhere (:func:`resolve_path`): on the paper's cells below 1.5 the
-        capped runs passed the effort check in 31 of 32 rows where the power path's passed in
-        14, and elsewhere the power path needs 0.6-0.8x the evaluations for answers that agree
-        (the marginal guide's "The capped path"). ``'noise'``
-        (``eps = 0``, unnormalized priors) adds Gaussian measurement noise whose variance falls a
-        decade a level to 0
-        (:mod:`factorkit.fit.noise_path`): where the weight's tail index is below 2 the
-        posterior's mass spreads over decades of the weight's depth, and this path follows it
-        further for the same moves a level, at about three times the levels a run
-        (``benchmarks/bench_noise_path.py``). Not the default: per second it wins on some cells
-        and not on others, and the study's ``eps = 0`` rows would cost several times more.
+        so the particles reach the deep strata of a long-tailed weight early (any ``eps``, any prior
+        the sampler covers). ``'auto'`` (default): ``'capped'`` at ``eps = 0`` where the weight's
+        counted tail index is below :data:`~factorkit.fit.weights.HEAVY_TAIL_ALPHA` (1.5),
+        ``'power'`` elsewhere (:func:`resolve_path`): on the paper's cells below 1.5 the capped runs
+        passed the effort check in 39 of 40 rows where the power path's passed in 16; elsewhere the
+        power path took 0.51-0.97x the capped path's evaluations for answers within the seeds'
+        spread (the marginal guide's "The capped path"). ``'noise'`` (``eps = 0``, unnormalized
+        priors) adds Gaussian measurement noise whose variance falls a decade a level to 0
+        (:mod:`factorkit.fit.noise_path`): where the weight's tail index is below 2 the posterior's
+        mass spreads over decades of the weight's depth, and this path follows it further for the
+        same moves a level, at about three times the levels a run
+        (``benchmarks/bench_noise_path.py``). Not the default: per second it wins on some cells and
+        not on others, and the study's ``eps = 0`` rows would cost several times more.
     seed : int or torch.Generator
     keep_samples : bool
         Keep the posterior draws of ``W``.

@@ -127,6 +127,24 @@ def heavy_fraction(tail: TailIndex | None) -> float | None:
     return HEAVY_TEMPER_FRACTION if tail is not None and tail.alpha < HEAVY_TAIL_ALPHA else None
 
 
+def _largest_kept(low: float, high: float, keeps) -> float:
+    """The largest ``x`` in ``[low, high]`` with ``keeps(x)``, by 60 bisections (``keeps(low)``
+    taken as true, ``keeps`` monotone)."""
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if keeps(middle) else (low, middle)
+    return low
+
+
+def _planning_draws(log_weight: np.ndarray) -> np.ndarray | None:
+    """Prior draws' finite ``log_weight`` shifted to a maximum of 0 (``None``: none finite)."""
+    finite = np.isfinite(log_weight)
+    if not finite.any():
+        return None
+    ell = np.asarray(log_weight, dtype=np.float64)[finite]
+    return ell - ell.max()
+
+
 def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> float:
     """The next temperature: the largest ``b <= 1`` whose incremental weights
     ``exp((b - beta) log_weight)`` keep Kish's ESS at ``fraction`` of the population (bisection)."""
@@ -138,10 +156,7 @@ def next_temperature(log_weight: np.ndarray, beta: float, fraction: float) -> fl
 
     if ess(1.0 - beta) >= fraction:
         return 1.0
-    low, high = 0.0, 1.0 - beta
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        low, high = (middle, high) if ess(middle) >= fraction else (low, middle)
+    low = _largest_kept(0.0, 1.0 - beta, lambda step: ess(step) >= fraction)
     return beta + max(low, 1e-12)
 
 
@@ -155,11 +170,9 @@ def expected_temperatures(log_weight: np.ndarray, fraction: float | None = None)
     ESS under the later targets is small, so this is a planning figure, not a bound. ``fraction``
     defaults to :data:`TEMPER_FRACTION`, :func:`temper`'s."""
     fraction = TEMPER_FRACTION if fraction is None else fraction
-    finite = np.isfinite(log_weight)
-    if not finite.any():
+    ell = _planning_draws(log_weight)
+    if ell is None:
         return 0
-    ell = np.asarray(log_weight, dtype=np.float64)[finite]
-    ell = ell - ell.max()
 
     def kept(beta: float, step: float) -> float:  # the draws' count cancels: means, not sums
         return math.exp(
@@ -173,11 +186,9 @@ def expected_temperatures(log_weight: np.ndarray, fraction: float | None = None)
         count += 1
         if kept(beta, 1.0 - beta) >= fraction:
             break
-        low, high = 0.0, 1.0 - beta
-        for _ in range(60):
-            middle = 0.5 * (low + high)
-            low, high = (middle, high) if kept(beta, middle) >= fraction else (low, middle)
-        beta += max(low, 1e-12)
+        beta += max(
+            _largest_kept(0.0, 1.0 - beta, lambda step, beta=beta: kept(beta, step) >= fraction), 1e-12
+        )
     return count
 
 
@@ -596,10 +607,7 @@ def next_cap(log_weight: np.ndarray, cap: float, fraction: float) -> float:
     if ess(math.inf) >= fraction:
         return math.inf
     low, high = max(cap, float(log_weight[finite].min())), float(log_weight[finite].max())
-    for _ in range(60):
-        middle = 0.5 * (low + high)
-        low, high = (middle, high) if ess(middle) >= fraction else (low, middle)
-    return low
+    return _largest_kept(low, high, lambda following: ess(following) >= fraction)
 
 
 def expected_caps(log_weight: np.ndarray, fraction: float | None = None) -> int:
@@ -609,11 +617,9 @@ def expected_caps(log_weight: np.ndarray, fraction: float | None = None) -> int:
     target is these draws weighted by ``a = min(w, e^cap)``, and the increment ``b / a``
     (``b = min(w, e^cap')``) keeps the ESS fraction ``(mean b)^2 / (mean a * mean(b^2 / a))``."""
     fraction = TEMPER_FRACTION if fraction is None else fraction
-    finite = np.isfinite(log_weight)
-    if not finite.any():
+    ell = _planning_draws(log_weight)
+    if ell is None:
         return 0
-    ell = np.asarray(log_weight, dtype=np.float64)[finite]
-    ell = ell - ell.max()
 
     def kept(cap: float, following: float) -> float:
         a = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
@@ -625,10 +631,9 @@ def expected_caps(log_weight: np.ndarray, fraction: float | None = None) -> int:
         count += 1
         if kept(cap, math.inf) >= fraction:
             break
-        low, high = max(cap, float(ell.min())), 0.0
-        for _ in range(60):
-            middle = 0.5 * (low + high)
-            low, high = (middle, high) if kept(cap, middle) >= fraction else (low, middle)
+        low = _largest_kept(
+            max(cap, float(ell.min())), 0.0, lambda following, cap=cap: kept(cap, following) >= fraction
+        )
         if low <= cap:  # no level keeps the fraction: the schedule is stuck (an empty tail)
             break
         cap = low

@@ -208,7 +208,7 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
         value, spread, cache = log_weight_of(latent, None), 1.0, SingularCache()
         for _ in range(moves):
             latent, value, spread, rate = singular_value_moves(
-                latent, value, log_weight_of, 1.0, spread, 0.3, generator, cache=cache
+                latent, value, log_weight_of, Power(1.0), spread, 0.3, generator, cache=cache
             )
         assert 0.1 < rate < 0.6
         return latent
@@ -231,7 +231,14 @@ def test_singular_value_moves_keep_their_target_and_reach_it():
     # ``layers``: only the first latents move, the others (the normalized sampler's directions) stay
     held = draw((5,))
     moved, kept = singular_value_moves(
-        [start[0], held], torch.zeros(count), lambda L, _: torch.zeros(count), 1.0, 1.0, 0.3, generator, 1
+        [start[0], held],
+        torch.zeros(count),
+        lambda L, _: torch.zeros(count),
+        Power(1.0),
+        1.0,
+        0.3,
+        generator,
+        1,
     )[0]
     assert torch.equal(kept, held) and not torch.equal(moved, start[0])
 
@@ -285,7 +292,7 @@ def test_singular_cache_follows_the_moves():
     value, spread, cache, rates = log_weight_of(latent, None), 1.0, SingularCache(), []
     for _ in range(20):
         latent, value, spread, rate = singular_value_moves(
-            latent, value, log_weight_of, 1.0, spread, 0.3, generator, cache=cache
+            latent, value, log_weight_of, Power(1.0), spread, 0.3, generator, cache=cache
         )
         rates.append(rate)
     assert 0.05 < np.mean(rates) < 0.9  # moves were accepted and rejected

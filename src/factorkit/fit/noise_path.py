@@ -40,6 +40,7 @@ from factorkit.fit.ball import log_gaussian_density
 from factorkit.fit.smc import pcn_moves
 from factorkit.fit.weights import (
     MAX_TEMPERATURES,
+    Power,
     kish_ess,
     log_mean_exp,
     normalized_weights,
@@ -48,6 +49,8 @@ from factorkit.fit.weights import (
     systematic_resample,
 )
 
+WHOLE = Power(1.0)
+"""Each noise level's target weighs the particles by its whole density (a power of 1)."""
 NOISE_START = 100.0
 """The first noise variance over the median (over the first population) of ``Sigma``'s largest
 eigenvalue: the first target is then within a few percent of the prior."""
@@ -133,10 +136,7 @@ def anneal_noise(log_density_at, spectrum_of, latent, n_particles, mcmc_steps, t
         def metropolis(proposal, current):
             log_u = torch.rand(n_particles, generator=generator, dtype=torch.float64).log()
             proposed = log_weight_of(proposal)
-            difference = torch.where(
-                torch.isfinite(proposed), proposed - current, torch.full_like(proposed, -math.inf)
-            )
-            return log_u < difference, proposed
+            return log_u < WHOLE.log_ratio(proposed, current), proposed
 
         latent, value, step, acceptance = pcn_moves(
             latent, value, metropolis, step, pcn_steps, target_acceptance, generator
@@ -144,7 +144,7 @@ def anneal_noise(log_density_at, spectrum_of, latent, n_particles, mcmc_steps, t
         cache = singular_cache()  # the block of scale moves shares one decomposition per matrix
         for _ in range(scale_moves):
             latent, value, spread, _ = singular_value_moves(
-                latent, value, log_weight_of, 1.0, spread, target_acceptance, generator, matrices, cache
+                latent, value, log_weight_of, WHOLE, spread, target_acceptance, generator, matrices, cache
             )
         evaluations += n_particles * mcmc_steps
         levels.append({"noise": noise, "log_volume": log_volume, "acceptance": acceptance, "step": step})

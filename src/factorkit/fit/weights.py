@@ -444,8 +444,8 @@ def singular_value_moves(
     """One move of matrix latents (``P x r x c`` each; the first ``layers`` of ``latent``, default
     all, the others stay) that scales one singular value of one of them, both chosen uniformly
     per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its singular vectors; the target is
-    the standard normal law of all the latents times ``w^beta`` (``level`` a float ``beta``, or a
-    :class:`Power` or :class:`Capped` level: then that level's target).
+    the standard normal law of all the latents times the weight as ``level`` (a :class:`Power` or
+    :class:`Capped` level) takes it, ``w^beta`` or ``min(w, e^cap)``.
 
     In singular-value coordinates Lebesgue measure on ``r x c`` matrices is ``prod_{a<b} |s_a^2 -
     s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with ``-t``: the singular
@@ -458,7 +458,6 @@ def singular_value_moves(
     :class:`SingularCache` the caller keeps across consecutive moves (default: a fresh one, every
     matrix decomposed). Returns the latents, values, spread and acceptance rate."""
     count = value.shape[0]
-    level = Power(float(level)) if isinstance(level, (int, float)) else level
     layers = len(latent) if layers is None else layers
     cache = SingularCache() if cache is None else cache
     layer = torch.randint(layers, (count,), generator=generator)

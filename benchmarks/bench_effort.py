@@ -10,11 +10,12 @@ optionally the rank of ``W*`` and ``n``; otherwise the paper's problem, m = m' =
 seed 0, width 5) this runs :func:`factorkit.fit.marginal_sampler.marginal_sample` as tempered SMC
 with ``--runs`` runs of 500 particles at each step count per temperature in ``--steps`` (half of
 them singular-value moves where the latents are matrices; ``check_effort=False``: the effort is the
-variable here; ``--path``: the runs' targets, default the sampler's own, ``'capped'`` at ``eps = 0``
-since 2026-12-07; the rows before it are ``--path power``), and prints the log density ``log p(h =
-y)`` and the posterior mean of ``L_gen``, each with its standard error from the runs' spread, the
-weight evaluations and seconds. ``--fraction``: the share of the ESS every temperature and noise
-level keeps (default the samplers' own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
+variable here; ``--path``: the runs' targets, default the sampler's own, since 2026-12-07
+``'capped'`` where the counted tail index is below 1.5 and ``'power'`` elsewhere; the rows before it
+are ``--path power``), and prints the log density ``log p(h = y)`` and the posterior mean of
+``L_gen``, each with its standard error from the runs' spread, the weight evaluations and seconds.
+``--fraction``: the share of the ESS every temperature and noise level keeps (default the samplers'
+own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
 :data:`~factorkit.fit.weights.HEAVY_TEMPER_FRACTION`, 0.8, where
 :func:`~factorkit.fit.weights.heavy_fraction` says). Runs that mix give the same answer at every
 step count; a column that still moves says the shorter runs are biased, whatever their spread says.

@@ -33,6 +33,7 @@ from factorkit.fit.marginal import OutputLayerIntegral, applies
 from factorkit.fit.marginal_sampler import (
     FIRST_BATCH,
     HIDDEN_DRAWS,
+    excess_alpha,
     first_analysis,
     kish_ess,
     marginal_sample,
@@ -202,17 +203,25 @@ def tempered_draws(
     return float(max(runs, REFERENCE_RUNS) * per_run + (check if check_effort else 0))
 
 
-def planned_temperatures(log_weight, ess: float, fraction: float | None = None, path: str = "power") -> int:
+def planned_temperatures(
+    log_weight,
+    ess: float,
+    fraction: float | None = None,
+    path: str = "power",
+    tail_alpha: float | None = None,
+) -> int:
     """The levels a tempered run is priced at: :func:`~factorkit.fit.weights.expected_temperatures`
-    (``path='power'``) or :func:`~factorkit.fit.weights.expected_caps` (``'capped'``) of the pilot's
+    (``path='power'``) or :func:`~factorkit.fit.weights.expected_caps` (``'capped'``, with the
+    excess's levels where ``tail_alpha`` is given) of the pilot's
     log-weights plus one (measured: the runs took 5-7 where it says 4-5, the pilot's draws
     under-representing the tails that set the last temperatures), or ten where no pilot draw
     carried weight (``ess < 2``: nothing to read the schedule from). ``fraction``: the run's ESS share
     a level (default :data:`~factorkit.fit.weights.TEMPER_FRACTION`)."""
     if ess < 2:
         return 10
-    schedule = expected_caps if path == "capped" else expected_temperatures
-    return schedule(log_weight, fraction) + 1
+    if path == "capped":
+        return expected_caps(log_weight, fraction, tail_alpha) + 1
+    return expected_temperatures(log_weight, fraction) + 1
 
 
 def _planned_run(
@@ -226,6 +235,7 @@ def _planned_run(
     check_effort: bool,
     fraction: float | None = None,
     path: str = "power",
+    tail_alpha: float | None = None,
 ) -> tuple[str, float]:
     """The way and the hidden-layer draws a marginal run is priced at, from its pilot's
     ``log_weight`` (:data:`MARGINAL_PILOT` draws): importance sampling for a quarter more draws
@@ -233,13 +243,13 @@ def _planned_run(
     unless that is more than :data:`~factorkit.fit.marginal_sampler.HIDDEN_DRAWS`, no pilot draw
     carries weight, or the weights are ``heavy`` (infinite variance: the sampler skips importance
     sampling); tempered SMC otherwise (:func:`tempered_draws` over :func:`planned_temperatures` at
-    ``fraction`` along ``path``)."""
+    ``fraction`` along ``path``, told ``tail_alpha``)."""
     ess = kish_ess(normalized_weights(log_weight)) if math.isfinite(float(log_weight.max())) else 0.0
     if ess >= 2 and not heavy:
         draws = 1.25 * target_ess * MARGINAL_PILOT / ess
         if draws <= HIDDEN_DRAWS:
             return "importance", draws
-    temperatures = planned_temperatures(log_weight, ess, fraction, path)
+    temperatures = planned_temperatures(log_weight, ess, fraction, path, tail_alpha)
     return "tempered", tempered_draws(n_particles, runs, mcmc_steps, check_effort, temperatures)
 
 
@@ -268,10 +278,11 @@ def marginal_cost(
     per_draw = {name: count / MARGINAL_PILOT for name, count in integral.work.items()}
     pilot_us = marginal_us(MARGINAL_PILOT, per_draw) - MARGINAL_RUN_US  # draws only
     tail = _eps_zero_tail(problem, model, prior, eps)
+    path = resolve_path("auto", eps, tail)
     method, draws = _planned_run(
         log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=eps == 0,
-        path=resolve_path("auto", eps, tail),
+        path=path, tail_alpha=excess_alpha(path, eps, tail),
     )  # fmt: skip
     if method == "importance":
         us = marginal_us(draws, per_draw)
@@ -341,10 +352,11 @@ def normalized_cost(
     gram = hidden.gram(hidden.draw(MARGINAL_PILOT, generator), MARGINAL_PILOT)
     log_weight = directions.evaluate(gram, directions.draw(MARGINAL_PILOT, generator))[0]
     tail = weight_tail_index(problem, model, prior)
+    path = resolve_path("auto", 0.0, tail)
     method, draws = _planned_run(
         log_weight, tail is not None and tail.infinite_variance, target_ess=target_ess,
         n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps, check_effort=True,
-        path=resolve_path("auto", 0.0, tail),
+        path=path, tail_alpha=excess_alpha(path, 0.0, tail),
     )  # fmt: skip
     if method == "importance":
         us = MARGINAL_RUN_US + max(draws, FIRST_BATCH) * NORMALIZED_DRAW_US

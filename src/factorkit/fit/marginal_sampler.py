@@ -86,6 +86,14 @@ def resolve_path(path: str, eps: float, tail: TailIndex | None) -> str:
     return "capped" if heavy else "power"
 
 
+def excess_alpha(path: str, eps: float, tail: TailIndex | None) -> float | None:
+    """The tail index the tempered runs are told (:func:`~factorkit.fit.weights.temper`'s
+    ``tail_alpha``): the counted ``tail.alpha`` on the capped path at ``eps = 0``, which then ends
+    by tempering the weight's excess over its last cap (:class:`~factorkit.fit.weights.Excess`);
+    ``None`` elsewhere (at ``eps > 0`` the weight is a probability, bounded)."""
+    return tail.alpha if path == "capped" and eps == 0 and tail is not None else None
+
+
 # hidden-layer draws whose Chernoff bound lies this many nats below the largest weight are not
 # computed: together they weigh less than draws * e^-50 (2e-22 per draw) of the total
 SCREEN_NATS = 50.0
@@ -216,6 +224,7 @@ def marginal_sample(
     problem64 = problem.to(device="cpu", dtype=torch.float64)
     tail = weight_tail_index(problem, model, prior)
     path = resolve_path(path, eps, tail)
+    tail_alpha = excess_alpha(path, eps, tail)
     missing = missing_reason(tail) if eps == 0 else None
     if method == "auto" and eps == 0 and tail is not None and tail.infinite_variance:
         method = "smc"  # importance weights of infinite variance: straight to tempered SMC
@@ -230,7 +239,7 @@ def marginal_sample(
             problem64, model, prior, method=method, n_samples=n_samples, target_ess=target_ess,
             hidden_draws=hidden_draws, n_particles=n_particles, runs=runs, mcmc_steps=mcmc_steps,
             target_acceptance=target_acceptance, check_effort=check, generator=make_generator(seed, "cpu"),
-            fraction=heavy_fraction(tail) if path == "power" else None, path=path,
+            fraction=heavy_fraction(tail) if path == "power" else None, path=path, tail_alpha=tail_alpha,
         )  # fmt: skip
         result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
         result.extra["tail_index"] = math.nan if tail is None else tail.alpha
@@ -251,7 +260,7 @@ def marginal_sample(
                                 give_up=method == "auto")  # fmt: skip
         if state is None:
             state = _tempered(integral, hidden.for_moves(), n_particles, runs, mcmc_steps, target_acceptance,
-                              target_ess, generator, check, path)  # fmt: skip
+                              target_ess, generator, check, path, tail_alpha)  # fmt: skip
     result = _result(problem, eps, state, keep_samples, time.perf_counter() - start)
     result.extra["tail_index"] = math.nan if tail is None else tail.alpha
     result.extra["path"] = path
@@ -408,10 +417,13 @@ def _conditional_all(integral, grams: torch.Tensor, log_weight, kept: np.ndarray
     return out
 
 
-def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path) -> dict:
+def _tempered_run(
+    integral, hidden, n_particles, mcmc_steps, target_acceptance, generator, path, tail_alpha=None
+) -> dict:
     """One SMC run over the hidden layers; its final population, log V and levels (with matrix
     latents, half of each level's moves are singular-value moves). ``path``: ``'power'`` tempers
-    the weight and ``'capped'`` caps it (:func:`~factorkit.fit.weights.temper`), ``'noise'``
+    the weight and ``'capped'`` caps it (:func:`~factorkit.fit.weights.temper`, ending with the
+    excess's levels where ``tail_alpha`` is given), ``'noise'``
     (``eps = 0``) anneals the measurement noise (:func:`~factorkit.fit.noise_path.anneal_noise`)."""
     if path == "noise":
 
@@ -436,7 +448,7 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
     latent, value, log_volume, levels, evaluations = temper(
         log_weight_of, hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance,
         generator, nothing=f"no hidden-layer particle puts probability on the ball at eps = {integral.eps:g}",
-        screen=integral.eps > 0, matrices=hidden.matrices, path=path,
+        screen=integral.eps > 0, matrices=hidden.matrices, path=path, tail_alpha=tail_alpha,
     )  # fmt: skip
     gram = hidden.gram(latent, n_particles)
     # every particle's value is its exact log-weight (screened proposals were never accepted)
@@ -445,12 +457,13 @@ def _tempered_run(integral, hidden, n_particles, mcmc_steps, target_acceptance, 
 
 def _tempered(
     integral, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess, generator, check_effort,
-    path="power",
+    path="power", tail_alpha=None,
 ) -> dict:  # fmt: skip
     def more(count, steps):
         out = []
         for _ in range(count):
-            run = _tempered_run(integral, hidden, n_particles, steps, target_acceptance, generator, path)
+            run = _tempered_run(integral, hidden, n_particles, steps, target_acceptance, generator, path,
+                                tail_alpha)  # fmt: skip
             run["draws"] = _draws(integral, run["gram"], np.arange(n_particles), generator, run["log_weight"])
             out.append(run)
         return out

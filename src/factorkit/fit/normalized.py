@@ -738,6 +738,7 @@ def normalized_zero_sample(
     check_effort: bool = True,
     fraction: float | None = None,
     path: str = "power",
+    tail_alpha: float | None = None,
     generator: torch.Generator,
 ) -> dict:
     """The interpolating posterior of a normalized Gaussian prior: the ``state`` the marginal
@@ -754,7 +755,8 @@ def normalized_zero_sample(
     ``fraction``: the ESS share each temperature keeps (default
     :data:`~factorkit.fit.weights.TEMPER_FRACTION`; the caller passes
     :func:`~factorkit.fit.weights.heavy_fraction` of the weight's counted tail index); ``path``:
-    the tempering's targets (:func:`~factorkit.fit.weights.temper`: ``'power'`` or ``'capped'``)."""
+    the tempering's targets (:func:`~factorkit.fit.weights.temper`: ``'power'`` or ``'capped'``;
+    ``tail_alpha``, the weight's tail index, ends the capped path with the excess's levels)."""
     target = NormalizedInterpolation(problem, model, prior)
     hidden = HiddenLayers(model, dataclasses.replace(prior, normalize=False))
     if hidden.kind == "identity":
@@ -768,7 +770,7 @@ def normalized_zero_sample(
         if state is None:
             hidden = hidden.for_moves()
             state = _tempered(target, hidden, n_particles, runs, mcmc_steps, target_acceptance, target_ess,
-                              generator, check_effort, fraction, path)  # fmt: skip
+                              generator, check_effort, fraction, path, tail_alpha)  # fmt: skip
     gram = hidden.gram(hidden.draw(PRIOR_DRAWS, generator), PRIOR_DRAWS)
     prior_gen = target.prior_gen_loss(gram, generator)
     state["prior_gen"] = (float(prior_gen.mean()), float(prior_gen.std() / math.sqrt(PRIOR_DRAWS)))
@@ -844,8 +846,9 @@ factor e on 6% of the paper's prior draws, ``benchmarks/bench_direction_integral
 
 
 def _tempered_run(
-    target, hidden, n_particles, mcmc_steps, target_acceptance, generator, fraction=None, path="power"
-) -> dict:
+    target, hidden, n_particles, mcmc_steps, target_acceptance, generator, fraction=None, path="power",
+    tail_alpha=None,
+) -> dict:  # fmt: skip
     """Tempered SMC over the hidden latents toward ``p(h = y | F)``, exact
     (:meth:`Directions.exact_log_weight`), then one direction per particle with its correction
     weight (:meth:`Directions.draw_given`) and a resampling by those: an exact draw of ``(F, v)``.
@@ -862,7 +865,7 @@ def _tempered_run(
             lambda latent, floor: directions.exact_log_weight(hidden.gram(latent, n_particles)),
             hidden.draw(n_particles, generator), n_particles, mcmc_steps, target_acceptance, generator,
             nothing="no particle has a finite weight at eps = 0", screen=False, matrices=hidden.matrices,
-            fraction=fraction, path=path,
+            fraction=fraction, path=path, tail_alpha=tail_alpha,
         )  # fmt: skip
         gram = hidden.gram(latent, n_particles)
         v, correction = directions.draw_given(gram, value, generator)
@@ -879,7 +882,7 @@ def _tempered_run(
     latent, value, log_volume, levels, evaluations = temper(
         lambda latent, floor: torch.from_numpy(evaluate(latent)[0]), start, n_particles, mcmc_steps,
         target_acceptance, generator, nothing="no particle has a finite weight at eps = 0", screen=False,
-        matrices=hidden.matrices, fraction=fraction, path=path,
+        matrices=hidden.matrices, fraction=fraction, path=path, tail_alpha=tail_alpha,
     )  # fmt: skip
     _, inner, v = evaluate(latent)
     v, rb = directions.pick(inner, v, hidden.gram(latent[:layers], n_particles), generator)
@@ -898,12 +901,15 @@ def _tempered(
     check_effort,
     fraction=None,
     path="power",
+    tail_alpha=None,
 ) -> dict:
     fits = []
 
     def more(count, steps):
         made = [
-            _tempered_run(target, hidden, n_particles, steps, target_acceptance, generator, fraction, path)
+            _tempered_run(
+                target, hidden, n_particles, steps, target_acceptance, generator, fraction, path, tail_alpha
+            )
             for _ in range(count)
         ]
         fits.extend(run["direction_ess"] for run in made if "direction_ess" in run)

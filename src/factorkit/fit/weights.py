@@ -444,8 +444,9 @@ def singular_value_moves(
     """One move of matrix latents (``P x r x c`` each; the first ``layers`` of ``latent``, default
     all, the others stay) that scales one singular value of one of them, both chosen uniformly
     per particle, by ``e^t``, ``t ~ N(0, spread^2)``, keeping its singular vectors; the target is
-    the standard normal law of all the latents times the weight as ``level`` (a :class:`Power` or
-    :class:`Capped` level) takes it, ``w^beta`` or ``min(w, e^cap)``.
+    the standard normal law of all the latents times the weight as ``level`` (a :class:`Power`,
+    :class:`Capped` or :class:`Excess` level) takes it, ``w^beta``, ``min(w, e^cap)`` or the
+    excess's power above a cap.
 
     In singular-value coordinates Lebesgue measure on ``r x c`` matrices is ``prod_{a<b} |s_a^2 -
     s_b^2| prod_a s_a^|r - c| ds dU dV``, so the move (its own reverse with ``-t``: the singular
@@ -555,20 +556,36 @@ class Capped:
     a power ``w^beta`` instead keeps the deepest part of a long-tailed weight out of sight until
     ``beta`` is near 1 (the marginal guide's "Deep eps = 0 posteriors"). The incremental weights
     ``min(w, e^cap') / min(w, e^cap)`` are exact, so a run is SMC along another path: unbiased in
-    ``V`` and consistent in the posterior as every SMC sampler is."""
+    ``V`` and consistent in the posterior as every SMC sampler is. ``alpha``: the weight's tail
+    index where it is known (:func:`~factorkit.fit.tail.weight_tail_index`); the path then ends
+    with :class:`Excess` levels instead of the jump from its last cap to the uncapped weight."""
 
     cap: float
+    alpha: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.alpha is not None and not self.alpha > 1:
+            raise ValueError(f"alpha (the weight's tail index) must be above 1, got {self.alpha}")
 
     @property
     def last(self) -> bool:
         return self.cap == math.inf
 
-    def following(self, log_weight: np.ndarray, fraction: float) -> Capped:
-        return Capped(next_cap(log_weight, self.cap, fraction))
+    def following(self, log_weight: np.ndarray, fraction: float) -> Capped | Excess:
+        """The next capped level; where that would be the uncapped weight and ``alpha`` is known,
+        the first :class:`Excess` level at this cap instead (from the prior, ``cap = -inf``, the
+        uncapped weight itself: a population that keeps the fraction across the whole weight)."""
+        cap = next_cap(log_weight, self.cap, fraction)
+        if cap < math.inf or self.alpha is None or self.cap == -math.inf or not EXCESS_END:
+            return Capped(cap, self.alpha)
+        return Excess(self.cap, 0.0, self.alpha).following(log_weight, fraction)
 
-    def increment(self, log_weight: np.ndarray, following: Capped) -> np.ndarray:
+    def increment(self, log_weight: np.ndarray, following: Capped | Excess) -> np.ndarray:
         """The log incremental weights ``min(log w, cap') - min(log w, cap)`` (``-inf`` where ``w = 0``;
-        from the prior, ``cap = -inf``, the first term alone)."""
+        from the prior, ``cap = -inf``, the first term alone), or toward an :class:`Excess` level
+        at this cap, that level's from ``beta = 0`` (the same target as this one)."""
+        if isinstance(following, Excess):
+            return Excess(self.cap, 0.0, following.alpha).increment(log_weight, following)
         return _cap_increment(log_weight, self.cap, following.cap)
 
     def log_ratio(self, proposed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
@@ -586,6 +603,88 @@ class Capped:
 
     def record(self) -> dict:
         return {"cap": self.cap}
+
+
+EXCESS_END = True
+"""Whether a capped path that knows the weight's tail index ends with :class:`Excess` levels (off:
+it jumps from its last cap to the uncapped weight, the path before 2026-12-08, the benchmarks'
+baseline)."""
+EXCESS_TAIL = 4.0
+"""The tail index each :class:`Excess` level's increments keep at the least: a step from ``beta``
+is at most ``(alpha - beta) / EXCESS_TAIL``. At 4 the increments have a finite third moment, so
+their mean over a population is normal at the Berry-Esseen rate; at 2.2 (steps of 0.9 of the
+finite-variance bound, the first version) the pole's ``log Z`` fell 1.9-4.5 standard errors low
+in 8 of 40 repetitions and its share at the pole 1.2 low on average, at 4 within 2.5 and 0.4,
+at 8 within 1.8 and 0.0, for 5 and 11 levels instead of 3 (``alpha = 4/3``; the numbers of
+``benchmarks/bench_excess_end.py pole``)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Excess:
+    """The target ``prior * min(w, e^cap) * r^beta``, ``r = w / min(w, e^cap)`` the weight's excess
+    over the cap (``beta`` from 0, the capped target, to 1, ``prior * w``): how the capped path
+    ends where the weight's tail is heavy.
+
+    Under the prior ``P(w > t)`` falls as ``t^-alpha`` (``alpha``, the tail index, above 1 for a
+    proper posterior), so under the target at ``beta`` the increment ``r^d`` toward ``beta + d``
+    has the tail index ``(alpha - beta) / d``: a finite second moment exactly when ``beta + 2 d <
+    alpha``. Where ``alpha <= 2`` the capped path's own last step (``d = 1`` from ``beta = 0``) has
+    an infinite one, and a finite population's importance step underweights the mass above the
+    last cap however long its moves (``benchmarks/README.md``, "The particles, not the moves").
+    Each step here is the largest that keeps the ESS fraction and an increment tail index of
+    :data:`EXCESS_TAIL` at the least, ``d <= (alpha - beta) / EXCESS_TAIL``: ``log(1 - 1 / alpha)
+    / log(1 - 1 / EXCESS_TAIL)`` levels at the least (8 at ``alpha = 8/7``, 9 at 12/11)."""
+
+    cap: float
+    beta: float
+    alpha: float
+
+    @property
+    def last(self) -> bool:
+        return self.beta >= 1.0
+
+    def _log_target(self, log_weight: torch.Tensor) -> torch.Tensor:
+        inside = log_weight.clamp(max=self.cap) + self.beta * (log_weight - self.cap).clamp(min=0)
+        return torch.where(torch.isfinite(log_weight), inside, torch.full_like(log_weight, -math.inf))
+
+    def bound(self) -> float:
+        """The largest next ``beta`` whose increment keeps the tail index :data:`EXCESS_TAIL`."""
+        return self.beta + (self.alpha - self.beta) / EXCESS_TAIL
+
+    def following(self, log_weight: np.ndarray, fraction: float) -> Excess:
+        excess = _excess(log_weight, self.cap)
+        beta = next_temperature(excess, self.beta, fraction)
+        return Excess(self.cap, min(beta, self.bound(), 1.0), self.alpha)
+
+    def increment(self, log_weight: np.ndarray, following: Excess) -> np.ndarray:
+        """The log incremental weights ``(beta' - beta) log r`` (``-inf`` where ``w = 0``)."""
+        return (following.beta - self.beta) * _excess(log_weight, self.cap)
+
+    def log_ratio(self, proposed: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """The target's log ratio for a move from log-weight ``current`` to ``proposed``."""
+        return torch.where(
+            torch.isfinite(proposed),
+            self._log_target(proposed) - self._log_target(current),
+            torch.full_like(proposed, -math.inf),
+        )
+
+    def floor(self, current: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
+        """The log-weight a proposal must exceed for the Metropolis test ``log_u < log_ratio``: the
+        inverse of the target's log, ``t`` below the cap and ``cap + (t - cap) / beta`` above."""
+        target = self._log_target(current) + log_u
+        above = (
+            self.cap + (target - self.cap) / self.beta if self.beta > 0 else torch.full_like(target, math.inf)
+        )
+        return torch.where(target <= self.cap, target, above)
+
+    def record(self) -> dict:
+        return {"cap": self.cap, "beta": self.beta}
+
+
+def _excess(log_weight: np.ndarray, cap: float) -> np.ndarray:
+    """``log r = max(log w - cap, 0)``, ``-inf`` where ``w = 0``."""
+    finite = np.isfinite(log_weight)
+    return np.where(finite, np.maximum(np.where(finite, log_weight, cap) - cap, 0.0), -np.inf)
 
 
 def _cap_increment(log_weight: np.ndarray, cap: float, following: float) -> np.ndarray:
@@ -609,52 +708,66 @@ def next_cap(log_weight: np.ndarray, cap: float, fraction: float) -> float:
     return _largest_kept(low, high, lambda following: ess(following) >= fraction)
 
 
-def expected_caps(log_weight: np.ndarray, fraction: float | None = None) -> int:
+def expected_caps(log_weight: np.ndarray, fraction: float | None = None, alpha: float | None = None) -> int:
     """How many levels the capped path (:class:`Capped`) takes from the prior to ``prior * w`` if
     its moves left each population distributed as its target, estimated from prior draws'
     ``log_weight`` as :func:`expected_temperatures` does for the power path: at ``cap`` the
     target is these draws weighted by ``a = min(w, e^cap)``, and the increment ``b / a``
-    (``b = min(w, e^cap')``) keeps the ESS fraction ``(mean b)^2 / (mean a * mean(b^2 / a))``."""
+    (``b = min(w, e^cap')``) keeps the ESS fraction ``(mean b)^2 / (mean a * mean(b^2 / a))``.
+    With the tail index ``alpha`` the path ends with :class:`Excess` levels where it would jump
+    to the uncapped weight, each counted the same way (``a`` the draws' weights under that level's
+    target, the increment ``r^d``) and at most its step :data:`EXCESS_TAIL` allows."""
     fraction = TEMPER_FRACTION if fraction is None else fraction
     ell = _planning_draws(log_weight)
     if ell is None:
         return 0
 
-    def kept(cap: float, following: float) -> float:
-        a = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
-        b = np.minimum(ell, following)
+    def kept(a: np.ndarray, b: np.ndarray) -> float:  # from log target a to log target b
         return math.exp(2 * log_mean_exp(b) - log_mean_exp(a) - log_mean_exp(2 * b - a))
 
     cap, count = -math.inf, 0
     while cap < math.inf and count < MAX_TEMPERATURES:
         count += 1
-        if kept(cap, math.inf) >= fraction:
+        a = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
+        if kept(a, ell) >= fraction:
             break
         low = _largest_kept(
-            max(cap, float(ell.min())), 0.0, lambda following, cap=cap: kept(cap, following) >= fraction
-        )
+            max(cap, float(ell.min())), 0.0,
+            lambda following, a=a: kept(a, np.minimum(ell, following)) >= fraction,
+        )  # fmt: skip
         if low <= cap:  # no level keeps the fraction: the schedule is stuck (an empty tail)
-            break
+            return count
         cap = low
+    if alpha is None or cap == -math.inf or not EXCESS_END:
+        return count
+    count -= 1  # the jump's level: the excess levels replace it
+    level, excess = Excess(cap, 0.0, alpha), np.maximum(ell - cap, 0.0)
+    while not level.last and count < MAX_TEMPERATURES:
+        count += 1
+        a, top = np.minimum(ell, cap) + level.beta * excess, min(level.bound(), 1.0)
+        step = _largest_kept(0.0, top - level.beta, lambda step, a=a: kept(a, a + step * excess) >= fraction)
+        beta = top if kept(a, a + (top - level.beta) * excess) >= fraction else level.beta + max(step, 1e-12)
+        level = Excess(cap, beta, alpha)
     return count
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
-           matrices: int = 0, fraction: float | None = None, path: str = "power"):  # fmt: skip
+           matrices: int = 0, fraction: float | None = None, path: str = "power",
+           tail_alpha: float | None = None):  # fmt: skip
     """One tempered SMC run on standard-normal ``latent`` (a list of tensors, ``n_particles``
     rows each) toward the smooth log-weight ``log_weight_of(latent, floor)``: levels that keep
     ``fraction`` of the population's ESS, systematic resampling, pCN moves with a Metropolis test.
-
     ``path``: ``'power'`` walks the targets ``prior * w^beta`` (:class:`Power`), ``'capped'`` the
-    targets ``prior * min(w, e^cap)`` (:class:`Capped`). ``screen``: pass each proposal the floor
-    its log-weight must reach to be accepted (draws below it may come back ``-inf`` uncomputed);
-    ``nothing``: the error when no particle has a finite weight; ``matrices``: how many of the
-    first latents are matrices; where there are any, half of the ``mcmc_steps`` moves per level
-    are :func:`singular_value_moves` of those (after the pCN moves), the other half pCN's;
-    ``fraction``: the ESS share each level keeps (default :data:`TEMPER_FRACTION`). Returns the
-    final ``latent``, their log-weights (uncapped), ``log V`` (the sum of the levels' log mean
-    incremental weights), the levels (each with its ``beta`` or ``cap``) and the weight
-    evaluations."""
+    targets ``prior * min(w, e^cap)`` (:class:`Capped`), ending with :class:`Excess` levels where
+    ``tail_alpha``, the weight's tail index, is given (above 1; ignored by the power path).
+    ``screen``: pass each proposal the floor its log-weight must reach to be accepted (draws below
+    it may come back ``-inf`` uncomputed); ``nothing``: the error when no particle has a finite
+    weight; ``matrices``: how many of the first latents are matrices; where there are any, half of
+    the ``mcmc_steps`` moves per level are :func:`singular_value_moves` of those (after the pCN
+    moves), the other half pCN's; ``fraction``: the ESS share each level keeps (default
+    :data:`TEMPER_FRACTION`). Returns the final ``latent``, their log-weights (uncapped), ``log V``
+    (the sum of the levels' log mean incremental weights), the levels (each with its ``beta``,
+    ``cap`` or both) and the weight evaluations."""
     if path not in TEMPER_PATHS:
         raise ValueError(f"path must be one of {TEMPER_PATHS}, got {path!r}")
     scale_moves = mcmc_steps // 2 if matrices else 0
@@ -662,7 +775,7 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
     fraction = TEMPER_FRACTION if fraction is None else fraction
     value = log_weight_of(latent, None)
     evaluations = n_particles
-    level = Power(0.0) if path == "power" else Capped(-math.inf)
+    level = Power(0.0) if path == "power" else Capped(-math.inf, tail_alpha)
     log_volume, step, spread = 0.0, 0.5, 1.0
     levels = []
     while not level.last:
@@ -703,6 +816,9 @@ def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, ge
 __all__ = [
     "Capped",
     "EFFORT_FACTOR",
+    "EXCESS_END",
+    "EXCESS_TAIL",
+    "Excess",
     "Power",
     "TEMPER_PATHS",
     "expected_caps",

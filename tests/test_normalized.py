@@ -502,8 +502,8 @@ def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
     12/11) every temperature keeps ``HEAVY_TEMPER_FRACTION`` of the ESS, elsewhere (depth 2: 20/11)
     ``TEMPER_FRACTION``: the fraction each call of ``next_temperature`` got, through the sampler's
     own path, ``path='power'``. By default (``path='auto'``) the heavy cell takes the capped path,
-    which keeps ``TEMPER_FRACTION`` at every level and never tempers, and the other the power
-    path at ``TEMPER_FRACTION``."""
+    which keeps ``TEMPER_FRACTION`` at every level, its caps and the excess's tempered levels at
+    its end, and the other the power path at ``TEMPER_FRACTION``."""
     from factorkit.fit import weights
 
     seen = {"power": [], "capped": []}
@@ -533,7 +533,8 @@ def test_heavy_tailed_weights_are_tempered_in_finer_steps(monkeypatch):
             if path == "auto" and heavy:
                 assert result.extra["path"] == "capped"
                 assert seen["capped"] and set(seen["capped"]) == {weights.TEMPER_FRACTION}
-                assert not seen["power"]
+                # the excess's levels at the end (weights.Excess) temper at the plain fraction
+                assert seen["power"] and set(seen["power"]) == {weights.TEMPER_FRACTION}
             else:
                 assert result.extra["path"] == "power"
                 want = weights.HEAVY_TEMPER_FRACTION if heavy else weights.TEMPER_FRACTION

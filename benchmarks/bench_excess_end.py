@@ -1,9 +1,9 @@
 """The capped path's end: the jump from its last cap to the uncapped weight, or the excess tempered.
 
     python benchmarks/bench_excess_end.py pole [--q 0.75] [--seeds 40] [--runs 16] [--particles 400]
-        [--steps 10] [--paths ...]
+        [--steps 10] [--paths ...] [--excess-tail 4]
     python benchmarks/bench_excess_end.py cells [--cells gaussian:2:linear:2:22 ...] [--steps 10]
-        [--seeds 16] [--particles 500] [--ends jump excess]
+        [--seeds 16] [--particles 500] [--ends jump excess] [--excess-tail 4]
 
 Where the weight's tail index ``alpha`` is 2 or less, the capped path's last step (from
 ``prior * min(w, e^c)`` to ``prior * w``) has incremental weights of infinite variance, and a finite
@@ -11,7 +11,9 @@ population underweights the mass above its last cap however long its moves are; 
 (:class:`factorkit.fit.weights.Excess`) temper ``w / min(w, e^c)`` in steps whose increments keep
 a tail index of :data:`~factorkit.fit.weights.EXCESS_TAIL`. Both ends are run on the same problems
 as many times as asked: the answers' mean over the repetitions shows the bias an answer carries,
-where one run's error bar shows only its spread.
+where one run's error bar shows only its spread. ``--excess-tail``: the excess levels' bound
+(:data:`~factorkit.fit.weights.EXCESS_TAIL`; 2.22 is the first version's 0.9 of the finite-variance
+step).
 
 ``pole``: ``tests/test_weights.py``'s pole test repeated with the seeds 0, 1, ... ``--seeds - 1``:
 the prior ``x ~ N(0, 1)``, the weight ``w = |x|^-q`` (tail index ``1 / q``) with a known
@@ -169,7 +171,11 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=["gaussian:2:linear:2:22"])
     parser.add_argument("--seeds", type=int, default=None, help="default 40 (pole), 16 (cells)")
     parser.add_argument("--ends", nargs="+", choices=list(ENDS), default=list(ENDS))
+    parser.add_argument("--excess-tail", type=float, default=None,
+                        help="weights.EXCESS_TAIL (default 4)")  # fmt: skip
     args = parser.parse_args()
+    if args.excess_tail is not None:
+        weights.EXCESS_TAIL = args.excess_tail
     torch.set_num_threads(1)
     if args.what == "pole":
         print("| q | particles | moves | path | log Z | E[x^2] | P(x^2 < 1e-4) | levels | evaluations a run "

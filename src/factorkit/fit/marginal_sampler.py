@@ -21,7 +21,8 @@ weighted by ``P(accept | G)`` (at ``eps = 0`` by the density ``N(y; 0, Sigma_gg)
   (:func:`~factorkit.fit.weights.tempered_runs`: ``log mean V_r``, the ratio estimator of the
   posterior mean, its ESS from the runs' spread). At ``eps = 0``, ``path='capped'`` (the default at
   ``eps = 0`` where the weight's counted tail index is below 1.5) walks ``prior * min(w, e^cap)``
-  instead, ``cap`` rising from ``-inf`` to ``+inf``; ``path='noise'`` replaces the powers of the
+  instead, ``cap`` rising from ``-inf`` to the last cap, then tempers the excess over it
+  (:class:`~factorkit.fit.weights.Excess`); ``path='noise'`` replaces the powers of the
   weight by measurement noise annealed to 0 (:mod:`factorkit.fit.noise_path`).
 
 ``'auto'`` runs importance sampling when its first batch projects ``target_ess`` within
@@ -159,11 +160,13 @@ def marginal_sample(
         0 to 1. ``'capped'`` caps it, ``prior * min(w, e^cap)`` with ``cap`` rising from ``-inf``
         to ``+inf`` (:class:`~factorkit.fit.weights.Capped`): every target is flat above its cap,
         so the particles reach the deep strata of a long-tailed weight early (any ``eps``, any prior
-        the sampler covers). ``'auto'`` (default): ``'capped'`` at ``eps = 0`` where the weight's
+        the sampler covers). At ``eps = 0`` it ends by tempering the weight's excess over its last
+        cap in steps its counted tail index bounds (:class:`~factorkit.fit.weights.Excess`),
+        where a jump to the uncapped weight would leave a population-size bias (the guide's "The
+        excess end"). ``'auto'`` (default): ``'capped'`` at ``eps = 0`` where the weight's
         counted tail index is below :data:`~factorkit.fit.weights.HEAVY_TAIL_ALPHA` (1.5),
         ``'power'`` elsewhere (:func:`resolve_path`): on the paper's cells below 1.5 the capped runs
-        passed the effort check in 39 of 40 rows where the power path's passed in 16 (the moves
-        suffice; 500 particles leave a population-size bias on some, the guide says); elsewhere the
+        passed the effort check in 39 of 40 rows where the power path's passed in 16; elsewhere the
         power path took 0.51-0.97x the capped path's evaluations for answers within the seeds'
         spread (the marginal guide's "The capped path"). ``'noise'`` (``eps = 0``, unnormalized
         priors) adds Gaussian measurement noise whose variance falls a decade a level to 0

@@ -616,7 +616,8 @@ their mean over a population is normal at the Berry-Esseen rate. On the pole ``w
 (``python benchmarks/bench_excess_end.py pole --excess-tail ...``, 40 repetitions of the pole
 test) the standardized errors of ``log Z`` and of the pole's share had means +0.36 and -0.44
 (standard deviations 0.92 and 0.99) at 4; at 2.22 (0.9 of the finite-variance step, the first
-version) -0.61 and -1.48 (1.35 and 1.12); at 8 +0.77 and -0.02, for 1.8x the evaluations of 4."""
+version) -0.61 and -1.48 (1.35 and 1.12); at 3 -0.25 and -1.01 (1.33 and 1.31); at 8 +0.77 and
+-0.02, for 1.8x the evaluations of 4."""
 
 
 @dataclasses.dataclass(frozen=True)

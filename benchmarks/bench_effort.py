@@ -12,8 +12,10 @@ with ``--runs`` runs of 500 particles at each step count per temperature in ``--
 them singular-value moves where the latents are matrices; ``check_effort=False``: the effort is the
 variable here; ``--path``: the runs' targets, default the sampler's own, since 2026-12-07
 ``'capped'`` where the counted tail index is below 1.5 and ``'power'`` elsewhere; the rows before it
-are ``--path power``), and prints the log density ``log p(h = y)`` and the posterior mean of
-``L_gen``, each with its standard error from the runs' spread, the weight evaluations and seconds.
+are ``--path power``; since 2026-12-08 the capped path ends with the excess levels,
+:class:`~factorkit.fit.weights.Excess`, and its rows before that with the jump), and prints the log
+density ``log p(h = y)`` and the posterior mean of ``L_gen``, each with its standard error from the
+runs' spread, the weight evaluations and seconds.
 ``--fraction``: the share of the ESS every temperature and noise level keeps (default the samplers'
 own: :data:`factorkit.fit.weights.TEMPER_FRACTION`, 0.5, and
 :data:`~factorkit.fit.weights.HEAVY_TEMPER_FRACTION`, 0.8, where

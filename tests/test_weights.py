@@ -425,8 +425,10 @@ def test_the_levels_accept_as_their_targets_say():
     inside = [proposed[0] - current[0], 3.0 + 1.5 - 2.0, -math.inf, proposed[3] - current[3]]
     assert torch.allclose(excess.log_ratio(proposed, current), torch.tensor(inside, dtype=torch.float64),
                           rtol=1e-15, atol=0)  # fmt: skip
+    uncapped = Excess(-math.inf, 0.5, 4 / 3)  # no cap: log target 0.5 l, the power path's
+    assert torch.equal(uncapped.log_ratio(proposed, current), Power(0.5).log_ratio(proposed, current))
     log_u = torch.tensor([-0.1, -1.0, -2.0, -0.3], dtype=torch.float64)
-    for level in (capped, power, excess):
+    for level in (capped, power, excess, uncapped):
         floor = level.floor(current, log_u)
         tiny = 1e-9
         assert bool((log_u < level.log_ratio(floor + tiny, current)).all())
@@ -440,6 +442,9 @@ def test_the_levels_accept_as_their_targets_say():
     assert np.array_equal(
         Excess(0.0, 0.25, 1.2).increment(ell, Excess(0.0, 0.5, 1.2)), [0.0, 0.125, 0.5, -np.inf]
     )
+    # from the prior, the power path's increments
+    assert np.array_equal(Capped(-math.inf, 1.2).increment(ell, Excess(-math.inf, 0.25, 1.2)),
+                          [-0.25, 0.125, 0.5, -np.inf])  # fmt: skip
     with pytest.raises(ValueError, match="alpha"):
         Capped(0.0, 1.0)  # no proper posterior: E[w] is infinite
 
@@ -447,12 +452,13 @@ def test_the_levels_accept_as_their_targets_say():
 def test_a_capped_path_told_the_tail_index_ends_with_the_excess_levels_where_it_would_jump():
     """A capped level that would step to the uncapped weight steps to an :class:`Excess` level at
     its own cap instead, when it knows ``alpha`` (and :data:`EXCESS_END` is on), at most the step
-    ``alpha / EXCESS_TAIL`` from ``beta = 0``; a capped level from the
-    prior jumps as before (its whole population keeps the fraction: nothing to temper)."""
+    ``alpha / EXCESS_TAIL`` from ``beta = 0``; from the prior (``cap = -inf``) that is the power
+    path in the same bounded steps."""
     from factorkit.fit import weights
 
     ell = np.random.default_rng(1).standard_normal(2000)
-    assert Capped(-math.inf, 1.2).following(0.1 * ell, 0.5) == Capped(math.inf, 1.2)
+    assert Capped(-math.inf, 1.2).following(0.1 * ell, 0.5) == Excess(-math.inf, 1.2 / EXCESS_TAIL, 1.2)
+    assert Capped(-math.inf).following(0.1 * ell, 0.5) == Capped(math.inf)
     level = Capped(1.0, 1.2).following(ell, 0.5)
     assert level == Excess(1.0, 1.2 / EXCESS_TAIL, 1.2)  # light excess: the bound binds
     assert Capped(1.0).following(ell, 0.5) == Capped(math.inf)

@@ -573,10 +573,10 @@ class Capped:
 
     def following(self, log_weight: np.ndarray, fraction: float) -> Capped | Excess:
         """The next capped level; where that would be the uncapped weight and ``alpha`` is known,
-        the first :class:`Excess` level at this cap instead (from the prior, ``cap = -inf``, the
-        uncapped weight itself: a population that keeps the fraction across the whole weight)."""
+        the first :class:`Excess` level at this cap instead (from the prior, ``cap = -inf``: the
+        power path in bounded steps)."""
         cap = next_cap(log_weight, self.cap, fraction)
-        if cap < math.inf or self.alpha is None or self.cap == -math.inf or not EXCESS_END:
+        if cap < math.inf or self.alpha is None or not EXCESS_END:
             return Capped(cap, self.alpha)
         return Excess(self.cap, 0.0, self.alpha).following(log_weight, fraction)
 
@@ -634,7 +634,11 @@ class Excess:
     last cap however long its moves (``benchmarks/README.md``, "The particles, not the moves").
     Each step here is the largest that keeps the ESS fraction and an increment tail index of
     :data:`EXCESS_TAIL` at the least, ``d <= (alpha - beta) / EXCESS_TAIL``: ``log(1 - 1 / alpha)
-    / log(1 - 1 / EXCESS_TAIL)`` levels at the least (8 at ``alpha = 8/7``, 9 at 12/11)."""
+    / log(1 - 1 / EXCESS_TAIL)`` levels at the least (8 at ``alpha = 8/7``, 9 at 12/11).
+
+    ``cap = -inf`` (a capped path whose first step would already be the uncapped weight): ``r``
+    is ``w`` itself up to a constant factor, and the targets are ``prior * w^beta``, the power
+    path in steps the same bound keeps."""
 
     cap: float
     beta: float
@@ -645,8 +649,12 @@ class Excess:
         return self.beta >= 1.0
 
     def _log_target(self, log_weight: torch.Tensor) -> torch.Tensor:
-        inside = log_weight.clamp(max=self.cap) + self.beta * (log_weight - self.cap).clamp(min=0)
-        return torch.where(torch.isfinite(log_weight), inside, torch.full_like(log_weight, -math.inf))
+        finite = torch.isfinite(log_weight)
+        if self.cap == -math.inf:  # prior * w^beta
+            inside = self.beta * torch.where(finite, log_weight, torch.zeros_like(log_weight))
+        else:
+            inside = log_weight.clamp(max=self.cap) + self.beta * (log_weight - self.cap).clamp(min=0)
+        return torch.where(finite, inside, torch.full_like(log_weight, -math.inf))
 
     def bound(self) -> float:
         """The largest next ``beta`` whose increment keeps the tail index :data:`EXCESS_TAIL`."""
@@ -671,20 +679,24 @@ class Excess:
 
     def floor(self, current: torch.Tensor, log_u: torch.Tensor) -> torch.Tensor:
         """The log-weight a proposal must exceed for the Metropolis test ``log_u < log_ratio``: the
-        inverse of the target's log, ``t`` below the cap and ``cap + (t - cap) / beta`` above."""
+        inverse of the target's log, ``t`` below the cap and ``cap + (t - cap) / beta`` above
+        (``t / beta`` without a cap)."""
         target = self._log_target(current) + log_u
-        above = (
-            self.cap + (target - self.cap) / self.beta if self.beta > 0 else torch.full_like(target, math.inf)
-        )
-        return torch.where(target <= self.cap, target, above)
+        if self.beta <= 0:
+            return torch.where(target <= self.cap, target, torch.full_like(target, math.inf))
+        if self.cap == -math.inf:
+            return target / self.beta
+        return torch.where(target <= self.cap, target, self.cap + (target - self.cap) / self.beta)
 
     def record(self) -> dict:
         return {"cap": self.cap, "beta": self.beta}
 
 
 def _excess(log_weight: np.ndarray, cap: float) -> np.ndarray:
-    """``log r = max(log w - cap, 0)``, ``-inf`` where ``w = 0``."""
+    """``log r = max(log w - cap, 0)`` (``log w`` itself at ``cap = -inf``), ``-inf`` where ``w = 0``."""
     finite = np.isfinite(log_weight)
+    if cap == -math.inf:
+        return np.where(finite, log_weight, -np.inf)
     return np.where(finite, np.maximum(np.where(finite, log_weight, cap) - cap, 0.0), -np.inf)
 
 
@@ -739,13 +751,14 @@ def expected_caps(log_weight: np.ndarray, fraction: float | None = None, alpha: 
         if low <= cap:  # no level keeps the fraction: the schedule is stuck (an empty tail)
             return count
         cap = low
-    if alpha is None or cap == -math.inf or not EXCESS_END:
+    if alpha is None or not EXCESS_END:
         return count
     count -= 1  # the jump's level: the excess levels replace it
-    level, excess = Excess(cap, 0.0, alpha), np.maximum(ell - cap, 0.0)
+    level, excess = Excess(cap, 0.0, alpha), _excess(ell, cap)
+    floor = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
     while not level.last and count < MAX_TEMPERATURES:
         count += 1
-        a, top = np.minimum(ell, cap) + level.beta * excess, min(level.bound(), 1.0)
+        a, top = floor + level.beta * excess, min(level.bound(), 1.0)
         step = _largest_kept(0.0, top - level.beta, lambda step, a=a: kept(a, a + step * excess) >= fraction)
         beta = top if kept(a, a + (top - level.beta) * excess) >= fraction else level.beta + max(step, 1e-12)
         level = Excess(cap, beta, alpha)

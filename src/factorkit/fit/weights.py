@@ -171,23 +171,33 @@ def expected_temperatures(log_weight: np.ndarray, fraction: float | None = None)
     defaults to :data:`TEMPER_FRACTION`, :func:`temper`'s."""
     fraction = TEMPER_FRACTION if fraction is None else fraction
     ell = _planning_draws(log_weight)
-    if ell is None:
-        return 0
+    return 0 if ell is None else _expected_powers(ell, 0.0, fraction, lambda beta: 1.0, MAX_TEMPERATURES)
 
-    def kept(beta: float, step: float) -> float:  # the draws' count cancels: means, not sums
+
+def _expected_powers(log_r: np.ndarray, base, fraction: float, top, limit: int) -> int:
+    """The planning count of levels along the targets ``base + beta * log_r`` (log-weights of prior
+    draws; ``base`` 0 for the power path, the last capped target for the excess's) from ``beta =
+    0`` to 1, at most ``limit``: each step the largest ``d`` up to ``top(beta) - beta`` whose
+    increments ``r^d`` keep the ESS ``fraction`` of the draws weighted by the target,
+    ``(mean r^(beta+d))^2 / (mean r^beta mean r^(beta+2d))`` with the base weights (the draws'
+    count cancels: means, not sums)."""
+
+    def kept(beta: float, step: float) -> float:
         return math.exp(
-            2 * log_mean_exp((beta + step) * ell)
-            - log_mean_exp(beta * ell)
-            - log_mean_exp((beta + 2 * step) * ell)
+            2 * log_mean_exp(base + (beta + step) * log_r)
+            - log_mean_exp(base + beta * log_r)
+            - log_mean_exp(base + (beta + 2 * step) * log_r)
         )
 
     beta, count = 0.0, 0
-    while beta < 1.0 and count < MAX_TEMPERATURES:
+    while beta < 1.0 and count < limit:
         count += 1
-        if kept(beta, 1.0 - beta) >= fraction:
-            break
+        most = top(beta)
+        if kept(beta, most - beta) >= fraction:
+            beta = most
+            continue
         beta += max(
-            _largest_kept(0.0, 1.0 - beta, lambda step, beta=beta: kept(beta, step) >= fraction), 1e-12
+            _largest_kept(0.0, most - beta, lambda step, beta=beta: kept(beta, step) >= fraction), 1e-12
         )
     return count
 
@@ -741,7 +751,7 @@ def expected_caps(log_weight: np.ndarray, fraction: float | None = None, alpha: 
     cap, count = -math.inf, 0
     while cap < math.inf and count < MAX_TEMPERATURES:
         count += 1
-        a = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
+        a = _capped_log_weight(ell, cap)
         if kept(a, ell) >= fraction:
             break
         low = _largest_kept(
@@ -754,15 +764,17 @@ def expected_caps(log_weight: np.ndarray, fraction: float | None = None, alpha: 
     if alpha is None or not EXCESS_END:
         return count
     count -= 1  # the jump's level: the excess levels replace it
-    level, excess = Excess(cap, 0.0, alpha), _excess(ell, cap)
-    floor = np.minimum(ell, cap) if cap > -math.inf else np.zeros_like(ell)
-    while not level.last and count < MAX_TEMPERATURES:
-        count += 1
-        a, top = floor + level.beta * excess, min(level.bound(), 1.0)
-        step = _largest_kept(0.0, top - level.beta, lambda step, a=a: kept(a, a + step * excess) >= fraction)
-        beta = top if kept(a, a + (top - level.beta) * excess) >= fraction else level.beta + max(step, 1e-12)
-        level = Excess(cap, beta, alpha)
-    return count
+
+    def top(beta: float) -> float:
+        return min(Excess(cap, beta, alpha).bound(), 1.0)
+
+    limit = MAX_TEMPERATURES - count
+    return count + _expected_powers(_excess(ell, cap), _capped_log_weight(ell, cap), fraction, top, limit)
+
+
+def _capped_log_weight(log_weight: np.ndarray, cap: float) -> np.ndarray:
+    """``min(log w, cap)``, the capped target's log-weight (0, the prior's, at ``cap = -inf``)."""
+    return np.minimum(log_weight, cap) if cap > -math.inf else np.zeros_like(log_weight)
 
 
 def temper(log_weight_of, latent, n_particles, mcmc_steps, target_acceptance, generator, *, nothing, screen,
